@@ -1,0 +1,78 @@
+import { hostname } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { type ListenAddress, parseListenAddress } from '../kit/listen-address.js';
+import { NexusError } from '../kit/nexus-error.js';
+
+/** What may be given to the agent, on the command line or in the environment. All optional. */
+export interface AgentOptions {
+  bind?: string;
+  advertise?: string;
+  runDir?: string;
+  stateDir?: string;
+  managerUrl?: string;
+  joinToken?: string;
+  name?: string;
+  logLevel?: string;
+  /** Exit when the parent process goes away (set by `nexus dev`, which runs the agent as a child). */
+  exitWithParent?: boolean;
+}
+
+/** The agent's complete configuration; each field says its default. */
+export interface AgentConfig {
+  /** Where the agent API listens. `--bind` / AGENT_BIND, default 127.0.0.1:9090. */
+  bind: ListenAddress;
+  /** host:port the manager uses to reach this agent. `--advertise` / AGENT_ADVERTISE, default the bind address. */
+  advertise: string | undefined;
+  /** VM folders, images, sockets. `--run-dir` / FC_RUN_DIR, default /srv/fc. */
+  runDir: string;
+  /** The credential and enrollment record. `--state-dir` / NEXUS_AGENT_STATE_DIR, default <run-dir>/agent. */
+  stateDir: string;
+  /** The manager to enroll with and heartbeat to. `--manager` / NEXUS_MANAGER_URL; absent = standalone. */
+  managerUrl: string | undefined;
+  /** Single-use join token. `--join-token` / NEXUS_JOIN_TOKEN (the variable keeps it out of `ps`). */
+  joinToken: string | undefined;
+  /** This host's name in the registry. `--name` / NEXUS_HOST_NAME, default the machine's hostname. */
+  name: string;
+  /** pino level. NEXUS_LOG_LEVEL, default info. */
+  logLevel: string;
+  /** QEMU binary. NEXUS_QEMU_BIN, default qemu-system-x86_64 on PATH. */
+  qemuBinary: string;
+  /** Firecracker binary. NEXUS_FIRECRACKER_BIN, default firecracker on PATH. */
+  firecrackerBinary: string;
+  exitWithParent: boolean;
+}
+
+export function resolveAgentConfig(options: AgentOptions, env: NodeJS.ProcessEnv): AgentConfig {
+  const runDir = absolute(options.runDir ?? env.FC_RUN_DIR ?? '/srv/fc');
+  const managerUrl = options.managerUrl ?? (env.NEXUS_MANAGER_URL || undefined);
+  if (managerUrl !== undefined && !/^https?:\/\/[^/]+/.test(managerUrl)) {
+    throw new NexusError('bad_request', `--manager must be an http(s) URL (got '${managerUrl}')`, {
+      suggestion: 'For example http://10.0.0.1:8080.',
+    });
+  }
+  const joinToken = options.joinToken ?? (env.NEXUS_JOIN_TOKEN || undefined);
+  if (joinToken !== undefined && managerUrl === undefined) {
+    throw new NexusError('bad_request', 'a join token needs --manager (or NEXUS_MANAGER_URL) to enroll with', {
+      suggestion: 'Pass --manager http://<manager>:8080 as well.',
+    });
+  }
+  const advertise = options.advertise ?? (env.AGENT_ADVERTISE || undefined);
+  if (advertise !== undefined) parseListenAddress(advertise, 'AGENT_ADVERTISE');
+  return {
+    bind: parseListenAddress(options.bind ?? env.AGENT_BIND ?? '127.0.0.1:9090', 'AGENT_BIND'),
+    advertise,
+    runDir,
+    stateDir: absolute(options.stateDir ?? env.NEXUS_AGENT_STATE_DIR ?? join(runDir, 'agent')),
+    managerUrl: managerUrl?.replace(/\/+$/, ''),
+    joinToken,
+    name: options.name ?? env.NEXUS_HOST_NAME ?? hostname(),
+    logLevel: options.logLevel ?? env.NEXUS_LOG_LEVEL ?? 'info',
+    qemuBinary: env.NEXUS_QEMU_BIN || 'qemu-system-x86_64',
+    firecrackerBinary: env.NEXUS_FIRECRACKER_BIN || 'firecracker',
+    exitWithParent: options.exitWithParent ?? false,
+  };
+}
+
+function absolute(path: string): string {
+  return isAbsolute(path) ? path : resolve(path);
+}

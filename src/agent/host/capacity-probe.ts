@@ -1,0 +1,76 @@
+import { readFile, readdir, statfs } from 'node:fs/promises';
+import { availableParallelism, totalmem } from 'node:os';
+import { join } from 'node:path';
+import type { DriverAvailability, HostCapacity } from '../../contracts/agent-api.js';
+import { isProcessAlive } from '../../kit/process-identity.js';
+import { probeFirecracker, probeQemu } from './driver-probe.js';
+import { type KvmProbeResult, probeKvm } from './kvm-probe.js';
+import { readPidFile } from './supervisor/pid-file.js';
+
+const MIB = 1024 * 1024;
+
+interface StaticFacts {
+  kvm: KvmProbeResult;
+  drivers: DriverAvailability[];
+}
+
+/**
+ * Measures what this host can give to guests. KVM and the VMM binaries are probed once (the KVM
+ * probe runs a guest); memory, disk and running VMs are read on every call.
+ */
+export class CapacityProbe {
+  private facts: StaticFacts | undefined;
+
+  constructor(private readonly config: { runDir: string; qemuBinary: string; firecrackerBinary: string }) {}
+
+  async init(): Promise<StaticFacts> {
+    if (!this.facts) {
+      const [kvm, qemu] = await Promise.all([probeKvm(this.config.qemuBinary), probeQemu(this.config.qemuBinary)]);
+      const firecracker = await probeFirecracker(this.config.firecrackerBinary, kvm);
+      this.facts = { kvm, drivers: [qemu, firecracker] };
+    }
+    return this.facts;
+  }
+
+  async measure(): Promise<HostCapacity> {
+    const facts = await this.init();
+    const [memoryAvailable, disk, vmsRunning] = await Promise.all([memoryAvailableBytes(), statfs(this.config.runDir), this.countRunningVms()]);
+    return {
+      vcpus: availableParallelism(),
+      memory_mib: Math.floor(totalmem() / MIB),
+      memory_available_mib: Math.floor(memoryAvailable / MIB),
+      run_dir: this.config.runDir,
+      disk_total_mib: Math.floor((disk.blocks * disk.bsize) / MIB),
+      disk_available_mib: Math.floor((disk.bavail * disk.bsize) / MIB),
+      vms_running: vmsRunning,
+      kvm: facts.kvm,
+      drivers: facts.drivers,
+    };
+  }
+
+  /** VM folders whose pid file names a live process. */
+  private async countRunningVms(): Promise<number> {
+    const vmsDir = join(this.config.runDir, 'vms');
+    let ids: string[];
+    try {
+      ids = await readdir(vmsDir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw error;
+    }
+    const alive = await Promise.all(
+      ids.map(async (id) => {
+        const identity = await readPidFile(join(vmsDir, id, 'pid'));
+        return identity !== undefined && (await isProcessAlive(identity));
+      }),
+    );
+    return alive.filter(Boolean).length;
+  }
+}
+
+/** MemAvailable from /proc/meminfo: free memory plus what the kernel can reclaim. */
+async function memoryAvailableBytes(): Promise<number> {
+  const meminfo = await readFile('/proc/meminfo', 'utf8');
+  const match = /^MemAvailable:\s+(\d+) kB$/m.exec(meminfo);
+  return match ? Number(match[1]) * 1024 : 0;
+}

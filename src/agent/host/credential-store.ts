@@ -1,0 +1,56 @@
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/**
+ * The agent's identity: the bearer credential every caller must present, and, once enrolled,
+ * the host id and manager it belongs to. The credential is a secret: the file is mode 0600.
+ */
+export interface AgentIdentity {
+  credential: string;
+  enrollment?: { hostId: string; managerUrl: string };
+}
+
+const FILE = 'identity.json';
+
+/** The identity in the agent's state dir, written atomically so a crash never leaves half of it. */
+export class CredentialStore {
+  constructor(private readonly stateDir: string) {}
+
+  get path(): string {
+    return join(this.stateDir, FILE);
+  }
+
+  async load(): Promise<AgentIdentity | undefined> {
+    let text: string;
+    try {
+      text = await readFile(this.path, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new Error(`reading ${this.path}: ${(error as Error).message}`, { cause: error });
+    }
+    const damaged = new Error(`${this.path} is damaged: remove it and enroll the agent again with a new join token`);
+    let parsed: { credential?: unknown; host_id?: unknown; manager_url?: unknown };
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw damaged;
+    }
+    if (typeof parsed.credential !== 'string') throw damaged;
+    if (typeof parsed.host_id === 'string' && typeof parsed.manager_url === 'string') {
+      return { credential: parsed.credential, enrollment: { hostId: parsed.host_id, managerUrl: parsed.manager_url } };
+    }
+    return { credential: parsed.credential };
+  }
+
+  async save(identity: AgentIdentity): Promise<void> {
+    await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
+    const staged = `${this.path}.${process.pid}.tmp`;
+    const body = {
+      credential: identity.credential,
+      host_id: identity.enrollment?.hostId,
+      manager_url: identity.enrollment?.managerUrl,
+    };
+    await writeFile(staged, `${JSON.stringify(body)}\n`, { mode: 0o600 });
+    await rename(staged, this.path);
+  }
+}

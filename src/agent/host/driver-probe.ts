@@ -1,0 +1,33 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import type { DriverAvailability } from '../../contracts/agent-api.js';
+import type { KvmProbeResult } from './kvm-probe.js';
+
+const run = promisify(execFile);
+
+/** The first line of `<binary> --version`, or why it could not be run. */
+async function versionOf(binary: string): Promise<{ version: string } | { reason: string }> {
+  try {
+    const { stdout } = await run(binary, ['--version'], { timeout: 5000 });
+    return { version: stdout.trim().split('\n')[0] ?? '' };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return { reason: code === 'ENOENT' ? `${binary} not found` : `${binary} --version failed: ${(error as Error).message}` };
+  }
+}
+
+/** QEMU runs guests with KVM when it works and with TCG emulation otherwise: its binary is enough. */
+export async function probeQemu(qemuBinary: string): Promise<DriverAvailability> {
+  const found = await versionOf(qemuBinary);
+  return 'version' in found
+    ? { name: 'qemu', available: true, version: found.version }
+    : { name: 'qemu', available: false, reason: `${found.reason} (Debian package qemu-system-x86)` };
+}
+
+/** Firecracker needs its binary and a KVM that really runs guests. */
+export async function probeFirecracker(firecrackerBinary: string, kvm: KvmProbeResult): Promise<DriverAvailability> {
+  const found = await versionOf(firecrackerBinary);
+  if (!('version' in found)) return { name: 'firecracker', available: false, reason: `${found.reason} (set NEXUS_FIRECRACKER_BIN)` };
+  if (!kvm.usable) return { name: 'firecracker', available: false, version: found.version, reason: `KVM unusable: ${kvm.reason ?? 'unknown'}` };
+  return { name: 'firecracker', available: true, version: found.version };
+}

@@ -1,0 +1,54 @@
+import type { Logger } from 'pino';
+import { AGENT_API_PREFIX, AgentHealth, HostCapacity } from '../../contracts/agent-api.js';
+import { ErrorBody } from '../../contracts/errors.js';
+import { NEXUS_VERSION } from '../../contracts/version.js';
+import { bearerOf } from '../../kit/http/bearer.js';
+import { type HttpServer, createHttpServer } from '../../kit/http/http-server.js';
+import { NexusError } from '../../kit/nexus-error.js';
+import { secretsEqual } from '../../kit/secret.js';
+import type { AgentIdentity } from '../host/credential-store.js';
+
+export interface AgentServices {
+  /**
+   * The identity whose credential every request must carry. Undefined while the agent is still
+   * enrolling (it binds first, to advertise the address it really holds): then it refuses all.
+   */
+  identity(): AgentIdentity | undefined;
+  startedAt: number;
+  capacity(): Promise<HostCapacity>;
+}
+
+/** The agent's HTTP API. Every route, /metrics included, needs the agent's bearer credential. */
+export async function createAgentServer(services: AgentServices, options: { logger: Logger }): Promise<HttpServer> {
+  const app = await createHttpServer({ logger: options.logger, metricsPrefix: 'nexus_agent' });
+
+  // onRequest runs before routing and body parsing: an unauthenticated caller learns nothing,
+  // not even which routes exist.
+  app.addHook('onRequest', async (request) => {
+    const presented = bearerOf(request);
+    const credential = services.identity()?.credential;
+    if (presented === undefined || credential === undefined || !secretsEqual(presented, credential)) {
+      throw new NexusError('unauthorized', presented === undefined ? 'a bearer credential is required' : 'the bearer credential is not valid', {
+        suggestion: 'Send Authorization: Bearer <credential>; the agent keeps it in identity.json in its state dir.',
+      });
+    }
+  });
+
+  const unauthorized = { 401: ErrorBody };
+  app.get(
+    `${AGENT_API_PREFIX}/health`,
+    { schema: { summary: 'The agent answers', response: { 200: AgentHealth, ...unauthorized } } },
+    async () => ({
+      status: 'ok' as const,
+      version: NEXUS_VERSION,
+      uptime_seconds: Math.round((Date.now() - services.startedAt) / 100) / 10,
+      host_id: services.identity()?.enrollment?.hostId ?? null,
+    }),
+  );
+  app.get(
+    `${AGENT_API_PREFIX}/capacity`,
+    { schema: { summary: 'What this host can give to guests', response: { 200: HostCapacity, ...unauthorized } } },
+    async () => services.capacity(),
+  );
+  return app;
+}

@@ -1,0 +1,69 @@
+import { mkdir } from 'node:fs/promises';
+import { type HttpServer, listenOn } from '../kit/http/http-server.js';
+import { dialableHostPort, urlOf } from '../kit/listen-address.js';
+import type { Logger } from '../kit/logger.js';
+import { mintSecret } from '../kit/secret.js';
+import { UndoStack } from '../kit/undo-stack.js';
+import { ManagerLink } from './app/manager-link.js';
+import type { AgentConfig } from './config.js';
+import { CapacityProbe } from './host/capacity-probe.js';
+import { type AgentIdentity, CredentialStore } from './host/credential-store.js';
+import { createAgentServer } from './http/agent-server.js';
+
+export interface RunningAgent {
+  url: string;
+  identity: AgentIdentity;
+  server: HttpServer;
+  close(): Promise<void>;
+}
+
+/**
+ * The agent's composition root. Order matters: probe the host, establish the identity (enroll if
+ * needed), serve, then heartbeat, so the manager never hears of an agent it cannot reach.
+ */
+export async function startAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
+  await mkdir(config.runDir, { recursive: true, mode: 0o755 });
+  const capacity = new CapacityProbe(config);
+  const facts = await capacity.init();
+  log.info({ kvm: facts.kvm, drivers: facts.drivers }, 'host probed');
+
+  const store = new CredentialStore(config.stateDir);
+  const stored = await store.load();
+  const undo = new UndoStack(log);
+  try {
+    let identity: AgentIdentity | undefined;
+    const server = await createAgentServer(
+      { identity: () => identity, startedAt: Date.now(), capacity: () => capacity.measure() },
+      { logger: log },
+    );
+    undo.push('stop serving HTTP', () => server.close());
+    // Bind first: the address we advertise when enrolling must be the one we really hold.
+    const bound = await listenOn(server, config.bind);
+    const advertised = config.advertise ?? dialableHostPort(bound);
+    if (!config.advertise && config.managerUrl && (bound.host === '0.0.0.0' || bound.host === '::')) {
+      log.warn({ advertised }, 'bound to all interfaces without AGENT_ADVERTISE: a manager on another machine cannot reach the loopback address advertised');
+    }
+
+    let link: ManagerLink | undefined;
+    if (config.managerUrl) {
+      link = new ManagerLink({ managerUrl: config.managerUrl, name: config.name, address: advertised }, () => capacity.measure(), log);
+      identity = await link.establish(store, stored, config.joinToken);
+    } else {
+      identity = stored ?? { credential: mintSecret('nxhc') };
+      if (!stored) await store.save(identity);
+      log.info({ identity_file: store.path }, 'standalone agent: callers use the credential in the identity file');
+    }
+
+    if (link) {
+      link.startHeartbeats(identity);
+      undo.push('stop heartbeats', () => link.stop());
+    }
+    const url = urlOf(bound);
+    log.info({ url, host_id: identity.enrollment?.hostId, run_dir: config.runDir }, 'agent listening');
+    return { url, identity, server, close: () => undo.unwind() };
+  } catch (error) {
+    await undo.unwind();
+    throw error;
+  }
+}
+

@@ -1,0 +1,23 @@
+import type { HostList, JoinToken } from '../../contracts/host-api.js';
+import { JsonClient } from '../../kit/json-client.js';
+
+/** The CLI's typed view of the manager API. */
+export class ManagerClient {
+  private readonly http: JsonClient;
+
+  constructor(baseUrl: string) {
+    this.http = new JsonClient({ baseUrl });
+  }
+
+  listHosts(): Promise<HostList> {
+    return this.http.call('GET', '/v1/hosts');
+  }
+
+  mintJoinToken(ttlSeconds: number): Promise<JoinToken> {
+    return this.http.call('POST', '/v1/hosts/join-tokens', { ttl_seconds: ttlSeconds });
+  }
+
+  close(): Promise<void> {
+    return this.http.close();
+  }
+}

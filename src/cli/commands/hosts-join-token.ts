@@ -1,0 +1,30 @@
+import { type Command, InvalidArgumentError } from 'commander';
+import { JOIN_TOKEN_DEFAULT_TTL_SECONDS, JOIN_TOKEN_MAX_TTL_SECONDS } from '../../contracts/host-api.js';
+import { type ClientFlags, runClient, withClientFlags } from '../client-command.js';
+import { printJson } from '../output/print.js';
+
+function parseTtl(text: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 60 || value > JOIN_TOKEN_MAX_TTL_SECONDS) {
+    throw new InvalidArgumentError(`a whole number of seconds from 60 to ${JOIN_TOKEN_MAX_TTL_SECONDS}`);
+  }
+  return value;
+}
+
+export function registerHostsJoinToken(hosts: Command): void {
+  withClientFlags(
+    hosts
+      .command('join-token')
+      .description('mint a single-use join token that admits one agent')
+      .option('--ttl <seconds>', 'how long the token stays valid', parseTtl, JOIN_TOKEN_DEFAULT_TTL_SECONDS),
+  ).action((flags: ClientFlags & { ttl: number }) =>
+    runClient(flags, async (client) => {
+      const token = await client.mintJoinToken(flags.ttl);
+      if (flags.json) return printJson(token);
+      process.stdout.write(
+        `${token.token}\n\nValid once, until ${token.expires_at}. On the new host, as root:\n` +
+          `  NEXUS_JOIN_TOKEN=${token.token} nexus agent --manager ${flags.api} --advertise <this-host-address>:9090\n`,
+      );
+    }),
+  );
+}

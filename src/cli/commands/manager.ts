@@ -1,0 +1,18 @@
+import type { Command } from 'commander';
+import { createLogger } from '../../kit/logger.js';
+import { resolveManagerConfig } from '../../manager/config.js';
+import { startManager } from '../../manager/main.js';
+import { runService } from '../service-lifecycle.js';
+
+export function registerManager(program: Command): void {
+  program
+    .command('manager')
+    .description('run the manager: REST API, source of truth, reconciler (production mode)')
+    .option('--listen <host:port>', 'where the API listens (env NEXUS_LISTEN, default 127.0.0.1:8080)')
+    .option('--data-dir <dir>', 'embedded database dir when DATABASE_URL is unset (env NEXUS_DATA_DIR, default ./.nexus)')
+    .action(async (flags: { listen?: string; dataDir?: string }) => {
+      const config = resolveManagerConfig({ listen: flags.listen, dataDir: flags.dataDir, mode: 'production' }, process.env);
+      const log = createLogger({ name: 'manager', level: config.logLevel });
+      await runService(log, () => startManager(config, log));
+    });
+}

@@ -1,0 +1,35 @@
+import { Command } from 'commander';
+import { NEXUS_VERSION } from '../contracts/version.js';
+import { registerAgent } from './commands/agent.js';
+import { registerDev } from './commands/dev.js';
+import { registerDoctor } from './commands/doctor.js';
+import { registerHostsJoinToken } from './commands/hosts-join-token.js';
+import { registerHostsList } from './commands/hosts-list.js';
+import { registerManager } from './commands/manager.js';
+import { registerMigrate } from './commands/migrate.js';
+import { printError } from './output/print.js';
+
+/** The `nexus` command line. */
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command('nexus')
+    .description('Nexus: microVMs as easy to operate as containers')
+    .version(NEXUS_VERSION)
+    .showHelpAfterError()
+    .enablePositionalOptions();
+
+  registerDev(program);
+  registerManager(program);
+  registerAgent(program);
+  registerMigrate(program);
+  registerDoctor(program);
+  const hosts = program.command('hosts').description('the hosts agents run on');
+  registerHostsList(hosts);
+  registerHostsJoinToken(hosts);
+
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    printError(error, argv.includes('--json'));
+    process.exitCode = 1;
+  }
+}

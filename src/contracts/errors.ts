@@ -1,0 +1,47 @@
+import { Type, type Static } from 'typebox';
+
+/**
+ * The body of every non-2xx answer from the manager and the agent.
+ * `error` is a stable machine-readable code (see {@link ERROR_STATUS}); `fault_message` says what
+ * went wrong in words (a VMM's own message is carried here); `suggestion` says what to do next.
+ */
+export const ErrorBody = Type.Object(
+  {
+    error: Type.String({ description: 'Stable error code, e.g. `validation_failed`' }),
+    fault_message: Type.Optional(Type.String({ description: 'What went wrong, in words' })),
+    status: Type.Integer({ description: 'The HTTP status, repeated for clients that lose it' }),
+    suggestion: Type.Optional(Type.String({ description: 'What to do about it' })),
+    request_id: Type.String({ description: 'Correlates this answer with the server logs' }),
+  },
+  { additionalProperties: false },
+);
+export type ErrorBody = Static<typeof ErrorBody>;
+
+/**
+ * Every error code either process answers with, and its HTTP status. Codes are the contract:
+ * clients branch on them, never on messages, and never on `instanceof` (which does not survive a wire).
+ */
+export const ERROR_STATUS = {
+  validation_failed: 400,
+  malformed_json: 400,
+  bad_request: 400,
+  unauthorized: 401,
+  join_token_invalid: 401,
+  forbidden: 403,
+  not_found: 404,
+  route_not_found: 404,
+  method_not_allowed: 405,
+  conflict: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  internal: 500,
+  not_ready: 503,
+  unavailable: 503,
+} as const satisfies Record<string, number>;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** The HTTP status for a code; unknown codes are server faults. */
+export function statusOfErrorCode(code: string): number {
+  return (ERROR_STATUS as Record<string, number>)[code] ?? 500;
+}

@@ -1,0 +1,140 @@
+import { randomUUID } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Ajv, type Options as AjvOptions } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify';
+import { ErrorBody } from '../../contracts/errors.js';
+import type { ListenAddress } from '../listen-address.js';
+import { NexusError } from '../nexus-error.js';
+import { errorReplyOf } from './error-reply.js';
+import { HttpMetrics } from './http-metrics.js';
+import { MethodIndex } from './method-index.js';
+
+export type HttpServer = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;
+
+export interface HttpServerOptions {
+  logger: FastifyBaseLogger;
+  /** Prefix of the Prometheus metric names: `nexus_manager`, `nexus_agent`. */
+  metricsPrefix: string;
+  /** Largest request body accepted; larger ones answer 413. Default 1 MiB. */
+  bodyLimitBytes?: number;
+  /** When set, the routes' schemas are published as OpenAPI 3 at `/openapi.json`. */
+  openapi?: { title: string; version: string; description: string };
+}
+
+// ajv-formats is CommonJS with a default export; under NodeNext it arrives wrapped.
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+
+/**
+ * Bodies are validated strictly: no coercion ("2" is not 2) and unknown fields are errors, not
+ * silently dropped (Fastify's default Ajv strips them). Query strings and params are text on the
+ * wire, so there numbers and booleans are coerced.
+ */
+function makeValidatorCompiler() {
+  const common: AjvOptions = { removeAdditional: false, useDefaults: true, allErrors: true, strict: false };
+  const body = addFormats(new Ajv({ ...common, coerceTypes: false }));
+  const text = addFormats(new Ajv({ ...common, coerceTypes: 'array' }));
+  return ({ schema, httpPart }: { schema: object; httpPart?: string }) =>
+    (httpPart === 'body' ? body : text).compile(schema);
+}
+
+/**
+ * A Fastify server with the behaviour every Nexus HTTP endpoint shares: request ids (taken from
+ * `x-request-id` or minted, echoed back), one JSON log line per request, the error contract for
+ * every non-2xx (validation, 404, 405, 413, 415, malformed JSON, faults), Prometheus `/metrics`,
+ * and optionally `/openapi.json`.
+ */
+export async function createHttpServer(options: HttpServerOptions): Promise<HttpServer> {
+  const app = Fastify({
+    loggerInstance: options.logger,
+    bodyLimit: options.bodyLimitBytes ?? 1024 * 1024,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    // One line per request is written by our onResponse hook, with the fields we promise.
+    logController: new LogController({ requestIdLogLabel: 'request_id', disableRequestLogging: true }),
+    forceCloseConnections: true,
+    return503OnClosing: true,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.setValidatorCompiler(makeValidatorCompiler());
+  // Only JSON is spoken: a text/plain body is a 415, not a string that fails validation later.
+  app.removeContentTypeParser('text/plain');
+
+  const methods = new MethodIndex();
+  app.addHook('onRoute', (route) => methods.add(route.method, route.url));
+
+  const metrics = new HttpMetrics(options.metricsPrefix);
+  app.decorate('metrics', metrics);
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    const latencyMs = reply.elapsedTime;
+    metrics.observe(request.method, route, reply.statusCode, latencyMs / 1000);
+    request.log.info(
+      { method: request.method, url: request.url, route, status: reply.statusCode, latency_ms: Math.round(latencyMs * 100) / 100 },
+      'request',
+    );
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    const answer = errorReplyOf(error, request.id, request.headers['content-type']);
+    if (answer.unexpected) request.log.error({ err: error }, 'request failed');
+    else request.log.info({ error: answer.body.error, fault_message: answer.body.fault_message }, 'request rejected');
+    return reply.status(answer.status).type('application/json').send(answer.body);
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?', 1)[0] ?? request.url;
+    const allowed = methods.allowedFor(path);
+    if (allowed.length > 0) {
+      reply.header('allow', allowed.join(', '));
+      throw new NexusError('method_not_allowed', `${request.method} is not allowed on ${path}`, {
+        suggestion: `Use ${allowed.join(' or ')}.`,
+      });
+    }
+    throw new NexusError('route_not_found', `no route ${request.method} ${path}`, {
+      suggestion: 'GET /openapi.json lists every route.',
+    });
+  });
+
+  if (options.openapi) {
+    await app.register(swagger, {
+      openapi: {
+        openapi: '3.0.3',
+        info: options.openapi,
+        components: { schemas: { ErrorBody } },
+      },
+    });
+    app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  }
+
+  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    reply.type(metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  return app;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: HttpMetrics;
+  }
+}
+
+/** Starts listening and answers the address actually bound (port 0 becomes the port chosen). */
+export async function listenOn(app: HttpServer, address: ListenAddress): Promise<ListenAddress> {
+  await app.listen({ host: address.host, port: address.port });
+  const bound = app.server.address();
+  return { host: address.host, port: typeof bound === 'object' && bound ? bound.port : address.port };
+}

@@ -1,0 +1,88 @@
+import { Agent, type Dispatcher, request } from 'undici';
+import { NexusError } from './nexus-error.js';
+
+export interface JsonClientOptions {
+  baseUrl: string;
+  bearer?: string;
+  /** Per-request deadline for headers and body. Default 10 s. */
+  timeoutMs?: number;
+  /** Sent as x-request-id, so one id follows a call across processes. */
+  requestId?: () => string | undefined;
+}
+
+/**
+ * A JSON client for a Nexus API. A non-2xx answer in the error contract becomes a NexusError
+ * with the server's code, message and suggestion; a connection failure becomes `unavailable`.
+ */
+export class JsonClient {
+  private readonly dispatcher: Dispatcher;
+  private readonly timeoutMs: number;
+
+  constructor(private readonly options: JsonClientOptions) {
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.dispatcher = new Agent({ headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs, connections: 8 });
+  }
+
+  get baseUrl(): string {
+    return this.options.baseUrl;
+  }
+
+  async call<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.options.bearer) headers.authorization = `Bearer ${this.options.bearer}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const requestId = this.options.requestId?.();
+    if (requestId) headers['x-request-id'] = requestId;
+    const url = new URL(path, this.options.baseUrl);
+
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await request(url, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        dispatcher: this.dispatcher,
+      });
+    } catch (error) {
+      throw new NexusError('unavailable', `cannot reach ${this.options.baseUrl}: ${describeNetworkError(error)}`, {
+        cause: error,
+        terminal: false,
+        suggestion: `Check that the server at ${this.options.baseUrl} is running and reachable.`,
+      });
+    }
+    const text = await response.body.text();
+    const parsed = parseJson(text);
+    if (response.statusCode >= 200 && response.statusCode < 300) return parsed as T;
+
+    const contract = parsed as { error?: unknown; fault_message?: unknown; suggestion?: unknown; request_id?: unknown } | undefined;
+    if (contract && typeof contract.error === 'string') {
+      const message = typeof contract.fault_message === 'string' ? contract.fault_message : contract.error;
+      throw new NexusError(contract.error, message, {
+        suggestion: typeof contract.suggestion === 'string' ? contract.suggestion : undefined,
+        terminal: response.statusCode < 500,
+      });
+    }
+    throw new NexusError('unavailable', `${method} ${url.pathname} answered ${response.statusCode} without an error body`, {
+      terminal: false,
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+}
+
+function parseJson(text: string): unknown {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function describeNetworkError(error: unknown): string {
+  const code = (error as { code?: string }).code;
+  const message = error instanceof Error ? error.message : String(error);
+  return code && !message.includes(code) ? `${code}: ${message}` : message;
+}

@@ -1,0 +1,70 @@
+import { isAbsolute, resolve } from 'node:path';
+import { type ListenAddress, parseListenAddress } from '../kit/listen-address.js';
+import { NexusError } from '../kit/nexus-error.js';
+
+/** What may be given to the manager, on the command line or in the environment. All optional. */
+export interface ManagerOptions {
+  listen?: string;
+  databaseUrl?: string;
+  dataDir?: string;
+  mode?: 'production' | 'dev';
+  heartbeatTimeoutMs?: number;
+  heartbeatIntervalMs?: number;
+  logLevel?: string;
+}
+
+/** The manager's complete configuration; each field says its default. */
+export interface ManagerConfig {
+  /** Where the API listens. `--listen` / NEXUS_LISTEN, default 127.0.0.1:8080. */
+  listen: ListenAddress;
+  /** A real Postgres server. DATABASE_URL; absent = embedded PGlite in `dataDir`. */
+  databaseUrl: string | undefined;
+  /** The embedded database and other local state. NEXUS_DATA_DIR, default ./.nexus (made absolute). */
+  dataDir: string;
+  /** `dev` for `nexus dev` (raw paths, local conveniences), `production` for `nexus manager`. */
+  mode: 'production' | 'dev';
+  /** A host not heard from for this long is `unreachable`. NEXUS_HEARTBEAT_TIMEOUT_MS, default 15000. */
+  heartbeatTimeoutMs: number;
+  /** How often agents heartbeat. NEXUS_HEARTBEAT_INTERVAL_MS, default 5000 (a third of the timeout at most). */
+  heartbeatIntervalMs: number;
+  /** pino level. NEXUS_LOG_LEVEL, default info. */
+  logLevel: string;
+}
+
+export function resolveManagerConfig(options: ManagerOptions, env: NodeJS.ProcessEnv): ManagerConfig {
+  const heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? positiveInt(env.NEXUS_HEARTBEAT_TIMEOUT_MS, 'NEXUS_HEARTBEAT_TIMEOUT_MS') ?? 15_000;
+  const heartbeatIntervalMs =
+    options.heartbeatIntervalMs ??
+    positiveInt(env.NEXUS_HEARTBEAT_INTERVAL_MS, 'NEXUS_HEARTBEAT_INTERVAL_MS') ??
+    Math.min(5_000, Math.floor(heartbeatTimeoutMs / 3));
+  if (heartbeatIntervalMs >= heartbeatTimeoutMs) {
+    throw new NexusError('bad_request', `the heartbeat interval (${heartbeatIntervalMs} ms) must be shorter than the timeout (${heartbeatTimeoutMs} ms)`, {
+      suggestion: 'Keep the interval at a third of the timeout or less.',
+    });
+  }
+  const dataDir = options.dataDir ?? env.NEXUS_DATA_DIR ?? './.nexus';
+  const databaseUrl = options.databaseUrl ?? (env.DATABASE_URL || undefined);
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new NexusError('bad_request', 'DATABASE_URL must be a postgres:// URL', {
+      suggestion: 'For example postgres://nexus:secret@db.internal:5432/nexus, or unset it to use the embedded database.',
+    });
+  }
+  return {
+    listen: parseListenAddress(options.listen ?? env.NEXUS_LISTEN ?? '127.0.0.1:8080', 'NEXUS_LISTEN'),
+    databaseUrl,
+    dataDir: isAbsolute(dataDir) ? dataDir : resolve(dataDir),
+    mode: options.mode ?? 'production',
+    heartbeatTimeoutMs,
+    heartbeatIntervalMs,
+    logLevel: options.logLevel ?? env.NEXUS_LOG_LEVEL ?? 'info',
+  };
+}
+
+export function positiveInt(text: string | undefined, name: string): number | undefined {
+  if (text === undefined || text === '') return undefined;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new NexusError('bad_request', `${name} must be a positive whole number (got '${text}')`);
+  }
+  return value;
+}

@@ -1,0 +1,34 @@
+import { NEXUS_VERSION } from '../../contracts/version.js';
+import { type HttpServer, createHttpServer } from '../../kit/http/http-server.js';
+import type { Logger } from 'pino';
+import type { Database } from '../adapters/sql/database.js';
+import type { HostRegistry } from '../app/host-registry.js';
+import { registerHealthRoutes } from './routes/health-routes.js';
+import { registerHostRoutes } from './routes/host-routes.js';
+
+/** What the routes call. Routes hold no logic of their own beyond mapping HTTP to these. */
+export interface ManagerServices {
+  database: Pick<Database, 'ping'>;
+  hosts: HostRegistry;
+}
+
+export interface ManagerServerOptions {
+  logger: Logger;
+  bodyLimitBytes?: number;
+}
+
+export async function createManagerServer(services: ManagerServices, options: ManagerServerOptions): Promise<HttpServer> {
+  const app = await createHttpServer({
+    logger: options.logger,
+    metricsPrefix: 'nexus_manager',
+    bodyLimitBytes: options.bodyLimitBytes,
+    openapi: {
+      title: 'Nexus manager API',
+      version: NEXUS_VERSION,
+      description: 'Create, run, observe and retire microVMs across hosts. Every non-2xx answer is an ErrorBody.',
+    },
+  });
+  registerHealthRoutes(app, services);
+  registerHostRoutes(app, services);
+  return app;
+}

@@ -1,0 +1,86 @@
+import {
+  CreateJoinTokenRequest,
+  EnrollRequest,
+  EnrollResponse,
+  HeartbeatRequest,
+  Host,
+  HostIdParams,
+  HostList,
+  JOIN_TOKEN_DEFAULT_TTL_SECONDS,
+  JoinToken,
+  HeartbeatResponse,
+} from '../../../contracts/host-api.js';
+import { ErrorBody } from '../../../contracts/errors.js';
+import type { HttpServer } from '../../../kit/http/http-server.js';
+import { bearerOf } from '../../../kit/http/bearer.js';
+import type { ManagerServices } from '../manager-server.js';
+
+const errors = { 400: ErrorBody, 401: ErrorBody, 404: ErrorBody };
+
+export function registerHostRoutes(app: HttpServer, services: ManagerServices): void {
+  const { hosts } = services;
+
+  app.get(
+    '/v1/hosts',
+    { schema: { summary: 'List hosts', tags: ['hosts'], response: { 200: HostList } } },
+    async () => ({ items: await hosts.list() }),
+  );
+
+  app.get(
+    '/v1/hosts/:id',
+    { schema: { summary: 'One host', tags: ['hosts'], params: HostIdParams, response: { 200: Host, ...errors } } },
+    async (request) => hosts.get(request.params.id),
+  );
+
+  app.post(
+    '/v1/hosts/join-tokens',
+    {
+      schema: {
+        summary: 'Mint a single-use, time-limited join token for a new agent',
+        tags: ['hosts'],
+        body: CreateJoinTokenRequest,
+        response: { 201: JoinToken, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const token = await hosts.mintJoinToken(request.body?.ttl_seconds ?? JOIN_TOKEN_DEFAULT_TTL_SECONDS);
+      return reply.status(201).send(token);
+    },
+  );
+
+  app.post(
+    '/v1/hosts/enroll',
+    {
+      schema: {
+        summary: 'Enroll an agent with a join token; answers its per-host credential once',
+        tags: ['hosts'],
+        body: EnrollRequest,
+        response: { 201: EnrollResponse, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const enrolled = await hosts.enroll(request.body, request.ip);
+      return reply.status(201).send({
+        host_id: enrolled.host.id,
+        credential: enrolled.credential,
+        heartbeat_interval_ms: enrolled.heartbeatIntervalMs,
+      });
+    },
+  );
+
+  app.post(
+    '/v1/hosts/:id/heartbeat',
+    {
+      schema: {
+        summary: "An agent's heartbeat (bearer: the host credential)",
+        tags: ['hosts'],
+        params: HostIdParams,
+        body: HeartbeatRequest,
+        response: { 200: HeartbeatResponse, ...errors },
+      },
+    },
+    async (request) => {
+      return { heartbeat_interval_ms: await hosts.heartbeat(request.params.id, bearerOf(request), request.body) };
+    },
+  );
+}

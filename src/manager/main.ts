@@ -1,0 +1,55 @@
+import { systemClock } from '../kit/clock.js';
+import { type HttpServer, listenOn } from '../kit/http/http-server.js';
+import { urlOf } from '../kit/listen-address.js';
+import type { Logger } from '../kit/logger.js';
+import { UndoStack } from '../kit/undo-stack.js';
+import { type Database, openDatabase } from './adapters/sql/database.js';
+import { migrateToLatest } from './adapters/sql/migrator.js';
+import { SqlHostRepo } from './adapters/sql/sql-host-repo.js';
+import { HostRegistry } from './app/host-registry.js';
+import type { ManagerConfig } from './config.js';
+import { createManagerServer } from './http/manager-server.js';
+import { HostLiveness } from './reconcilers/host-liveness.js';
+
+export interface RunningManager {
+  /** Base URL of the API, with the port actually bound. */
+  url: string;
+  database: Database;
+  hosts: HostRegistry;
+  server: HttpServer;
+  /** Stops serving, stops the loops, closes the database. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** The manager's composition root: chooses the adapters and wires them. */
+export async function startManager(config: ManagerConfig, log: Logger): Promise<RunningManager> {
+  if (!config.databaseUrl && config.mode === 'production') {
+    log.warn(
+      { data_dir: config.dataDir },
+      'running on the embedded PGlite database, which never fsyncs: a power loss can lose recent writes. Set DATABASE_URL to a Postgres server for production.',
+    );
+  }
+  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, log });
+  const undo = new UndoStack(log);
+  undo.push('close the database', () => database.close());
+  try {
+    const migrated = await migrateToLatest(database.db);
+    log.info({ database: database.kind, location: database.location, applied: migrated.applied }, 'database ready');
+
+    const hostRepo = new SqlHostRepo(database.db);
+    const hosts = new HostRegistry(hostRepo, systemClock, log, { heartbeatIntervalMs: config.heartbeatIntervalMs });
+    const liveness = new HostLiveness(hostRepo, systemClock, log, { heartbeatTimeoutMs: config.heartbeatTimeoutMs });
+    const server = await createManagerServer({ database, hosts }, { logger: log });
+    undo.push('stop serving HTTP', () => server.close());
+
+    const url = urlOf(await listenOn(server, config.listen));
+    liveness.start();
+    undo.push('stop the host liveness loop', () => liveness.stop());
+    log.info({ url, mode: config.mode }, 'manager listening');
+
+    return { url, database, hosts, server, close: () => undo.unwind() };
+  } catch (error) {
+    await undo.unwind();
+    throw error;
+  }
+}

@@ -1,0 +1,50 @@
+import type { Logger } from 'pino';
+import type { Clock } from '../../kit/clock.js';
+import { messageOf } from '../../kit/nexus-error.js';
+import type { HostRepo } from '../ports/host-repo.js';
+
+export interface HostLivenessConfig {
+  /** A host not heard from for this long is `unreachable`. Default 15 s. */
+  heartbeatTimeoutMs: number;
+}
+
+/**
+ * Marks hosts whose heartbeat is late as `unreachable`. A heartbeat makes them `ready` again.
+ * Runs a sweep every third of the timeout, so a host is flagged at most 4/3 of it late.
+ */
+export class HostLiveness {
+  private timer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<void> | undefined;
+
+  constructor(
+    private readonly hosts: HostRepo,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly config: HostLivenessConfig,
+  ) {}
+
+  start(): void {
+    const everyMs = Math.max(100, Math.floor(this.config.heartbeatTimeoutMs / 3));
+    this.timer = setInterval(() => {
+      this.sweeping ??= this.sweep().finally(() => {
+        this.sweeping = undefined;
+      });
+    }, everyMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.sweeping;
+  }
+
+  async sweep(): Promise<void> {
+    const now = this.clock.now();
+    try {
+      const late = await this.hosts.markLateHostsUnreachable(new Date(now.getTime() - this.config.heartbeatTimeoutMs), now);
+      for (const name of late) this.log.warn({ event: 'host_unreachable', host_name: name }, 'host missed its heartbeats');
+    } catch (error) {
+      this.log.error({ err: error }, `host liveness sweep failed: ${messageOf(error)}`);
+    }
+  }
+}
