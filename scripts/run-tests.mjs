@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Runs every test file under test/ (or those named) with node's test runner, TypeScript via tsx.
-// Node 20's --test does not expand globs, so the files are found here.
+// Node 20's --test does not expand globs, so the files are found here. Afterwards it checks that
+// the tests left no process of theirs behind (VMMs, agents, managers, Postgres servers).
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 function find(dir) {
@@ -13,11 +14,36 @@ function find(dir) {
   });
 }
 
+/** pid -> command line of every process whose command line looks like one the tests start. */
+function suspects() {
+  const found = new Map();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
+      if (/qemu-system|bin\/nexus\.js|nexus-pg-|firecracker/.test(cmdline)) found.set(Number(name), cmdline);
+    } catch {
+      // exited while we looked
+    }
+  }
+  return found;
+}
+
 const named = process.argv.slice(2);
 const files = (named.length > 0 ? named : find('test')).map((file) => relative('.', file)).sort();
+const before = suspects();
 const result = spawnSync(
   process.execPath,
   ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=1', ...files],
   { stdio: 'inherit' },
 );
+
+// Give processes stopped at the very end a moment to finish exiting.
+const leaked = () => [...suspects()].filter(([pid]) => !before.has(pid));
+for (let i = 0; i < 50 && leaked().length > 0; i++) spawnSync('sleep', ['0.1']);
+const left = leaked();
+if (left.length > 0) {
+  process.stderr.write(`\nThe tests left processes behind (a leak to fix):\n${left.map(([pid, cmd]) => `  ${pid} ${cmd}`).join('\n')}\n`);
+  process.exit(1);
+}
 process.exit(result.status ?? 1);

@@ -15,20 +15,15 @@ export type FailService = (reason: string) => void;
 
 /**
  * Runs a long-lived service until SIGINT or SIGTERM (or the parent going away, or a part of it
- * failing), then closes it and exits (0 when asked to stop, 1 on failure). A second signal while
- * closing exits at once with 130.
+ * failing), then closes it and exits (0 when asked to stop, 1 on failure). Signals are handled
+ * from the first moment: one that arrives while the service is still starting stops it as soon
+ * as it has started, so nothing it started is left behind. A second signal exits at once (130).
  */
 export async function runService(log: Logger, start: (fail: FailService) => Promise<Service>, options: ServiceOptions = {}): Promise<void> {
   let service: Service | undefined;
-  let stopping = false;
-  const stop = (reason: string, exitCode: number) => {
-    if (stopping) {
-      log.warn({ reason }, 'stopping now, without finishing cleanup');
-      process.exit(130);
-    }
-    stopping = true;
-    if (exitCode === 0) log.info({ reason }, 'stopping');
-    else log.error({ reason }, 'stopping after a failure');
+  let requested: { reason: string; exitCode: number } | undefined;
+
+  const shutDown = (exitCode: number) => {
     (service?.close() ?? Promise.resolve())
       .then(() => process.exit(exitCode))
       .catch((error: unknown) => {
@@ -36,13 +31,25 @@ export async function runService(log: Logger, start: (fail: FailService) => Prom
         process.exit(1);
       });
   };
+  const stop = (reason: string, exitCode: number) => {
+    if (requested) {
+      log.warn({ reason }, 'stopping now, without finishing cleanup');
+      process.exit(130);
+    }
+    requested = { reason, exitCode };
+    if (exitCode === 0) log.info({ reason }, 'stopping');
+    else log.error({ reason }, 'stopping after a failure');
+    if (service) shutDown(exitCode);
+  };
+  process.on('SIGINT', () => stop('SIGINT', 0));
+  process.on('SIGTERM', () => stop('SIGTERM', 0));
+  if (options.exitWithParent && process.connected) process.on('disconnect', () => stop('parent went away', 0));
+
   try {
     service = await start((reason) => stop(reason, 1));
   } catch (error) {
     printError(error, false);
-    process.exit(1);
+    process.exit(requested?.exitCode ?? 1);
   }
-  process.on('SIGINT', () => stop('SIGINT', 0));
-  process.on('SIGTERM', () => stop('SIGTERM', 0));
-  if (options.exitWithParent && process.connected) process.on('disconnect', () => stop('parent went away', 0));
+  if (requested) shutDown(requested.exitCode);
 }

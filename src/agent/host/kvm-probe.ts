@@ -15,7 +15,7 @@ export interface KvmProbeResult {
 /** The probe's exit port and value: isa-debug-exit makes QEMU exit with (value << 1) | 1. */
 const EXIT_PORT = 0xf4;
 const EXIT_VALUE = 0x31;
-const EXPECTED_EXIT_CODE = (EXIT_VALUE << 1) | 1;
+export const KVM_PROBE_EXIT_CODE = (EXIT_VALUE << 1) | 1;
 const LOOP_ITERATIONS = 100_000_000;
 
 /**
@@ -41,6 +41,14 @@ export function kvmProbeFirmware(): Buffer {
   return image;
 }
 
+/** QEMU arguments that run the probe firmware; it exits with {@link KVM_PROBE_EXIT_CODE} when done. */
+export function kvmProbeArgs(firmware: string, accel: 'kvm' | 'tcg'): string[] {
+  return [
+    '-accel', accel, '-M', 'microvm,x-option-roms=off,rtc=off,acpi=off', '-nodefaults', '-no-user-config',
+    '-display', 'none', '-m', '16', '-bios', firmware, '-device', `isa-debug-exit,iobase=${EXIT_PORT},iosize=0x04`,
+  ];
+}
+
 /**
  * Whether KVM actually runs guests here: opening /dev/kvm is not enough, so a vCPU must run the
  * probe firmware to completion within `timeoutMs`.
@@ -55,16 +63,12 @@ export async function probeKvm(qemuBinary: string, timeoutMs = 3000): Promise<Kv
   try {
     const firmware = join(dir, 'probe.bin');
     await writeFile(firmware, kvmProbeFirmware());
-    const args = [
-      '-accel', 'kvm', '-M', 'microvm,x-option-roms=off,rtc=off,acpi=off', '-nodefaults', '-no-user-config',
-      '-display', 'none', '-m', '16', '-bios', firmware, '-device', `isa-debug-exit,iobase=${EXIT_PORT},iosize=0x04`,
-    ];
     try {
-      await run(qemuBinary, args, { timeout: timeoutMs, killSignal: 'SIGKILL' });
+      await run(qemuBinary, kvmProbeArgs(firmware, 'kvm'), { timeout: timeoutMs, killSignal: 'SIGKILL' });
       return { usable: false, reason: 'the KVM probe guest exited without reporting' };
     } catch (error) {
       const failure = error as { code?: number | string; killed?: boolean; stderr?: string };
-      if (failure.code === EXPECTED_EXIT_CODE) return { usable: true };
+      if (failure.code === KVM_PROBE_EXIT_CODE) return { usable: true };
       if (failure.code === 'ENOENT') return { usable: false, reason: `${qemuBinary} not found: cannot probe KVM` };
       if (failure.killed) {
         return { usable: false, reason: `/dev/kvm opens, but a KVM vCPU did not finish a probe loop within ${timeoutMs} ms (no nested virtualization?)` };

@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { join } from 'node:path';
+import { freePort } from '../support/ports.js';
+import { tempDir } from '../support/temp-dir.js';
+import { type NexusProcess, descendantsOf, eventually, isAlive, runNexus, spawnNexus } from '../support/nexus-process.js';
+
+/**
+ * `nexus dev` as an operator runs it: the real binary, manager + local agent, embedded database.
+ * Ports, data dir and run dir are the test's own.
+ */
+describe('nexus dev', () => {
+  const dir = tempDir('nexus-dev-');
+  const started: NexusProcess[] = [];
+  after(async () => {
+    await Promise.all(started.map((process) => process.stop()));
+    dir.remove();
+  });
+
+  async function startDev(): Promise<{ dev: NexusProcess; api: string }> {
+    const [apiPort, agentPort] = [await freePort(), await freePort()];
+    const dev = spawnNexus(['dev', '--no-install'], {
+      NEXUS_LISTEN: `127.0.0.1:${apiPort}`,
+      AGENT_BIND: `127.0.0.1:${agentPort}`,
+      NEXUS_DATA_DIR: join(dir.path, 'data'),
+      FC_RUN_DIR: join(dir.path, 'run'),
+    });
+    started.push(dev);
+    const api = `http://127.0.0.1:${apiPort}`;
+    await eventually(
+      'nexus dev says it is up',
+      async () => {
+        if (dev.child.exitCode !== null) throw new Error(`nexus dev exited early:\n${dev.output()}`);
+        return /Nexus dev is up/.test(dev.output());
+      },
+      60_000,
+    );
+    assert.equal((await fetch(`${api}/readyz`)).status, 200);
+    return { dev, api };
+  }
+
+  async function stopsCleanly(signal: NodeJS.Signals) {
+    const { dev, api } = await startDev();
+    const { code: listCode, output } = await runNexus(['hosts', 'list', '--json'], { NEXUS_API: api });
+    assert.equal(listCode, 0, output);
+    const hosts = JSON.parse(output);
+    assert.equal(hosts.length, 1);
+    assert.equal(hosts[0].status, 'ready');
+
+    const pid = dev.child.pid ?? 0;
+    const children = descendantsOf(pid);
+    assert.ok(children.length >= 1, 'the local agent runs as a child process');
+    dev.child.kill(signal);
+    const { code } = await dev.exited;
+    assert.equal(code, 0, dev.output());
+    await eventually('every child of nexus dev has exited', () => children.every((child) => !isAlive(child)), 15_000);
+  }
+
+  it('brings up manager + agent: readyz 200 and the local host listed ready; SIGINT stops both', async () => {
+    await stopsCleanly('SIGINT');
+  });
+
+  it('starts again on the same data dir (the agent keeps its identity) and SIGTERM stops both', async () => {
+    await stopsCleanly('SIGTERM');
+  });
+
+  it('leaves no agent behind even when nexus dev itself is killed with SIGKILL', async () => {
+    const { dev } = await startDev();
+    const children = descendantsOf(dev.child.pid ?? 0);
+    assert.ok(children.length >= 1);
+    dev.child.kill('SIGKILL');
+    await dev.exited;
+    await eventually('the orphaned agent notices and exits', () => children.every((child) => !isAlive(child)), 15_000);
+  });
+});
+
+describe('nexus dev stopped while starting', () => {
+  it('a SIGTERM during start-up still stops everything it started', async () => {
+    const dir = tempDir('nexus-dev-early-');
+    try {
+      const dev = spawnNexus(['dev', '--no-install'], {
+        NEXUS_LISTEN: `127.0.0.1:${await freePort()}`,
+        AGENT_BIND: `127.0.0.1:${await freePort()}`,
+        NEXUS_DATA_DIR: join(dir.path, 'data'),
+        FC_RUN_DIR: join(dir.path, 'run'),
+      });
+      const pid = dev.child.pid ?? 0;
+      // The agent is spawned once the manager is up; stop dev while the agent is still probing.
+      let children: number[] = [];
+      await eventually('the agent is spawned', () => (children = descendantsOf(pid)).length > 0, 60_000);
+      dev.child.kill('SIGTERM');
+      const { code } = await dev.exited;
+      assert.equal(code, 0, dev.output());
+      await eventually('the agent has exited', () => children.every((child) => !isAlive(child)), 15_000);
+    } finally {
+      dir.remove();
+    }
+  });
+});

@@ -1,0 +1,27 @@
+import assert from 'node:assert/strict';
+import { hostname } from 'node:os';
+import { describe, it } from 'node:test';
+import { resolveAgentConfig } from '../../../src/agent/config.js';
+
+describe('resolveAgentConfig', () => {
+  it('defaults: 127.0.0.1:9090, /srv/fc, state under the run dir, hostname, standalone', () => {
+    const config = resolveAgentConfig({}, {});
+    assert.deepEqual(config.bind, { host: '127.0.0.1', port: 9090 });
+    assert.equal(config.runDir, '/srv/fc');
+    assert.equal(config.stateDir, '/srv/fc/agent');
+    assert.equal(config.name, hostname());
+    assert.equal(config.managerUrl, undefined);
+  });
+  it('reads AGENT_BIND, FC_RUN_DIR, NEXUS_MANAGER_URL and NEXUS_JOIN_TOKEN', () => {
+    const config = resolveAgentConfig({}, { AGENT_BIND: ':9191', FC_RUN_DIR: '/run/nx', NEXUS_MANAGER_URL: 'http://m:8080/', NEXUS_JOIN_TOKEN: 't' });
+    assert.deepEqual(config.bind, { host: '0.0.0.0', port: 9191 });
+    assert.equal(config.stateDir, '/run/nx/agent');
+    assert.equal(config.managerUrl, 'http://m:8080');
+    assert.equal(config.joinToken, 't');
+  });
+  it('refuses a join token without a manager, a bad manager URL and a bad advertise address', () => {
+    assert.throws(() => resolveAgentConfig({ joinToken: 't' }, {}), /needs --manager/);
+    assert.throws(() => resolveAgentConfig({ managerUrl: 'm:8080' }, {}), /must be an http\(s\) URL/);
+    assert.throws(() => resolveAgentConfig({ advertise: 'somewhere' }, {}), /AGENT_ADVERTISE must be host:port/);
+  });
+});
