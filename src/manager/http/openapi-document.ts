@@ -1,0 +1,16 @@
+import type { Logger } from 'pino';
+import type { HostRegistry } from '../app/host-registry.js';
+import { createManagerServer } from './manager-server.js';
+
+/**
+ * The manager's OpenAPI document, built from the route schemas without a database: routes are
+ * registered but never called. Used to publish docs/api.md.
+ */
+export async function buildOpenApiDocument(logger: Logger): Promise<Record<string, unknown>> {
+  const unused = new Proxy({}, { get: () => { throw new Error('no services while building the OpenAPI document'); } });
+  const app = await createManagerServer({ database: unused as never, hosts: unused as HostRegistry }, { logger });
+  await app.ready();
+  const document = app.swagger() as unknown as Record<string, unknown>;
+  await app.close();
+  return document;
+}
