@@ -1,10 +1,12 @@
 import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import { resolveAgentConfig } from '../../agent/config.js';
 import { CredentialStore } from '../../agent/host/credential-store.js';
+import { urlOf } from '../../kit/listen-address.js';
 import { stopChild } from '../../kit/child-process.js';
 import { createLogger } from '../../kit/logger.js';
 import { NexusError } from '../../kit/nexus-error.js';
@@ -57,7 +59,7 @@ export function registerDev(program: Command): void {
               `  API     ${manager.url}   (curl ${manager.url}/readyz)`,
               `  agent   ${agent.url}, run dir ${agent.runDir}`,
               `  data    ${config.dataDir} (embedded PGlite)`,
-              `  hosts   NEXUS_API=${manager.url} nexus hosts list`,
+              `  hosts   ${relative(process.cwd(), NEXUS_BIN)} hosts list --api ${manager.url}`,
               'Ctrl-C stops both.',
               '',
             ].join('\n'),
@@ -90,13 +92,16 @@ async function startLocalAgent(manager: RunningManager, dataDir: string, flags: 
   const stateDir = join(dataDir, 'agent');
   const name = process.env.NEXUS_HOST_NAME ?? hostname();
   const joinToken = await joinTokenIfNeeded(manager, new CredentialStore(stateDir));
-  const bind = flags.agentBind ?? process.env.AGENT_BIND ?? '127.0.0.1:9090';
-  const runDir = flags.runDir ?? process.env.FC_RUN_DIR ?? '/srv/fc';
+  // Resolved here only to pass on and to print: the agent resolves the same values itself.
+  const agentConfig = resolveAgentConfig({ bind: flags.agentBind, runDir: flags.runDir, stateDir }, process.env);
 
   const env: NodeJS.ProcessEnv = { ...process.env, NEXUS_HOST_NAME: name };
   delete env.NEXUS_JOIN_TOKEN;
   if (joinToken) env.NEXUS_JOIN_TOKEN = joinToken;
-  const args = [NEXUS_BIN, 'agent', '--exit-with-parent', '--bind', bind, '--run-dir', runDir, '--state-dir', stateDir, '--manager', manager.url];
+  // The child inherits AGENT_BIND and FC_RUN_DIR; only flags given to dev are passed on as flags.
+  const args = [NEXUS_BIN, 'agent', '--exit-with-parent', '--state-dir', stateDir, '--manager', manager.url];
+  if (flags.agentBind) args.push('--bind', flags.agentBind);
+  if (flags.runDir) args.push('--run-dir', flags.runDir);
   // The IPC channel is the child's lifeline: if this process dies, even by SIGKILL, the agent sees
   // the channel close and stops, so no agent outlives `nexus dev`.
   const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -120,7 +125,7 @@ async function startLocalAgent(manager: RunningManager, dataDir: string, flags: 
     await stop();
     throw error;
   }
-  return { url: `http://${bind}`, runDir, stop };
+  return { url: urlOf(agentConfig.bind), runDir: agentConfig.runDir, stop };
 }
 
 /**
