@@ -29,9 +29,23 @@ function suspects() {
   return found;
 }
 
+/** Network devices, nftables tables and namespaces that look like the tests' own. */
+function hostResources() {
+  const found = new Set();
+  const run = (cmd, args) => spawnSync(cmd, args, { encoding: 'utf8' }).stdout ?? '';
+  for (const line of run('ip', ['-o', 'link', 'show']).split('\n')) {
+    const name = /^\d+: ([^:@]+)/.exec(line)?.[1];
+    if (name && /^(tap-|nxbr|nxvt)/.test(name)) found.add(`device ${name}`);
+  }
+  for (const table of run('nft', ['list', 'tables']).split('\n')) if (/nexus_nxbr/.test(table)) found.add(`nft ${table.trim()}`);
+  for (const ns of run('ip', ['netns', 'list']).split('\n')) if (/^nx/.test(ns)) found.add(`netns ${ns.split(' ')[0]}`);
+  return found;
+}
+
 const named = process.argv.slice(2);
 const files = (named.length > 0 ? named : find('test')).map((file) => relative('.', file)).sort();
 const before = suspects();
+const resourcesBefore = hostResources();
 const result = spawnSync(
   process.execPath,
   ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=1', ...files],
@@ -41,9 +55,13 @@ const result = spawnSync(
 // Give processes stopped at the very end a moment to finish exiting.
 const leaked = () => [...suspects()].filter(([pid]) => !before.has(pid));
 for (let i = 0; i < 50 && leaked().length > 0; i++) spawnSync('sleep', ['0.1']);
-const left = leaked();
+const left = [
+  ...leaked().map(([pid, cmd]) => `process ${pid} ${cmd}`),
+  ...[...hostResources()].filter((resource) => !resourcesBefore.has(resource)),
+];
 if (left.length > 0) {
-  process.stderr.write(`\nThe tests left processes behind (a leak to fix):\n${left.map(([pid, cmd]) => `  ${pid} ${cmd}`).join('\n')}\n`);
+  process.stderr.write(`\nThe tests left these behind (a leak to fix):\n${left.map((line) => `  ${line}`).join('\n')}\n`);
   process.exit(1);
 }
+process.stdout.write('leak check: no process, device, NAT table or namespace left behind\n');
 process.exit(result.status ?? 1);

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { type ListenAddress, parseListenAddress } from '../kit/listen-address.js';
 import { NexusError } from '../kit/nexus-error.js';
+import { type Ipv4Cidr, parseIpv4Cidr } from './domain/ipv4.js';
 
 /** What may be given to the agent, on the command line or in the environment. All optional. */
 export interface AgentOptions {
@@ -40,6 +41,12 @@ export interface AgentConfig {
   /** Firecracker binary. NEXUS_FIRECRACKER_BIN, default firecracker on PATH. */
   firecrackerBinary: string;
   exitWithParent: boolean;
+  /** The guest bridge. NEXUS_BRIDGE, default fcbr0. */
+  bridge: string;
+  /** The bridge's address and the guests' subnet. NEXUS_BRIDGE_CIDR, default 172.31.0.1/24. */
+  bridgeCidr: Ipv4Cidr;
+  /** Masquerade guest traffic out of the host. NEXUS_NAT (on|off), default on. */
+  nat: boolean;
 }
 
 export function resolveAgentConfig(options: AgentOptions, env: NodeJS.ProcessEnv): AgentConfig {
@@ -70,7 +77,29 @@ export function resolveAgentConfig(options: AgentOptions, env: NodeJS.ProcessEnv
     qemuBinary: env.NEXUS_QEMU_BIN || 'qemu-system-x86_64',
     firecrackerBinary: env.NEXUS_FIRECRACKER_BIN || 'firecracker',
     exitWithParent: options.exitWithParent ?? false,
+    bridge: bridgeName(env.NEXUS_BRIDGE ?? 'fcbr0'),
+    bridgeCidr: bridgeCidr(env.NEXUS_BRIDGE_CIDR ?? '172.31.0.1/24'),
+    nat: onOff(env.NEXUS_NAT ?? 'on', 'NEXUS_NAT'),
   };
+}
+
+function bridgeName(name: string): string {
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$/.test(name)) {
+    throw new NexusError('bad_request', `NEXUS_BRIDGE must be a network device name of at most 15 characters (got '${name}')`);
+  }
+  return name;
+}
+
+function bridgeCidr(text: string): Ipv4Cidr {
+  const cidr = parseIpv4Cidr(text);
+  if (!cidr) throw new NexusError('bad_request', `NEXUS_BRIDGE_CIDR must be an IPv4 address with a /8../30 prefix, like 172.31.0.1/24 (got '${text}')`);
+  return cidr;
+}
+
+function onOff(text: string, name: string): boolean {
+  if (text === 'on' || text === '1' || text === 'true') return true;
+  if (text === 'off' || text === '0' || text === 'false') return false;
+  throw new NexusError('bad_request', `${name} must be on or off (got '${text}')`);
 }
 
 function absolute(path: string): string {

@@ -9,6 +9,13 @@ import type { AgentConfig } from './config.js';
 import { CapacityProbe } from './host/capacity-probe.js';
 import { type AgentIdentity, CredentialStore } from './host/credential-store.js';
 import { createAgentServer } from './http/agent-server.js';
+import type { VmmName } from '../contracts/machine-spec.js';
+import { VmService } from './app/vm-service.js';
+import { QemuDriver } from './drivers/qemu/qemu-driver.js';
+import { BridgeNetwork } from './host/net/bridge-network.js';
+import { DetachedSupervisor } from './host/supervisor/detached-supervisor.js';
+import { hostTscKhz } from './host/tsc-rate.js';
+import type { VmmDriver } from './ports/vmm-driver.js';
 
 export interface RunningAgent {
   url: string;
@@ -27,13 +34,21 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   const facts = await capacity.init();
   log.info({ kvm: facts.kvm, drivers: facts.drivers }, 'host probed');
 
+  const supervisor = new DetachedSupervisor();
+  const network = new BridgeNetwork({ bridge: config.bridge, cidr: config.bridgeCidr, nat: config.nat }, log);
+  const drivers = new Map<VmmName, VmmDriver>();
+  if (facts.drivers.find((driver) => driver.name === 'qemu')?.available) {
+    drivers.set('qemu', new QemuDriver({ binary: config.qemuBinary, accel: facts.kvm.usable ? 'kvm' : 'tcg', tscKhz: await hostTscKhz() }, supervisor));
+  }
+  const vms = new VmService({ runDir: config.runDir, drivers, defaultDriver: 'qemu' }, supervisor, network, log);
+
   const store = new CredentialStore(config.stateDir);
   const stored = await store.load();
   const undo = new UndoStack(log);
   try {
     let identity: AgentIdentity | undefined;
     const server = await createAgentServer(
-      { identity: () => identity, startedAt: Date.now(), capacity: () => capacity.measure() },
+      { identity: () => identity, startedAt: Date.now(), capacity: () => capacity.measure(), vms },
       { logger: log },
     );
     undo.push('stop serving HTTP', () => server.close());

@@ -35,6 +35,7 @@ export const ERROR_STATUS = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   internal: 500,
+  vmm_failed: 502,
   not_ready: 503,
   unavailable: 503,
 } as const satisfies Record<string, number>;

@@ -9,7 +9,7 @@ export interface ProcessIdentity {
   startTicks: number;
 }
 
-/** Reads a live process's start time from /proc, or undefined when no such process exists. */
+/** Reads a live process's start time from /proc, or undefined when no such process runs (or it is a zombie). */
 export async function readProcessStartTicks(pid: number): Promise<number | undefined> {
   let stat: string;
   try {
@@ -19,6 +19,8 @@ export async function readProcessStartTicks(pid: number): Promise<number | undef
   }
   // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // A zombie has exited; it only waits for its parent to reap it.
+  if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
   // Field 22 overall is starttime; after dropping pid and comm it is index 19.
   const ticks = Number(fields[19]);
   return Number.isFinite(ticks) ? ticks : undefined;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePort } from '../support/ports.js';
@@ -37,6 +37,8 @@ describe('agent enrollment (real agent process)', () => {
     await eventually('agent-a is ready', async () => (await host('agent-a'))?.status === 'ready');
 
     const identityFile = join(stateDir, 'identity.json');
+    // The manager records the host as it answers the enrollment; the agent saves what it was given just after.
+    await eventually('the agent has saved its identity', () => existsSync(identityFile), 5000);
     assert.equal(statSync(identityFile).mode & 0o777, 0o600);
     const identity = JSON.parse(readFileSync(identityFile, 'utf8'));
     const registered = await host('agent-a');

@@ -7,8 +7,11 @@ import { type HttpServer, createHttpServer } from '../../kit/http/http-server.js
 import { NexusError } from '../../kit/nexus-error.js';
 import { secretsEqual } from '../../kit/secret.js';
 import type { AgentIdentity } from '../host/credential-store.js';
+import type { VmService } from '../app/vm-service.js';
+import { registerVmRoutes } from './vm-routes.js';
 
 export interface AgentServices {
+  vms: VmService;
   /**
    * The identity whose credential every request must carry. Undefined while the agent is still
    * enrolling (it binds first, to advertise the address it really holds): then it refuses all.
@@ -50,5 +53,6 @@ export async function createAgentServer(services: AgentServices, options: { logg
     { schema: { summary: 'What this host can give to guests', response: { 200: HostCapacity, ...unauthorized } } },
     async () => services.capacity(),
   );
+  registerVmRoutes(app, services.vms);
   return app;
 }

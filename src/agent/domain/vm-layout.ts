@@ -1,0 +1,46 @@
+/**
+ * Where a VM's files live on the host: everything under `<run-dir>/vms/<id>/`, so the agent can
+ * rebuild its view of a VM from that folder alone.
+ */
+export interface VmLayout {
+  id: string;
+  dir: string;
+  specFile: string;
+  pidFile: string;
+  sockDir: string;
+  qmpSocket: string;
+  firecrackerSocket: string;
+  logsDir: string;
+  consoleLog: string;
+  vmmLog: string;
+  snapshotsDir: string;
+}
+
+/** VM ids are UUIDs: anything else would let a path escape `<run-dir>/vms/`. */
+export const VM_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function vmLayout(runDir: string, id: string): VmLayout {
+  if (!VM_ID_PATTERN.test(id)) throw new Error(`not a VM id: ${id}`);
+  const dir = `${vmsDir(runDir)}/${id}`;
+  return {
+    id,
+    dir,
+    specFile: `${dir}/spec.json`,
+    pidFile: `${dir}/pid`,
+    sockDir: `${dir}/sock`,
+    qmpSocket: `${dir}/sock/qmp.sock`,
+    firecrackerSocket: `${dir}/sock/fc.sock`,
+    logsDir: `${dir}/logs`,
+    consoleLog: `${dir}/logs/console.log`,
+    vmmLog: `${dir}/logs/vmm.log`,
+    snapshotsDir: `${dir}/snapshots`,
+  };
+}
+
+export function vmsDir(runDir: string): string {
+  return `${runDir.replace(/\/+$/, '')}/vms`;
+}
+
+export function imagesDir(runDir: string): string {
+  return `${runDir.replace(/\/+$/, '')}/images`;
+}

@@ -1,0 +1,190 @@
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { MachineSpec } from '../../../contracts/machine-spec.js';
+import { NexusError, messageOf } from '../../../kit/nexus-error.js';
+import type { ProcessIdentity } from '../../../kit/process-identity.js';
+import type { VmLayout } from '../../domain/vm-layout.js';
+import type { ProcessSupervisor } from '../../ports/process-supervisor.js';
+import type { DriveRateLimit, SnapshotFiles, VmmCapabilities, VmmDriver, VmmRunState } from '../../ports/vmm-driver.js';
+import { type QemuLaunchOptions, qemuArgs } from './qemu-command.js';
+import { QmpClient, withQmp } from './qmp-client.js';
+
+export interface QemuDriverConfig {
+  binary: string;
+  accel: QemuLaunchOptions['accel'];
+  tscKhz: number | undefined;
+  /** How long the QMP socket may take to answer after spawn. Default 10 s. */
+  readyTimeoutMs?: number;
+}
+
+const RUN_STATES: Record<string, VmmRunState> = {
+  running: 'running',
+  paused: 'paused',
+  prelaunch: 'paused',
+  postmigrate: 'paused',
+  'finish-migrate': 'paused',
+  'save-vm': 'paused',
+  'restore-vm': 'starting',
+  inmigrate: 'starting',
+  suspended: 'paused',
+  shutdown: 'stopped',
+  'guest-panicked': 'failed',
+  'internal-error': 'failed',
+  'io-error': 'failed',
+};
+
+/** QEMU's `microvm` machine, controlled over QMP. KVM where it runs guests, TCG elsewhere. */
+export class QemuDriver implements VmmDriver {
+  readonly name = 'qemu' as const;
+  readonly capabilities: VmmCapabilities = { pause: true, snapshot: true, gracefulStop: true, driveRateLimits: true };
+
+  constructor(
+    private readonly config: QemuDriverConfig,
+    private readonly supervisor: ProcessSupervisor,
+  ) {}
+
+  async start(vm: VmLayout, spec: MachineSpec): Promise<ProcessIdentity> {
+    return this.launch(vm, spec, {});
+  }
+
+  async inspect(vm: VmLayout, process: ProcessIdentity | undefined): Promise<VmmRunState> {
+    if (!process || !(await this.supervisor.isAlive(process))) return 'stopped';
+    try {
+      const status = await withQmp(vm.qmpSocket, (qmp) => qmp.execute<{ status: string }>('query-status'));
+      return RUN_STATES[status.status] ?? 'failed';
+    } catch (error) {
+      // Alive but not answering: QEMU is still starting, or wedged; the caller retries.
+      if (await this.supervisor.isAlive(process)) return 'starting';
+      throw error;
+    }
+  }
+
+  async pause(vm: VmLayout): Promise<void> {
+    await withQmp(vm.qmpSocket, (qmp) => qmp.execute('stop'));
+  }
+
+  async resume(vm: VmLayout): Promise<void> {
+    await withQmp(vm.qmpSocket, (qmp) => qmp.execute('cont'));
+  }
+
+  /**
+   * ACPI power button first (the guest must handle it), then `quit`, then SIGKILL: each step only
+   * if the one before did not end the process in time.
+   */
+  async stop(vm: VmLayout, process: ProcessIdentity, timeoutMs: number): Promise<void> {
+    if (!(await this.supervisor.isAlive(process))) return;
+    const gracefully = await withQmp(vm.qmpSocket, (qmp) => qmp.execute('system_powerdown')).then(
+      () => this.supervisor.waitForExit(process, timeoutMs),
+      () => false,
+    );
+    if (gracefully) return;
+    const quit = await withQmp(vm.qmpSocket, (qmp) => qmp.execute('quit')).then(
+      () => this.supervisor.waitForExit(process, 2000),
+      () => false,
+    );
+    if (quit) return;
+    await this.supervisor.signal(process, 'SIGKILL');
+    if (!(await this.supervisor.waitForExit(process, 5000))) {
+      throw new NexusError('vmm_failed', `QEMU (pid ${process.pid}) survived SIGKILL`);
+    }
+  }
+
+  async snapshot(vm: VmLayout, dir: string): Promise<SnapshotFiles> {
+    await mkdir(dir, { recursive: true });
+    const stateFile = join(dir, 'state.bin');
+    await withQmp(vm.qmpSocket, async (qmp) => {
+      const { status } = await qmp.execute<{ status: string }>('query-status');
+      if (RUN_STATES[status] !== 'paused') {
+        throw new NexusError('conflict', `a snapshot needs a paused VM; this one is ${status}`, { suggestion: 'Pause it first.' });
+      }
+      // QEMU throttles migration to 128 MiB/s by default; a local file needs no throttle.
+      await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 16 * 1024 * 1024 * 1024 });
+      await qmp.execute('migrate', { uri: `exec:cat > '${stateFile.replaceAll("'", "'\\''")}'` });
+      for (;;) {
+        const progress = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+        if (progress.status === 'completed') break;
+        if (progress.status === 'failed' || progress.status === 'cancelled') {
+          throw new NexusError('vmm_failed', `QEMU could not save the VM: ${progress['error-desc'] ?? progress.status}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    });
+    return { stateFile, sizeBytes: (await stat(stateFile)).size };
+  }
+
+  async restore(vm: VmLayout, spec: MachineSpec, snapshot: SnapshotFiles): Promise<ProcessIdentity> {
+    const process = await this.launch(vm, spec, { incomingFile: snapshot.stateFile });
+    // The stream loads after the monitor answers; wait until QEMU has left `inmigrate`.
+    const deadline = Date.now() + (this.config.readyTimeoutMs ?? 10_000) * 3;
+    for (;;) {
+      const state = await this.inspect(vm, process);
+      if (state === 'paused' || state === 'running') return process;
+      if (state === 'stopped' || state === 'failed' || Date.now() > deadline) {
+        throw new NexusError('vmm_failed', `restoring from ${snapshot.stateFile} failed (${state}): ${await lastLines(vm.vmmLog)}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  async updateDriveRateLimit(vm: VmLayout, driveId: string, limit: DriveRateLimit): Promise<void> {
+    await withQmp(vm.qmpSocket, (qmp) =>
+      qmp.execute('block_set_io_throttle', {
+        id: driveId,
+        bps: limit.bytesPerSecond ?? 0,
+        bps_rd: 0,
+        bps_wr: 0,
+        iops: limit.opsPerSecond ?? 0,
+        iops_rd: 0,
+        iops_wr: 0,
+      }),
+    );
+  }
+
+  private async launch(vm: VmLayout, spec: MachineSpec, extra: Pick<QemuLaunchOptions, 'incomingFile'>): Promise<ProcessIdentity> {
+    await mkdir(vm.sockDir, { recursive: true });
+    await mkdir(vm.logsDir, { recursive: true });
+    await rm(vm.qmpSocket, { force: true });
+    const args = qemuArgs(vm, spec, { accel: this.config.accel, tscKhz: this.config.tscKhz, ...extra });
+    const process = await this.supervisor.launch({ vm, binary: this.config.binary, args });
+    try {
+      await this.waitForMonitor(vm, process);
+      return process;
+    } catch (error) {
+      await this.supervisor.signal(process, 'SIGKILL');
+      await this.supervisor.waitForExit(process, 5000);
+      await this.supervisor.forget(vm);
+      throw error;
+    }
+  }
+
+  /** Until QMP answers; if QEMU exits first, its own last words are the error. */
+  private async waitForMonitor(vm: VmLayout, process: ProcessIdentity): Promise<void> {
+    const deadline = Date.now() + (this.config.readyTimeoutMs ?? 10_000);
+    for (;;) {
+      if (!(await this.supervisor.isAlive(process))) {
+        throw new NexusError('vmm_failed', `QEMU exited while starting: ${await lastLines(vm.vmmLog)}`, {
+          suggestion: `Check the kernel, initrd and drive paths; the full log is ${vm.vmmLog}.`,
+        });
+      }
+      try {
+        (await QmpClient.connect(vm.qmpSocket, 1000)).close();
+        return;
+      } catch (error) {
+        if (Date.now() > deadline) {
+          throw new NexusError('vmm_failed', `QEMU's monitor did not answer within ${this.config.readyTimeoutMs ?? 10_000} ms: ${messageOf(error)}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+    }
+  }
+}
+
+/** The last lines of a log, for error messages. */
+async function lastLines(path: string, count = 5): Promise<string> {
+  try {
+    const text = (await readFile(path, 'utf8')).trim();
+    return text.split('\n').slice(-count).join(' | ') || '(no output)';
+  } catch {
+    return '(no log)';
+  }
+}

@@ -1,0 +1,75 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
+import { NexusError } from '../../../kit/nexus-error.js';
+import { type ProcessIdentity, isProcessAlive, readProcessStartTicks } from '../../../kit/process-identity.js';
+import type { VmLayout } from '../../domain/vm-layout.js';
+import type { LaunchRequest, ProcessSupervisor } from '../../ports/process-supervisor.js';
+import { readPidFile } from './pid-file.js';
+
+/**
+ * Supervision without systemd: each VMM runs detached in a session of its own, so neither an
+ * agent restart nor a signal to the agent's process group reaches it. The agent finds it again
+ * through the pid file.
+ */
+export class DetachedSupervisor implements ProcessSupervisor {
+  async launch({ vm, binary, args }: LaunchRequest): Promise<ProcessIdentity> {
+    await mkdir(vm.logsDir, { recursive: true });
+    const log = await open(vm.vmmLog, 'a', 0o640);
+    try {
+      const child = spawn(binary, args, { detached: true, stdio: ['ignore', log.fd, log.fd] });
+      const [outcome] = (await Promise.race([once(child, 'spawn').then(() => ['spawned']), once(child, 'error')])) as [string | Error];
+      if (outcome instanceof Error) {
+        throw new NexusError('unavailable', `cannot run ${binary}: ${outcome.message}`, { cause: outcome });
+      }
+      child.unref();
+      const pid = child.pid ?? 0;
+      const startTicks = await readProcessStartTicks(pid);
+      if (startTicks === undefined) {
+        throw new NexusError('unavailable', `${binary} exited at once`, { suggestion: `Read ${vm.vmmLog}.` });
+      }
+      const identity = { pid, startTicks };
+      await writePidFile(vm, identity);
+      return identity;
+    } finally {
+      await log.close();
+    }
+  }
+
+  async adopt(vm: VmLayout): Promise<ProcessIdentity | undefined> {
+    const identity = await readPidFile(vm.pidFile);
+    return identity && (await isProcessAlive(identity)) ? identity : undefined;
+  }
+
+  isAlive(process: ProcessIdentity): Promise<boolean> {
+    return isProcessAlive(process);
+  }
+
+  async signal(process: ProcessIdentity, signal: NodeJS.Signals): Promise<void> {
+    if (!(await isProcessAlive(process))) return;
+    try {
+      globalThis.process.kill(process.pid, signal);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+    }
+  }
+
+  async waitForExit(process: ProcessIdentity, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (await isProcessAlive(process)) {
+      if (Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return true;
+  }
+
+  async forget(vm: VmLayout): Promise<void> {
+    await rm(vm.pidFile, { force: true });
+  }
+}
+
+async function writePidFile(vm: VmLayout, identity: ProcessIdentity): Promise<void> {
+  const staged = `${vm.pidFile}.tmp`;
+  await writeFile(staged, JSON.stringify({ pid: identity.pid, start_ticks: identity.startTicks }), { mode: 0o644 });
+  await rename(staged, vm.pidFile);
+}

@@ -1,0 +1,57 @@
+import { Type } from 'typebox';
+import { AGENT_API_PREFIX } from '../../contracts/agent-api.js';
+import { AgentVm, Inventory, VmActionRequest, VmActionResponse, VmIdParams } from '../../contracts/agent-vm-api.js';
+import { ErrorBody } from '../../contracts/errors.js';
+import { MachineSpec } from '../../contracts/machine-spec.js';
+import type { HttpServer } from '../../kit/http/http-server.js';
+import { NexusError } from '../../kit/nexus-error.js';
+import type { VmService } from '../app/vm-service.js';
+
+const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 502: ErrorBody };
+
+export function registerVmRoutes(app: HttpServer, vms: VmService): void {
+  app.put(
+    `${AGENT_API_PREFIX}/vms/:id`,
+    { schema: { summary: 'Ensure a VM from a MachineSpec (idempotent)', params: VmIdParams, body: MachineSpec, response: { 200: AgentVm, ...errors } } },
+    async (request) => vms.ensure(request.params.id, request.body),
+  );
+
+  app.get(
+    `${AGENT_API_PREFIX}/vms/:id`,
+    { schema: { summary: 'A VM as the agent sees it', params: VmIdParams, response: { 200: AgentVm, ...errors } } },
+    async (request) => vms.get(request.params.id),
+  );
+
+  app.post(
+    `${AGENT_API_PREFIX}/vms/:id/actions`,
+    { schema: { summary: 'start | pause | resume | stop | snapshot | restore', params: VmIdParams, body: VmActionRequest, response: { 200: VmActionResponse, ...errors } } },
+    async (request) => {
+      const { id } = request.params;
+      const { action, timeout_ms: timeoutMs, snapshot_id: snapshotId } = request.body;
+      switch (action) {
+        case 'snapshot':
+          return vms.snapshot(id);
+        case 'restore':
+          if (!snapshotId) throw new NexusError('validation_failed', 'restore needs snapshot_id', { suggestion: 'Use the snapshot_id a snapshot action answered.' });
+          return { vm: await vms.restore(id, snapshotId) };
+        default:
+          return { vm: await vms.act(id, action, timeoutMs) };
+      }
+    },
+  );
+
+  app.delete(
+    `${AGENT_API_PREFIX}/vms/:id`,
+    { schema: { summary: 'Stop the VM and remove its TAP, sockets and folder', params: VmIdParams, response: { 200: Type.Object({ ok: Type.Literal(true) }), ...errors } } },
+    async (request) => {
+      await vms.delete(request.params.id);
+      return { ok: true as const };
+    },
+  );
+
+  app.get(
+    `${AGENT_API_PREFIX}/inventory`,
+    { schema: { summary: 'Every VM folder on this host, and leftovers that belong to none', response: { 200: Inventory, 401: ErrorBody } } },
+    async () => vms.inventory(),
+  );
+}

@@ -1,0 +1,79 @@
+import { Type, type Static } from 'typebox';
+import { MachineSpec, VmmName } from './machine-spec.js';
+import { StrictObject, Uuid } from './schema.js';
+
+export const AgentVmState = Type.Union([
+  Type.Literal('configured'),
+  Type.Literal('starting'),
+  Type.Literal('running'),
+  Type.Literal('paused'),
+  Type.Literal('stopped'),
+  Type.Literal('failed'),
+]);
+export type AgentVmState = Static<typeof AgentVmState>;
+
+/** A VM as its agent sees it: the spec it was given, and what the VMM reports now. */
+export const AgentVm = Type.Object(
+  {
+    id: Uuid,
+    driver: VmmName,
+    state: AgentVmState,
+    pid: Type.Union([Type.Integer(), Type.Null()]),
+    tap: Type.Union([Type.String(), Type.Null()]),
+    api_socket: Type.String({ description: 'QMP socket (QEMU) or API socket (Firecracker)' }),
+    console_log: Type.String(),
+    vmm_log: Type.String(),
+    spec: MachineSpec,
+  },
+  { additionalProperties: false },
+);
+export type AgentVm = Static<typeof AgentVm>;
+
+export const VmIdParams = StrictObject({ id: Uuid });
+
+export const VmAction = Type.Union([
+  Type.Literal('start'),
+  Type.Literal('pause'),
+  Type.Literal('resume'),
+  Type.Literal('stop'),
+  Type.Literal('snapshot'),
+  Type.Literal('restore'),
+]);
+export type VmAction = Static<typeof VmAction>;
+
+export const VmActionRequest = StrictObject({
+  action: VmAction,
+  /** stop: how long the guest gets to power off before it is forced. */
+  timeout_ms: Type.Optional(Type.Integer({ minimum: 0, maximum: 300_000, default: 10_000 })),
+  /** restore: which snapshot. */
+  snapshot_id: Type.Optional(Type.String({ pattern: '^[a-zA-Z0-9_-]{1,64}$' })),
+});
+export type VmActionRequest = Static<typeof VmActionRequest>;
+
+export const SnapshotInfo = Type.Object(
+  {
+    snapshot_id: Type.String(),
+    state_file: Type.String(),
+    memory_file: Type.Optional(Type.String()),
+    size_bytes: Type.Integer(),
+    drives: Type.Array(Type.Object({ id: Type.String(), path: Type.String(), size_bytes: Type.Integer() }, { additionalProperties: false })),
+  },
+  { additionalProperties: false },
+);
+export type SnapshotInfo = Static<typeof SnapshotInfo>;
+
+export const VmActionResponse = Type.Object(
+  { vm: AgentVm, snapshot: Type.Optional(SnapshotInfo) },
+  { additionalProperties: false },
+);
+export type VmActionResponse = Static<typeof VmActionResponse>;
+
+export const Inventory = Type.Object(
+  {
+    vms: Type.Array(AgentVm),
+    /** Run-dir folders that do not hold a readable VM spec: leftovers to collect. */
+    orphan_dirs: Type.Array(Type.String()),
+  },
+  { additionalProperties: false },
+);
+export type Inventory = Static<typeof Inventory>;

@@ -1,0 +1,41 @@
+import { Type, type Static } from 'typebox';
+import { StrictObject } from './schema.js';
+
+/** Drive ids name devices in QEMU and Firecracker alike: short, plain. */
+export const DriveId = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,31}$', description: 'Device id, e.g. `rootfs`' });
+
+export const DriveSpec = StrictObject({
+  id: DriveId,
+  path: Type.String({ minLength: 1, maxLength: 4096, description: 'Raw disk image on the host' }),
+  read_only: Type.Optional(Type.Boolean({ default: false })),
+  /** The root drive comes first on the bus, so it is /dev/vda in the guest. */
+  is_root: Type.Optional(Type.Boolean({ default: false })),
+});
+export type DriveSpec = Static<typeof DriveSpec>;
+
+export const NicSpec = StrictObject({
+  tap: Type.Optional(Type.String({ pattern: '^tap-[0-9a-f]{8}$', description: 'Default: derived from the VM id' })),
+  mac: Type.Optional(Type.String({ pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$', description: 'Default: derived from the VM id' })),
+});
+export type NicSpec = Static<typeof NicSpec>;
+
+export const VmmName = Type.Union([Type.Literal('qemu'), Type.Literal('firecracker')]);
+export type VmmName = Static<typeof VmmName>;
+
+/**
+ * What the manager asks an agent to run: VMM-neutral. The agent's driver turns it into
+ * Firecracker API calls or QEMU arguments.
+ */
+export const MachineSpec = StrictObject({
+  vcpu: Type.Integer({ minimum: 1, maximum: 32 }),
+  mem_mib: Type.Integer({ minimum: 64, maximum: 1024 * 1024 }),
+  kernel: StrictObject({
+    path: Type.String({ minLength: 1, maxLength: 4096 }),
+    cmdline: Type.String({ maxLength: 4096, description: 'The whole kernel command line' }),
+  }),
+  initrd: Type.Optional(StrictObject({ path: Type.String({ minLength: 1, maxLength: 4096 }) })),
+  drives: Type.Array(DriveSpec, { maxItems: 8, default: [] }),
+  nics: Type.Array(NicSpec, { maxItems: 1, default: [] }),
+  driver: Type.Optional(VmmName),
+});
+export type MachineSpec = Static<typeof MachineSpec>;
