@@ -16,6 +16,8 @@ export interface AgentOptions {
   logLevel?: string;
   /** Exit when the parent process goes away (set by `nexus dev`, which runs the agent as a child). */
   exitWithParent?: boolean;
+  /** Stop every VM when the agent stops (set by `nexus dev`; a production agent leaves them running). */
+  stopVmsOnExit?: boolean;
 }
 
 /** The agent's complete configuration; each field says its default. */
@@ -41,6 +43,7 @@ export interface AgentConfig {
   /** Firecracker binary. NEXUS_FIRECRACKER_BIN, default firecracker on PATH. */
   firecrackerBinary: string;
   exitWithParent: boolean;
+  stopVmsOnExit: boolean;
   /** The guest bridge. NEXUS_BRIDGE, default fcbr0. */
   bridge: string;
   /** The bridge's address and the guests' subnet. NEXUS_BRIDGE_CIDR, default 172.31.0.1/24. */
@@ -77,6 +80,7 @@ export function resolveAgentConfig(options: AgentOptions, env: NodeJS.ProcessEnv
     qemuBinary: env.NEXUS_QEMU_BIN || 'qemu-system-x86_64',
     firecrackerBinary: env.NEXUS_FIRECRACKER_BIN || 'firecracker',
     exitWithParent: options.exitWithParent ?? false,
+    stopVmsOnExit: options.stopVmsOnExit ?? false,
     bridge: bridgeName(env.NEXUS_BRIDGE ?? 'fcbr0'),
     bridgeCidr: bridgeCidr(env.NEXUS_BRIDGE_CIDR ?? '172.31.0.1/24'),
     nat: onOff(env.NEXUS_NAT ?? 'on', 'NEXUS_NAT'),

@@ -14,7 +14,7 @@ import { VmService } from './app/vm-service.js';
 import { QemuDriver } from './drivers/qemu/qemu-driver.js';
 import { BridgeNetwork } from './host/net/bridge-network.js';
 import { DetachedSupervisor } from './host/supervisor/detached-supervisor.js';
-import { hostTscKhz } from './host/tsc-rate.js';
+import { hostTscKhz } from '../kit/host-tsc.js';
 import type { VmmDriver } from './ports/vmm-driver.js';
 
 export interface RunningAgent {
@@ -52,6 +52,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
       { logger: log },
     );
     undo.push('stop serving HTTP', () => server.close());
+    if (config.stopVmsOnExit) undo.push('stop the VMs this agent runs', () => stopAllVms(vms, log));
     // Bind first: the address we advertise when enrolling must be the one we really hold.
     const bound = await listenOn(server, config.bind);
     const advertised = config.advertise ?? dialableHostPort(bound);
@@ -82,3 +83,15 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   }
 }
 
+
+/** Stops every running VM on this host (for `nexus dev`, whose VMs live as long as it does). */
+async function stopAllVms(vms: VmService, log: Logger): Promise<void> {
+  const { vms: all } = await vms.inventory();
+  await Promise.all(
+    all
+      .filter((vm) => vm.pid !== null)
+      .map((vm) =>
+        vms.act(vm.id, 'stop', 3000).catch((error: unknown) => log.error({ err: error, vm_id: vm.id }, 'could not stop a VM on exit')),
+      ),
+  );
+}

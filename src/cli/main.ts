@@ -5,6 +5,7 @@ import { registerDev } from './commands/dev.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerHostsJoinToken } from './commands/hosts-join-token.js';
 import { registerHostsList } from './commands/hosts-list.js';
+import { registerImageBuild } from './commands/image-build.js';
 import { registerManager } from './commands/manager.js';
 import { registerMigrate } from './commands/migrate.js';
 import { printError } from './output/print.js';
@@ -25,6 +26,7 @@ export async function main(argv: string[]): Promise<void> {
   const hosts = program.command('hosts').description('the hosts agents run on');
   registerHostsList(hosts);
   registerHostsJoinToken(hosts);
+  registerImageBuild(program.command('image').description('guest images'));
 
   try {
     await program.parseAsync(argv);

@@ -1,9 +1,27 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import { mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { TEST_IMAGE_RUN_DIR } from '../support/guest-image.js';
 import { freePort } from '../support/ports.js';
 import { tempDir } from '../support/temp-dir.js';
 import { type NexusProcess, descendantsOf, eventually, isAlive, runNexus, spawnNexus } from '../support/nexus-process.js';
+
+/**
+ * A run dir whose image store is the tests' shared, cached one: `nexus dev` builds its `default`
+ * image there once, not in every test's fresh dir.
+ */
+function runDirWithSharedImages(path: string): string {
+  const shared = join(TEST_IMAGE_RUN_DIR, 'images');
+  mkdirSync(shared, { recursive: true });
+  mkdirSync(path, { recursive: true });
+  try {
+    symlinkSync(shared, join(path, 'images'));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  return path;
+}
 
 /**
  * `nexus dev` as an operator runs it: the real binary, manager + local agent, embedded database.
@@ -23,7 +41,7 @@ describe('nexus dev', () => {
       NEXUS_LISTEN: `127.0.0.1:${apiPort}`,
       AGENT_BIND: `127.0.0.1:${agentPort}`,
       NEXUS_DATA_DIR: join(dir.path, 'data'),
-      FC_RUN_DIR: join(dir.path, 'run'),
+      FC_RUN_DIR: runDirWithSharedImages(join(dir.path, 'run')),
     });
     started.push(dev);
     const api = `http://127.0.0.1:${apiPort}`;
@@ -47,6 +65,7 @@ describe('nexus dev', () => {
     assert.equal(hosts.length, 1);
     assert.equal(hosts[0].status, 'ready');
 
+    assert.match(dev.output(), /guest image default (is up to date|built) in /);
     const pid = dev.child.pid ?? 0;
     const children = descendantsOf(pid);
     assert.ok(children.length >= 1, 'the local agent runs as a child process');
@@ -82,7 +101,7 @@ describe('nexus dev stopped while starting', () => {
         NEXUS_LISTEN: `127.0.0.1:${await freePort()}`,
         AGENT_BIND: `127.0.0.1:${await freePort()}`,
         NEXUS_DATA_DIR: join(dir.path, 'data'),
-        FC_RUN_DIR: join(dir.path, 'run'),
+        FC_RUN_DIR: runDirWithSharedImages(join(dir.path, 'run')),
       });
       const pid = dev.child.pid ?? 0;
       // The agent is spawned once the manager is up; stop dev while the agent is still probing.

@@ -69,10 +69,12 @@ export function descendantsOf(pid: number): number[] {
   return found;
 }
 
+/** True while the process runs; a zombie (exited, not yet reaped by its parent) does not count. */
 export function isAlive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+    return state !== 'Z' && state !== 'X';
   } catch {
     return false;
   }

@@ -1,5 +1,5 @@
 import { mkdir, readFile, readdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentVm, AgentVmState, Inventory, SnapshotInfo } from '../../contracts/agent-vm-api.js';
 import type { MachineSpec, VmmName } from '../../contracts/machine-spec.js';
@@ -7,7 +7,7 @@ import { KeyedMutex } from '../../kit/keyed-mutex.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import type { ProcessIdentity } from '../../kit/process-identity.js';
 import { UndoStack } from '../../kit/undo-stack.js';
-import { copySparse } from '../host/sparse-copy.js';
+import { copySparse } from '../../kit/sparse-copy.js';
 import { tapNameOf } from '../domain/host-names.js';
 import { isUnderAllowedRoot } from '../domain/path-policy.js';
 import { VM_ID_PATTERN, type VmLayout, imagesDir, vmLayout, vmsDir } from '../domain/vm-layout.js';
@@ -165,7 +165,7 @@ export class VmService {
       // Disks are not in the VMM stream: put back the copies taken with it.
       for (const saved of snapshot.drives) {
         const drive = stored.spec.drives.find((d) => d.id === saved.id);
-        if (drive) await copySparse(saved.path, drive.path);
+        if (drive) await copySparse(saved.path, drive.path, { overwrite: true });
       }
       for (const nic of stored.spec.nics) await this.network.ensureTap(nic.tap ?? tapNameOf(id));
       await driver.restore(vm, stored.spec, { stateFile: snapshot.state_file, memoryFile: snapshot.memory_file, sizeBytes: snapshot.size_bytes });
@@ -268,16 +268,16 @@ export class VmService {
     const paths: Array<[string, string]> = [['kernel', spec.kernel.path], ...spec.drives.map((d): [string, string] => [`drive ${d.id}`, d.path])];
     if (spec.initrd) paths.push(['initrd', spec.initrd.path]);
     for (const [what, path] of paths) {
-      let canonical: string;
-      try {
-        canonical = await realpath(path);
-      } catch {
-        throw new NexusError('bad_request', `the ${what} ${path} does not exist`, { suggestion: 'Build or upload the image first (`nexus image build`).' });
-      }
-      if (!isUnderAllowedRoot(canonical, roots)) {
+      // A path that does not resolve is judged by its nearest existing ancestor, so "missing" is
+      // never answered for a path outside the roots: callers cannot probe the host's files.
+      const canonical = await realpath(path).catch(() => undefined);
+      if (!isUnderAllowedRoot(canonical ?? (await canonicalAncestor(path)), roots)) {
         throw new NexusError('forbidden', `the ${what} ${path} is outside the allowed roots`, {
           suggestion: `Put it under ${roots[0]} (or the VM's own folder).`,
         });
+      }
+      if (canonical === undefined) {
+        throw new NexusError('bad_request', `the ${what} ${path} does not exist`, { suggestion: 'Build or upload the image first (`nexus image build`).' });
       }
     }
   }
@@ -305,6 +305,20 @@ export class VmService {
     const stored = await this.readStored(vm);
     if (!stored) throw new NexusError('not_found', `no VM ${vm.id} on this host`, { suggestion: 'PUT /agent/v1/vms/:id with a MachineSpec first.' });
     return stored;
+  }
+}
+
+/** The canonical form of a path that may not exist: its nearest existing ancestor, resolved, plus the rest. */
+async function canonicalAncestor(path: string): Promise<string> {
+  const missing: string[] = [];
+  let current = resolve(path);
+  for (;;) {
+    const canonical = await realpath(current).catch(() => undefined);
+    if (canonical !== undefined) return join(canonical, ...missing.reverse());
+    const parent = dirname(current);
+    if (parent === current) return resolve(path);
+    missing.push(basename(current));
+    current = parent;
   }
 }
 

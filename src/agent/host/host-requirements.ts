@@ -13,6 +13,10 @@ export interface HostRequirement {
 /** What the agent needs on its host. Later features add theirs here, and `doctor` and `dev` follow. */
 export const HOST_REQUIREMENTS: readonly HostRequirement[] = [
   { binary: 'qemu-system-x86_64', debianPackage: 'qemu-system-x86', why: 'runs guests (QEMU microvm driver) and probes KVM' },
+  { binary: 'ip', debianPackage: 'iproute2', why: 'makes the guest bridge and TAP devices' },
+  { binary: 'nft', debianPackage: 'nftables', why: 'masquerades guest traffic (NAT)' },
+  { binary: 'mkfs.ext4', debianPackage: 'e2fsprogs', why: 'builds guest root filesystems' },
+  { binary: 'xz', debianPackage: 'xz-utils', why: "unpacks the guest kernel from Debian's package" },
 ];
 
 export interface RequirementCheck extends HostRequirement {

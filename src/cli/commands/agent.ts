@@ -13,6 +13,7 @@ interface AgentFlags {
   joinToken?: string;
   name?: string;
   exitWithParent?: boolean;
+  stopVmsOnExit?: boolean;
 }
 
 export function registerAgent(program: Command): void {
@@ -26,7 +27,8 @@ export function registerAgent(program: Command): void {
     .option('--manager <url>', 'manager to enroll with and heartbeat to (env NEXUS_MANAGER_URL)')
     .option('--join-token <token>', 'single-use join token; prefer env NEXUS_JOIN_TOKEN, which `ps` does not show')
     .option('--name <name>', 'host name in the registry (env NEXUS_HOST_NAME, default the hostname)')
-    .addOption(hiddenExitWithParent(program))
+    .addOption(program.createOption('--exit-with-parent', 'stop when the parent process goes away (used by nexus dev)').hideHelp())
+    .addOption(program.createOption('--stop-vms-on-exit', 'stop every VM when the agent stops (used by nexus dev)').hideHelp())
     .action(async (flags: AgentFlags) => {
       const config = resolveAgentConfig(
         {
@@ -38,14 +40,11 @@ export function registerAgent(program: Command): void {
           joinToken: flags.joinToken,
           name: flags.name,
           exitWithParent: flags.exitWithParent,
+          stopVmsOnExit: flags.stopVmsOnExit,
         },
         process.env,
       );
       const log = createLogger({ name: 'agent', level: config.logLevel });
       await runService(log, () => startAgent(config, log), { exitWithParent: config.exitWithParent });
     });
-}
-
-function hiddenExitWithParent(program: Command) {
-  return program.createOption('--exit-with-parent', 'stop when the parent process goes away (used by nexus dev)').hideHelp();
 }

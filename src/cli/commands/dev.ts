@@ -5,6 +5,7 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { resolveAgentConfig } from '../../agent/config.js';
+import { DEFAULT_IMAGE_NAME, buildGuestImage } from '../../images/guest-image-builder.js';
 import { CredentialStore } from '../../agent/host/credential-store.js';
 import { urlOf } from '../../kit/listen-address.js';
 import { stopChild } from '../../kit/child-process.js';
@@ -17,7 +18,8 @@ import { printError } from '../output/print.js';
 import { type FailService, runService } from '../service-lifecycle.js';
 
 const AGENT_READY_TIMEOUT_MS = 60_000;
-const AGENT_STOP_GRACE_MS = 10_000;
+// Long enough for the agent to power off its VMs (3 s each, in parallel) before it is killed.
+const AGENT_STOP_GRACE_MS = 20_000;
 /** The `nexus` binary, whether we run from dist/ or from src/ under tsx. */
 const NEXUS_BIN = fileURLToPath(new URL('../../../bin/nexus.js', import.meta.url));
 
@@ -27,6 +29,7 @@ interface DevFlags {
   dataDir?: string;
   runDir?: string;
   install: boolean;
+  image: boolean;
 }
 
 export function registerDev(program: Command): void {
@@ -38,6 +41,7 @@ export function registerDev(program: Command): void {
     .option('--data-dir <dir>', 'embedded database and agent identity (env NEXUS_DATA_DIR, default ./.nexus)')
     .option('--run-dir <dir>', "the agent's run dir (env FC_RUN_DIR, default /srv/fc)")
     .option('--no-install', 'do not install missing host packages; fail and say what is missing')
+    .option('--no-image', 'do not build the default guest image')
     .action(async (flags: DevFlags) => {
       const say = (line: string) => process.stderr.write(`${line}\n`);
       try {
@@ -49,6 +53,7 @@ export function registerDev(program: Command): void {
       const config = resolveManagerConfig({ listen: flags.listen, dataDir: flags.dataDir, mode: 'dev' }, process.env);
       const log = createLogger({ name: 'manager', level: config.logLevel });
       await runService(log, async (fail) => {
+        if (flags.image) await buildDefaultImage(flags, say);
         const manager = await startManager(config, log);
         try {
           const agent = await startLocalAgent(manager, config.dataDir, flags, fail);
@@ -78,6 +83,21 @@ export function registerDev(program: Command): void {
     });
 }
 
+/**
+ * The guest image named `default`, built on the first start (progress on screen) and reused after.
+ * A failure is reported but does not stop `nexus dev`: the control plane is useful without it.
+ */
+async function buildDefaultImage(flags: DevFlags, say: (line: string) => void): Promise<void> {
+  const { runDir } = resolveAgentConfig({ runDir: flags.runDir }, process.env);
+  try {
+    const image = await buildGuestImage({ runDir, name: DEFAULT_IMAGE_NAME, onProgress: (line) => say(`nexus: ${line}`) });
+    say(`nexus: guest image ${image.manifest.name} ${image.reused ? 'is up to date' : 'built'} in ${image.dir}`);
+  } catch (error) {
+    say(`nexus: could not build the default guest image: ${error instanceof Error ? error.message : String(error)}`);
+    say('nexus: VMs need one; retry with `nexus image build`.');
+  }
+}
+
 interface LocalAgent {
   url: string;
   runDir: string;
@@ -99,7 +119,7 @@ async function startLocalAgent(manager: RunningManager, dataDir: string, flags: 
   delete env.NEXUS_JOIN_TOKEN;
   if (joinToken) env.NEXUS_JOIN_TOKEN = joinToken;
   // The child inherits AGENT_BIND and FC_RUN_DIR; only flags given to dev are passed on as flags.
-  const args = [NEXUS_BIN, 'agent', '--exit-with-parent', '--state-dir', stateDir, '--manager', manager.url];
+  const args = [NEXUS_BIN, 'agent', '--exit-with-parent', '--stop-vms-on-exit', '--state-dir', stateDir, '--manager', manager.url];
   if (flags.agentBind) args.push('--bind', flags.agentBind);
   if (flags.runDir) args.push('--run-dir', flags.runDir);
   // The IPC channel is the child's lifeline: if this process dies, even by SIGKILL, the agent sees

@@ -3,7 +3,7 @@ import { NexusError } from '../../../kit/nexus-error.js';
 import { TAP_NAME_PATTERN } from '../../domain/host-names.js';
 import { type Ipv4Cidr, networkOf } from '../../domain/ipv4.js';
 import type { HostNetwork } from '../../ports/host-network.js';
-import { hostCommand, listLinks, readLink } from './ip-command.js';
+import { ip, listLinks, readLink } from './ip-command.js';
 import { type NatBackend, detectNatBackend, enableIpForwarding, ensureMasquerade, removeMasquerade } from './nat.js';
 
 export interface BridgeNetworkConfig {
@@ -43,14 +43,14 @@ export class BridgeNetwork implements HostNetwork {
     const existing = await readLink(name);
     if (existing) {
       assertOurs(existing.ifname, existing.linkinfo?.info_kind);
-      await hostCommand('ip', ['link', 'del', 'dev', name], `deleting the stale TAP ${name}`);
+      await ip(['link', 'del', 'dev', name], `deleting the stale TAP ${name}`);
     }
-    await hostCommand('ip', ['tuntap', 'add', 'dev', name, 'mode', 'tap'], `creating TAP ${name}`);
+    await ip(['tuntap', 'add', 'dev', name, 'mode', 'tap'], `creating TAP ${name}`);
     try {
-      await hostCommand('ip', ['link', 'set', 'dev', name, 'master', this.config.bridge], `attaching TAP ${name} to ${this.config.bridge}`);
-      await hostCommand('ip', ['link', 'set', 'dev', name, 'up'], `bringing TAP ${name} up`);
+      await ip(['link', 'set', 'dev', name, 'master', this.config.bridge], `attaching TAP ${name} to ${this.config.bridge}`);
+      await ip(['link', 'set', 'dev', name, 'up'], `bringing TAP ${name} up`);
     } catch (error) {
-      await hostCommand('ip', ['link', 'del', 'dev', name], `removing the half-made TAP ${name}`).catch((undoError: unknown) =>
+      await ip(['link', 'del', 'dev', name], `removing the half-made TAP ${name}`).catch((undoError: unknown) =>
         this.log.error({ err: undoError }, `could not remove TAP ${name}`),
       );
       throw error;
@@ -62,7 +62,7 @@ export class BridgeNetwork implements HostNetwork {
     const existing = await readLink(name);
     if (!existing) return;
     assertOurs(existing.ifname, existing.linkinfo?.info_kind);
-    await hostCommand('ip', ['link', 'del', 'dev', name], `deleting TAP ${name}`);
+    await ip(['link', 'del', 'dev', name], `deleting TAP ${name}`);
   }
 
   async listTaps(): Promise<string[]> {
@@ -76,7 +76,7 @@ export class BridgeNetwork implements HostNetwork {
   async removeBridge(): Promise<void> {
     const backend = this.natBackend ?? (await detectNatBackend());
     if (backend) await removeMasquerade(backend, this.config.bridge, networkOf(this.config.cidr));
-    if (await readLink(this.config.bridge)) await hostCommand('ip', ['link', 'del', 'dev', this.config.bridge], `deleting bridge ${this.config.bridge}`);
+    if (await readLink(this.config.bridge)) await ip(['link', 'del', 'dev', this.config.bridge], `deleting bridge ${this.config.bridge}`);
     this.bridgeReady = undefined;
   }
 
@@ -88,12 +88,12 @@ export class BridgeNetwork implements HostNetwork {
         suggestion: `Remove it, or choose another bridge name with NEXUS_BRIDGE.`,
       });
     }
-    if (!existing) await hostCommand('ip', ['link', 'add', 'name', bridge, 'type', 'bridge'], `creating bridge ${bridge}`);
+    if (!existing) await ip(['link', 'add', 'name', bridge, 'type', 'bridge'], `creating bridge ${bridge}`);
     const addresses = existing?.addr_info?.filter((entry) => entry.family === 'inet') ?? [];
     if (!addresses.some((entry) => entry.local === cidr.address && entry.prefixlen === cidr.prefixLength)) {
-      await hostCommand('ip', ['addr', 'add', `${cidr.address}/${cidr.prefixLength}`, 'dev', bridge], `addressing bridge ${bridge}`);
+      await ip(['addr', 'add', `${cidr.address}/${cidr.prefixLength}`, 'dev', bridge], `addressing bridge ${bridge}`);
     }
-    await hostCommand('ip', ['link', 'set', 'dev', bridge, 'up'], `bringing bridge ${bridge} up`);
+    await ip(['link', 'set', 'dev', bridge, 'up'], `bringing bridge ${bridge} up`);
     if (this.config.nat) {
       this.natBackend = await detectNatBackend();
       if (!this.natBackend) {

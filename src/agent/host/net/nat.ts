@@ -1,5 +1,5 @@
 import { writeFile } from 'node:fs/promises';
-import { hostCommand } from './ip-command.js';
+import { runHostTool } from '../../../kit/host-tool.js';
 import { which } from '../host-requirements.js';
 
 export type NatBackend = 'nftables' | 'iptables';
@@ -27,29 +27,29 @@ function nftTable(bridge: string): string {
 export async function ensureMasquerade(backend: NatBackend, bridge: string, subnet: string): Promise<void> {
   if (backend === 'nftables') {
     const table = nftTable(bridge);
-    await hostCommand('nft', ['delete', 'table', 'ip', table], 'removing the old NAT table').catch(() => undefined);
-    await hostCommand('nft', ['add', 'table', 'ip', table], `adding nftables table ${table}`);
-    await hostCommand('nft', ['add', 'chain', 'ip', table, 'postrouting', '{ type nat hook postrouting priority srcnat ; }'], 'adding the NAT chain');
-    await hostCommand('nft', ['add', 'rule', 'ip', table, 'postrouting', 'ip', 'saddr', subnet, 'oifname', '!=', bridge, 'masquerade'], 'adding the masquerade rule');
+    await runHostTool('nft', ['delete', 'table', 'ip', table], { doing: 'removing the old NAT table' }).catch(() => undefined);
+    await runHostTool('nft', ['add', 'table', 'ip', table], { doing: `adding nftables table ${table}` });
+    await runHostTool('nft', ['add', 'chain', 'ip', table, 'postrouting', '{ type nat hook postrouting priority srcnat ; }'], { doing: 'adding the NAT chain' });
+    await runHostTool('nft', ['add', 'rule', 'ip', table, 'postrouting', 'ip', 'saddr', subnet, 'oifname', '!=', bridge, 'masquerade'], { doing: 'adding the masquerade rule' });
     return;
   }
   const rule = ['-s', subnet, '!', '-o', bridge, '-j', 'MASQUERADE', '-m', 'comment', '--comment', `nexus:${bridge}`];
-  const present = await hostCommand('iptables', ['-t', 'nat', '-C', 'POSTROUTING', ...rule], 'checking the NAT rule').then(
+  const present = await runHostTool('iptables', ['-t', 'nat', '-C', 'POSTROUTING', ...rule], { doing: 'checking the NAT rule' }).then(
     () => true,
     () => false,
   );
-  if (!present) await hostCommand('iptables', ['-t', 'nat', '-A', 'POSTROUTING', ...rule], 'adding the NAT rule');
+  if (!present) await runHostTool('iptables', ['-t', 'nat', '-A', 'POSTROUTING', ...rule], { doing: 'adding the NAT rule' });
 }
 
 export async function removeMasquerade(backend: NatBackend, bridge: string, subnet: string): Promise<void> {
   if (backend === 'nftables') {
-    await hostCommand('nft', ['delete', 'table', 'ip', nftTable(bridge)], 'removing the NAT table').catch(() => undefined);
+    await runHostTool('nft', ['delete', 'table', 'ip', nftTable(bridge)], { doing: 'removing the NAT table' }).catch(() => undefined);
     return;
   }
   const rule = ['-s', subnet, '!', '-o', bridge, '-j', 'MASQUERADE', '-m', 'comment', '--comment', `nexus:${bridge}`];
   // -D removes one copy; repeat in case an older agent added it twice.
   for (;;) {
-    const removed = await hostCommand('iptables', ['-t', 'nat', '-D', 'POSTROUTING', ...rule], 'removing the NAT rule').then(
+    const removed = await runHostTool('iptables', ['-t', 'nat', '-D', 'POSTROUTING', ...rule], { doing: 'removing the NAT rule' }).then(
       () => true,
       () => false,
     );

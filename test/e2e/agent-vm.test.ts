@@ -1,0 +1,242 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, statSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { tapNameOf } from '../../src/agent/domain/host-names.js';
+import { readLink } from '../../src/agent/host/net/ip-command.js';
+import { type AgentHarness, startAgentProcess } from '../support/agent-harness.js';
+import { assertErrorContract } from '../support/error-contract.js';
+import { testGuestImage } from '../support/guest-image.js';
+import { descendantsOf, eventually, isAlive } from '../support/nexus-process.js';
+import { testBridgeCidr, testBridgeName, testVmId } from '../support/net-names.js';
+import { tempDir } from '../support/temp-dir.js';
+
+const run = promisify(execFile);
+
+/**
+ * Real guests under QEMU (TCG here), driven through the agent's HTTP API as the manager will
+ * drive it: a real agent process, a real bridge and TAP, a real ping.
+ */
+describe('agent runs a real guest', () => {
+  const dir = tempDir('nexus-agent-vm-');
+  const runDir = join(dir.path, 'run');
+  const bridge = testBridgeName();
+  const cidr = testBridgeCidr();
+  const subnet = cidr.split('.').slice(0, 3).join('.');
+  const env = { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: cidr, NEXUS_NAT: 'off' };
+  let agent: AgentHarness;
+  let imageDir: string;
+  const created: string[] = [];
+
+  before(async () => {
+    const image = await testGuestImage();
+    imageDir = image.dir;
+    // The agent only boots files under <run-dir>/images: link the shared test image in.
+    await run('mkdir', ['-p', runDir]);
+    symlinkSync(join(image.dir, '..'), join(runDir, 'images'));
+    agent = await startAgentProcess(runDir, env);
+  });
+
+  after(async () => {
+    for (const id of created) await agent?.call('DELETE', `/agent/v1/vms/${id}`).catch(() => undefined);
+    await agent?.process.stop();
+    await run('ip', ['link', 'del', 'dev', bridge]).catch(() => undefined);
+    dir.remove();
+  });
+
+  const spec = (id: string, ip: string) => ({
+    vcpu: 1,
+    mem_mib: 128,
+    kernel: { path: join(runDir, 'images', 'test', 'vmlinux'), cmdline: `console=ttyS0 reboot=t panic=1 root=/dev/vda rw nexus.ip=${ip}/24 nexus.gw=${subnet}.1` },
+    initrd: { path: join(runDir, 'images', 'test', 'initrd.img') },
+    drives: [{ id: 'rootfs', path: join(runDir, 'images', 'test', 'rootfs.ext4'), is_root: true }],
+    nics: [{}],
+  });
+  const consoleOf = (id: string) => {
+    try {
+      return readFileSync(join(runDir, 'vms', id, 'logs', 'console.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const lastCounter = (id: string) => {
+    const matches = [...consoleOf(id).matchAll(/NEXUS_COUNTER (\d+)/g)];
+    return matches.length ? Number(matches.at(-1)?.[1]) : -1;
+  };
+  const act = async (id: string, action: string, extra: Record<string, unknown> = {}) => {
+    const response = await agent.call('POST', `/agent/v1/vms/${id}/actions`, { action, ...extra });
+    assert.equal(response.status, 200, JSON.stringify(response.body));
+    return response.body;
+  };
+  const qemuPids = () => descendantsOf(1).filter((pid) => {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      return cmdline.startsWith('qemu-system') && cmdline.includes(runDir);
+    } catch {
+      return false;
+    }
+  });
+
+  it('boots, answers ping through the bridge, pauses and resumes, snapshots and restores, and stops without leftovers', async () => {
+    const id = testVmId();
+    created.push(id);
+    const ip = `${subnet}.2`;
+
+    const ensured = await agent.call('PUT', `/agent/v1/vms/${id}`, spec(id, ip));
+    assert.equal(ensured.status, 200, JSON.stringify(ensured.body));
+    assert.equal(ensured.body.state, 'configured');
+    assert.equal(ensured.body.tap, tapNameOf(id));
+    assert.equal((await readLink(tapNameOf(id)))?.master, bridge);
+    // The writable root drive is a private copy, never the shared image.
+    assert.equal(ensured.body.spec.drives[0].path, join(runDir, 'vms', id, 'drives', 'rootfs.img'));
+    assert.deepEqual((await agent.call('PUT', `/agent/v1/vms/${id}`, spec(id, ip))).body, ensured.body, 'ensure is idempotent');
+
+    const started = await act(id, 'start');
+    assert.ok(started.vm.pid > 0);
+    await eventually('the boot marker', () => consoleOf(id).includes('NEXUS_BOOT_OK'), 90_000);
+    await eventually('the guest answers ping', async () => {
+      const { stdout } = await run('busybox', ['ping', '-c', '1', '-W', '2', ip]).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? '' }));
+      return /1 packets received/.test(stdout);
+    }, 30_000);
+
+    await eventually('the counter runs', () => lastCounter(id) >= 1, 30_000);
+    assert.equal((await act(id, 'pause')).vm.state, 'paused');
+    const pausedAt = lastCounter(id);
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    assert.equal(lastCounter(id), pausedAt, 'a paused guest does not count');
+    assert.equal((await act(id, 'resume')).vm.state, 'running');
+    await eventually('the counter moves again', () => lastCounter(id) > pausedAt, 15_000);
+
+    // Snapshot a paused guest, stop it, restore into a new process: the count goes on from there.
+    await act(id, 'pause');
+    const savedAt = lastCounter(id);
+    const { snapshot } = await act(id, 'snapshot');
+    assert.ok(statSync(snapshot.state_file).size > 1024 * 1024, 'guest memory is in the state file');
+    assert.equal(snapshot.size_bytes, statSync(snapshot.state_file).size);
+    assert.equal(snapshot.drives[0].id, 'rootfs');
+    const oldPid = started.vm.pid;
+    assert.equal((await act(id, 'stop', { timeout_ms: 1000 })).vm.state, 'stopped');
+    assert.ok(!isAlive(oldPid));
+    const restored = await act(id, 'restore', { snapshot_id: snapshot.snapshot_id });
+    assert.equal(restored.vm.state, 'running');
+    assert.notEqual(restored.vm.pid, oldPid);
+    await eventually('the restored guest counts on', () => lastCounter(id) > savedAt, 30_000);
+    const firstAfterRestore = Number(/NEXUS_COUNTER (\d+)/.exec(consoleOf(id))?.[1] ?? -1);
+    assert.ok(firstAfterRestore >= savedAt, `counting resumed from ${savedAt}, not from scratch (${firstAfterRestore})`);
+
+    // A graceful stop: the ACPI power button, handled by the guest.
+    const stopped = await act(id, 'stop');
+    assert.equal(stopped.vm.state, 'stopped');
+    assert.equal(stopped.vm.pid, null);
+    assert.ok(!isAlive(restored.vm.pid));
+
+    const deleted = await agent.call('DELETE', `/agent/v1/vms/${id}`);
+    assert.equal(deleted.status, 200);
+    assert.equal(await readLink(tapNameOf(id)), undefined, 'TAP gone');
+    assert.equal(existsSync(join(runDir, 'vms', id)), false, 'run dir gone');
+    assert.deepEqual(qemuPids(), [], 'no qemu left');
+    assertErrorContract(await agent.call('GET', `/agent/v1/vms/${id}`), 404, 'not_found');
+  });
+
+  it('keeps a VM running across kill -9 of the agent, and re-adopts it', async () => {
+    const id = testVmId();
+    created.push(id);
+    assert.equal((await agent.call('PUT', `/agent/v1/vms/${id}`, spec(id, `${subnet}.3`))).status, 200);
+    const pid = (await act(id, 'start')).vm.pid;
+    await eventually('the boot marker', () => consoleOf(id).includes('NEXUS_BOOT_OK'), 90_000);
+
+    agent.process.child.kill('SIGKILL');
+    await agent.process.exited;
+    assert.ok(isAlive(pid), 'the VM outlived its agent');
+    agent = await startAgentProcess(runDir, env);
+
+    const vm = (await agent.call('GET', `/agent/v1/vms/${id}`)).body;
+    assert.equal(vm.state, 'running');
+    assert.equal(vm.pid, pid);
+    const inventory = (await agent.call('GET', '/agent/v1/inventory')).body;
+    assert.ok(inventory.vms.some((entry: { id: string; pid: number }) => entry.id === id && entry.pid === pid));
+
+    // A clean restart leaves it running too.
+    await agent.process.stop();
+    assert.ok(isAlive(pid));
+    agent = await startAgentProcess(runDir, env);
+    assert.equal((await act(id, 'stop', { timeout_ms: 500 })).vm.state, 'stopped');
+    assert.ok(!isAlive(pid));
+    assert.equal((await agent.call('DELETE', `/agent/v1/vms/${id}`)).status, 200);
+  });
+
+  describe('a failed ensure leaves nothing behind', () => {
+    const leftovers = async (id: string) => {
+      assert.equal(existsSync(join(runDir, 'vms', id)), false, 'no run dir');
+      assert.equal(await readLink(tapNameOf(id)), undefined, 'no TAP');
+    };
+
+    it('a missing kernel -> 400 with a suggestion', async () => {
+      const id = testVmId();
+      const bad = spec(id, `${subnet}.9`);
+      bad.kernel.path = join(runDir, 'images', 'test', 'no-such-vmlinux');
+      const response = await agent.call('PUT', `/agent/v1/vms/${id}`, bad);
+      assertErrorContract(response, 400, 'bad_request');
+      assert.ok(response.body.suggestion);
+      await leftovers(id);
+    });
+
+    it('a path outside the allowed roots -> 403, also through a symlink or ..', async () => {
+      const id = testVmId();
+      // Written out by hand, not with join(): the agent must see the '..' itself.
+      for (const path of ['/etc/passwd', '/no/such/file', `${runDir}/vms/../agent/identity.json`, `${runDir}/images/test/../../../run/agent/identity.json`]) {
+        const bad = spec(id, `${subnet}.9`);
+        bad.drives[0] = { id: 'rootfs', path, is_root: true };
+        assertErrorContract(await agent.call('PUT', `/agent/v1/vms/${id}`, bad), 403, 'forbidden');
+      }
+      symlinkSync('/etc/hostname', join(dir.path, 'evil-link'));
+      const viaLink = spec(id, `${subnet}.9`);
+      viaLink.kernel.path = join(dir.path, 'evil-link');
+      assertErrorContract(await agent.call('PUT', `/agent/v1/vms/${id}`, viaLink), 403, 'forbidden');
+      await leftovers(id);
+    });
+
+    it('a TAP name taken by a foreign device -> 409, the device untouched', async () => {
+      const id = testVmId();
+      await run('ip', ['link', 'add', tapNameOf(id), 'type', 'bridge']);
+      try {
+        const response = await agent.call('PUT', `/agent/v1/vms/${id}`, spec(id, `${subnet}.9`));
+        assertErrorContract(response, 409, 'conflict');
+        assert.match(response.body.fault_message, /not made by Nexus/);
+        assert.equal(existsSync(join(runDir, 'vms', id)), false, 'no run dir');
+        assert.equal((await readLink(tapNameOf(id)))?.linkinfo?.info_kind, 'bridge');
+      } finally {
+        await run('ip', ['link', 'del', 'dev', tapNameOf(id)]);
+      }
+    });
+
+    it('a kernel that is not a kernel fails at start with the VMM\'s words, and leaves no process', async () => {
+      const id = testVmId();
+      created.push(id);
+      const bad = spec(id, `${subnet}.9`);
+      bad.kernel.path = join(runDir, 'images', 'test', 'manifest.json');
+      assert.equal((await agent.call('PUT', `/agent/v1/vms/${id}`, bad)).status, 200);
+      const response = await agent.call('POST', `/agent/v1/vms/${id}/actions`, { action: 'start' });
+      assertErrorContract(response, 502, 'vmm_failed');
+      assert.match(response.body.fault_message, /QEMU exited while starting/);
+      assert.equal((await agent.call('GET', `/agent/v1/vms/${id}`)).body.pid, null);
+      assert.equal((await agent.call('DELETE', `/agent/v1/vms/${id}`)).status, 200);
+      await leftovers(id);
+    });
+  });
+
+  it('refuses actions on a VM it does not have, and pausing a stopped VM', async () => {
+    const id = testVmId();
+    assertErrorContract(await agent.call('POST', `/agent/v1/vms/${id}/actions`, { action: 'start' }), 404, 'not_found');
+    created.push(id);
+    await agent.call('PUT', `/agent/v1/vms/${id}`, spec(id, `${subnet}.10`));
+    const response = await agent.call('POST', `/agent/v1/vms/${id}/actions`, { action: 'pause' });
+    assertErrorContract(response, 409, 'conflict');
+    assert.ok(response.body.suggestion);
+    assertErrorContract(await agent.call('POST', `/agent/v1/vms/${id}/actions`, { action: 'reboot' }), 400, 'validation_failed');
+    assert.equal((await agent.call('DELETE', `/agent/v1/vms/${id}`)).status, 200);
+    assert.ok(imageDir);
+  });
+});
