@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { MachineSpec, VmmName } from './machine-spec.js';
+import { DriveId, MachineSpec, VmmName } from './machine-spec.js';
 import { StrictObject, Uuid } from './schema.js';
 
 export const AgentVmState = Type.Union([
@@ -30,6 +30,7 @@ export const AgentVm = Type.Object(
 export type AgentVm = Static<typeof AgentVm>;
 
 export const VmIdParams = StrictObject({ id: Uuid });
+export const VmDriveParams = StrictObject({ id: Uuid, drive_id: DriveId });
 
 export const VmAction = Type.Union([
   Type.Literal('start'),
@@ -68,11 +69,26 @@ export const VmActionResponse = Type.Object(
 );
 export type VmActionResponse = Static<typeof VmActionResponse>;
 
+/** Host resources that belong to no VM this agent knows: leftovers for garbage collection. */
+export const Orphans = Type.Object(
+  {
+    /** `<run-dir>/vms/<x>` folders without a readable spec. */
+    dirs: Type.Array(Type.String()),
+    /** Nexus-named TAP devices whose VM has no folder. */
+    taps: Type.Array(Type.String()),
+    /** VMM processes running from `<run-dir>/vms/<id>` that are not the VM's recorded process. */
+    processes: Type.Array(Type.Object({ pid: Type.Integer(), vm_id: Type.String(), command: Type.String() }, { additionalProperties: false })),
+    /** API/QMP sockets left in VM folders whose VMM is not running. */
+    sockets: Type.Array(Type.String()),
+  },
+  { additionalProperties: false },
+);
+export type Orphans = Static<typeof Orphans>;
+
 export const Inventory = Type.Object(
   {
     vms: Type.Array(AgentVm),
-    /** Run-dir folders that do not hold a readable VM spec: leftovers to collect. */
-    orphan_dirs: Type.Array(Type.String()),
+    orphans: Orphans,
   },
   { additionalProperties: false },
 );

@@ -4,12 +4,19 @@ import { StrictObject } from './schema.js';
 /** Drive ids name devices in QEMU and Firecracker alike: short, plain. */
 export const DriveId = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,31}$', description: 'Device id, e.g. `rootfs`' });
 
+export const RateLimit = StrictObject({
+  bytes_per_second: Type.Optional(Type.Integer({ minimum: 0, description: '0 or absent: unlimited' })),
+  ops_per_second: Type.Optional(Type.Integer({ minimum: 0, description: '0 or absent: unlimited' })),
+});
+export type RateLimit = Static<typeof RateLimit>;
+
 export const DriveSpec = StrictObject({
   id: DriveId,
   path: Type.String({ minLength: 1, maxLength: 4096, description: 'Raw disk image on the host' }),
   read_only: Type.Optional(Type.Boolean({ default: false })),
   /** The root drive comes first on the bus, so it is /dev/vda in the guest. */
   is_root: Type.Optional(Type.Boolean({ default: false })),
+  rate_limit: Type.Optional(RateLimit),
 });
 export type DriveSpec = Static<typeof DriveSpec>;
 

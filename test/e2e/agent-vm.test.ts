@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { tapNameOf } from '../../src/agent/domain/host-names.js';
 import { readLink } from '../../src/agent/host/net/ip-command.js';
+import { withQmp } from '../../src/agent/drivers/qemu/qmp-client.js';
 import { type AgentHarness, startAgentProcess } from '../support/agent-harness.js';
 import { assertErrorContract } from '../support/error-contract.js';
 import { testGuestImage } from '../support/guest-image.js';
@@ -101,6 +102,16 @@ describe('agent runs a real guest', () => {
       return /1 packets received/.test(stdout);
     }, 30_000);
 
+    // Throttle the root drive at runtime: QEMU applies it at once, the spec keeps it.
+    const limited = await agent.call('PATCH', `/agent/v1/vms/${id}/drives/rootfs`, { bytes_per_second: 1048576, ops_per_second: 200 });
+    assert.equal(limited.status, 200, JSON.stringify(limited.body));
+    assert.deepEqual(limited.body.spec.drives[0].rate_limit, { bytes_per_second: 1048576, ops_per_second: 200 });
+    const block = await withQmp(join(runDir, 'vms', id, 'sock', 'qmp.sock'), (qmp) => qmp.execute<Array<{ device: string; qdev?: string; inserted?: { bps: number; iops: number } }>>('query-block'));
+    const root = block.find((entry) => entry.device === 'rootfs' || entry.qdev === 'rootfs');
+    assert.equal(root?.inserted?.bps, 1048576);
+    assert.equal(root?.inserted?.iops, 200);
+    assertErrorContract(await agent.call('PATCH', `/agent/v1/vms/${id}/drives/nope`, { bytes_per_second: 1 }), 404, 'not_found');
+
     await eventually('the counter runs', () => lastCounter(id) >= 1, 30_000);
     assert.equal((await act(id, 'pause')).vm.state, 'paused');
     const pausedAt = lastCounter(id);
@@ -158,6 +169,24 @@ describe('agent runs a real guest', () => {
     const inventory = (await agent.call('GET', '/agent/v1/inventory')).body;
     assert.ok(inventory.vms.some((entry: { id: string; pid: number }) => entry.id === id && entry.pid === pid));
 
+    // What belongs to no VM is reported: a stray folder, a stray TAP, and a VMM no pid file names.
+    const strayTap = tapNameOf(testVmId());
+    await run('ip', ['tuntap', 'add', 'dev', strayTap, 'mode', 'tap']);
+    await run('mkdir', ['-p', join(runDir, 'vms', 'not-a-vm')]);
+    const pidFile = join(runDir, 'vms', id, 'pid');
+    await run('mv', [pidFile, `${pidFile}.aside`]);
+    try {
+      const { orphans } = (await agent.call('GET', '/agent/v1/inventory')).body;
+      assert.deepEqual(orphans.dirs, [join(runDir, 'vms', 'not-a-vm')]);
+      assert.ok(orphans.taps.includes(strayTap));
+      assert.ok(!orphans.taps.includes(tapNameOf(id)), "a VM's own TAP is not an orphan");
+      assert.deepEqual(orphans.processes.map((entry: { pid: number; vm_id: string }) => [entry.pid, entry.vm_id]), [[pid, id]]);
+    } finally {
+      await run('mv', [`${pidFile}.aside`, pidFile]);
+      await run('ip', ['link', 'del', 'dev', strayTap]);
+      await run('rmdir', [join(runDir, 'vms', 'not-a-vm')]);
+    }
+
     // A clean restart leaves it running too.
     await agent.process.stop();
     assert.ok(isAlive(pid));
@@ -165,6 +194,26 @@ describe('agent runs a real guest', () => {
     assert.equal((await act(id, 'stop', { timeout_ms: 500 })).vm.state, 'stopped');
     assert.ok(!isAlive(pid));
     assert.equal((await agent.call('DELETE', `/agent/v1/vms/${id}`)).status, 200);
+  });
+
+  it('takes the fine-grained steps: tap, then spawn (process up, guest not run), then resume boots it', async () => {
+    const id = testVmId();
+    created.push(id);
+    assert.equal((await agent.call('PUT', `/agent/v1/vms/${id}`, spec(id, `${subnet}.4`))).status, 200);
+    const tap = await agent.call('POST', `/agent/v1/vms/${id}/tap`);
+    assert.deepEqual(tap.body, { tap: tapNameOf(id) });
+    assert.equal((await readLink(tapNameOf(id)))?.master, bridge);
+    const spawned = await agent.call('POST', `/agent/v1/vms/${id}/spawn`);
+    assert.equal(spawned.status, 200, JSON.stringify(spawned.body));
+    assert.equal(spawned.body.state, 'paused');
+    assert.ok(spawned.body.pid > 0);
+    assert.equal((await agent.call('POST', `/agent/v1/vms/${id}/spawn`)).body.pid, spawned.body.pid, 'spawn is idempotent');
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    assert.equal(consoleOf(id), '', 'the guest has not run');
+    await act(id, 'resume');
+    await eventually('the boot marker', () => consoleOf(id).includes('NEXUS_BOOT_OK'), 90_000);
+    assert.equal((await agent.call('DELETE', `/agent/v1/vms/${id}`)).status, 200);
+    assert.ok(!isAlive(spawned.body.pid));
   });
 
   describe('a failed ensure leaves nothing behind', () => {

@@ -2,12 +2,13 @@ import { mkdir, readFile, readdir, realpath, rename, rm, stat, writeFile } from 
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentVm, AgentVmState, Inventory, SnapshotInfo } from '../../contracts/agent-vm-api.js';
-import type { MachineSpec, VmmName } from '../../contracts/machine-spec.js';
+import type { MachineSpec, RateLimit, VmmName } from '../../contracts/machine-spec.js';
 import { KeyedMutex } from '../../kit/keyed-mutex.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import type { ProcessIdentity } from '../../kit/process-identity.js';
 import { UndoStack } from '../../kit/undo-stack.js';
 import { copySparse } from '../../kit/sparse-copy.js';
+import { scanVmmProcesses } from '../host/supervisor/vmm-process-scan.js';
 import { tapNameOf } from '../domain/host-names.js';
 import { isUnderAllowedRoot } from '../domain/path-policy.js';
 import { VM_ID_PATTERN, type VmLayout, imagesDir, vmLayout, vmsDir } from '../domain/vm-layout.js';
@@ -80,6 +81,56 @@ export class VmService {
         await undo.unwind();
         throw error;
       }
+    });
+  }
+
+  /**
+   * The PRD's fine-grained step: makes (or remakes) the VM's TAP, attached to the bridge. The VM
+   * must be ensured with a NIC, and not running (its VMM holds the TAP).
+   */
+  ensureTap(id: string): Promise<{ tap: string }> {
+    return this.locks.run(id, async () => {
+      const vm = this.layout(id);
+      const stored = await this.requireStored(vm);
+      if (stored.spec.nics.length === 0) throw new NexusError('conflict', `VM ${id} has no NIC`, { suggestion: 'Ensure it with nics: [{}].' });
+      const tap = stored.spec.nics[0]?.tap ?? tapNameOf(id);
+      if (await this.supervisor.adopt(vm)) return { tap };
+      await this.network.ensureTap(tap);
+      return { tap };
+    });
+  }
+
+  /**
+   * The PRD's fine-grained step: starts the VMM process with the guest not yet running (QEMU
+   * `-S`, Firecracker before InstanceStart); `resume` boots it. Idempotent.
+   */
+  spawn(id: string): Promise<AgentVm> {
+    return this.locks.run(id, async () => {
+      const vm = this.layout(id);
+      const stored = await this.requireStored(vm);
+      if (!(await this.supervisor.adopt(vm))) {
+        for (const nic of stored.spec.nics) await this.network.ensureTap(nic.tap ?? tapNameOf(id));
+        await rm(vm.consoleLog, { force: true });
+        await this.driverFor(stored.driver).start(vm, stored.spec, { paused: true });
+      }
+      return this.describe(vm);
+    });
+  }
+
+  /** Changes a drive's throttle: at once on a running VM, and in the spec for every later start. */
+  updateDriveRateLimit(id: string, driveId: string, limit: RateLimit): Promise<AgentVm> {
+    return this.locks.run(id, async () => {
+      const vm = this.layout(id);
+      const stored = await this.requireStored(vm);
+      const driver = this.driverFor(stored.driver);
+      if (!stored.spec.drives.some((drive) => drive.id === driveId)) {
+        throw new NexusError('not_found', `VM ${id} has no drive ${driveId}`, { suggestion: `Its drives: ${stored.spec.drives.map((d) => d.id).join(', ') || 'none'}.` });
+      }
+      if (!driver.capabilities.driveRateLimits) throw new NexusError('conflict', `the ${driver.name} driver cannot limit drives`);
+      if (await this.supervisor.adopt(vm)) await driver.updateDriveRateLimit(vm, driveId, limit);
+      const spec = { ...stored.spec, drives: stored.spec.drives.map((drive) => (drive.id === driveId ? { ...drive, rate_limit: limit } : drive)) };
+      await writeAtomically(vm.specFile, JSON.stringify({ spec, driver: stored.driver } satisfies StoredSpec, null, 2));
+      return this.describe(vm);
     });
   }
 
@@ -192,27 +243,36 @@ export class VmService {
     return this.locks.run(id, async () => this.describe(this.layout(id)));
   }
 
+  /** Every VM folder on the host, and what belongs to no VM (for the manager's garbage collection). */
   async inventory(): Promise<Inventory> {
+    const root = vmsDir(this.config.runDir);
     let names: string[] = [];
     try {
-      names = await readdir(vmsDir(this.config.runDir));
+      names = await readdir(root);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
     const vms: AgentVm[] = [];
-    const orphanDirs: string[] = [];
+    const orphans: Inventory['orphans'] = { dirs: [], taps: [], processes: [], sockets: [] };
     for (const name of names.sort()) {
-      if (!VM_ID_PATTERN.test(name)) {
-        orphanDirs.push(join(vmsDir(this.config.runDir), name));
+      const vm = VM_ID_PATTERN.test(name) ? await this.get(name).catch(() => undefined) : undefined;
+      if (!vm) {
+        orphans.dirs.push(join(root, name));
         continue;
       }
-      try {
-        vms.push(await this.get(name));
-      } catch {
-        orphanDirs.push(join(vmsDir(this.config.runDir), name));
+      vms.push(vm);
+      if (vm.pid === null && (await exists(vm.api_socket))) orphans.sockets.push(vm.api_socket);
+    }
+    const known = new Set(vms.map((vm) => vm.id));
+    const ownTaps = new Set(names.filter((name) => VM_ID_PATTERN.test(name)).map(tapNameOf));
+    orphans.taps = (await this.network.listTaps()).filter((tap) => !ownTaps.has(tap));
+    for (const process of await scanVmmProcesses(this.config.runDir)) {
+      const owner = vms.find((vm) => vm.id === process.vmId);
+      if (!known.has(process.vmId) || owner?.pid !== process.pid) {
+        orphans.processes.push({ pid: process.pid, vm_id: process.vmId, command: process.command });
       }
     }
-    return { vms, orphan_dirs: orphanDirs };
+    return { vms, orphans };
   }
 
   private async describe(vm: VmLayout): Promise<AgentVm> {

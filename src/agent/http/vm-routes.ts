@@ -1,8 +1,8 @@
 import { Type } from 'typebox';
 import { AGENT_API_PREFIX } from '../../contracts/agent-api.js';
-import { AgentVm, Inventory, VmActionRequest, VmActionResponse, VmIdParams } from '../../contracts/agent-vm-api.js';
+import { AgentVm, Inventory, VmActionRequest, VmActionResponse, VmDriveParams, VmIdParams } from '../../contracts/agent-vm-api.js';
 import { ErrorBody } from '../../contracts/errors.js';
-import { MachineSpec } from '../../contracts/machine-spec.js';
+import { MachineSpec, RateLimit } from '../../contracts/machine-spec.js';
 import type { HttpServer } from '../../kit/http/http-server.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import type { VmService } from '../app/vm-service.js';
@@ -38,6 +38,24 @@ export function registerVmRoutes(app: HttpServer, vms: VmService): void {
           return { vm: await vms.act(id, action, timeoutMs) };
       }
     },
+  );
+
+  app.patch(
+    `${AGENT_API_PREFIX}/vms/:id/drives/:drive_id`,
+    { schema: { summary: "Change a drive's rate limit (at once if running)", params: VmDriveParams, body: RateLimit, response: { 200: AgentVm, ...errors } } },
+    async (request) => vms.updateDriveRateLimit(request.params.id, request.params.drive_id, request.body),
+  );
+
+  app.post(
+    `${AGENT_API_PREFIX}/vms/:id/tap`,
+    { schema: { summary: "Make the VM's TAP, attached to the bridge (idempotent)", params: VmIdParams, response: { 200: Type.Object({ tap: Type.String() }), ...errors } } },
+    async (request) => vms.ensureTap(request.params.id),
+  );
+
+  app.post(
+    `${AGENT_API_PREFIX}/vms/:id/spawn`,
+    { schema: { summary: 'Start the VMM process with the guest not yet running; resume boots it', params: VmIdParams, response: { 200: AgentVm, ...errors } } },
+    async (request) => vms.spawn(request.params.id),
   );
 
   app.delete(

@@ -1,4 +1,4 @@
-import type { MachineSpec, VmmName } from '../../contracts/machine-spec.js';
+import type { MachineSpec, RateLimit, VmmName } from '../../contracts/machine-spec.js';
 import type { ProcessIdentity } from '../../kit/process-identity.js';
 import type { VmLayout } from '../domain/vm-layout.js';
 
@@ -22,11 +22,6 @@ export interface SnapshotFiles {
   sizeBytes: number;
 }
 
-export interface DriveRateLimit {
-  bytesPerSecond?: number;
-  opsPerSecond?: number;
-}
-
 /**
  * The seam between the agent and a VMM. Every operation is given the VM's layout (its folder) and
  * reads the rest from the VMM itself, so a driver holds no state an agent restart would lose.
@@ -34,8 +29,11 @@ export interface DriveRateLimit {
 export interface VmmDriver {
   readonly name: VmmName;
   readonly capabilities: VmmCapabilities;
-  /** Starts a VMM process for the spec and boots the guest; answers once the VMM is controllable. */
-  start(vm: VmLayout, spec: MachineSpec): Promise<ProcessIdentity>;
+  /**
+   * Starts a VMM process for the spec and boots the guest; answers once the VMM is controllable.
+   * With `paused`, the process is up and configured but the guest has not run (resume boots it).
+   */
+  start(vm: VmLayout, spec: MachineSpec, options?: { paused?: boolean }): Promise<ProcessIdentity>;
   inspect(vm: VmLayout, process: ProcessIdentity | undefined): Promise<VmmRunState>;
   pause(vm: VmLayout): Promise<void>;
   resume(vm: VmLayout): Promise<void>;
@@ -45,5 +43,6 @@ export interface VmmDriver {
   snapshot(vm: VmLayout, dir: string): Promise<SnapshotFiles>;
   /** Starts a fresh VMM process from a snapshot; the guest is left paused. */
   restore(vm: VmLayout, spec: MachineSpec, snapshot: SnapshotFiles): Promise<ProcessIdentity>;
-  updateDriveRateLimit(vm: VmLayout, driveId: string, limit: DriveRateLimit): Promise<void>;
+  /** Changes a running VM's drive throttle; 0 or absent means unlimited. */
+  updateDriveRateLimit(vm: VmLayout, driveId: string, limit: RateLimit): Promise<void>;
 }

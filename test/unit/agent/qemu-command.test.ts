@@ -13,7 +13,7 @@ const spec: MachineSpec = {
   initrd: { path: '/srv/fc/images/default/initrd.img' },
   drives: [
     { id: 'data', path: '/srv/fc/vms/x/data,1.img', read_only: true },
-    { id: 'rootfs', path: '/srv/fc/vms/x/rootfs.img', is_root: true },
+    { id: 'rootfs', path: '/srv/fc/vms/x/rootfs.img', is_root: true, rate_limit: { bytes_per_second: 1048576, ops_per_second: 100 } },
   ],
   nics: [{}],
 };
@@ -42,7 +42,7 @@ describe('qemuArgs', () => {
 
   it('puts the root drive first (so it is /dev/vda), escapes commas, and marks read-only drives', () => {
     const drives = after(tcg, '-drive');
-    assert.equal(drives[0], 'id=rootfs,file=/srv/fc/vms/x/rootfs.img,format=raw,if=none');
+    assert.equal(drives[0], 'id=rootfs,file=/srv/fc/vms/x/rootfs.img,format=raw,if=none,throttling.bps-total=1048576,throttling.iops-total=100');
     assert.equal(drives[1], 'id=data,file=/srv/fc/vms/x/data,,1.img,format=raw,if=none,readonly=on');
   });
 
@@ -61,5 +61,10 @@ describe('qemuArgs', () => {
     assert.deepEqual(after(kvm, '-cpu'), ['host']);
     assert.match(after(kvm, '-M')[0] ?? '', /rtc=off/);
     assert.deepEqual(after(kvm, '-incoming'), ["exec:cat '/srv/fc/it'\\''s.bin'"]);
+    assert.ok(!kvm.includes('-S'));
+  });
+
+  it('starts with the vCPUs stopped for a spawn', () => {
+    assert.ok(qemuArgs(vm, spec, { accel: 'tcg', tscKhz: undefined, paused: true }).includes('-S'));
   });
 });

@@ -12,6 +12,8 @@ export interface QemuLaunchOptions {
   tscKhz: number | undefined;
   /** Restore: load this migration stream instead of booting. */
   incomingFile?: string;
+  /** Start with the vCPUs stopped (`-S`): the process is up, the guest has not run. */
+  paused?: boolean;
 }
 
 /** QEMU parses `a=b,c=d`: a comma inside a value is written twice. */
@@ -49,13 +51,18 @@ export function qemuArgs(vm: VmLayout, spec: MachineSpec, options: QemuLaunchOpt
   const drives = [...spec.drives].sort((a, b) => Number(b.is_root ?? false) - Number(a.is_root ?? false));
   for (const drive of drives) {
     const readOnly = drive.read_only ? ',readonly=on' : '';
-    args.push('-drive', `id=${drive.id},file=${value(drive.path)},format=raw,if=none${readOnly}`);
+    const limit = drive.rate_limit;
+    const throttle =
+      (limit?.bytes_per_second ? `,throttling.bps-total=${limit.bytes_per_second}` : '') +
+      (limit?.ops_per_second ? `,throttling.iops-total=${limit.ops_per_second}` : '');
+    args.push('-drive', `id=${drive.id},file=${value(drive.path)},format=raw,if=none${readOnly}${throttle}`);
     args.push('-device', `virtio-blk-device,drive=${drive.id},id=${drive.id}`);
   }
   spec.nics.forEach((nic, index) => {
     args.push('-netdev', `tap,id=net${index},ifname=${nic.tap ?? tapNameOf(vm.id)},script=no,downscript=no`);
     args.push('-device', `virtio-net-device,netdev=net${index},mac=${nic.mac ?? macOf(vm.id)}`);
   });
+  if (options.paused) args.push('-S');
   if (options.incomingFile) args.push('-incoming', `exec:cat '${options.incomingFile.replaceAll("'", "'\\''")}'`);
   return args;
 }

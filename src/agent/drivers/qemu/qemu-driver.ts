@@ -1,11 +1,11 @@
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { MachineSpec } from '../../../contracts/machine-spec.js';
+import type { MachineSpec, RateLimit } from '../../../contracts/machine-spec.js';
 import { NexusError, messageOf } from '../../../kit/nexus-error.js';
 import type { ProcessIdentity } from '../../../kit/process-identity.js';
 import type { VmLayout } from '../../domain/vm-layout.js';
 import type { ProcessSupervisor } from '../../ports/process-supervisor.js';
-import type { DriveRateLimit, SnapshotFiles, VmmCapabilities, VmmDriver, VmmRunState } from '../../ports/vmm-driver.js';
+import type { SnapshotFiles, VmmCapabilities, VmmDriver, VmmRunState } from '../../ports/vmm-driver.js';
 import { type QemuLaunchOptions, qemuArgs } from './qemu-command.js';
 import { QmpClient, withQmp } from './qmp-client.js';
 
@@ -43,8 +43,8 @@ export class QemuDriver implements VmmDriver {
     private readonly supervisor: ProcessSupervisor,
   ) {}
 
-  async start(vm: VmLayout, spec: MachineSpec): Promise<ProcessIdentity> {
-    return this.launch(vm, spec, {});
+  async start(vm: VmLayout, spec: MachineSpec, options: { paused?: boolean } = {}): Promise<ProcessIdentity> {
+    return this.launch(vm, spec, { paused: options.paused ?? false });
   }
 
   async inspect(vm: VmLayout, process: ProcessIdentity | undefined): Promise<VmmRunState> {
@@ -126,21 +126,21 @@ export class QemuDriver implements VmmDriver {
     }
   }
 
-  async updateDriveRateLimit(vm: VmLayout, driveId: string, limit: DriveRateLimit): Promise<void> {
+  async updateDriveRateLimit(vm: VmLayout, driveId: string, limit: RateLimit): Promise<void> {
     await withQmp(vm.qmpSocket, (qmp) =>
       qmp.execute('block_set_io_throttle', {
         id: driveId,
-        bps: limit.bytesPerSecond ?? 0,
+        bps: limit.bytes_per_second ?? 0,
         bps_rd: 0,
         bps_wr: 0,
-        iops: limit.opsPerSecond ?? 0,
+        iops: limit.ops_per_second ?? 0,
         iops_rd: 0,
         iops_wr: 0,
       }),
     );
   }
 
-  private async launch(vm: VmLayout, spec: MachineSpec, extra: Pick<QemuLaunchOptions, 'incomingFile'>): Promise<ProcessIdentity> {
+  private async launch(vm: VmLayout, spec: MachineSpec, extra: Pick<QemuLaunchOptions, 'incomingFile' | 'paused'>): Promise<ProcessIdentity> {
     await mkdir(vm.sockDir, { recursive: true });
     await mkdir(vm.logsDir, { recursive: true });
     await rm(vm.qmpSocket, { force: true });

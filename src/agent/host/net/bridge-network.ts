@@ -65,9 +65,11 @@ export class BridgeNetwork implements HostNetwork {
     await ip(['link', 'del', 'dev', name], `deleting TAP ${name}`);
   }
 
+  /** Nexus TAPs on this agent's bridge, or on none (detached leftovers); never another bridge's. */
   async listTaps(): Promise<string[]> {
     return (await listLinks())
       .filter((link) => TAP_NAME_PATTERN.test(link.ifname) && link.linkinfo?.info_kind === 'tun')
+      .filter((link) => link.master === undefined || link.master === this.config.bridge)
       .map((link) => link.ifname)
       .sort();
   }
