@@ -1,11 +1,13 @@
 /**
- * Renders the manager's OpenAPI document as docs/api.md: `npm run docs:api`. A test checks the
- * committed file matches, so the reference never drifts from the schemas that validate requests.
+ * Renders the manager's and the agent's OpenAPI documents as docs/api.md and docs/agent-api.md:
+ * `npm run docs:api`. A test checks the committed files match, so the references never drift
+ * from the schemas that validate requests.
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createLogger } from '../src/kit/logger.js';
 import { buildOpenApiDocument } from '../src/manager/http/openapi-document.js';
+import { buildAgentOpenApiDocument } from '../src/agent/http/openapi-document.js';
 
 interface Schema {
   type?: string | string[];
@@ -67,12 +69,13 @@ function table(schema: Schema): string[] {
   return ['| field | type | required | notes |', '| --- | --- | --- | --- |', ...rows, '', ...(strict ? ['Unknown fields are rejected (400).', ''] : [])];
 }
 
-export function renderApiMarkdown(document: any): string {
+export function renderApiMarkdown(document: any, title: string, servedBy: string, preface: string[] = []): string {
   const out: string[] = [
-    '# Manager API reference',
+    `# ${title}`,
     '',
-    `Version ${document.info.version}. Generated from the OpenAPI document the manager serves at \`GET /openapi.json\`, by \`npm run docs:api\`; do not edit by hand.`,
+    `Version ${document.info.version}. Generated from the OpenAPI document ${servedBy} serves at \`GET /openapi.json\`, by \`npm run docs:api\`; do not edit by hand.`,
     '',
+    ...preface,
     'Every answer that is not 2xx has the body `{ error, fault_message?, status, suggestion?, request_id }`: `error` is a stable code, `request_id` matches the `x-request-id` header and the server logs (send your own `x-request-id` to choose it).',
     '',
   ];
@@ -104,13 +107,22 @@ export function renderApiMarkdown(document: any): string {
   return `${out.join('\n').replace(/\n{3,}/g, '\n\n').trimEnd()}\n`;
 }
 
-export async function generateApiMarkdown(): Promise<string> {
-  const document = await buildOpenApiDocument(createLogger({ name: 'docs', level: 'silent' }));
-  return renderApiMarkdown(document);
+/** Each generated reference: its file under docs/ and its text. */
+export async function generateApiDocs(): Promise<Record<string, string>> {
+  const logger = createLogger({ name: 'docs', level: 'silent' });
+  return {
+    'api.md': renderApiMarkdown(await buildOpenApiDocument(logger), 'Manager API reference', 'the manager'),
+    'agent-api.md': renderApiMarkdown(await buildAgentOpenApiDocument(logger), 'Agent API reference', 'each agent', [
+      'The manager is the agent\'s only intended caller. Every request, `/metrics` and `/openapi.json` included, needs `Authorization: Bearer <host credential>`; without it the answer is 401 before routing.',
+      '',
+    ]),
+  };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const target = fileURLToPath(new URL('../docs/api.md', import.meta.url));
-  writeFileSync(target, await generateApiMarkdown());
-  process.stdout.write(`wrote ${target}\n`);
+  for (const [file, text] of Object.entries(await generateApiDocs())) {
+    const target = fileURLToPath(new URL(`../docs/${file}`, import.meta.url));
+    writeFileSync(target, text);
+    process.stdout.write(`wrote ${target}\n`);
+  }
 }

@@ -29,7 +29,7 @@ function suspects() {
   return found;
 }
 
-/** Network devices, nftables tables and namespaces that look like the tests' own. */
+/** Network devices, nftables tables, namespaces and VM cgroups that look like the tests' own. */
 function hostResources() {
   const found = new Set();
   const run = (cmd, args) => spawnSync(cmd, args, { encoding: 'utf8' }).stdout ?? '';
@@ -39,6 +39,12 @@ function hostResources() {
   }
   for (const table of run('nft', ['list', 'tables']).split('\n')) if (/nexus_nxbr/.test(table)) found.add(`nft ${table.trim()}`);
   for (const ns of run('ip', ['netns', 'list']).split('\n')) if (/^nx/.test(ns)) found.add(`netns ${ns.split(' ')[0]}`);
+  const cgroup2 = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((line) => line.split(' ')).find((f) => f[2] === 'cgroup2')?.[1];
+  try {
+    if (cgroup2) for (const group of readdirSync(join(cgroup2, 'nexus'))) if (group.startsWith('fc-')) found.add(`cgroup nexus/${group}`);
+  } catch {
+    // no nexus cgroup yet
+  }
   return found;
 }
 
@@ -63,5 +69,5 @@ if (left.length > 0) {
   process.stderr.write(`\nThe tests left these behind (a leak to fix):\n${left.map((line) => `  ${line}`).join('\n')}\n`);
   process.exit(1);
 }
-process.stdout.write('leak check: no process, device, NAT table or namespace left behind\n');
+process.stdout.write('leak check: no process, device, NAT table, namespace or cgroup left behind\n');
 process.exit(result.status ?? 1);

@@ -14,6 +14,7 @@ import { VmService } from './app/vm-service.js';
 import { QemuDriver } from './drivers/qemu/qemu-driver.js';
 import { BridgeNetwork } from './host/net/bridge-network.js';
 import { DetachedSupervisor } from './host/supervisor/detached-supervisor.js';
+import { detectPlacement } from './host/supervisor/process-placement.js';
 import { hostTscKhz } from '../kit/host-tsc.js';
 import type { VmmDriver } from './ports/vmm-driver.js';
 
@@ -34,7 +35,9 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   const facts = await capacity.init();
   log.info({ kvm: facts.kvm, drivers: facts.drivers }, 'host probed');
 
-  const supervisor = new DetachedSupervisor();
+  const placement = await detectPlacement();
+  log.info({ placement: placement.kind }, 'VMM processes run detached, each in its own session');
+  const supervisor = new DetachedSupervisor(placement, log);
   const network = new BridgeNetwork({ bridge: config.bridge, cidr: config.bridgeCidr, nat: config.nat }, log);
   const drivers = new Map<VmmName, VmmDriver>();
   if (facts.drivers.find((driver) => driver.name === 'qemu')?.available) {

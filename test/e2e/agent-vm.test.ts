@@ -96,6 +96,8 @@ describe('agent runs a real guest', () => {
 
     const started = await act(id, 'start');
     assert.ok(started.vm.pid > 0);
+    const cgroup2 = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((line) => line.split(' ')).find((f) => f[2] === 'cgroup2')?.[1];
+    if (cgroup2) assert.match(readFileSync(`/proc/${started.vm.pid}/cgroup`, 'utf8'), new RegExp(`^0::/nexus/fc-${id}$`, 'm'), 'the VMM runs in a cgroup of its own');
     await eventually('the boot marker', () => consoleOf(id).includes('NEXUS_BOOT_OK'), 90_000);
     await eventually('the guest answers ping', async () => {
       const { stdout } = await run('busybox', ['ping', '-c', '1', '-W', '2', ip]).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? '' }));
@@ -148,6 +150,7 @@ describe('agent runs a real guest', () => {
     assert.equal(await readLink(tapNameOf(id)), undefined, 'TAP gone');
     assert.equal(existsSync(join(runDir, 'vms', id)), false, 'run dir gone');
     assert.deepEqual(qemuPids(), [], 'no qemu left');
+    if (cgroup2) assert.equal(existsSync(join(cgroup2, 'nexus', `fc-${id}`)), false, 'its cgroup is gone');
     assertErrorContract(await agent.call('GET', `/agent/v1/vms/${id}`), 404, 'not_found');
   });
 
@@ -244,6 +247,21 @@ describe('agent runs a real guest', () => {
       const viaLink = spec(id, `${subnet}.9`);
       viaLink.kernel.path = join(dir.path, 'evil-link');
       assertErrorContract(await agent.call('PUT', `/agent/v1/vms/${id}`, viaLink), 403, 'forbidden');
+      await leftovers(id);
+    });
+
+    it('a root disk that is a folder -> 400; a percent-encoded ".." is a plain name and escapes nothing', async () => {
+      const id = testVmId();
+      const folder = spec(id, `${subnet}.9`);
+      folder.drives[0] = { id: 'rootfs', path: join(runDir, 'images', 'test'), is_root: true };
+      const response = await agent.call('PUT', `/agent/v1/vms/${id}`, folder);
+      assertErrorContract(response, 400, 'bad_request');
+      assert.match(response.body.fault_message, /is not a file/);
+      const encoded = spec(id, `${subnet}.9`);
+      encoded.kernel.path = `${runDir}/images/%2e%2e/%2e%2e/agent/identity.json`;
+      const refused = await agent.call('PUT', `/agent/v1/vms/${id}`, encoded);
+      assertErrorContract(refused, 400, 'bad_request');
+      assert.match(refused.body.fault_message, /does not exist/);
       await leftovers(id);
     });
 

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { mkdirSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { TEST_IMAGE_RUN_DIR } from '../support/guest-image.js';
 import { freePort } from '../support/ports.js';
 import { tempDir } from '../support/temp-dir.js';
+import { testVmId } from '../support/net-names.js';
 import { type NexusProcess, descendantsOf, eventually, isAlive, runNexus, spawnNexus } from '../support/nexus-process.js';
 
 /**
@@ -81,6 +82,31 @@ describe('nexus dev', () => {
 
   it('starts again on the same data dir (the agent keeps its identity) and SIGTERM stops both', async () => {
     await stopsCleanly('SIGTERM');
+  });
+
+  it('stops the VMs it runs when it is stopped (Ctrl-C), unlike a production agent', async () => {
+    const { dev } = await startDev();
+    const runDir = join(dir.path, 'run');
+    const credential = JSON.parse(readFileSync(join(dir.path, 'data', 'agent', 'identity.json'), 'utf8')).credential;
+    const agentUrl = `http://${/"url":"http:\/\/([^"]+)","host_id"/.exec(dev.output())?.[1] ?? ''}`;
+    const call = (method: string, path: string, body?: unknown) =>
+      fetch(`${agentUrl}${path}`, { method, headers: { authorization: `Bearer ${credential}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
+    const id = testVmId();
+    const image = join(runDir, 'images', 'default');
+    const ensured = await call('PUT', `/agent/v1/vms/${id}`, {
+      vcpu: 1,
+      mem_mib: 128,
+      kernel: { path: join(image, 'vmlinux'), cmdline: 'console=ttyS0 reboot=t panic=1 root=/dev/vda rw' },
+      initrd: { path: join(image, 'initrd.img') },
+      drives: [{ id: 'rootfs', path: join(image, 'rootfs.ext4'), is_root: true }],
+    });
+    assert.equal(ensured.status, 200, await ensured.text());
+    const started = (await (await call('POST', `/agent/v1/vms/${id}/actions`, { action: 'start' })).json()) as { vm: { pid: number } };
+    assert.ok(isAlive(started.vm.pid));
+
+    dev.child.kill('SIGINT');
+    assert.equal((await dev.exited).code, 0, dev.output());
+    assert.ok(!isAlive(started.vm.pid), 'the VM stopped with nexus dev');
   });
 
   it('leaves no agent behind even when nexus dev itself is killed with SIGKILL', async () => {

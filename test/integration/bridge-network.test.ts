@@ -5,6 +5,7 @@ import { tapNameOf } from '../../src/agent/domain/host-names.js';
 import { parseIpv4Cidr } from '../../src/agent/domain/ipv4.js';
 import { readLink } from '../../src/agent/host/net/ip-command.js';
 import { BridgeNetwork } from '../../src/agent/host/net/bridge-network.js';
+import { ensureMasquerade, removeMasquerade } from '../../src/agent/host/net/nat.js';
 import { captureLogger } from '../support/capture-logger.js';
 import { testBridgeCidr, testBridgeName, testVmId } from '../support/net-names.js';
 
@@ -61,6 +62,20 @@ describe('bridge network (real bridge, TAPs and NAT)', () => {
     for (const bad of ['eth0', 'tap-xyz', 'tap-3f2a91c4-extra', 'fcbr0']) {
       await assert.rejects(network.ensureTap(bad), (error: Error & { code?: string }) => error.code === 'bad_request');
     }
+  });
+
+  it('adds the iptables masquerade rule once, however often it is ensured, and removes it', async () => {
+    const subnet = `${cidr.address.split('.').slice(0, 3).join('.')}.0/24`;
+    const rules = () => execFileSync('iptables', ['-t', 'nat', '-S', 'POSTROUTING'], { encoding: 'utf8' }).split('\n').filter((line) => line.includes(`nexus:${bridge}`));
+    try {
+      await ensureMasquerade('iptables', bridge, subnet);
+      await ensureMasquerade('iptables', bridge, subnet);
+      assert.equal(rules().length, 1);
+      assert.match(rules()[0] ?? '', new RegExp(`-s ${subnet.replace('.', '\\.')} ! -o ${bridge} .*-j MASQUERADE`));
+    } finally {
+      await removeMasquerade('iptables', bridge, subnet);
+    }
+    assert.deepEqual(rules(), []);
   });
 
   it('refuses a bridge name taken by a device that is not a bridge', async () => {

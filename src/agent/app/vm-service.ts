@@ -233,6 +233,7 @@ export class VmService {
       const stored = await this.readStored(vm);
       const process = await this.supervisor.adopt(vm);
       if (process) await this.driverFor(stored?.driver).stop(vm, process, timeoutMs);
+      await this.supervisor.forget(vm);
       await this.network.deleteTap(tapNameOf(id));
       await rm(vm.dir, { recursive: true, force: true });
       this.log.info({ vm_id: id }, 'VM deleted');
@@ -338,6 +339,10 @@ export class VmService {
       }
       if (canonical === undefined) {
         throw new NexusError('bad_request', `the ${what} ${path} does not exist`, { suggestion: 'Build or upload the image first (`nexus image build`).' });
+      }
+      const info = await stat(canonical);
+      if (!info.isFile() && !info.isBlockDevice()) {
+        throw new NexusError('bad_request', `the ${what} ${path} is not a file`, { suggestion: 'Give the path of an image file, not a folder.' });
       }
     }
   }

@@ -23,7 +23,15 @@ export interface AgentServices {
 
 /** The agent's HTTP API. Every route, /metrics included, needs the agent's bearer credential. */
 export async function createAgentServer(services: AgentServices, options: { logger: Logger }): Promise<HttpServer> {
-  const app = await createHttpServer({ logger: options.logger, metricsPrefix: 'nexus_agent' });
+  const app = await createHttpServer({
+    logger: options.logger,
+    metricsPrefix: 'nexus_agent',
+    openapi: {
+      title: 'Nexus agent API',
+      version: NEXUS_VERSION,
+      description: "One host's executor: VMM processes, TAPs, inventory. Every request needs the host's bearer credential.",
+    },
+  });
 
   // onRequest runs before routing and body parsing: an unauthenticated caller learns nothing,
   // not even which routes exist.

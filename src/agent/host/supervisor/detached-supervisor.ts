@@ -6,14 +6,22 @@ import { type ProcessIdentity, isProcessAlive, readProcessStartTicks } from '../
 import type { VmLayout } from '../../domain/vm-layout.js';
 import type { LaunchRequest, ProcessSupervisor } from '../../ports/process-supervisor.js';
 import { readPidFile } from './pid-file.js';
+import { type ProcessPlacement, enterCgroup, leaveCgroup, scopedCommand } from './process-placement.js';
+import type { Logger } from 'pino';
 
 /**
- * Supervision without systemd: each VMM runs detached in a session of its own, so neither an
- * agent restart nor a signal to the agent's process group reaches it. The agent finds it again
- * through the pid file.
+ * Each VMM runs detached in a session of its own, so neither an agent restart nor a signal to the
+ * agent's process group reaches it, and in a systemd scope or cgroup of its own where the host
+ * offers one (see {@link ProcessPlacement}). The agent finds it again through the pid file.
  */
 export class DetachedSupervisor implements ProcessSupervisor {
-  async launch({ vm, binary, args }: LaunchRequest): Promise<ProcessIdentity> {
+  constructor(
+    private readonly placement: ProcessPlacement,
+    private readonly log: Logger,
+  ) {}
+
+  async launch({ vm, binary: vmmBinary, args: vmmArgs }: LaunchRequest): Promise<ProcessIdentity> {
+    const { binary, args } = scopedCommand(this.placement, vm.id, vmmBinary, vmmArgs);
     await mkdir(vm.logsDir, { recursive: true });
     const log = await open(vm.vmmLog, 'a', 0o640);
     try {
@@ -29,6 +37,9 @@ export class DetachedSupervisor implements ProcessSupervisor {
         throw new NexusError('unavailable', `${binary} exited at once`, { suggestion: `Read ${vm.vmmLog}.` });
       }
       const identity = { pid, startTicks };
+      await enterCgroup(this.placement, vm.id, pid).catch((error: unknown) =>
+        this.log.warn({ err: error, vm_id: vm.id }, 'could not move the VMM into a cgroup of its own; it runs in the agent\'s'),
+      );
       await writePidFile(vm, identity);
       return identity;
     } finally {
@@ -65,6 +76,7 @@ export class DetachedSupervisor implements ProcessSupervisor {
 
   async forget(vm: VmLayout): Promise<void> {
     await rm(vm.pidFile, { force: true });
+    await leaveCgroup(this.placement, vm.id).catch((error: unknown) => this.log.warn({ err: error, vm_id: vm.id }, 'could not remove the VM cgroup'));
   }
 }
 

@@ -1,0 +1,19 @@
+import type { Logger } from 'pino';
+import type { VmService } from '../app/vm-service.js';
+import { createAgentServer } from './agent-server.js';
+
+/**
+ * The agent's OpenAPI document, built from the route schemas without a host behind them: routes
+ * are registered but never called. Used to publish docs/agent-api.md.
+ */
+export async function buildAgentOpenApiDocument(logger: Logger): Promise<Record<string, unknown>> {
+  const unused = new Proxy({}, { get: () => { throw new Error('no services while building the OpenAPI document'); } });
+  const app = await createAgentServer(
+    { identity: () => undefined, startedAt: 0, capacity: () => Promise.reject(new Error('unused')), vms: unused as VmService },
+    { logger },
+  );
+  await app.ready();
+  const document = app.swagger() as unknown as Record<string, unknown>;
+  await app.close();
+  return document;
+}
