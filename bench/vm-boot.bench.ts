@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { vmLayout } from '../src/agent/domain/vm-layout.js';
+import { vmLayout } from '../src/contracts/vm-layout.js';
 import { qemuArgs } from '../src/agent/drivers/qemu/qemu-command.js';
 import { hostTscKhz } from '../src/kit/host-tsc.js';
 import { copySparse } from '../src/kit/sparse-copy.js';

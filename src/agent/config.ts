@@ -54,6 +54,13 @@ export interface AgentConfig {
 
 export function resolveAgentConfig(options: AgentOptions, env: NodeJS.ProcessEnv): AgentConfig {
   const runDir = absolute(options.runDir ?? env.FC_RUN_DIR ?? '/srv/fc');
+  // A unix socket path holds at most 107 bytes: <run-dir>/vms/<36-char id>/sock/qmp.sock must fit.
+  const socketPathBytes = Buffer.byteLength(runDir) + '/vms/'.length + 36 + '/sock/qmp.sock'.length;
+  if (socketPathBytes > 107) {
+    throw new NexusError('bad_request', `the run dir ${runDir} is too long: VM sockets under it would exceed the 107-byte unix socket limit`, {
+      suggestion: `Use a run dir of at most ${107 - (socketPathBytes - Buffer.byteLength(runDir))} bytes, like /srv/fc.`,
+    });
+  }
   const managerUrl = options.managerUrl ?? (env.NEXUS_MANAGER_URL || undefined);
   if (managerUrl !== undefined && !/^https?:\/\/[^/]+/.test(managerUrl)) {
     throw new NexusError('bad_request', `--manager must be an http(s) URL (got '${managerUrl}')`, {

@@ -31,6 +31,7 @@ export const ERROR_STATUS = {
   not_found: 404,
   route_not_found: 404,
   method_not_allowed: 405,
+  timeout: 408,
   conflict: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,

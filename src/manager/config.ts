@@ -11,6 +11,7 @@ export interface ManagerOptions {
   heartbeatTimeoutMs?: number;
   heartbeatIntervalMs?: number;
   logLevel?: string;
+  resyncMs?: number;
 }
 
 /** The manager's complete configuration; each field says its default. */
@@ -29,6 +30,10 @@ export interface ManagerConfig {
   heartbeatIntervalMs: number;
   /** pino level. NEXUS_LOG_LEVEL, default info. */
   logLevel: string;
+  /** The reconciler looks at every VM this often. NEXUS_RESYNC_MS, default 15000. */
+  resyncMs: number;
+  /** vCPUs a host may promise per real one when placing VMs. NEXUS_VCPU_OVERCOMMIT, default 4. */
+  vcpuOvercommit: number;
 }
 
 export function resolveManagerConfig(options: ManagerOptions, env: NodeJS.ProcessEnv): ManagerConfig {
@@ -57,6 +62,8 @@ export function resolveManagerConfig(options: ManagerOptions, env: NodeJS.Proces
     heartbeatTimeoutMs,
     heartbeatIntervalMs,
     logLevel: options.logLevel ?? env.NEXUS_LOG_LEVEL ?? 'info',
+    resyncMs: options.resyncMs ?? positiveInt(env.NEXUS_RESYNC_MS, 'NEXUS_RESYNC_MS') ?? 15_000,
+    vcpuOvercommit: positiveInt(env.NEXUS_VCPU_OVERCOMMIT, 'NEXUS_VCPU_OVERCOMMIT') ?? 4,
   };
 }
 

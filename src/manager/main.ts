@@ -10,6 +10,10 @@ import { HostRegistry } from './app/host-registry.js';
 import type { ManagerConfig } from './config.js';
 import { createManagerServer } from './http/manager-server.js';
 import { HostLiveness } from './reconcilers/host-liveness.js';
+import { VmReconciler } from './reconcilers/vm-reconciler.js';
+import { VmManager } from './app/vm-manager.js';
+import { SqlVmRepo } from './adapters/sql/sql-vm-repo.js';
+import { HttpAgentGateway } from './adapters/http-agent-gateway.js';
 
 export interface RunningManager {
   /** Base URL of the API, with the port actually bound. */
@@ -39,12 +43,24 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
     const hostRepo = new SqlHostRepo(database.db);
     const hosts = new HostRegistry(hostRepo, systemClock, log, { heartbeatIntervalMs: config.heartbeatIntervalMs });
     const liveness = new HostLiveness(hostRepo, systemClock, log, { heartbeatTimeoutMs: config.heartbeatTimeoutMs });
-    const server = await createManagerServer({ database, hosts }, { logger: log });
+    const vmRepo = new SqlVmRepo(database.db);
+    const agents = new HttpAgentGateway();
+    undo.push('close agent connections', () => agents.close());
+    const reconciler = new VmReconciler(vmRepo, hostRepo, agents, systemClock, log, {
+      resyncMs: config.resyncMs,
+      vcpuOvercommit: config.vcpuOvercommit,
+      startRetryBudget: 3,
+      pollMs: 250,
+    });
+    const vms = new VmManager(vmRepo, hostRepo, (id, userAction) => reconciler.wake(id, userAction), systemClock, { mode: config.mode });
+    const server = await createManagerServer({ database, hosts, vms }, { logger: log });
     undo.push('stop serving HTTP', () => server.close());
 
     const url = urlOf(await listenOn(server, config.listen));
     liveness.start();
     undo.push('stop the host liveness loop', () => liveness.stop());
+    reconciler.start();
+    undo.push('stop the VM reconciler', () => reconciler.stop());
     log.info({ url, mode: config.mode }, 'manager listening');
 
     return { url, database, hosts, server, close: () => undo.unwind() };

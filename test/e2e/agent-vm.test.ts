@@ -4,7 +4,7 @@ import { existsSync, readFileSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { tapNameOf } from '../../src/agent/domain/host-names.js';
+import { tapNameOf } from '../../src/contracts/host-names.js';
 import { readLink } from '../../src/agent/host/net/ip-command.js';
 import { withQmp } from '../../src/agent/drivers/qemu/qmp-client.js';
 import { type AgentHarness, startAgentProcess } from '../support/agent-harness.js';
@@ -304,6 +304,30 @@ describe('agent runs a real guest', () => {
     assert.ok(response.body.suggestion);
     assertErrorContract(await agent.call('POST', `/agent/v1/vms/${id}/actions`, { action: 'reboot' }), 400, 'validation_failed');
     assert.equal((await agent.call('DELETE', `/agent/v1/vms/${id}`)).status, 200);
-    assert.ok(imageDir);
+  });
+
+  it("never gives a guest the agent's own files in a VM folder, and copies image disks however they are spelled", async () => {
+    const id = testVmId();
+    created.push(id);
+    const base = spec(id, `${subnet}.11`);
+    assert.equal((await agent.call('PUT', `/agent/v1/vms/${id}`, base)).status, 200);
+    for (const file of ['spec.json', 'pid', 'logs/console.log']) {
+      const path = join(runDir, 'vms', id, file);
+      await run('mkdir', ['-p', join(path, '..')]);
+      await run('touch', [path]);
+      const bad = spec(id, `${subnet}.11`);
+      bad.drives = [{ id: 'rootfs', path, is_root: true }];
+      assertErrorContract(await agent.call('PUT', `/agent/v1/vms/${id}`, bad), 403, 'forbidden');
+    }
+    // Odd spellings of an image-store disk still get the VM's private copy, never the image itself.
+    const other = testVmId();
+    created.push(other);
+    const odd = spec(other, `${subnet}.12`);
+    odd.drives = [{ id: 'rootfs', path: `${runDir}//images/./test/../test/rootfs.ext4`, is_root: true }];
+    const ensured = await agent.call('PUT', `/agent/v1/vms/${other}`, odd);
+    assert.equal(ensured.status, 200, JSON.stringify(ensured.body));
+    assert.equal(ensured.body.spec.drives[0].path, join(runDir, 'vms', other, 'drives', 'rootfs.img'));
+    assert.equal(ensured.body.spec.kernel.path, join(imageDir, 'vmlinux'), 'paths are stored canonical');
+    for (const vmId of [id, other]) assert.equal((await agent.call('DELETE', `/agent/v1/vms/${vmId}`)).status, 200);
   });
 });

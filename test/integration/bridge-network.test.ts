@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, describe, it } from 'node:test';
-import { tapNameOf } from '../../src/agent/domain/host-names.js';
+import { tapNameOf } from '../../src/contracts/host-names.js';
 import { parseIpv4Cidr } from '../../src/agent/domain/ipv4.js';
 import { readLink } from '../../src/agent/host/net/ip-command.js';
 import { BridgeNetwork } from '../../src/agent/host/net/bridge-network.js';
@@ -67,15 +67,18 @@ describe('bridge network (real bridge, TAPs and NAT)', () => {
   it('adds the iptables masquerade rule once, however often it is ensured, and removes it', async () => {
     const subnet = `${cidr.address.split('.').slice(0, 3).join('.')}.0/24`;
     const rules = () => execFileSync('iptables', ['-t', 'nat', '-S', 'POSTROUTING'], { encoding: 'utf8' }).split('\n').filter((line) => line.includes(`nexus:${bridge}`));
+    // iptables-nft makes the `ip nat` table on first use: if this test made it, this test removes it.
+    const natTableBefore = /table ip nat\b/.test(execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' }));
     try {
       await ensureMasquerade('iptables', bridge, subnet);
       await ensureMasquerade('iptables', bridge, subnet);
       assert.equal(rules().length, 1);
-      assert.match(rules()[0] ?? '', new RegExp(`-s ${subnet.replace('.', '\\.')} ! -o ${bridge} .*-j MASQUERADE`));
+      assert.match(rules()[0] ?? '', new RegExp(`-s ${subnet.replaceAll('.', '\\.')} ! -o ${bridge} .*-j MASQUERADE`));
     } finally {
       await removeMasquerade('iptables', bridge, subnet);
     }
     assert.deepEqual(rules(), []);
+    if (!natTableBefore) execFileSync('nft', ['delete', 'table', 'ip', 'nat']);
   });
 
   it('refuses a bridge name taken by a device that is not a bridge', async () => {

@@ -5,6 +5,7 @@ import type { HostCapacity } from '../../src/contracts/agent-api.js';
 import type { Database } from '../../src/manager/adapters/sql/database.js';
 import { migrateToLatest } from '../../src/manager/adapters/sql/migrator.js';
 import { SqlHostRepo } from '../../src/manager/adapters/sql/sql-host-repo.js';
+import { SqlVmRepo } from '../../src/manager/adapters/sql/sql-vm-repo.js';
 
 export const CAPACITY: HostCapacity = {
   vcpus: 4,
@@ -42,7 +43,7 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       await cleanup();
     });
     beforeEach(async () => {
-      await sql`TRUNCATE join_token, host CASCADE`.execute(database.db);
+      await sql`TRUNCATE join_token, host, vm, vm_event CASCADE`.execute(database.db);
     });
 
     it('creates every core table, and a second migration run applies nothing', async () => {
@@ -126,6 +127,44 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       assert.equal(back?.address, 'a:2');
       assert.equal(back?.capacity.vms_running, 3);
       assert.equal(back?.lastSeenAt.getTime(), later(21_000).getTime());
+    });
+
+    it('stores VMs: duplicate names refused, observations become events, allocations summed per host', async () => {
+      const vms = new SqlVmRepo(database.db);
+      const spec = { vcpu: 2, mem_mib: 256, kernel_path: '/k', initrd_path: null, boot_args: 'x', rootfs_path: '/r', extra_drives: [], nic: true };
+      const a = await vms.create({ project: 'default', name: 'a', spec, desiredState: 'running', tags: { team: 'x' } });
+      assert.equal(a.observedState, 'requested');
+      assert.equal(a.project, 'default');
+      assert.deepEqual(a.tags, { team: 'x' });
+      await assert.rejects(vms.create({ project: 'default', name: 'a', spec, desiredState: 'running', tags: {} }), (error: Error & { code?: string }) => error.code === 'conflict');
+      const b = await vms.create({ project: 'default', name: 'b', spec: { ...spec, vcpu: 1, mem_mib: 128 }, desiredState: 'stopped', tags: {} });
+
+      await vms.observe(a.id, { to: 'starting', message: 'starting' });
+      await vms.observe(a.id, { to: 'starting', message: 'again' }); // no change, no event
+      await vms.observe(a.id, { to: 'failed', message: 'boom', lastError: { reason: 'vmm_failed', message: 'boom', at: T0.toISOString() } });
+      const failed = await vms.get(a.id);
+      assert.equal(failed?.observedState, 'failed');
+      assert.equal(failed?.lastError?.reason, 'vmm_failed');
+      assert.ok((failed?.resourceVersion ?? 0) > a.resourceVersion);
+      const events = await vms.events(a.id);
+      assert.deepEqual(events.map((event) => [event.fromState, event.toState, event.level]), [['requested', 'starting', 'info'], ['starting', 'failed', 'error']]);
+
+      await repo.createJoinToken('vm-t', later(60_000));
+      const host = await repo.enroll('vm-t', { name: 'h', address: 'a:1', capacity: CAPACITY, credential: 'c' }, later(0));
+      assert.ok(host.ok);
+      await vms.setHost(a.id, host.host.id);
+      await vms.setHost(b.id, host.host.id);
+      assert.deepEqual(await vms.allocations(), [{ hostId: host.host.id, vcpus: 3, memoryMib: 384 }]);
+
+      assert.deepEqual((await vms.list({ limit: 1 })).map((vm) => vm.name), ['a']);
+      assert.deepEqual((await vms.list({ limit: 10, afterName: 'a' })).map((vm) => vm.name), ['b']);
+      assert.deepEqual((await vms.list({ limit: 10, state: 'failed' })).map((vm) => vm.name), ['a']);
+      assert.deepEqual((await vms.list({ limit: 10, namePrefix: '%' })).map((vm) => vm.name), [], 'LIKE wildcards are literal');
+
+      assert.equal((await vms.setDesired(b.id, 'running'))?.desiredState, 'running');
+      await vms.delete(a.id);
+      assert.equal(await vms.get(a.id), undefined);
+      assert.deepEqual(await vms.events(a.id), [], 'events go with their VM');
     });
 
     it('enforces one name per host and per project at the database level', async () => {

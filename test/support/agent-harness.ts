@@ -15,9 +15,11 @@ export interface AgentHarness {
  * A standalone `nexus agent` process on a free loopback port, with its own run dir and the
  * given bridge. Answers once it serves requests.
  */
-export async function startAgentProcess(runDir: string, env: Record<string, string>): Promise<AgentHarness> {
+export async function startAgentProcess(runDir: string, env: Record<string, string>, managerUrl?: string): Promise<AgentHarness> {
   const port = await freePort();
-  const process = spawnNexus(['agent', '--bind', `127.0.0.1:${port}`, '--run-dir', runDir], env);
+  const args = ['agent', '--bind', `127.0.0.1:${port}`, '--run-dir', runDir];
+  if (managerUrl) args.push('--manager', managerUrl);
+  const process = spawnNexus(args, env);
   const url = `http://127.0.0.1:${port}`;
   const identityFile = join(runDir, 'agent', 'identity.json');
   let credential = '';

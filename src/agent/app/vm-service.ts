@@ -2,16 +2,16 @@ import { mkdir, readFile, readdir, realpath, rename, rm, stat, writeFile } from 
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentVm, AgentVmState, Inventory, SnapshotInfo } from '../../contracts/agent-vm-api.js';
-import type { MachineSpec, RateLimit, VmmName } from '../../contracts/machine-spec.js';
+import { tapNameOf } from '../../contracts/host-names.js';
+import type { DriveSpec, MachineSpec, RateLimit, VmmName } from '../../contracts/machine-spec.js';
+import { VM_ID_PATTERN, type VmLayout, imagesDir, vmLayout, vmsDir } from '../../contracts/vm-layout.js';
 import { KeyedMutex } from '../../kit/keyed-mutex.js';
 import { NexusError } from '../../kit/nexus-error.js';
-import type { ProcessIdentity } from '../../kit/process-identity.js';
-import { UndoStack } from '../../kit/undo-stack.js';
+import { type ProcessIdentity, readProcessStartTicks } from '../../kit/process-identity.js';
 import { copySparse } from '../../kit/sparse-copy.js';
-import { scanVmmProcesses } from '../host/supervisor/vmm-process-scan.js';
-import { tapNameOf } from '../domain/host-names.js';
+import { UndoStack } from '../../kit/undo-stack.js';
 import { isUnderAllowedRoot } from '../domain/path-policy.js';
-import { VM_ID_PATTERN, type VmLayout, imagesDir, vmLayout, vmsDir } from '../domain/vm-layout.js';
+import { scanVmmProcesses } from '../host/supervisor/vmm-process-scan.js';
 import type { HostNetwork } from '../ports/host-network.js';
 import type { ProcessSupervisor } from '../ports/process-supervisor.js';
 import type { VmmDriver } from '../ports/vmm-driver.js';
@@ -23,10 +23,19 @@ export interface VmServiceConfig {
   defaultDriver: VmmName;
 }
 
-/** What is stored in `spec.json`: the spec as given, with the driver and private drive paths resolved. */
+/** What is stored in `spec.json`: the spec with canonical paths and private drive copies, and the driver. */
 interface StoredSpec {
   spec: MachineSpec;
   driver: VmmName;
+}
+
+/** Where a VM's private drive copies live; with the image store, the only place a VM's files may be. */
+function drivesDir(vm: VmLayout): string {
+  return join(vm.dir, 'drives');
+}
+
+function privateDrivePath(vm: VmLayout, driveId: string): string {
+  return join(drivesDir(vm), `${driveId}.img`);
 }
 
 /**
@@ -53,27 +62,23 @@ export class VmService {
       const vm = this.layout(id);
       const driver = this.driverFor(requested.driver);
       const existing = await this.readStored(vm);
-      const process = existing ? await this.supervisor.adopt(vm) : undefined;
-      if (existing && process && JSON.stringify(existing.spec) !== JSON.stringify(this.withPrivateDrives(vm, requested))) {
+      const process = existing ? await this.liveProcess(vm) : undefined;
+      const spec = await this.resolveSpec(vm, requested, existing?.spec);
+      if (existing && process && !sameMachine(existing.spec, spec)) {
         throw new NexusError('conflict', `VM ${id} is running with another spec`, { suggestion: 'Stop it before changing its spec.' });
       }
+      if (spec.nics.length > 0) await this.refuseTapClash(vm);
       const undo = new UndoStack(this.log);
       try {
         if (!existing) {
           await mkdir(vm.dir, { recursive: true, mode: 0o750 });
           undo.push(`remove ${vm.dir}`, () => rm(vm.dir, { recursive: true, force: true }));
         }
-        await this.checkPaths(vm, requested);
-        const spec = await this.prepareDrives(vm, requested, undo);
-        for (const nic of spec.nics) {
-          const tap = nic.tap ?? tapNameOf(id);
-          if (tap !== tapNameOf(id)) {
-            throw new NexusError('bad_request', `TAP ${tap} is not named from VM ${id}`, { suggestion: `Leave nics[].tap out, or use ${tapNameOf(id)}.` });
-          }
-          if (!process) {
-            await this.network.ensureTap(tap);
-            undo.push(`delete TAP ${tap}`, () => this.network.deleteTap(tap));
-          }
+        await this.makePrivateCopies(vm, requested, spec, undo);
+        if (spec.nics.length > 0 && !process) {
+          const existed = (await this.network.listTaps()).includes(tapNameOf(id));
+          await this.network.ensureTap(tapNameOf(id));
+          if (!existed) undo.push(`delete TAP ${tapNameOf(id)}`, () => this.network.deleteTap(tapNameOf(id)));
         }
         await writeAtomically(vm.specFile, JSON.stringify({ spec, driver: driver.name } satisfies StoredSpec, null, 2));
         return await this.describe(vm);
@@ -93,26 +98,20 @@ export class VmService {
       const vm = this.layout(id);
       const stored = await this.requireStored(vm);
       if (stored.spec.nics.length === 0) throw new NexusError('conflict', `VM ${id} has no NIC`, { suggestion: 'Ensure it with nics: [{}].' });
-      const tap = stored.spec.nics[0]?.tap ?? tapNameOf(id);
-      if (await this.supervisor.adopt(vm)) return { tap };
-      await this.network.ensureTap(tap);
-      return { tap };
+      if (!(await this.liveProcess(vm))) await this.network.ensureTap(tapNameOf(id));
+      return { tap: tapNameOf(id) };
     });
   }
 
   /**
    * The PRD's fine-grained step: starts the VMM process with the guest not yet running (QEMU
-   * `-S`, Firecracker before InstanceStart); `resume` boots it. Idempotent.
+   * `-S`, Firecracker before InstanceStart); `resume` (or `start`) boots it. Idempotent.
    */
   spawn(id: string): Promise<AgentVm> {
     return this.locks.run(id, async () => {
       const vm = this.layout(id);
       const stored = await this.requireStored(vm);
-      if (!(await this.supervisor.adopt(vm))) {
-        for (const nic of stored.spec.nics) await this.network.ensureTap(nic.tap ?? tapNameOf(id));
-        await rm(vm.consoleLog, { force: true });
-        await this.driverFor(stored.driver).start(vm, stored.spec, { paused: true });
-      }
+      if (!(await this.liveProcess(vm))) await this.launch(vm, stored, { paused: true });
       return this.describe(vm);
     });
   }
@@ -127,7 +126,7 @@ export class VmService {
         throw new NexusError('not_found', `VM ${id} has no drive ${driveId}`, { suggestion: `Its drives: ${stored.spec.drives.map((d) => d.id).join(', ') || 'none'}.` });
       }
       if (!driver.capabilities.driveRateLimits) throw new NexusError('conflict', `the ${driver.name} driver cannot limit drives`);
-      if (await this.supervisor.adopt(vm)) await driver.updateDriveRateLimit(vm, driveId, limit);
+      if (await this.liveProcess(vm)) await driver.updateDriveRateLimit(vm, driveId, limit);
       const spec = { ...stored.spec, drives: stored.spec.drives.map((drive) => (drive.id === driveId ? { ...drive, rate_limit: limit } : drive)) };
       await writeAtomically(vm.specFile, JSON.stringify({ spec, driver: stored.driver } satisfies StoredSpec, null, 2));
       return this.describe(vm);
@@ -139,14 +138,15 @@ export class VmService {
       const vm = this.layout(id);
       const stored = await this.requireStored(vm);
       const driver = this.driverFor(stored.driver);
-      const process = await this.supervisor.adopt(vm);
+      const process = await this.liveProcess(vm);
       switch (action) {
         case 'start':
           if (!process) {
-            for (const nic of stored.spec.nics) await this.network.ensureTap(nic.tap ?? tapNameOf(id));
-            await rm(vm.consoleLog, { force: true });
-            await driver.start(vm, stored.spec);
+            await this.launch(vm, stored, { paused: false });
             this.log.info({ vm_id: id, driver: driver.name }, 'VM started');
+          } else if ((await driver.inspect(vm, process)) === 'paused') {
+            // Spawned (or paused): starting means running its vCPUs.
+            await driver.resume(vm);
           }
           break;
         case 'pause':
@@ -179,6 +179,7 @@ export class VmService {
       const stored = await this.requireStored(vm);
       const driver = this.driverFor(stored.driver);
       if (!driver.capabilities.snapshot) throw new NexusError('conflict', `the ${driver.name} driver cannot snapshot`);
+      if (!(await this.liveProcess(vm))) throw new NexusError('conflict', `VM ${id} is not running`, { suggestion: 'Start and pause it first.' });
       const snapshotId = `s-${Date.now().toString(36)}`;
       const dir = join(vm.snapshotsDir, snapshotId);
       const undo = new UndoStack(this.log);
@@ -187,7 +188,7 @@ export class VmService {
         const files = await driver.snapshot(vm, dir);
         const drives: SnapshotInfo['drives'] = [];
         for (const drive of stored.spec.drives.filter((d) => !d.read_only)) {
-          const copy = join(dir, `drive-${drive.id}.img`);
+          const copy = snapshotDrivePath(dir, drive.id);
           await copySparse(drive.path, copy);
           drives.push({ id: drive.id, path: copy, size_bytes: (await stat(copy)).size });
         }
@@ -202,25 +203,46 @@ export class VmService {
     });
   }
 
-  /** Replaces a stopped VM's guest with a snapshot of it, in a fresh VMM process, and resumes it. */
+  /**
+   * Replaces a stopped VM's guest with a snapshot of it, in a fresh VMM process, and resumes it.
+   * The VM's disks are kept aside until the restore has worked, and put back if it has not.
+   */
   restore(id: string, snapshotId: string): Promise<AgentVm> {
     return this.locks.run(id, async () => {
       const vm = this.layout(id);
       const stored = await this.requireStored(vm);
       const driver = this.driverFor(stored.driver);
-      if (await this.supervisor.adopt(vm)) {
+      if (await this.liveProcess(vm)) {
         throw new NexusError('conflict', `VM ${id} is running`, { suggestion: 'Stop it before restoring a snapshot into it.' });
       }
-      const snapshot = await readJson<SnapshotInfo>(join(vm.snapshotsDir, snapshotId, 'snapshot.json'));
-      if (!snapshot) throw new NexusError('not_found', `VM ${id} has no snapshot ${snapshotId}`);
-      // Disks are not in the VMM stream: put back the copies taken with it.
-      for (const saved of snapshot.drives) {
-        const drive = stored.spec.drives.find((d) => d.id === saved.id);
-        if (drive) await copySparse(saved.path, drive.path, { overwrite: true });
+      // Every path comes from the layout, none from snapshot.json: the VM's folder is not trusted input.
+      const dir = join(vm.snapshotsDir, snapshotId);
+      const stateFile = join(dir, 'state.bin');
+      if (!(await exists(stateFile))) throw new NexusError('not_found', `VM ${id} has no snapshot ${snapshotId}`);
+      const undo = new UndoStack(this.log);
+      try {
+        // Disks are not in the VMM stream: put back the copies taken with it, keeping the current ones aside.
+        for (const drive of stored.spec.drives.filter((d) => !d.read_only)) {
+          const saved = snapshotDrivePath(dir, drive.id);
+          if (!(await exists(saved))) continue;
+          const aside = `${drive.path}.before-restore`;
+          await rename(drive.path, aside);
+          undo.push(`put back ${drive.path}`, () => rename(aside, drive.path));
+          await copySparse(saved, drive.path);
+        }
+        await this.checkStoredPaths(vm, stored.spec);
+        for (const nic of stored.spec.nics.slice(0, 1)) if (nic) await this.network.ensureTap(tapNameOf(id));
+        const process = await driver.restore(vm, stored.spec, { stateFile, sizeBytes: (await stat(stateFile)).size });
+        undo.push('stop the restored VMM', async () => {
+          await driver.stop(vm, process, 0);
+          await this.supervisor.forget(vm);
+        });
+        await driver.resume(vm);
+      } catch (error) {
+        await undo.unwind();
+        throw error;
       }
-      for (const nic of stored.spec.nics) await this.network.ensureTap(nic.tap ?? tapNameOf(id));
-      await driver.restore(vm, stored.spec, { stateFile: snapshot.state_file, memoryFile: snapshot.memory_file, sizeBytes: snapshot.size_bytes });
-      await driver.resume(vm);
+      for (const drive of stored.spec.drives) await rm(`${drive.path}.before-restore`, { force: true });
       this.log.info({ vm_id: id, snapshot_id: snapshotId }, 'VM restored');
       return this.describe(vm);
     });
@@ -231,8 +253,15 @@ export class VmService {
     return this.locks.run(id, async () => {
       const vm = this.layout(id);
       const stored = await this.readStored(vm);
-      const process = await this.supervisor.adopt(vm);
+      const process = await this.liveProcess(vm);
       if (process) await this.driverFor(stored?.driver).stop(vm, process, timeoutMs);
+      // A VMM running from this folder that no pid file names is still this VM's: end it too.
+      for (const stray of (await scanVmmProcesses(this.config.runDir)).filter((entry) => entry.vmId === id)) {
+        const startTicks = await readProcessStartTicks(stray.pid);
+        if (startTicks === undefined) continue;
+        await this.supervisor.signal({ pid: stray.pid, startTicks }, 'SIGKILL');
+        await this.supervisor.waitForExit({ pid: stray.pid, startTicks }, 5000);
+      }
       await this.supervisor.forget(vm);
       await this.network.deleteTap(tapNameOf(id));
       await rm(vm.dir, { recursive: true, force: true });
@@ -256,101 +285,156 @@ export class VmService {
     const vms: AgentVm[] = [];
     const orphans: Inventory['orphans'] = { dirs: [], taps: [], processes: [], sockets: [] };
     for (const name of names.sort()) {
-      const vm = VM_ID_PATTERN.test(name) ? await this.get(name).catch(() => undefined) : undefined;
-      if (!vm) {
-        orphans.dirs.push(join(root, name));
+      // Only a folder with no spec at all is an orphan: an unreadable VM is reported by its error, never collected.
+      if (!VM_ID_PATTERN.test(name) || !(await exists(join(root, name, 'spec.json')))) {
+        if (!name.startsWith('.')) orphans.dirs.push(join(root, name));
         continue;
       }
-      vms.push(vm);
-      if (vm.pid === null && (await exists(vm.api_socket))) orphans.sockets.push(vm.api_socket);
+      try {
+        const vm = await this.get(name);
+        vms.push(vm);
+        if (vm.pid === null && (await exists(vm.api_socket))) orphans.sockets.push(vm.api_socket);
+      } catch (error) {
+        this.log.error({ err: error, vm_id: name }, 'a VM folder could not be read; it is left alone');
+      }
     }
-    const known = new Set(vms.map((vm) => vm.id));
     const ownTaps = new Set(names.filter((name) => VM_ID_PATTERN.test(name)).map(tapNameOf));
     orphans.taps = (await this.network.listTaps()).filter((tap) => !ownTaps.has(tap));
     for (const process of await scanVmmProcesses(this.config.runDir)) {
-      const owner = vms.find((vm) => vm.id === process.vmId);
-      if (!known.has(process.vmId) || owner?.pid !== process.pid) {
-        orphans.processes.push({ pid: process.pid, vm_id: process.vmId, command: process.command });
-      }
+      if (!VM_ID_PATTERN.test(process.vmId)) continue;
+      // Re-read the pid file now: a VMM started since the listing above is not an orphan.
+      const recorded = await this.supervisor.adopt(vmLayout(this.config.runDir, process.vmId));
+      if (recorded?.pid !== process.pid) orphans.processes.push({ pid: process.pid, vm_id: process.vmId, command: process.command });
     }
     return { vms, orphans };
   }
 
   private async describe(vm: VmLayout): Promise<AgentVm> {
     const stored = await this.requireStored(vm);
-    const driver = this.driverFor(stored.driver);
+    const driver = this.config.drivers.get(stored.driver);
     const process: ProcessIdentity | undefined = await this.supervisor.adopt(vm);
-    const vmmState = await driver.inspect(vm, process);
-    const state: AgentVmState = vmmState === 'stopped' && !(await exists(vm.consoleLog)) ? 'configured' : vmmState;
+    let state: AgentVmState;
+    if (!driver) state = 'failed';
+    else {
+      const vmmState = await driver.inspect(vm, process);
+      state = vmmState === 'stopped' && !(await exists(vm.consoleLog)) ? 'configured' : vmmState;
+    }
     return {
       id: vm.id,
-      driver: driver.name,
+      driver: stored.driver,
       state,
       pid: process?.pid ?? null,
-      tap: stored.spec.nics.length > 0 ? (stored.spec.nics[0]?.tap ?? tapNameOf(vm.id)) : null,
-      api_socket: driver.name === 'qemu' ? vm.qmpSocket : vm.firecrackerSocket,
+      tap: stored.spec.nics.length > 0 ? tapNameOf(vm.id) : null,
+      api_socket: stored.driver === 'qemu' ? vm.qmpSocket : vm.firecrackerSocket,
       console_log: vm.consoleLog,
       vmm_log: vm.vmmLog,
       spec: stored.spec,
     };
   }
 
+  /** Starts the VMM for the stored spec, after checking its files again (the folder is not trusted). */
+  private async launch(vm: VmLayout, stored: StoredSpec, options: { paused: boolean }): Promise<void> {
+    await this.checkStoredPaths(vm, stored.spec);
+    if (stored.spec.nics.length > 0) await this.network.ensureTap(tapNameOf(vm.id));
+    await rm(vm.consoleLog, { force: true });
+    await this.driverFor(stored.driver).start(vm, stored.spec, options);
+  }
+
+  /** The VM's live process; a pid file naming a dead one is cleared (with its cgroup) on the way. */
+  private async liveProcess(vm: VmLayout): Promise<ProcessIdentity | undefined> {
+    const process = await this.supervisor.adopt(vm);
+    if (!process && (await exists(vm.pidFile))) await this.supervisor.forget(vm);
+    return process;
+  }
+
   /**
-   * A writable drive taken from the image store gets a private sparse copy in the VM's folder:
-   * images are shared and never written by a guest.
+   * The spec to store: every path canonical and inside the allowed roots, and each writable drive
+   * taken from the image store replaced by the VM's private copy (images are never written by a
+   * guest). A private copy that exists already is kept, so a re-ensure does not need the image.
    */
-  private withPrivateDrives(vm: VmLayout, spec: MachineSpec): MachineSpec {
-    const images = imagesDir(this.config.runDir);
+  private async resolveSpec(vm: VmLayout, requested: MachineSpec, existing: MachineSpec | undefined): Promise<MachineSpec> {
+    const images = await canonical(imagesDir(this.config.runDir));
+    const kernel = await this.allowedFile(vm, 'kernel', requested.kernel.path);
+    const initrd = requested.initrd ? await this.allowedFile(vm, 'initrd', requested.initrd.path) : undefined;
+    const drives: DriveSpec[] = [];
+    for (const drive of requested.drives) {
+      const privatePath = privateDrivePath(vm, drive.id);
+      const rateLimit = drive.rate_limit ?? existing?.drives.find((d) => d.id === drive.id)?.rate_limit;
+      const withLimit = (path: string): DriveSpec => ({ ...drive, path, ...(rateLimit ? { rate_limit: rateLimit } : {}) });
+      if (!drive.read_only && (await exists(privatePath)) && isUnderAllowedRoot(await canonicalAncestor(drive.path), [images, await canonical(drivesDir(vm))])) {
+        drives.push(withLimit(privatePath));
+        continue;
+      }
+      const path = await this.allowedFile(vm, `drive ${drive.id}`, drive.path);
+      drives.push(withLimit(!drive.read_only && isUnderAllowedRoot(path, [images]) ? privatePath : path));
+    }
     return {
-      ...spec,
-      drives: spec.drives.map((drive) =>
-        !drive.read_only && drive.path.startsWith(`${images}/`) ? { ...drive, path: join(vm.dir, 'drives', `${drive.id}.img`) } : drive,
-      ),
+      ...requested,
+      kernel: { ...requested.kernel, path: kernel },
+      ...(initrd ? { initrd: { path: initrd } } : {}),
+      drives,
+      nics: requested.nics.map(() => ({})),
     };
   }
 
-  /** Makes the private copies {@link withPrivateDrives} points at, once. */
-  private async prepareDrives(vm: VmLayout, requested: MachineSpec, undo: UndoStack): Promise<MachineSpec> {
-    const spec = this.withPrivateDrives(vm, requested);
+  /** Copies each image-store drive into the VM's folder, once. */
+  private async makePrivateCopies(vm: VmLayout, requested: MachineSpec, spec: MachineSpec, undo: UndoStack): Promise<void> {
     for (const [index, drive] of spec.drives.entries()) {
       const source = requested.drives[index]?.path;
-      if (source === undefined || source === drive.path || (await exists(drive.path))) continue;
-      await mkdir(join(vm.dir, 'drives'), { recursive: true });
-      await copySparse(source, drive.path);
+      if (source === undefined || drive.path !== privateDrivePath(vm, drive.id) || (await exists(drive.path))) continue;
+      await mkdir(drivesDir(vm), { recursive: true });
+      await copySparse(await realpath(source), drive.path);
       undo.push(`remove ${drive.path}`, () => rm(drive.path, { force: true }));
     }
-    return spec;
   }
 
-  /** Kernel, initrd and drives must resolve (symlinks followed) under the image store or the VM's folder. */
-  private async checkPaths(vm: VmLayout, spec: MachineSpec): Promise<void> {
-    // The roots are canonicalized too: a run dir reached through a symlink is still the run dir.
-    const roots = await Promise.all([imagesDir(this.config.runDir), vm.dir].map((root) => realpath(root).catch(() => root)));
-    const paths: Array<[string, string]> = [['kernel', spec.kernel.path], ...spec.drives.map((d): [string, string] => [`drive ${d.id}`, d.path])];
-    if (spec.initrd) paths.push(['initrd', spec.initrd.path]);
-    for (const [what, path] of paths) {
-      // A path that does not resolve is judged by its nearest existing ancestor, so "missing" is
-      // never answered for a path outside the roots: callers cannot probe the host's files.
-      const canonical = await realpath(path).catch(() => undefined);
-      if (!isUnderAllowedRoot(canonical ?? (await canonicalAncestor(path)), roots)) {
-        throw new NexusError('forbidden', `the ${what} ${path} is outside the allowed roots`, {
-          suggestion: `Put it under ${roots[0]} (or the VM's own folder).`,
-        });
-      }
-      if (canonical === undefined) {
-        throw new NexusError('bad_request', `the ${what} ${path} does not exist`, { suggestion: 'Build or upload the image first (`nexus image build`).' });
-      }
-      const info = await stat(canonical);
-      if (!info.isFile() && !info.isBlockDevice()) {
-        throw new NexusError('bad_request', `the ${what} ${path} is not a file`, { suggestion: 'Give the path of an image file, not a folder.' });
-      }
+  /** Checks a stored spec's files again before a VMM opens them. */
+  private async checkStoredPaths(vm: VmLayout, spec: MachineSpec): Promise<void> {
+    await this.allowedFile(vm, 'kernel', spec.kernel.path);
+    if (spec.initrd) await this.allowedFile(vm, 'initrd', spec.initrd.path);
+    for (const drive of spec.drives) await this.allowedFile(vm, `drive ${drive.id}`, drive.path);
+  }
+
+  /**
+   * The canonical path of a file a VM may be given: under the image store or the VM's own
+   * `drives/` (never elsewhere in its folder: spec.json, pid and snapshots are the agent's).
+   */
+  private async allowedFile(vm: VmLayout, what: string, path: string): Promise<string> {
+    const roots = [await canonical(imagesDir(this.config.runDir)), await canonical(drivesDir(vm))];
+    const resolved = await realpath(path).catch(() => undefined);
+    // A path that does not resolve is judged by its nearest existing ancestor, so "missing" is
+    // never answered for a path outside the roots: callers cannot probe the host's files.
+    if (!isUnderAllowedRoot(resolved ?? (await canonicalAncestor(path)), roots)) {
+      throw new NexusError('forbidden', `the ${what} ${path} is outside the allowed roots`, {
+        suggestion: `Put it under ${roots[0]}.`,
+      });
+    }
+    if (resolved === undefined) {
+      throw new NexusError('bad_request', `the ${what} ${path} does not exist`, { suggestion: 'Build or upload the image first (`nexus image build`).' });
+    }
+    const info = await stat(resolved);
+    if (!info.isFile() && !info.isBlockDevice()) {
+      throw new NexusError('bad_request', `the ${what} ${path} is not a file`, { suggestion: 'Give the path of an image file, not a folder.' });
+    }
+    return resolved;
+  }
+
+  /** TAP names carry 32 bits of the id: refuse a VM whose TAP name another VM here already has. */
+  private async refuseTapClash(vm: VmLayout): Promise<void> {
+    const names = await readdir(vmsDir(this.config.runDir)).catch(() => [] as string[]);
+    const clash = names.find((name) => name !== vm.id && VM_ID_PATTERN.test(name) && tapNameOf(name) === tapNameOf(vm.id));
+    if (clash) {
+      throw new NexusError('conflict', `VM ${clash} on this host already uses TAP ${tapNameOf(vm.id)}`, {
+        suggestion: 'Create the VM with another id (the TAP name comes from its first 8 hex digits).',
+      });
     }
   }
 
   private driverFor(name: VmmName | undefined): VmmDriver {
-    const driver = this.config.drivers.get(name ?? this.config.defaultDriver);
+    const chosen = name ?? this.config.defaultDriver;
+    const driver = this.config.drivers.get(chosen);
     if (!driver) {
-      throw new NexusError('conflict', `the ${name} driver is not available on this host`, {
+      throw new NexusError('conflict', `the ${chosen} driver is not available on this host`, {
         suggestion: `Available: ${[...this.config.drivers.keys()].join(', ') || 'none'}; GET /agent/v1/capacity says why.`,
       });
     }
@@ -373,13 +457,27 @@ export class VmService {
   }
 }
 
+/** Two specs describe the same machine: drive throttles may differ (they change at runtime). */
+function sameMachine(a: MachineSpec, b: MachineSpec): boolean {
+  const strip = (spec: MachineSpec) => ({ ...spec, drives: spec.drives.map(({ rate_limit: _limit, ...drive }) => drive) });
+  return JSON.stringify(strip(a)) === JSON.stringify(strip(b));
+}
+
+function snapshotDrivePath(snapshotDir: string, driveId: string): string {
+  return join(snapshotDir, `drive-${driveId}.img`);
+}
+
+async function canonical(path: string): Promise<string> {
+  return realpath(path).catch(() => canonicalAncestor(path));
+}
+
 /** The canonical form of a path that may not exist: its nearest existing ancestor, resolved, plus the rest. */
 async function canonicalAncestor(path: string): Promise<string> {
   const missing: string[] = [];
   let current = resolve(path);
   for (;;) {
-    const canonical = await realpath(current).catch(() => undefined);
-    if (canonical !== undefined) return join(canonical, ...missing.reverse());
+    const found = await realpath(current).catch(() => undefined);
+    if (found !== undefined) return join(found, ...missing.reverse());
     const parent = dirname(current);
     if (parent === current) return resolve(path);
     missing.push(basename(current));

@@ -7,7 +7,7 @@ import type { HttpServer } from '../../kit/http/http-server.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import type { VmService } from '../app/vm-service.js';
 
-const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 502: ErrorBody };
+const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 502: ErrorBody, 503: ErrorBody };
 
 export function registerVmRoutes(app: HttpServer, vms: VmService): void {
   app.put(

@@ -1,5 +1,5 @@
 import type { ProcessIdentity } from '../../kit/process-identity.js';
-import type { VmLayout } from '../domain/vm-layout.js';
+import type { VmLayout } from '../../contracts/vm-layout.js';
 
 export interface LaunchRequest {
   vm: VmLayout;

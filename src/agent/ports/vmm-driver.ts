@@ -1,6 +1,6 @@
 import type { MachineSpec, RateLimit, VmmName } from '../../contracts/machine-spec.js';
 import type { ProcessIdentity } from '../../kit/process-identity.js';
-import type { VmLayout } from '../domain/vm-layout.js';
+import type { VmLayout } from '../../contracts/vm-layout.js';
 
 /** What a driver can do. Plans branch on these, never on the driver's name. */
 export interface VmmCapabilities {

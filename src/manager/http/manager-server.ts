@@ -3,6 +3,8 @@ import { type HttpServer, createHttpServer } from '../../kit/http/http-server.js
 import type { Logger } from 'pino';
 import type { Database } from '../adapters/sql/database.js';
 import type { HostRegistry } from '../app/host-registry.js';
+import type { VmManager } from '../app/vm-manager.js';
+import { registerVmRoutes } from './routes/vm-routes.js';
 import { registerHealthRoutes } from './routes/health-routes.js';
 import { registerHostRoutes } from './routes/host-routes.js';
 
@@ -10,6 +12,7 @@ import { registerHostRoutes } from './routes/host-routes.js';
 export interface ManagerServices {
   database: Pick<Database, 'ping'>;
   hosts: HostRegistry;
+  vms: VmManager;
 }
 
 export interface ManagerServerOptions {
@@ -30,5 +33,6 @@ export async function createManagerServer(services: ManagerServices, options: Ma
   });
   registerHealthRoutes(app, services);
   registerHostRoutes(app, services);
+  registerVmRoutes(app, services);
   return app;
 }

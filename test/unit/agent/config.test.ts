@@ -23,5 +23,9 @@ describe('resolveAgentConfig', () => {
     assert.throws(() => resolveAgentConfig({ joinToken: 't' }, {}), /needs --manager/);
     assert.throws(() => resolveAgentConfig({ managerUrl: 'm:8080' }, {}), /must be an http\(s\) URL/);
     assert.throws(() => resolveAgentConfig({ advertise: 'somewhere' }, {}), /AGENT_ADVERTISE must be host:port/);
+    assert.throws(() => resolveAgentConfig({ runDir: `/${'x'.repeat(60)}` }, {}), /too long: VM sockets under it would exceed/);
+    assert.throws(() => resolveAgentConfig({}, { NEXUS_BRIDGE_CIDR: '10.0.0.1' }), /NEXUS_BRIDGE_CIDR must be/);
+    assert.throws(() => resolveAgentConfig({}, { NEXUS_BRIDGE: 'a-very-long-bridge-name' }), /NEXUS_BRIDGE must be/);
+    assert.throws(() => resolveAgentConfig({}, { NEXUS_NAT: 'maybe' }), /NEXUS_NAT must be on or off/);
   });
 });

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { TAP_NAME_PATTERN, macOf, tapNameOf } from '../../../src/agent/domain/host-names.js';
+import { TAP_NAME_PATTERN, macOf, tapNameOf } from '../../../src/contracts/host-names.js';
 import { isUnderAllowedRoot } from '../../../src/agent/domain/path-policy.js';
 import { networkOf, parseIpv4Cidr } from '../../../src/agent/domain/ipv4.js';
-import { vmLayout } from '../../../src/agent/domain/vm-layout.js';
+import { vmLayout } from '../../../src/contracts/vm-layout.js';
 
 const ID = '3f2a91c4-7b1e-4d2a-9c3b-0123456789ab';
 

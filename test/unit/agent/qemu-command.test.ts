@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MachineSpec } from '../../../src/contracts/machine-spec.js';
-import { vmLayout } from '../../../src/agent/domain/vm-layout.js';
+import { vmLayout } from '../../../src/contracts/vm-layout.js';
 import { effectiveCmdline, qemuArgs } from '../../../src/agent/drivers/qemu/qemu-command.js';
 
 const ID = '3f2a91c4-7b1e-4d2a-9c3b-0123456789ab';

@@ -1,6 +1,6 @@
 import type { MachineSpec } from '../../../contracts/machine-spec.js';
-import { macOf, tapNameOf } from '../../domain/host-names.js';
-import type { VmLayout } from '../../domain/vm-layout.js';
+import { macOf, tapNameOf } from '../../../contracts/host-names.js';
+import type { VmLayout } from '../../../contracts/vm-layout.js';
 
 export interface QemuLaunchOptions {
   /** KVM when a vCPU really runs on this host, else TCG emulation. */
@@ -63,6 +63,11 @@ export function qemuArgs(vm: VmLayout, spec: MachineSpec, options: QemuLaunchOpt
     args.push('-device', `virtio-net-device,netdev=net${index},mac=${nic.mac ?? macOf(vm.id)}`);
   });
   if (options.paused) args.push('-S');
-  if (options.incomingFile) args.push('-incoming', `exec:cat '${options.incomingFile.replaceAll("'", "'\\''")}'`);
+  if (options.incomingFile) args.push('-incoming', `exec:cat ${shellQuote(options.incomingFile)}`);
   return args;
+}
+
+/** A path as one /bin/sh word: QEMU runs `exec:` migration URIs through the shell. */
+export function shellQuote(path: string): string {
+  return `'${path.replaceAll("'", "'\\''")}'`;
 }

@@ -1,12 +1,13 @@
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MachineSpec, RateLimit } from '../../../contracts/machine-spec.js';
 import { NexusError, messageOf } from '../../../kit/nexus-error.js';
 import type { ProcessIdentity } from '../../../kit/process-identity.js';
-import type { VmLayout } from '../../domain/vm-layout.js';
+import type { VmLayout } from '../../../contracts/vm-layout.js';
 import type { ProcessSupervisor } from '../../ports/process-supervisor.js';
 import type { SnapshotFiles, VmmCapabilities, VmmDriver, VmmRunState } from '../../ports/vmm-driver.js';
-import { type QemuLaunchOptions, qemuArgs } from './qemu-command.js';
+import { type QemuLaunchOptions, qemuArgs, shellQuote } from './qemu-command.js';
+import { lastLines } from '../../../kit/log-tail.js';
 import { QmpClient, withQmp } from './qmp-client.js';
 
 export interface QemuDriverConfig {
@@ -16,6 +17,9 @@ export interface QemuDriverConfig {
   /** How long the QMP socket may take to answer after spawn. Default 10 s. */
   readyTimeoutMs?: number;
 }
+
+/** A save of a 128 MiB guest takes a fraction of a second; this only catches a wedged migration. */
+const SNAPSHOT_TIMEOUT_MS = 120_000;
 
 const RUN_STATES: Record<string, VmmRunState> = {
   running: 'running',
@@ -68,25 +72,32 @@ export class QemuDriver implements VmmDriver {
   }
 
   /**
-   * ACPI power button first (the guest must handle it), then `quit`, then SIGKILL: each step only
-   * if the one before did not end the process in time.
+   * ACPI power button first (only a running guest can act on it), then `quit`, then SIGTERM,
+   * then SIGKILL: each step only if the one before did not end the process in time.
    */
   async stop(vm: VmLayout, process: ProcessIdentity, timeoutMs: number): Promise<void> {
     if (!(await this.supervisor.isAlive(process))) return;
-    const gracefully = await withQmp(vm.qmpSocket, (qmp) => qmp.execute('system_powerdown')).then(
-      () => this.supervisor.waitForExit(process, timeoutMs),
+    const running = await this.inspect(vm, process).then(
+      (state) => state === 'running',
       () => false,
     );
-    if (gracefully) return;
+    if (running && timeoutMs > 0) {
+      const poweredOff = await withQmp(vm.qmpSocket, (qmp) => qmp.execute('system_powerdown')).then(
+        () => this.supervisor.waitForExit(process, timeoutMs),
+        () => false,
+      );
+      if (poweredOff) return;
+    }
     const quit = await withQmp(vm.qmpSocket, (qmp) => qmp.execute('quit')).then(
       () => this.supervisor.waitForExit(process, 2000),
       () => false,
     );
     if (quit) return;
-    await this.supervisor.signal(process, 'SIGKILL');
-    if (!(await this.supervisor.waitForExit(process, 5000))) {
-      throw new NexusError('vmm_failed', `QEMU (pid ${process.pid}) survived SIGKILL`);
+    for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+      await this.supervisor.signal(process, signal);
+      if (await this.supervisor.waitForExit(process, signal === 'SIGTERM' ? 2000 : 5000)) return;
     }
+    throw new NexusError('vmm_failed', `QEMU (pid ${process.pid}) survived SIGKILL`);
   }
 
   async snapshot(vm: VmLayout, dir: string): Promise<SnapshotFiles> {
@@ -99,12 +110,17 @@ export class QemuDriver implements VmmDriver {
       }
       // QEMU throttles migration to 128 MiB/s by default; a local file needs no throttle.
       await qmp.execute('migrate-set-parameters', { 'max-bandwidth': 16 * 1024 * 1024 * 1024 });
-      await qmp.execute('migrate', { uri: `exec:cat > '${stateFile.replaceAll("'", "'\\''")}'` });
+      await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(stateFile)}` });
+      const deadline = Date.now() + SNAPSHOT_TIMEOUT_MS;
       for (;;) {
         const progress = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
         if (progress.status === 'completed') break;
         if (progress.status === 'failed' || progress.status === 'cancelled') {
           throw new NexusError('vmm_failed', `QEMU could not save the VM: ${progress['error-desc'] ?? progress.status}`);
+        }
+        if (Date.now() > deadline) {
+          await qmp.execute('migrate_cancel').catch(() => undefined);
+          throw new NexusError('vmm_failed', `saving the VM took longer than ${SNAPSHOT_TIMEOUT_MS / 1000} s; cancelled`);
         }
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
@@ -120,7 +136,9 @@ export class QemuDriver implements VmmDriver {
       const state = await this.inspect(vm, process);
       if (state === 'paused' || state === 'running') return process;
       if (state === 'stopped' || state === 'failed' || Date.now() > deadline) {
-        throw new NexusError('vmm_failed', `restoring from ${snapshot.stateFile} failed (${state}): ${await lastLines(vm.vmmLog)}`);
+        const why = await lastLines(vm.vmmLog);
+        await this.kill(vm, process);
+        throw new NexusError('vmm_failed', `restoring from ${snapshot.stateFile} failed (${state}): ${why}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
@@ -150,11 +168,15 @@ export class QemuDriver implements VmmDriver {
       await this.waitForMonitor(vm, process);
       return process;
     } catch (error) {
-      await this.supervisor.signal(process, 'SIGKILL');
-      await this.supervisor.waitForExit(process, 5000);
-      await this.supervisor.forget(vm);
+      await this.kill(vm, process);
       throw error;
     }
+  }
+
+  /** Ends a VMM we could not bring up; its pid file goes only once it is really gone. */
+  private async kill(vm: VmLayout, process: ProcessIdentity): Promise<void> {
+    await this.supervisor.signal(process, 'SIGKILL');
+    if (await this.supervisor.waitForExit(process, 5000)) await this.supervisor.forget(vm);
   }
 
   /** Until QMP answers; if QEMU exits first, its own last words are the error. */
@@ -176,15 +198,5 @@ export class QemuDriver implements VmmDriver {
         await new Promise((resolve) => setTimeout(resolve, 25));
       }
     }
-  }
-}
-
-/** The last lines of a log, for error messages. */
-async function lastLines(path: string, count = 5): Promise<string> {
-  try {
-    const text = (await readFile(path, 'utf8')).trim();
-    return text.split('\n').slice(-count).join(' | ') || '(no output)';
-  } catch {
-    return '(no log)';
   }
 }

@@ -66,7 +66,7 @@ export class QmpClient {
     this.socket.write(`${message}\n`);
     const reply = await withTimeout(this.next(), timeoutMs, `QMP ${command}`);
     if (reply.error) {
-      throw new NexusError('conflict', `QEMU refused ${command}: ${reply.error.desc}`, { faultMessage: reply.error.desc });
+      throw new NexusError('vmm_failed', `QEMU refused ${command}: ${reply.error.desc}`);
     }
     return reply.return as T;
   }

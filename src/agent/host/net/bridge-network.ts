@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { NexusError } from '../../../kit/nexus-error.js';
-import { TAP_NAME_PATTERN } from '../../domain/host-names.js';
+import { TAP_NAME_PATTERN } from '../../../contracts/host-names.js';
 import { type Ipv4Cidr, networkOf } from '../../domain/ipv4.js';
 import type { HostNetwork } from '../../ports/host-network.js';
 import { ip, listLinks, readLink } from './ip-command.js';

@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
+import { lastLines } from '../../../kit/log-tail.js';
 import { NexusError } from '../../../kit/nexus-error.js';
 import { type ProcessIdentity, isProcessAlive, readProcessStartTicks } from '../../../kit/process-identity.js';
-import type { VmLayout } from '../../domain/vm-layout.js';
+import type { VmLayout } from '../../../contracts/vm-layout.js';
 import type { LaunchRequest, ProcessSupervisor } from '../../ports/process-supervisor.js';
 import { readPidFile } from './pid-file.js';
 import { type ProcessPlacement, enterCgroup, leaveCgroup, scopedCommand } from './process-placement.js';
@@ -34,13 +35,20 @@ export class DetachedSupervisor implements ProcessSupervisor {
       const pid = child.pid ?? 0;
       const startTicks = await readProcessStartTicks(pid);
       if (startTicks === undefined) {
-        throw new NexusError('unavailable', `${binary} exited at once`, { suggestion: `Read ${vm.vmmLog}.` });
+        throw new NexusError('vmm_failed', `${vmmBinary} exited at once: ${await lastLines(vm.vmmLog)}`, { suggestion: `Read ${vm.vmmLog}.` });
       }
       const identity = { pid, startTicks };
-      await enterCgroup(this.placement, vm.id, pid).catch((error: unknown) =>
-        this.log.warn({ err: error, vm_id: vm.id }, 'could not move the VMM into a cgroup of its own; it runs in the agent\'s'),
-      );
-      await writePidFile(vm, identity);
+      try {
+        await enterCgroup(this.placement, vm.id, pid).catch((error: unknown) =>
+          this.log.warn({ err: error, vm_id: vm.id }, "could not move the VMM into a cgroup of its own; it runs in the agent's"),
+        );
+        await writePidFile(vm, identity);
+      } catch (error) {
+        // Unrecorded, it could never be found again: end it rather than leave it running.
+        await this.signal(identity, 'SIGKILL');
+        await this.waitForExit(identity, 5000);
+        throw error;
+      }
       return identity;
     } finally {
       await log.close();

@@ -1,5 +1,7 @@
 import type { ColumnType, Generated } from 'kysely';
 import type { HostCapacity } from '../../../contracts/agent-api.js';
+import type { DesiredState, ObservedState } from '../../../contracts/vm-api.js';
+import type { StoredVmError, StoredVmSpec } from '../../ports/vm-repo.js';
 
 /** A timestamp column: read as a Date, written as a Date or left to its default. */
 type Timestamp = ColumnType<Date, Date | undefined, Date>;
@@ -34,9 +36,40 @@ export interface ProjectTable {
   updated_at: Timestamp;
 }
 
+export interface VmTable {
+  id: Generated<string>;
+  project_id: string;
+  name: string;
+  host_id: string | null;
+  spec: ColumnType<StoredVmSpec, string, string>;
+  desired_state: DesiredState;
+  observed_state: ObservedState;
+  last_error: ColumnType<StoredVmError | null, string | null, string | null>;
+  tags: ColumnType<Record<string, string>, string, string>;
+  resource_version: ColumnType<number, number | undefined, number>;
+  expires_at: Date | null;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+}
+
+export interface VmEventTable {
+  id: Generated<string>;
+  vm_id: string;
+  level: 'info' | 'warn' | 'error';
+  kind: string;
+  from_state: string | null;
+  to_state: string | null;
+  message: string;
+  data: ColumnType<unknown, string | null, string | null>;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+}
+
 /** The tables the manager's code reads and writes through Kysely (migrations create them all). */
 export interface Schema {
   host: HostTable;
   join_token: JoinTokenTable;
   project: ProjectTable;
+  vm: VmTable;
+  vm_event: VmEventTable;
 }

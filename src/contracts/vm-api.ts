@@ -1,0 +1,114 @@
+import { Type, type Static } from 'typebox';
+import { DriveId } from './machine-spec.js';
+import { StrictObject, Timestamp, Uuid } from './schema.js';
+
+/** What a user may ask of a VM. `deleted` is reached through DELETE, not set directly. */
+export const DesiredState = Type.Union([Type.Literal('running'), Type.Literal('stopped'), Type.Literal('paused'), Type.Literal('deleted')]);
+export type DesiredState = Static<typeof DesiredState>;
+
+/** What the reconciler last saw. Only it writes this. */
+export const ObservedState = Type.Union([
+  Type.Literal('requested'),
+  Type.Literal('configured'),
+  Type.Literal('starting'),
+  Type.Literal('running'),
+  Type.Literal('paused'),
+  Type.Literal('stopping'),
+  Type.Literal('stopped'),
+  Type.Literal('failed'),
+  Type.Literal('deleting'),
+  Type.Literal('unknown'),
+]);
+export type ObservedState = Static<typeof ObservedState>;
+
+export const VmName = Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$', description: 'Unique per project; DNS-label style' });
+
+export const ExtraDrive = StrictObject({
+  id: DriveId,
+  path: Type.String({ minLength: 1, maxLength: 4096 }),
+  read_only: Type.Optional(Type.Boolean({ default: false })),
+});
+
+export const CreateVmRequest = StrictObject({
+  name: VmName,
+  vcpu: Type.Integer({ minimum: 1, maximum: 32 }),
+  mem_mib: Type.Integer({ minimum: 128, maximum: 1024 * 1024 }),
+  kernel_path: Type.String({ minLength: 1, maxLength: 4096, description: 'On the host (dev mode: raw paths)' }),
+  initrd_path: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+  boot_args: Type.Optional(Type.String({ maxLength: 4096, default: 'console=ttyS0 reboot=t panic=1 root=/dev/vda rw' })),
+  rootfs_path: Type.String({ minLength: 1, maxLength: 4096 }),
+  extra_drives: Type.Optional(Type.Array(ExtraDrive, { maxItems: 7, default: [] })),
+  nic: Type.Optional(Type.Boolean({ default: true, description: 'One NIC on the host bridge' })),
+  desired_state: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('stopped')], { default: 'running' })),
+  tags: Type.Optional(Type.Record(Type.String({ pattern: '^[a-zA-Z0-9_.-]{1,63}$' }), Type.String({ maxLength: 255 }), { default: {} })),
+});
+export type CreateVmRequest = Static<typeof CreateVmRequest>;
+
+export const VmError = Type.Object(
+  { reason: Type.String(), message: Type.String(), at: Timestamp },
+  { additionalProperties: false },
+);
+
+export const Vm = Type.Object(
+  {
+    id: Uuid,
+    name: Type.String(),
+    project: Type.String(),
+    host_id: Type.Union([Uuid, Type.Null()]),
+    desired_state: DesiredState,
+    state: ObservedState,
+    vcpu: Type.Integer(),
+    mem_mib: Type.Integer(),
+    kernel_path: Type.String(),
+    initrd_path: Type.Union([Type.String(), Type.Null()]),
+    boot_args: Type.String(),
+    rootfs_path: Type.String(),
+    nic: Type.Boolean(),
+    tap: Type.Union([Type.String(), Type.Null()]),
+    api_socket: Type.Union([Type.String(), Type.Null()]),
+    console_log: Type.Union([Type.String(), Type.Null()]),
+    last_error: Type.Union([VmError, Type.Null()]),
+    tags: Type.Record(Type.String(), Type.String()),
+    resource_version: Type.Integer(),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+  },
+  { additionalProperties: false },
+);
+export type Vm = Static<typeof Vm>;
+
+export const VmListQuery = StrictObject({
+  state: Type.Optional(ObservedState),
+  host: Type.Optional(Uuid),
+  name_prefix: Type.Optional(Type.String({ maxLength: 63 })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
+  cursor: Type.Optional(Type.String({ maxLength: 200, description: 'next_cursor of the previous page' })),
+});
+export type VmListQuery = Static<typeof VmListQuery>;
+
+export const VmList = Type.Object(
+  { items: Type.Array(Vm), next_cursor: Type.Union([Type.String(), Type.Null()]) },
+  { additionalProperties: false },
+);
+
+export const VmEvent = Type.Object(
+  {
+    id: Uuid,
+    level: Type.Union([Type.Literal('info'), Type.Literal('warn'), Type.Literal('error')]),
+    kind: Type.String(),
+    from_state: Type.Union([Type.String(), Type.Null()]),
+    to_state: Type.Union([Type.String(), Type.Null()]),
+    message: Type.String(),
+    created_at: Timestamp,
+  },
+  { additionalProperties: false },
+);
+export type VmEvent = Static<typeof VmEvent>;
+
+export const VmEventList = Type.Object({ items: Type.Array(VmEvent) }, { additionalProperties: false });
+
+export const VmLifecycleAction = Type.Union([Type.Literal('start'), Type.Literal('stop'), Type.Literal('pause'), Type.Literal('resume')]);
+export type VmLifecycleAction = Static<typeof VmLifecycleAction>;
+
+export const VmActionParams = StrictObject({ id: Uuid, action: VmLifecycleAction });
+export const OkResponse = Type.Object({ ok: Type.Literal(true) }, { additionalProperties: false });

@@ -1,0 +1,50 @@
+import type { AgentVm, VmActionResponse } from '../../contracts/agent-vm-api.js';
+import { AGENT_API_PREFIX } from '../../contracts/agent-api.js';
+import type { MachineSpec } from '../../contracts/machine-spec.js';
+import { JsonClient } from '../../kit/json-client.js';
+import { NexusError } from '../../kit/nexus-error.js';
+import type { AgentGateway, AgentTarget } from '../ports/agent-gateway.js';
+
+/** Agents over HTTP, one client (connection pool) per host, replaced when its address or credential changes. */
+export class HttpAgentGateway implements AgentGateway {
+  private readonly clients = new Map<string, { key: string; client: JsonClient }>();
+
+  constructor(private readonly timeoutMs = 60_000) {}
+
+  async getVm(target: AgentTarget, vmId: string): Promise<AgentVm | undefined> {
+    try {
+      return await this.client(target).call<AgentVm>('GET', `${AGENT_API_PREFIX}/vms/${vmId}`);
+    } catch (error) {
+      if (error instanceof NexusError && error.code === 'not_found') return undefined;
+      throw error;
+    }
+  }
+
+  ensureVm(target: AgentTarget, vmId: string, spec: MachineSpec): Promise<AgentVm> {
+    return this.client(target).call<AgentVm>('PUT', `${AGENT_API_PREFIX}/vms/${vmId}`, spec);
+  }
+
+  async act(target: AgentTarget, vmId: string, action: 'start' | 'stop' | 'pause' | 'resume', timeoutMs?: number): Promise<AgentVm> {
+    const body = timeoutMs === undefined ? { action } : { action, timeout_ms: timeoutMs };
+    return (await this.client(target).call<VmActionResponse>('POST', `${AGENT_API_PREFIX}/vms/${vmId}/actions`, body)).vm;
+  }
+
+  async deleteVm(target: AgentTarget, vmId: string): Promise<void> {
+    await this.client(target).call('DELETE', `${AGENT_API_PREFIX}/vms/${vmId}`);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.clients.values()].map(({ client }) => client.close()));
+    this.clients.clear();
+  }
+
+  private client(target: AgentTarget): JsonClient {
+    const key = `${target.address}\n${target.credential}`;
+    const cached = this.clients.get(target.hostId);
+    if (cached?.key === key) return cached.client;
+    void cached?.client.close();
+    const client = new JsonClient({ baseUrl: `http://${target.address}`, bearer: target.credential, timeoutMs: this.timeoutMs });
+    this.clients.set(target.hostId, { key, client });
+    return client;
+  }
+}

@@ -1,0 +1,180 @@
+import type { CreateVmRequest, ObservedState, Vm, VmEvent, VmLifecycleAction, VmListQuery } from '../../contracts/vm-api.js';
+import type { Clock } from '../../kit/clock.js';
+import { tapNameOf } from '../../contracts/host-names.js';
+import { vmLayout } from '../../contracts/vm-layout.js';
+import { NexusError } from '../../kit/nexus-error.js';
+import { DESIRED_BY_ACTION, judgeAction } from '../domain/vm-lifecycle.js';
+import type { HostRepo } from '../ports/host-repo.js';
+import type { VmRecord, VmRepo } from '../ports/vm-repo.js';
+
+export interface VmManagerConfig {
+  /** `dev` accepts raw host paths for kernels and disks; production needs the image registry. */
+  mode: 'production' | 'dev';
+}
+
+/** Wakes the reconciler for a VM; the API never drives an agent itself. */
+export type WakeReconciler = (vmId: string, userAction: boolean) => void;
+
+/** What each action waits for with `?wait=`. */
+const SETTLED: Record<VmLifecycleAction, ObservedState> = { start: 'running', resume: 'running', stop: 'stopped', pause: 'paused' };
+
+/**
+ * The VM use cases behind the API: they record intent (the desired state) and wake the reconciler;
+ * observing the result is the reconciler's job, which `wait` lets a caller follow.
+ */
+export class VmManager {
+  constructor(
+    private readonly vms: VmRepo,
+    private readonly hosts: HostRepo,
+    private readonly wake: WakeReconciler,
+    private readonly clock: Clock,
+    private readonly config: VmManagerConfig,
+  ) {}
+
+  async create(request: CreateVmRequest): Promise<Vm> {
+    if (this.config.mode !== 'dev') {
+      throw new NexusError('forbidden', 'raw host paths for kernels and disks are accepted in dev mode only', {
+        suggestion: 'Run `nexus dev`, or wait for the image registry, which will give production its images.',
+      });
+    }
+    const largest = Math.max(0, ...(await this.hosts.list()).filter((host) => host.status === 'ready').map((host) => host.capacity.memory_mib));
+    if (largest > 0 && request.mem_mib > largest) {
+      throw new NexusError('validation_failed', `mem_mib ${request.mem_mib} is more than the largest host has (${largest} MiB)`, {
+        suggestion: `Ask for ${largest} MiB or less.`,
+      });
+    }
+    const record = await this.vms.create({
+      project: 'default',
+      name: request.name,
+      desiredState: request.desired_state ?? 'running',
+      tags: request.tags ?? {},
+      spec: {
+        vcpu: request.vcpu,
+        mem_mib: request.mem_mib,
+        kernel_path: request.kernel_path,
+        initrd_path: request.initrd_path ?? null,
+        boot_args: request.boot_args ?? 'console=ttyS0 reboot=t panic=1 root=/dev/vda rw',
+        rootfs_path: request.rootfs_path,
+        extra_drives: (request.extra_drives ?? []).map((drive) => ({ id: drive.id, path: drive.path, read_only: drive.read_only ?? false })),
+        nic: request.nic ?? true,
+      },
+    });
+    this.wake(record.id, true);
+    return this.toVm(record);
+  }
+
+  async get(id: string): Promise<Vm> {
+    return this.toVm(await this.require(id));
+  }
+
+  async list(query: VmListQuery): Promise<{ items: Vm[]; next_cursor: string | null }> {
+    const limit = query.limit ?? 100;
+    const afterName = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+    const records = await this.vms.list({ state: query.state, hostId: query.host, namePrefix: query.name_prefix, afterName, limit });
+    const items = await Promise.all(records.map((record) => this.toVm(record)));
+    const last = records.at(-1);
+    return { items, next_cursor: records.length === limit && last ? encodeCursor(last.name) : null };
+  }
+
+  async act(id: string, action: VmLifecycleAction): Promise<void> {
+    const vm = await this.require(id);
+    const verdict = judgeAction(action, vm.observedState, vm.desiredState);
+    if (!verdict.ok) {
+      throw new NexusError('conflict', `${verdict.message} (state ${vm.observedState}, desired ${vm.desiredState})`, { suggestion: verdict.suggestion });
+    }
+    await this.vms.setDesired(id, DESIRED_BY_ACTION[action]);
+    this.wake(id, true);
+  }
+
+  async delete(id: string): Promise<void> {
+    const vm = await this.vms.get(id);
+    if (!vm) return; // deleting what is gone succeeds
+    await this.vms.setDesired(id, 'deleted');
+    await this.vms.observe(id, { to: 'deleting', message: 'deletion requested' });
+    this.wake(id, true);
+  }
+
+  async events(id: string): Promise<VmEvent[]> {
+    await this.require(id);
+    return (await this.vms.events(id)).map((event) => ({
+      id: event.id,
+      level: event.level,
+      kind: event.kind,
+      from_state: event.fromState,
+      to_state: event.toState,
+      message: event.message,
+      created_at: event.createdAt.toISOString(),
+    }));
+  }
+
+  /**
+   * Waits until the VM reaches what `action` asked for (or is gone, for a delete), at most
+   * `timeoutMs`; a VM that fails on the way answers at once with its error.
+   */
+  async waitFor(id: string, action: VmLifecycleAction | 'delete' | 'create', timeoutMs: number): Promise<void> {
+    const deadline = this.clock.now().getTime() + timeoutMs;
+    for (;;) {
+      const vm = await this.vms.get(id);
+      if (action === 'delete') {
+        if (!vm) return;
+      } else {
+        if (!vm) throw new NexusError('not_found', `VM ${id} was deleted while waiting`);
+        const target = action === 'create' ? (vm.desiredState === 'stopped' ? 'configured' : 'running') : SETTLED[action];
+        if (vm.observedState === target || (target === 'configured' && vm.observedState === 'stopped')) return;
+        if (vm.observedState === 'failed' && vm.lastError) {
+          throw new NexusError('conflict', `the VM failed: ${vm.lastError.message}`, { suggestion: 'GET /v1/vms/:id/events tells the story.' });
+        }
+      }
+      if (this.clock.now().getTime() >= deadline) {
+        throw new NexusError('timeout', `VM ${id} is ${vm?.observedState ?? 'gone'}; it did not settle within ${timeoutMs / 1000} s`, {
+          suggestion: 'It is still on its way: GET /v1/vms/:id, or wait longer.',
+        });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  private async require(id: string): Promise<VmRecord> {
+    const vm = await this.vms.get(id);
+    if (!vm) throw new NexusError('not_found', `no VM ${id}`, { suggestion: 'GET /v1/vms lists the VMs.' });
+    return vm;
+  }
+
+  private async toVm(record: VmRecord): Promise<Vm> {
+    const host = record.hostId ? await this.hosts.get(record.hostId) : undefined;
+    const layout = host ? vmLayout(host.capacity.run_dir, record.id) : undefined;
+    return {
+      id: record.id,
+      name: record.name,
+      project: record.project,
+      host_id: record.hostId,
+      desired_state: record.desiredState,
+      state: record.observedState,
+      vcpu: record.spec.vcpu,
+      mem_mib: record.spec.mem_mib,
+      kernel_path: record.spec.kernel_path,
+      initrd_path: record.spec.initrd_path,
+      boot_args: record.spec.boot_args,
+      rootfs_path: record.spec.rootfs_path,
+      nic: record.spec.nic,
+      tap: record.spec.nic ? tapNameOf(record.id) : null,
+      api_socket: layout?.qmpSocket ?? null,
+      console_log: layout?.consoleLog ?? null,
+      last_error: record.lastError,
+      tags: record.tags,
+      resource_version: record.resourceVersion,
+      created_at: record.createdAt.toISOString(),
+      updated_at: record.updatedAt.toISOString(),
+    };
+  }
+}
+
+function encodeCursor(name: string): string {
+  return Buffer.from(name, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): string {
+  const name = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (!/^[a-z0-9-]{1,63}$/.test(name)) throw new NexusError('validation_failed', 'cursor is not one this API gave out');
+  return name;
+}

@@ -1,0 +1,73 @@
+import type { AgentVmState } from '../../contracts/agent-vm-api.js';
+import type { DesiredState, ObservedState, VmLifecycleAction } from '../../contracts/vm-api.js';
+
+/** The desired state each user action asks for. */
+export const DESIRED_BY_ACTION: Record<VmLifecycleAction, DesiredState> = {
+  start: 'running',
+  stop: 'stopped',
+  pause: 'paused',
+  resume: 'running',
+};
+
+export type ActionVerdict = { ok: true } | { ok: false; message: string; suggestion: string };
+
+/** From which observed states each action makes sense. Anything else is an impossible transition. */
+const ACTION_ALLOWED_FROM: Record<VmLifecycleAction, readonly ObservedState[]> = {
+  start: ['requested', 'configured', 'starting', 'running', 'paused', 'stopping', 'stopped', 'failed', 'unknown'],
+  stop: ['requested', 'configured', 'starting', 'running', 'paused', 'stopping', 'stopped', 'failed', 'unknown'],
+  pause: ['starting', 'running', 'paused'],
+  resume: ['paused', 'running'],
+};
+
+const SUGGESTION_FOR: Record<VmLifecycleAction, string> = {
+  start: 'Wait for the deletion to finish, then create it again.',
+  stop: 'Wait for the deletion to finish.',
+  pause: 'Start it first: POST /v1/vms/:id/start.',
+  resume: 'Only a paused VM can be resumed; start a stopped one.',
+};
+
+/** Whether a user may take this action on a VM in this state. Pure: the table is the rule. */
+export function judgeAction(action: VmLifecycleAction, observed: ObservedState, desired: DesiredState): ActionVerdict {
+  if (desired === 'deleted' || observed === 'deleting') {
+    return { ok: false, message: `cannot ${action} a VM that is being deleted`, suggestion: SUGGESTION_FOR[action] };
+  }
+  if (!ACTION_ALLOWED_FROM[action].includes(observed)) {
+    return { ok: false, message: `cannot ${action} a VM that is ${observed}`, suggestion: SUGGESTION_FOR[action] };
+  }
+  return { ok: true };
+}
+
+/** What the agent reports, or `absent` when it does not have the VM. */
+export type AgentView = AgentVmState | 'absent';
+
+/** The one next step that brings the agent's VM closer to the desired state. */
+export type ReconcileStep = 'ensure' | 'start' | 'resume' | 'pause' | 'stop' | 'wait' | 'none';
+
+/**
+ * The reconciler's decision: compares the desired state with what the agent reports, never with
+ * what happened before. Repeating a step that already happened is harmless (agent calls are
+ * idempotent), so this may be asked again at any time.
+ */
+export function nextStep(desired: Exclude<DesiredState, 'deleted'>, agent: AgentView): ReconcileStep {
+  if (agent === 'absent') return 'ensure';
+  switch (desired) {
+    case 'running':
+      if (agent === 'running') return 'none';
+      if (agent === 'paused') return 'resume';
+      if (agent === 'starting') return 'wait';
+      return 'start';
+    case 'stopped':
+      if (agent === 'running' || agent === 'paused' || agent === 'starting') return 'stop';
+      return 'none';
+    case 'paused':
+      if (agent === 'paused') return 'none';
+      if (agent === 'running') return 'pause';
+      if (agent === 'starting') return 'wait';
+      return 'start';
+  }
+}
+
+/** The observed state a VM has when its agent reports this. */
+export function observedFromAgent(agent: AgentView): ObservedState {
+  return agent === 'absent' ? 'requested' : agent;
+}

@@ -1,0 +1,76 @@
+import { Type } from 'typebox';
+import { ErrorBody } from '../../../contracts/errors.js';
+import { StrictObject, Uuid } from '../../../contracts/schema.js';
+import { CreateVmRequest, OkResponse, Vm, VmActionParams, VmEventList, VmList, VmListQuery } from '../../../contracts/vm-api.js';
+import type { HttpServer } from '../../../kit/http/http-server.js';
+import type { ManagerServices } from '../manager-server.js';
+
+const errors = { 400: ErrorBody, 403: ErrorBody, 404: ErrorBody, 408: ErrorBody, 409: ErrorBody };
+const IdParams = StrictObject({ id: Uuid });
+const WaitQuery = StrictObject({
+  wait: Type.Optional(Type.Number({ minimum: 0, maximum: 600, description: 'Seconds to wait for the observed state the call asked for' })),
+});
+
+export function registerVmRoutes(app: HttpServer, services: ManagerServices): void {
+  const { vms } = services;
+
+  app.post(
+    '/v1/vms',
+    { schema: { summary: 'Create a VM (it starts unless desired_state is stopped)', tags: ['vms'], querystring: WaitQuery, body: CreateVmRequest, response: { 201: Vm, ...errors } } },
+    async (request, reply) => {
+      const vm = await vms.create(request.body);
+      if (request.query.wait) {
+        await vms.waitFor(vm.id, 'create', request.query.wait * 1000);
+        return reply.status(201).send(await vms.get(vm.id));
+      }
+      return reply.status(201).send(vm);
+    },
+  );
+
+  app.get(
+    '/v1/vms',
+    { schema: { summary: 'List VMs (filters, cursor pagination by name)', tags: ['vms'], querystring: VmListQuery, response: { 200: VmList, ...errors } } },
+    async (request) => vms.list(request.query),
+  );
+
+  app.get(
+    '/v1/vms/:id',
+    { schema: { summary: 'One VM: desired and observed state, host, paths, last error', tags: ['vms'], params: IdParams, response: { 200: Vm, ...errors } } },
+    async (request) => vms.get(request.params.id),
+  );
+
+  app.get(
+    '/v1/vms/:id/events',
+    { schema: { summary: "The VM's history: state changes and errors", tags: ['vms'], params: IdParams, response: { 200: VmEventList, ...errors } } },
+    async (request) => ({ items: await vms.events(request.params.id) }),
+  );
+
+  app.post(
+    '/v1/vms/:id/:action',
+    {
+      schema: {
+        summary: 'start | stop | pause | resume: records the desired state; ?wait= waits for it',
+        tags: ['vms'],
+        params: VmActionParams,
+        querystring: WaitQuery,
+        response: { 200: OkResponse, ...errors },
+      },
+    },
+    async (request) => {
+      const { id, action } = request.params;
+      await vms.act(id, action);
+      if (request.query.wait) await vms.waitFor(id, action, request.query.wait * 1000);
+      return { ok: true as const };
+    },
+  );
+
+  app.delete(
+    '/v1/vms/:id',
+    { schema: { summary: 'Delete a VM: stops it, then removes it and its host resources', tags: ['vms'], params: IdParams, querystring: WaitQuery, response: { 200: OkResponse, ...errors } } },
+    async (request) => {
+      await vms.delete(request.params.id);
+      if (request.query.wait) await vms.waitFor(request.params.id, 'delete', request.query.wait * 1000);
+      return { ok: true as const };
+    },
+  );
+}

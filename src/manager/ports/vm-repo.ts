@@ -1,0 +1,94 @@
+import type { DesiredState, ObservedState } from '../../contracts/vm-api.js';
+
+/** What a VM is made of, as the user asked (the `spec` column). */
+export interface StoredVmSpec {
+  vcpu: number;
+  mem_mib: number;
+  kernel_path: string;
+  initrd_path: string | null;
+  boot_args: string;
+  rootfs_path: string;
+  extra_drives: Array<{ id: string; path: string; read_only: boolean }>;
+  nic: boolean;
+}
+
+export interface StoredVmError {
+  reason: string;
+  message: string;
+  at: string;
+}
+
+export interface VmRecord {
+  id: string;
+  projectId: string;
+  project: string;
+  name: string;
+  hostId: string | null;
+  spec: StoredVmSpec;
+  desiredState: DesiredState;
+  observedState: ObservedState;
+  lastError: StoredVmError | null;
+  tags: Record<string, string>;
+  resourceVersion: number;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface NewVm {
+  project: string;
+  name: string;
+  spec: StoredVmSpec;
+  desiredState: DesiredState;
+  tags: Record<string, string>;
+}
+
+export interface VmFilter {
+  state?: ObservedState;
+  hostId?: string;
+  namePrefix?: string;
+  /** Names after this one (the cursor), in name order. */
+  afterName?: string;
+  limit: number;
+}
+
+export interface Observation {
+  to: ObservedState;
+  /** Why, in words, for the event history. */
+  message: string;
+  level?: 'info' | 'warn' | 'error';
+  /** Set on failures; cleared (null) when the VM reaches a healthy state. */
+  lastError?: StoredVmError | null;
+}
+
+export interface VmEventRecord {
+  id: string;
+  level: 'info' | 'warn' | 'error';
+  kind: string;
+  fromState: string | null;
+  toState: string | null;
+  message: string;
+  createdAt: Date;
+}
+
+export interface HostAllocation {
+  hostId: string;
+  vcpus: number;
+  memoryMib: number;
+}
+
+/** VMs and their event history. Users' writes touch the desired state; the reconciler's, the observed. */
+export interface VmRepo {
+  /** Refuses a duplicate name in the project with `conflict`. */
+  create(vm: NewVm): Promise<VmRecord>;
+  get(id: string): Promise<VmRecord | undefined>;
+  list(filter: VmFilter): Promise<VmRecord[]>;
+  ids(): Promise<string[]>;
+  setDesired(id: string, desired: DesiredState): Promise<VmRecord | undefined>;
+  setHost(id: string, hostId: string): Promise<void>;
+  /** Records what the reconciler saw; a change of state (or an error) also becomes an event. */
+  observe(id: string, observation: Observation): Promise<void>;
+  delete(id: string): Promise<void>;
+  events(id: string): Promise<VmEventRecord[]>;
+  /** What the VMs placed on each host take (VMs being deleted still count until gone). */
+  allocations(): Promise<HostAllocation[]>;
+}

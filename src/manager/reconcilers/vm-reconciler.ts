@@ -1,0 +1,206 @@
+import type { Logger } from 'pino';
+import type { AgentVm } from '../../contracts/agent-vm-api.js';
+import type { MachineSpec } from '../../contracts/machine-spec.js';
+import type { ObservedState } from '../../contracts/vm-api.js';
+import type { Clock } from '../../kit/clock.js';
+import { NexusError } from '../../kit/nexus-error.js';
+import { type ReconcileResult, WorkQueue } from '../../kit/work-queue.js';
+import { type AgentView, nextStep, observedFromAgent } from '../domain/vm-lifecycle.js';
+import type { AgentGateway, AgentTarget } from '../ports/agent-gateway.js';
+import type { HostRecord, HostRepo } from '../ports/host-repo.js';
+import type { VmRecord, VmRepo } from '../ports/vm-repo.js';
+import { placeVm } from '../scheduler/placement.js';
+
+export interface VmReconcilerConfig {
+  /** Every VM is looked at this often even without a write. Default 15 s. */
+  resyncMs: number;
+  /** vCPUs a host may promise per real one. Default 4. */
+  vcpuOvercommit: number;
+  /** Consecutive failed starts before a VM is left `failed` until a user acts. Default 3. */
+  startRetryBudget: number;
+  /** How often to look at a VM that is on its way (starting, stopping). */
+  pollMs: number;
+}
+
+/**
+ * Drives each VM's agent towards the VM's desired state, one idempotent step at a time, and
+ * records what it observes. Level-triggered: `reconcile(id)` reads the row and the agent's view,
+ * never the event that woke it, so duplicate wake-ups and crashes mid-step are harmless.
+ */
+export class VmReconciler {
+  readonly queue: WorkQueue;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private readonly failedStarts = new Map<string, number>();
+
+  constructor(
+    private readonly vms: VmRepo,
+    private readonly hosts: HostRepo,
+    private readonly agents: AgentGateway,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly config: VmReconcilerConfig,
+  ) {
+    this.queue = new WorkQueue((id) => this.reconcile(id), log, { concurrency: 8 });
+  }
+
+  /** Wakes the loop for one VM (after every API write). A user action also renews its start budget. */
+  wake(id: string, userAction = false): void {
+    if (userAction) this.failedStarts.delete(id);
+    this.queue.add(id);
+  }
+
+  start(): void {
+    const resync = () => {
+      this.vms.ids().then(
+        (ids) => ids.forEach((id) => this.queue.add(id)),
+        (error: unknown) => this.log.error({ err: error }, 'resync could not list VMs'),
+      );
+    };
+    resync();
+    this.resyncTimer = setInterval(resync, this.config.resyncMs);
+    this.resyncTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.resyncTimer);
+    await this.queue.stop();
+  }
+
+  async reconcile(id: string): Promise<ReconcileResult> {
+    const vm = await this.vms.get(id);
+    if (!vm) return undefined;
+    if (vm.desiredState === 'deleted') return this.remove(vm);
+
+    const host = vm.hostId ? await this.hosts.get(vm.hostId) : await this.place(vm);
+    if (!host) return { requeueAfterMs: this.config.resyncMs };
+    if (host.status !== 'ready') {
+      await this.observe(vm, 'unknown', `host ${host.name} is unreachable`, 'warn');
+      return { requeueAfterMs: this.config.resyncMs };
+    }
+    const target = targetOf(host);
+    const agentVm = await this.agents.getVm(target, vm.id);
+    const view: AgentView = agentVm?.state ?? 'absent';
+    const crashed = vm.desiredState === 'running' && vm.observedState === 'running' && (view === 'stopped' || view === 'failed');
+    if (crashed) await this.observe(vm, 'stopped', 'the VMM exited while the VM should run; restarting it', 'warn');
+    else if (agentVm) await this.observeAgent(vm, agentVm);
+
+    const desired = vm.desiredState;
+    const step = nextStep(desired, view);
+    if (step === 'none') {
+      if (view === 'running') this.failedStarts.delete(vm.id);
+      return { requeueAfterMs: this.config.resyncMs };
+    }
+    if (step === 'wait') return { requeueAfterMs: this.config.pollMs };
+    if (step === 'start' && (this.failedStarts.get(vm.id) ?? 0) >= this.config.startRetryBudget) {
+      // Out of retries: stay failed, with the reason already recorded, until a user acts.
+      return { requeueAfterMs: this.config.resyncMs };
+    }
+    try {
+      const after = await this.take(step, target, vm);
+      await this.observeAgent(vm, after);
+      if (step === 'start' || step === 'resume') this.failedStarts.delete(vm.id);
+    } catch (error) {
+      if (!(error instanceof NexusError) || error.code === 'unavailable') throw error; // network: back off and retry
+      if (step === 'start') this.failedStarts.set(vm.id, (this.failedStarts.get(vm.id) ?? 0) + 1);
+      await this.vms.observe(vm.id, {
+        to: 'failed',
+        message: `${step} failed: ${error.faultMessage}`,
+        level: 'error',
+        lastError: { reason: error.code, message: error.faultMessage, at: this.clock.now().toISOString() },
+      });
+      return { requeueAfterMs: Math.min(this.config.resyncMs, 1000 * 2 ** (this.failedStarts.get(vm.id) ?? 0)) };
+    }
+    return { requeueAfterMs: 0 };
+  }
+
+  /** One step against the agent; answers what the agent reports after it. */
+  private async take(step: 'ensure' | 'start' | 'resume' | 'pause' | 'stop', target: AgentTarget, vm: VmRecord): Promise<AgentVm> {
+    switch (step) {
+      case 'ensure':
+        return this.agents.ensureVm(target, vm.id, machineSpecOf(vm));
+      case 'start':
+        await this.observe(vm, 'starting', 'starting the VMM');
+        return this.agents.act(target, vm.id, 'start');
+      case 'stop':
+        await this.observe(vm, 'stopping', 'stopping the guest');
+        return this.agents.act(target, vm.id, 'stop');
+      case 'pause':
+      case 'resume':
+        return this.agents.act(target, vm.id, step);
+    }
+  }
+
+  /** Places an unplaced VM; when nothing fits it goes `failed` with reason `no_capacity`. */
+  private async place(vm: VmRecord): Promise<HostRecord | undefined> {
+    const [hosts, allocations] = await Promise.all([this.hosts.list(), this.vms.allocations()]);
+    const ready = hosts.filter((host) => host.status === 'ready' && host.capacity.drivers.some((driver) => driver.available));
+    const loads = ready.map((host) => {
+      const used = allocations.find((allocation) => allocation.hostId === host.id);
+      return {
+        hostId: host.id,
+        name: host.name,
+        vcpus: host.capacity.vcpus,
+        memoryMib: host.capacity.memory_mib,
+        allocatedVcpus: used?.vcpus ?? 0,
+        allocatedMemoryMib: used?.memoryMib ?? 0,
+      };
+    });
+    const placement = placeVm({ vcpu: vm.spec.vcpu, memMib: vm.spec.mem_mib }, loads, this.config.vcpuOvercommit);
+    if (!placement.ok) {
+      await this.vms.observe(vm.id, {
+        to: 'failed',
+        message: placement.message,
+        level: 'error',
+        lastError: { reason: placement.reason, message: placement.message, at: this.clock.now().toISOString() },
+      });
+      return undefined;
+    }
+    await this.vms.setHost(vm.id, placement.hostId);
+    this.log.info({ vm_id: vm.id, host_id: placement.hostId }, 'VM placed');
+    return ready.find((host) => host.id === placement.hostId);
+  }
+
+  private async remove(vm: VmRecord): Promise<ReconcileResult> {
+    const host = vm.hostId ? await this.hosts.get(vm.hostId) : undefined;
+    if (host && host.status !== 'ready') {
+      // The agent must confirm the VM is gone; wait for it to come back.
+      return { requeueAfterMs: this.config.resyncMs };
+    }
+    if (host) await this.agents.deleteVm(targetOf(host), vm.id);
+    await this.vms.delete(vm.id);
+    this.failedStarts.delete(vm.id);
+    this.log.info({ vm_id: vm.id, name: vm.name }, 'VM deleted');
+    return undefined;
+  }
+
+  private async observeAgent(vm: VmRecord, agentVm: AgentVm): Promise<void> {
+    const healthy = agentVm.state === 'running' || agentVm.state === 'paused' || agentVm.state === 'configured';
+    await this.vms.observe(vm.id, {
+      to: observedFromAgent(agentVm.state),
+      message: `the agent reports ${agentVm.state}`,
+      ...(healthy && vm.lastError ? { lastError: null } : {}),
+    });
+  }
+
+  private observe(vm: VmRecord, to: ObservedState, message: string, level: 'info' | 'warn' = 'info'): Promise<void> {
+    return this.vms.observe(vm.id, { to, message, level });
+  }
+}
+
+function targetOf(host: HostRecord): AgentTarget {
+  return { hostId: host.id, address: host.address, credential: host.credential };
+}
+
+/** The VMM-neutral machine the agent is asked to run. */
+export function machineSpecOf(vm: VmRecord): MachineSpec {
+  const { spec } = vm;
+  return {
+    vcpu: spec.vcpu,
+    mem_mib: spec.mem_mib,
+    kernel: { path: spec.kernel_path, cmdline: spec.boot_args },
+    ...(spec.initrd_path ? { initrd: { path: spec.initrd_path } } : {}),
+    drives: [{ id: 'rootfs', path: spec.rootfs_path, is_root: true }, ...spec.extra_drives.map((drive) => ({ ...drive }))],
+    nics: spec.nic ? [{}] : [],
+  };
+}
+

@@ -1,0 +1,163 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { tapNameOf } from '../../src/contracts/host-names.js';
+import { readLink } from '../../src/agent/host/net/ip-command.js';
+import { type AgentHarness, startAgentProcess } from '../support/agent-harness.js';
+import { assertErrorContract } from '../support/error-contract.js';
+import { testGuestImage } from '../support/guest-image.js';
+import { eventually, isAlive } from '../support/nexus-process.js';
+import { testBridgeCidr, testBridgeName } from '../support/net-names.js';
+import { tempDir } from '../support/temp-dir.js';
+import { type TestManager, send, startTestManager } from '../support/test-manager.js';
+
+const run = promisify(execFile);
+
+/** The walking skeleton: a real guest created, stopped and deleted through the manager's API. */
+describe('VM lifecycle through the manager', () => {
+  const dir = tempDir('nexus-manager-vm-');
+  const runDir = join(dir.path, 'run');
+  const bridge = testBridgeName();
+  let manager: TestManager;
+  let agent: AgentHarness;
+  let images: string;
+
+  before(async () => {
+    const image = await testGuestImage();
+    mkdirSync(runDir, { recursive: true });
+    symlinkSync(join(image.dir, '..'), join(runDir, 'images'));
+    images = join(runDir, 'images', image.manifest.name);
+    manager = await startTestManager({ resyncMs: 1000 });
+    const token = (await manager.hosts.mintJoinToken(600)).token;
+    agent = await startAgentProcess(runDir, { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: testBridgeCidr(), NEXUS_NAT: 'off', NEXUS_JOIN_TOKEN: token }, manager.url);
+    await eventually('the host is ready', async () => (await manager.hosts.list()).some((host) => host.status === 'ready'));
+  });
+
+  after(async () => {
+    // Whatever a failed test left: delete through the manager, then stop everything.
+    for (const vm of (await send(`${manager.url}/v1/vms`)).body?.items ?? []) await send(`${manager.url}/v1/vms/${vm.id}?wait=30`, { method: 'DELETE' });
+    await agent?.process.stop();
+    await manager?.dispose();
+    await run('ip', ['link', 'del', 'dev', bridge]).catch(() => undefined);
+    dir.remove();
+  });
+
+  const url = (path: string) => `${manager.url}${path}`;
+  const create = (name: string, extra: Record<string, unknown> = {}) =>
+    send(url('/v1/vms'), {
+      body: {
+        name,
+        vcpu: 1,
+        mem_mib: 128,
+        kernel_path: join(images, 'vmlinux'),
+        initrd_path: join(images, 'initrd.img'),
+        rootfs_path: join(images, 'rootfs.ext4'),
+        ...extra,
+      },
+    });
+
+  it('create -> running with the boot marker; stop -> stopping, stopped; delete -> gone on the host too', async () => {
+    const created = await create('web-1');
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const id = created.body.id;
+    assert.equal(created.body.desired_state, 'running');
+
+    await eventually('the VM is running', async () => (await send(url(`/v1/vms/${id}`))).body.state === 'running', 30_000);
+    const vm = (await send(url(`/v1/vms/${id}`))).body;
+    assert.ok(vm.host_id);
+    assert.equal(vm.tap, tapNameOf(id));
+    assert.equal(vm.console_log, join(runDir, 'vms', id, 'logs', 'console.log'));
+    await eventually('the boot marker', () => existsSync(vm.console_log) && readFileSync(vm.console_log, 'utf8').includes('NEXUS_BOOT_OK'), 90_000);
+
+    const stop = await send(url(`/v1/vms/${id}/stop?wait=60`), { method: 'POST' });
+    assert.equal(stop.status, 200, JSON.stringify(stop.body));
+    assert.equal((await send(url(`/v1/vms/${id}`))).body.state, 'stopped');
+    const states = (await send(url(`/v1/vms/${id}/events`))).body.items.map((event: { to_state: string }) => event.to_state);
+    assert.ok(states.indexOf('stopping') >= 0 && states.indexOf('stopping') < states.lastIndexOf('stopped'), states.join(' -> '));
+    assert.ok(states.includes('starting') && states.includes('running'));
+
+    const deleted = await send(url(`/v1/vms/${id}?wait=60`), { method: 'DELETE' });
+    assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
+    assertErrorContract(await send(url(`/v1/vms/${id}`)), 404, 'not_found');
+    assertErrorContract(await agent.call('GET', `/agent/v1/vms/${id}`), 404, 'not_found');
+    assert.equal(await readLink(tapNameOf(id)), undefined, 'TAP gone');
+    assert.equal(existsSync(join(runDir, 'vms', id)), false, 'run dir and sockets gone');
+  });
+
+  it('restarts a guest whose VMM was killed while it should run', async () => {
+    const created = await create('crashy-1');
+    const id = created.body.id;
+    await eventually('running', async () => (await send(url(`/v1/vms/${id}`))).body.state === 'running', 30_000);
+    const pid = (await agent.call('GET', `/agent/v1/vms/${id}`)).body.pid;
+    process.kill(pid, 'SIGKILL');
+    await eventually('a new VMM runs', async () => {
+      const now = (await agent.call('GET', `/agent/v1/vms/${id}`)).body;
+      return now.state === 'running' && now.pid !== pid;
+    }, 30_000);
+    assert.ok(!isAlive(pid));
+    const events = (await send(url(`/v1/vms/${id}/events`))).body.items.map((event: { message: string }) => event.message);
+    assert.ok(events.some((message: string) => /VMM exited while the VM should run/.test(message)), events.join('\n'));
+    assert.equal((await send(url(`/v1/vms/${id}?wait=60`), { method: 'DELETE' })).status, 200);
+  });
+
+  describe('bad input and impossible transitions', () => {
+    it('a duplicate name -> 409', async () => {
+      const first = await create('dup-1', { desired_state: 'stopped' });
+      assert.equal(first.status, 201);
+      assertErrorContract(await create('dup-1'), 409, 'conflict');
+      assert.equal((await send(url(`/v1/vms/${first.body.id}?wait=30`), { method: 'DELETE' })).status, 200);
+    });
+    it('out-of-range vcpu and mem_mib, bad names and unknown fields -> 400', async () => {
+      assertErrorContract(await create('cpu-0', { vcpu: 0 }), 400, 'validation_failed');
+      assertErrorContract(await create('cpu-33', { vcpu: 33 }), 400, 'validation_failed');
+      assertErrorContract(await create('mem-small', { mem_mib: 64 }), 400, 'validation_failed');
+      assertErrorContract(await create('Bad_Name'), 400, 'validation_failed');
+      assertErrorContract(await create('extra', { colour: 'red' }), 400, 'validation_failed');
+    });
+    it('more memory than any host has -> 400 naming the largest', async () => {
+      const response = await create('huge', { mem_mib: 1024 * 1024 });
+      assertErrorContract(response, 400, 'validation_failed');
+      assert.match(response.body.fault_message, /more than the largest host has/);
+    });
+    it('pause a stopped VM -> 409 with the state and a suggestion; resume a stopped one too', async () => {
+      const vm = (await create('idle-1', { desired_state: 'stopped' })).body;
+      await eventually('configured', async () => ['configured', 'stopped'].includes((await send(url(`/v1/vms/${vm.id}`))).body.state), 30_000);
+      for (const action of ['pause', 'resume']) {
+        const response = await send(url(`/v1/vms/${vm.id}/${action}`), { method: 'POST' });
+        assertErrorContract(response, 409, 'conflict');
+        assert.match(response.body.fault_message, /\(state (configured|stopped), desired stopped\)/);
+        assert.ok(response.body.suggestion);
+      }
+      assertErrorContract(await send(url(`/v1/vms/${vm.id}/reboot`), { method: 'POST' }), 400, 'validation_failed');
+      assert.equal((await send(url(`/v1/vms/${vm.id}?wait=30`), { method: 'DELETE' })).status, 200);
+    });
+    it('unknown ids -> 404; deleting what is gone succeeds', async () => {
+      const unknown = '00000000-0000-4000-8000-000000000000';
+      assertErrorContract(await send(url(`/v1/vms/${unknown}`)), 404, 'not_found');
+      assertErrorContract(await send(url(`/v1/vms/${unknown}/start`), { method: 'POST' }), 404, 'not_found');
+      assert.equal((await send(url(`/v1/vms/${unknown}`), { method: 'DELETE' })).status, 200);
+    });
+    it('a kernel outside the agent allow-list fails the VM with the agent\'s reason', async () => {
+      const vm = (await create('outside-1', { kernel_path: '/etc/hostname' })).body;
+      await eventually('failed', async () => (await send(url(`/v1/vms/${vm.id}`))).body.state === 'failed', 30_000);
+      const failed = (await send(url(`/v1/vms/${vm.id}`))).body;
+      assert.equal(failed.last_error.reason, 'forbidden');
+      assert.match(failed.last_error.message, /outside the allowed roots/);
+      assert.equal((await send(url(`/v1/vms/${vm.id}?wait=30`), { method: 'DELETE' })).status, 200);
+    });
+  });
+
+  it('lists with filters and a cursor', async () => {
+    const ids: string[] = [];
+    for (const name of ['list-a', 'list-b', 'list-c']) ids.push((await create(name, { desired_state: 'stopped' })).body.id);
+    const page1 = (await send(url('/v1/vms?name_prefix=list-&limit=2'))).body;
+    assert.deepEqual(page1.items.map((vm: { name: string }) => vm.name), ['list-a', 'list-b']);
+    const page2 = (await send(url(`/v1/vms?name_prefix=list-&limit=2&cursor=${page1.next_cursor}`))).body;
+    assert.deepEqual(page2.items.map((vm: { name: string }) => vm.name), ['list-c']);
+    assert.equal(page2.next_cursor, null);
+    for (const id of ids) await send(url(`/v1/vms/${id}?wait=30`), { method: 'DELETE' });
+  });
+});

@@ -1,0 +1,37 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { type HostLoad, placeVm } from '../../../src/manager/scheduler/placement.js';
+
+const host = (name: string, memoryMib: number, allocatedMemoryMib = 0, vcpus = 2, allocatedVcpus = 0): HostLoad => ({
+  hostId: `id-${name}`,
+  name,
+  vcpus,
+  memoryMib,
+  allocatedVcpus,
+  allocatedMemoryMib,
+});
+
+describe('placeVm', () => {
+  it('spreads to the least loaded host that fits', () => {
+    const placed = placeVm({ vcpu: 1, memMib: 512 }, [host('a', 4096, 3000), host('b', 4096, 1000), host('c', 1024, 0)], 4);
+    assert.deepEqual(placed, { ok: true, hostId: 'id-b' });
+  });
+  it('treats memory as a hard cap', () => {
+    assert.equal(placeVm({ vcpu: 1, memMib: 1025 }, [host('a', 2048, 1024)], 4).ok, false);
+    assert.deepEqual(placeVm({ vcpu: 1, memMib: 1024 }, [host('a', 2048, 1024)], 4), { ok: true, hostId: 'id-a' });
+  });
+  it('overcommits vCPUs up to the ratio and no further', () => {
+    assert.equal(placeVm({ vcpu: 1, memMib: 128 }, [host('a', 8192, 0, 2, 8)], 4).ok, false);
+    assert.equal(placeVm({ vcpu: 1, memMib: 128 }, [host('a', 8192, 0, 2, 7)], 4).ok, true);
+  });
+  it('says no_capacity and names the biggest free host', () => {
+    const placed = placeVm({ vcpu: 1, memMib: 4096 }, [host('small', 2048, 1024), host('big', 3072, 0)], 4);
+    assert.equal(placed.ok, false);
+    if (!placed.ok) {
+      assert.equal(placed.reason, 'no_capacity');
+      assert.match(placed.message, /biggest free host is big with 3072 MiB/);
+    }
+    const none = placeVm({ vcpu: 1, memMib: 128 }, [], 4);
+    assert.ok(!none.ok && /no host is ready/.test(none.message));
+  });
+});
