@@ -33,6 +33,7 @@ export const ERROR_STATUS = {
   method_not_allowed: 405,
   timeout: 408,
   conflict: 409,
+  precondition_failed: 412,
   payload_too_large: 413,
   unsupported_media_type: 415,
   internal: 500,

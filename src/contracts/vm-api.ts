@@ -112,3 +112,31 @@ export type VmLifecycleAction = Static<typeof VmLifecycleAction>;
 
 export const VmActionParams = StrictObject({ id: Uuid, action: VmLifecycleAction });
 export const OkResponse = Type.Object({ ok: Type.Literal(true) }, { additionalProperties: false });
+
+export const WaitQuery = StrictObject({
+  state: ObservedState,
+  timeout: Type.Optional(Type.Number({ minimum: 0, maximum: 600, default: 30, description: 'Seconds' })),
+});
+
+export const BulkActionRequest = StrictObject({
+  ids: Type.Array(Uuid, { minItems: 1, maxItems: 500, uniqueItems: true }),
+  action: Type.Union([VmLifecycleAction, Type.Literal('delete')]),
+});
+export type BulkActionRequest = Static<typeof BulkActionRequest>;
+
+export const BulkActionResponse = Type.Object(
+  {
+    results: Type.Array(
+      Type.Object(
+        {
+          id: Uuid,
+          ok: Type.Boolean(),
+          error: Type.Optional(Type.String()),
+          fault_message: Type.Optional(Type.String()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);

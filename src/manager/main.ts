@@ -13,9 +13,13 @@ import { HostLiveness } from './reconcilers/host-liveness.js';
 import { VmReconciler } from './reconcilers/vm-reconciler.js';
 import { VmManager } from './app/vm-manager.js';
 import { SqlVmRepo } from './adapters/sql/sql-vm-repo.js';
+import { SqlIdempotencyRepo } from './adapters/sql/sql-idempotency-repo.js';
 import { HttpAgentGateway } from './adapters/http-agent-gateway.js';
+import { AdvisoryLockLeadership, soleLeadership } from './adapters/sql/advisory-lock-leadership.js';
 
 export interface RunningManager {
+  /** Whether this manager runs the reconciler now (always, on the embedded database). */
+  isLeader(): boolean;
   /** Base URL of the API, with the port actually bound. */
   url: string;
   database: Database;
@@ -40,9 +44,12 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
     const migrated = await migrateToLatest(database.db);
     log.info({ database: database.kind, location: database.location, applied: migrated.applied }, 'database ready');
 
+    const leadership = config.databaseUrl ? new AdvisoryLockLeadership(config.databaseUrl, Math.min(config.resyncMs, 5000), log) : soleLeadership;
+    leadership.start();
+    undo.push('give up leadership', () => leadership.stop());
     const hostRepo = new SqlHostRepo(database.db);
     const hosts = new HostRegistry(hostRepo, systemClock, log, { heartbeatIntervalMs: config.heartbeatIntervalMs });
-    const liveness = new HostLiveness(hostRepo, systemClock, log, { heartbeatTimeoutMs: config.heartbeatTimeoutMs });
+    const liveness = new HostLiveness(hostRepo, systemClock, log, { heartbeatTimeoutMs: config.heartbeatTimeoutMs }, leadership);
     const vmRepo = new SqlVmRepo(database.db);
     const agents = new HttpAgentGateway();
     undo.push('close agent connections', () => agents.close());
@@ -51,9 +58,9 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
       vcpuOvercommit: config.vcpuOvercommit,
       startRetryBudget: 3,
       pollMs: 250,
-    });
+    }, leadership);
     const vms = new VmManager(vmRepo, hostRepo, (id, userAction) => reconciler.wake(id, userAction), systemClock, { mode: config.mode });
-    const server = await createManagerServer({ database, hosts, vms }, { logger: log });
+    const server = await createManagerServer({ database, hosts, vms, idempotency: new SqlIdempotencyRepo(database.db) }, { logger: log });
     undo.push('stop serving HTTP', () => server.close());
 
     const url = urlOf(await listenOn(server, config.listen));
@@ -63,7 +70,7 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
     undo.push('stop the VM reconciler', () => reconciler.stop());
     log.info({ url, mode: config.mode }, 'manager listening');
 
-    return { url, database, hosts, server, close: () => undo.unwind() };
+    return { url, database, hosts, server, isLeader: () => leadership.isLeader(), close: () => undo.unwind() };
   } catch (error) {
     await undo.unwind();
     throw error;

@@ -76,22 +76,63 @@ export class VmManager {
     return { items, next_cursor: records.length === limit && last ? encodeCursor(last.name) : null };
   }
 
-  async act(id: string, action: VmLifecycleAction): Promise<void> {
+  /** `ifMatch`: the resource version the caller last read (ETag); another writer since -> 412. */
+  async act(id: string, action: VmLifecycleAction, ifMatch?: number): Promise<void> {
     const vm = await this.require(id);
     const verdict = judgeAction(action, vm.observedState, vm.desiredState);
     if (!verdict.ok) {
       throw new NexusError('conflict', `${verdict.message} (state ${vm.observedState}, desired ${vm.desiredState})`, { suggestion: verdict.suggestion });
     }
-    await this.vms.setDesired(id, DESIRED_BY_ACTION[action]);
+    this.checkWritten(id, await this.vms.setDesired(id, DESIRED_BY_ACTION[action], ifMatch));
     this.wake(id, true);
   }
 
-  async delete(id: string): Promise<void> {
+  async delete(id: string, ifMatch?: number): Promise<void> {
     const vm = await this.vms.get(id);
     if (!vm) return; // deleting what is gone succeeds
-    await this.vms.setDesired(id, 'deleted');
+    this.checkWritten(id, await this.vms.setDesired(id, 'deleted', ifMatch));
     await this.vms.observe(id, { to: 'deleting', message: 'deletion requested' });
     this.wake(id, true);
+  }
+
+  private checkWritten(id: string, written: VmRecord | 'stale' | undefined): void {
+    if (written === 'stale') {
+      throw new NexusError('precondition_failed', `VM ${id} changed since the version in If-Match`, {
+        suggestion: 'GET it again, check the change, and retry with its new ETag.',
+      });
+    }
+    if (!written) throw new NexusError('not_found', `no VM ${id}`);
+  }
+
+  /** Blocks until the VM's observed state is `state`; 408 (`timeout`) with the current state otherwise. */
+  async waitForState(id: string, state: ObservedState, timeoutMs: number): Promise<Vm> {
+    const deadline = this.clock.now().getTime() + timeoutMs;
+    for (;;) {
+      const vm = await this.require(id);
+      if (vm.observedState === state) return this.toVm(vm);
+      if (this.clock.now().getTime() >= deadline) {
+        throw new NexusError('timeout', `VM ${id} is ${vm.observedState}, not ${state}, after ${timeoutMs / 1000} s`, {
+          suggestion: vm.lastError ? `Its last error: ${vm.lastError.message}` : 'Wait longer, or GET /v1/vms/:id/events.',
+        });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /** One action on many VMs; each answers on its own, so one refusal does not stop the rest. */
+  async bulk(ids: string[], action: VmLifecycleAction | 'delete'): Promise<Array<{ id: string; ok: boolean; error?: string; fault_message?: string }>> {
+    const results = [];
+    for (const id of ids) {
+      try {
+        if (action === 'delete') await this.delete(id);
+        else await this.act(id, action);
+        results.push({ id, ok: true });
+      } catch (error) {
+        if (!(error instanceof NexusError)) throw error;
+        results.push({ id, ok: false, error: error.code, fault_message: error.faultMessage });
+      }
+    }
+    return results;
   }
 
   async events(id: string): Promise<VmEvent[]> {

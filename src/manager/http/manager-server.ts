@@ -5,6 +5,8 @@ import type { Database } from '../adapters/sql/database.js';
 import type { HostRegistry } from '../app/host-registry.js';
 import type { VmManager } from '../app/vm-manager.js';
 import { registerVmRoutes } from './routes/vm-routes.js';
+import { registerIdempotency } from './idempotency.js';
+import type { IdempotencyRepo } from '../ports/idempotency-repo.js';
 import { registerHealthRoutes } from './routes/health-routes.js';
 import { registerHostRoutes } from './routes/host-routes.js';
 
@@ -13,6 +15,7 @@ export interface ManagerServices {
   database: Pick<Database, 'ping'>;
   hosts: HostRegistry;
   vms: VmManager;
+  idempotency: IdempotencyRepo;
 }
 
 export interface ManagerServerOptions {
@@ -31,6 +34,7 @@ export async function createManagerServer(services: ManagerServices, options: Ma
       description: 'Create, run, observe and retire microVMs across hosts. Every non-2xx answer is an ErrorBody.',
     },
   });
+  registerIdempotency(app, services.idempotency);
   registerHealthRoutes(app, services);
   registerHostRoutes(app, services);
   registerVmRoutes(app, services);

@@ -83,7 +83,11 @@ export interface VmRepo {
   get(id: string): Promise<VmRecord | undefined>;
   list(filter: VmFilter): Promise<VmRecord[]>;
   ids(): Promise<string[]>;
-  setDesired(id: string, desired: DesiredState): Promise<VmRecord | undefined>;
+  /**
+   * Records the user's intent and bumps the resource version. With `expectedVersion`, only if the
+   * VM is still at that version: answers 'stale' otherwise (someone else wrote first).
+   */
+  setDesired(id: string, desired: DesiredState, expectedVersion?: number): Promise<VmRecord | 'stale' | undefined>;
   setHost(id: string, hostId: string): Promise<void>;
   /** Records what the reconciler saw; a change of state (or an error) also becomes an event. */
   observe(id: string, observation: Observation): Promise<void>;

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../../kit/clock.js';
 import { messageOf } from '../../kit/nexus-error.js';
 import type { HostRepo } from '../ports/host-repo.js';
+import type { Leadership } from '../ports/leadership.js';
 
 export interface HostLivenessConfig {
   /** A host not heard from for this long is `unreachable`. Default 15 s. */
@@ -21,6 +22,7 @@ export class HostLiveness {
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly config: HostLivenessConfig,
+    private readonly leadership: Leadership,
   ) {}
 
   start(): void {
@@ -39,6 +41,7 @@ export class HostLiveness {
   }
 
   async sweep(): Promise<void> {
+    if (!this.leadership.isLeader()) return;
     const now = this.clock.now();
     try {
       const late = await this.hosts.markLateHostsUnreachable(new Date(now.getTime() - this.config.heartbeatTimeoutMs), now);

@@ -10,6 +10,7 @@ import type { AgentGateway, AgentTarget } from '../ports/agent-gateway.js';
 import type { HostRecord, HostRepo } from '../ports/host-repo.js';
 import type { VmRecord, VmRepo } from '../ports/vm-repo.js';
 import { placeVm } from '../scheduler/placement.js';
+import type { Leadership } from '../ports/leadership.js';
 
 export interface VmReconcilerConfig {
   /** Every VM is looked at this often even without a write. Default 15 s. */
@@ -39,8 +40,10 @@ export class VmReconciler {
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly config: VmReconcilerConfig,
+    private readonly leadership: Leadership,
   ) {
-    this.queue = new WorkQueue((id) => this.reconcile(id), log, { concurrency: 8 });
+    // Only the leader reconciles; a follower drops the key (the leader's resync covers its writes).
+    this.queue = new WorkQueue((id) => (this.leadership.isLeader() ? this.reconcile(id) : Promise.resolve(undefined)), log, { concurrency: 8 });
   }
 
   /** Wakes the loop for one VM (after every API write). A user action also renews its start budget. */
@@ -51,6 +54,7 @@ export class VmReconciler {
 
   start(): void {
     const resync = () => {
+      if (!this.leadership.isLeader()) return;
       this.vms.ids().then(
         (ids) => ids.forEach((id) => this.queue.add(id)),
         (error: unknown) => this.log.error({ err: error }, 'resync could not list VMs'),

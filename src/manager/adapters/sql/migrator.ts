@@ -1,10 +1,12 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- migrations run before and across schema versions: they cannot be typed by the current Schema. */
 import { type Kysely, type Migration, Migrator } from 'kysely';
 import * as core from './migrations/0001-core.js';
+import * as idempotency from './migrations/0002-idempotency.js';
 
 /** Every migration, in order. Names are the version: never rename or edit one that has shipped. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001-core': core,
+  '0002-idempotency': idempotency,
 };
 
 export interface MigrationReport {

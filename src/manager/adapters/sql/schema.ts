@@ -72,4 +72,14 @@ export interface Schema {
   project: ProjectTable;
   vm: VmTable;
   vm_event: VmEventTable;
+  idempotency_key: IdempotencyKeyTable;
+}
+
+export interface IdempotencyKeyTable {
+  key: string;
+  request_hash: string;
+  status_code: number | null;
+  response: ColumnType<unknown, string | null, string | null>;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
 }

@@ -57,12 +57,17 @@ export class SqlVmRepo implements VmRepo {
     return (await this.db.selectFrom('vm').select('id').execute()).map((row) => row.id);
   }
 
-  async setDesired(id: string, desired: DesiredState): Promise<VmRecord | undefined> {
-    await this.db
+  async setDesired(id: string, desired: DesiredState, expectedVersion?: number): Promise<VmRecord | 'stale' | undefined> {
+    let update = this.db
       .updateTable('vm')
       .set({ desired_state: desired, updated_at: new Date(), resource_version: sql<number>`resource_version + 1` })
-      .where('id', '=', id)
-      .execute();
+      .where('id', '=', id);
+    if (expectedVersion !== undefined) update = update.where('resource_version', '=', expectedVersion);
+    const result = await update.executeTakeFirst();
+    if (result.numUpdatedRows === 0n) {
+      const exists = await this.db.selectFrom('vm').select('id').where('id', '=', id).executeTakeFirst();
+      return exists ? 'stale' : undefined;
+    }
     return this.get(id);
   }
 
@@ -79,9 +84,9 @@ export class SqlVmRepo implements VmRepo {
       await trx
         .updateTable('vm')
         .set({
+          // The resource version follows the user's writes only: the reconciler's never make an If-Match fail.
           observed_state: observation.to,
           updated_at: new Date(),
-          resource_version: sql<number>`resource_version + 1`,
           ...(observation.lastError !== undefined ? { last_error: observation.lastError && JSON.stringify(observation.lastError) } : {}),
         })
         .where('id', '=', id)

@@ -1,11 +1,20 @@
 import { Type } from 'typebox';
 import { ErrorBody } from '../../../contracts/errors.js';
 import { StrictObject, Uuid } from '../../../contracts/schema.js';
-import { CreateVmRequest, OkResponse, Vm, VmActionParams, VmEventList, VmList, VmListQuery } from '../../../contracts/vm-api.js';
+import { BulkActionRequest, BulkActionResponse, CreateVmRequest, OkResponse, Vm, VmActionParams, VmEventList, VmList, VmListQuery, WaitQuery as StateWaitQuery } from '../../../contracts/vm-api.js';
 import type { HttpServer } from '../../../kit/http/http-server.js';
+import { NexusError } from '../../../kit/nexus-error.js';
 import type { ManagerServices } from '../manager-server.js';
 
-const errors = { 400: ErrorBody, 403: ErrorBody, 404: ErrorBody, 408: ErrorBody, 409: ErrorBody };
+const errors = { 400: ErrorBody, 403: ErrorBody, 404: ErrorBody, 408: ErrorBody, 409: ErrorBody, 412: ErrorBody };
+
+/** The resource version in an `If-Match` header (`"7"` or `7`); undefined when absent. */
+function ifMatchOf(header: string | undefined): number | undefined {
+  if (header === undefined) return undefined;
+  const match = /^\s*(?:W\/)?"?(\d+)"?\s*$/.exec(header);
+  if (!match) throw new NexusError('validation_failed', `If-Match must be an ETag this API gave out, like "3" (got ${header})`);
+  return Number(match[1]);
+}
 const IdParams = StrictObject({ id: Uuid });
 const WaitQuery = StrictObject({
   wait: Type.Optional(Type.Number({ minimum: 0, maximum: 600, description: 'Seconds to wait for the observed state the call asked for' })),
@@ -36,7 +45,23 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
   app.get(
     '/v1/vms/:id',
     { schema: { summary: 'One VM: desired and observed state, host, paths, last error', tags: ['vms'], params: IdParams, response: { 200: Vm, ...errors } } },
-    async (request) => vms.get(request.params.id),
+    async (request, reply) => {
+      const vm = await vms.get(request.params.id);
+      reply.header('etag', `"${vm.resource_version}"`);
+      return vm;
+    },
+  );
+
+  app.post(
+    '/v1/vms/actions',
+    { schema: { summary: 'One action on many VMs, answered per VM', tags: ['vms'], body: BulkActionRequest, response: { 200: BulkActionResponse, ...errors } } },
+    async (request) => ({ results: await vms.bulk(request.body.ids, request.body.action) }),
+  );
+
+  app.get(
+    '/v1/vms/:id/wait',
+    { schema: { summary: 'Blocks until the VM reaches a state (408 with the current state on timeout)', tags: ['vms'], params: IdParams, querystring: StateWaitQuery, response: { 200: Vm, ...errors } } },
+    async (request) => vms.waitForState(request.params.id, request.query.state, (request.query.timeout ?? 30) * 1000),
   );
 
   app.get(
@@ -58,7 +83,7 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
     },
     async (request) => {
       const { id, action } = request.params;
-      await vms.act(id, action);
+      await vms.act(id, action, ifMatchOf(request.headers['if-match']));
       if (request.query.wait) await vms.waitFor(id, action, request.query.wait * 1000);
       return { ok: true as const };
     },
@@ -68,7 +93,7 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
     '/v1/vms/:id',
     { schema: { summary: 'Delete a VM: stops it, then removes it and its host resources', tags: ['vms'], params: IdParams, querystring: WaitQuery, response: { 200: OkResponse, ...errors } } },
     async (request) => {
-      await vms.delete(request.params.id);
+      await vms.delete(request.params.id, ifMatchOf(request.headers['if-match']));
       if (request.query.wait) await vms.waitFor(request.params.id, 'delete', request.query.wait * 1000);
       return { ok: true as const };
     },
