@@ -93,3 +93,28 @@ export const Inventory = Type.Object(
   { additionalProperties: false },
 );
 export type Inventory = Static<typeof Inventory>;
+
+/** What the manager asks the agent to collect; the agent removes only what is still an orphan. */
+export const CollectOrphansRequest = StrictObject({
+  dirs: Type.Array(Type.String(), { maxItems: 1000, default: [] }),
+  taps: Type.Array(Type.String(), { maxItems: 1000, default: [] }),
+  processes: Type.Array(Type.Integer({ minimum: 1 }), { maxItems: 1000, default: [] }),
+  sockets: Type.Array(Type.String(), { maxItems: 1000, default: [] }),
+});
+export type CollectOrphansRequest = Static<typeof CollectOrphansRequest>;
+
+export const CollectOrphansResponse = Type.Object(
+  {
+    removed: Type.Object(
+      {
+        dirs: Type.Array(Type.String()),
+        taps: Type.Array(Type.String()),
+        processes: Type.Array(Type.Integer()),
+        sockets: Type.Array(Type.String()),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type CollectOrphansResponse = Static<typeof CollectOrphansResponse>;

@@ -12,6 +12,7 @@ export interface ManagerOptions {
   heartbeatIntervalMs?: number;
   logLevel?: string;
   resyncMs?: number;
+  orphanGraceMs?: number;
 }
 
 /** The manager's complete configuration; each field says its default. */
@@ -34,6 +35,8 @@ export interface ManagerConfig {
   resyncMs: number;
   /** vCPUs a host may promise per real one when placing VMs. NEXUS_VCPU_OVERCOMMIT, default 4. */
   vcpuOvercommit: number;
+  /** A host leftover that belongs to no VM is removed after this long. NEXUS_ORPHAN_GRACE_MS, default 60000. */
+  orphanGraceMs: number;
 }
 
 export function resolveManagerConfig(options: ManagerOptions, env: NodeJS.ProcessEnv): ManagerConfig {
@@ -64,6 +67,7 @@ export function resolveManagerConfig(options: ManagerOptions, env: NodeJS.Proces
     logLevel: options.logLevel ?? env.NEXUS_LOG_LEVEL ?? 'info',
     resyncMs: options.resyncMs ?? positiveInt(env.NEXUS_RESYNC_MS, 'NEXUS_RESYNC_MS') ?? 15_000,
     vcpuOvercommit: positiveInt(env.NEXUS_VCPU_OVERCOMMIT, 'NEXUS_VCPU_OVERCOMMIT') ?? 4,
+    orphanGraceMs: options.orphanGraceMs ?? positiveInt(env.NEXUS_ORPHAN_GRACE_MS, 'NEXUS_ORPHAN_GRACE_MS') ?? 60_000,
   };
 }
 

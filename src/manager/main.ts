@@ -11,6 +11,7 @@ import type { ManagerConfig } from './config.js';
 import { createManagerServer } from './http/manager-server.js';
 import { HostLiveness } from './reconcilers/host-liveness.js';
 import { VmReconciler } from './reconcilers/vm-reconciler.js';
+import { OrphanCollector } from './reconcilers/orphan-collector.js';
 import { VmManager } from './app/vm-manager.js';
 import { SqlVmRepo } from './adapters/sql/sql-vm-repo.js';
 import { SqlIdempotencyRepo } from './adapters/sql/sql-idempotency-repo.js';
@@ -68,6 +69,9 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
     undo.push('stop the host liveness loop', () => liveness.stop());
     reconciler.start();
     undo.push('stop the VM reconciler', () => reconciler.stop());
+    const collector = new OrphanCollector(hostRepo, vmRepo, agents, systemClock, log, { graceMs: config.orphanGraceMs, everyMs: config.resyncMs }, leadership, server.metrics.registry);
+    collector.start();
+    undo.push('stop orphan collection', () => collector.stop());
     log.info({ url, mode: config.mode }, 'manager listening');
 
     return { url, database, hosts, server, isLeader: () => leadership.isLeader(), close: () => undo.unwind() };

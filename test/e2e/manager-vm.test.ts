@@ -10,7 +10,7 @@ import { type AgentHarness, startAgentProcess } from '../support/agent-harness.j
 import { assertErrorContract } from '../support/error-contract.js';
 import { testGuestImage } from '../support/guest-image.js';
 import { eventually, isAlive } from '../support/nexus-process.js';
-import { testBridgeCidr, testBridgeName } from '../support/net-names.js';
+import { testBridgeCidr, testBridgeName, testVmId } from '../support/net-names.js';
 import { tempDir } from '../support/temp-dir.js';
 import { type TestManager, send, startTestManager } from '../support/test-manager.js';
 
@@ -30,9 +30,9 @@ describe('VM lifecycle through the manager', () => {
     mkdirSync(runDir, { recursive: true });
     symlinkSync(join(image.dir, '..'), join(runDir, 'images'));
     images = join(runDir, 'images', image.manifest.name);
-    manager = await startTestManager({ resyncMs: 1000 });
+    manager = await startTestManager({ resyncMs: 1000, orphanGraceMs: 1500, heartbeatTimeoutMs: 1500, heartbeatIntervalMs: 400 });
     const token = (await manager.hosts.mintJoinToken(600)).token;
-    agent = await startAgentProcess(runDir, { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: testBridgeCidr(), NEXUS_NAT: 'off', NEXUS_JOIN_TOKEN: token }, manager.url);
+    agent = await startAgentProcess(runDir, agentEnv(token), manager.url);
     await eventually('the host is ready', async () => (await manager.hosts.list()).some((host) => host.status === 'ready'));
   });
 
@@ -46,6 +46,9 @@ describe('VM lifecycle through the manager', () => {
   });
 
   const url = (path: string) => `${manager.url}${path}`;
+  const cidr = testBridgeCidr();
+  const agentEnv = (token?: string) => ({ NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: cidr, NEXUS_NAT: 'off', ...(token ? { NEXUS_JOIN_TOKEN: token } : {}) });
+  const stateOf = async (id: string) => (await send(url(`/v1/vms/${id}`))).body.state as string;
   const create = (name: string, extra: Record<string, unknown> = {}) =>
     send(url('/v1/vms'), {
       body: {
@@ -101,6 +104,43 @@ describe('VM lifecycle through the manager', () => {
     const events = (await send(url(`/v1/vms/${id}/events`))).body.items.map((event: { message: string }) => event.message);
     assert.ok(events.some((message: string) => /VMM exited while the VM should run/.test(message)), events.join('\n'));
     assert.equal((await send(url(`/v1/vms/${id}?wait=60`), { method: 'DELETE' })).status, 200);
+  });
+
+  it('keeps a VM running through kill -9 of its agent: unknown while the host is unreachable, running again after', async () => {
+    const id = (await create('survivor-1')).body.id;
+    await eventually('running', async () => (await stateOf(id)) === 'running', 30_000);
+    const pid = (await agent.call('GET', `/agent/v1/vms/${id}`)).body.pid;
+    agent.process.child.kill('SIGKILL');
+    await agent.process.exited;
+    await eventually('the VM is unknown', async () => (await stateOf(id)) === 'unknown', 15_000);
+    assert.ok(isAlive(pid), 'the guest kept running');
+    agent = await startAgentProcess(runDir, agentEnv(), manager.url);
+    await eventually('running again', async () => (await stateOf(id)) === 'running', 20_000);
+    assert.equal((await agent.call('GET', `/agent/v1/vms/${id}`)).body.pid, pid, 'the same VMM, re-adopted');
+    assert.equal((await send(url(`/v1/vms/${id}?wait=60`), { method: 'DELETE' })).status, 200);
+  });
+
+  it('collects leftovers that belong to no VM after the grace period, and nothing else', async () => {
+    const keeper = (await create('keeper-1', { desired_state: 'stopped' })).body.id;
+    await eventually('the keeper is configured', async () => ['configured', 'stopped'].includes(await stateOf(keeper)), 30_000);
+    const strayTap = tapNameOf(testVmId());
+    await run('ip', ['tuntap', 'add', 'dev', strayTap, 'mode', 'tap']);
+    const strayDir = join(runDir, 'vms', 'left-behind');
+    mkdirSync(strayDir, { recursive: true });
+    const unknownVm = testVmId();
+    const ensured = await agent.call('PUT', `/agent/v1/vms/${unknownVm}`, {
+      vcpu: 1, mem_mib: 128, kernel: { path: join(images, 'vmlinux'), cmdline: 'console=ttyS0 root=/dev/vda rw' },
+      initrd: { path: join(images, 'initrd.img') }, drives: [{ id: 'rootfs', path: join(images, 'rootfs.ext4'), is_root: true }], nics: [{}],
+    });
+    assert.equal(ensured.status, 200);
+    await eventually('the leftovers are gone', async () =>
+      (await readLink(strayTap)) === undefined && !existsSync(strayDir) && !existsSync(join(runDir, 'vms', unknownVm)) && (await readLink(tapNameOf(unknownVm))) === undefined,
+      20_000,
+    );
+    assert.equal((await agent.call('GET', `/agent/v1/vms/${keeper}`)).status, 200, 'a VM the manager knows is kept');
+    const metrics = (await send(url('/metrics'))).body as string;
+    for (const kind of ['vm', 'tap', 'dir']) assert.match(metrics, new RegExp(`nexus_manager_orphans_removed_total\\{kind="${kind}"\\} [1-9]`));
+    assert.equal((await send(url(`/v1/vms/${keeper}?wait=30`), { method: 'DELETE' })).status, 200);
   });
 
   describe('bad input and impossible transitions', () => {

@@ -1,7 +1,7 @@
 import { mkdir, readFile, readdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import type { AgentVm, AgentVmState, Inventory, SnapshotInfo } from '../../contracts/agent-vm-api.js';
+import type { AgentVm, AgentVmState, CollectOrphansRequest, CollectOrphansResponse, Inventory, SnapshotInfo } from '../../contracts/agent-vm-api.js';
 import { tapNameOf } from '../../contracts/host-names.js';
 import type { DriveSpec, MachineSpec, RateLimit, VmmName } from '../../contracts/machine-spec.js';
 import { VM_ID_PATTERN, type VmLayout, imagesDir, vmLayout, vmsDir } from '../../contracts/vm-layout.js';
@@ -307,6 +307,37 @@ export class VmService {
       if (recorded?.pid !== process.pid) orphans.processes.push({ pid: process.pid, vm_id: process.vmId, command: process.command });
     }
     return { vms, orphans };
+  }
+
+  /**
+   * Removes leftovers the manager names, in a fixed order (VMM processes, TAPs, sockets, folders),
+   * but only those the inventory still reports as orphans now: a resource that became a VM's in
+   * the meantime is left alone.
+   */
+  async collectOrphans(request: CollectOrphansRequest): Promise<CollectOrphansResponse['removed']> {
+    const { orphans } = await this.inventory();
+    const removed: CollectOrphansResponse['removed'] = { dirs: [], taps: [], processes: [], sockets: [] };
+    for (const pid of request.processes) {
+      if (!orphans.processes.some((entry) => entry.pid === pid)) continue;
+      const startTicks = await readProcessStartTicks(pid);
+      if (startTicks === undefined) continue;
+      await this.supervisor.signal({ pid, startTicks }, 'SIGKILL');
+      if (await this.supervisor.waitForExit({ pid, startTicks }, 5000)) removed.processes.push(pid);
+    }
+    for (const tap of request.taps.filter((name) => orphans.taps.includes(name))) {
+      await this.network.deleteTap(tap);
+      removed.taps.push(tap);
+    }
+    for (const socket of request.sockets.filter((path) => orphans.sockets.includes(path))) {
+      await rm(socket, { force: true });
+      removed.sockets.push(socket);
+    }
+    for (const dir of request.dirs.filter((path) => orphans.dirs.includes(path))) {
+      await rm(dir, { recursive: true, force: true });
+      removed.dirs.push(dir);
+    }
+    if (Object.values(removed).some((list) => list.length > 0)) this.log.info({ removed }, 'orphans removed');
+    return removed;
   }
 
   private async describe(vm: VmLayout): Promise<AgentVm> {

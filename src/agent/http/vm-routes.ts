@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import { AGENT_API_PREFIX } from '../../contracts/agent-api.js';
-import { AgentVm, Inventory, VmActionRequest, VmActionResponse, VmDriveParams, VmIdParams } from '../../contracts/agent-vm-api.js';
+import { AgentVm, CollectOrphansRequest, CollectOrphansResponse, Inventory, VmActionRequest, VmActionResponse, VmDriveParams, VmIdParams } from '../../contracts/agent-vm-api.js';
 import { ErrorBody } from '../../contracts/errors.js';
 import { MachineSpec, RateLimit } from '../../contracts/machine-spec.js';
 import type { HttpServer } from '../../kit/http/http-server.js';
@@ -65,6 +65,12 @@ export function registerVmRoutes(app: HttpServer, vms: VmService): void {
       await vms.delete(request.params.id);
       return { ok: true as const };
     },
+  );
+
+  app.post(
+    `${AGENT_API_PREFIX}/gc`,
+    { schema: { summary: 'Remove the named leftovers that are still orphans (processes, TAPs, sockets, folders)', body: CollectOrphansRequest, response: { 200: CollectOrphansResponse, ...errors } } },
+    async (request) => ({ removed: await vms.collectOrphans(request.body) }),
   );
 
   app.get(

@@ -1,4 +1,4 @@
-import type { AgentVm, VmActionResponse } from '../../contracts/agent-vm-api.js';
+import type { AgentVm, CollectOrphansRequest, CollectOrphansResponse, Inventory, VmActionResponse } from '../../contracts/agent-vm-api.js';
 import { AGENT_API_PREFIX } from '../../contracts/agent-api.js';
 import type { MachineSpec } from '../../contracts/machine-spec.js';
 import { JsonClient } from '../../kit/json-client.js';
@@ -31,6 +31,14 @@ export class HttpAgentGateway implements AgentGateway {
 
   async deleteVm(target: AgentTarget, vmId: string): Promise<void> {
     await this.client(target).call('DELETE', `${AGENT_API_PREFIX}/vms/${vmId}`);
+  }
+
+  inventory(target: AgentTarget): Promise<Inventory> {
+    return this.client(target).call<Inventory>('GET', `${AGENT_API_PREFIX}/inventory`);
+  }
+
+  async collectOrphans(target: AgentTarget, orphans: CollectOrphansRequest): Promise<CollectOrphansResponse['removed']> {
+    return (await this.client(target).call<CollectOrphansResponse>('POST', `${AGENT_API_PREFIX}/gc`, orphans)).removed;
   }
 
   async close(): Promise<void> {

@@ -1,4 +1,4 @@
-import type { AgentVm } from '../../contracts/agent-vm-api.js';
+import type { AgentVm, CollectOrphansRequest, CollectOrphansResponse, Inventory } from '../../contracts/agent-vm-api.js';
 import type { MachineSpec } from '../../contracts/machine-spec.js';
 
 /** Where and how to reach one host's agent. */
@@ -16,4 +16,7 @@ export interface AgentGateway {
   act(target: AgentTarget, vmId: string, action: 'start' | 'stop' | 'pause' | 'resume', timeoutMs?: number): Promise<AgentVm>;
   /** Stops and removes the VM; succeeds when it is already gone. */
   deleteVm(target: AgentTarget, vmId: string): Promise<void>;
+  inventory(target: AgentTarget): Promise<Inventory>;
+  /** Asks the agent to remove leftovers; it removes only those still orphaned, and says which. */
+  collectOrphans(target: AgentTarget, orphans: CollectOrphansRequest): Promise<CollectOrphansResponse['removed']>;
 }
