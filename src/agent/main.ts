@@ -56,6 +56,11 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     );
     undo.push('stop serving HTTP', () => server.close());
     if (config.stopVmsOnExit) undo.push('stop the VMs this agent runs', () => stopAllVms(vms, log));
+    const expiry = setInterval(() => {
+      vms.expireDue(new Date()).catch((error: unknown) => log.error({ err: error }, 'could not delete expired VMs'));
+    }, 1000);
+    expiry.unref();
+    undo.push('stop the expiry watch', () => clearInterval(expiry));
     // Bind first: the address we advertise when enrolling must be the one we really hold.
     const bound = await listenOn(server, config.bind);
     const advertised = config.advertise ?? dialableHostPort(bound);

@@ -44,5 +44,6 @@ export const MachineSpec = StrictObject({
   drives: Type.Array(DriveSpec, { maxItems: 8, default: [] }),
   nics: Type.Array(NicSpec, { maxItems: 1, default: [] }),
   driver: Type.Optional(VmmName),
+  expires_at: Type.Optional(Type.String({ format: 'date-time', description: 'The agent deletes the VM at this time, manager or not' })),
 });
 export type MachineSpec = Static<typeof MachineSpec>;

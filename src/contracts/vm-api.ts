@@ -41,6 +41,7 @@ export const CreateVmRequest = StrictObject({
   nic: Type.Optional(Type.Boolean({ default: true, description: 'One NIC on the host bridge' })),
   desired_state: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('stopped')], { default: 'running' })),
   tags: Type.Optional(Type.Record(Type.String({ pattern: '^[a-zA-Z0-9_.-]{1,63}$' }), Type.String({ maxLength: 255 }), { default: {} })),
+  ttl_seconds: Type.Optional(Type.Integer({ minimum: 10, maximum: 30 * 24 * 3600, description: 'An ephemeral VM: stopped and deleted this long after creation, even while the manager is down' })),
 });
 export type CreateVmRequest = Static<typeof CreateVmRequest>;
 
@@ -69,6 +70,7 @@ export const Vm = Type.Object(
     console_log: Type.Union([Type.String(), Type.Null()]),
     last_error: Type.Union([VmError, Type.Null()]),
     tags: Type.Record(Type.String(), Type.String()),
+    expires_at: Type.Union([Timestamp, Type.Null()]),
     resource_version: Type.Integer(),
     created_at: Timestamp,
     updated_at: Timestamp,

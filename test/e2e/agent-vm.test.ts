@@ -219,6 +219,17 @@ describe('agent runs a real guest', () => {
     assert.ok(!isAlive(spawned.body.pid));
   });
 
+  it('deletes a VM whose expires_at has passed on its own, with no manager', async () => {
+    const id = testVmId();
+    created.push(id);
+    const ephemeral = { ...spec(id, `${subnet}.13`), expires_at: new Date(Date.now() + 4000).toISOString() };
+    assert.equal((await agent.call('PUT', `/agent/v1/vms/${id}`, ephemeral)).status, 200);
+    const pid = (await act(id, 'start')).vm.pid;
+    await eventually('the VM is gone', async () => !existsSync(join(runDir, 'vms', id)), 20_000);
+    assert.ok(!isAlive(pid));
+    assert.equal(await readLink(tapNameOf(id)), undefined);
+  });
+
   describe('a failed ensure leaves nothing behind', () => {
     const leftovers = async (id: string) => {
       assert.equal(existsSync(join(runDir, 'vms', id)), false, 'no run dir');

@@ -143,6 +143,16 @@ describe('VM lifecycle through the manager', () => {
     assert.equal((await send(url(`/v1/vms/${keeper}?wait=30`), { method: 'DELETE' })).status, 200);
   });
 
+  it('an ephemeral VM (ttl_seconds) is stopped and deleted when it expires', async () => {
+    const created = await create('ephemeral-1', { ttl_seconds: 10 });
+    assert.equal(created.status, 201);
+    const id = created.body.id;
+    assert.ok(Date.parse(created.body.expires_at) > Date.now());
+    await eventually('running', async () => (await stateOf(id)) === 'running', 30_000);
+    await eventually('gone', async () => (await send(url(`/v1/vms/${id}`))).status === 404, 30_000);
+    assert.equal(existsSync(join(runDir, 'vms', id)), false);
+  });
+
   describe('bad input and impossible transitions', () => {
     it('a duplicate name -> 409', async () => {
       const first = await create('dup-1', { desired_state: 'stopped' });
@@ -156,6 +166,7 @@ describe('VM lifecycle through the manager', () => {
       assertErrorContract(await create('mem-small', { mem_mib: 64 }), 400, 'validation_failed');
       assertErrorContract(await create('Bad_Name'), 400, 'validation_failed');
       assertErrorContract(await create('extra', { colour: 'red' }), 400, 'validation_failed');
+      assertErrorContract(await create('ttl-short', { ttl_seconds: 1 }), 400, 'validation_failed');
     });
     it('more memory than any host has -> 400 naming the largest', async () => {
       const response = await create('huge', { mem_mib: 1024 * 1024 });

@@ -132,12 +132,12 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
     it('stores VMs: duplicate names refused, observations become events, allocations summed per host', async () => {
       const vms = new SqlVmRepo(database.db);
       const spec = { vcpu: 2, mem_mib: 256, kernel_path: '/k', initrd_path: null, boot_args: 'x', rootfs_path: '/r', extra_drives: [], nic: true };
-      const a = await vms.create({ project: 'default', name: 'a', spec, desiredState: 'running', tags: { team: 'x' } });
+      const a = await vms.create({ project: 'default', name: 'a', spec, desiredState: 'running', tags: { team: 'x' }, expiresAt: null });
       assert.equal(a.observedState, 'requested');
       assert.equal(a.project, 'default');
       assert.deepEqual(a.tags, { team: 'x' });
-      await assert.rejects(vms.create({ project: 'default', name: 'a', spec, desiredState: 'running', tags: {} }), (error: Error & { code?: string }) => error.code === 'conflict');
-      const b = await vms.create({ project: 'default', name: 'b', spec: { ...spec, vcpu: 1, mem_mib: 128 }, desiredState: 'stopped', tags: {} });
+      await assert.rejects(vms.create({ project: 'default', name: 'a', spec, desiredState: 'running', tags: {}, expiresAt: null }), (error: Error & { code?: string }) => error.code === 'conflict');
+      const b = await vms.create({ project: 'default', name: 'b', spec: { ...spec, vcpu: 1, mem_mib: 128 }, desiredState: 'stopped', tags: {}, expiresAt: null });
 
       await vms.observe(a.id, { to: 'starting', message: 'starting' });
       await vms.observe(a.id, { to: 'starting', message: 'again' }); // no change, no event

@@ -310,6 +310,24 @@ export class VmService {
   }
 
   /**
+   * Deletes every VM whose spec's `expires_at` has passed: ephemeral VMs end on time even while
+   * the manager is down. Answers the ids deleted.
+   */
+  async expireDue(now: Date): Promise<string[]> {
+    const names = await readdir(vmsDir(this.config.runDir)).catch(() => [] as string[]);
+    const expired: string[] = [];
+    for (const name of names.filter((entry) => VM_ID_PATTERN.test(entry))) {
+      const stored = await this.readStored(vmLayout(this.config.runDir, name)).catch(() => undefined);
+      const expiresAt = stored?.spec.expires_at;
+      if (!expiresAt || Date.parse(expiresAt) > now.getTime()) continue;
+      await this.delete(name, 3000);
+      this.log.info({ vm_id: name, expires_at: expiresAt }, 'VM expired: deleted by the agent');
+      expired.push(name);
+    }
+    return expired;
+  }
+
+  /**
    * Removes leftovers the manager names, in a fixed order (VMM processes, TAPs, sockets, folders),
    * but only those the inventory still reports as orphans now: a resource that became a VM's in
    * the meantime is left alone.

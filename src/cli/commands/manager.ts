@@ -10,8 +10,9 @@ export function registerManager(program: Command): void {
     .description('run the manager: REST API, source of truth, reconciler (production mode)')
     .option('--listen <host:port>', 'where the API listens (env NEXUS_LISTEN, default 127.0.0.1:8080)')
     .option('--data-dir <dir>', 'embedded database dir when DATABASE_URL is unset (env NEXUS_DATA_DIR, default ./.nexus)')
-    .action(async (flags: { listen?: string; dataDir?: string }) => {
-      const config = resolveManagerConfig({ listen: flags.listen, dataDir: flags.dataDir, mode: 'production' }, process.env);
+    .option('--dev', 'dev mode, as in `nexus dev`: raw host paths for kernels and disks are accepted')
+    .action(async (flags: { listen?: string; dataDir?: string; dev?: boolean }) => {
+      const config = resolveManagerConfig({ listen: flags.listen, dataDir: flags.dataDir, mode: flags.dev ? 'dev' : 'production' }, process.env);
       const log = createLogger({ name: 'manager', level: config.logLevel });
       await runService(log, () => startManager(config, log));
     });

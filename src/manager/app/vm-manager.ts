@@ -48,6 +48,7 @@ export class VmManager {
       name: request.name,
       desiredState: request.desired_state ?? 'running',
       tags: request.tags ?? {},
+      expiresAt: request.ttl_seconds === undefined ? null : new Date(this.clock.now().getTime() + request.ttl_seconds * 1000),
       spec: {
         vcpu: request.vcpu,
         mem_mib: request.mem_mib,
@@ -203,6 +204,7 @@ export class VmManager {
       console_log: layout?.consoleLog ?? null,
       last_error: record.lastError,
       tags: record.tags,
+      expires_at: record.expiresAt?.toISOString() ?? null,
       resource_version: record.resourceVersion,
       created_at: record.createdAt.toISOString(),
       updated_at: record.updatedAt.toISOString(),

@@ -29,6 +29,7 @@ export interface VmRecord {
   observedState: ObservedState;
   lastError: StoredVmError | null;
   tags: Record<string, string>;
+  expiresAt: Date | null;
   resourceVersion: number;
   createdAt: Date;
   updatedAt: Date;
@@ -40,6 +41,7 @@ export interface NewVm {
   spec: StoredVmSpec;
   desiredState: DesiredState;
   tags: Record<string, string>;
+  expiresAt: Date | null;
 }
 
 export interface VmFilter {

@@ -71,9 +71,24 @@ export class VmReconciler {
   }
 
   async reconcile(id: string): Promise<ReconcileResult> {
-    const vm = await this.vms.get(id);
+    let vm = await this.vms.get(id);
     if (!vm) return undefined;
+    if (vm.expiresAt && vm.expiresAt <= this.clock.now() && vm.desiredState !== 'deleted') {
+      await this.vms.setDesired(vm.id, 'deleted');
+      await this.vms.observe(vm.id, { to: 'deleting', message: `its TTL ran out at ${vm.expiresAt.toISOString()}` });
+      vm = (await this.vms.get(id)) ?? vm;
+    }
     if (vm.desiredState === 'deleted') return this.remove(vm);
+    const result = await this.converge(vm);
+    // An ephemeral VM is looked at again when it expires, whatever else it waits for.
+    if (vm.expiresAt && result) {
+      const untilExpiry = Math.max(0, vm.expiresAt.getTime() - this.clock.now().getTime());
+      return { requeueAfterMs: Math.min(result.requeueAfterMs, untilExpiry) };
+    }
+    return result;
+  }
+
+  private async converge(vm: VmRecord): Promise<ReconcileResult> {
 
     const host = vm.hostId ? await this.hosts.get(vm.hostId) : await this.place(vm);
     if (!host) return { requeueAfterMs: this.config.resyncMs };
@@ -89,6 +104,7 @@ export class VmReconciler {
     else if (agentVm) await this.observeAgent(vm, agentVm);
 
     const desired = vm.desiredState;
+    if (desired === 'deleted') return { requeueAfterMs: 0 };
     const step = nextStep(desired, view);
     if (step === 'none') {
       if (view === 'running') this.failedStarts.delete(vm.id);
@@ -205,6 +221,7 @@ export function machineSpecOf(vm: VmRecord): MachineSpec {
     ...(spec.initrd_path ? { initrd: { path: spec.initrd_path } } : {}),
     drives: [{ id: 'rootfs', path: spec.rootfs_path, is_root: true }, ...spec.extra_drives.map((drive) => ({ ...drive }))],
     nics: spec.nic ? [{}] : [],
+    ...(vm.expiresAt ? { expires_at: vm.expiresAt.toISOString() } : {}),
   };
 }
 

@@ -24,7 +24,7 @@ export class SqlVmRepo implements VmRepo {
           tags: JSON.stringify(vm.tags),
           host_id: null,
           last_error: null,
-          expires_at: null,
+          expires_at: vm.expiresAt,
         })
         .returning('id')
         .executeTakeFirstOrThrow();
@@ -156,6 +156,7 @@ function toRecord(row: VmRow): VmRecord {
     observedState: row.observed_state,
     lastError: row.last_error,
     tags: row.tags,
+    expiresAt: row.expires_at,
     resourceVersion: Number(row.resource_version),
     createdAt: row.created_at,
     updatedAt: row.updated_at,
