@@ -17,6 +17,9 @@ import { DetachedSupervisor } from './host/supervisor/detached-supervisor.js';
 import { detectPlacement } from './host/supervisor/process-placement.js';
 import { hostTscKhz } from '../kit/host-tsc.js';
 import type { VmmDriver } from './ports/vmm-driver.js';
+import type { ProcessSupervisor } from './ports/process-supervisor.js';
+import type { HostNetwork } from './ports/host-network.js';
+import type { HostCapacity } from '../contracts/agent-api.js';
 
 export interface RunningAgent {
   url: string;
@@ -25,16 +28,19 @@ export interface RunningAgent {
   close(): Promise<void>;
 }
 
-/**
- * The agent's composition root. Order matters: probe the host, establish the identity (enroll if
- * needed), serve, then heartbeat, so the manager never hears of an agent it cannot reach.
- */
-export async function startAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
-  await mkdir(config.runDir, { recursive: true, mode: 0o755 });
+/** What the agent does the host's work with: the real host, or (in load tests only) a hollow one. */
+export interface AgentHost {
+  capacity(): Promise<HostCapacity>;
+  supervisor: ProcessSupervisor;
+  network: HostNetwork;
+  drivers: ReadonlyMap<VmmName, VmmDriver>;
+}
+
+/** This machine: probed KVM and VMM binaries, detached VMM processes, the bridge and its TAPs. */
+export async function realAgentHost(config: AgentConfig, log: Logger): Promise<AgentHost> {
   const capacity = new CapacityProbe(config);
   const facts = await capacity.init();
   log.info({ kvm: facts.kvm, drivers: facts.drivers }, 'host probed');
-
   const placement = await detectPlacement();
   log.info({ placement: placement.kind }, 'VMM processes run detached, each in its own session');
   const supervisor = new DetachedSupervisor(placement, log);
@@ -43,7 +49,19 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   if (facts.drivers.find((driver) => driver.name === 'qemu')?.available) {
     drivers.set('qemu', new QemuDriver({ binary: config.qemuBinary, accel: facts.kvm.usable ? 'kvm' : 'tcg', tscKhz: await hostTscKhz() }, supervisor));
   }
-  const vms = new VmService({ runDir: config.runDir, drivers, defaultDriver: 'qemu' }, supervisor, network, log);
+  return { capacity: () => capacity.measure(), supervisor, network, drivers };
+}
+
+/**
+ * The agent's composition root. Order matters: probe the host, establish the identity (enroll if
+ * needed), serve, then heartbeat, so the manager never hears of an agent it cannot reach.
+ * `host` defaults to this machine; only load tests pass another.
+ */
+export async function startAgent(config: AgentConfig, log: Logger, host?: AgentHost): Promise<RunningAgent> {
+  await mkdir(config.runDir, { recursive: true, mode: 0o755 });
+  const { capacity, supervisor, network, drivers } = host ?? (await realAgentHost(config, log));
+  const defaultDriver: VmmName = drivers.has('qemu') || drivers.size === 0 ? 'qemu' : ([...drivers.keys()][0] as VmmName);
+  const vms = new VmService({ runDir: config.runDir, drivers, defaultDriver }, supervisor, network, log);
 
   const store = new CredentialStore(config.stateDir);
   const stored = await store.load();
@@ -51,7 +69,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   try {
     let identity: AgentIdentity | undefined;
     const server = await createAgentServer(
-      { identity: () => identity, startedAt: Date.now(), capacity: () => capacity.measure(), vms },
+      { identity: () => identity, startedAt: Date.now(), capacity, vms },
       { logger: log },
     );
     undo.push('stop serving HTTP', () => server.close());
@@ -70,7 +88,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
 
     let link: ManagerLink | undefined;
     if (config.managerUrl) {
-      link = new ManagerLink({ managerUrl: config.managerUrl, name: config.name, address: advertised }, () => capacity.measure(), log);
+      link = new ManagerLink({ managerUrl: config.managerUrl, name: config.name, address: advertised }, capacity, log);
       identity = await link.establish(store, stored, config.joinToken);
     } else {
       identity = stored ?? { credential: mintSecret('nxhc') };

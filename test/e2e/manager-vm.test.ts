@@ -90,6 +90,24 @@ describe('VM lifecycle through the manager', () => {
     assert.equal(existsSync(join(runDir, 'vms', id)), false, 'run dir and sockets gone');
   });
 
+  it('create, boot, stop and delete 10 times with real guests: every one runs, nothing leaks', async () => {
+    for (let i = 0; i < 10; i++) {
+      const created = await create(`cycle-${i}`, { ...(i % 2 ? { nic: false } : {}) });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      const id = created.body.id;
+      await eventually(`cycle ${i} runs`, async () => (await stateOf(id)) === 'running', 30_000);
+      const consoleLog = join(runDir, 'vms', id, 'logs', 'console.log');
+      await eventually(`cycle ${i} boots`, () => existsSync(consoleLog) && readFileSync(consoleLog, 'utf8').includes('NEXUS_BOOT_OK'), 60_000);
+      assert.equal((await send(url(`/v1/vms/${id}/stop?wait=60`), { method: 'POST' })).status, 200);
+      assert.equal((await send(url(`/v1/vms/${id}?wait=60`), { method: 'DELETE' })).status, 200);
+      assert.equal(existsSync(join(runDir, 'vms', id)), false);
+      assert.equal(await readLink(tapNameOf(id)), undefined);
+    }
+    const inventory = (await agent.call('GET', '/agent/v1/inventory')).body;
+    assert.deepEqual(inventory.vms, []);
+    assert.deepEqual(inventory.orphans, { dirs: [], taps: [], processes: [], sockets: [] });
+  });
+
   it('restarts a guest whose VMM was killed while it should run', async () => {
     const created = await create('crashy-1');
     const id = created.body.id;

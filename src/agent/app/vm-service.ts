@@ -34,6 +34,11 @@ function drivesDir(vm: VmLayout): string {
   return join(vm.dir, 'drives');
 }
 
+/** Present once a VMM has been launched for the VM: before that a VM without a process is `configured`, after it `stopped`. */
+function launchedMarker(vm: VmLayout): string {
+  return join(vm.dir, 'launched');
+}
+
 function privateDrivePath(vm: VmLayout, driveId: string): string {
   return join(drivesDir(vm), `${driveId}.img`);
 }
@@ -232,6 +237,7 @@ export class VmService {
         }
         await this.checkStoredPaths(vm, stored.spec);
         for (const nic of stored.spec.nics.slice(0, 1)) if (nic) await this.network.ensureTap(tapNameOf(id));
+        await writeFile(launchedMarker(vm), `${new Date().toISOString()}\n`);
         const process = await driver.restore(vm, stored.spec, { stateFile, sizeBytes: (await stat(stateFile)).size });
         undo.push('stop the restored VMM', async () => {
           await driver.stop(vm, process, 0);
@@ -366,7 +372,7 @@ export class VmService {
     if (!driver) state = 'failed';
     else {
       const vmmState = await driver.inspect(vm, process);
-      state = vmmState === 'stopped' && !(await exists(vm.consoleLog)) ? 'configured' : vmmState;
+      state = vmmState === 'stopped' && !(await exists(launchedMarker(vm))) ? 'configured' : vmmState;
     }
     return {
       id: vm.id,
@@ -386,6 +392,7 @@ export class VmService {
     await this.checkStoredPaths(vm, stored.spec);
     if (stored.spec.nics.length > 0) await this.network.ensureTap(tapNameOf(vm.id));
     await rm(vm.consoleLog, { force: true });
+    await writeFile(launchedMarker(vm), `${new Date().toISOString()}\n`);
     await this.driverFor(stored.driver).start(vm, stored.spec, options);
   }
 
