@@ -74,6 +74,18 @@ export async function startAgent(config: AgentConfig, log: Logger, host?: AgentH
     );
     undo.push('stop serving HTTP', () => server.close());
     if (config.stopVmsOnExit) undo.push('stop the VMs this agent runs', () => stopAllVms(vms, log));
+    // Leftovers that belong to no VM this agent knows (a crash mid-delete, a hand-made mess) go
+    // first, in a fixed order: VMM processes, TAPs, sockets, folders. A process running from a
+    // known VM's folder that no pid file names is left for the manager to judge.
+    const { vms: known, orphans } = await vms.inventory();
+    const knownIds = new Set(known.map((vm) => vm.id));
+    const swept = await vms.collectOrphans({
+      processes: orphans.processes.filter((entry) => !knownIds.has(entry.vm_id)).map((entry) => entry.pid),
+      taps: orphans.taps,
+      sockets: orphans.sockets,
+      dirs: orphans.dirs,
+    });
+    if (Object.values(swept).some((list) => list.length > 0)) log.info({ swept }, 'swept leftovers on start');
     const expiry = setInterval(() => {
       vms.expireDue(new Date()).catch((error: unknown) => log.error({ err: error }, 'could not delete expired VMs'));
     }, 1000);

@@ -20,6 +20,8 @@ export const AgentVm = Type.Object(
     state: AgentVmState,
     pid: Type.Union([Type.Integer(), Type.Null()]),
     tap: Type.Union([Type.String(), Type.Null()]),
+    /** False when the VM has a NIC but its TAP is gone from the host (someone deleted it): its network is cut. */
+    tap_present: Type.Union([Type.Boolean(), Type.Null()]),
     api_socket: Type.String({ description: 'QMP socket (QEMU) or API socket (Firecracker)' }),
     console_log: Type.String(),
     vmm_log: Type.String(),

@@ -190,10 +190,15 @@ describe('agent runs a real guest', () => {
       await run('rmdir', [join(runDir, 'vms', 'not-a-vm')]);
     }
 
-    // A clean restart leaves it running too.
+    // A clean restart leaves it running too, and sweeps what belongs to no VM it knows.
+    const strayOnRestart = tapNameOf(testVmId());
+    await run('ip', ['tuntap', 'add', 'dev', strayOnRestart, 'mode', 'tap']);
+    await run('mkdir', ['-p', join(runDir, 'vms', 'junk-on-restart')]);
     await agent.process.stop();
     assert.ok(isAlive(pid));
     agent = await startAgentProcess(runDir, env);
+    assert.equal(await readLink(strayOnRestart), undefined, 'a stray TAP is swept on start');
+    assert.equal(existsSync(join(runDir, 'vms', 'junk-on-restart')), false, 'a stray folder is swept on start');
     assert.equal((await act(id, 'stop', { timeout_ms: 500 })).vm.state, 'stopped');
     assert.ok(!isAlive(pid));
     assert.equal((await agent.call('DELETE', `/agent/v1/vms/${id}`)).status, 200);

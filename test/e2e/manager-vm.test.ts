@@ -124,6 +124,36 @@ describe('VM lifecycle through the manager', () => {
     assert.equal((await send(url(`/v1/vms/${id}?wait=60`), { method: 'DELETE' })).status, 200);
   });
 
+  it('a stop cut short by the agent crashing completes when the agent returns', async () => {
+    const id = (await create('half-stopped-1')).body.id;
+    await eventually('running', async () => (await stateOf(id)) === 'running', 30_000);
+    const pid = (await agent.call('GET', `/agent/v1/vms/${id}`)).body.pid;
+    // The guest has not booted yet, so the power button is ignored and the stop waits: kill the agent then.
+    assert.equal((await send(url(`/v1/vms/${id}/stop`), { method: 'POST' })).status, 200);
+    await eventually('stopping', async () => (await stateOf(id)) === 'stopping', 10_000);
+    agent.process.child.kill('SIGKILL');
+    await agent.process.exited;
+    agent = await startAgentProcess(runDir, agentEnv(), manager.url);
+    await eventually('stopped', async () => (await stateOf(id)) === 'stopped', 60_000);
+    assert.ok(!isAlive(pid));
+    assert.equal((await send(url(`/v1/vms/${id}?wait=60`), { method: 'DELETE' })).status, 200);
+  });
+
+  it('restarts a VM whose TAP was deleted by hand, with a fresh TAP', async () => {
+    const id = (await create('cut-1')).body.id;
+    await eventually('running', async () => (await stateOf(id)) === 'running', 30_000);
+    const pid = (await agent.call('GET', `/agent/v1/vms/${id}`)).body.pid;
+    await run('ip', ['link', 'del', 'dev', tapNameOf(id)]);
+    await eventually('running again on a new TAP', async () => {
+      const now = (await agent.call('GET', `/agent/v1/vms/${id}`)).body;
+      return now.state === 'running' && now.pid !== pid && now.tap_present === true;
+    }, 30_000);
+    assert.equal((await readLink(tapNameOf(id)))?.master, bridge);
+    const messages = (await send(url(`/v1/vms/${id}/events`))).body.items.map((event: { message: string }) => event.message);
+    assert.ok(messages.some((message: string) => /TAP .* is gone from the host/.test(message)), messages.join('\n'));
+    assert.equal((await send(url(`/v1/vms/${id}?wait=60`), { method: 'DELETE' })).status, 200);
+  });
+
   it('keeps a VM running through kill -9 of its agent: unknown while the host is unreachable, running again after', async () => {
     const id = (await create('survivor-1')).body.id;
     await eventually('running', async () => (await stateOf(id)) === 'running', 30_000);

@@ -380,6 +380,7 @@ export class VmService {
       state,
       pid: process?.pid ?? null,
       tap: stored.spec.nics.length > 0 ? tapNameOf(vm.id) : null,
+      tap_present: stored.spec.nics.length > 0 ? (await this.network.listTaps()).includes(tapNameOf(vm.id)) : null,
       api_socket: stored.driver === 'qemu' ? vm.qmpSocket : vm.firecrackerSocket,
       console_log: vm.consoleLog,
       vmm_log: vm.vmmLog,

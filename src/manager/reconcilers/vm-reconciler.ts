@@ -4,6 +4,7 @@ import type { MachineSpec } from '../../contracts/machine-spec.js';
 import type { ObservedState } from '../../contracts/vm-api.js';
 import type { Clock } from '../../kit/clock.js';
 import { NexusError } from '../../kit/nexus-error.js';
+import { KeyedSemaphore } from '../../kit/keyed-semaphore.js';
 import { type ReconcileResult, WorkQueue } from '../../kit/work-queue.js';
 import { type AgentView, nextStep, observedFromAgent } from '../domain/vm-lifecycle.js';
 import type { AgentGateway, AgentTarget } from '../ports/agent-gateway.js';
@@ -21,6 +22,8 @@ export interface VmReconcilerConfig {
   startRetryBudget: number;
   /** How often to look at a VM that is on its way (starting, stopping). */
   pollMs: number;
+  /** VMs reconciled at once on one host, so one busy host cannot take every worker. Default 4. */
+  perHostParallelism?: number;
 }
 
 /**
@@ -32,6 +35,7 @@ export class VmReconciler {
   readonly queue: WorkQueue;
   private resyncTimer: NodeJS.Timeout | undefined;
   private readonly failedStarts = new Map<string, number>();
+  private readonly hostSlots: KeyedSemaphore;
 
   constructor(
     private readonly vms: VmRepo,
@@ -44,6 +48,7 @@ export class VmReconciler {
   ) {
     // Only the leader reconciles; a follower drops the key (the leader's resync covers its writes).
     this.queue = new WorkQueue((id) => (this.leadership.isLeader() ? this.reconcile(id) : Promise.resolve(undefined)), log, { concurrency: 8 });
+    this.hostSlots = new KeyedSemaphore(config.perHostParallelism ?? 4);
   }
 
   /** Wakes the loop for one VM (after every API write). A user action also renews its start budget. */
@@ -78,8 +83,9 @@ export class VmReconciler {
       await this.vms.observe(vm.id, { to: 'deleting', message: `its TTL ran out at ${vm.expiresAt.toISOString()}` });
       vm = (await this.vms.get(id)) ?? vm;
     }
-    if (vm.desiredState === 'deleted') return this.remove(vm);
-    const result = await this.converge(vm);
+    const current = vm;
+    if (current.desiredState === 'deleted') return this.hostSlots.run(current.hostId ?? '', () => this.remove(current));
+    const result = await this.hostSlots.run(current.hostId ?? '', () => this.converge(current));
     // An ephemeral VM is looked at again when it expires, whatever else it waits for.
     if (vm.expiresAt && result) {
       const untilExpiry = Math.max(0, vm.expiresAt.getTime() - this.clock.now().getTime());
@@ -105,6 +111,13 @@ export class VmReconciler {
 
     const desired = vm.desiredState;
     if (desired === 'deleted') return { requeueAfterMs: 0 };
+    if (agentVm && agentVm.pid !== null && agentVm.tap_present === false) {
+      // The TAP was deleted under a running VMM: the guest's network is cut and cannot be
+      // re-plugged. A restart makes a fresh TAP.
+      await this.vms.observe(vm.id, { to: 'stopping', message: `its TAP ${agentVm.tap} is gone from the host; restarting the VM`, level: 'warn' });
+      await this.agents.act(targetOf(host), vm.id, 'stop', 1000);
+      return { requeueAfterMs: 0 };
+    }
     const step = nextStep(desired, view);
     if (step === 'none') {
       if (view === 'running') this.failedStarts.delete(vm.id);
