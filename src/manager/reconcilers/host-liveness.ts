@@ -3,6 +3,7 @@ import type { Clock } from '../../kit/clock.js';
 import { messageOf } from '../../kit/nexus-error.js';
 import type { HostRepo } from '../ports/host-repo.js';
 import type { Leadership } from '../ports/leadership.js';
+import { PeriodicTask } from '../../kit/periodic-task.js';
 
 export interface HostLivenessConfig {
   /** A host not heard from for this long is `unreachable`. Default 15 s. */
@@ -14,8 +15,7 @@ export interface HostLivenessConfig {
  * Runs a sweep every third of the timeout, so a host is flagged at most 4/3 of it late.
  */
 export class HostLiveness {
-  private timer: NodeJS.Timeout | undefined;
-  private sweeping: Promise<void> | undefined;
+  private readonly loop: PeriodicTask;
 
   constructor(
     private readonly hosts: HostRepo,
@@ -23,21 +23,16 @@ export class HostLiveness {
     private readonly log: Logger,
     private readonly config: HostLivenessConfig,
     private readonly leadership: Leadership,
-  ) {}
-
-  start(): void {
-    const everyMs = Math.max(100, Math.floor(this.config.heartbeatTimeoutMs / 3));
-    this.timer = setInterval(() => {
-      this.sweeping ??= this.sweep().finally(() => {
-        this.sweeping = undefined;
-      });
-    }, everyMs);
-    this.timer.unref();
+  ) {
+    this.loop = new PeriodicTask(Math.max(100, Math.floor(config.heartbeatTimeoutMs / 3)), () => this.sweep());
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.sweeping;
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   async sweep(): Promise<void> {

@@ -3,6 +3,7 @@ import { Counter, type Registry } from 'prom-client';
 import type { CollectOrphansRequest } from '../../contracts/agent-vm-api.js';
 import type { Clock } from '../../kit/clock.js';
 import { messageOf } from '../../kit/nexus-error.js';
+import { PeriodicTask } from '../../kit/periodic-task.js';
 import type { AgentGateway, AgentTarget } from '../ports/agent-gateway.js';
 import type { HostRepo } from '../ports/host-repo.js';
 import type { Leadership } from '../ports/leadership.js';
@@ -25,8 +26,7 @@ type OrphanKind = 'vm' | 'dir' | 'tap' | 'process' | 'socket';
  */
 export class OrphanCollector {
   private readonly firstSeen = new Map<string, number>();
-  private timer: NodeJS.Timeout | undefined;
-  private sweeping: Promise<void> | undefined;
+  private readonly loop: PeriodicTask;
   private readonly removed: Counter<'kind'>;
 
   constructor(
@@ -45,20 +45,15 @@ export class OrphanCollector {
       labelNames: ['kind'],
       registers: [registry],
     });
+    this.loop = new PeriodicTask(config.everyMs, () => this.sweep());
   }
 
   start(): void {
-    this.timer = setInterval(() => {
-      this.sweeping ??= this.sweep().finally(() => {
-        this.sweeping = undefined;
-      });
-    }, this.config.everyMs);
-    this.timer.unref();
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.sweeping;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   async sweep(): Promise<void> {

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { messageOf } from '../../../kit/nexus-error.js';
+import { PeriodicTask } from '../../../kit/periodic-task.js';
 import type { Leadership } from '../../ports/leadership.js';
 
 /** An arbitrary, fixed 64-bit key: "nexus" in ASCII. Every manager of one database uses it. */
@@ -14,33 +15,26 @@ const LOCK_KEY = '478560413032';
 export class AdvisoryLockLeadership implements Leadership {
   private client: pg.Client | undefined;
   private leader = false;
-  private timer: NodeJS.Timeout | undefined;
-  private ticking: Promise<void> | undefined;
+  private readonly loop: PeriodicTask;
 
   constructor(
     private readonly url: string,
-    private readonly intervalMs: number,
+    intervalMs: number,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.loop = new PeriodicTask(intervalMs, () => this.tick());
+  }
 
   isLeader(): boolean {
     return this.leader;
   }
 
   start(): void {
-    const tick = () => {
-      this.ticking ??= this.tick().finally(() => {
-        this.ticking = undefined;
-      });
-    };
-    tick();
-    this.timer = setInterval(tick, this.intervalMs);
-    this.timer.unref();
+    this.loop.start(true);
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.ticking;
+    await this.loop.stop();
     this.setLeader(false);
     await this.client?.end().catch(() => undefined);
     this.client = undefined;

@@ -1,0 +1,31 @@
+/**
+ * Runs `task` every `everyMs`, never two runs at once (a slow run makes the next tick skip), and
+ * never keeping the process alive on its own. `stop` waits for the run in flight.
+ */
+export class PeriodicTask {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly everyMs: number,
+    private readonly task: () => Promise<void>,
+  ) {}
+
+  /** Starts ticking; with `now`, the first run is at once instead of after one period. */
+  start(now = false): void {
+    if (now) this.tick();
+    this.timer = setInterval(() => this.tick(), this.everyMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  private tick(): void {
+    this.running ??= this.task().finally(() => {
+      this.running = undefined;
+    });
+  }
+}
