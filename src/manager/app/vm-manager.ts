@@ -4,7 +4,7 @@ import { tapNameOf } from '../../contracts/host-names.js';
 import { vmLayout } from '../../contracts/vm-layout.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import { DESIRED_BY_ACTION, judgeAction } from '../domain/vm-lifecycle.js';
-import type { HostRepo } from '../ports/host-repo.js';
+import type { HostRecord, HostRepo } from '../ports/host-repo.js';
 import type { VmRecord, VmRepo } from '../ports/vm-repo.js';
 
 export interface VmManagerConfig {
@@ -72,7 +72,9 @@ export class VmManager {
     const limit = query.limit ?? 100;
     const afterName = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
     const records = await this.vms.list({ state: query.state, hostId: query.host, namePrefix: query.name_prefix, afterName, limit });
-    const items = await Promise.all(records.map((record) => this.toVm(record)));
+    // One host lookup for the page, not one per VM.
+    const hosts = new Map((await this.hosts.list()).map((host) => [host.id, host]));
+    const items = await Promise.all(records.map((record) => this.toVm(record, hosts)));
     const last = records.at(-1);
     return { items, next_cursor: records.length === limit && last ? encodeCursor(last.name) : null };
   }
@@ -182,8 +184,8 @@ export class VmManager {
     return vm;
   }
 
-  private async toVm(record: VmRecord): Promise<Vm> {
-    const host = record.hostId ? await this.hosts.get(record.hostId) : undefined;
+  private async toVm(record: VmRecord, hosts?: ReadonlyMap<string, HostRecord>): Promise<Vm> {
+    const host = record.hostId ? (hosts?.get(record.hostId) ?? (await this.hosts.get(record.hostId))) : undefined;
     const layout = host ? vmLayout(host.capacity.run_dir, record.id) : undefined;
     return {
       id: record.id,
