@@ -4,6 +4,7 @@ import { dialableHostPort, urlOf } from '../kit/listen-address.js';
 import type { Logger } from '../kit/logger.js';
 import { mintSecret } from '../kit/secret.js';
 import { UndoStack } from '../kit/undo-stack.js';
+import { PeriodicTask } from '../kit/periodic-task.js';
 import { ManagerLink } from './app/manager-link.js';
 import type { AgentConfig } from './config.js';
 import { CapacityProbe } from './host/capacity-probe.js';
@@ -86,11 +87,14 @@ export async function startAgent(config: AgentConfig, log: Logger, host?: AgentH
       dirs: orphans.dirs,
     });
     if (Object.values(swept).some((list) => list.length > 0)) log.info({ swept }, 'swept leftovers on start');
-    const expiry = setInterval(() => {
-      vms.expireDue(new Date()).catch((error: unknown) => log.error({ err: error }, 'could not delete expired VMs'));
-    }, 1000);
-    expiry.unref();
-    undo.push('stop the expiry watch', () => clearInterval(expiry));
+    const expiry = new PeriodicTask(1000, () =>
+      vms.expireDue(new Date()).then(
+        () => undefined,
+        (error: unknown) => log.error({ err: error }, 'could not delete expired VMs'),
+      ),
+    );
+    expiry.start();
+    undo.push('stop the expiry watch', () => expiry.stop());
     // Bind first: the address we advertise when enrolling must be the one we really hold.
     const bound = await listenOn(server, config.bind);
     const advertised = config.advertise ?? dialableHostPort(bound);

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { access, rename, rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
+import { pathExists } from './atomic-file.js';
 import { basename, dirname, join } from 'node:path';
 import { runHostTool } from './host-tool.js';
 import { NexusError } from './nexus-error.js';
@@ -15,7 +16,7 @@ export interface SparseCopyOptions {
  * copy of an image's disk: a killed VM leaves a dirty journal that must not reach the next one.
  */
 export async function copySparse(sourcePath: string, destPath: string, options: SparseCopyOptions = {}): Promise<void> {
-  if (!options.overwrite && (await exists(destPath))) {
+  if (!options.overwrite && (await pathExists(destPath))) {
     throw new NexusError('conflict', `the disk ${destPath} already exists`, {
       suggestion: 'Delete it first, or pass overwrite to replace it (its content is lost).',
     });
@@ -27,14 +28,5 @@ export async function copySparse(sourcePath: string, destPath: string, options: 
   } catch (error) {
     await rm(staged, { force: true });
     throw error;
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
   }
 }

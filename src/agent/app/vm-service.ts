@@ -1,4 +1,5 @@
 import { mkdir, readFile, readdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { pathExists, writeFileAtomically } from '../../kit/atomic-file.js';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentVm, AgentVmState, CollectOrphansRequest, CollectOrphansResponse, Inventory, SnapshotInfo } from '../../contracts/agent-vm-api.js';
@@ -37,6 +38,10 @@ function drivesDir(vm: VmLayout): string {
 /** Present once a VMM has been launched for the VM: before that a VM without a process is `configured`, after it `stopped`. */
 function launchedMarker(vm: VmLayout): string {
   return join(vm.dir, 'launched');
+}
+
+function markLaunched(vm: VmLayout): Promise<void> {
+  return writeFile(launchedMarker(vm), `${new Date().toISOString()}\n`);
 }
 
 function privateDrivePath(vm: VmLayout, driveId: string): string {
@@ -85,7 +90,7 @@ export class VmService {
           await this.network.ensureTap(tapNameOf(id));
           if (!existed) undo.push(`delete TAP ${tapNameOf(id)}`, () => this.network.deleteTap(tapNameOf(id)));
         }
-        await writeAtomically(vm.specFile, JSON.stringify({ spec, driver: driver.name } satisfies StoredSpec, null, 2));
+        await writeFileAtomically(vm.specFile, JSON.stringify({ spec, driver: driver.name } satisfies StoredSpec, null, 2), 0o640);
         return await this.describe(vm);
       } catch (error) {
         await undo.unwind();
@@ -133,7 +138,7 @@ export class VmService {
       if (!driver.capabilities.driveRateLimits) throw new NexusError('conflict', `the ${driver.name} driver cannot limit drives`);
       if (await this.liveProcess(vm)) await driver.updateDriveRateLimit(vm, driveId, limit);
       const spec = { ...stored.spec, drives: stored.spec.drives.map((drive) => (drive.id === driveId ? { ...drive, rate_limit: limit } : drive)) };
-      await writeAtomically(vm.specFile, JSON.stringify({ spec, driver: stored.driver } satisfies StoredSpec, null, 2));
+      await writeFileAtomically(vm.specFile, JSON.stringify({ spec, driver: stored.driver } satisfies StoredSpec, null, 2), 0o640);
       return this.describe(vm);
     });
   }
@@ -199,7 +204,7 @@ export class VmService {
         }
         const snapshot: SnapshotInfo = { snapshot_id: snapshotId, state_file: files.stateFile, size_bytes: files.sizeBytes, drives };
         if (files.memoryFile) snapshot.memory_file = files.memoryFile;
-        await writeAtomically(join(dir, 'snapshot.json'), JSON.stringify(snapshot, null, 2));
+        await writeFileAtomically(join(dir, 'snapshot.json'), JSON.stringify(snapshot, null, 2), 0o640);
         return { vm: await this.describe(vm), snapshot };
       } catch (error) {
         await undo.unwind();
@@ -223,13 +228,13 @@ export class VmService {
       // Every path comes from the layout, none from snapshot.json: the VM's folder is not trusted input.
       const dir = join(vm.snapshotsDir, snapshotId);
       const stateFile = join(dir, 'state.bin');
-      if (!(await exists(stateFile))) throw new NexusError('not_found', `VM ${id} has no snapshot ${snapshotId}`);
+      if (!(await pathExists(stateFile))) throw new NexusError('not_found', `VM ${id} has no snapshot ${snapshotId}`);
       const undo = new UndoStack(this.log);
       try {
         // Disks are not in the VMM stream: put back the copies taken with it, keeping the current ones aside.
         for (const drive of stored.spec.drives.filter((d) => !d.read_only)) {
           const saved = snapshotDrivePath(dir, drive.id);
-          if (!(await exists(saved))) continue;
+          if (!(await pathExists(saved))) continue;
           const aside = `${drive.path}.before-restore`;
           await rename(drive.path, aside);
           undo.push(`put back ${drive.path}`, () => rename(aside, drive.path));
@@ -237,7 +242,7 @@ export class VmService {
         }
         await this.checkStoredPaths(vm, stored.spec);
         for (const nic of stored.spec.nics.slice(0, 1)) if (nic) await this.network.ensureTap(tapNameOf(id));
-        await writeFile(launchedMarker(vm), `${new Date().toISOString()}\n`);
+        await markLaunched(vm);
         const process = await driver.restore(vm, stored.spec, { stateFile, sizeBytes: (await stat(stateFile)).size });
         undo.push('stop the restored VMM', async () => {
           await driver.stop(vm, process, 0);
@@ -292,14 +297,14 @@ export class VmService {
     const orphans: Inventory['orphans'] = { dirs: [], taps: [], processes: [], sockets: [] };
     for (const name of names.sort()) {
       // Only a folder with no spec at all is an orphan: an unreadable VM is reported by its error, never collected.
-      if (!VM_ID_PATTERN.test(name) || !(await exists(join(root, name, 'spec.json')))) {
+      if (!VM_ID_PATTERN.test(name) || !(await pathExists(join(root, name, 'spec.json')))) {
         if (!name.startsWith('.')) orphans.dirs.push(join(root, name));
         continue;
       }
       try {
         const vm = await this.get(name);
         vms.push(vm);
-        if (vm.pid === null && (await exists(vm.api_socket))) orphans.sockets.push(vm.api_socket);
+        if (vm.pid === null && (await pathExists(vm.api_socket))) orphans.sockets.push(vm.api_socket);
       } catch (error) {
         this.log.error({ err: error, vm_id: name }, 'a VM folder could not be read; it is left alone');
       }
@@ -372,7 +377,7 @@ export class VmService {
     if (!driver) state = 'failed';
     else {
       const vmmState = await driver.inspect(vm, process);
-      state = vmmState === 'stopped' && !(await exists(launchedMarker(vm))) ? 'configured' : vmmState;
+      state = vmmState === 'stopped' && !(await pathExists(launchedMarker(vm))) ? 'configured' : vmmState;
     }
     return {
       id: vm.id,
@@ -393,14 +398,14 @@ export class VmService {
     await this.checkStoredPaths(vm, stored.spec);
     if (stored.spec.nics.length > 0) await this.network.ensureTap(tapNameOf(vm.id));
     await rm(vm.consoleLog, { force: true });
-    await writeFile(launchedMarker(vm), `${new Date().toISOString()}\n`);
+    await markLaunched(vm);
     await this.driverFor(stored.driver).start(vm, stored.spec, options);
   }
 
   /** The VM's live process; a pid file naming a dead one is cleared (with its cgroup) on the way. */
   private async liveProcess(vm: VmLayout): Promise<ProcessIdentity | undefined> {
     const process = await this.supervisor.adopt(vm);
-    if (!process && (await exists(vm.pidFile))) await this.supervisor.forget(vm);
+    if (!process && (await pathExists(vm.pidFile))) await this.supervisor.forget(vm);
     return process;
   }
 
@@ -418,7 +423,7 @@ export class VmService {
       const privatePath = privateDrivePath(vm, drive.id);
       const rateLimit = drive.rate_limit ?? existing?.drives.find((d) => d.id === drive.id)?.rate_limit;
       const withLimit = (path: string): DriveSpec => ({ ...drive, path, ...(rateLimit ? { rate_limit: rateLimit } : {}) });
-      if (!drive.read_only && (await exists(privatePath)) && isUnderAllowedRoot(await canonicalAncestor(drive.path), [images, await canonical(drivesDir(vm))])) {
+      if (!drive.read_only && (await pathExists(privatePath)) && isUnderAllowedRoot(await canonicalAncestor(drive.path), [images, await canonical(drivesDir(vm))])) {
         drives.push(withLimit(privatePath));
         continue;
       }
@@ -438,7 +443,7 @@ export class VmService {
   private async makePrivateCopies(vm: VmLayout, requested: MachineSpec, spec: MachineSpec, undo: UndoStack): Promise<void> {
     for (const [index, drive] of spec.drives.entries()) {
       const source = requested.drives[index]?.path;
-      if (source === undefined || drive.path !== privateDrivePath(vm, drive.id) || (await exists(drive.path))) continue;
+      if (source === undefined || drive.path !== privateDrivePath(vm, drive.id) || (await pathExists(drive.path))) continue;
       await mkdir(drivesDir(vm), { recursive: true });
       await copySparse(await realpath(source), drive.path);
       undo.push(`remove ${drive.path}`, () => rm(drive.path, { force: true }));
@@ -549,17 +554,4 @@ async function readJson<T>(path: string): Promise<T | undefined> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new Error(`reading ${path}: ${(error as Error).message}`, { cause: error });
   }
-}
-
-async function writeAtomically(path: string, text: string): Promise<void> {
-  const staged = `${path}.tmp`;
-  await writeFile(staged, text, { mode: 0o640 });
-  await rename(staged, path);
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
 }

@@ -1,4 +1,5 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import { writeFileAtomically } from '../../kit/atomic-file.js';
 import { join } from 'node:path';
 
 /**
@@ -44,13 +45,11 @@ export class CredentialStore {
 
   async save(identity: AgentIdentity): Promise<void> {
     await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
-    const staged = `${this.path}.${process.pid}.tmp`;
     const body = {
       credential: identity.credential,
       host_id: identity.enrollment?.hostId,
       manager_url: identity.enrollment?.managerUrl,
     };
-    await writeFile(staged, `${JSON.stringify(body)}\n`, { mode: 0o600 });
-    await rename(staged, this.path);
+    await writeFileAtomically(this.path, `${JSON.stringify(body)}\n`, 0o600);
   }
 }

@@ -5,6 +5,7 @@ import type { ObservedState } from '../../contracts/vm-api.js';
 import type { Clock } from '../../kit/clock.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import { KeyedSemaphore } from '../../kit/keyed-semaphore.js';
+import { PeriodicTask } from '../../kit/periodic-task.js';
 import { type ReconcileResult, WorkQueue } from '../../kit/work-queue.js';
 import { type AgentView, nextStep, observedFromAgent } from '../domain/vm-lifecycle.js';
 import type { AgentGateway, AgentTarget } from '../ports/agent-gateway.js';
@@ -33,7 +34,7 @@ export interface VmReconcilerConfig {
  */
 export class VmReconciler {
   readonly queue: WorkQueue;
-  private resyncTimer: NodeJS.Timeout | undefined;
+  private readonly resync: PeriodicTask;
   private readonly failedStarts = new Map<string, number>();
   private readonly hostSlots: KeyedSemaphore;
 
@@ -49,6 +50,14 @@ export class VmReconciler {
     // Only the leader reconciles; a follower drops the key (the leader's resync covers its writes).
     this.queue = new WorkQueue((id) => (this.leadership.isLeader() ? this.reconcile(id) : Promise.resolve(undefined)), log, { concurrency: 8 });
     this.hostSlots = new KeyedSemaphore(config.perHostParallelism ?? 4);
+    this.resync = new PeriodicTask(config.resyncMs, async () => {
+      if (!this.leadership.isLeader()) return;
+      try {
+        for (const id of await this.vms.ids()) this.queue.add(id);
+      } catch (error) {
+        this.log.error({ err: error }, 'resync could not list VMs');
+      }
+    });
   }
 
   /** Wakes the loop for one VM (after every API write). A user action also renews its start budget. */
@@ -58,20 +67,11 @@ export class VmReconciler {
   }
 
   start(): void {
-    const resync = () => {
-      if (!this.leadership.isLeader()) return;
-      this.vms.ids().then(
-        (ids) => ids.forEach((id) => this.queue.add(id)),
-        (error: unknown) => this.log.error({ err: error }, 'resync could not list VMs'),
-      );
-    };
-    resync();
-    this.resyncTimer = setInterval(resync, this.config.resyncMs);
-    this.resyncTimer.unref();
+    this.resync.start(true);
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.resyncTimer);
+    await this.resync.stop();
     await this.queue.stop();
   }
 

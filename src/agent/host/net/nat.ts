@@ -33,7 +33,7 @@ export async function ensureMasquerade(backend: NatBackend, bridge: string, subn
     await runHostTool('nft', ['add', 'rule', 'ip', table, 'postrouting', 'ip', 'saddr', subnet, 'oifname', '!=', bridge, 'masquerade'], { doing: 'adding the masquerade rule' });
     return;
   }
-  const rule = ['-s', subnet, '!', '-o', bridge, '-j', 'MASQUERADE', '-m', 'comment', '--comment', `nexus:${bridge}`];
+  const rule = iptablesRule(bridge, subnet);
   const present = await runHostTool('iptables', ['-t', 'nat', '-C', 'POSTROUTING', ...rule], { doing: 'checking the NAT rule' }).then(
     () => true,
     () => false,
@@ -46,7 +46,7 @@ export async function removeMasquerade(backend: NatBackend, bridge: string, subn
     await runHostTool('nft', ['delete', 'table', 'ip', nftTable(bridge)], { doing: 'removing the NAT table' }).catch(() => undefined);
     return;
   }
-  const rule = ['-s', subnet, '!', '-o', bridge, '-j', 'MASQUERADE', '-m', 'comment', '--comment', `nexus:${bridge}`];
+  const rule = iptablesRule(bridge, subnet);
   // -D removes one copy; repeat in case an older agent added it twice.
   for (;;) {
     const removed = await runHostTool('iptables', ['-t', 'nat', '-D', 'POSTROUTING', ...rule], { doing: 'removing the NAT rule' }).then(
@@ -55,6 +55,11 @@ export async function removeMasquerade(backend: NatBackend, bridge: string, subn
     );
     if (!removed) return;
   }
+}
+
+/** The one masquerade rule Nexus adds with iptables, tagged so it can be found again. */
+function iptablesRule(bridge: string, subnet: string): string[] {
+  return ['-s', subnet, '!', '-o', bridge, '-j', 'MASQUERADE', '-m', 'comment', '--comment', `nexus:${bridge}`];
 }
 
 /** Routing between the bridge and the uplink needs forwarding on. */

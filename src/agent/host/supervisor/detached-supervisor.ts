@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, rm } from 'node:fs/promises';
+import { writeFileAtomically } from '../../../kit/atomic-file.js';
 import { lastLines } from '../../../kit/log-tail.js';
 import { NexusError } from '../../../kit/nexus-error.js';
 import { type ProcessIdentity, isProcessAlive, readProcessStartTicks } from '../../../kit/process-identity.js';
@@ -88,8 +89,6 @@ export class DetachedSupervisor implements ProcessSupervisor {
   }
 }
 
-async function writePidFile(vm: VmLayout, identity: ProcessIdentity): Promise<void> {
-  const staged = `${vm.pidFile}.tmp`;
-  await writeFile(staged, JSON.stringify({ pid: identity.pid, start_ticks: identity.startTicks }), { mode: 0o644 });
-  await rename(staged, vm.pidFile);
+function writePidFile(vm: VmLayout, identity: ProcessIdentity): Promise<void> {
+  return writeFileAtomically(vm.pidFile, JSON.stringify({ pid: identity.pid, start_ticks: identity.startTicks }), 0o644);
 }
