@@ -6,6 +6,8 @@ import { mintSecret } from '../kit/secret.js';
 import { UndoStack } from '../kit/undo-stack.js';
 import { PeriodicTask } from '../kit/periodic-task.js';
 import { ManagerLink } from './app/manager-link.js';
+import { ImageStore } from './host/image-store.js';
+import { imagesDir } from '../contracts/vm-layout.js';
 import type { AgentConfig } from './config.js';
 import { CapacityProbe } from './host/capacity-probe.js';
 import { type AgentIdentity, CredentialStore } from './host/credential-store.js';
@@ -104,7 +106,8 @@ export async function startAgent(config: AgentConfig, log: Logger, host?: AgentH
 
     let link: ManagerLink | undefined;
     if (config.managerUrl) {
-      link = new ManagerLink({ managerUrl: config.managerUrl, name: config.name, address: advertised }, capacity, log);
+      const images = new ImageStore(imagesDir(config.runDir), log);
+      link = new ManagerLink({ managerUrl: config.managerUrl, name: config.name, address: advertised }, capacity, () => images.list(), log);
       identity = await link.establish(store, stored, config.joinToken);
     } else {
       identity = stored ?? { credential: mintSecret('nxhc') };

@@ -6,6 +6,7 @@ import { registerDoctor } from './commands/doctor.js';
 import { registerHostsJoinToken } from './commands/hosts-join-token.js';
 import { registerHostsList } from './commands/hosts-list.js';
 import { registerImageBuild } from './commands/image-build.js';
+import { registerImageList } from './commands/image-list.js';
 import { registerManager } from './commands/manager.js';
 import { registerMigrate } from './commands/migrate.js';
 import { printError } from './output/print.js';
@@ -26,7 +27,9 @@ export async function main(argv: string[]): Promise<void> {
   const hosts = program.command('hosts').description('the hosts agents run on');
   registerHostsList(hosts);
   registerHostsJoinToken(hosts);
-  registerImageBuild(program.command('image').description('guest images'));
+  const image = program.command('image').description('guest images');
+  registerImageBuild(image);
+  registerImageList(image);
 
   try {
     await program.parseAsync(argv);

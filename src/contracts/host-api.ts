@@ -1,5 +1,6 @@
 import { Type, type Static } from 'typebox';
 import { HostCapacity } from './agent-api.js';
+import { HostImage, MAX_HOST_IMAGES } from './image-api.js';
 import { StrictObject, Timestamp, Uuid } from './schema.js';
 
 export const HostStatus = Type.Union([Type.Literal('ready'), Type.Literal('unreachable')]);
@@ -70,6 +71,9 @@ export type EnrollResponse = Static<typeof EnrollResponse>;
 export const HeartbeatRequest = StrictObject({
   address: HostAddress,
   capacity: HostCapacity,
+  images: Type.Optional(
+    Type.Array(HostImage, { maxItems: MAX_HOST_IMAGES, description: 'The image store now; absent: unchanged since the last beat that sent it' }),
+  ),
 });
 export type HeartbeatRequest = Static<typeof HeartbeatRequest>;
 

@@ -23,20 +23,36 @@ export type ObservedState = Static<typeof ObservedState>;
 
 export const VmName = Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$', description: 'Unique per project; DNS-label style' });
 
+/** A file given by a host path (dev mode) or by the id of an image in the registry. */
+const HostPath = Type.String({ minLength: 1, maxLength: 4096, description: 'A path on the host: dev mode only' });
+
 export const ExtraDrive = StrictObject({
   id: DriveId,
-  path: Type.String({ minLength: 1, maxLength: 4096 }),
+  path: Type.Optional(HostPath),
+  image_id: Type.Optional(Uuid),
   read_only: Type.Optional(Type.Boolean({ default: false })),
 });
 
+export const DEFAULT_BOOT_ARGS = 'console=ttyS0 reboot=t panic=1 root=/dev/vda rw';
+
+/**
+ * A new VM. Each of kernel and rootfs comes from exactly one of `*_image_id` (an image in the
+ * registry; the VM is placed on a host that holds it) or `*_path` (a host path, dev mode only);
+ * initrd and extra drives likewise, when given.
+ */
 export const CreateVmRequest = StrictObject({
   name: VmName,
   vcpu: Type.Integer({ minimum: 1, maximum: 32 }),
   mem_mib: Type.Integer({ minimum: 128, maximum: 1024 * 1024 }),
-  kernel_path: Type.String({ minLength: 1, maxLength: 4096, description: 'On the host (dev mode: raw paths)' }),
-  initrd_path: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
-  boot_args: Type.Optional(Type.String({ maxLength: 4096, default: 'console=ttyS0 reboot=t panic=1 root=/dev/vda rw' })),
-  rootfs_path: Type.String({ minLength: 1, maxLength: 4096 }),
+  kernel_image_id: Type.Optional(Uuid),
+  kernel_path: Type.Optional(HostPath),
+  initrd_image_id: Type.Optional(Uuid),
+  initrd_path: Type.Optional(HostPath),
+  boot_args: Type.Optional(
+    Type.String({ maxLength: 4096, description: `Default: the kernel image's boot_args, else '${DEFAULT_BOOT_ARGS}'` }),
+  ),
+  rootfs_image_id: Type.Optional(Uuid),
+  rootfs_path: Type.Optional(HostPath),
   extra_drives: Type.Optional(Type.Array(ExtraDrive, { maxItems: 7, default: [] })),
   nic: Type.Optional(Type.Boolean({ default: true, description: 'One NIC on the host bridge' })),
   desired_state: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('stopped')], { default: 'running' })),
@@ -60,10 +76,13 @@ export const Vm = Type.Object(
     state: ObservedState,
     vcpu: Type.Integer(),
     mem_mib: Type.Integer(),
-    kernel_path: Type.String(),
+    kernel_image_id: Type.Union([Uuid, Type.Null()]),
+    kernel_path: Type.Union([Type.String(), Type.Null()], { description: 'Null until placed, for a kernel given by image id' }),
+    initrd_image_id: Type.Union([Uuid, Type.Null()]),
     initrd_path: Type.Union([Type.String(), Type.Null()]),
     boot_args: Type.String(),
-    rootfs_path: Type.String(),
+    rootfs_image_id: Type.Union([Uuid, Type.Null()]),
+    rootfs_path: Type.Union([Type.String(), Type.Null()]),
     nic: Type.Boolean(),
     tap: Type.Union([Type.String(), Type.Null()]),
     api_socket: Type.Union([Type.String(), Type.Null()]),

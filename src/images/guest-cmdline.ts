@@ -1,10 +1,11 @@
+import { DEFAULT_BOOT_ARGS } from '../contracts/vm-api.js';
 import { NexusError } from '../kit/nexus-error.js';
 
 /**
  * The kernel command line every guest of these images boots with. `reboot=t panic=1` turn a
  * panic or reboot into a triple fault, which QEMU's -no-reboot (and Firecracker) treat as exit.
  */
-export const GUEST_BOOT_ARGS = 'console=ttyS0 reboot=t panic=1 root=/dev/vda rw';
+export const GUEST_BOOT_ARGS = DEFAULT_BOOT_ARGS;
 
 export interface GuestCmdlineOptions {
   /** The image's `boot_args`; default {@link GUEST_BOOT_ARGS}. */

@@ -6,7 +6,9 @@ import { UndoStack } from '../kit/undo-stack.js';
 import { type Database, openDatabase } from './adapters/sql/database.js';
 import { migrateToLatest } from './adapters/sql/migrator.js';
 import { SqlHostRepo } from './adapters/sql/sql-host-repo.js';
+import { SqlImageRepo } from './adapters/sql/sql-image-repo.js';
 import { HostRegistry } from './app/host-registry.js';
+import { ImageRegistry } from './app/image-registry.js';
 import type { ManagerConfig } from './config.js';
 import { createManagerServer } from './http/manager-server.js';
 import { HostLiveness } from './reconcilers/host-liveness.js';
@@ -49,19 +51,21 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
     leadership.start();
     undo.push('give up leadership', () => leadership.stop());
     const hostRepo = new SqlHostRepo(database.db);
-    const hosts = new HostRegistry(hostRepo, systemClock, log, { heartbeatIntervalMs: config.heartbeatIntervalMs });
+    const imageRepo = new SqlImageRepo(database.db);
+    const images = new ImageRegistry(imageRepo, systemClock, log);
+    const hosts = new HostRegistry(hostRepo, images, systemClock, log, { heartbeatIntervalMs: config.heartbeatIntervalMs });
     const liveness = new HostLiveness(hostRepo, systemClock, log, { heartbeatTimeoutMs: config.heartbeatTimeoutMs }, leadership);
     const vmRepo = new SqlVmRepo(database.db);
     const agents = new HttpAgentGateway();
     undo.push('close agent connections', () => agents.close());
-    const reconciler = new VmReconciler(vmRepo, hostRepo, agents, systemClock, log, {
+    const reconciler = new VmReconciler(vmRepo, hostRepo, imageRepo, agents, systemClock, log, {
       resyncMs: config.resyncMs,
       vcpuOvercommit: config.vcpuOvercommit,
       startRetryBudget: 3,
       pollMs: 250,
     }, leadership);
-    const vms = new VmManager(vmRepo, hostRepo, (id, userAction) => reconciler.wake(id, userAction), systemClock, { mode: config.mode });
-    const server = await createManagerServer({ database, hosts, vms, idempotency: new SqlIdempotencyRepo(database.db) }, { logger: log });
+    const vms = new VmManager(vmRepo, hostRepo, images, (id, userAction) => reconciler.wake(id, userAction), systemClock, { mode: config.mode });
+    const server = await createManagerServer({ database, hosts, images, vms, idempotency: new SqlIdempotencyRepo(database.db) }, { logger: log });
     undo.push('stop serving HTTP', () => server.close());
 
     const url = urlOf(await listenOn(server, config.listen));

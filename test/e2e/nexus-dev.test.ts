@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { TEST_IMAGE_RUN_DIR } from '../support/guest-image.js';
 import { freePort } from '../support/ports.js';
 import { tempDir } from '../support/temp-dir.js';
-import { testVmId } from '../support/net-names.js';
 import { type NexusProcess, descendantsOf, eventually, isAlive, runNexus, spawnNexus } from '../support/nexus-process.js';
 
 /**
@@ -84,29 +83,36 @@ describe('nexus dev', () => {
     await stopsCleanly('SIGTERM');
   });
 
-  it('stops the VMs it runs when it is stopped (Ctrl-C), unlike a production agent', async () => {
-    const { dev } = await startDev();
-    const runDir = join(dir.path, 'run');
-    const credential = JSON.parse(readFileSync(join(dir.path, 'data', 'agent', 'identity.json'), 'utf8')).credential;
-    const agentUrl = `http://${/"url":"http:\/\/([^"]+)","host_id"/.exec(dev.output())?.[1] ?? ''}`;
-    const call = (method: string, path: string, body?: unknown) =>
-      fetch(`${agentUrl}${path}`, { method, headers: { authorization: `Bearer ${credential}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
-    const id = testVmId();
-    const image = join(runDir, 'images', 'default');
-    const ensured = await call('PUT', `/agent/v1/vms/${id}`, {
-      vcpu: 1,
-      mem_mib: 128,
-      kernel: { path: join(image, 'vmlinux'), cmdline: 'console=ttyS0 reboot=t panic=1 root=/dev/vda rw' },
-      initrd: { path: join(image, 'initrd.img') },
-      drives: [{ id: 'rootfs', path: join(image, 'rootfs.ext4'), is_root: true }],
+  it('boots a real guest from the default image by id (the quick start), and Ctrl-C stops it, unlike a production agent', async () => {
+    const { dev, api } = await startDev();
+    let images: Array<{ id: string; kind: string }> = [];
+    await eventually(
+      'the agent reports the default image',
+      async () => {
+        const { code, output } = await runNexus(['image', 'list', '--name', 'default', '--json'], { NEXUS_API: api });
+        assert.equal(code, 0, output);
+        images = JSON.parse(output) as typeof images;
+        return images.length === 3;
+      },
+      15_000,
+    );
+    const ids = Object.fromEntries(images.map((image) => [`${image.kind}_image_id`, image.id]));
+    const response = await fetch(`${api}/v1/vms?wait=60`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'hello', vcpu: 1, mem_mib: 128, ...ids }),
     });
-    assert.equal(ensured.status, 200, await ensured.text());
-    const started = (await (await call('POST', `/agent/v1/vms/${id}/actions`, { action: 'start' })).json()) as { vm: { pid: number } };
-    assert.ok(isAlive(started.vm.pid));
+    const vm = (await response.json()) as { id: string; state: string; console_log: string; kernel_path: string };
+    assert.equal(response.status, 201, JSON.stringify(vm));
+    assert.equal(vm.state, 'running');
+    assert.equal(vm.kernel_path, join(dir.path, 'run', 'images', 'default', 'vmlinux'));
+    await eventually('the guest prints its boot marker', () => readFileSync(vm.console_log, 'utf8').includes('NEXUS_BOOT_OK'), 60_000);
+    const { pid } = JSON.parse(readFileSync(join(dir.path, 'run', 'vms', vm.id, 'pid'), 'utf8')) as { pid: number };
+    assert.ok(isAlive(pid));
 
     dev.child.kill('SIGINT');
     assert.equal((await dev.exited).code, 0, dev.output());
-    assert.ok(!isAlive(started.vm.pid), 'the VM stopped with nexus dev');
+    assert.ok(!isAlive(pid), 'the VM stopped with nexus dev');
   });
 
   it('leaves no agent behind even when nexus dev itself is killed with SIGKILL', async () => {

@@ -30,7 +30,7 @@ describe('nexus CLI', () => {
     const dataDir = join(dir.path, 'migrate');
     const first = await runNexus(['migrate', '--data-dir', dataDir, '--json']);
     assert.equal(first.code, 0, first.output);
-    assert.deepEqual(JSON.parse(first.output).applied, ['0001-core', '0002-idempotency']);
+    assert.deepEqual(JSON.parse(first.output).applied, ['0001-core', '0002-idempotency', '0003-image-registry']);
     const second = await runNexus(['migrate', '--data-dir', dataDir]);
     assert.match(second.output, /the schema is up to date/);
   });

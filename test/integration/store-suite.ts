@@ -4,7 +4,9 @@ import { sql } from 'kysely';
 import type { HostCapacity } from '../../src/contracts/agent-api.js';
 import type { Database } from '../../src/manager/adapters/sql/database.js';
 import { migrateToLatest } from '../../src/manager/adapters/sql/migrator.js';
+import type { HostImage } from '../../src/contracts/image-api.js';
 import { SqlHostRepo } from '../../src/manager/adapters/sql/sql-host-repo.js';
+import { SqlImageRepo } from '../../src/manager/adapters/sql/sql-image-repo.js';
 import { SqlVmRepo } from '../../src/manager/adapters/sql/sql-vm-repo.js';
 
 export const CAPACITY: HostCapacity = {
@@ -19,7 +21,7 @@ export const CAPACITY: HostCapacity = {
   drivers: [{ name: 'qemu', available: true, version: 'QEMU emulator version 7.2.0' }],
 };
 
-const CORE_TABLES = ['api_token', 'audit', 'host', 'idempotency_key', 'image', 'join_token', 'project', 'snapshot', 'template', 'vm', 'vm_event'];
+const CORE_TABLES = ['api_token', 'audit', 'host', 'host_image', 'idempotency_key', 'image', 'join_token', 'project', 'snapshot', 'template', 'vm', 'vm_event'];
 const T0 = new Date('2026-01-01T00:00:00Z');
 const later = (ms: number) => new Date(T0.getTime() + ms);
 
@@ -43,7 +45,7 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       await cleanup();
     });
     beforeEach(async () => {
-      await sql`TRUNCATE join_token, host, vm, vm_event CASCADE`.execute(database.db);
+      await sql`TRUNCATE join_token, host, vm, vm_event, image, host_image CASCADE`.execute(database.db);
     });
 
     it('creates every core table, and a second migration run applies nothing', async () => {
@@ -176,6 +178,50 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       await repo.createJoinToken('x', later(60_000));
       await assert.rejects(repo.createJoinToken('x', later(60_000)), /duplicate key|unique/i);
       await assert.rejects(sql`INSERT INTO project (name) VALUES ('default')`.execute(database.db), /duplicate key|unique/i);
+    });
+    it('registers images by content across hosts, and keeps each host holdings exact', async () => {
+      const images = new SqlImageRepo(database.db);
+      const enrolled = async (name: string) => {
+        await repo.createJoinToken(`t-${name}`, later(60_000));
+        const outcome = await repo.enroll(`t-${name}`, { name, address: `${name}:9090`, capacity: CAPACITY, credential: name }, later(0));
+        assert.ok(outcome.ok);
+        return outcome.host.id;
+      };
+      const [a, b] = [await enrolled('img-a'), await enrolled('img-b')];
+      const file = (name: string, kind: HostImage['kind'], sha: string, path: string): HostImage => ({
+        name,
+        kind,
+        format: 'raw',
+        path,
+        size_bytes: 5_000_000_000, // beyond 32 bits: bigint in the database
+        sha256: sha.repeat(64),
+        ...(kind === 'kernel' ? { boot_args: 'console=ttyS0' } : {}),
+      });
+      await images.syncHost(a, [file('v1', 'kernel', 'a', '/a/v1/vmlinux'), file('v1', 'rootfs', 'b', '/a/v1/rootfs.ext4')], later(1000));
+      await images.syncHost(b, [file('v1-copy', 'kernel', 'a', '/b/v1/vmlinux')], later(1000));
+      await images.syncHost(b, [file('v1-copy', 'kernel', 'a', '/b/v1/vmlinux')], later(2000)); // a repeat changes nothing
+
+      const listed = await images.list({});
+      assert.equal(listed.length, 2, 'the same kernel on two hosts is one image');
+      const kernel = listed.find((image) => image.kind === 'kernel');
+      assert.ok(kernel);
+      assert.equal(kernel.name, 'v1', 'the first name seen stays');
+      assert.equal(kernel.sizeBytes, 5_000_000_000);
+      assert.equal(kernel.bootArgs, 'console=ttyS0');
+      assert.deepEqual(kernel.hostIds, [a, b].sort());
+      assert.deepEqual((await images.list({ kind: 'rootfs' })).map((image) => image.name), ['v1']);
+      assert.deepEqual(await images.list({ name: 'v2' }), []);
+      assert.equal((await images.getMany([kernel.id, '00000000-0000-4000-8000-000000000000'])).length, 1);
+
+      const located = await images.locate([kernel.id]);
+      assert.equal(located.get(a)?.get(kernel.id), '/a/v1/vmlinux');
+      assert.equal(located.get(b)?.get(kernel.id), '/b/v1/vmlinux');
+
+      await images.syncHost(a, [], later(3000));
+      assert.deepEqual((await images.get(kernel.id))?.hostIds, [b], 'a no longer holds it');
+      assert.equal((await images.list({})).length, 2, 'an image outlives its last copy: its id keeps its meaning');
+      await sql`DELETE FROM host WHERE id = ${b}`.execute(database.db);
+      assert.deepEqual((await images.get(kernel.id))?.hostIds, [], 'a host gone takes its holdings along');
     });
   });
 }

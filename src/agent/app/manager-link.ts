@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { HostCapacity } from '../../contracts/agent-api.js';
 import type { EnrollResponse, HeartbeatResponse } from '../../contracts/host-api.js';
+import type { HostImage } from '../../contracts/image-api.js';
 import { JsonClient } from '../../kit/json-client.js';
 import { NexusError, messageOf } from '../../kit/nexus-error.js';
 import type { AgentIdentity, CredentialStore } from '../host/credential-store.js';
@@ -14,7 +15,7 @@ export interface ManagerLinkConfig {
 
 /**
  * The agent's side of the host registry: enrolls once with a join token, then heartbeats its
- * capacity. A heartbeat that fails is logged and retried at the next beat; the manager marks the
+ * capacity and image store. A heartbeat that fails is logged and retried at the next beat; the manager marks the
  * host unreachable meanwhile, and ready again when beats resume.
  */
 export class ManagerLink {
@@ -26,6 +27,7 @@ export class ManagerLink {
   constructor(
     private readonly config: ManagerLinkConfig,
     private readonly capacity: () => Promise<HostCapacity>,
+    private readonly images: () => Promise<HostImage[]>,
     private readonly log: Logger,
   ) {}
 
@@ -81,7 +83,11 @@ export class ManagerLink {
     const path = `/v1/hosts/${identity.enrollment.hostId}/heartbeat`;
     const beat = async (): Promise<void> => {
       try {
-        const answer = await client.call<HeartbeatResponse>('POST', path, { address: this.config.address, capacity: await this.capacity() });
+        const answer = await client.call<HeartbeatResponse>('POST', path, {
+          address: this.config.address,
+          capacity: await this.capacity(),
+          images: await this.images(),
+        });
         intervalMs = answer.heartbeat_interval_ms;
         if (this.lastBeatFailed) this.log.info('heartbeats reach the manager again');
         this.lastBeatFailed = false;

@@ -1,4 +1,5 @@
 import type { HostList, JoinToken } from '../../contracts/host-api.js';
+import type { Image, ImageListQuery } from '../../contracts/image-api.js';
 import { JsonClient } from '../../kit/json-client.js';
 
 /** The CLI's typed view of the manager API. */
@@ -11,6 +12,11 @@ export class ManagerClient {
 
   listHosts(): Promise<HostList> {
     return this.http.call('GET', '/v1/hosts');
+  }
+
+  listImages(query: ImageListQuery = {}): Promise<{ items: Image[] }> {
+    const search = new URLSearchParams(Object.entries(query).filter((entry): entry is [string, string] => entry[1] !== undefined));
+    return this.http.call('GET', `/v1/images${search.size > 0 ? `?${search}` : ''}`);
   }
 
   mintJoinToken(ttlSeconds: number): Promise<JoinToken> {

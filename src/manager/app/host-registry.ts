@@ -5,6 +5,7 @@ import type { Clock } from '../../kit/clock.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import { hashSecret, mintSecret, secretsEqual } from '../../kit/secret.js';
 import type { HostRecord, HostRepo } from '../ports/host-repo.js';
+import type { ImageRegistry } from './image-registry.js';
 
 export interface HostRegistryConfig {
   /** How often agents are told to heartbeat. */
@@ -15,6 +16,7 @@ export interface HostRegistryConfig {
 export class HostRegistry {
   constructor(
     private readonly hosts: HostRepo,
+    private readonly images: Pick<ImageRegistry, 'syncHost'>,
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly config: HostRegistryConfig,
@@ -53,10 +55,11 @@ export class HostRegistry {
     return { host: outcome.host, credential, heartbeatIntervalMs: this.config.heartbeatIntervalMs };
   }
 
-  /** Records a heartbeat; answers when the next one is due. */
+  /** Records a heartbeat (and the host's image store, when it sends it); answers when the next one is due. */
   async heartbeat(hostId: string, bearer: string | undefined, request: HeartbeatRequest): Promise<number> {
     await this.authenticateHost(hostId, bearer);
     await this.hosts.recordHeartbeat(hostId, request.address, request.capacity, this.clock.now());
+    if (request.images) await this.images.syncHost(hostId, request.images);
     return this.config.heartbeatIntervalMs;
   }
 

@@ -1,14 +1,15 @@
-import type { CreateVmRequest, ObservedState, Vm, VmEvent, VmLifecycleAction, VmListQuery } from '../../contracts/vm-api.js';
+import { type CreateVmRequest, DEFAULT_BOOT_ARGS, type ObservedState, type Vm, type VmEvent, type VmLifecycleAction, type VmListQuery } from '../../contracts/vm-api.js';
 import type { Clock } from '../../kit/clock.js';
 import { tapNameOf } from '../../contracts/host-names.js';
 import { vmLayout } from '../../contracts/vm-layout.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import { DESIRED_BY_ACTION, judgeAction } from '../domain/vm-lifecycle.js';
 import type { HostRecord, HostRepo } from '../ports/host-repo.js';
+import type { ImageRegistry } from './image-registry.js';
 import type { VmRecord, VmRepo } from '../ports/vm-repo.js';
 
 export interface VmManagerConfig {
-  /** `dev` accepts raw host paths for kernels and disks; production needs the image registry. */
+  /** `dev` accepts raw host paths for kernels and disks; production takes images by id only. */
   mode: 'production' | 'dev';
 }
 
@@ -26,23 +27,34 @@ export class VmManager {
   constructor(
     private readonly vms: VmRepo,
     private readonly hosts: HostRepo,
+    private readonly images: ImageRegistry,
     private readonly wake: WakeReconciler,
     private readonly clock: Clock,
     private readonly config: VmManagerConfig,
   ) {}
 
   async create(request: CreateVmRequest): Promise<Vm> {
-    if (this.config.mode !== 'dev') {
-      throw new NexusError('forbidden', 'raw host paths for kernels and disks are accepted in dev mode only', {
-        suggestion: 'Run `nexus dev`, or wait for the image registry, which will give production its images.',
-      });
-    }
+    const kernel = this.source('kernel', request.kernel_path, request.kernel_image_id);
+    const initrd = this.source('initrd', request.initrd_path, request.initrd_image_id, { optional: true });
+    const rootfs = this.source('rootfs', request.rootfs_path, request.rootfs_image_id);
+    const drives = (request.extra_drives ?? []).map((drive, index) => ({
+      drive,
+      from: this.source(`extra_drives[${index}]`, drive.path, drive.image_id, { pathField: 'path', idField: 'image_id' }),
+    }));
+    const wanted = [
+      ...(kernel.imageId ? [{ id: kernel.imageId, kind: 'kernel' as const, field: 'kernel_image_id' }] : []),
+      ...(initrd.imageId ? [{ id: initrd.imageId, kind: 'initrd' as const, field: 'initrd_image_id' }] : []),
+      ...(rootfs.imageId ? [{ id: rootfs.imageId, kind: 'rootfs' as const, field: 'rootfs_image_id' }] : []),
+      ...drives.flatMap(({ from }, index) => (from.imageId ? [{ id: from.imageId, kind: 'rootfs' as const, field: `extra_drives[${index}].image_id` }] : [])),
+    ];
+    const images = await this.images.resolve(wanted);
     const largest = Math.max(0, ...(await this.hosts.list()).filter((host) => host.status === 'ready').map((host) => host.capacity.memory_mib));
     if (largest > 0 && request.mem_mib > largest) {
       throw new NexusError('validation_failed', `mem_mib ${request.mem_mib} is more than the largest host has (${largest} MiB)`, {
         suggestion: `Ask for ${largest} MiB or less.`,
       });
     }
+    const kernelImage = kernel.imageId ? images.get(kernel.imageId) : undefined;
     const record = await this.vms.create({
       project: 'default',
       name: request.name,
@@ -52,16 +64,48 @@ export class VmManager {
       spec: {
         vcpu: request.vcpu,
         mem_mib: request.mem_mib,
-        kernel_path: request.kernel_path,
-        initrd_path: request.initrd_path ?? null,
-        boot_args: request.boot_args ?? 'console=ttyS0 reboot=t panic=1 root=/dev/vda rw',
-        rootfs_path: request.rootfs_path,
-        extra_drives: (request.extra_drives ?? []).map((drive) => ({ id: drive.id, path: drive.path, read_only: drive.read_only ?? false })),
+        kernel_path: kernel.path,
+        kernel_image_id: kernel.imageId,
+        initrd_path: initrd.path,
+        initrd_image_id: initrd.imageId,
+        boot_args: request.boot_args ?? kernelImage?.bootArgs ?? DEFAULT_BOOT_ARGS,
+        rootfs_path: rootfs.path,
+        rootfs_image_id: rootfs.imageId,
+        extra_drives: drives.map(({ drive, from }) => ({ id: drive.id, path: from.path, image_id: from.imageId, read_only: drive.read_only ?? false })),
         nic: request.nic ?? true,
       },
     });
     this.wake(record.id, true);
     return this.toVm(record);
+  }
+
+  /**
+   * Where one of a new VM's files comes from: exactly one of a host path (dev mode only) and an
+   * image id, or neither when the file is optional.
+   */
+  private source(
+    file: string,
+    path: string | undefined,
+    imageId: string | undefined,
+    options: { optional?: boolean; pathField?: string; idField?: string } = {},
+  ): { path: string | null; imageId: string | null } {
+    const pathField = options.pathField ? `${file}.${options.pathField}` : `${file}_path`;
+    const idField = options.idField ? `${file}.${options.idField}` : `${file}_image_id`;
+    if (path !== undefined && imageId !== undefined) {
+      throw new NexusError('validation_failed', `give ${idField} or ${pathField}, not both`, { suggestion: `Keep ${idField}: images work in every mode.` });
+    }
+    if (path === undefined && imageId === undefined) {
+      if (options.optional) return { path: null, imageId: null };
+      throw new NexusError('validation_failed', `${idField} is required (or ${pathField}, in dev mode)`, {
+        suggestion: 'GET /v1/images lists the images the hosts hold.',
+      });
+    }
+    if (path !== undefined && this.config.mode !== 'dev') {
+      throw new NexusError('forbidden', `${pathField}: raw host paths are accepted in dev mode only`, {
+        suggestion: `Give ${idField} instead: GET /v1/images lists the images the hosts hold.`,
+      });
+    }
+    return { path: path ?? null, imageId: imageId ?? null };
   }
 
   async get(id: string): Promise<Vm> {
@@ -196,9 +240,12 @@ export class VmManager {
       state: record.observedState,
       vcpu: record.spec.vcpu,
       mem_mib: record.spec.mem_mib,
+      kernel_image_id: record.spec.kernel_image_id ?? null,
       kernel_path: record.spec.kernel_path,
+      initrd_image_id: record.spec.initrd_image_id ?? null,
       initrd_path: record.spec.initrd_path,
       boot_args: record.spec.boot_args,
+      rootfs_image_id: record.spec.rootfs_image_id ?? null,
       rootfs_path: record.spec.rootfs_path,
       nic: record.spec.nic,
       tap: record.spec.nic ? tapNameOf(record.id) : null,

@@ -3,17 +3,20 @@ import { type HttpServer, createHttpServer } from '../../kit/http/http-server.js
 import type { Logger } from 'pino';
 import type { Database } from '../adapters/sql/database.js';
 import type { HostRegistry } from '../app/host-registry.js';
+import type { ImageRegistry } from '../app/image-registry.js';
 import type { VmManager } from '../app/vm-manager.js';
 import { registerVmRoutes } from './routes/vm-routes.js';
 import { registerIdempotency } from './idempotency.js';
 import type { IdempotencyRepo } from '../ports/idempotency-repo.js';
 import { registerHealthRoutes } from './routes/health-routes.js';
 import { registerHostRoutes } from './routes/host-routes.js';
+import { registerImageRoutes } from './routes/image-routes.js';
 
 /** What the routes call. Routes hold no logic of their own beyond mapping HTTP to these. */
 export interface ManagerServices {
   database: Pick<Database, 'ping'>;
   hosts: HostRegistry;
+  images: ImageRegistry;
   vms: VmManager;
   idempotency: IdempotencyRepo;
 }
@@ -37,6 +40,7 @@ export async function createManagerServer(services: ManagerServices, options: Ma
   registerIdempotency(app, services.idempotency);
   registerHealthRoutes(app, services);
   registerHostRoutes(app, services);
+  registerImageRoutes(app, services);
   registerVmRoutes(app, services);
   return app;
 }

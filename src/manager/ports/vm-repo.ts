@@ -1,15 +1,28 @@
 import type { DesiredState, ObservedState } from '../../contracts/vm-api.js';
 
-/** What a VM is made of, as the user asked (the `spec` column). */
+/**
+ * What a VM is made of, as the user asked (the `spec` column). A file given by image id has a null
+ * path until placement, which writes the path of the chosen host's copy next to the id.
+ */
 export interface StoredVmSpec {
   vcpu: number;
   mem_mib: number;
-  kernel_path: string;
+  kernel_path: string | null;
+  kernel_image_id?: string | null;
   initrd_path: string | null;
+  initrd_image_id?: string | null;
   boot_args: string;
-  rootfs_path: string;
-  extra_drives: Array<{ id: string; path: string; read_only: boolean }>;
+  rootfs_path: string | null;
+  rootfs_image_id?: string | null;
+  extra_drives: StoredDrive[];
   nic: boolean;
+}
+
+export interface StoredDrive {
+  id: string;
+  path: string | null;
+  image_id?: string | null;
+  read_only: boolean;
 }
 
 export interface StoredVmError {
@@ -90,7 +103,8 @@ export interface VmRepo {
    * VM is still at that version: answers 'stale' otherwise (someone else wrote first).
    */
   setDesired(id: string, desired: DesiredState, expectedVersion?: number): Promise<VmRecord | 'stale' | undefined>;
-  setHost(id: string, hostId: string): Promise<void>;
+  /** Binds the VM to its host for life; `spec` (with the host's image paths filled in) replaces the stored one. */
+  setHost(id: string, hostId: string, spec?: StoredVmSpec): Promise<void>;
   /** Records what the reconciler saw; a change of state (or an error) also becomes an event. */
   observe(id: string, observation: Observation): Promise<void>;
   delete(id: string): Promise<void>;

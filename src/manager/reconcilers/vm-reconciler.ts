@@ -10,7 +10,8 @@ import { type ReconcileResult, WorkQueue } from '../../kit/work-queue.js';
 import { type AgentView, nextStep, observedFromAgent } from '../domain/vm-lifecycle.js';
 import type { AgentGateway, AgentTarget } from '../ports/agent-gateway.js';
 import type { HostRecord, HostRepo } from '../ports/host-repo.js';
-import type { VmRecord, VmRepo } from '../ports/vm-repo.js';
+import type { ImageRepo } from '../ports/image-repo.js';
+import type { StoredVmSpec, VmRecord, VmRepo } from '../ports/vm-repo.js';
 import { placeVm } from '../scheduler/placement.js';
 import type { Leadership } from '../ports/leadership.js';
 
@@ -41,6 +42,7 @@ export class VmReconciler {
   constructor(
     private readonly vms: VmRepo,
     private readonly hosts: HostRepo,
+    private readonly images: Pick<ImageRepo, 'locate'>,
     private readonly agents: AgentGateway,
     private readonly clock: Clock,
     private readonly log: Logger,
@@ -95,8 +97,9 @@ export class VmReconciler {
   }
 
   private async converge(vm: VmRecord): Promise<ReconcileResult> {
-
-    const host = vm.hostId ? await this.hosts.get(vm.hostId) : await this.place(vm);
+    // Placement rewrites the spec (image paths on the chosen host): go on from a fresh read.
+    if (!vm.hostId) return { requeueAfterMs: (await this.place(vm)) ? 0 : this.config.resyncMs };
+    const host = await this.hosts.get(vm.hostId);
     if (!host) return { requeueAfterMs: this.config.resyncMs };
     if (host.status !== 'ready') {
       await this.observe(vm, 'unknown', `host ${host.name} is unreachable`, 'warn');
@@ -163,9 +166,13 @@ export class VmReconciler {
     }
   }
 
-  /** Places an unplaced VM; when nothing fits it goes `failed` with reason `no_capacity`. */
-  private async place(vm: VmRecord): Promise<HostRecord | undefined> {
-    const [hosts, allocations] = await Promise.all([this.hosts.list(), this.vms.allocations()]);
+  /**
+   * Places an unplaced VM, on a host holding every image it names, and records that host's paths
+   * for them. When nothing fits it goes `failed` with reason `no_capacity` (or `image_unavailable`).
+   */
+  private async place(vm: VmRecord): Promise<boolean> {
+    const imageIds = imageIdsOf(vm.spec);
+    const [hosts, allocations, located] = await Promise.all([this.hosts.list(), this.vms.allocations(), this.images.locate(imageIds)]);
     const ready = hosts.filter((host) => host.status === 'ready' && host.capacity.drivers.some((driver) => driver.available));
     const loads = ready.map((host) => {
       const used = allocations.find((allocation) => allocation.hostId === host.id);
@@ -176,9 +183,10 @@ export class VmReconciler {
         memoryMib: host.capacity.memory_mib,
         allocatedVcpus: used?.vcpus ?? 0,
         allocatedMemoryMib: used?.memoryMib ?? 0,
+        imageIds: new Set(located.get(host.id)?.keys()),
       };
     });
-    const placement = placeVm({ vcpu: vm.spec.vcpu, memMib: vm.spec.mem_mib }, loads, this.config.vcpuOvercommit);
+    const placement = placeVm({ vcpu: vm.spec.vcpu, memMib: vm.spec.mem_mib, imageIds }, loads, this.config.vcpuOvercommit);
     if (!placement.ok) {
       await this.vms.observe(vm.id, {
         to: 'failed',
@@ -186,11 +194,12 @@ export class VmReconciler {
         level: 'error',
         lastError: { reason: placement.reason, message: placement.message, at: this.clock.now().toISOString() },
       });
-      return undefined;
+      return false;
     }
-    await this.vms.setHost(vm.id, placement.hostId);
+    const paths = located.get(placement.hostId);
+    await this.vms.setHost(vm.id, placement.hostId, paths ? withImagePaths(vm.spec, paths) : undefined);
     this.log.info({ vm_id: vm.id, host_id: placement.hostId }, 'VM placed');
-    return ready.find((host) => host.id === placement.hostId);
+    return true;
   }
 
   private async remove(vm: VmRecord): Promise<ReconcileResult> {
@@ -224,15 +233,40 @@ function targetOf(host: HostRecord): AgentTarget {
   return { hostId: host.id, address: host.address, credential: host.credential };
 }
 
-/** The VMM-neutral machine the agent is asked to run. */
+/** The image ids a VM's files come from. */
+function imageIdsOf(spec: StoredVmSpec): string[] {
+  const ids = [spec.kernel_image_id, spec.initrd_image_id, spec.rootfs_image_id, ...spec.extra_drives.map((drive) => drive.image_id)];
+  return [...new Set(ids.filter((id): id is string => typeof id === 'string'))];
+}
+
+/** The spec with each image id's file at its path on the chosen host. */
+function withImagePaths(spec: StoredVmSpec, paths: ReadonlyMap<string, string>): StoredVmSpec {
+  const pathOf = (id: string | null | undefined, path: string | null): string | null => (id ? (paths.get(id) ?? path) : path);
+  return {
+    ...spec,
+    kernel_path: pathOf(spec.kernel_image_id, spec.kernel_path),
+    initrd_path: pathOf(spec.initrd_image_id, spec.initrd_path),
+    rootfs_path: pathOf(spec.rootfs_image_id, spec.rootfs_path),
+    extra_drives: spec.extra_drives.map((drive) => ({ ...drive, path: pathOf(drive.image_id, drive.path) })),
+  };
+}
+
+/** The VMM-neutral machine the agent is asked to run; every file has its host path by now (see `place`). */
 export function machineSpecOf(vm: VmRecord): MachineSpec {
   const { spec } = vm;
+  const placed = (path: string | null, what: string): string => {
+    if (path === null) throw new Error(`VM ${vm.id} has no host path for its ${what}: it was never placed`);
+    return path;
+  };
   return {
     vcpu: spec.vcpu,
     mem_mib: spec.mem_mib,
-    kernel: { path: spec.kernel_path, cmdline: spec.boot_args },
+    kernel: { path: placed(spec.kernel_path, 'kernel'), cmdline: spec.boot_args },
     ...(spec.initrd_path ? { initrd: { path: spec.initrd_path } } : {}),
-    drives: [{ id: 'rootfs', path: spec.rootfs_path, is_root: true }, ...spec.extra_drives.map((drive) => ({ ...drive }))],
+    drives: [
+      { id: 'rootfs', path: placed(spec.rootfs_path, 'rootfs'), is_root: true },
+      ...spec.extra_drives.map((drive) => ({ id: drive.id, path: placed(drive.path, `drive ${drive.id}`), read_only: drive.read_only })),
+    ],
     nics: spec.nic ? [{}] : [],
     ...(vm.expiresAt ? { expires_at: vm.expiresAt.toISOString() } : {}),
   };

@@ -6,21 +6,35 @@ export interface HostLoad {
   memoryMib: number;
   allocatedVcpus: number;
   allocatedMemoryMib: number;
+  /** The images the host holds (ids); only needed when the request names images. */
+  imageIds?: ReadonlySet<string>;
 }
 
 export interface PlacementRequest {
   vcpu: number;
   memMib: number;
+  /** Image ids the VM boots from: only a host holding every one of them can run it. */
+  imageIds?: readonly string[];
 }
 
-export type Placement = { ok: true; hostId: string } | { ok: false; reason: 'no_capacity'; message: string };
+export type Placement = { ok: true; hostId: string } | { ok: false; reason: 'no_capacity' | 'image_unavailable'; message: string };
 
 /**
  * Picks the host for a new VM: memory is a hard cap, vCPUs may be overcommitted by
  * `vcpuOvercommit`; among the hosts that fit, the least loaded by memory wins (then by name, so
- * the choice is stable). Pure: the caller brings ready hosts and their allocations.
+ * the choice is stable). A VM made from images goes only where all of them are. Pure: the caller brings ready hosts and their allocations.
  */
-export function placeVm(request: PlacementRequest, hosts: readonly HostLoad[], vcpuOvercommit: number): Placement {
+export function placeVm(request: PlacementRequest, allHosts: readonly HostLoad[], vcpuOvercommit: number): Placement {
+  const needed = request.imageIds ?? [];
+  const hosts = allHosts.filter((host) => needed.every((id) => host.imageIds?.has(id)));
+  if (hosts.length === 0 && allHosts.length > 0) {
+    const missing = needed.filter((id) => !allHosts.some((host) => host.imageIds?.has(id)));
+    const message =
+      missing.length > 0
+        ? `no ready host holds image ${missing.join(', ')}`
+        : `no ready host holds all of images ${needed.join(', ')} at once`;
+    return { ok: false, reason: 'image_unavailable', message };
+  }
   const fits = hosts.filter(
     (host) =>
       host.allocatedMemoryMib + request.memMib <= host.memoryMib && host.allocatedVcpus + request.vcpu <= host.vcpus * vcpuOvercommit,

@@ -34,4 +34,17 @@ describe('placeVm', () => {
     const none = placeVm({ vcpu: 1, memMib: 128 }, [], 4);
     assert.ok(!none.ok && /no host is ready/.test(none.message));
   });
+  it('goes only where every image the VM names is, and says which image no host holds', () => {
+    const holding = (load: HostLoad, ...ids: string[]): HostLoad => ({ ...load, imageIds: new Set(ids) });
+    const hosts = [holding(host('a', 4096), 'k1', 'r1'), holding(host('b', 8192), 'k1'), holding(host('c', 8192), 'k2', 'r1')];
+    assert.deepEqual(placeVm({ vcpu: 1, memMib: 128, imageIds: ['k1', 'r1'] }, hosts, 4), { ok: true, hostId: 'id-a' }, 'a holds both, though b is emptier');
+    assert.deepEqual(placeVm({ vcpu: 1, memMib: 128, imageIds: ['k1'] }, hosts, 4), { ok: true, hostId: 'id-b' });
+    const nowhere = placeVm({ vcpu: 1, memMib: 128, imageIds: ['k1', 'r9'] }, hosts, 4);
+    assert.deepEqual(nowhere, { ok: false, reason: 'image_unavailable', message: 'no ready host holds image r9' });
+    const apart = placeVm({ vcpu: 1, memMib: 128, imageIds: ['k2', 'k1'] }, hosts, 4);
+    assert.ok(!apart.ok && apart.reason === 'image_unavailable' && /all of images k2, k1 at once/.test(apart.message));
+    const full = placeVm({ vcpu: 1, memMib: 8192, imageIds: ['k1', 'r1'] }, hosts, 4);
+    assert.ok(!full.ok && full.reason === 'no_capacity', 'holders without room: no_capacity');
+    assert.ok(!placeVm({ vcpu: 1, memMib: 128, imageIds: ['k1'] }, [], 4).ok);
+  });
 });

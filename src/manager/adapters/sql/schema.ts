@@ -1,5 +1,6 @@
 import type { ColumnType, Generated } from 'kysely';
 import type { HostCapacity } from '../../../contracts/agent-api.js';
+import type { ImageKind } from '../../../contracts/image-api.js';
 import type { DesiredState, ObservedState } from '../../../contracts/vm-api.js';
 import type { StoredVmError, StoredVmSpec } from '../../ports/vm-repo.js';
 
@@ -73,6 +74,8 @@ export interface Schema {
   vm: VmTable;
   vm_event: VmEventTable;
   idempotency_key: IdempotencyKeyTable;
+  image: ImageTable;
+  host_image: HostImageTable;
 }
 
 export interface IdempotencyKeyTable {
@@ -80,6 +83,28 @@ export interface IdempotencyKeyTable {
   request_hash: string;
   status_code: number | null;
   response: ColumnType<unknown, string | null, string | null>;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+}
+
+export interface ImageTable {
+  id: Generated<string>;
+  project_id: string;
+  name: string;
+  kind: ImageKind;
+  format: string;
+  /** bigint: read as a string by pg, as a number by PGlite. */
+  size_bytes: ColumnType<string | number, number, number>;
+  sha256: string;
+  boot_args: string | null;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+}
+
+export interface HostImageTable {
+  host_id: string;
+  image_id: string;
+  path: string;
   created_at: CreatedAt;
   updated_at: Timestamp;
 }

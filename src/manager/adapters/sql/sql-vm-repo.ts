@@ -1,7 +1,7 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
 import type { DesiredState } from '../../../contracts/vm-api.js';
 import { NexusError } from '../../../kit/nexus-error.js';
-import type { HostAllocation, NewVm, Observation, VmEventRecord, VmFilter, VmRecord, VmRepo } from '../../ports/vm-repo.js';
+import type { HostAllocation, NewVm, Observation, StoredVmSpec, VmEventRecord, VmFilter, VmRecord, VmRepo } from '../../ports/vm-repo.js';
 import type { Schema, VmTable } from './schema.js';
 
 type VmRow = Selectable<VmTable> & { project: string };
@@ -71,8 +71,12 @@ export class SqlVmRepo implements VmRepo {
     return this.get(id);
   }
 
-  async setHost(id: string, hostId: string): Promise<void> {
-    await this.db.updateTable('vm').set({ host_id: hostId, updated_at: new Date() }).where('id', '=', id).execute();
+  async setHost(id: string, hostId: string, spec?: StoredVmSpec): Promise<void> {
+    await this.db
+      .updateTable('vm')
+      .set({ host_id: hostId, updated_at: new Date(), ...(spec ? { spec: JSON.stringify(spec) } : {}) })
+      .where('id', '=', id)
+      .execute();
   }
 
   async observe(id: string, observation: Observation): Promise<void> {

@@ -1,5 +1,6 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- migrations run before and across schema versions: they cannot be typed by the current Schema. */
-import { type Kysely, sql } from 'kysely';
+import type { Kysely } from 'kysely';
+import { runStatements } from './run-statements.js';
 
 /**
  * The core tables. Every row has a UUID id and created_at/updated_at; names are unique per
@@ -156,11 +157,4 @@ export async function up(db: Kysely<any>): Promise<void> {
 
 export async function down(db: Kysely<any>): Promise<void> {
   await runStatements(db, 'DROP TABLE api_token, audit, snapshot, vm_event, vm, template, image, join_token, host, project');
-}
-
-/** One statement per query: the extended protocol (PGlite, pg with parameters) takes no batches. */
-async function runStatements(db: Kysely<any>, script: string): Promise<void> {
-  for (const statement of script.split(/;\s*\n/)) {
-    if (statement.trim()) await sql.raw(statement).execute(db);
-  }
 }
