@@ -19,6 +19,7 @@ import { SqlVmRepo } from './adapters/sql/sql-vm-repo.js';
 import { SqlIdempotencyRepo } from './adapters/sql/sql-idempotency-repo.js';
 import { HttpAgentGateway } from './adapters/http-agent-gateway.js';
 import { AdvisoryLockLeadership, soleLeadership } from './adapters/sql/advisory-lock-leadership.js';
+import { PgWakeChannel } from './adapters/sql/pg-wake-channel.js';
 
 export interface RunningManager {
   /** Whether this manager runs the reconciler now (always, on the embedded database). */
@@ -64,7 +65,17 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
       startRetryBudget: 3,
       pollMs: 250,
     }, leadership);
-    const vms = new VmManager(vmRepo, hostRepo, images, (id, userAction) => reconciler.wake(id, userAction), systemClock, { mode: config.mode });
+    // A follower's writes reach the leader's queue over the database; the embedded one has no followers.
+    const wakes = config.databaseUrl ? new PgWakeChannel(config.databaseUrl, database.db, log, Math.min(config.resyncMs, 5000)) : undefined;
+    if (wakes) {
+      await wakes.start((id, userAction) => reconciler.wake(id, userAction));
+      undo.push('stop the wake channel', () => wakes.stop());
+    }
+    const wake = (id: string, userAction: boolean): void => {
+      if (leadership.isLeader()) reconciler.wake(id, userAction);
+      else wakes?.publish(id, userAction);
+    };
+    const vms = new VmManager(vmRepo, hostRepo, images, wake, systemClock, { mode: config.mode });
     const server = await createManagerServer({ database, hosts, images, vms, idempotency: new SqlIdempotencyRepo(database.db) }, { logger: log });
     undo.push('stop serving HTTP', () => server.close());
 

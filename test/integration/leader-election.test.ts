@@ -12,7 +12,9 @@ describe('two managers on one Postgres', () => {
   before(async () => {
     postgres = await startPostgres();
     const databaseUrl = await postgres.createDatabase();
-    managers = [await startTestManager({ databaseUrl, resyncMs: 500 }), await startTestManager({ databaseUrl, resyncMs: 500 })];
+    // A resync far longer than the waits below: a follower's write must reach the leader at once
+    // (LISTEN/NOTIFY), not at its next resync. Leadership is still checked every 5 s.
+    managers = [await startTestManager({ databaseUrl, resyncMs: 60_000 }), await startTestManager({ databaseUrl, resyncMs: 60_000 })];
   });
   after(async () => {
     for (const manager of managers) await manager.dispose();
@@ -23,10 +25,10 @@ describe('two managers on one Postgres', () => {
   /** A VM no host can take is failed (no_capacity) by whichever manager reconciles: proof that one does. */
   const reconciled = async (manager: TestManager, name: string) => {
     const vm = (await send(`${manager.url}/v1/vms`, { body: body(name) })).body;
-    await eventually(`${name} is reconciled`, async () => (await send(`${manager.url}/v1/vms/${vm.id}`)).body.state === 'failed', 10_000);
+    await eventually(`${name} is reconciled`, async () => (await send(`${manager.url}/v1/vms/${vm.id}`)).body.state === 'failed', 5_000);
   };
 
-  it('exactly one leads, and writes made through the follower are reconciled by the leader', async () => {
+  it('exactly one leads, and writes made through the follower are reconciled by the leader at once', async () => {
     await eventually('a leader is chosen', () => managers.some((manager) => manager.isLeader()), 10_000);
     assert.equal(managers.filter((manager) => manager.isLeader()).length, 1);
     const follower = managers.find((manager) => !manager.isLeader());
@@ -34,13 +36,13 @@ describe('two managers on one Postgres', () => {
     await reconciled(follower, 'via-follower');
   });
 
-  it('when the leader dies, the other takes over within one resync period and reconciles', async () => {
+  it('when the leader dies, the other takes over within one leadership check and reconciles', async () => {
     const leader = managers.find((manager) => manager.isLeader());
     const survivor = managers.find((manager) => !manager.isLeader());
     assert.ok(leader && survivor);
     await leader.dispose();
     managers = managers.filter((manager) => manager !== leader);
-    await eventually('the survivor leads', () => survivor.isLeader(), 5_000);
+    await eventually('the survivor leads', () => survivor.isLeader(), 7_000);
     await reconciled(survivor, 'after-failover');
   });
 });

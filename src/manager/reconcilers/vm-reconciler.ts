@@ -49,7 +49,8 @@ export class VmReconciler {
     private readonly config: VmReconcilerConfig,
     private readonly leadership: Leadership,
   ) {
-    // Only the leader reconciles; a follower drops the key (the leader's resync covers its writes).
+    // Only the leader reconciles; a follower drops the key (its API writes reach the leader over the
+    // wake channel, and the leader's resync covers anything lost).
     this.queue = new WorkQueue((id) => (this.leadership.isLeader() ? this.reconcile(id) : Promise.resolve(undefined)), log, { concurrency: 8 });
     this.hostSlots = new KeyedSemaphore(config.perHostParallelism ?? 4);
     this.resync = new PeriodicTask(config.resyncMs, async () => {

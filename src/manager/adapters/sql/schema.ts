@@ -93,8 +93,7 @@ export interface ImageTable {
   name: string;
   kind: ImageKind;
   format: string;
-  /** bigint: read as a string by pg, as a number by PGlite. */
-  size_bytes: ColumnType<string | number, number, number>;
+  size_bytes: number;
   sha256: string;
   boot_args: string | null;
   created_at: CreatedAt;
