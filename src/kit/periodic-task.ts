@@ -1,5 +1,7 @@
+import { inBackground } from './work-priority.js';
+
 /**
- * Runs `task` every `everyMs`, never two runs at once (a slow run makes the next tick skip), and
+ * Runs `task` every `everyMs` as background work (see `inBackground`), never two runs at once (a slow run makes the next tick skip), and
  * never keeping the process alive on its own. `stop` waits for the run in flight.
  */
 export class PeriodicTask {
@@ -24,7 +26,7 @@ export class PeriodicTask {
   }
 
   private tick(): void {
-    this.running ??= this.task().finally(() => {
+    this.running ??= inBackground(this.task).finally(() => {
       this.running = undefined;
     });
   }

@@ -64,6 +64,8 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
       vcpuOvercommit: config.vcpuOvercommit,
       startRetryBudget: 3,
       pollMs: 250,
+      // The embedded database is one session: more workers would only queue behind each other.
+      concurrency: database.kind === 'pglite' ? 4 : 8,
     }, leadership);
     // A follower's writes reach the leader's queue over the database; the embedded one has no followers.
     const wakes = config.databaseUrl ? new PgWakeChannel(config.databaseUrl, database.db, log, Math.min(config.resyncMs, 5000)) : undefined;

@@ -6,6 +6,7 @@ import type { Clock } from '../../kit/clock.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import { KeyedSemaphore } from '../../kit/keyed-semaphore.js';
 import { PeriodicTask } from '../../kit/periodic-task.js';
+import { inBackground } from '../../kit/work-priority.js';
 import { type ReconcileResult, WorkQueue } from '../../kit/work-queue.js';
 import { type AgentView, nextStep, observedFromAgent } from '../domain/vm-lifecycle.js';
 import type { AgentGateway, AgentTarget } from '../ports/agent-gateway.js';
@@ -26,6 +27,8 @@ export interface VmReconcilerConfig {
   pollMs: number;
   /** VMs reconciled at once on one host, so one busy host cannot take every worker. Default 4. */
   perHostParallelism?: number;
+  /** VMs reconciled at once in all. Default 8. */
+  concurrency?: number;
 }
 
 /**
@@ -51,7 +54,11 @@ export class VmReconciler {
   ) {
     // Only the leader reconciles; a follower drops the key (its API writes reach the leader over the
     // wake channel, and the leader's resync covers anything lost).
-    this.queue = new WorkQueue((id) => (this.leadership.isLeader() ? this.reconcile(id) : Promise.resolve(undefined)), log, { concurrency: 8 });
+    this.queue = new WorkQueue(
+      (id) => (this.leadership.isLeader() ? inBackground(() => this.reconcile(id)) : Promise.resolve(undefined)),
+      log,
+      { concurrency: config.concurrency ?? 8 },
+    );
     this.hostSlots = new KeyedSemaphore(config.perHostParallelism ?? 4);
     this.resync = new PeriodicTask(config.resyncMs, async () => {
       if (!this.leadership.isLeader()) return;

@@ -35,7 +35,7 @@ export interface DatabaseOptions {
 
 /** Opens the manager's database: a real Postgres when a URL is given, else embedded PGlite. */
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
-  return options.url ? openPostgres(options.url, options.poolSize ?? 10, options.log) : openPGlite(options.dataDir);
+  return options.url ? openPostgres(options.url, options.poolSize ?? 20, options.log) : openPGlite(options.dataDir);
 }
 
 async function openPostgres(url: string, poolSize: number, log: Logger): Promise<Database> {

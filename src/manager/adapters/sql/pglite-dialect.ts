@@ -13,11 +13,13 @@ import {
   PostgresIntrospector,
   PostgresQueryCompiler,
 } from 'kysely';
+import { isBackgroundWork } from '../../../kit/work-priority.js';
 
 /**
  * Kysely over an embedded PGlite database. PGlite is one session: an open transaction captures
  * every query sent to the handle. So the driver hands out its single connection to one holder at
- * a time (a FIFO), and a transaction keeps it until commit or rollback.
+ * a time (requests first, then background work, each in arrival order), and a transaction keeps
+ * it until commit or rollback.
  */
 export class PGliteDialect implements Dialect {
   constructor(private readonly pglite: PGlite) {}
@@ -38,8 +40,11 @@ export class PGliteDialect implements Dialect {
 
 class PGliteDriver implements Driver {
   private readonly connection: PGliteConnection;
-  private tail: Promise<void> = Promise.resolve();
-  private releaseHolder: (() => void) | undefined;
+  private held = false;
+  /** Waiting holders: requests' first, background work's after (see `inBackground`). */
+  private readonly waiting: { foreground: Array<() => void>; background: Array<() => void> } = { foreground: [], background: [] };
+  private idle: Promise<void> = Promise.resolve();
+  private markIdle: () => void = () => undefined;
 
   constructor(private readonly pglite: PGlite) {
     this.connection = new PGliteConnection(pglite);
@@ -50,13 +55,15 @@ class PGliteDriver implements Driver {
   }
 
   async acquireConnection(): Promise<DatabaseConnection> {
-    const previous = this.tail;
-    let release!: () => void;
-    this.tail = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    await previous;
-    this.releaseHolder = release;
+    if (this.held) {
+      const queue = isBackgroundWork() ? this.waiting.background : this.waiting.foreground;
+      await new Promise<void>((resolve) => queue.push(resolve));
+    } else {
+      this.held = true;
+      this.idle = new Promise<void>((resolve) => {
+        this.markIdle = resolve;
+      });
+    }
     return this.connection;
   }
 
@@ -70,14 +77,21 @@ class PGliteDriver implements Driver {
     await connection.executeQuery(CompiledQuery.raw('rollback'));
   }
 
+  /**
+   * Hands the session to the next holder on a later turn of the event loop, not in the same
+   * microtask run: a loop of back-to-back queries must not keep the process from reading requests.
+   */
   async releaseConnection(): Promise<void> {
-    const release = this.releaseHolder;
-    this.releaseHolder = undefined;
-    release?.();
+    setImmediate(() => {
+      const next = this.waiting.foreground.shift() ?? this.waiting.background.shift();
+      if (next) return next();
+      this.held = false;
+      this.markIdle();
+    });
   }
 
   async destroy(): Promise<void> {
-    await this.tail;
+    await this.idle;
     if (!this.pglite.closed) await this.pglite.close();
   }
 }

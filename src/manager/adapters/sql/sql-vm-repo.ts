@@ -7,16 +7,17 @@ import type { Schema, VmTable } from './schema.js';
 type VmRow = Selectable<VmTable> & { project: string };
 
 export class SqlVmRepo implements VmRepo {
+  private readonly projects = new Map<string, string>();
+
   constructor(private readonly db: Kysely<Schema>) {}
 
   async create(vm: NewVm): Promise<VmRecord> {
-    const project = await this.db.selectFrom('project').select('id').where('name', '=', vm.project).executeTakeFirst();
-    if (!project) throw new NexusError('not_found', `no project ${vm.project}`);
+    const projectId = await this.projectId(vm.project);
     try {
-      const { id } = await this.db
+      const row = await this.db
         .insertInto('vm')
         .values({
-          project_id: project.id,
+          project_id: projectId,
           name: vm.name,
           spec: JSON.stringify(vm.spec),
           desired_state: vm.desiredState,
@@ -26,9 +27,9 @@ export class SqlVmRepo implements VmRepo {
           last_error: null,
           expires_at: vm.expiresAt,
         })
-        .returning('id')
+        .returningAll()
         .executeTakeFirstOrThrow();
-      return (await this.get(id)) as VmRecord;
+      return toRecord({ ...row, project: vm.project });
     } catch (error) {
       if ((error as { code?: string }).code === '23505') {
         throw new NexusError('conflict', `a VM named ${vm.name} already exists in project ${vm.project}`, {
@@ -60,15 +61,15 @@ export class SqlVmRepo implements VmRepo {
   async setDesired(id: string, desired: DesiredState, expectedVersion?: number): Promise<VmRecord | 'stale' | undefined> {
     let update = this.db
       .updateTable('vm')
-      .set({ desired_state: desired, updated_at: new Date(), resource_version: sql<number>`resource_version + 1` })
-      .where('id', '=', id);
-    if (expectedVersion !== undefined) update = update.where('resource_version', '=', expectedVersion);
-    const result = await update.executeTakeFirst();
-    if (result.numUpdatedRows === 0n) {
-      const exists = await this.db.selectFrom('vm').select('id').where('id', '=', id).executeTakeFirst();
-      return exists ? 'stale' : undefined;
-    }
-    return this.get(id);
+      .from('project')
+      .set({ desired_state: desired, updated_at: new Date(), resource_version: sql<number>`vm.resource_version + 1` })
+      .whereRef('project.id', '=', 'vm.project_id')
+      .where('vm.id', '=', id);
+    if (expectedVersion !== undefined) update = update.where('vm.resource_version', '=', expectedVersion);
+    const row = await update.returningAll('vm').returning('project.name as project').executeTakeFirst();
+    if (row) return toRecord(row);
+    const exists = await this.db.selectFrom('vm').select('id').where('id', '=', id).executeTakeFirst();
+    return exists ? 'stale' : undefined;
   }
 
   async setHost(id: string, hostId: string, spec?: StoredVmSpec): Promise<void> {
@@ -79,37 +80,31 @@ export class SqlVmRepo implements VmRepo {
       .execute();
   }
 
+  /**
+   * One statement: lock the row, write the new state (and error) if anything changed, and record
+   * the event, so a reconciler pass costs one round trip per observation.
+   */
   async observe(id: string, observation: Observation): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
-      const current = await trx.selectFrom('vm').select(['observed_state']).where('id', '=', id).forUpdate().executeTakeFirst();
-      if (!current) return;
-      const changed = current.observed_state !== observation.to;
-      if (!changed && observation.lastError === undefined) return;
-      await trx
-        .updateTable('vm')
-        .set({
-          // The resource version follows the user's writes only: the reconciler's never make an If-Match fail.
-          observed_state: observation.to,
-          updated_at: new Date(),
-          ...(observation.lastError !== undefined ? { last_error: observation.lastError && JSON.stringify(observation.lastError) } : {}),
-        })
-        .where('id', '=', id)
-        .execute();
-      if (changed || observation.lastError) {
-        await trx
-          .insertInto('vm_event')
-          .values({
-            vm_id: id,
-            level: observation.level ?? (observation.lastError ? 'error' : 'info'),
-            kind: changed ? 'state_changed' : 'error',
-            from_state: current.observed_state,
-            to_state: observation.to,
-            message: observation.message,
-            data: null,
-          })
-          .execute();
-      }
-    });
+    const setError = observation.lastError !== undefined;
+    const errorJson = observation.lastError ? JSON.stringify(observation.lastError) : null;
+    const level = observation.level ?? (observation.lastError ? 'error' : 'info');
+    // The resource version follows the user's writes only: the reconciler's never make an If-Match fail.
+    await sql`
+      WITH current AS (
+        SELECT id, observed_state FROM vm WHERE id = ${id} FOR UPDATE
+      ), written AS (
+        UPDATE vm SET
+          observed_state = ${observation.to},
+          updated_at = now(),
+          last_error = CASE WHEN ${setError}::boolean THEN ${errorJson}::jsonb ELSE vm.last_error END
+        FROM current
+        WHERE vm.id = current.id AND (current.observed_state <> ${observation.to} OR ${setError}::boolean)
+        RETURNING current.observed_state AS from_state
+      )
+      INSERT INTO vm_event (vm_id, level, kind, from_state, to_state, message)
+      SELECT ${id}, ${level}, CASE WHEN from_state <> ${observation.to} THEN 'state_changed' ELSE 'error' END, from_state, ${observation.to}, ${observation.message}
+      FROM written
+      WHERE from_state <> ${observation.to} OR ${errorJson !== null}::boolean`.execute(this.db);
   }
 
   async delete(id: string): Promise<void> {
@@ -141,6 +136,16 @@ export class SqlVmRepo implements VmRepo {
       .groupBy('host_id')
       .execute();
     return rows.map((row) => ({ hostId: row.host_id as string, vcpus: Number(row.vcpus), memoryMib: Number(row.memory_mib) }));
+  }
+
+  /** Project ids never change: looked up once per name. */
+  private async projectId(name: string): Promise<string> {
+    const cached = this.projects.get(name);
+    if (cached) return cached;
+    const project = await this.db.selectFrom('project').select('id').where('name', '=', name).executeTakeFirst();
+    if (!project) throw new NexusError('not_found', `no project ${name}`);
+    this.projects.set(name, project.id);
+    return project.id;
   }
 
   private selectVms() {
