@@ -42,6 +42,11 @@ export interface AgentConfig {
   qemuBinary: string;
   /** Firecracker binary. NEXUS_FIRECRACKER_BIN, default firecracker on PATH. */
   firecrackerBinary: string;
+  /**
+   * Run Firecracker through its jailer. NEXUS_JAILER_BIN (absent: no jailer), with NEXUS_JAILER_UID
+   * and NEXUS_JAILER_GID (required with it) and NEXUS_JAILER_CHROOT_BASE (default <run-dir>/jail).
+   */
+  jailer: { binary: string; uid: number; gid: number; chrootBaseDir: string } | undefined;
   exitWithParent: boolean;
   stopVmsOnExit: boolean;
   /** The guest bridge. NEXUS_BRIDGE, default fcbr0. */
@@ -50,6 +55,8 @@ export interface AgentConfig {
   bridgeCidr: Ipv4Cidr;
   /** Masquerade guest traffic out of the host. NEXUS_NAT (on|off), default on. */
   nat: boolean;
+  /** How long the socket proxy waits for a VMM's answer before a 504. NEXUS_PROXY_TIMEOUT_MS, default 10000. */
+  proxyTimeoutMs: number;
 }
 
 export function resolveAgentConfig(options: AgentOptions, env: NodeJS.ProcessEnv): AgentConfig {
@@ -86,12 +93,34 @@ export function resolveAgentConfig(options: AgentOptions, env: NodeJS.ProcessEnv
     logLevel: options.logLevel ?? env.NEXUS_LOG_LEVEL ?? 'info',
     qemuBinary: env.NEXUS_QEMU_BIN || 'qemu-system-x86_64',
     firecrackerBinary: env.NEXUS_FIRECRACKER_BIN || 'firecracker',
+    jailer: jailerOf(env, runDir),
     exitWithParent: options.exitWithParent ?? false,
     stopVmsOnExit: options.stopVmsOnExit ?? false,
     bridge: bridgeName(env.NEXUS_BRIDGE ?? 'fcbr0'),
     bridgeCidr: bridgeCidr(env.NEXUS_BRIDGE_CIDR ?? '172.31.0.1/24'),
     nat: onOff(env.NEXUS_NAT ?? 'on', 'NEXUS_NAT'),
+    proxyTimeoutMs: positiveMs(env.NEXUS_PROXY_TIMEOUT_MS ?? '10000', 'NEXUS_PROXY_TIMEOUT_MS'),
   };
+}
+
+function jailerOf(env: NodeJS.ProcessEnv, runDir: string): AgentConfig['jailer'] {
+  const binary = env.NEXUS_JAILER_BIN || undefined;
+  if (binary === undefined) return undefined;
+  const id = (name: 'NEXUS_JAILER_UID' | 'NEXUS_JAILER_GID'): number => {
+    const text = env[name] ?? '';
+    if (!/^[1-9][0-9]{0,9}$/.test(text)) {
+      throw new NexusError('bad_request', `NEXUS_JAILER_BIN needs ${name}: the non-root id the jailed Firecracker runs as (got '${text}')`, {
+        suggestion: 'Create a user for it, e.g. `useradd --system --no-create-home fc`, and pass its uid and gid.',
+      });
+    }
+    return Number(text);
+  };
+  return { binary, uid: id('NEXUS_JAILER_UID'), gid: id('NEXUS_JAILER_GID'), chrootBaseDir: absolute(env.NEXUS_JAILER_CHROOT_BASE || join(runDir, 'jail')) };
+}
+
+function positiveMs(text: string, name: string): number {
+  if (!/^[1-9][0-9]{0,6}$/.test(text)) throw new NexusError('bad_request', `${name} must be a whole number of milliseconds, 1 to 9999999 (got '${text}')`);
+  return Number(text);
 }
 
 function bridgeName(name: string): string {

@@ -15,6 +15,8 @@ import { createAgentServer } from './http/agent-server.js';
 import type { VmmName } from '../contracts/machine-spec.js';
 import { VmService } from './app/vm-service.js';
 import { QemuDriver } from './drivers/qemu/qemu-driver.js';
+import { FirecrackerDriver } from './drivers/firecracker/firecracker-driver.js';
+import { firecrackerApiVersionOf } from './host/driver-probe.js';
 import { BridgeNetwork } from './host/net/bridge-network.js';
 import { DetachedSupervisor } from './host/supervisor/detached-supervisor.js';
 import { detectPlacement } from './host/supervisor/process-placement.js';
@@ -49,6 +51,12 @@ export async function realAgentHost(config: AgentConfig, log: Logger): Promise<A
   const supervisor = new DetachedSupervisor(placement, log);
   const network = new BridgeNetwork({ bridge: config.bridge, cidr: config.bridgeCidr, nat: config.nat }, log);
   const drivers = new Map<VmmName, VmmDriver>();
+  const firecracker = facts.drivers.find((driver) => driver.name === 'firecracker');
+  const apiVersion = firecracker?.available && firecracker.version ? firecrackerApiVersionOf(firecracker.version) : undefined;
+  if (apiVersion) {
+    if (config.jailer) await mkdir(config.jailer.chrootBaseDir, { recursive: true, mode: 0o755 });
+    drivers.set('firecracker', new FirecrackerDriver({ binary: config.firecrackerBinary, apiVersion, jailer: config.jailer }, supervisor));
+  }
   if (facts.drivers.find((driver) => driver.name === 'qemu')?.available) {
     drivers.set('qemu', new QemuDriver({ binary: config.qemuBinary, accel: facts.kvm.usable ? 'kvm' : 'tcg', tscKhz: await hostTscKhz() }, supervisor));
   }
@@ -63,7 +71,8 @@ export async function realAgentHost(config: AgentConfig, log: Logger): Promise<A
 export async function startAgent(config: AgentConfig, log: Logger, host?: AgentHost): Promise<RunningAgent> {
   await mkdir(config.runDir, { recursive: true, mode: 0o755 });
   const { capacity, supervisor, network, drivers } = host ?? (await realAgentHost(config, log));
-  const defaultDriver: VmmName = drivers.has('qemu') || drivers.size === 0 ? 'qemu' : ([...drivers.keys()][0] as VmmName);
+  // Firecracker where it runs (production), QEMU where Firecracker or KVM is missing.
+  const defaultDriver: VmmName = drivers.has('firecracker') ? 'firecracker' : 'qemu';
   const vms = new VmService({ runDir: config.runDir, drivers, defaultDriver }, supervisor, network, log);
 
   const store = new CredentialStore(config.stateDir);
@@ -73,7 +82,7 @@ export async function startAgent(config: AgentConfig, log: Logger, host?: AgentH
     let identity: AgentIdentity | undefined;
     const server = await createAgentServer(
       { identity: () => identity, startedAt: Date.now(), capacity, vms },
-      { logger: log },
+      { logger: log, proxyTimeoutMs: config.proxyTimeoutMs },
     );
     undo.push('stop serving HTTP', () => server.close());
     if (config.stopVmsOnExit) undo.push('stop the VMs this agent runs', () => stopAllVms(vms, log));

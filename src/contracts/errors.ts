@@ -38,6 +38,7 @@ export const ERROR_STATUS = {
   unsupported_media_type: 415,
   internal: 500,
   vmm_failed: 502,
+  upstream_timeout: 504,
   not_ready: 503,
   unavailable: 503,
 } as const satisfies Record<string, number>;

@@ -1,6 +1,6 @@
 import { mkdir, readFile, readdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { pathExists, writeFileAtomically } from '../../kit/atomic-file.js';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentVm, AgentVmState, CollectOrphansRequest, CollectOrphansResponse, Inventory, SnapshotInfo } from '../../contracts/agent-vm-api.js';
 import { tapNameOf } from '../../contracts/host-names.js';
@@ -15,7 +15,7 @@ import { isUnderAllowedRoot } from '../domain/path-policy.js';
 import { scanVmmProcesses } from '../host/supervisor/vmm-process-scan.js';
 import type { HostNetwork } from '../ports/host-network.js';
 import type { ProcessSupervisor } from '../ports/process-supervisor.js';
-import type { VmmDriver } from '../ports/vmm-driver.js';
+import { SNAPSHOT_MEMORY_FILE, SNAPSHOT_STATE_FILE, type VmmDriver } from '../ports/vmm-driver.js';
 
 export interface VmServiceConfig {
   runDir: string;
@@ -227,7 +227,8 @@ export class VmService {
       }
       // Every path comes from the layout, none from snapshot.json: the VM's folder is not trusted input.
       const dir = join(vm.snapshotsDir, snapshotId);
-      const stateFile = join(dir, 'state.bin');
+      const stateFile = join(dir, SNAPSHOT_STATE_FILE);
+      const memoryFile = join(dir, SNAPSHOT_MEMORY_FILE);
       if (!(await pathExists(stateFile))) throw new NexusError('not_found', `VM ${id} has no snapshot ${snapshotId}`);
       const undo = new UndoStack(this.log);
       try {
@@ -243,7 +244,11 @@ export class VmService {
         await this.checkStoredPaths(vm, stored.spec);
         for (const nic of stored.spec.nics.slice(0, 1)) if (nic) await this.network.ensureTap(tapNameOf(id));
         await markLaunched(vm);
-        const process = await driver.restore(vm, stored.spec, { stateFile, sizeBytes: (await stat(stateFile)).size });
+        const process = await driver.restore(vm, stored.spec, {
+          stateFile,
+          ...((await pathExists(memoryFile)) ? { memoryFile } : {}),
+          sizeBytes: (await stat(stateFile)).size,
+        });
         undo.push('stop the restored VMM', async () => {
           await driver.stop(vm, process, 0);
           await this.supervisor.forget(vm);
@@ -274,6 +279,7 @@ export class VmService {
         await this.supervisor.waitForExit({ pid: stray.pid, startTicks }, 5000);
       }
       await this.supervisor.forget(vm);
+      await this.config.drivers.get(stored?.driver ?? this.config.defaultDriver)?.release?.(vm);
       await this.network.deleteTap(tapNameOf(id));
       await rm(vm.dir, { recursive: true, force: true });
       this.log.info({ vm_id: id }, 'VM deleted');
@@ -510,6 +516,36 @@ export class VmService {
 
   private readStored(vm: VmLayout): Promise<StoredSpec | undefined> {
     return readJson<StoredSpec>(vm.specFile);
+  }
+
+  /**
+   * The VMM API socket the proxy may relay to for this VM: `requested` (default: the VM's own)
+   * must canonicalize (`..` and symlinks resolved) into the folder of the VM's own socket. A VM
+   * whose driver has no such API is a 409; a VM not running, too.
+   */
+  proxySocket(id: string, requested: string | undefined): Promise<string> {
+    return this.locks.run(id, async () => {
+      const vm = this.layout(id);
+      const stored = await this.requireStored(vm);
+      const driver = this.driverFor(stored.driver);
+      if (!driver.apiSocket) {
+        throw new NexusError('conflict', `VM ${id} runs on ${driver.name}, which has no API socket to proxy`, {
+          suggestion: 'The proxy serves Firecracker VMs; drive this one through the agent API (actions, drives).',
+        });
+      }
+      const own = await driver.apiSocket(vm);
+      const wanted = requested ?? own;
+      const ownDir = await canonical(dirname(own));
+      const refuse = () =>
+        new NexusError('forbidden', `${wanted} is not the API socket of VM ${id}`, { suggestion: `Omit sock=, or give ${own}.` });
+      if (!isAbsolute(wanted) || !isUnderAllowedRoot(await canonicalAncestor(wanted), [ownDir])) throw refuse();
+      const resolved = await realpath(wanted).catch(() => undefined);
+      if (resolved !== undefined && !isUnderAllowedRoot(resolved, [ownDir])) throw refuse();
+      if (!(await this.liveProcess(vm)) || resolved === undefined) {
+        throw new NexusError('conflict', `VM ${id} is not running: no VMM answers on ${wanted}`, { suggestion: 'Start it first.' });
+      }
+      return resolved;
+    });
   }
 
   private async requireStored(vm: VmLayout): Promise<StoredSpec> {

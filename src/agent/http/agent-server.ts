@@ -8,7 +8,7 @@ import { NexusError } from '../../kit/nexus-error.js';
 import { secretsEqual } from '../../kit/secret.js';
 import type { AgentIdentity } from '../host/credential-store.js';
 import type { VmService } from '../app/vm-service.js';
-import { registerVmRoutes } from './vm-routes.js';
+import { registerProxyRoute, registerVmRoutes } from './vm-routes.js';
 
 export interface AgentServices {
   vms: VmService;
@@ -22,7 +22,7 @@ export interface AgentServices {
 }
 
 /** The agent's HTTP API. Every route, /metrics included, needs the agent's bearer credential. */
-export async function createAgentServer(services: AgentServices, options: { logger: Logger }): Promise<HttpServer> {
+export async function createAgentServer(services: AgentServices, options: { logger: Logger; proxyTimeoutMs?: number }): Promise<HttpServer> {
   const app = await createHttpServer({
     logger: options.logger,
     metricsPrefix: 'nexus_agent',
@@ -62,5 +62,6 @@ export async function createAgentServer(services: AgentServices, options: { logg
     async () => services.capacity(),
   );
   registerVmRoutes(app, services.vms);
+  registerProxyRoute(app, services.vms, options.proxyTimeoutMs ?? 10_000);
   return app;
 }

@@ -6,6 +6,9 @@ import { MachineSpec, RateLimit } from '../../contracts/machine-spec.js';
 import type { HttpServer } from '../../kit/http/http-server.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import type { VmService } from '../app/vm-service.js';
+import { isProxyAllowed } from '../domain/proxy-policy.js';
+import { relay } from '../proxy/socket-proxy.js';
+import { StrictObject } from '../../contracts/schema.js';
 
 const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 502: ErrorBody, 503: ErrorBody };
 
@@ -78,4 +81,47 @@ export function registerVmRoutes(app: HttpServer, vms: VmService): void {
     { schema: { summary: 'Every VM folder on this host, and leftovers that belong to none', response: { 200: Inventory, 401: ErrorBody } } },
     async () => vms.inventory(),
   );
+}
+
+/** The query of a proxied request: which socket (default the VM's own). Firecracker's own endpoints take no query. */
+const ProxyQuery = StrictObject({ sock: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'The VM API socket path' })) });
+const RELAYED_METHODS = ['GET', 'PUT', 'PATCH'] as const;
+
+/**
+ * `ANY /agent/v1/vms/:id/proxy/<firecracker path>?sock=`: relays an allow-listed call to the VM's
+ * Firecracker socket and answers Firecracker's status and body as they are (not the error
+ * contract: a Firecracker 400 stays Firecracker's). Refusals by the agent are in the contract.
+ */
+export function registerProxyRoute(app: HttpServer, vms: VmService, timeoutMs: number): void {
+  app.route({
+    method: ['GET', 'PUT', 'PATCH', 'POST', 'DELETE'],
+    url: `${AGENT_API_PREFIX}/vms/:id/proxy/*`,
+    schema: {
+      summary: "Relay an allow-listed call to the VM's Firecracker API socket",
+      params: StrictObject({ id: VmIdParams.properties.id, '*': Type.String() }),
+      querystring: ProxyQuery,
+    },
+    handler: async (request, reply) => {
+      const rawUrl = request.raw.url ?? '';
+      const marker = `/vms/${request.params.id}/proxy`;
+      const path = rawUrl.slice(rawUrl.indexOf(marker) + marker.length).split('?')[0] || '/';
+      const method = request.method;
+      if (!RELAYED_METHODS.includes(method as (typeof RELAYED_METHODS)[number]) || !isProxyAllowed(method, path)) {
+        throw new NexusError('forbidden', `${method} ${path} is not an endpoint the proxy relays`, {
+          suggestion: 'Relayed: read-only GETs, and machine-config, boot-source, drives, network-interfaces, logger, metrics, actions, vm and snapshot.',
+        });
+      }
+      const socket = await vms.proxySocket(request.params.id, request.query.sock);
+      const answer = await relay({
+        socket,
+        method: method as (typeof RELAYED_METHODS)[number],
+        path,
+        headers: request.headers,
+        body: request.body === undefined ? undefined : JSON.stringify(request.body),
+        timeoutMs,
+      });
+      reply.status(answer.status).headers(answer.headers);
+      return reply.send(answer.body.length > 0 ? answer.body : undefined);
+    },
+  });
 }

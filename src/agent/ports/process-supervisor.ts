@@ -5,6 +5,8 @@ export interface LaunchRequest {
   vm: VmLayout;
   binary: string;
   args: string[];
+  /** Where stdout goes (appended) instead of the VM's vmm.log, e.g. a VMM that writes the guest console there. */
+  stdoutPath?: string;
 }
 
 /**
@@ -12,7 +14,7 @@ export interface LaunchRequest {
  * file (pid + start time), and found again from it after an agent restart.
  */
 export interface ProcessSupervisor {
-  /** Starts the process, its stdout/stderr appended to the VM's vmm.log, and records it. */
+  /** Starts the process, its stdout/stderr appended to the VM's vmm.log (or stdout to `stdoutPath`), and records it. */
   launch(request: LaunchRequest): Promise<ProcessIdentity>;
   /** The VM's recorded process if it still runs (a reused pid does not count). */
   adopt(vm: VmLayout): Promise<ProcessIdentity | undefined>;

@@ -14,6 +14,10 @@ export interface VmmCapabilities {
 /** What the VMM says about its guest. `stopped`: no process. */
 export type VmmRunState = 'starting' | 'running' | 'paused' | 'stopped' | 'failed';
 
+/** Snapshot file names inside a snapshot's folder, the same for every driver. */
+export const SNAPSHOT_STATE_FILE = 'state.bin';
+export const SNAPSHOT_MEMORY_FILE = 'memory.bin';
+
 export interface SnapshotFiles {
   /** VMM state (and, for QEMU, memory) in one stream. */
   stateFile: string;
@@ -45,4 +49,11 @@ export interface VmmDriver {
   restore(vm: VmLayout, spec: MachineSpec, snapshot: SnapshotFiles): Promise<ProcessIdentity>;
   /** Changes a running VM's drive throttle; 0 or absent means unlimited. */
   updateDriveRateLimit(vm: VmLayout, driveId: string, limit: RateLimit): Promise<void>;
+  /**
+   * Removes what the driver made for the VM outside its folder (a jail), once no process runs.
+   * Called when the VM is deleted; drivers that keep everything in the folder need not have it.
+   */
+  release?(vm: VmLayout): Promise<void>;
+  /** Where the VMM's own HTTP API listens, for the agent's socket proxy; drivers without one have none. */
+  apiSocket?(vm: VmLayout): Promise<string>;
 }

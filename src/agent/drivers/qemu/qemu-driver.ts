@@ -5,7 +5,7 @@ import { NexusError, messageOf } from '../../../kit/nexus-error.js';
 import type { ProcessIdentity } from '../../../kit/process-identity.js';
 import type { VmLayout } from '../../../contracts/vm-layout.js';
 import type { ProcessSupervisor } from '../../ports/process-supervisor.js';
-import type { SnapshotFiles, VmmCapabilities, VmmDriver, VmmRunState } from '../../ports/vmm-driver.js';
+import { SNAPSHOT_STATE_FILE, type SnapshotFiles, type VmmCapabilities, type VmmDriver, type VmmRunState } from '../../ports/vmm-driver.js';
 import { type QemuLaunchOptions, qemuArgs, shellQuote } from './qemu-command.js';
 import { lastLines } from '../../../kit/log-tail.js';
 import { QmpClient, withQmp } from './qmp-client.js';
@@ -102,7 +102,7 @@ export class QemuDriver implements VmmDriver {
 
   async snapshot(vm: VmLayout, dir: string): Promise<SnapshotFiles> {
     await mkdir(dir, { recursive: true });
-    const stateFile = join(dir, 'state.bin');
+    const stateFile = join(dir, SNAPSHOT_STATE_FILE);
     await withQmp(vm.qmpSocket, async (qmp) => {
       const { status } = await qmp.execute<{ status: string }>('query-status');
       if (RUN_STATES[status] !== 'paused') {

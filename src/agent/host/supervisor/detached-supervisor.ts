@@ -22,12 +22,16 @@ export class DetachedSupervisor implements ProcessSupervisor {
     private readonly log: Logger,
   ) {}
 
-  async launch({ vm, binary: vmmBinary, args: vmmArgs }: LaunchRequest): Promise<ProcessIdentity> {
+  async launch({ vm, binary: vmmBinary, args: vmmArgs, stdoutPath }: LaunchRequest): Promise<ProcessIdentity> {
     const { binary, args } = scopedCommand(this.placement, vm.id, vmmBinary, vmmArgs);
     await mkdir(vm.logsDir, { recursive: true });
     const log = await open(vm.vmmLog, 'a', 0o640);
+    const stdout = stdoutPath ? await open(stdoutPath, 'a', 0o640).catch(async (error: unknown) => {
+      await log.close();
+      throw error;
+    }) : log;
     try {
-      const child = spawn(binary, args, { detached: true, stdio: ['ignore', log.fd, log.fd] });
+      const child = spawn(binary, args, { detached: true, stdio: ['ignore', stdout.fd, log.fd] });
       const [outcome] = (await Promise.race([once(child, 'spawn').then(() => ['spawned']), once(child, 'error')])) as [string | Error];
       if (outcome instanceof Error) {
         throw new NexusError('unavailable', `cannot run ${binary}: ${outcome.message}`, { cause: outcome });
@@ -52,6 +56,7 @@ export class DetachedSupervisor implements ProcessSupervisor {
       }
       return identity;
     } finally {
+      if (stdout !== log) await stdout.close();
       await log.close();
     }
   }

@@ -1,0 +1,45 @@
+/**
+ * Which Firecracker endpoints the agent's socket proxy relays. Read-only GETs, and the mutations
+ * an operator drives a VM with. Anything else (balloon, MMDS, vsock, hotplug, unknown paths, other
+ * methods) is refused, so the proxy cannot be used to reach parts of Firecracker Nexus does not manage.
+ */
+const READABLE = ['/', '/version', '/vm/config', '/machine-config', '/balloon', '/balloon/statistics'];
+const WRITABLE: ReadonlyArray<{ methods: readonly string[]; path: RegExp }> = [
+  { methods: ['PUT', 'PATCH'], path: /^\/machine-config$/ },
+  { methods: ['PUT'], path: /^\/boot-source$/ },
+  { methods: ['PUT', 'PATCH'], path: /^\/drives\/[A-Za-z0-9_]+$/ },
+  { methods: ['PUT', 'PATCH'], path: /^\/network-interfaces\/[A-Za-z0-9_]+$/ },
+  { methods: ['PUT'], path: /^\/logger$/ },
+  { methods: ['PUT'], path: /^\/metrics$/ },
+  { methods: ['PUT'], path: /^\/actions$/ },
+  { methods: ['PATCH'], path: /^\/vm$/ },
+  { methods: ['PUT'], path: /^\/snapshot\/(create|load)$/ },
+];
+
+/**
+ * Whether `method path` may be relayed. `path` is the raw path after `/proxy` (still
+ * percent-encoded): any encoding at all, a dot segment, or a doubled slash is refused rather than
+ * normalized, so what is judged is exactly what Firecracker would be sent.
+ */
+export function isProxyAllowed(method: string, path: string): boolean {
+  if (!path.startsWith('/') || path.includes('%') || path.includes('//') || path.split('/').some((segment) => segment === '.' || segment === '..')) return false;
+  if (method === 'GET') return READABLE.includes(path);
+  return WRITABLE.some((rule) => rule.methods.includes(method) && rule.path.test(path));
+}
+
+/** Request headers never relayed: the hop's own, and the caller's credential for the agent. */
+export const UNRELAYED_HEADERS = new Set([
+  'host',
+  'authorization',
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'content-length',
+  'x-request-id',
+]);

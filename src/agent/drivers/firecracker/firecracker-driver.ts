@@ -1,0 +1,315 @@
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { macOf, tapNameOf } from '../../../contracts/host-names.js';
+import type { MachineSpec, RateLimit } from '../../../contracts/machine-spec.js';
+import type { VmLayout } from '../../../contracts/vm-layout.js';
+import { pathExists, writeFileAtomically } from '../../../kit/atomic-file.js';
+import { lastLines } from '../../../kit/log-tail.js';
+import { NexusError, messageOf } from '../../../kit/nexus-error.js';
+import type { ProcessIdentity } from '../../../kit/process-identity.js';
+import type { ProcessSupervisor } from '../../ports/process-supervisor.js';
+import {
+  SNAPSHOT_MEMORY_FILE,
+  SNAPSHOT_STATE_FILE,
+  type SnapshotFiles,
+  type VmmCapabilities,
+  type VmmDriver,
+  type VmmRunState,
+} from '../../ports/vmm-driver.js';
+import { FirecrackerApi } from './firecracker-api.js';
+import {
+  type FirecrackerApiVersion,
+  type FirecrackerPaths,
+  configureRequests,
+  describeInstance,
+  driveRateLimitUpdate,
+  instanceStart,
+  observabilityRequests,
+  pauseVm,
+  resumeVm,
+  sendCtrlAltDel,
+  snapshotCreate,
+  snapshotLoad,
+} from './firecracker-requests.js';
+import { type JailLayout, type JailerConfig, type JailedFile, jailLayout, jailerArgs, populateJail, removeJail } from './jailer.js';
+
+export interface FirecrackerDriverConfig {
+  /** The `firecracker` binary. */
+  binary: string;
+  /** The API version to speak: requests carry only what that version accepts. */
+  apiVersion: FirecrackerApiVersion;
+  /** Launch through the jailer; absent: Firecracker runs as the agent's user, unjailed. */
+  jailer?: JailerConfig;
+  /** How long the socket may take to answer `GET /` after spawn. Default 5 s. */
+  readyTimeoutMs?: number;
+  /** Per API call. Default 10 s (a snapshot of a large guest may need more). */
+  requestTimeoutMs?: number;
+}
+
+/** `GET /` -> what the VmmDriver contract calls it. A configured, never-started VMM is `paused`, as QEMU's prelaunch is. */
+const RUN_STATES: Record<string, VmmRunState> = { 'Not started': 'paused', Running: 'running', Paused: 'paused' };
+
+/** The record of a jailed launch, in the VM's folder, so an agent restart finds the jail again. */
+const JAIL_RECORD = 'jail.json';
+const SNAPSHOT_TIMEOUT_MS = 120_000;
+
+/**
+ * Firecracker over its API socket: one process per boot (and per snapshot load), configured with
+ * PUTs and started with `InstanceStart`. The guest console is the process's stdout, which goes to
+ * the VM's console log; Firecracker's own log and metrics go to fresh files per process.
+ */
+export class FirecrackerDriver implements VmmDriver {
+  readonly name = 'firecracker' as const;
+  readonly capabilities: VmmCapabilities = { pause: true, snapshot: true, gracefulStop: true, driveRateLimits: true };
+  private readonly api: FirecrackerApi;
+
+  constructor(
+    private readonly config: FirecrackerDriverConfig,
+    private readonly supervisor: ProcessSupervisor,
+  ) {
+    this.api = new FirecrackerApi(config.requestTimeoutMs ?? 10_000);
+  }
+
+  async start(vm: VmLayout, spec: MachineSpec, options: { paused?: boolean } = {}): Promise<ProcessIdentity> {
+    const taps = spec.nics.map((nic) => ({ tap: nic.tap ?? tapNameOf(vm.id), mac: nic.mac ?? macOf(vm.id) }));
+    const { process, paths, socket } = await this.launch(vm, spec);
+    try {
+      for (const request of configureRequests(this.config.apiVersion, spec, paths, taps)) await this.api.call(socket, request);
+      if (!options.paused) await this.api.call(socket, instanceStart);
+      return process;
+    } catch (error) {
+      await this.kill(vm, process);
+      throw await this.withLog(vm, error);
+    }
+  }
+
+  async inspect(vm: VmLayout, process: ProcessIdentity | undefined): Promise<VmmRunState> {
+    if (!process || !(await this.supervisor.isAlive(process))) return 'stopped';
+    try {
+      const info = await this.api.call<{ state: string }>(await this.socketOf(vm), describeInstance, 2000);
+      return RUN_STATES[info.state] ?? 'failed';
+    } catch (error) {
+      // Alive but not answering: still starting, or busy with a long request; the caller retries.
+      if (await this.supervisor.isAlive(process)) return 'starting';
+      throw error;
+    }
+  }
+
+  async pause(vm: VmLayout): Promise<void> {
+    await this.api.call(await this.socketOf(vm), pauseVm);
+  }
+
+  /** A configured VMM that never ran boots; a paused one resumes. */
+  async resume(vm: VmLayout): Promise<void> {
+    const socket = await this.socketOf(vm);
+    const info = await this.api.call<{ state: string }>(socket, describeInstance);
+    await this.api.call(socket, info.state === 'Not started' ? instanceStart : resumeVm);
+  }
+
+  /**
+   * Ctrl-Alt-Del first (a running guest resets, and Firecracker exits with it), then SIGKILL:
+   * Firecracker has no SIGTERM handler, so a TERM would be no gentler. Resolves once it is gone.
+   */
+  async stop(vm: VmLayout, process: ProcessIdentity, timeoutMs: number): Promise<void> {
+    if (await this.supervisor.isAlive(process)) {
+      const running = (await this.inspect(vm, process).catch(() => 'failed')) === 'running';
+      if (running && timeoutMs > 0) {
+        const socket = await this.socketOf(vm);
+        await this.api.call(socket, sendCtrlAltDel, 2000).then(
+          () => this.supervisor.waitForExit(process, timeoutMs),
+          () => false,
+        );
+      }
+      await this.supervisor.signal(process, 'SIGKILL');
+      if (!(await this.supervisor.waitForExit(process, 5000))) {
+        throw new NexusError('vmm_failed', `Firecracker (pid ${process.pid}) survived SIGKILL`);
+      }
+    }
+    await this.cleanUp(vm);
+  }
+
+  async snapshot(vm: VmLayout, dir: string): Promise<SnapshotFiles> {
+    const socket = await this.socketOf(vm);
+    const info = await this.api.call<{ state: string }>(socket, describeInstance);
+    if (info.state !== 'Paused') {
+      throw new NexusError('conflict', `a snapshot needs a paused VM; this one is ${info.state}`, { suggestion: 'Pause it first.' });
+    }
+    await mkdir(dir, { recursive: true });
+    const stateFile = join(dir, SNAPSHOT_STATE_FILE);
+    const memoryFile = join(dir, SNAPSHOT_MEMORY_FILE);
+    const jail = await this.readJail(vm);
+    if (jail) {
+      // The jailed process writes inside its jail; the snapshot then moves to the VM's folder.
+      await this.api.call(socket, snapshotCreate('/snapshot.state', '/snapshot.mem'), SNAPSHOT_TIMEOUT_MS);
+      await rename(join(jail.root, 'snapshot.state'), stateFile);
+      await rename(join(jail.root, 'snapshot.mem'), memoryFile);
+    } else {
+      await this.api.call(socket, snapshotCreate(stateFile, memoryFile), SNAPSHOT_TIMEOUT_MS);
+    }
+    const sizes = await Promise.all([stat(stateFile), stat(memoryFile)]);
+    return { stateFile, memoryFile, sizeBytes: sizes.reduce((sum, file) => sum + file.blocks * 512, 0) };
+  }
+
+  /** A fresh process, logger and metrics, then `/snapshot/load` (nothing else may come before it). */
+  async restore(vm: VmLayout, spec: MachineSpec, snapshot: SnapshotFiles): Promise<ProcessIdentity> {
+    if (!snapshot.memoryFile) throw new NexusError('conflict', `snapshot ${snapshot.stateFile} has no memory file: it was not made by Firecracker`);
+    const extra: JailedFile[] = [
+      { hostPath: snapshot.stateFile, jailPath: '/snapshot.state', writable: false },
+      { hostPath: snapshot.memoryFile, jailPath: '/snapshot.mem', writable: false },
+    ];
+    const { process, paths, socket, jailed } = await this.launch(vm, spec, extra);
+    try {
+      for (const request of observabilityRequests(this.config.apiVersion, paths)) await this.api.call(socket, request);
+      const [state, memory] = jailed ? ['/snapshot.state', '/snapshot.mem'] : [snapshot.stateFile, snapshot.memoryFile];
+      await this.api.call(socket, snapshotLoad(state, memory), SNAPSHOT_TIMEOUT_MS);
+      return process;
+    } catch (error) {
+      await this.kill(vm, process);
+      throw await this.withLog(vm, error);
+    }
+  }
+
+  async updateDriveRateLimit(vm: VmLayout, driveId: string, limit: RateLimit): Promise<void> {
+    await this.api.call(await this.socketOf(vm), driveRateLimitUpdate(driveId, limit));
+  }
+
+  async release(vm: VmLayout): Promise<void> {
+    await this.cleanUp(vm);
+  }
+
+  apiSocket(vm: VmLayout): Promise<string> {
+    return this.socketOf(vm);
+  }
+
+  /** The API socket of the VM's current process: in its jail when jailed. */
+  private async socketOf(vm: VmLayout): Promise<string> {
+    return (await this.readJail(vm))?.socket ?? vm.firecrackerSocket;
+  }
+
+  /** Spawns the process (jailed or not) and waits until its API answers. */
+  private async launch(
+    vm: VmLayout,
+    spec: MachineSpec,
+    extraFiles: readonly JailedFile[] = [],
+  ): Promise<{ process: ProcessIdentity; paths: FirecrackerPaths; socket: string; jailed: boolean }> {
+    await this.cleanUp(vm);
+    await mkdir(vm.sockDir, { recursive: true });
+    await mkdir(vm.logsDir, { recursive: true });
+    const logFile = join(vm.logsDir, 'firecracker.log');
+    const metricsFile = join(vm.dir, 'metrics.json');
+    // Firecracker writes these from offset 0 without truncating: each process gets fresh ones.
+    await rotate(logFile);
+    await rm(metricsFile, { force: true });
+
+    const jailerConfig = this.config.jailer;
+    let process: ProcessIdentity;
+    let paths: FirecrackerPaths;
+    let socket: string;
+    if (jailerConfig) {
+      const jail = jailLayout(jailerConfig, this.config.binary, vm.id, Date.now().toString(36));
+      const files: JailedFile[] = [
+        { hostPath: spec.kernel.path, jailPath: '/vm/kernel', writable: false },
+        ...(spec.initrd ? [{ hostPath: spec.initrd.path, jailPath: '/vm/initrd', writable: false }] : []),
+        ...spec.drives.map((drive) => ({ hostPath: drive.path, jailPath: `/vm/drive-${drive.id}`, writable: !drive.read_only })),
+        ...extraFiles,
+      ];
+      await populateJail(jailerConfig, jail, files);
+      await writeFileAtomically(join(vm.dir, JAIL_RECORD), JSON.stringify(jail), 0o640);
+      paths = {
+        kernel: '/vm/kernel',
+        ...(spec.initrd ? { initrd: '/vm/initrd' } : {}),
+        drives: new Map(spec.drives.map((drive) => [drive.id, `/vm/drive-${drive.id}`])),
+        logFile: '/firecracker.log',
+        metricsFile: '/metrics.json',
+      };
+      socket = jail.socket;
+      process = await this.supervisor.launch({ vm, binary: jailerConfig.binary, args: jailerArgs(jailerConfig, this.config.binary, jail), stdoutPath: vm.consoleLog });
+    } else {
+      paths = {
+        kernel: spec.kernel.path,
+        ...(spec.initrd ? { initrd: spec.initrd.path } : {}),
+        drives: new Map(spec.drives.map((drive) => [drive.id, drive.path])),
+        logFile,
+        metricsFile,
+      };
+      socket = vm.firecrackerSocket;
+      process = await this.supervisor.launch({
+        vm,
+        binary: this.config.binary,
+        args: ['--api-sock', socket, '--id', vm.id],
+        stdoutPath: vm.consoleLog,
+      });
+    }
+    try {
+      await this.waitForApi(vm, process, socket);
+    } catch (error) {
+      await this.kill(vm, process);
+      throw error;
+    }
+    return { process, paths, socket, jailed: jailerConfig !== undefined };
+  }
+
+  /** Until `GET /` answers (the socket file appears before Firecracker listens on it). */
+  private async waitForApi(vm: VmLayout, process: ProcessIdentity, socket: string): Promise<void> {
+    const timeoutMs = this.config.readyTimeoutMs ?? 5000;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (!(await this.supervisor.isAlive(process))) {
+        throw new NexusError('vmm_failed', `Firecracker exited while starting: ${await lastLines(vm.vmmLog)}`, {
+          suggestion: `The full log is ${vm.vmmLog}; check the binary, /dev/kvm and the socket path (${socket}).`,
+        });
+      }
+      try {
+        if (await pathExists(socket)) {
+          await this.api.call(socket, describeInstance, 1000);
+          return;
+        }
+      } catch (error) {
+        if (Date.now() > deadline) throw new NexusError('vmm_failed', `Firecracker's API did not answer within ${timeoutMs} ms: ${messageOf(error)}`);
+      }
+      if (Date.now() > deadline) throw new NexusError('vmm_failed', `Firecracker made no API socket at ${socket} within ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /** Ends a process we could not bring up, and everything it left. */
+  private async kill(vm: VmLayout, process: ProcessIdentity): Promise<void> {
+    await this.supervisor.signal(process, 'SIGKILL');
+    if (await this.supervisor.waitForExit(process, 5000)) {
+      await this.supervisor.forget(vm);
+      await this.cleanUp(vm);
+    }
+  }
+
+  /** What a finished process leaves: Firecracker never unlinks its socket, and the jailer never removes its jail. */
+  private async cleanUp(vm: VmLayout): Promise<void> {
+    await rm(vm.firecrackerSocket, { force: true });
+    const jail = await this.readJail(vm);
+    if (jail) {
+      await removeJail(jail);
+      await rm(join(vm.dir, JAIL_RECORD), { force: true });
+    }
+  }
+
+  private async readJail(vm: VmLayout): Promise<JailLayout | undefined> {
+    try {
+      return JSON.parse(await readFile(join(vm.dir, JAIL_RECORD), 'utf8')) as JailLayout;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Firecracker's refusal plus the last lines of its log, which usually say why. */
+  private async withLog(vm: VmLayout, error: unknown): Promise<unknown> {
+    if (!(error instanceof NexusError) || error.code !== 'vmm_failed') return error;
+    const log = await lastLines(join(vm.logsDir, 'firecracker.log'), 3);
+    return log === '(no log)' || log === '(no output)' ? error : new NexusError('vmm_failed', `${error.faultMessage} (log: ${log})`, { cause: error, suggestion: error.suggestion });
+  }
+}
+
+/** Keeps the previous process's log as `.1`, so the new one starts from an empty file. */
+async function rotate(path: string): Promise<void> {
+  await rename(path, `${path}.1`).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error;
+  });
+}

@@ -1,0 +1,202 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { tapNameOf } from '../../src/contracts/host-names.js';
+import { readLink } from '../../src/agent/host/net/ip-command.js';
+import { assertErrorContract } from '../support/error-contract.js';
+import { type FirecrackerAgent, doubleImage, startFirecrackerAgent } from '../support/firecracker-agent.js';
+import { eventually, isAlive } from '../support/nexus-process.js';
+import { testVmId } from '../support/net-names.js';
+import { tempDir } from '../support/temp-dir.js';
+
+/**
+ * The agent's VM flow on the Firecracker driver, against the API double (which refuses any request
+ * the swagger does not allow, and enforces Firecracker's phase rules): ensure, start, pause,
+ * resume, snapshot, stop, restore into a fresh process, rate-limit update, delete; and the socket proxy.
+ */
+for (const apiVersion of ['1.17', '1.16'] as const) describe(`agent on the Firecracker driver (API double, v${apiVersion})`, () => {
+  const dir = tempDir('nexus-fc-agent-');
+  const runDir = join(dir.path, 'run');
+  let fc: FirecrackerAgent;
+  const created: string[] = [];
+
+  before(async () => {
+    const image = doubleImage(runDir);
+    mkdirSync(join(image.kernel, '..'), { recursive: true });
+    writeFileSync(image.kernel, 'a kernel the double never runs');
+    writeFileSync(image.rootfs, Buffer.alloc(1 << 20));
+    fc = await startFirecrackerAgent({ runDir, proxyTimeoutMs: 1500, apiVersion });
+  });
+  after(async () => {
+    for (const id of created) await fc?.call('DELETE', `/agent/v1/vms/${id}`).catch(() => undefined);
+    await fc?.close();
+    dir.remove();
+  });
+
+  const spec = (extra: Record<string, unknown> = {}) => ({
+    vcpu: 1,
+    mem_mib: 128,
+    kernel: { path: doubleImage(runDir).kernel, cmdline: 'console=ttyS0 reboot=k panic=1' },
+    drives: [{ id: 'rootfs', path: doubleImage(runDir).rootfs, is_root: true }],
+    nics: [{}],
+    ...extra,
+  });
+  const ensure = async (extra: Record<string, unknown> = {}) => {
+    const id = testVmId();
+    created.push(id);
+    const response = await fc.call('PUT', `/agent/v1/vms/${id}`, spec(extra));
+    assert.equal(response.status, 200, JSON.stringify(response.body));
+    return id;
+  };
+  const act = async (id: string, action: string, extra: Record<string, unknown> = {}) => {
+    const response = await fc.call('POST', `/agent/v1/vms/${id}/actions`, { action, ...extra });
+    assert.equal(response.status, 200, JSON.stringify(response.body));
+    return response.body;
+  };
+  const vmDir = (id: string) => join(runDir, 'vms', id);
+  const proxy = (id: string, method: string, path: string, body?: unknown) => fc.call(method, `/agent/v1/vms/${id}/proxy${path}`, body);
+  /** A GET whose path goes on the wire exactly as written (no URL normalization on the way). */
+  const rawRequest = (path: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const target = new URL(fc.agent.url);
+      const request = httpRequest(
+        { host: target.hostname, port: target.port, path, headers: { authorization: `Bearer ${fc.agent.identity.credential}` } },
+        (response) => {
+          let body = '';
+          response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk)).on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+        },
+      );
+      request.on('error', reject).end();
+    });
+
+  it('runs the whole flow, each step checked against what the double reports', async () => {
+    const id = await ensure();
+    const started = await act(id, 'start');
+    assert.equal(started.vm.state, 'running');
+    assert.equal(started.vm.driver, 'firecracker', 'Firecracker is the default where it is available');
+    const pid = started.vm.pid as number;
+    assert.ok(isAlive(pid));
+    assert.equal((await readLink(tapNameOf(id)))?.master, fc.bridge, 'its TAP is on the bridge');
+    await eventually('the guest console reaches the console log', () => readFileSync(join(vmDir(id), 'logs', 'console.log'), 'utf8').includes('NEXUS_BOOT_OK'), 10_000);
+    assert.equal((await proxy(id, 'GET', '/')).body.state, 'Running');
+
+    assert.equal((await act(id, 'pause')).vm.state, 'paused');
+    assert.equal((await proxy(id, 'GET', '/')).body.state, 'Paused');
+    const snapshot = (await act(id, 'snapshot')).snapshot;
+    assert.ok(existsSync(snapshot.state_file));
+    assert.ok(existsSync(snapshot.memory_file), 'Firecracker keeps guest memory in a file of its own');
+    assert.equal((await act(id, 'resume')).vm.state, 'running');
+
+    const limited = await fc.call('PATCH', `/agent/v1/vms/${id}/drives/rootfs`, { bytes_per_second: 1_000_000, ops_per_second: 500 });
+    assert.equal(limited.status, 200, JSON.stringify(limited.body));
+    const config = (await proxy(id, 'GET', '/vm/config')).body;
+    const rootfs = config.drives.find((drive: { drive_id: string }) => drive.drive_id === 'rootfs');
+    assert.deepEqual(rootfs.rate_limiter, { bandwidth: { size: 1_000_000, refill_time: 1000 }, ops: { size: 500, refill_time: 1000 } });
+
+    assert.equal((await act(id, 'stop', { timeout_ms: 5000 })).vm.state, 'stopped');
+    await eventually('the VMM exited', () => !isAlive(pid), 5000);
+    assert.equal(existsSync(join(vmDir(id), 'sock', 'fc.sock')), false, 'the socket Firecracker leaves behind is removed');
+
+    const restored = await act(id, 'restore', { snapshot_id: snapshot.snapshot_id });
+    assert.equal(restored.vm.state, 'running', 'loaded into a fresh process, then resumed');
+    assert.notEqual(restored.vm.pid, pid);
+    assert.equal((await proxy(id, 'GET', '/')).body.state, 'Running');
+
+    const deleted = await fc.call('DELETE', `/agent/v1/vms/${id}`);
+    assert.equal(deleted.status, 200);
+    await eventually('the restored VMM exited', () => !isAlive(restored.vm.pid), 5000);
+    assert.equal(existsSync(vmDir(id)), false);
+    assert.equal(await readLink(tapNameOf(id)), undefined, 'its TAP is gone');
+  });
+
+  it('starts paused (spawn) and boots on resume', async () => {
+    const id = await ensure();
+    const spawned = await fc.call('POST', `/agent/v1/vms/${id}/spawn`);
+    assert.equal(spawned.status, 200, JSON.stringify(spawned.body));
+    assert.equal((await proxy(id, 'GET', '/')).body.state, 'Not started');
+    assert.equal((await act(id, 'resume')).vm.state, 'running');
+    assert.equal((await proxy(id, 'GET', '/')).body.state, 'Running');
+    await act(id, 'stop', { timeout_ms: 2000 });
+  });
+
+  it('proxy: relays an allowed call with Firecracker status and body, refuses other endpoints', async () => {
+    const id = await ensure();
+    await act(id, 'start');
+    const info = await proxy(id, 'GET', '/');
+    assert.equal(info.status, 200);
+    assert.equal(info.body.app_name, 'Firecracker');
+    assert.equal(info.body.id, id);
+    const refused = await proxy(id, 'PUT', '/machine-config', { vcpu_count: 2, mem_size_mib: 256 });
+    assert.equal(refused.status, 400, 'Firecracker refuses pre-boot calls after start, and the proxy passes that on');
+    assert.match(refused.body.fault_message, /not supported after starting/);
+    assert.equal(refused.body.error, undefined, 'the body is Firecracker\'s own, not the agent\'s error contract');
+    const flushed = await proxy(id, 'PUT', '/actions', { action_type: 'FlushMetrics' });
+    assert.equal(flushed.status, 204);
+    assert.equal(flushed.body, undefined, 'no body, as Firecracker sent none');
+    for (const [method, path] of [['PUT', '/mmds'], ['GET', '/mmds'], ['DELETE', '/drives/rootfs'], ['POST', '/actions'], ['PUT', '/vsock']] as const) {
+      assertErrorContract(await proxy(id, method, path, method === 'PUT' || method === 'POST' ? {} : undefined), 403, 'forbidden');
+    }
+  });
+
+  it('proxy: a socket outside the VM own socket folder is refused, however it is spelt', async () => {
+    const [id, other] = [await ensure(), await ensure()];
+    await act(id, 'start');
+    await act(other, 'start');
+    const own = join(vmDir(id), 'sock', 'fc.sock');
+    const outside = join(dir.path, 'elsewhere.sock');
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(outside, resolve));
+    symlinkSync(outside, join(vmDir(id), 'sock', 'link.sock'));
+    try {
+      assert.equal((await proxy(id, 'GET', `/?sock=${encodeURIComponent(own)}`)).status, 200, 'its own socket, named');
+      const variants = {
+        'dot-dot': join(vmDir(id), 'sock', '..', '..', other, 'sock', 'fc.sock'),
+        symlink: join(vmDir(id), 'sock', 'link.sock'),
+        'another VM': join(vmDir(other), 'sock', 'fc.sock'),
+        elsewhere: outside,
+        relative: 'sock/fc.sock',
+      };
+      for (const [variant, sock] of Object.entries(variants)) {
+        const response = await proxy(id, 'GET', `/?sock=${encodeURIComponent(sock)}`);
+        assertErrorContract(response, 403, 'forbidden');
+        assert.ok(response.status === 403, variant);
+      }
+      // Percent-encoded traversal, in the socket and in the endpoint path.
+      assertErrorContract(await proxy(id, 'GET', `/?sock=${join(vmDir(id), 'sock')}/%2e%2e/%2e%2e/${other}/sock/fc.sock`), 403, 'forbidden');
+      // fetch would resolve these dot segments itself; sent as they are, the agent must refuse them.
+      for (const path of ['/%2e%2e/version', '/vm/../version', '/vm/%2E%2E/version', '//version']) {
+        const raw = await rawRequest(`/agent/v1/vms/${id}/proxy${path}`);
+        assert.equal(raw.status, 403, `${path}: ${raw.body}`);
+        assert.equal(JSON.parse(raw.body).error, 'forbidden');
+      }
+    } finally {
+      server.close();
+    }
+  });
+
+  it('proxy: a VMM that does not answer in time is a 504; a VM on another driver is a 409', async () => {
+    const id = await ensure();
+    await act(id, 'start');
+    // Make the VM's API stall: a listener that accepts and never answers, in place of the double's socket.
+    const socket = join(vmDir(id), 'sock', 'fc.sock');
+    const stall = join(vmDir(id), 'sock', 'stall.sock');
+    const server = createServer(() => undefined);
+    await new Promise<void>((resolve) => server.listen(stall, resolve));
+    try {
+      const timedOut = await proxy(id, 'GET', `/?sock=${encodeURIComponent(stall)}`);
+      assertErrorContract(timedOut, 504, 'upstream_timeout');
+      assert.ok(existsSync(socket));
+    } finally {
+      server.close();
+    }
+    const onQemu = await ensure({ driver: 'qemu' });
+    const wrongDriver = await proxy(onQemu, 'GET', '/');
+    assertErrorContract(wrongDriver, 409, 'conflict');
+    assert.match(wrongDriver.body.suggestion, /Firecracker VMs/);
+    const stopped = await ensure();
+    assertErrorContract(await proxy(stopped, 'GET', '/'), 409, 'conflict');
+  });
+});

@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { tapNameOf } from '../../src/contracts/host-names.js';
+import { readLink } from '../../src/agent/host/net/ip-command.js';
+import { type FirecrackerAgent, doubleImage, startFirecrackerAgent } from '../support/firecracker-agent.js';
+import { eventually, isAlive } from '../support/nexus-process.js';
+import { tempDir } from '../support/temp-dir.js';
+import { type TestManager, send, startTestManager } from '../support/test-manager.js';
+
+/**
+ * The manager's lifecycle end to end through `POST /v1/vms`, on a host whose agent runs VMs on the
+ * Firecracker driver (over the API double, which checks every request against the contract).
+ */
+describe('manager lifecycle on a Firecracker host', () => {
+  const dir = tempDir('nexus-manager-fc-');
+  const runDir = join(dir.path, 'run');
+  let manager: TestManager;
+  let fc: FirecrackerAgent;
+  const url = (path: string) => `${manager.url}${path}`;
+
+  before(async () => {
+    const image = doubleImage(runDir);
+    mkdirSync(join(image.kernel, '..'), { recursive: true });
+    writeFileSync(image.kernel, 'kernel');
+    writeFileSync(image.rootfs, Buffer.alloc(1 << 20));
+    manager = await startTestManager({ resyncMs: 1000 });
+    fc = await startFirecrackerAgent({ runDir, managerUrl: manager.url, joinToken: (await manager.hosts.mintJoinToken(600)).token, name: 'fc-host' });
+    await eventually('the Firecracker host is ready', async () => (await manager.hosts.list()).some((host) => host.status === 'ready'));
+  });
+  after(async () => {
+    await fc?.close();
+    await manager?.dispose();
+    dir.remove();
+  });
+
+  const pidOf = (id: string) => (JSON.parse(readFileSync(join(runDir, 'vms', id, 'pid'), 'utf8')) as { pid: number }).pid;
+
+  it('create -> running, stop -> stopped, start, restart after kill -9, delete -> every host resource gone', async () => {
+    const image = doubleImage(runDir);
+    const created = await send(url('/v1/vms?wait=15'), { body: { name: 'on-firecracker', vcpu: 1, mem_mib: 128, kernel_path: image.kernel, rootfs_path: image.rootfs, boot_args: 'console=ttyS0 reboot=k panic=1' } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const vm = created.body;
+    assert.equal(vm.state, 'running');
+    const spec = JSON.parse(readFileSync(join(runDir, 'vms', vm.id, 'spec.json'), 'utf8'));
+    assert.equal(spec.driver, 'firecracker', 'the host default driver');
+    const socket = join(runDir, 'vms', vm.id, 'sock', 'fc.sock');
+    assert.ok(existsSync(socket));
+
+    const stopped = await send(url(`/v1/vms/${vm.id}/stop?wait=15`), { method: 'POST' });
+    assert.equal(stopped.status, 200, JSON.stringify(stopped.body));
+    assert.equal((await send(url(`/v1/vms/${vm.id}`))).body.state, 'stopped');
+    assert.equal(existsSync(socket), false);
+    assert.equal((await send(url(`/v1/vms/${vm.id}/start?wait=15`), { method: 'POST' })).status, 200);
+
+    const first = pidOf(vm.id);
+    process.kill(first, 'SIGKILL');
+    await eventually('the reconciler starts a new Firecracker process', () => {
+      try {
+        const pid = pidOf(vm.id);
+        return pid !== first && isAlive(pid);
+      } catch {
+        return false;
+      }
+    }, 20_000);
+    await eventually('running again', async () => (await send(url(`/v1/vms/${vm.id}`))).body.state === 'running', 10_000);
+    const events = (await send(url(`/v1/vms/${vm.id}/events`))).body.items.map((event: { message: string }) => event.message);
+    assert.ok(events.some((message: string) => /the VMM exited while the VM should run/.test(message)));
+
+    const last = pidOf(vm.id);
+    assert.equal((await send(url(`/v1/vms/${vm.id}?wait=15`), { method: 'DELETE' })).status, 200);
+    assert.equal((await send(url(`/v1/vms/${vm.id}`))).status, 404);
+    assert.ok(!isAlive(last));
+    assert.equal(existsSync(join(runDir, 'vms', vm.id)), false, 'run dir gone');
+    assert.equal(await readLink(tapNameOf(vm.id)), undefined, 'TAP gone');
+    const inventory = await fc.call('GET', '/agent/v1/inventory');
+    assert.deepEqual(inventory.body.vms, []);
+    assert.deepEqual(inventory.body.orphans, { dirs: [], taps: [], processes: [], sockets: [] });
+  });
+});

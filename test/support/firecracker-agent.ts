@@ -1,0 +1,90 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { resolveAgentConfig } from '../../src/agent/config.js';
+import { FirecrackerDriver } from '../../src/agent/drivers/firecracker/firecracker-driver.js';
+import type { FirecrackerApiVersion } from '../../src/agent/drivers/firecracker/firecracker-requests.js';
+import { type AgentHost, type RunningAgent, realAgentHost, startAgent } from '../../src/agent/main.js';
+import type { VmmName } from '../../src/contracts/machine-spec.js';
+import type { VmmDriver } from '../../src/agent/ports/vmm-driver.js';
+import { captureLogger } from './capture-logger.js';
+import { testBridgeCidr, testBridgeName } from './net-names.js';
+import { send } from './test-manager.js';
+
+const run = promisify(execFile);
+
+/** The Firecracker API double, spawned with the real binary's flags (test/doubles). */
+export const FIRECRACKER_DOUBLE = fileURLToPath(new URL('../doubles/firecracker-double', import.meta.url));
+/** The same double enforcing the v1.16.1 API (the real binary's argv cannot carry a version). */
+export const FIRECRACKER_DOUBLE_V1_16 = fileURLToPath(new URL('../doubles/firecracker-double-v1-16', import.meta.url));
+
+export interface FirecrackerAgent {
+  agent: RunningAgent;
+  host: AgentHost;
+  runDir: string;
+  bridge: string;
+  /** Calls the agent with its credential. */
+  call(method: string, path: string, body?: unknown): Promise<{ status: number; headers: Headers; body: any }>;
+  /** Stops the agent and removes its bridge. */
+  close(): Promise<void>;
+}
+
+export interface FirecrackerAgentOptions {
+  runDir: string;
+  managerUrl?: string;
+  joinToken?: string;
+  name?: string;
+  apiVersion?: FirecrackerApiVersion;
+  proxyTimeoutMs?: number;
+}
+
+/**
+ * A real agent (in this process) whose Firecracker driver runs the API double, beside the host's
+ * real QEMU driver: real supervisor, real bridge and TAPs; the double stands in for the binary,
+ * which cannot run here. Test-only composition: production picks drivers from the host probe.
+ */
+export async function startFirecrackerAgent(options: FirecrackerAgentOptions): Promise<FirecrackerAgent> {
+  const bridge = testBridgeName();
+  const config = resolveAgentConfig(
+    { bind: '127.0.0.1:0', runDir: options.runDir, managerUrl: options.managerUrl, joinToken: options.joinToken, name: options.name ?? 'fc-double' },
+    {
+      NEXUS_BRIDGE: bridge,
+      NEXUS_BRIDGE_CIDR: testBridgeCidr(),
+      NEXUS_NAT: 'off',
+      NEXUS_PROXY_TIMEOUT_MS: String(options.proxyTimeoutMs ?? 10_000),
+    },
+  );
+  const { log } = captureLogger(`fc-agent-${options.name ?? 'fc-double'}`);
+  const real = await realAgentHost(config, log);
+  const apiVersion = options.apiVersion ?? '1.17';
+  const driver = new FirecrackerDriver({ binary: apiVersion === '1.16' ? FIRECRACKER_DOUBLE_V1_16 : FIRECRACKER_DOUBLE, apiVersion }, real.supervisor);
+  const host: AgentHost = {
+    ...real,
+    drivers: new Map<VmmName, VmmDriver>([...real.drivers, ['firecracker', driver]]),
+    capacity: async () => {
+      const measured = await real.capacity();
+      const double = { name: 'firecracker' as const, available: true, version: `API double (${apiVersion})` };
+      return { ...measured, drivers: [...measured.drivers.filter((entry) => entry.name !== 'firecracker'), double] };
+    },
+  };
+  const agent = await startAgent(config, log, host);
+  const credential = agent.identity.credential;
+  return {
+    agent,
+    host,
+    runDir: options.runDir,
+    bridge,
+    call: (method, path, body) => send(`${agent.url}${path}`, { method, body, headers: { authorization: `Bearer ${credential}` } }),
+    close: async () => {
+      await agent.close();
+      await run('ip', ['link', 'del', 'dev', bridge]).catch(() => undefined);
+    },
+  };
+}
+
+/** The folder of a test run dir's fake image files the double accepts (it checks they exist). */
+export function doubleImage(runDir: string): { kernel: string; rootfs: string } {
+  const dir = join(runDir, 'images', 'fc');
+  return { kernel: join(dir, 'vmlinux'), rootfs: join(dir, 'rootfs.ext4') };
+}
