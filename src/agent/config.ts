@@ -57,6 +57,8 @@ export interface AgentConfig {
   nat: boolean;
   /** How long the socket proxy waits for a VMM's answer before a 504. NEXUS_PROXY_TIMEOUT_MS, default 10000. */
   proxyTimeoutMs: number;
+  /** Each VM's console log is cut back when it grows past this. NEXUS_CONSOLE_LOG_MAX_BYTES, default 16 MiB. */
+  consoleLogMaxBytes: number;
 }
 
 export function resolveAgentConfig(options: AgentOptions, env: NodeJS.ProcessEnv): AgentConfig {
@@ -100,6 +102,7 @@ export function resolveAgentConfig(options: AgentOptions, env: NodeJS.ProcessEnv
     bridgeCidr: bridgeCidr(env.NEXUS_BRIDGE_CIDR ?? '172.31.0.1/24'),
     nat: onOff(env.NEXUS_NAT ?? 'on', 'NEXUS_NAT'),
     proxyTimeoutMs: positiveMs(env.NEXUS_PROXY_TIMEOUT_MS ?? '10000', 'NEXUS_PROXY_TIMEOUT_MS'),
+    consoleLogMaxBytes: consoleLogCap(env.NEXUS_CONSOLE_LOG_MAX_BYTES ?? String(16 * 1024 * 1024)),
   };
 }
 
@@ -116,6 +119,13 @@ function jailerOf(env: NodeJS.ProcessEnv, runDir: string): AgentConfig['jailer']
     return Number(text);
   };
   return { binary, uid: id('NEXUS_JAILER_UID'), gid: id('NEXUS_JAILER_GID'), chrootBaseDir: absolute(env.NEXUS_JAILER_CHROOT_BASE || join(runDir, 'jail')) };
+}
+
+function consoleLogCap(text: string): number {
+  if (!/^[0-9]{1,12}$/.test(text) || Number(text) < 65_536) {
+    throw new NexusError('bad_request', `NEXUS_CONSOLE_LOG_MAX_BYTES must be a whole number of bytes, at least 65536 (got '${text}')`);
+  }
+  return Number(text);
 }
 
 function positiveMs(text: string, name: string): number {

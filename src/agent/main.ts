@@ -7,6 +7,7 @@ import { UndoStack } from '../kit/undo-stack.js';
 import { PeriodicTask } from '../kit/periodic-task.js';
 import { ManagerLink } from './app/manager-link.js';
 import { ImageStore } from './host/image-store.js';
+import { ConsoleLogKeeper } from './host/console-log-keeper.js';
 import { imagesDir } from '../contracts/vm-layout.js';
 import type { AgentConfig } from './config.js';
 import { CapacityProbe } from './host/capacity-probe.js';
@@ -106,6 +107,15 @@ export async function startAgent(config: AgentConfig, log: Logger, host?: AgentH
     );
     expiry.start();
     undo.push('stop the expiry watch', () => expiry.stop());
+    const consoles = new ConsoleLogKeeper(config.runDir, config.consoleLogMaxBytes, log);
+    const consoleWatch = new PeriodicTask(10_000, () =>
+      consoles.sweep().then(
+        () => undefined,
+        (error: unknown) => log.error({ err: error }, 'could not cap the console logs'),
+      ),
+    );
+    consoleWatch.start();
+    undo.push('stop the console log watch', () => consoleWatch.stop());
     // Bind first: the address we advertise when enrolling must be the one we really hold.
     const bound = await listenOn(server, config.bind);
     const advertised = config.advertise ?? dialableHostPort(bound);

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { DriveId } from './machine-spec.js';
+import { DriveId, VmmName } from './machine-spec.js';
 import { StrictObject, Timestamp, Uuid } from './schema.js';
 
 /** What a user may ask of a VM. `deleted` is reached through DELETE, not set directly. */
@@ -85,7 +85,8 @@ export const Vm = Type.Object(
     rootfs_path: Type.Union([Type.String(), Type.Null()]),
     nic: Type.Boolean(),
     tap: Type.Union([Type.String(), Type.Null()]),
-    api_socket: Type.Union([Type.String(), Type.Null()]),
+    driver: Type.Union([VmmName, Type.Null()], { description: 'The VMM its host runs it with; null until the agent has said' }),
+    api_socket: Type.Union([Type.String(), Type.Null()], { description: "The VMM's control socket on the host (QMP or Firecracker API)" }),
     console_log: Type.Union([Type.String(), Type.Null()]),
     last_error: Type.Union([VmError, Type.Null()]),
     tags: Type.Record(Type.String(), Type.String()),

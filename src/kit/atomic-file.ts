@@ -5,7 +5,7 @@ import { access, rename, writeFile } from 'node:fs/promises';
  * to a staged file beside it (named per process, so two writers never share one) and is renamed
  * into place.
  */
-export async function writeFileAtomically(path: string, text: string, mode: number): Promise<void> {
+export async function writeFileAtomically(path: string, text: string | Uint8Array, mode: number): Promise<void> {
   const staged = `${path}.${process.pid}.tmp`;
   await writeFile(staged, text, { mode });
   await rename(staged, path);

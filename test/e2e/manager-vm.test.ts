@@ -73,6 +73,8 @@ describe('VM lifecycle through the manager', () => {
     assert.ok(vm.host_id);
     assert.equal(vm.tap, tapNameOf(id));
     assert.equal(vm.console_log, join(runDir, 'vms', id, 'logs', 'console.log'));
+    assert.equal(vm.driver, 'qemu');
+    assert.equal(vm.api_socket, join(runDir, 'vms', id, 'sock', 'qmp.sock'));
     await eventually('the boot marker', () => existsSync(vm.console_log) && readFileSync(vm.console_log, 'utf8').includes('NEXUS_BOOT_OK'), 90_000);
 
     const stop = await send(url(`/v1/vms/${id}/stop?wait=60`), { method: 'POST' });

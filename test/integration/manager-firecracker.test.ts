@@ -47,6 +47,9 @@ describe('manager lifecycle on a Firecracker host', () => {
     assert.equal(spec.driver, 'firecracker', 'the host default driver');
     const socket = join(runDir, 'vms', vm.id, 'sock', 'fc.sock');
     assert.ok(existsSync(socket));
+    const read = (await send(url(`/v1/vms/${vm.id}`))).body;
+    assert.equal(read.driver, 'firecracker', 'the driver the agent reports');
+    assert.equal(read.api_socket, socket, "Firecracker's API socket, not QEMU's monitor");
 
     const stopped = await send(url(`/v1/vms/${vm.id}/stop?wait=15`), { method: 'POST' });
     assert.equal(stopped.status, 200, JSON.stringify(stopped.body));

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -16,6 +17,10 @@ const run = promisify(execFile);
 
 /** The Firecracker API double, spawned with the real binary's flags (test/doubles). */
 export const FIRECRACKER_DOUBLE = fileURLToPath(new URL('../doubles/firecracker-double', import.meta.url));
+/** Stands in for the jailer: makes the jail, drops privileges, runs the double inside. */
+export const JAILER_DOUBLE = fileURLToPath(new URL('../doubles/jailer-double', import.meta.url));
+/** The unprivileged ids the jailed double runs as. */
+export const JAILED_ID = 54_321;
 /** The same double enforcing the v1.16.1 API (the real binary's argv cannot carry a version). */
 export const FIRECRACKER_DOUBLE_V1_16 = fileURLToPath(new URL('../doubles/firecracker-double-v1-16', import.meta.url));
 
@@ -37,6 +42,8 @@ export interface FirecrackerAgentOptions {
   name?: string;
   apiVersion?: FirecrackerApiVersion;
   proxyTimeoutMs?: number;
+  /** Launch through the jailer double, with `<run-dir>/jail` as the chroot base. */
+  jailed?: boolean;
 }
 
 /**
@@ -58,7 +65,10 @@ export async function startFirecrackerAgent(options: FirecrackerAgentOptions): P
   const { log } = captureLogger(`fc-agent-${options.name ?? 'fc-double'}`);
   const real = await realAgentHost(config, log);
   const apiVersion = options.apiVersion ?? '1.17';
-  const driver = new FirecrackerDriver({ binary: apiVersion === '1.16' ? FIRECRACKER_DOUBLE_V1_16 : FIRECRACKER_DOUBLE, apiVersion }, real.supervisor);
+  const jailer = options.jailed ? { binary: JAILER_DOUBLE, uid: JAILED_ID, gid: JAILED_ID, chrootBaseDir: join(options.runDir, 'jail') } : undefined;
+  if (jailer) mkdirSync(jailer.chrootBaseDir, { recursive: true });
+  const binary = apiVersion === '1.16' ? FIRECRACKER_DOUBLE_V1_16 : FIRECRACKER_DOUBLE;
+  const driver = new FirecrackerDriver({ binary, apiVersion, ...(jailer ? { jailer } : {}) }, real.supervisor);
   const host: AgentHost = {
     ...real,
     drivers: new Map<VmmName, VmmDriver>([...real.drivers, ['firecracker', driver]]),

@@ -535,16 +535,19 @@ export class VmService {
       }
       const own = await driver.apiSocket(vm);
       const wanted = requested ?? own;
-      const ownDir = await canonical(dirname(own));
       const refuse = () =>
         new NexusError('forbidden', `${wanted} is not the API socket of VM ${id}`, { suggestion: `Omit sock=, or give ${own}.` });
-      if (!isAbsolute(wanted) || !isUnderAllowedRoot(await canonicalAncestor(wanted), [ownDir])) throw refuse();
+      // The folder the VM's socket really lives in: its sock/ folder, or its jail when jailed.
+      const ownResolved = await realpath(own).catch(() => undefined);
+      const ownDirs = [await canonical(dirname(own)), ...(ownResolved ? [dirname(ownResolved)] : [])];
+      if (!isAbsolute(wanted) || !isUnderAllowedRoot(await canonicalAncestor(wanted), ownDirs)) throw refuse();
       const resolved = await realpath(wanted).catch(() => undefined);
-      if (resolved !== undefined && !isUnderAllowedRoot(resolved, [ownDir])) throw refuse();
+      if (resolved !== undefined && !ownDirs.some((allowed) => dirname(resolved) === allowed)) throw refuse();
       if (!(await this.liveProcess(vm)) || resolved === undefined) {
         throw new NexusError('conflict', `VM ${id} is not running: no VMM answers on ${wanted}`, { suggestion: 'Start it first.' });
       }
-      return resolved;
+      // Connect through the VM's own short path when that is the socket meant (a jail's host path can be too long for a socket).
+      return resolved === ownResolved ? own : resolved;
     });
   }
 

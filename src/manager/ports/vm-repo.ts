@@ -1,3 +1,4 @@
+import type { VmmName } from '../../contracts/machine-spec.js';
 import type { DesiredState, ObservedState } from '../../contracts/vm-api.js';
 
 /**
@@ -16,6 +17,8 @@ export interface StoredVmSpec {
   rootfs_image_id?: string | null;
   extra_drives: StoredDrive[];
   nic: boolean;
+  /** The VMM its host runs it with, as the agent reports it; unknown until the agent first has. */
+  driver?: VmmName;
 }
 
 export interface StoredDrive {
@@ -105,6 +108,8 @@ export interface VmRepo {
   setDesired(id: string, desired: DesiredState, expectedVersion?: number): Promise<VmRecord | 'stale' | undefined>;
   /** Binds the VM to its host for life; `spec` (with the host's image paths filled in) replaces the stored one. */
   setHost(id: string, hostId: string, spec?: StoredVmSpec): Promise<void>;
+  /** Records the VMM the agent runs the VM with. */
+  setDriver(id: string, driver: VmmName): Promise<void>;
   /** Records what the reconciler saw; a change of state (or an error) also becomes an event. */
   observe(id: string, observation: Observation): Promise<void>;
   delete(id: string): Promise<void>;

@@ -224,6 +224,7 @@ export class VmReconciler {
   }
 
   private async observeAgent(vm: VmRecord, agentVm: AgentVm): Promise<void> {
+    if (vm.spec.driver !== agentVm.driver) await this.vms.setDriver(vm.id, agentVm.driver);
     const healthy = agentVm.state === 'running' || agentVm.state === 'paused' || agentVm.state === 'configured';
     await this.vms.observe(vm.id, {
       to: observedFromAgent(agentVm.state),

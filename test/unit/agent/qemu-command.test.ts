@@ -52,7 +52,8 @@ describe('qemuArgs', () => {
   });
 
   it('puts the console and QMP in the VM folder', () => {
-    assert.deepEqual(after(tcg, '-serial'), [`file:${vm.consoleLog}`]);
+    assert.deepEqual(after(tcg, '-chardev'), [`file,id=console,path=${vm.consoleLog},append=on`]);
+    assert.deepEqual(after(tcg, '-serial'), ['chardev:console']);
     assert.deepEqual(after(tcg, '-qmp'), [`unix:${vm.qmpSocket},server=on,wait=off`]);
   });
 

@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { macOf, tapNameOf } from '../../../contracts/host-names.js';
 import type { MachineSpec, RateLimit } from '../../../contracts/machine-spec.js';
@@ -86,7 +86,7 @@ export class FirecrackerDriver implements VmmDriver {
   async inspect(vm: VmLayout, process: ProcessIdentity | undefined): Promise<VmmRunState> {
     if (!process || !(await this.supervisor.isAlive(process))) return 'stopped';
     try {
-      const info = await this.api.call<{ state: string }>(await this.socketOf(vm), describeInstance, 2000);
+      const info = await this.api.call<{ state: string }>(vm.firecrackerSocket, describeInstance, 2000);
       return RUN_STATES[info.state] ?? 'failed';
     } catch (error) {
       // Alive but not answering: still starting, or busy with a long request; the caller retries.
@@ -96,12 +96,12 @@ export class FirecrackerDriver implements VmmDriver {
   }
 
   async pause(vm: VmLayout): Promise<void> {
-    await this.api.call(await this.socketOf(vm), pauseVm);
+    await this.api.call(vm.firecrackerSocket, pauseVm);
   }
 
   /** A configured VMM that never ran boots; a paused one resumes. */
   async resume(vm: VmLayout): Promise<void> {
-    const socket = await this.socketOf(vm);
+    const socket = vm.firecrackerSocket;
     const info = await this.api.call<{ state: string }>(socket, describeInstance);
     await this.api.call(socket, info.state === 'Not started' ? instanceStart : resumeVm);
   }
@@ -114,7 +114,7 @@ export class FirecrackerDriver implements VmmDriver {
     if (await this.supervisor.isAlive(process)) {
       const running = (await this.inspect(vm, process).catch(() => 'failed')) === 'running';
       if (running && timeoutMs > 0) {
-        const socket = await this.socketOf(vm);
+        const socket = vm.firecrackerSocket;
         await this.api.call(socket, sendCtrlAltDel, 2000).then(
           () => this.supervisor.waitForExit(process, timeoutMs),
           () => false,
@@ -129,7 +129,7 @@ export class FirecrackerDriver implements VmmDriver {
   }
 
   async snapshot(vm: VmLayout, dir: string): Promise<SnapshotFiles> {
-    const socket = await this.socketOf(vm);
+    const socket = vm.firecrackerSocket;
     const info = await this.api.call<{ state: string }>(socket, describeInstance);
     if (info.state !== 'Paused') {
       throw new NexusError('conflict', `a snapshot needs a paused VM; this one is ${info.state}`, { suggestion: 'Pause it first.' });
@@ -170,20 +170,16 @@ export class FirecrackerDriver implements VmmDriver {
   }
 
   async updateDriveRateLimit(vm: VmLayout, driveId: string, limit: RateLimit): Promise<void> {
-    await this.api.call(await this.socketOf(vm), driveRateLimitUpdate(driveId, limit));
+    await this.api.call(vm.firecrackerSocket, driveRateLimitUpdate(driveId, limit));
   }
 
   async release(vm: VmLayout): Promise<void> {
     await this.cleanUp(vm);
   }
 
-  apiSocket(vm: VmLayout): Promise<string> {
-    return this.socketOf(vm);
-  }
-
-  /** The API socket of the VM's current process: in its jail when jailed. */
-  private async socketOf(vm: VmLayout): Promise<string> {
-    return (await this.readJail(vm))?.socket ?? vm.firecrackerSocket;
+  /** The API socket of the VM's current process (when jailed, a link to the socket in its jail). */
+  async apiSocket(vm: VmLayout): Promise<string> {
+    return vm.firecrackerSocket;
   }
 
   /** Spawns the process (jailed or not) and waits until its API answers. */
@@ -215,6 +211,9 @@ export class FirecrackerDriver implements VmmDriver {
       ];
       await populateJail(jailerConfig, jail, files);
       await writeFileAtomically(join(vm.dir, JAIL_RECORD), JSON.stringify(jail), 0o640);
+      // The jail socket's host path can pass the 107-byte unix socket limit: the agent reaches it
+      // through a short link in the VM's own socket folder.
+      await symlink(jail.socket, vm.firecrackerSocket);
       paths = {
         kernel: '/vm/kernel',
         ...(spec.initrd ? { initrd: '/vm/initrd' } : {}),
@@ -222,7 +221,7 @@ export class FirecrackerDriver implements VmmDriver {
         logFile: '/firecracker.log',
         metricsFile: '/metrics.json',
       };
-      socket = jail.socket;
+      socket = vm.firecrackerSocket;
       process = await this.supervisor.launch({ vm, binary: jailerConfig.binary, args: jailerArgs(jailerConfig, this.config.binary, jail), stdoutPath: vm.consoleLog });
     } else {
       paths = {

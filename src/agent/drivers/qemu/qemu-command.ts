@@ -43,7 +43,9 @@ export function qemuArgs(vm: VmLayout, spec: MachineSpec, options: QemuLaunchOpt
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
     '-kernel', spec.kernel.path,
     '-append', effectiveCmdline(spec.kernel.cmdline, options),
-    '-serial', `file:${vm.consoleLog}`,
+    // Appended (not truncated and rewritten from offset 0), so the agent can cap the log's size.
+    '-chardev', `file,id=console,path=${value(vm.consoleLog)},append=on`,
+    '-serial', 'chardev:console',
     '-qmp', `unix:${value(vm.qmpSocket)},server=on,wait=off`,
   ];
   if (spec.initrd) args.push('-initrd', spec.initrd.path);

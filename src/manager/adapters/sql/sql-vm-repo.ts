@@ -1,4 +1,5 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
+import type { VmmName } from '../../../contracts/machine-spec.js';
 import type { DesiredState } from '../../../contracts/vm-api.js';
 import { NexusError } from '../../../kit/nexus-error.js';
 import type { HostAllocation, NewVm, Observation, StoredVmSpec, VmEventRecord, VmFilter, VmRecord, VmRepo } from '../../ports/vm-repo.js';
@@ -78,6 +79,10 @@ export class SqlVmRepo implements VmRepo {
       .set({ host_id: hostId, updated_at: new Date(), ...(spec ? { spec: JSON.stringify(spec) } : {}) })
       .where('id', '=', id)
       .execute();
+  }
+
+  async setDriver(id: string, driver: VmmName): Promise<void> {
+    await sql`UPDATE vm SET spec = jsonb_set(spec, '{driver}', to_jsonb(${driver}::text)) WHERE id = ${id}`.execute(this.db);
   }
 
   /**
