@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, openSync, readFileSync, statSync, writeSync, closeSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ConsoleLogKeeper } from '../../../src/agent/host/console-log-keeper.js';
 import { vmLayout } from '../../../src/contracts/vm-layout.js';
