@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { isAbsolute, join, resolve } from 'node:path';
+import { basename, isAbsolute, join, resolve } from 'node:path';
 import { type ListenAddress, parseListenAddress } from '../kit/listen-address.js';
 import { NexusError } from '../kit/nexus-error.js';
 import { type Ipv4Cidr, parseIpv4Cidr } from './domain/ipv4.js';
@@ -57,8 +57,8 @@ export interface AgentConfig {
   nat: boolean;
   /** How long the socket proxy waits for a VMM's answer before a 504. NEXUS_PROXY_TIMEOUT_MS, default 10000. */
   proxyTimeoutMs: number;
-  /** Each VM's console log is cut back when it grows past this. NEXUS_CONSOLE_LOG_MAX_BYTES, default 16 MiB. */
-  consoleLogMaxBytes: number;
+  /** Each VM log (console, Firecracker's log and metrics) is cut back past this. NEXUS_VM_LOG_MAX_BYTES, default 16 MiB. */
+  vmLogMaxBytes: number;
 }
 
 export function resolveAgentConfig(options: AgentOptions, env: NodeJS.ProcessEnv): AgentConfig {
@@ -95,20 +95,26 @@ export function resolveAgentConfig(options: AgentOptions, env: NodeJS.ProcessEnv
     logLevel: options.logLevel ?? env.NEXUS_LOG_LEVEL ?? 'info',
     qemuBinary: env.NEXUS_QEMU_BIN || 'qemu-system-x86_64',
     firecrackerBinary: env.NEXUS_FIRECRACKER_BIN || 'firecracker',
-    jailer: jailerOf(env, runDir),
+    jailer: jailerOf(env, runDir, env.NEXUS_FIRECRACKER_BIN || 'firecracker'),
     exitWithParent: options.exitWithParent ?? false,
     stopVmsOnExit: options.stopVmsOnExit ?? false,
     bridge: bridgeName(env.NEXUS_BRIDGE ?? 'fcbr0'),
     bridgeCidr: bridgeCidr(env.NEXUS_BRIDGE_CIDR ?? '172.31.0.1/24'),
     nat: onOff(env.NEXUS_NAT ?? 'on', 'NEXUS_NAT'),
     proxyTimeoutMs: positiveMs(env.NEXUS_PROXY_TIMEOUT_MS ?? '10000', 'NEXUS_PROXY_TIMEOUT_MS'),
-    consoleLogMaxBytes: consoleLogCap(env.NEXUS_CONSOLE_LOG_MAX_BYTES ?? String(16 * 1024 * 1024)),
+    vmLogMaxBytes: vmLogCap(env.NEXUS_VM_LOG_MAX_BYTES ?? String(16 * 1024 * 1024)),
   };
 }
 
-function jailerOf(env: NodeJS.ProcessEnv, runDir: string): AgentConfig['jailer'] {
+function jailerOf(env: NodeJS.ProcessEnv, runDir: string, firecrackerBinary: string): AgentConfig['jailer'] {
   const binary = env.NEXUS_JAILER_BIN || undefined;
   if (binary === undefined) return undefined;
+  // The jailer refuses an exec file whose name does not contain "firecracker".
+  if (!basename(firecrackerBinary).includes('firecracker')) {
+    throw new NexusError('bad_request', `the jailer runs only a binary whose file name contains "firecracker" (NEXUS_FIRECRACKER_BIN is ${firecrackerBinary})`, {
+      suggestion: 'Install or link the binary under a name like /usr/local/bin/firecracker.',
+    });
+  }
   const id = (name: 'NEXUS_JAILER_UID' | 'NEXUS_JAILER_GID'): number => {
     const text = env[name] ?? '';
     if (!/^[1-9][0-9]{0,9}$/.test(text)) {
@@ -121,9 +127,9 @@ function jailerOf(env: NodeJS.ProcessEnv, runDir: string): AgentConfig['jailer']
   return { binary, uid: id('NEXUS_JAILER_UID'), gid: id('NEXUS_JAILER_GID'), chrootBaseDir: absolute(env.NEXUS_JAILER_CHROOT_BASE || join(runDir, 'jail')) };
 }
 
-function consoleLogCap(text: string): number {
+function vmLogCap(text: string): number {
   if (!/^[0-9]{1,12}$/.test(text) || Number(text) < 65_536) {
-    throw new NexusError('bad_request', `NEXUS_CONSOLE_LOG_MAX_BYTES must be a whole number of bytes, at least 65536 (got '${text}')`);
+    throw new NexusError('bad_request', `NEXUS_VM_LOG_MAX_BYTES must be a whole number of bytes, at least 65536 (got '${text}')`);
   }
   return Number(text);
 }

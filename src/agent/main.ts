@@ -7,7 +7,7 @@ import { UndoStack } from '../kit/undo-stack.js';
 import { PeriodicTask } from '../kit/periodic-task.js';
 import { ManagerLink } from './app/manager-link.js';
 import { ImageStore } from './host/image-store.js';
-import { ConsoleLogKeeper } from './host/console-log-keeper.js';
+import { VmLogKeeper } from './host/vm-log-keeper.js';
 import { imagesDir } from '../contracts/vm-layout.js';
 import type { AgentConfig } from './config.js';
 import { CapacityProbe } from './host/capacity-probe.js';
@@ -50,7 +50,8 @@ export async function realAgentHost(config: AgentConfig, log: Logger): Promise<A
   const placement = await detectPlacement();
   log.info({ placement: placement.kind }, 'VMM processes run detached, each in its own session');
   const supervisor = new DetachedSupervisor(placement, log);
-  const network = new BridgeNetwork({ bridge: config.bridge, cidr: config.bridgeCidr, nat: config.nat }, log);
+  const tapOwner = config.jailer ? { uid: config.jailer.uid, gid: config.jailer.gid } : undefined;
+  const network = new BridgeNetwork({ bridge: config.bridge, cidr: config.bridgeCidr, nat: config.nat, ...(tapOwner ? { tapOwner } : {}) }, log);
   const drivers = new Map<VmmName, VmmDriver>();
   const firecracker = facts.drivers.find((driver) => driver.name === 'firecracker');
   const apiVersion = firecracker?.available && firecracker.version ? firecrackerApiVersionOf(firecracker.version) : undefined;
@@ -74,7 +75,7 @@ export async function startAgent(config: AgentConfig, log: Logger, host?: AgentH
   const { capacity, supervisor, network, drivers } = host ?? (await realAgentHost(config, log));
   // Firecracker where it runs (production), QEMU where Firecracker or KVM is missing.
   const defaultDriver: VmmName = drivers.has('firecracker') ? 'firecracker' : 'qemu';
-  const vms = new VmService({ runDir: config.runDir, drivers, defaultDriver }, supervisor, network, log);
+  const vms = new VmService({ runDir: config.runDir, drivers, defaultDriver, jailBase: config.jailer?.chrootBaseDir }, supervisor, network, log);
 
   const store = new CredentialStore(config.stateDir);
   const stored = await store.load();
@@ -107,11 +108,11 @@ export async function startAgent(config: AgentConfig, log: Logger, host?: AgentH
     );
     expiry.start();
     undo.push('stop the expiry watch', () => expiry.stop());
-    const consoles = new ConsoleLogKeeper(config.runDir, config.consoleLogMaxBytes, log);
+    const consoles = new VmLogKeeper(config.runDir, config.vmLogMaxBytes, log);
     const consoleWatch = new PeriodicTask(10_000, () =>
       consoles.sweep().then(
         () => undefined,
-        (error: unknown) => log.error({ err: error }, 'could not cap the console logs'),
+        (error: unknown) => log.error({ err: error }, 'could not cap the VM logs'),
       ),
     );
     consoleWatch.start();

@@ -139,6 +139,16 @@ for (const apiVersion of ['1.17', '1.16'] as const) describe(`agent on the Firec
     for (const [method, path] of [['PUT', '/mmds'], ['GET', '/mmds'], ['DELETE', '/drives/rootfs'], ['POST', '/actions'], ['PUT', '/vsock']] as const) {
       assertErrorContract(await proxy(id, method, path, method === 'PUT' || method === 'POST' ? {} : undefined), 403, 'forbidden');
     }
+    // Fields naming host files or devices never reach Firecracker (it would open them as root).
+    const limit = { drive_id: 'rootfs', rate_limiter: { bandwidth: { size: 1000, refill_time: 1000 } } };
+    assert.equal((await proxy(id, 'PATCH', '/drives/rootfs', limit)).status, 204, 'a rate-limit change is relayed');
+    const hostDisk = await proxy(id, 'PATCH', '/drives/rootfs', { drive_id: 'rootfs', path_on_host: '/dev/sda' });
+    assertErrorContract(hostDisk, 403, 'forbidden');
+    assert.match(hostDisk.body.fault_message, /path_on_host/);
+    await act(id, 'pause');
+    assertErrorContract(await proxy(id, 'PUT', '/snapshot/create', { snapshot_path: '/etc/passwd', mem_file_path: '/tmp/m' }), 403, 'forbidden');
+    assertErrorContract(await proxy(id, 'PATCH', '/network-interfaces/eth0', { iface_id: 'eth0', host_dev_name: 'eth0' }), 403, 'forbidden');
+    await act(id, 'resume');
   });
 
   describe('proxy: a socket outside the VM own socket folder is refused, however it is spelt', () => {

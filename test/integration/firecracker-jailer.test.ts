@@ -65,6 +65,11 @@ describe('Firecracker through the jailer (doubles)', () => {
     assert.equal(statSync(join(root, 'fc.sock')).uid, JAILED_ID, 'Firecracker runs as the jailed user');
     assert.equal(realpathSync(join(runDir, 'vms', id, 'sock', 'fc.sock')), join(root, 'fc.sock'), "the VM's socket path leads into the jail");
     await eventually('the guest console reaches the VM console log', () => readFileSync(join(runDir, 'vms', id, 'logs', 'console.log'), 'utf8').includes('NEXUS_BOOT_OK'), 10_000);
+    const firecrackerLog = join(runDir, 'vms', id, 'logs', 'firecracker.log');
+    assert.match(readFileSync(firecrackerLog, 'utf8'), /Running Firecracker|InstanceStart|successfully/, "Firecracker's own log lands in the VM folder");
+    const tap = await readLink(tapNameOf(id));
+    const tun = (tap?.linkinfo as { info_data?: { user?: number; group?: number } } | undefined)?.info_data;
+    assert.deepEqual([tun?.user, tun?.group], [JAILED_ID, JAILED_ID], `the TAP belongs to the jailed user: ${JSON.stringify(tap?.linkinfo)}`);
     const info = await fc.call('GET', `/agent/v1/vms/${id}/proxy/`);
     assert.equal(info.body.state, 'Running', 'the proxy finds the socket in the jail');
 
@@ -74,11 +79,20 @@ describe('Firecracker through the jailer (doubles)', () => {
     assert.ok(existsSync(snapshot.memory_file));
     await act(id, 'stop', { timeout_ms: 2000 });
     assert.deepEqual(jailsNow(), [], 'the jail goes with its process');
+    assert.ok(readFileSync(firecrackerLog, 'utf8').length > 0, 'the log outlives the jail');
 
     const restored = await act(id, 'restore', { snapshot_id: snapshot.snapshot_id });
     assert.equal(restored.vm.state, 'running');
     const [second] = jailsNow();
     assert.ok(second && second !== jail, 'a fresh jail id for the new launch');
+    // A snapshot of the restored VM must not write over the one it came from (linked into the jail to load it).
+    const savedState = readFileSync(snapshot.state_file, 'utf8');
+    await act(id, 'pause');
+    const { snapshot: later } = await act(id, 'snapshot');
+    assert.notEqual(later.state_file, snapshot.state_file);
+    assert.equal(readFileSync(snapshot.state_file, 'utf8'), savedState, 'the first snapshot is unchanged');
+    assert.notEqual(statSync(later.memory_file).ino, statSync(snapshot.memory_file).ino, 'two snapshots, two memory files');
+    await act(id, 'resume');
 
     assert.equal((await fc.call('DELETE', `/agent/v1/vms/${id}`)).status, 200);
     await eventually('the VMM exited', () => !isAlive(restored.vm.pid), 5000);

@@ -60,12 +60,16 @@ export async function startFirecrackerAgent(options: FirecrackerAgentOptions): P
       NEXUS_BRIDGE_CIDR: testBridgeCidr(),
       NEXUS_NAT: 'off',
       NEXUS_PROXY_TIMEOUT_MS: String(options.proxyTimeoutMs ?? 10_000),
+      // The jailer settings as an operator gives them, with the jailer double as the binary.
+      ...(options.jailed
+        ? { NEXUS_JAILER_BIN: JAILER_DOUBLE, NEXUS_JAILER_UID: String(JAILED_ID), NEXUS_JAILER_GID: String(JAILED_ID), NEXUS_JAILER_CHROOT_BASE: join(options.runDir, 'jail') }
+        : {}),
     },
   );
   const { log } = captureLogger(`fc-agent-${options.name ?? 'fc-double'}`);
   const real = await realAgentHost(config, log);
   const apiVersion = options.apiVersion ?? '1.17';
-  const jailer = options.jailed ? { binary: JAILER_DOUBLE, uid: JAILED_ID, gid: JAILED_ID, chrootBaseDir: join(options.runDir, 'jail') } : undefined;
+  const jailer = config.jailer;
   if (jailer) mkdirSync(jailer.chrootBaseDir, { recursive: true });
   const binary = apiVersion === '1.16' ? FIRECRACKER_DOUBLE_V1_16 : FIRECRACKER_DOUBLE;
   const driver = new FirecrackerDriver({ binary, apiVersion, ...(jailer ? { jailer } : {}) }, real.supervisor);

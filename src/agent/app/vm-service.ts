@@ -1,4 +1,4 @@
-import { mkdir, readFile, readdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { pathExists, writeFileAtomically } from '../../kit/atomic-file.js';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -22,6 +22,8 @@ export interface VmServiceConfig {
   drivers: ReadonlyMap<VmmName, VmmDriver>;
   /** Used when a spec names no driver. */
   defaultDriver: VmmName;
+  /** Where jailed Firecracker processes have their roots, so a jailed VMM is found by scans too. */
+  jailBase?: string;
 }
 
 /** What is stored in `spec.json`: the spec with canonical paths and private drive copies, and the driver. */
@@ -71,6 +73,7 @@ export class VmService {
     return this.locks.run(id, async () => {
       const vm = this.layout(id);
       const driver = this.driverFor(requested.driver);
+      driver.validate?.(requested);
       const existing = await this.readStored(vm);
       const process = existing ? await this.liveProcess(vm) : undefined;
       const spec = await this.resolveSpec(vm, requested, existing?.spec);
@@ -272,7 +275,7 @@ export class VmService {
       const process = await this.liveProcess(vm);
       if (process) await this.driverFor(stored?.driver).stop(vm, process, timeoutMs);
       // A VMM running from this folder that no pid file names is still this VM's: end it too.
-      for (const stray of (await scanVmmProcesses(this.config.runDir)).filter((entry) => entry.vmId === id)) {
+      for (const stray of (await scanVmmProcesses(this.config.runDir, this.config.jailBase)).filter((entry) => entry.vmId === id)) {
         const startTicks = await readProcessStartTicks(stray.pid);
         if (startTicks === undefined) continue;
         await this.supervisor.signal({ pid: stray.pid, startTicks }, 'SIGKILL');
@@ -317,7 +320,7 @@ export class VmService {
     }
     const ownTaps = new Set(names.filter((name) => VM_ID_PATTERN.test(name)).map(tapNameOf));
     orphans.taps = (await this.network.listTaps()).filter((tap) => !ownTaps.has(tap));
-    for (const process of await scanVmmProcesses(this.config.runDir)) {
+    for (const process of await scanVmmProcesses(this.config.runDir, this.config.jailBase)) {
       if (!VM_ID_PATTERN.test(process.vmId)) continue;
       // Re-read the pid file now: a VMM started since the listing above is not an orphan.
       const recorded = await this.supervisor.adopt(vmLayout(this.config.runDir, process.vmId));
@@ -519,36 +522,42 @@ export class VmService {
   }
 
   /**
-   * The VMM API socket the proxy may relay to for this VM: `requested` (default: the VM's own)
-   * must canonicalize (`..` and symlinks resolved) into the folder of the VM's own socket. A VM
-   * whose driver has no such API is a 409; a VM not running, too.
+   * Runs `relay` against the VMM API socket the proxy may use for this VM, holding the VM's lock,
+   * so a proxied call never lands between two steps of the agent's own (a snapshot's pause check
+   * and its create). `requested` (default: the VM's own socket) must canonicalize (`..` and
+   * symlinks resolved) into the folder of the VM's own socket. A VM whose driver has no such API
+   * is a 409; a VM not running, too.
    */
-  proxySocket(id: string, requested: string | undefined): Promise<string> {
-    return this.locks.run(id, async () => {
-      const vm = this.layout(id);
-      const stored = await this.requireStored(vm);
-      const driver = this.driverFor(stored.driver);
-      if (!driver.apiSocket) {
-        throw new NexusError('conflict', `VM ${id} runs on ${driver.name}, which has no API socket to proxy`, {
-          suggestion: 'The proxy serves Firecracker VMs; drive this one through the agent API (actions, drives).',
-        });
-      }
-      const own = await driver.apiSocket(vm);
-      const wanted = requested ?? own;
-      const refuse = () =>
-        new NexusError('forbidden', `${wanted} is not the API socket of VM ${id}`, { suggestion: `Omit sock=, or give ${own}.` });
-      // The folder the VM's socket really lives in: its sock/ folder, or its jail when jailed.
-      const ownResolved = await realpath(own).catch(() => undefined);
-      const ownDirs = [await canonical(dirname(own)), ...(ownResolved ? [dirname(ownResolved)] : [])];
-      if (!isAbsolute(wanted) || !isUnderAllowedRoot(await canonicalAncestor(wanted), ownDirs)) throw refuse();
-      const resolved = await realpath(wanted).catch(() => undefined);
-      if (resolved !== undefined && !ownDirs.some((allowed) => dirname(resolved) === allowed)) throw refuse();
-      if (!(await this.liveProcess(vm)) || resolved === undefined) {
-        throw new NexusError('conflict', `VM ${id} is not running: no VMM answers on ${wanted}`, { suggestion: 'Start it first.' });
-      }
-      // Connect through the VM's own short path when that is the socket meant (a jail's host path can be too long for a socket).
-      return resolved === ownResolved ? own : resolved;
-    });
+  proxy<T>(id: string, requested: string | undefined, relay: (socket: string) => Promise<T>): Promise<T> {
+    return this.locks.run(id, async () => relay(await this.proxySocket(id, requested)));
+  }
+
+  private async proxySocket(id: string, requested: string | undefined): Promise<string> {
+    const vm = this.layout(id);
+    const stored = await this.requireStored(vm);
+    const driver = this.driverFor(stored.driver);
+    if (!driver.apiSocket) {
+      throw new NexusError('conflict', `VM ${id} runs on ${driver.name}, which has no API socket to proxy`, {
+        suggestion: 'The proxy serves Firecracker VMs; drive this one through the agent API (actions, drives).',
+      });
+    }
+    const own = await driver.apiSocket(vm);
+    const wanted = requested ?? own;
+    const refuse = () =>
+      new NexusError('forbidden', `${wanted} is not the API socket of VM ${id}`, { suggestion: `Omit sock=, or give ${own}.` });
+    // The folder the VM's socket really lives in: its sock/ folder, or its jail when jailed.
+    const ownResolved = await realpath(own).catch(() => undefined);
+    const ownDirs = [await canonical(dirname(own)), ...(ownResolved ? [dirname(ownResolved)] : [])];
+    if (!isAbsolute(wanted) || !isUnderAllowedRoot(await canonicalAncestor(wanted), ownDirs)) throw refuse();
+    const resolved = await realpath(wanted).catch(() => undefined);
+    if (resolved !== undefined && !ownDirs.some((allowed) => dirname(resolved) === allowed)) throw refuse();
+    if (!(await this.liveProcess(vm)) || resolved === undefined) {
+      throw new NexusError('conflict', `VM ${id} is not running: no VMM answers on ${wanted}`, { suggestion: 'Start it first.' });
+    }
+    // A socket, not something put in its place (a jailed VMM owns the folder its socket is in).
+    if (!(await lstat(resolved)).isSocket()) throw refuse();
+    // Connect through the VM's own short path when that is the socket meant (a jail's host path can be too long for a socket).
+    return resolved === ownResolved ? own : resolved;
   }
 
   private async requireStored(vm: VmLayout): Promise<StoredSpec> {

@@ -27,6 +27,44 @@ export function isProxyAllowed(method: string, path: string): boolean {
   return WRITABLE.some((rule) => rule.methods.includes(method) && rule.path.test(path));
 }
 
+/**
+ * Body fields that name a host file, socket or device. Firecracker opens them with its own rights
+ * (root, unjailed), so through the proxy they would bypass the agent's rule on which files a VM may
+ * have: a body carrying one is refused, whatever its value. The agent sets them itself.
+ */
+const HOST_RESOURCE_FIELDS = new Set([
+  'kernel_image_path',
+  'initrd_path',
+  'path_on_host',
+  'socket',
+  'host_dev_name',
+  'log_path',
+  'metrics_path',
+  'snapshot_path',
+  'mem_file_path',
+  'backend_path',
+  'uds_path',
+  'serial_out_path',
+]);
+
+/** The first field in a body (at any depth) that names a host resource, or undefined. */
+export function hostResourceFieldIn(body: unknown): string | undefined {
+  if (Array.isArray(body)) {
+    for (const item of body) {
+      const found = hostResourceFieldIn(item);
+      if (found) return found;
+    }
+    return undefined;
+  }
+  if (typeof body !== 'object' || body === null) return undefined;
+  for (const [key, value] of Object.entries(body)) {
+    if (HOST_RESOURCE_FIELDS.has(key)) return key;
+    const found = hostResourceFieldIn(value);
+    if (found) return found;
+  }
+  return undefined;
+}
+
 /** Request headers never relayed: the hop's own, and the caller's credential for the agent. */
 export const UNRELAYED_HEADERS = new Set([
   'host',

@@ -21,12 +21,12 @@ interface StaticFacts {
 export class CapacityProbe {
   private facts: StaticFacts | undefined;
 
-  constructor(private readonly config: { runDir: string; qemuBinary: string; firecrackerBinary: string }) {}
+  constructor(private readonly config: { runDir: string; qemuBinary: string; firecrackerBinary: string; jailer?: { binary: string } | undefined }) {}
 
   async init(): Promise<StaticFacts> {
     if (!this.facts) {
       const [kvm, qemu] = await Promise.all([probeKvm(this.config.qemuBinary), probeQemu(this.config.qemuBinary)]);
-      const firecracker = await probeFirecracker(this.config.firecrackerBinary, kvm);
+      const firecracker = await probeFirecracker(this.config.firecrackerBinary, kvm, this.config.jailer?.binary);
       this.facts = { kvm, drivers: [qemu, firecracker] };
     }
     return this.facts;

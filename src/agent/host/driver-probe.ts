@@ -26,7 +26,7 @@ export async function probeQemu(qemuBinary: string): Promise<DriverAvailability>
 }
 
 /** Firecracker needs its binary, in a version whose API the driver speaks, and a KVM that really runs guests. */
-export async function probeFirecracker(firecrackerBinary: string, kvm: KvmProbeResult): Promise<DriverAvailability> {
+export async function probeFirecracker(firecrackerBinary: string, kvm: KvmProbeResult, jailerBinary?: string): Promise<DriverAvailability> {
   const found = await versionOf(firecrackerBinary);
   if (!('version' in found)) return { name: 'firecracker', available: false, reason: `${found.reason} (set NEXUS_FIRECRACKER_BIN)` };
   const api = firecrackerApiVersionOf(found.version);
@@ -34,6 +34,10 @@ export async function probeFirecracker(firecrackerBinary: string, kvm: KvmProbeR
     return { name: 'firecracker', available: false, version: found.version, reason: `unsupported version: the driver speaks the API of Firecracker ${FIRECRACKER_API_VERSIONS.join(' and ')}` };
   }
   if (!kvm.usable) return { name: 'firecracker', available: false, version: found.version, reason: `KVM unusable: ${kvm.reason ?? 'unknown'}` };
+  if (jailerBinary) {
+    const jailer = await versionOf(jailerBinary);
+    if (!('version' in jailer)) return { name: 'firecracker', available: false, version: found.version, reason: `the jailer: ${jailer.reason} (NEXUS_JAILER_BIN)` };
+  }
   return { name: 'firecracker', available: true, version: found.version };
 }
 

@@ -6,7 +6,7 @@ import { MachineSpec, RateLimit } from '../../contracts/machine-spec.js';
 import type { HttpServer } from '../../kit/http/http-server.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import type { VmService } from '../app/vm-service.js';
-import { isProxyAllowed } from '../domain/proxy-policy.js';
+import { hostResourceFieldIn, isProxyAllowed } from '../domain/proxy-policy.js';
 import { relay } from '../proxy/socket-proxy.js';
 import { StrictObject } from '../../contracts/schema.js';
 
@@ -102,24 +102,34 @@ export function registerProxyRoute(app: HttpServer, vms: VmService, timeoutMs: n
       querystring: ProxyQuery,
     },
     handler: async (request, reply) => {
-      const rawUrl = request.raw.url ?? '';
-      const marker = `/vms/${request.params.id}/proxy`;
-      const path = rawUrl.slice(rawUrl.indexOf(marker) + marker.length).split('?')[0] || '/';
+      // The raw path (still percent-encoded) after `/proxy`: the route matched, so the prefix up to
+      // it is the one registered, and its length is that of the route's static part plus the id.
+      const rawPath = (request.raw.url ?? '').split('?')[0] ?? '';
+      const prefix = `${AGENT_API_PREFIX}/vms/`;
+      const afterId = rawPath.indexOf('/proxy', prefix.length);
+      const path = afterId === -1 ? '' : rawPath.slice(afterId + '/proxy'.length) || '/';
       const method = request.method;
       if (!RELAYED_METHODS.includes(method as (typeof RELAYED_METHODS)[number]) || !isProxyAllowed(method, path)) {
         throw new NexusError('forbidden', `${method} ${path} is not an endpoint the proxy relays`, {
           suggestion: 'Relayed: read-only GETs, and machine-config, boot-source, drives, network-interfaces, logger, metrics, actions, vm and snapshot.',
         });
       }
-      const socket = await vms.proxySocket(request.params.id, request.query.sock);
-      const answer = await relay({
-        socket,
-        method: method as (typeof RELAYED_METHODS)[number],
-        path,
-        headers: request.headers,
-        body: request.body === undefined ? undefined : JSON.stringify(request.body),
-        timeoutMs,
-      });
+      const field = hostResourceFieldIn(request.body);
+      if (field) {
+        throw new NexusError('forbidden', `\`${field}\` names a host file or device: the proxy does not relay it`, {
+          suggestion: 'The agent sets host paths itself: use its VM API (ensure, actions, drives) for those changes.',
+        });
+      }
+      const answer = await vms.proxy(request.params.id, request.query.sock, (socket) =>
+        relay({
+          socket,
+          method: method as (typeof RELAYED_METHODS)[number],
+          path,
+          headers: request.headers,
+          body: request.body === undefined ? undefined : JSON.stringify(request.body),
+          timeoutMs,
+        }),
+      );
       reply.status(answer.status).headers(answer.headers);
       return reply.send(answer.body.length > 0 ? answer.body : undefined);
     },

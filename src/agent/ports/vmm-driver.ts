@@ -54,6 +54,8 @@ export interface VmmDriver {
    * Called when the VM is deleted; drivers that keep everything in the folder need not have it.
    */
   release?(vm: VmLayout): Promise<void>;
+  /** Throws (validation_failed) for a spec this driver cannot run, so it is refused at ensure. */
+  validate?(spec: MachineSpec): void;
   /** Where the VMM's own HTTP API listens, for the agent's socket proxy; drivers without one have none. */
   apiSocket?(vm: VmLayout): Promise<string>;
 }

@@ -28,4 +28,16 @@ describe('resolveAgentConfig', () => {
     assert.throws(() => resolveAgentConfig({}, { NEXUS_BRIDGE: 'a-very-long-bridge-name' }), /NEXUS_BRIDGE must be/);
     assert.throws(() => resolveAgentConfig({}, { NEXUS_NAT: 'maybe' }), /NEXUS_NAT must be on or off/);
   });
+  it('reads the jailer, proxy and log settings, and refuses what the jailer cannot run', () => {
+    const jail = { NEXUS_JAILER_BIN: '/usr/bin/jailer', NEXUS_JAILER_UID: '900', NEXUS_JAILER_GID: '901' };
+    assert.deepEqual(resolveAgentConfig({ runDir: '/srv/fc' }, jail).jailer, { binary: '/usr/bin/jailer', uid: 900, gid: 901, chrootBaseDir: '/srv/fc/jail' });
+    assert.equal(resolveAgentConfig({}, {}).jailer, undefined, 'no jailer unless asked');
+    assert.throws(() => resolveAgentConfig({}, { ...jail, NEXUS_JAILER_UID: '' }), /needs NEXUS_JAILER_UID/);
+    assert.throws(() => resolveAgentConfig({}, { ...jail, NEXUS_JAILER_GID: '0' }), /needs NEXUS_JAILER_GID/, 'never root');
+    assert.throws(() => resolveAgentConfig({}, { ...jail, NEXUS_FIRECRACKER_BIN: '/opt/fc' }), /file name contains "firecracker"/);
+    assert.equal(resolveAgentConfig({}, { NEXUS_PROXY_TIMEOUT_MS: '2500' }).proxyTimeoutMs, 2500);
+    assert.throws(() => resolveAgentConfig({}, { NEXUS_PROXY_TIMEOUT_MS: 'soon' }), /NEXUS_PROXY_TIMEOUT_MS/);
+    assert.equal(resolveAgentConfig({}, {}).vmLogMaxBytes, 16 * 1024 * 1024);
+    assert.throws(() => resolveAgentConfig({}, { NEXUS_VM_LOG_MAX_BYTES: '100' }), /at least 65536/);
+  });
 });

@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, rm, stat, symlink } from 'node:fs/promises';
+import { lstat, mkdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { macOf, tapNameOf } from '../../../contracts/host-names.js';
 import type { MachineSpec, RateLimit } from '../../../contracts/machine-spec.js';
@@ -21,6 +21,7 @@ import {
   type FirecrackerApiVersion,
   type FirecrackerPaths,
   configureRequests,
+  driveIdOf,
   describeInstance,
   driveRateLimitUpdate,
   instanceStart,
@@ -86,7 +87,7 @@ export class FirecrackerDriver implements VmmDriver {
   async inspect(vm: VmLayout, process: ProcessIdentity | undefined): Promise<VmmRunState> {
     if (!process || !(await this.supervisor.isAlive(process))) return 'stopped';
     try {
-      const info = await this.api.call<{ state: string }>(vm.firecrackerSocket, describeInstance, 2000);
+      const info = await this.api.call<{ state: string }>(await this.socket(vm), describeInstance, 2000);
       return RUN_STATES[info.state] ?? 'failed';
     } catch (error) {
       // Alive but not answering: still starting, or busy with a long request; the caller retries.
@@ -96,12 +97,12 @@ export class FirecrackerDriver implements VmmDriver {
   }
 
   async pause(vm: VmLayout): Promise<void> {
-    await this.api.call(vm.firecrackerSocket, pauseVm);
+    await this.api.call(await this.socket(vm), pauseVm);
   }
 
   /** A configured VMM that never ran boots; a paused one resumes. */
   async resume(vm: VmLayout): Promise<void> {
-    const socket = vm.firecrackerSocket;
+    const socket = await this.socket(vm);
     const info = await this.api.call<{ state: string }>(socket, describeInstance);
     await this.api.call(socket, info.state === 'Not started' ? instanceStart : resumeVm);
   }
@@ -113,8 +114,8 @@ export class FirecrackerDriver implements VmmDriver {
   async stop(vm: VmLayout, process: ProcessIdentity, timeoutMs: number): Promise<void> {
     if (await this.supervisor.isAlive(process)) {
       const running = (await this.inspect(vm, process).catch(() => 'failed')) === 'running';
-      if (running && timeoutMs > 0) {
-        const socket = vm.firecrackerSocket;
+      const socket = running && timeoutMs > 0 ? await this.socket(vm).catch(() => undefined) : undefined;
+      if (socket) {
         await this.api.call(socket, sendCtrlAltDel, 2000).then(
           () => this.supervisor.waitForExit(process, timeoutMs),
           () => false,
@@ -129,7 +130,7 @@ export class FirecrackerDriver implements VmmDriver {
   }
 
   async snapshot(vm: VmLayout, dir: string): Promise<SnapshotFiles> {
-    const socket = vm.firecrackerSocket;
+    const socket = await this.socket(vm);
     const info = await this.api.call<{ state: string }>(socket, describeInstance);
     if (info.state !== 'Paused') {
       throw new NexusError('conflict', `a snapshot needs a paused VM; this one is ${info.state}`, { suggestion: 'Pause it first.' });
@@ -139,10 +140,11 @@ export class FirecrackerDriver implements VmmDriver {
     const memoryFile = join(dir, SNAPSHOT_MEMORY_FILE);
     const jail = await this.readJail(vm);
     if (jail) {
-      // The jailed process writes inside its jail; the snapshot then moves to the VM's folder.
-      await this.api.call(socket, snapshotCreate('/snapshot.state', '/snapshot.mem'), SNAPSHOT_TIMEOUT_MS);
-      await rename(join(jail.root, 'snapshot.state'), stateFile);
-      await rename(join(jail.root, 'snapshot.mem'), memoryFile);
+      // The jailed process writes inside its jail (under names no restore links in); the
+      // snapshot then moves to the VM's folder, on the same filesystem (see populateJail).
+      await this.api.call(socket, snapshotCreate('/created.state', '/created.mem'), SNAPSHOT_TIMEOUT_MS);
+      await rename(join(jail.root, 'created.state'), stateFile);
+      await rename(join(jail.root, 'created.mem'), memoryFile);
     } else {
       await this.api.call(socket, snapshotCreate(stateFile, memoryFile), SNAPSHOT_TIMEOUT_MS);
     }
@@ -162,6 +164,12 @@ export class FirecrackerDriver implements VmmDriver {
       for (const request of observabilityRequests(this.config.apiVersion, paths)) await this.api.call(socket, request);
       const [state, memory] = jailed ? ['/snapshot.state', '/snapshot.mem'] : [snapshot.stateFile, snapshot.memoryFile];
       await this.api.call(socket, snapshotLoad(state, memory), SNAPSHOT_TIMEOUT_MS);
+      const jail = jailed ? await this.readJail(vm) : undefined;
+      if (jail) {
+        // Loaded (the memory stays mapped): drop the jail's links, so nothing in the jail can write the saved files.
+        await rm(join(jail.root, 'snapshot.state'), { force: true });
+        await rm(join(jail.root, 'snapshot.mem'), { force: true });
+      }
       return process;
     } catch (error) {
       await this.kill(vm, process);
@@ -170,7 +178,7 @@ export class FirecrackerDriver implements VmmDriver {
   }
 
   async updateDriveRateLimit(vm: VmLayout, driveId: string, limit: RateLimit): Promise<void> {
-    await this.api.call(vm.firecrackerSocket, driveRateLimitUpdate(driveId, limit));
+    await this.api.call(await this.socket(vm), driveRateLimitUpdate(driveId, limit));
   }
 
   async release(vm: VmLayout): Promise<void> {
@@ -182,6 +190,33 @@ export class FirecrackerDriver implements VmmDriver {
     return vm.firecrackerSocket;
   }
 
+  /**
+   * The socket to call the VM's Firecracker on. A jailed Firecracker owns the folder its socket is
+   * in: what is there must be a socket, not a link it put in its place towards another host socket.
+   */
+  private async socket(vm: VmLayout): Promise<string> {
+    const jail = await this.readJail(vm);
+    if (jail) {
+      const found = await lstat(jail.socket).catch(() => undefined);
+      if (found && !found.isSocket()) throw new NexusError('vmm_failed', `${jail.socket} is not a socket: refusing to talk to whatever it leads to`);
+    }
+    return vm.firecrackerSocket;
+  }
+
+  /**
+   * Rejects a drive id set Firecracker cannot tell apart (`-` becomes `_` in its device ids), when
+   * the VM is ensured rather than at start.
+   */
+  validate(spec: MachineSpec): void {
+    const ids = spec.drives.map((drive) => driveIdOf(drive.id));
+    const clash = ids.find((id, index) => ids.indexOf(id) !== index);
+    if (clash) {
+      throw new NexusError('validation_failed', `drive ids ${spec.drives.map((drive) => drive.id).join(', ')} name the same Firecracker device ${clash}`, {
+        suggestion: "Firecracker's device ids allow no '-': make the ids differ in more than '-' and '_'.",
+      });
+    }
+  }
+
   /** Spawns the process (jailed or not) and waits until its API answers. */
   private async launch(
     vm: VmLayout,
@@ -191,11 +226,13 @@ export class FirecrackerDriver implements VmmDriver {
     await this.cleanUp(vm);
     await mkdir(vm.sockDir, { recursive: true });
     await mkdir(vm.logsDir, { recursive: true });
-    const logFile = join(vm.logsDir, 'firecracker.log');
+    const logFile = firecrackerLog(vm);
     const metricsFile = join(vm.dir, 'metrics.json');
     // Firecracker writes these from offset 0 without truncating: each process gets fresh ones.
     await rotate(logFile);
     await rm(metricsFile, { force: true });
+    await writeFile(logFile, '', { mode: 0o640 });
+    await writeFile(metricsFile, '', { mode: 0o640 });
 
     const jailerConfig = this.config.jailer;
     let process: ProcessIdentity;
@@ -207,10 +244,14 @@ export class FirecrackerDriver implements VmmDriver {
         { hostPath: spec.kernel.path, jailPath: '/vm/kernel', writable: false },
         ...(spec.initrd ? [{ hostPath: spec.initrd.path, jailPath: '/vm/initrd', writable: false }] : []),
         ...spec.drives.map((drive) => ({ hostPath: drive.path, jailPath: `/vm/drive-${drive.id}`, writable: !drive.read_only })),
+        // Linked in, so what Firecracker logs outlives the jail.
+        { hostPath: logFile, jailPath: '/firecracker.log', writable: true },
+        { hostPath: metricsFile, jailPath: '/metrics.json', writable: true },
         ...extraFiles,
       ];
-      await populateJail(jailerConfig, jail, files);
+      // Recorded first: a jail half made by a failed populate is still found and removed.
       await writeFileAtomically(join(vm.dir, JAIL_RECORD), JSON.stringify(jail), 0o640);
+      await populateJail(jailerConfig, jail, files);
       // The jail socket's host path can pass the 107-byte unix socket limit: the agent reaches it
       // through a short link in the VM's own socket folder.
       await symlink(jail.socket, vm.firecrackerSocket);
@@ -290,20 +331,34 @@ export class FirecrackerDriver implements VmmDriver {
     }
   }
 
+  /**
+   * The VM's current jail from its record, checked against where this driver makes jails: the VM
+   * folder is not trusted input, and the jail dir is removed with `rm -r`.
+   */
   private async readJail(vm: VmLayout): Promise<JailLayout | undefined> {
+    let recorded: JailLayout;
     try {
-      return JSON.parse(await readFile(join(vm.dir, JAIL_RECORD), 'utf8')) as JailLayout;
+      recorded = JSON.parse(await readFile(join(vm.dir, JAIL_RECORD), 'utf8')) as JailLayout;
     } catch {
       return undefined;
     }
+    const jailer = this.config.jailer;
+    const launch = typeof recorded.id === 'string' && recorded.id.startsWith(`${vm.id}-`) ? recorded.id.slice(vm.id.length + 1) : '';
+    if (!jailer || !/^[a-z0-9]{1,20}$/.test(launch)) return undefined;
+    return jailLayout(jailer, this.config.binary, vm.id, launch);
   }
 
   /** Firecracker's refusal plus the last lines of its log, which usually say why. */
   private async withLog(vm: VmLayout, error: unknown): Promise<unknown> {
     if (!(error instanceof NexusError) || error.code !== 'vmm_failed') return error;
-    const log = await lastLines(join(vm.logsDir, 'firecracker.log'), 3);
+    const log = await lastLines(firecrackerLog(vm), 3);
     return log === '(no log)' || log === '(no output)' ? error : new NexusError('vmm_failed', `${error.faultMessage} (log: ${log})`, { cause: error, suggestion: error.suggestion });
   }
+}
+
+/** Firecracker's own log (PUT /logger), one file per process. */
+function firecrackerLog(vm: VmLayout): string {
+  return join(vm.logsDir, 'firecracker.log');
 }
 
 /** Keeps the previous process's log as `.1`, so the new one starts from an empty file. */

@@ -63,8 +63,8 @@ export interface JailedFile {
 }
 
 /**
- * Puts the VM's files into the jail before launch: hard links where the jail shares the
- * filesystem (a writable disk then stays the VM's own file), copies elsewhere. Only writable files
+ * Puts the VM's files into the jail before launch: hard links (a writable disk then stays the VM's
+ * own file); read-only files are copied where the jail is on another filesystem, writable ones refused. Only writable files
  * change owner to the jailed uid:gid; read-only ones (image-store kernels) keep theirs and must be
  * world-readable, so an image shared by many VMs is never handed to one of them.
  */
@@ -74,7 +74,10 @@ export async function populateJail(config: Pick<JailerConfig, 'uid' | 'gid'>, ja
     const target = join(jail.root, file.jailPath);
     await mkdir(join(target, '..'), { recursive: true, mode: 0o755 });
     await link(file.hostPath, target).catch(async (error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EXDEV') throw error;
+      // A copy of a writable file would take the guest's writes away from the VM's own file.
+      if (error.code !== 'EXDEV' || file.writable) {
+        throw new Error(`cannot link ${file.hostPath} into the jail at ${target}: ${error.message}${error.code === 'EXDEV' ? ' (put the chroot base on the run dir filesystem)' : ''}`);
+      }
       await copyFile(file.hostPath, target);
     });
     if (file.writable) await chown(target, config.uid, config.gid);

@@ -13,6 +13,8 @@ export interface BridgeNetworkConfig {
   cidr: Ipv4Cidr;
   /** Masquerade guest traffic out of the host. NEXUS_NAT, default on. */
   nat: boolean;
+  /** Who may open the TAPs besides root: the jailed VMM's user, when Firecracker runs jailed. */
+  tapOwner?: { uid: number; gid: number };
 }
 
 /**
@@ -45,7 +47,8 @@ export class BridgeNetwork implements HostNetwork {
       assertOurs(existing.ifname, existing.linkinfo?.info_kind);
       await ip(['link', 'del', 'dev', name], `deleting the stale TAP ${name}`);
     }
-    await ip(['tuntap', 'add', 'dev', name, 'mode', 'tap'], `creating TAP ${name}`);
+    const owner = this.config.tapOwner ? ['user', String(this.config.tapOwner.uid), 'group', String(this.config.tapOwner.gid)] : [];
+    await ip(['tuntap', 'add', 'dev', name, 'mode', 'tap', ...owner], `creating TAP ${name}`);
     try {
       await ip(['link', 'set', 'dev', name, 'master', this.config.bridge], `attaching TAP ${name} to ${this.config.bridge}`);
       await ip(['link', 'set', 'dev', name, 'up'], `bringing TAP ${name} up`);
