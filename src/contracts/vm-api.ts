@@ -42,6 +42,7 @@ export const DEFAULT_BOOT_ARGS = 'console=ttyS0 reboot=t panic=1 root=/dev/vda r
  */
 export const CreateVmRequest = StrictObject({
   name: VmName,
+  project: Type.Optional(Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$', description: "Default: the token's project (admin tokens: default)" })),
   vcpu: Type.Integer({ minimum: 1, maximum: 32 }),
   mem_mib: Type.Integer({ minimum: 128, maximum: 1024 * 1024 }),
   kernel_image_id: Type.Optional(Uuid),

@@ -1,4 +1,4 @@
-import { isAbsolute, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { type ListenAddress, parseListenAddress } from '../kit/listen-address.js';
 import { NexusError } from '../kit/nexus-error.js';
 
@@ -78,4 +78,9 @@ export function positiveInt(text: string | undefined, name: string): number | un
     throw new NexusError('bad_request', `${name} must be a positive whole number (got '${text}')`);
   }
   return value;
+}
+
+/** Where a dev-mode manager keeps the first admin token for the CLI: `<data-dir>/admin.token`, readable by its owner only. */
+export function adminTokenFile(dataDir: string): string {
+  return join(dataDir, 'admin.token');
 }

@@ -1,3 +1,5 @@
+import { mkdir } from 'node:fs/promises';
+import { writeFileAtomically } from '../kit/atomic-file.js';
 import { systemClock } from '../kit/clock.js';
 import { type HttpServer, listenOn } from '../kit/http/http-server.js';
 import { urlOf } from '../kit/listen-address.js';
@@ -8,8 +10,11 @@ import { migrateToLatest } from './adapters/sql/migrator.js';
 import { SqlHostRepo } from './adapters/sql/sql-host-repo.js';
 import { SqlImageRepo } from './adapters/sql/sql-image-repo.js';
 import { HostRegistry } from './app/host-registry.js';
+import { AccessService } from './app/access-service.js';
+import { AuditLog } from './app/audit-log.js';
+import { SqlAuditRepo, SqlProjectRepo, SqlTokenRepo } from './adapters/sql/sql-access-repos.js';
 import { ImageRegistry } from './app/image-registry.js';
-import type { ManagerConfig } from './config.js';
+import { type ManagerConfig, adminTokenFile } from './config.js';
 import { createManagerServer } from './http/manager-server.js';
 import { HostLiveness } from './reconcilers/host-liveness.js';
 import { VmReconciler } from './reconcilers/vm-reconciler.js';
@@ -29,6 +34,8 @@ export interface RunningManager {
   database: Database;
   hosts: HostRegistry;
   server: HttpServer;
+  /** The first admin token, when this start minted it (the database had none): show it once. */
+  bootstrapAdminToken: string | undefined;
   /** Stops serving, stops the loops, closes the database. Safe to call twice. */
   close(): Promise<void>;
 }
@@ -77,8 +84,18 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
       if (leadership.isLeader()) reconciler.wake(id, userAction);
       else wakes?.publish(id, userAction);
     };
-    const vms = new VmManager(vmRepo, hostRepo, images, wake, systemClock, { mode: config.mode });
-    const server = await createManagerServer({ database, hosts, images, vms, idempotency: new SqlIdempotencyRepo(database.db) }, { logger: log });
+    const access = new AccessService(new SqlTokenRepo(database.db), new SqlProjectRepo(database.db), systemClock, log, { cacheMs: 500 });
+    const bootstrapAdminToken = await access.bootstrap();
+    if (bootstrapAdminToken) {
+      log.warn({ event: 'bootstrap_admin_token' }, 'the database had no API token: minted the first admin token (shown once, on standard error)');
+      if (config.mode === 'dev') await saveAdminToken(config.dataDir, bootstrapAdminToken);
+    }
+    const vms = new VmManager(vmRepo, hostRepo, images, (project, vcpu, memMib) => access.checkQuota(project, vcpu, memMib), wake, systemClock, { mode: config.mode });
+    const audit = new SqlAuditRepo(database.db);
+    const server = await createManagerServer(
+      { database, hosts, images, vms, access, audit, auditLog: new AuditLog(audit), idempotency: new SqlIdempotencyRepo(database.db) },
+      { logger: log },
+    );
     undo.push('stop serving HTTP', () => server.close());
 
     const url = urlOf(await listenOn(server, config.listen));
@@ -91,9 +108,14 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
     undo.push('stop orphan collection', () => collector.stop());
     log.info({ url, mode: config.mode }, 'manager listening');
 
-    return { url, database, hosts, server, isLeader: () => leadership.isLeader(), close: () => undo.unwind() };
+    return { url, database, hosts, server, bootstrapAdminToken, isLeader: () => leadership.isLeader(), close: () => undo.unwind() };
   } catch (error) {
     await undo.unwind();
     throw error;
   }
+}
+
+async function saveAdminToken(dataDir: string, token: string): Promise<void> {
+  await mkdir(dataDir, { recursive: true });
+  await writeFileAtomically(adminTokenFile(dataDir), `${token}\n`, 0o600);
 }

@@ -10,7 +10,7 @@ import { type NexusProcess, eventually, runNexus, spawnNexus } from '../support/
 import { testBridgeCidr, testBridgeName } from '../support/net-names.js';
 import { freePort } from '../support/ports.js';
 import { tempDir } from '../support/temp-dir.js';
-import { send } from '../support/test-manager.js';
+import { adminTokenIn, send, useApiToken } from '../support/test-manager.js';
 
 const run = promisify(execFile);
 
@@ -29,6 +29,7 @@ describe('manager crash mid-create', () => {
   const startManager = async () => {
     manager = spawnNexus(['manager', '--dev', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], env);
     await eventually('the manager answers', async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok === true, 60_000);
+    useApiToken(`http://127.0.0.1:${port}`, adminTokenIn(dataDir));
   };
 
   before(async () => {
@@ -38,7 +39,7 @@ describe('manager crash mid-create', () => {
     images = join(runDir, 'images', image.manifest.name);
     port = await freePort();
     await startManager();
-    const token = JSON.parse((await runNexus(['hosts', 'join-token', '--json', '--api', `http://127.0.0.1:${port}`])).output).token;
+    const token = JSON.parse((await runNexus(['hosts', 'join-token', '--json', '--api', `http://127.0.0.1:${port}`, '--data-dir', dataDir])).output).token;
     agent = await startAgentProcess(runDir, { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: testBridgeCidr(), NEXUS_NAT: 'off', NEXUS_JOIN_TOKEN: token }, `http://127.0.0.1:${port}`);
   });
 

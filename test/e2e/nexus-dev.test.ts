@@ -59,7 +59,7 @@ describe('nexus dev', () => {
 
   async function stopsCleanly(signal: NodeJS.Signals) {
     const { dev, api } = await startDev();
-    const { code: listCode, output } = await runNexus(['hosts', 'list', '--json'], { NEXUS_API: api });
+    const { code: listCode, output } = await runNexus(['hosts', 'list', '--json'], { NEXUS_API: api, NEXUS_DATA_DIR: join(dir.path, 'data') });
     assert.equal(listCode, 0, output);
     const hosts = JSON.parse(output);
     assert.equal(hosts.length, 1);
@@ -89,7 +89,7 @@ describe('nexus dev', () => {
     await eventually(
       'the agent reports the default image',
       async () => {
-        const { code, output } = await runNexus(['image', 'list', '--name', 'default', '--json'], { NEXUS_API: api });
+        const { code, output } = await runNexus(['image', 'list', '--name', 'default', '--json'], { NEXUS_API: api, NEXUS_DATA_DIR: join(dir.path, 'data') });
         assert.equal(code, 0, output);
         images = JSON.parse(output) as typeof images;
         return images.length === 3;
@@ -99,7 +99,7 @@ describe('nexus dev', () => {
     const ids = Object.fromEntries(images.map((image) => [`${image.kind}_image_id`, image.id]));
     const response = await fetch(`${api}/v1/vms?wait=60`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${readFileSync(join(dir.path, 'data', 'admin.token'), 'utf8').trim()}` },
       body: JSON.stringify({ name: 'hello', vcpu: 1, mem_mib: 128, ...ids }),
     });
     const vm = (await response.json()) as { id: string; state: string; console_log: string; kernel_path: string };

@@ -36,10 +36,10 @@ describe('nexus CLI', () => {
   });
 
   it('hosts join-token mints a token; --json gives the API answer', async () => {
-    const { code, output } = await runNexus(['hosts', 'join-token', '--json', '--api', manager.url]);
+    const { code, output } = await runNexus(['hosts', 'join-token', '--json', '--api', manager.url], { NEXUS_TOKEN: manager.adminToken });
     assert.equal(code, 0, output);
     assert.match(JSON.parse(output).token, /^nxjt_/);
-    const text = await runNexus(['hosts', 'join-token', '--ttl', '120'], { NEXUS_API: manager.url });
+    const text = await runNexus(['hosts', 'join-token', '--ttl', '120'], { NEXUS_API: manager.url, NEXUS_DATA_DIR: manager.dataDir });
     assert.match(text.output, /^nxjt_\S+\n\nValid once, until /);
   });
 
@@ -50,7 +50,7 @@ describe('nexus CLI', () => {
   });
 
   it('hosts list says so when there are no hosts, and errors name an unreachable manager', async () => {
-    const empty = await runNexus(['hosts', 'list', '--api', manager.url]);
+    const empty = await runNexus(['hosts', 'list', '--api', manager.url, '--token', manager.adminToken]);
     assert.match(empty.output, /No hosts yet/);
     const port = await freePort();
     const down = await runNexus(['hosts', 'list', '--api', `http://127.0.0.1:${port}`]);
@@ -59,6 +59,18 @@ describe('nexus CLI', () => {
     assert.match(down.output, /hint: /);
     const json = await runNexus(['hosts', 'list', '--json', '--api', `http://127.0.0.1:${port}`]);
     assert.equal(JSON.parse(json.output).error, 'unavailable');
+  });
+
+  it('without a token the CLI says so, with a hint; --token, NEXUS_TOKEN and <data-dir>/admin.token each work', async () => {
+    const none = await runNexus(['hosts', 'list', '--api', manager.url], { NEXUS_DATA_DIR: join(dir.path, 'no-such-dir') });
+    assert.equal(none.code, 1);
+    assert.match(none.output, /nexus: an API token is required/);
+    assert.match(none.output, /hint: .*admin\.token/);
+    const wrong = await runNexus(['hosts', 'list', '--api', manager.url, '--token', 'nxat_00000000000000000000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA']);
+    assert.match(wrong.output, /not valid/);
+    for (const env of [{ NEXUS_TOKEN: manager.adminToken }, { NEXUS_DATA_DIR: manager.dataDir }]) {
+      assert.equal((await runNexus(['hosts', 'list', '--api', manager.url], env)).code, 0, JSON.stringify(Object.keys(env)));
+    }
   });
 
   it('manager refuses a bad listen address, naming the setting', async () => {

@@ -1,9 +1,29 @@
-import { type ManagerOptions, resolveManagerConfig } from '../../src/manager/config.js';
+import { readFileSync } from 'node:fs';
+import { type ManagerOptions, adminTokenFile, resolveManagerConfig } from '../../src/manager/config.js';
 import { type RunningManager, startManager } from '../../src/manager/main.js';
 import { type CapturedLogger, captureLogger } from './capture-logger.js';
 import { tempDir } from './temp-dir.js';
 
+/**
+ * API tokens by manager origin: `send` presents the one registered for the URL it calls (unless
+ * the call sets its own Authorization, or asks to be anonymous). Every test manager registers its
+ * first admin token here, so tests read as calls by an admin unless they say otherwise.
+ */
+const apiTokens = new Map<string, string>();
+
+/** Makes `send` present `token` to the manager at `url`. */
+export function useApiToken(url: string, token: string): void {
+  apiTokens.set(new URL(url).origin, token);
+}
+
+/** The admin token a dev-mode manager saved in its data dir. */
+export function adminTokenIn(dataDir: string): string {
+  return readFileSync(adminTokenFile(dataDir), 'utf8').trim();
+}
+
 export interface TestManager extends RunningManager {
+  /** The first admin token of its fresh database. */
+  adminToken: string;
   logs: CapturedLogger['lines'];
   dataDir: string;
   /** Closes the manager and removes its data dir. */
@@ -19,8 +39,11 @@ export async function startTestManager(options: ManagerOptions = {}): Promise<Te
     dir.remove();
     throw error;
   });
+  if (!manager.bootstrapAdminToken) throw new Error('a fresh test database should mint an admin token');
+  useApiToken(manager.url, manager.bootstrapAdminToken);
   return {
     ...manager,
+    adminToken: manager.bootstrapAdminToken,
     logs: lines,
     dataDir: dir.path,
     dispose: async () => {
@@ -33,9 +56,11 @@ export async function startTestManager(options: ManagerOptions = {}): Promise<Te
 /** fetch with a JSON body; answers status, headers and parsed body. */
 export async function send(
   url: string,
-  init: { method?: string; body?: unknown; raw?: string; headers?: Record<string, string> } = {},
+  init: { method?: string; body?: unknown; raw?: string; headers?: Record<string, string>; anonymous?: boolean } = {},
 ): Promise<{ status: number; headers: Headers; body: any }> {
   const headers: Record<string, string> = { ...init.headers };
+  const token = apiTokens.get(new URL(url).origin);
+  if (token && !init.anonymous && !Object.keys(headers).some((name) => name.toLowerCase() === 'authorization')) headers.authorization = `Bearer ${token}`;
   let body: string | undefined = init.raw;
   if (init.body !== undefined) {
     body = JSON.stringify(init.body);

@@ -6,8 +6,8 @@ import { JsonClient } from '../../kit/json-client.js';
 export class ManagerClient {
   private readonly http: JsonClient;
 
-  constructor(baseUrl: string) {
-    this.http = new JsonClient({ baseUrl });
+  constructor(baseUrl: string, token?: string) {
+    this.http = new JsonClient({ baseUrl, ...(token ? { bearer: token } : {}) });
   }
 
   listHosts(): Promise<HostList> {

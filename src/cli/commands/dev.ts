@@ -11,7 +11,7 @@ import { urlOf } from '../../kit/listen-address.js';
 import { stopChild } from '../../kit/child-process.js';
 import { createLogger } from '../../kit/logger.js';
 import { NexusError } from '../../kit/nexus-error.js';
-import { resolveManagerConfig } from '../../manager/config.js';
+import { adminTokenFile, resolveManagerConfig } from '../../manager/config.js';
 import { type RunningManager, startManager } from '../../manager/main.js';
 import { ensureHostReady } from '../host-readiness.js';
 import { printError } from '../output/print.js';
@@ -64,6 +64,7 @@ export function registerDev(program: Command): void {
               `  API     ${manager.url}   (curl ${manager.url}/readyz)`,
               `  agent   ${agent.url}, run dir ${agent.runDir}`,
               `  data    ${config.dataDir} (embedded PGlite)`,
+              `  token   ${adminTokenFile(config.dataDir)} (the admin token; the CLI reads it, curl needs -H "Authorization: Bearer $(cat …)")`,
               `  hosts   ${relative(process.cwd(), NEXUS_BIN)} hosts list --api ${manager.url}`,
               'Ctrl-C stops both.',
               '',

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { createLogger } from '../../kit/logger.js';
-import { resolveManagerConfig } from '../../manager/config.js';
+import { adminTokenFile, resolveManagerConfig } from '../../manager/config.js';
 import { startManager } from '../../manager/main.js';
 import { runService } from '../service-lifecycle.js';
 
@@ -14,6 +14,13 @@ export function registerManager(program: Command): void {
     .action(async (flags: { listen?: string; dataDir?: string; dev?: boolean }) => {
       const config = resolveManagerConfig({ listen: flags.listen, dataDir: flags.dataDir, mode: flags.dev ? 'dev' : 'production' }, process.env);
       const log = createLogger({ name: 'manager', level: config.logLevel });
-      await runService(log, () => startManager(config, log));
+      await runService(log, async () => {
+        const manager = await startManager(config, log);
+        if (manager.bootstrapAdminToken) {
+          const saved = config.mode === 'dev' ? `; also saved in ${adminTokenFile(config.dataDir)}` : '';
+          process.stderr.write(`\nThe first admin token (shown once${saved}):\n  ${manager.bootstrapAdminToken}\nKeep it secret; mint narrower tokens with POST /v1/tokens.\n\n`);
+        }
+        return manager;
+      });
     });
 }

@@ -4,6 +4,7 @@ import { tapNameOf } from '../../contracts/host-names.js';
 import { vmLayout } from '../../contracts/vm-layout.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import { DESIRED_BY_ACTION, judgeAction } from '../domain/vm-lifecycle.js';
+import { type Principal, type Verb, decide, visibleProjects } from '../domain/access-policy.js';
 import type { HostRecord, HostRepo } from '../ports/host-repo.js';
 import type { ImageRegistry } from './image-registry.js';
 import type { VmRecord, VmRepo } from '../ports/vm-repo.js';
@@ -28,12 +29,15 @@ export class VmManager {
     private readonly vms: VmRepo,
     private readonly hosts: HostRepo,
     private readonly images: ImageRegistry,
+    private readonly quotas: (project: string, vcpu: number, memMib: number) => Promise<void>,
     private readonly wake: WakeReconciler,
     private readonly clock: Clock,
     private readonly config: VmManagerConfig,
   ) {}
 
-  async create(request: CreateVmRequest): Promise<Vm> {
+  async create(request: CreateVmRequest, caller: Principal): Promise<Vm> {
+    const project = request.project ?? caller.project ?? 'default';
+    if (decide(caller, 'vm', 'write', project) === 'hide') throw new NexusError('not_found', `no project ${project}`);
     const kernel = this.source('kernel', request.kernel_path, request.kernel_image_id);
     const initrd = this.source('initrd', request.initrd_path, request.initrd_image_id, { optional: true });
     const rootfs = this.source('rootfs', request.rootfs_path, request.rootfs_image_id);
@@ -48,6 +52,7 @@ export class VmManager {
       ...drives.flatMap(({ from }, index) => (from.imageId ? [{ id: from.imageId, kind: 'rootfs' as const, field: `extra_drives[${index}].image_id` }] : [])),
     ];
     const images = await this.images.resolve(wanted);
+    await this.quotas(project, request.vcpu, request.mem_mib);
     const largest = Math.max(0, ...(await this.hosts.list()).filter((host) => host.status === 'ready').map((host) => host.capacity.memory_mib));
     if (largest > 0 && request.mem_mib > largest) {
       throw new NexusError('validation_failed', `mem_mib ${request.mem_mib} is more than the largest host has (${largest} MiB)`, {
@@ -56,7 +61,7 @@ export class VmManager {
     }
     const kernelImage = kernel.imageId ? images.get(kernel.imageId) : undefined;
     const record = await this.vms.create({
-      project: 'default',
+      project,
       name: request.name,
       desiredState: request.desired_state ?? 'running',
       tags: request.tags ?? {},
@@ -108,14 +113,14 @@ export class VmManager {
     return { path: path ?? null, imageId: imageId ?? null };
   }
 
-  async get(id: string): Promise<Vm> {
-    return this.toVm(await this.require(id));
+  async get(id: string, caller: Principal): Promise<Vm> {
+    return this.toVm(await this.require(id, caller, 'read'));
   }
 
-  async list(query: VmListQuery): Promise<{ items: Vm[]; next_cursor: string | null }> {
+  async list(query: VmListQuery, caller: Principal): Promise<{ items: Vm[]; next_cursor: string | null }> {
     const limit = query.limit ?? 100;
     const afterName = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
-    const records = await this.vms.list({ state: query.state, hostId: query.host, namePrefix: query.name_prefix, afterName, limit });
+    const records = await this.vms.list({ state: query.state, hostId: query.host, namePrefix: query.name_prefix, afterName, limit, projects: visibleProjects(caller) });
     // One host lookup for the page, not one per VM.
     const hosts = new Map((await this.hosts.list()).map((host) => [host.id, host]));
     const items = await Promise.all(records.map((record) => this.toVm(record, hosts)));
@@ -124,8 +129,8 @@ export class VmManager {
   }
 
   /** `ifMatch`: the resource version the caller last read (ETag); another writer since -> 412. */
-  async act(id: string, action: VmLifecycleAction, ifMatch?: number): Promise<void> {
-    const vm = await this.require(id);
+  async act(id: string, action: VmLifecycleAction, caller: Principal, ifMatch?: number): Promise<void> {
+    const vm = await this.require(id, caller, 'write');
     const verdict = judgeAction(action, vm.observedState, vm.desiredState);
     if (!verdict.ok) {
       throw new NexusError('conflict', `${verdict.message} (state ${vm.observedState}, desired ${vm.desiredState})`, { suggestion: verdict.suggestion });
@@ -134,9 +139,9 @@ export class VmManager {
     this.wake(id, true);
   }
 
-  async delete(id: string, ifMatch?: number): Promise<void> {
-    const vm = await this.vms.get(id);
-    if (!vm) return; // deleting what is gone succeeds
+  /** Marks the VM for deletion. An unknown VM (or another project's) is a 404: a retried delete that already won reads that as done. */
+  async delete(id: string, caller: Principal, ifMatch?: number): Promise<void> {
+    await this.require(id, caller, 'write');
     this.checkWritten(id, await this.vms.setDesired(id, 'deleted', ifMatch));
     await this.vms.observe(id, { to: 'deleting', message: 'deletion requested' });
     this.wake(id, true);
@@ -152,10 +157,10 @@ export class VmManager {
   }
 
   /** Blocks until the VM's observed state is `state`; 408 (`timeout`) with the current state otherwise. */
-  async waitForState(id: string, state: ObservedState, timeoutMs: number): Promise<Vm> {
+  async waitForState(id: string, state: ObservedState, timeoutMs: number, caller: Principal): Promise<Vm> {
     const deadline = this.clock.now().getTime() + timeoutMs;
     for (;;) {
-      const vm = await this.require(id);
+      const vm = await this.require(id, caller, 'read');
       if (vm.observedState === state) return this.toVm(vm);
       if (this.clock.now().getTime() >= deadline) {
         throw new NexusError('timeout', `VM ${id} is ${vm.observedState}, not ${state}, after ${timeoutMs / 1000} s`, {
@@ -167,12 +172,12 @@ export class VmManager {
   }
 
   /** One action on many VMs; each answers on its own, so one refusal does not stop the rest. */
-  async bulk(ids: string[], action: VmLifecycleAction | 'delete'): Promise<Array<{ id: string; ok: boolean; error?: string; fault_message?: string }>> {
+  async bulk(ids: string[], action: VmLifecycleAction | 'delete', caller: Principal): Promise<Array<{ id: string; ok: boolean; error?: string; fault_message?: string }>> {
     const results = [];
     for (const id of ids) {
       try {
-        if (action === 'delete') await this.delete(id);
-        else await this.act(id, action);
+        if (action === 'delete') await this.delete(id, caller);
+        else await this.act(id, action, caller);
         results.push({ id, ok: true });
       } catch (error) {
         if (!(error instanceof NexusError)) throw error;
@@ -182,8 +187,8 @@ export class VmManager {
     return results;
   }
 
-  async events(id: string): Promise<VmEvent[]> {
-    await this.require(id);
+  async events(id: string, caller: Principal): Promise<VmEvent[]> {
+    await this.require(id, caller, 'read');
     return (await this.vms.events(id)).map((event) => ({
       id: event.id,
       level: event.level,
@@ -222,10 +227,17 @@ export class VmManager {
     }
   }
 
-  private async require(id: string): Promise<VmRecord> {
+  /** The VM, if the caller may see it: another project's VM is a 404, as if it did not exist. */
+  private async require(id: string, caller: Principal, verb: Verb): Promise<VmRecord> {
     const vm = await this.vms.get(id);
-    if (!vm) throw new NexusError('not_found', `no VM ${id}`, { suggestion: 'GET /v1/vms lists the VMs.' });
+    if (!vm || decide(caller, 'vm', verb, vm.project) === 'hide') throw new NexusError('not_found', `no VM ${id}`, { suggestion: 'GET /v1/vms lists the VMs.' });
     return vm;
+  }
+
+  /** A summary of the VM for an audit row (no caller: the audit hook has authorized the call). */
+  async auditSummary(id: string): Promise<unknown> {
+    const vm = await this.vms.get(id);
+    return vm ? { state: vm.observedState, desired_state: vm.desiredState, project: vm.project, resource_version: vm.resourceVersion } : null;
   }
 
   private async toVm(record: VmRecord, hosts?: ReadonlyMap<string, HostRecord>): Promise<Vm> {

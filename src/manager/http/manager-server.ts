@@ -4,6 +4,11 @@ import type { Logger } from 'pino';
 import type { Database } from '../adapters/sql/database.js';
 import type { HostRegistry } from '../app/host-registry.js';
 import type { ImageRegistry } from '../app/image-registry.js';
+import type { AccessService } from '../app/access-service.js';
+import type { AuditLog } from '../app/audit-log.js';
+import type { AuditRepo } from '../ports/access-repos.js';
+import { registerAccessControl } from './access-control.js';
+import { registerAccessRoutes } from './routes/access-routes.js';
 import type { VmManager } from '../app/vm-manager.js';
 import { registerVmRoutes } from './routes/vm-routes.js';
 import { registerIdempotency } from './idempotency.js';
@@ -18,6 +23,9 @@ export interface ManagerServices {
   hosts: HostRegistry;
   images: ImageRegistry;
   vms: VmManager;
+  access: AccessService;
+  audit: AuditRepo;
+  auditLog: AuditLog;
   idempotency: IdempotencyRepo;
 }
 
@@ -37,10 +45,12 @@ export async function createManagerServer(services: ManagerServices, options: Ma
       description: 'Create, run, observe and retire microVMs across hosts. Every non-2xx answer is an ErrorBody.',
     },
   });
+  registerAccessControl(app, services.access, services.audit, (resource, id) => (resource === 'vm' ? services.vms.auditSummary(id) : Promise.resolve(null)));
   registerIdempotency(app, services.idempotency);
   registerHealthRoutes(app, services);
   registerHostRoutes(app, services);
   registerImageRoutes(app, services);
+  registerAccessRoutes(app, services);
   registerVmRoutes(app, services);
   return app;
 }

@@ -67,6 +67,8 @@ export interface VmFilter {
   /** Names after this one (the cursor), in name order. */
   afterName?: string;
   limit: number;
+  /** Only VMs of these projects; undefined: every project. */
+  projects?: string[];
 }
 
 export interface Observation {

@@ -3,12 +3,14 @@ import { type Kysely, type Migration, Migrator } from 'kysely';
 import * as core from './migrations/0001-core.js';
 import * as idempotency from './migrations/0002-idempotency.js';
 import * as imageRegistry from './migrations/0003-image-registry.js';
+import * as access from './migrations/0004-access.js';
 
 /** Every migration, in order. Names are the version: never rename or edit one that has shipped. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001-core': core,
   '0002-idempotency': idempotency,
   '0003-image-registry': imageRegistry,
+  '0004-access': access,
 };
 
 export interface MigrationReport {

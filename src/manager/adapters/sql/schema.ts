@@ -33,6 +33,40 @@ export interface JoinTokenTable {
 export interface ProjectTable {
   id: Generated<string>;
   name: string;
+  max_vms: number | null;
+  max_vcpus: number | null;
+  max_memory_mib: number | null;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+}
+
+export interface ApiTokenTable {
+  id: Generated<string>;
+  project_id: string | null;
+  owner: string;
+  role: 'viewer' | 'operator' | 'admin';
+  secret_hash: string;
+  previous_secret_hash: string | null;
+  previous_valid_until: Date | null;
+  expires_at: Date | null;
+  revoked_at: Date | null;
+  last_used_at: Date | null;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+}
+
+export interface AuditTable {
+  id: Generated<string>;
+  actor: string;
+  action: string;
+  resource: string;
+  resource_id: string | null;
+  request_id: string;
+  result: 'pending' | 'success' | 'failure' | 'denied';
+  status: number | null;
+  before: ColumnType<unknown, string | null, string | null>;
+  after: ColumnType<unknown, string | null, string | null>;
+  detail: string | null;
   created_at: CreatedAt;
   updated_at: Timestamp;
 }
@@ -76,6 +110,8 @@ export interface Schema {
   idempotency_key: IdempotencyKeyTable;
   image: ImageTable;
   host_image: HostImageTable;
+  api_token: ApiTokenTable;
+  audit: AuditTable;
 }
 
 export interface IdempotencyKeyTable {

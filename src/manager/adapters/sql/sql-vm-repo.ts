@@ -52,6 +52,7 @@ export class SqlVmRepo implements VmRepo {
     if (filter.hostId) query = query.where('vm.host_id', '=', filter.hostId);
     if (filter.namePrefix) query = query.where('vm.name', 'like', `${filter.namePrefix.replace(/[\\%_]/g, '\\$&')}%`);
     if (filter.afterName !== undefined) query = query.where('vm.name', '>', filter.afterName);
+    if (filter.projects) query = filter.projects.length > 0 ? query.where('project.name', 'in', filter.projects) : query.where(sql<boolean>`false`);
     return (await query.execute()).map(toRecord);
   }
 

@@ -13,13 +13,16 @@ const Readiness = Type.Object({
 export function registerHealthRoutes(app: HttpServer, services: ManagerServices): void {
   app.get(
     '/healthz',
-    { schema: { summary: 'Liveness: the process answers', tags: ['health'], response: { 200: Type.Object({ status: Type.Literal('ok') }) } } },
+    {
+      config: { access: { public: true } },
+      schema: { summary: 'Liveness: the process answers', tags: ['health'], response: { 200: Type.Object({ status: Type.Literal('ok') }) } } },
     async () => ({ status: 'ok' as const }),
   );
 
   app.get(
     '/readyz',
     {
+      config: { access: { public: true } },
       schema: {
         summary: 'Readiness: the database answers and at least one agent is ready',
         tags: ['health'],

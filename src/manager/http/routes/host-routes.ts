@@ -22,19 +22,24 @@ export function registerHostRoutes(app: HttpServer, services: ManagerServices): 
 
   app.get(
     '/v1/hosts',
-    { schema: { summary: 'List hosts', tags: ['hosts'], response: { 200: HostList } } },
+    {
+      config: { access: { resource: 'host', verb: 'read' } },
+      schema: { summary: 'List hosts', tags: ['hosts'], response: { 200: HostList } } },
     async () => ({ items: await hosts.list() }),
   );
 
   app.get(
     '/v1/hosts/:id',
-    { schema: { summary: 'One host', tags: ['hosts'], params: HostIdParams, response: { 200: Host, ...errors } } },
+    {
+      config: { access: { resource: 'host', verb: 'read' } },
+      schema: { summary: 'One host', tags: ['hosts'], params: HostIdParams, response: { 200: Host, ...errors } } },
     async (request) => hosts.get(request.params.id),
   );
 
   app.post(
     '/v1/hosts/join-tokens',
     {
+      config: { access: { resource: 'host', verb: 'write', action: 'host.join_token' } },
       schema: {
         summary: 'Mint a single-use, time-limited join token for a new agent',
         tags: ['hosts'],
@@ -51,6 +56,7 @@ export function registerHostRoutes(app: HttpServer, services: ManagerServices): 
   app.post(
     '/v1/hosts/enroll',
     {
+      config: { access: { public: true, resource: 'host', action: 'host.enroll' } },
       schema: {
         summary: 'Enroll an agent with a join token; answers its per-host credential once',
         tags: ['hosts'],
@@ -71,6 +77,7 @@ export function registerHostRoutes(app: HttpServer, services: ManagerServices): 
   app.post(
     '/v1/hosts/:id/heartbeat',
     {
+      config: { access: { public: true, audit: false } },
       schema: {
         summary: "An agent's heartbeat (bearer: the host credential)",
         tags: ['hosts'],

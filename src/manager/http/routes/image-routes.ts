@@ -9,6 +9,7 @@ export function registerImageRoutes(app: HttpServer, services: ManagerServices):
   app.get(
     '/v1/images',
     {
+      config: { access: { resource: 'image', verb: 'read' } },
       schema: {
         summary: 'List the images the hosts hold (reported with their heartbeats)',
         tags: ['images'],
@@ -21,7 +22,9 @@ export function registerImageRoutes(app: HttpServer, services: ManagerServices):
 
   app.get(
     '/v1/images/:id',
-    { schema: { summary: 'One image', tags: ['images'], params: ImageIdParams, response: { 200: Image, 400: ErrorBody, 404: ErrorBody } } },
+    {
+      config: { access: { resource: 'image', verb: 'read' } },
+      schema: { summary: 'One image', tags: ['images'], params: ImageIdParams, response: { 200: Image, 400: ErrorBody, 404: ErrorBody } } },
     async (request) => images.get(request.params.id),
   );
 }

@@ -5,6 +5,7 @@ import { BulkActionRequest, BulkActionResponse, CreateVmRequest, OkResponse, Vm,
 import type { HttpServer } from '../../../kit/http/http-server.js';
 import { NexusError } from '../../../kit/nexus-error.js';
 import type { ManagerServices } from '../manager-server.js';
+import { callerOf } from '../access-control.js';
 
 const errors = { 400: ErrorBody, 403: ErrorBody, 404: ErrorBody, 408: ErrorBody, 409: ErrorBody, 412: ErrorBody };
 
@@ -25,12 +26,14 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
 
   app.post(
     '/v1/vms',
-    { schema: { summary: 'Create a VM (it starts unless desired_state is stopped)', tags: ['vms'], querystring: WaitQuery, body: CreateVmRequest, response: { 201: Vm, ...errors } } },
+    {
+      config: { access: { resource: 'vm', verb: 'write', action: 'vm.create' } },
+      schema: { summary: 'Create a VM (it starts unless desired_state is stopped)', tags: ['vms'], querystring: WaitQuery, body: CreateVmRequest, response: { 201: Vm, ...errors } } },
     async (request, reply) => {
-      const vm = await vms.create(request.body);
+      const vm = await vms.create(request.body, callerOf(request));
       if (request.query.wait) {
         await vms.waitFor(vm.id, 'create', request.query.wait * 1000);
-        return reply.status(201).send(await vms.get(vm.id));
+        return reply.status(201).send(await vms.get(vm.id, callerOf(request)));
       }
       return reply.status(201).send(vm);
     },
@@ -38,15 +41,19 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
 
   app.get(
     '/v1/vms',
-    { schema: { summary: 'List VMs (filters, cursor pagination by name)', tags: ['vms'], querystring: VmListQuery, response: { 200: VmList, ...errors } } },
-    async (request) => vms.list(request.query),
+    {
+      config: { access: { resource: 'vm', verb: 'read' } },
+      schema: { summary: 'List VMs (filters, cursor pagination by name)', tags: ['vms'], querystring: VmListQuery, response: { 200: VmList, ...errors } } },
+    async (request) => vms.list(request.query, callerOf(request)),
   );
 
   app.get(
     '/v1/vms/:id',
-    { schema: { summary: 'One VM: desired and observed state, host, paths, last error', tags: ['vms'], params: IdParams, response: { 200: Vm, ...errors } } },
+    {
+      config: { access: { resource: 'vm', verb: 'read' } },
+      schema: { summary: 'One VM: desired and observed state, host, paths, last error', tags: ['vms'], params: IdParams, response: { 200: Vm, ...errors } } },
     async (request, reply) => {
-      const vm = await vms.get(request.params.id);
+      const vm = await vms.get(request.params.id, callerOf(request));
       reply.header('etag', `"${vm.resource_version}"`);
       return vm;
     },
@@ -54,25 +61,32 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
 
   app.post(
     '/v1/vms/actions',
-    { schema: { summary: 'One action on many VMs, answered per VM', tags: ['vms'], body: BulkActionRequest, response: { 200: BulkActionResponse, ...errors } } },
-    async (request) => ({ results: await vms.bulk(request.body.ids, request.body.action) }),
+    {
+      config: { access: { resource: 'vm', verb: 'write', action: 'vm.bulk' } },
+      schema: { summary: 'One action on many VMs, answered per VM', tags: ['vms'], body: BulkActionRequest, response: { 200: BulkActionResponse, ...errors } } },
+    async (request) => ({ results: await vms.bulk(request.body.ids, request.body.action, callerOf(request)) }),
   );
 
   app.get(
     '/v1/vms/:id/wait',
-    { schema: { summary: 'Blocks until the VM reaches a state (408 with the current state on timeout)', tags: ['vms'], params: IdParams, querystring: StateWaitQuery, response: { 200: Vm, ...errors } } },
-    async (request) => vms.waitForState(request.params.id, request.query.state, (request.query.timeout ?? 30) * 1000),
+    {
+      config: { access: { resource: 'vm', verb: 'read' } },
+      schema: { summary: 'Blocks until the VM reaches a state (408 with the current state on timeout)', tags: ['vms'], params: IdParams, querystring: StateWaitQuery, response: { 200: Vm, ...errors } } },
+    async (request) => vms.waitForState(request.params.id, request.query.state, (request.query.timeout ?? 30) * 1000, callerOf(request)),
   );
 
   app.get(
     '/v1/vms/:id/events',
-    { schema: { summary: "The VM's history: state changes and errors", tags: ['vms'], params: IdParams, response: { 200: VmEventList, ...errors } } },
-    async (request) => ({ items: await vms.events(request.params.id) }),
+    {
+      config: { access: { resource: 'vm', verb: 'read' } },
+      schema: { summary: "The VM's history: state changes and errors", tags: ['vms'], params: IdParams, response: { 200: VmEventList, ...errors } } },
+    async (request) => ({ items: await vms.events(request.params.id, callerOf(request)) }),
   );
 
   app.post(
     '/v1/vms/:id/:action',
     {
+      config: { access: { resource: 'vm', verb: 'write', action: 'vm.{action}' } },
       schema: {
         summary: 'start | stop | pause | resume: records the desired state; ?wait= waits for it',
         tags: ['vms'],
@@ -83,7 +97,7 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
     },
     async (request) => {
       const { id, action } = request.params;
-      await vms.act(id, action, ifMatchOf(request.headers['if-match']));
+      await vms.act(id, action, callerOf(request), ifMatchOf(request.headers['if-match']));
       if (request.query.wait) await vms.waitFor(id, action, request.query.wait * 1000);
       return { ok: true as const };
     },
@@ -91,9 +105,11 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
 
   app.delete(
     '/v1/vms/:id',
-    { schema: { summary: 'Delete a VM: stops it, then removes it and its host resources', tags: ['vms'], params: IdParams, querystring: WaitQuery, response: { 200: OkResponse, ...errors } } },
+    {
+      config: { access: { resource: 'vm', verb: 'write', action: 'vm.delete' } },
+      schema: { summary: 'Delete a VM: stops it, then removes it and its host resources', tags: ['vms'], params: IdParams, querystring: WaitQuery, response: { 200: OkResponse, ...errors } } },
     async (request) => {
-      await vms.delete(request.params.id, ifMatchOf(request.headers['if-match']));
+      await vms.delete(request.params.id, callerOf(request), ifMatchOf(request.headers['if-match']));
       if (request.query.wait) await vms.waitFor(request.params.id, 'delete', request.query.wait * 1000);
       return { ok: true as const };
     },

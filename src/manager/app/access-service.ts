@@ -1,0 +1,172 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { CreateProjectRequest, CreateTokenRequest, Project, ProjectQuotas, Token, TokenWithSecret } from '../../contracts/access-api.js';
+import type { Clock } from '../../kit/clock.js';
+import { NexusError } from '../../kit/nexus-error.js';
+import { slowHash, verifySlowHash } from '../../kit/slow-hash.js';
+import { type Principal, brokenQuota } from '../domain/access-policy.js';
+import type { ProjectRecord, ProjectRepo, TokenRecord, TokenRepo } from '../ports/access-repos.js';
+
+export interface AccessServiceConfig {
+  /**
+   * How long a verified token is trusted without looking at the database again. Revocation takes
+   * effect on every manager within this, so it stays well under a second.
+   */
+  cacheMs: number;
+}
+
+/** `nxat_<token id, 32 hex>_<secret>`: the id finds the row, only the secret is hashed. */
+const TOKEN_PATTERN = /^nxat_([0-9a-f]{32})_([A-Za-z0-9_-]{43})$/;
+const TOUCH_EVERY_MS = 60_000;
+
+/**
+ * API tokens and projects: minting (the secret shown once, a salted scrypt hash kept), fast
+ * verification (a brief cache of verified tokens), rotation with an overlap, revocation, the first
+ * admin token of an empty database, and project quotas.
+ */
+export class AccessService {
+  private readonly verified = new Map<string, { principal: Principal; until: number }>();
+
+  constructor(
+    private readonly tokens: TokenRepo,
+    private readonly projects: ProjectRepo,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly config: AccessServiceConfig,
+  ) {}
+
+  /** The caller a bearer token names: 401 for a missing, unknown, expired, revoked or wrong one. */
+  async authenticate(bearer: string | undefined): Promise<Principal> {
+    if (bearer === undefined) {
+      throw new NexusError('unauthorized', 'an API token is required', { suggestion: 'Send Authorization: Bearer <token>; `nexus dev` keeps the first admin token in <data-dir>/admin.token.' });
+    }
+    const now = this.clock.now().getTime();
+    const key = createHash('sha256').update(bearer).digest('hex');
+    const cached = this.verified.get(key);
+    if (cached && cached.until > now) return cached.principal;
+    this.verified.delete(key);
+
+    const refused = () => new NexusError('unauthorized', 'the API token is not valid (unknown, expired, revoked or rotated)', { suggestion: 'Ask an admin for a new token.' });
+    const match = TOKEN_PATTERN.exec(bearer);
+    if (!match) throw refused();
+    const record = await this.tokens.get(uuidOf(match[1] ?? ''));
+    if (!record || record.revokedAt || (record.expiresAt && record.expiresAt.getTime() <= now)) throw refused();
+    const secret = match[2] ?? '';
+    const current = await verifySlowHash(secret, record.secretHash);
+    const previous =
+      !current && record.previousSecretHash && record.previousValidUntil && record.previousValidUntil.getTime() > now
+        ? await verifySlowHash(secret, record.previousSecretHash)
+        : false;
+    if (!current && !previous) throw refused();
+
+    const principal: Principal = { tokenId: record.id, owner: record.owner, role: record.role, project: record.project };
+    // Trusted briefly; never past the token's own expiry or the old secret's overlap.
+    const limits = [now + this.config.cacheMs, record.expiresAt?.getTime(), previous ? record.previousValidUntil?.getTime() : undefined];
+    this.verified.set(key, { principal, until: Math.min(...limits.filter((limit): limit is number => limit !== undefined)) });
+    if (!record.lastUsedAt || now - record.lastUsedAt.getTime() > TOUCH_EVERY_MS) {
+      this.tokens.touch(record.id, this.clock.now()).catch((error: unknown) => this.log.warn({ err: error, token_id: record.id }, 'could not record the token use'));
+    }
+    return principal;
+  }
+
+  async mint(request: CreateTokenRequest): Promise<TokenWithSecret> {
+    if (request.role !== 'admin' && !request.project) {
+      throw new NexusError('validation_failed', `a ${request.role} token needs a project`, { suggestion: 'Give project; only admin tokens span every project.' });
+    }
+    const expiresAt = request.expires_at === undefined ? null : new Date(request.expires_at);
+    if (expiresAt && expiresAt <= this.clock.now()) throw new NexusError('validation_failed', 'expires_at is in the past');
+    const secret = randomBytes(32).toString('base64url');
+    const record = await this.tokens.create({ project: request.project ?? null, owner: request.owner, role: request.role, secretHash: await slowHash(secret), expiresAt });
+    this.log.info({ event: 'token_minted', token_id: record.id, owner: record.owner, role: record.role, project: record.project }, 'API token minted');
+    return { ...toToken(record), token: tokenString(record.id, secret) };
+  }
+
+  async list(): Promise<Token[]> {
+    return (await this.tokens.list()).map(toToken);
+  }
+
+  /** A new secret for the token; the old one works `overlapSeconds` longer (0: not at all). */
+  async rotate(id: string, overlapSeconds: number): Promise<TokenWithSecret> {
+    const secret = randomBytes(32).toString('base64url');
+    const until = overlapSeconds > 0 ? new Date(this.clock.now().getTime() + overlapSeconds * 1000) : null;
+    const record = await this.tokens.rotate(id, await slowHash(secret), until);
+    if (!record) throw new NexusError('not_found', `no active token ${id}`, { suggestion: 'GET /v1/tokens lists them; a revoked token cannot be rotated.' });
+    this.forget(id);
+    this.log.info({ event: 'token_rotated', token_id: id, overlap_seconds: overlapSeconds }, 'API token rotated');
+    return { ...toToken(record), token: tokenString(id, secret) };
+  }
+
+  async revoke(id: string): Promise<Token> {
+    const record = await this.tokens.revoke(id, this.clock.now());
+    if (!record) throw new NexusError('not_found', `no token ${id}`);
+    this.forget(id);
+    this.log.info({ event: 'token_revoked', token_id: id }, 'API token revoked');
+    return toToken(record);
+  }
+
+  /** The first admin token, minted only when the database has none; shown to the operator once. */
+  async bootstrap(): Promise<string | undefined> {
+    if ((await this.tokens.count()) > 0) return undefined;
+    const minted = await this.mint({ owner: 'bootstrap-admin', role: 'admin' });
+    return minted.token;
+  }
+
+  async listProjects(): Promise<Project[]> {
+    return (await this.projects.list()).map(toProject);
+  }
+
+  async createProject(request: CreateProjectRequest): Promise<Project> {
+    return toProject(await this.projects.create(request.name, { maxVms: request.max_vms ?? null, maxVcpus: request.max_vcpus ?? null, maxMemoryMib: request.max_memory_mib ?? null }));
+  }
+
+  async setQuotas(name: string, quotas: ProjectQuotas): Promise<Project> {
+    const updated = await this.projects.setQuota(name, { maxVms: quotas.max_vms, maxVcpus: quotas.max_vcpus, maxMemoryMib: quotas.max_memory_mib });
+    if (!updated) throw new NexusError('not_found', `no project ${name}`);
+    return toProject(updated);
+  }
+
+  /**
+   * Refuses (403 `quota_exceeded`, naming the quota) a new VM its project has no room for; an
+   * unknown project is a 404. Checked when the VM is created.
+   */
+  async checkQuota(project: string, vcpu: number, memMib: number): Promise<void> {
+    const record = await this.projects.get(project);
+    if (!record) throw new NexusError('not_found', `no project ${project}`, { suggestion: 'POST /v1/projects creates it.' });
+    if (record.maxVms === null && record.maxVcpus === null && record.maxMemoryMib === null) return;
+    const broken = brokenQuota(record, await this.projects.usage(project), vcpu, memMib);
+    if (broken) {
+      throw new NexusError('quota_exceeded', `project ${project} is at its quota: ${broken}`, {
+        suggestion: 'Delete VMs in the project, or ask an admin to raise its quota (PATCH /v1/projects/:name).',
+      });
+    }
+  }
+
+  private forget(tokenId: string): void {
+    for (const [key, entry] of this.verified) if (entry.principal.tokenId === tokenId) this.verified.delete(key);
+  }
+}
+
+function uuidOf(hex: string): string {
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+function tokenString(id: string, secret: string): string {
+  return `nxat_${id.replaceAll('-', '')}_${secret}`;
+}
+
+function toToken(record: TokenRecord): Token {
+  return {
+    id: record.id,
+    owner: record.owner,
+    role: record.role,
+    project: record.project,
+    expires_at: record.expiresAt?.toISOString() ?? null,
+    revoked_at: record.revokedAt?.toISOString() ?? null,
+    last_used_at: record.lastUsedAt?.toISOString() ?? null,
+    created_at: record.createdAt.toISOString(),
+  };
+}
+
+function toProject(record: ProjectRecord): Project {
+  return { name: record.name, max_vms: record.maxVms, max_vcpus: record.maxVcpus, max_memory_mib: record.maxMemoryMib, created_at: record.createdAt.toISOString() };
+}

@@ -1,0 +1,173 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { assertErrorContract } from '../support/error-contract.js';
+import { type HollowAgent, startHollowAgent } from '../support/hollow-agents.js';
+import { eventually } from '../support/nexus-process.js';
+import { tempDir } from '../support/temp-dir.js';
+import { type TestManager, send, startTestManager } from '../support/test-manager.js';
+
+/** Routes anyone may call: health, and the agents' own calls (join token, host credential). */
+const PUBLIC = new Set(['GET /healthz', 'GET /readyz', 'POST /v1/hosts/enroll', 'POST /v1/hosts/{id}/heartbeat']);
+const MUTATING = new Set(['post', 'put', 'patch', 'delete']);
+
+interface Route {
+  method: string;
+  path: string;
+}
+
+/**
+ * Tokens, roles and projects, over every route the OpenAPI document lists (so a new route is
+ * covered the day it is added): no token -> 401; a viewer's write -> 403; an operator on another
+ * project's VM -> 404; an admin -> allowed; and every mutating call leaves an audit row.
+ */
+describe('access control', () => {
+  const dir = tempDir('nexus-access-');
+  let manager: TestManager;
+  let hollow: HollowAgent;
+  const url = (path: string) => `${manager.url}${path}`;
+  const tokens: Record<'viewerA' | 'operatorA' | 'operatorB' | 'spare', { id: string; token: string }> = {} as never;
+  let vmA: string;
+  let routes: Route[];
+
+  const as = (token: string | undefined): Record<string, string> => (token ? { authorization: `Bearer ${token}` } : {});
+  const call = (route: Route, token: string | undefined, requestId = randomUUID()) =>
+    send(url(fill(route.path)), {
+      method: route.method.toUpperCase(),
+      headers: { ...as(token), 'x-request-id': requestId },
+      anonymous: token === undefined,
+      ...(bodyFor(route) === undefined ? {} : { body: bodyFor(route) }),
+    });
+
+  /** Path parameters: the alpha VM, a spare token (mutations on it are harmless), project alpha. */
+  const fill = (path: string) =>
+    path
+      .replace('/v1/vms/{id}/{action}', `/v1/vms/${vmA}/stop`)
+      .replace('/v1/vms/{id}', `/v1/vms/${vmA}`)
+      .replace('/v1/tokens/{id}', `/v1/tokens/${tokens.spare.id}`)
+      .replace('{name}', 'alpha')
+      .replace('{id}', randomUUID()) + (path === '/v1/vms/{id}/wait' ? '?state=stopped&timeout=0' : '');
+  /** A valid body where the route takes one, so an allowed call gets past validation. */
+  const bodyFor = (route: Route): unknown => {
+    const key = `${route.method.toUpperCase()} ${route.path}`;
+    const bodies: Record<string, unknown> = {
+      'POST /v1/vms': { name: `made-${randomUUID().slice(0, 8)}`, vcpu: 1, mem_mib: 128, kernel_path: hollow.image.kernel, rootfs_path: hollow.image.rootfs, desired_state: 'stopped' },
+      'POST /v1/vms/actions': { ids: [vmA], action: 'stop' },
+      'POST /v1/hosts/join-tokens': {},
+      'POST /v1/tokens': { owner: 'table-test', role: 'viewer', project: 'alpha' },
+      'POST /v1/tokens/{id}/rotate': { overlap_seconds: 0 },
+      'POST /v1/projects': { name: `p-${randomUUID().slice(0, 8)}` },
+      'PATCH /v1/projects/{name}': { max_vms: 100 },
+    };
+    return bodies[key];
+  };
+
+  before(async () => {
+    manager = await startTestManager({ resyncMs: 500 });
+    hollow = await startHollowAgent(manager.url, (await manager.hosts.mintJoinToken(600)).token, join(dir.path, 'run'), 'hollow-access');
+    await eventually('the hollow host is ready', async () => (await manager.hosts.list()).some((host) => host.status === 'ready'));
+    for (const name of ['alpha', 'beta']) assert.equal((await send(url('/v1/projects'), { body: { name } })).status, 201);
+    const mint = async (role: string, project: string) => {
+      const minted = await send(url('/v1/tokens'), { body: { owner: `${role}-${project}`, role, project } });
+      assert.equal(minted.status, 201, JSON.stringify(minted.body));
+      return { id: minted.body.id as string, token: minted.body.token as string };
+    };
+    tokens.viewerA = await mint('viewer', 'alpha');
+    tokens.operatorA = await mint('operator', 'alpha');
+    tokens.operatorB = await mint('operator', 'beta');
+    tokens.spare = await mint('viewer', 'beta');
+    const vm = await send(url('/v1/vms'), {
+      headers: as(tokens.operatorA.token),
+      body: { name: 'alpha-vm', vcpu: 1, mem_mib: 128, kernel_path: hollow.image.kernel, rootfs_path: hollow.image.rootfs, desired_state: 'stopped' },
+    });
+    assert.equal(vm.status, 201, JSON.stringify(vm.body));
+    assert.equal(vm.body.project, 'alpha', "an operator's VM goes to its project");
+    vmA = vm.body.id;
+    const document = (await send(url('/openapi.json'))).body as { paths: Record<string, Record<string, unknown>> };
+    routes = Object.entries(document.paths).flatMap(([path, methods]) => Object.keys(methods).map((method) => ({ method, path })));
+    assert.ok(routes.length >= 20, `the document lists the routes (${routes.length})`);
+  });
+  after(async () => {
+    await hollow?.agent.close();
+    await manager?.dispose();
+    dir.remove();
+  });
+
+  const guarded = () => routes.filter((route) => !PUBLIC.has(`${route.method.toUpperCase()} ${route.path}`));
+
+  it('no token -> 401 on every route but the public ones', async () => {
+    for (const route of guarded()) assertErrorContract(await call(route, undefined), 401, 'unauthorized');
+    for (const route of routes.filter((candidate) => PUBLIC.has(`${candidate.method.toUpperCase()} ${candidate.path}`))) {
+      assert.notEqual((await call(route, undefined)).status, 401, `${route.method} ${route.path} is public`);
+    }
+    assertErrorContract(await send(url('/v1/vms'), { headers: as('nxat_not-a-token') }), 401, 'unauthorized');
+  });
+
+  it("a viewer's write -> 403 on every mutating route; admin-only reads -> 403", async () => {
+    for (const route of guarded().filter((candidate) => MUTATING.has(candidate.method))) {
+      assertErrorContract(await call(route, tokens.viewerA.token), 403, 'forbidden');
+    }
+    for (const path of ['/v1/hosts', '/v1/tokens', '/v1/projects', '/v1/audit']) assertErrorContract(await send(url(path), { headers: as(tokens.viewerA.token) }), 403, 'forbidden');
+    assert.equal((await send(url(`/v1/vms/${vmA}`), { headers: as(tokens.viewerA.token) })).status, 200, 'a viewer reads its project');
+    assert.equal((await send(url('/v1/images'), { headers: as(tokens.viewerA.token) })).status, 200, 'images are shared');
+  });
+
+  it("an operator on another project's VM -> 404 on every route that names it; lists show only its project", async () => {
+    for (const route of guarded().filter((candidate) => candidate.path.startsWith('/v1/vms/{id}'))) {
+      assertErrorContract(await call(route, tokens.operatorB.token), 404, 'not_found');
+    }
+    const bulk = await send(url('/v1/vms/actions'), { headers: as(tokens.operatorB.token), body: { ids: [vmA], action: 'start' } });
+    assert.deepEqual(bulk.body.results, [{ id: vmA, ok: false, error: 'not_found', fault_message: `no VM ${vmA}` }]);
+    assert.deepEqual((await send(url('/v1/vms'), { headers: as(tokens.operatorB.token) })).body.items, []);
+    assert.equal((await send(url('/v1/vms'), { headers: as(tokens.operatorA.token) })).body.items.length >= 1, true);
+    const elsewhere = await send(url('/v1/vms'), { headers: as(tokens.operatorB.token), body: { name: 'sneaky', project: 'alpha', vcpu: 1, mem_mib: 128, kernel_path: '/k', rootfs_path: '/r' } });
+    assertErrorContract(elsewhere, 404, 'not_found');
+  });
+
+  it('an admin is allowed everywhere, and every mutating route writes an audit row, a denied call too', async () => {
+    for (const route of guarded()) {
+      const requestId = randomUUID();
+      const answer = await call(route, manager.adminToken, requestId);
+      assert.ok(answer.status !== 401 && answer.status !== 403, `${route.method} ${route.path}: ${answer.status} ${JSON.stringify(answer.body)}`);
+      if (!MUTATING.has(route.method)) continue;
+      const denied = randomUUID();
+      await call(route, tokens.viewerA.token, denied);
+      const rows = (await send(url('/v1/audit?limit=10000'))).body.items as Array<{ request_id: string; result: string }>;
+      const row = rows.find((entry) => entry.request_id === requestId);
+      assert.ok(row, `${route.method} ${route.path} left no audit row`);
+      assert.notEqual(row.result, 'pending', `${route.method} ${route.path}: the row was completed`);
+      assert.equal(rows.find((entry) => entry.request_id === denied)?.result, 'denied', `${route.method} ${route.path}: the denied call is audited`);
+    }
+  });
+
+  it("a VM's audit export shows each step with actor, time, request id and result, and a denied attempt", async () => {
+    const operator = as(tokens.operatorA.token);
+    const created = await send(url('/v1/vms?wait=10'), { headers: operator, body: { name: 'audited', vcpu: 1, mem_mib: 128, kernel_path: hollow.image.kernel, rootfs_path: hollow.image.rootfs } });
+    assert.equal(created.body.state, 'running', JSON.stringify(created.body));
+    const id = created.body.id as string;
+    for (const action of ['pause', 'resume', 'stop']) assert.equal((await send(url(`/v1/vms/${id}/${action}?wait=10`), { method: 'POST', headers: operator })).status, 200, action);
+    assertErrorContract(await send(url(`/v1/vms/${id}/start`), { method: 'POST', headers: as(tokens.viewerA.token) }), 403, 'forbidden');
+    assert.equal((await send(url(`/v1/vms/${id}?wait=10`), { method: 'DELETE', headers: operator })).status, 200);
+
+    const exported = await fetch(url(`/v1/audit?vm_id=${id}&format=ndjson`), { headers: as(manager.adminToken) });
+    assert.equal(exported.headers.get('content-type')?.startsWith('application/x-ndjson'), true);
+    const rows = (await exported.text()).trim().split('\n').map((line) => JSON.parse(line));
+    assert.deepEqual(
+      rows.map((row) => `${row.action} ${row.result}`),
+      ['vm.create success', 'vm.pause success', 'vm.resume success', 'vm.stop success', 'vm.start denied', 'vm.delete success'],
+    );
+    for (const row of rows) {
+      assert.match(row.actor, /^token:[0-9a-f-]{36} \((operator|viewer)-alpha\)$/);
+      assert.match(row.request_id, /^[0-9a-f-]{36}$/);
+      assert.ok(Date.parse(row.created_at) <= Date.parse(row.updated_at));
+    }
+    assert.equal(rows[1].before.state, 'running', 'before: the state the call found');
+    assert.equal(rows[4].actor.includes('viewer-alpha'), true);
+    const since = rows[2].created_at;
+    const later = (await send(url(`/v1/audit?vm_id=${id}&since=${encodeURIComponent(since)}`))).body.items;
+    assert.equal(later.length, 4);
+    const byActor = (await send(url(`/v1/audit?actor=${encodeURIComponent(rows[4].actor)}`))).body.items;
+    assert.ok(byActor.every((row: { actor: string }) => row.actor === rows[4].actor) && byActor.length >= 1);
+  });
+});

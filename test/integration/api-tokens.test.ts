@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { statSync, readFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { assertErrorContract } from '../support/error-contract.js';
+import { eventually } from '../support/nexus-process.js';
+import { type TestManager, send, startTestManager } from '../support/test-manager.js';
+
+/** Token lifecycle: bootstrap, revocation, expiry, rotation with and without overlap, quotas. */
+describe('API tokens', () => {
+  let manager: TestManager;
+  const url = (path: string) => `${manager.url}${path}`;
+  const as = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` });
+  const works = async (token: string) => (await send(url('/v1/vms'), { headers: as(token) })).status === 200;
+
+  before(async () => {
+    manager = await startTestManager();
+    assert.equal((await send(url('/v1/projects'), { body: { name: 'team' } })).status, 201);
+  });
+  after(async () => manager?.dispose());
+
+  const mint = async (extra: Record<string, unknown> = {}) => {
+    const minted = await send(url('/v1/tokens'), { body: { owner: 'ci', role: 'operator', project: 'team', ...extra } });
+    assert.equal(minted.status, 201, JSON.stringify(minted.body));
+    return minted.body as { id: string; token: string };
+  };
+
+  it('an empty database gets one admin token, saved for the CLI readable by its owner only; no default password', async () => {
+    const file = `${manager.dataDir}/admin.token`;
+    assert.equal(readFileSync(file, 'utf8').trim(), manager.adminToken);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    const listed = (await send(url('/v1/tokens'))).body.items;
+    assert.equal(listed.filter((token: { owner: string }) => token.owner === 'bootstrap-admin').length, 1);
+    assert.ok(listed.every((token: Record<string, unknown>) => !('token' in token) && !('secret_hash' in token)), 'no secret is ever listed');
+  });
+
+  it('a revoked token is refused within a second; last_used_at is kept', async () => {
+    const token = await mint();
+    assert.ok(await works(token.token));
+    const used = (await send(url('/v1/tokens'))).body.items.find((entry: { id: string }) => entry.id === token.id);
+    assert.ok(used.last_used_at, 'last_used_at recorded');
+    assert.equal((await send(url(`/v1/tokens/${token.id}`), { method: 'DELETE' })).status, 200);
+    const revokedAt = Date.now();
+    await eventually('the revoked token is refused', async () => !(await works(token.token)), 1000);
+    assert.ok(Date.now() - revokedAt < 1000);
+    assertErrorContract(await send(url('/v1/vms'), { headers: as(token.token) }), 401, 'unauthorized');
+  });
+
+  it('an expired token is refused; an expiry in the past is refused at minting', async () => {
+    const token = await mint({ expires_at: new Date(Date.now() + 1500).toISOString() });
+    assert.ok(await works(token.token));
+    await new Promise((resolve) => setTimeout(resolve, 1600));
+    assert.equal(await works(token.token), false);
+    assertErrorContract(await send(url('/v1/tokens'), { body: { owner: 'x', role: 'viewer', project: 'team', expires_at: '2020-01-01T00:00:00Z' } }), 400, 'validation_failed');
+    assertErrorContract(await send(url('/v1/tokens'), { body: { owner: 'x', role: 'viewer' } }), 400, 'validation_failed');
+    assertErrorContract(await send(url('/v1/tokens'), { body: { owner: 'x', role: 'viewer', project: 'nowhere' } }), 404, 'not_found');
+  });
+
+  it("rotation: the old secret is refused at once, or after the overlap; the new one works", async () => {
+    const token = await mint();
+    const rotated = (await send(url(`/v1/tokens/${token.id}/rotate`), { body: {} })).body;
+    assert.equal(rotated.id, token.id);
+    assert.notEqual(rotated.token, token.token);
+    assert.ok(await works(rotated.token));
+    assert.equal(await works(token.token), false, 'no overlap: the old secret is refused at once');
+
+    const overlapped = (await send(url(`/v1/tokens/${token.id}/rotate`), { body: { overlap_seconds: 2 } })).body;
+    assert.ok(await works(overlapped.token));
+    assert.ok(await works(rotated.token), 'the previous secret works during the overlap');
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    assert.equal(await works(rotated.token), false, 'and is refused after it');
+    assert.ok(await works(overlapped.token));
+    assertErrorContract(await send(url(`/v1/tokens/00000000-0000-4000-8000-000000000000/rotate`), { body: {} }), 404, 'not_found');
+  });
+
+  it('project quotas refuse a VM past them with 403, naming the quota', async () => {
+    const token = await mint();
+    assert.equal((await send(url('/v1/projects/team'), { method: 'PATCH', body: { max_vms: 1, max_memory_mib: 256 } })).status, 200);
+    const create = (name: string, memMib = 128) =>
+      send(url('/v1/vms'), { headers: as(token.token), body: { name, vcpu: 1, mem_mib: memMib, kernel_path: '/k', rootfs_path: '/r', desired_state: 'stopped' } });
+    assert.equal((await create('first')).status, 201);
+    const over = await create('second');
+    assertErrorContract(over, 403, 'quota_exceeded');
+    assert.match(over.body.fault_message, /max_vms 1/);
+    assert.equal((await send(url('/v1/projects/team'), { method: 'PATCH', body: { max_vms: null } })).status, 200);
+    const memory = await create('big', 200);
+    assertErrorContract(memory, 403, 'quota_exceeded');
+    assert.match(memory.body.fault_message, /max_memory_mib 256/);
+    assert.equal((await create('small', 128)).status, 201);
+    assertErrorContract(await send(url('/v1/projects/nowhere'), { method: 'PATCH', body: { max_vms: 1 } }), 404, 'not_found');
+    assertErrorContract(await send(url('/v1/projects'), { body: { name: 'team' } }), 409, 'conflict');
+  });
+});
