@@ -5,6 +5,8 @@ export interface NexusErrorOptions {
   suggestion?: string;
   /** True when retrying cannot help (bad input, missing thing). */
   terminal?: boolean;
+  /** When a retry may succeed (a rate limit): sent as `Retry-After` and `retry_after`. */
+  retryAfterSeconds?: number;
   cause?: unknown;
 }
 
@@ -17,6 +19,7 @@ export class NexusError extends Error {
   readonly faultMessage: string;
   readonly suggestion: string | undefined;
   readonly terminal: boolean;
+  readonly retryAfterSeconds: number | undefined;
 
   constructor(code: string, message: string, options: NexusErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -25,6 +28,7 @@ export class NexusError extends Error {
     this.faultMessage = options.faultMessage ?? message;
     this.suggestion = options.suggestion;
     this.terminal = options.terminal ?? true;
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 }
 

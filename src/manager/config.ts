@@ -13,6 +13,8 @@ export interface ManagerOptions {
   logLevel?: string;
   resyncMs?: number;
   orphanGraceMs?: number;
+  readsPerMinute?: number;
+  writesPerMinute?: number;
 }
 
 /** The manager's complete configuration; each field says its default. */
@@ -37,6 +39,12 @@ export interface ManagerConfig {
   vcpuOvercommit: number;
   /** A host leftover that belongs to no VM is removed after this long. NEXUS_ORPHAN_GRACE_MS, default 60000. */
   orphanGraceMs: number;
+  /** Reads (GET) per token per minute. NEXUS_RATE_LIMIT_READS, default 1000. */
+  readsPerMinute: number;
+  /** Writes per token per minute. NEXUS_RATE_LIMIT_WRITES, default 100. */
+  writesPerMinute: number;
+  /** Browser origins allowed to call the API (CORS), exactly. NEXUS_CORS_ORIGINS, comma-separated; default none. */
+  corsOrigins: string[];
 }
 
 export function resolveManagerConfig(options: ManagerOptions, env: NodeJS.ProcessEnv): ManagerConfig {
@@ -68,7 +76,21 @@ export function resolveManagerConfig(options: ManagerOptions, env: NodeJS.Proces
     resyncMs: options.resyncMs ?? positiveInt(env.NEXUS_RESYNC_MS, 'NEXUS_RESYNC_MS') ?? 15_000,
     vcpuOvercommit: positiveInt(env.NEXUS_VCPU_OVERCOMMIT, 'NEXUS_VCPU_OVERCOMMIT') ?? 4,
     orphanGraceMs: options.orphanGraceMs ?? positiveInt(env.NEXUS_ORPHAN_GRACE_MS, 'NEXUS_ORPHAN_GRACE_MS') ?? 60_000,
+    readsPerMinute: options.readsPerMinute ?? positiveInt(env.NEXUS_RATE_LIMIT_READS, 'NEXUS_RATE_LIMIT_READS') ?? 1000,
+    writesPerMinute: options.writesPerMinute ?? positiveInt(env.NEXUS_RATE_LIMIT_WRITES, 'NEXUS_RATE_LIMIT_WRITES') ?? 100,
+    corsOrigins: corsOrigins(env.NEXUS_CORS_ORIGINS ?? ''),
   };
+}
+
+/** Exact origins (`https://console.example.com`), no wildcards: a browser page elsewhere gets no CORS grant. */
+function corsOrigins(text: string): string[] {
+  const origins = text.split(',').map((origin) => origin.trim()).filter(Boolean);
+  for (const origin of origins) {
+    if (!/^https?:\/\/[^/*\s]+$/.test(origin)) {
+      throw new NexusError('bad_request', `NEXUS_CORS_ORIGINS takes exact origins like https://console.example.com (got '${origin}')`);
+    }
+  }
+  return origins;
 }
 
 export function positiveInt(text: string | undefined, name: string): number | undefined {

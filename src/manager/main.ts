@@ -94,7 +94,7 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
     const audit = new SqlAuditRepo(database.db);
     const server = await createManagerServer(
       { database, hosts, images, vms, access, audit, auditLog: new AuditLog(audit), idempotency: new SqlIdempotencyRepo(database.db) },
-      { logger: log },
+      { logger: log, rateLimits: { readsPerMinute: config.readsPerMinute, writesPerMinute: config.writesPerMinute }, corsOrigins: config.corsOrigins },
     );
     undo.push('stop serving HTTP', () => server.close());
 

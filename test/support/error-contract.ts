@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 
-const ALLOWED = new Set(['error', 'fault_message', 'status', 'suggestion', 'request_id']);
+const ALLOWED = new Set(['error', 'fault_message', 'status', 'suggestion', 'request_id', 'retry_after']);
 
 /** Asserts an answer is the error contract with this status and code, and leaks no internals. */
 export function assertErrorContract(response: { status: number; headers: Headers; body: any }, status: number, code: string): void {

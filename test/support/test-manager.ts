@@ -31,10 +31,10 @@ export interface TestManager extends RunningManager {
 }
 
 /** A real manager on loopback with a fresh embedded database (or DATABASE_URL given in options). */
-export async function startTestManager(options: ManagerOptions = {}): Promise<TestManager> {
+export async function startTestManager(options: ManagerOptions = {}, env: NodeJS.ProcessEnv = {}): Promise<TestManager> {
   const dir = tempDir('nexus-manager-');
   const { log, lines } = captureLogger('manager');
-  const config = resolveManagerConfig({ listen: '127.0.0.1:0', dataDir: dir.path, mode: 'dev', ...options }, {});
+  const config = resolveManagerConfig({ listen: '127.0.0.1:0', dataDir: dir.path, mode: 'dev', ...options }, env);
   const manager = await startManager(config, log).catch((error: unknown) => {
     dir.remove();
     throw error;

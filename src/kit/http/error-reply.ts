@@ -28,7 +28,9 @@ export interface ErrorReply {
 export function errorReplyOf(error: unknown, requestId: string, contentType?: string): ErrorReply {
   if (error instanceof NexusError) {
     const status = statusOfErrorCode(error.code);
-    return reply(status, error.code, requestId, error.faultMessage, error.suggestion, false);
+    const answer = reply(status, error.code, requestId, error.faultMessage, error.suggestion, false);
+    if (error.retryAfterSeconds !== undefined) answer.body.retry_after = error.retryAfterSeconds;
+    return answer;
   }
   const fastifyError = error as Partial<FastifyError> & { validation?: AjvIssue[]; validationContext?: string };
   if (Array.isArray(fastifyError.validation)) {

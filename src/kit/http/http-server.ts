@@ -92,6 +92,7 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     const answer = errorReplyOf(error, request.id, request.headers['content-type']);
     if (answer.unexpected) request.log.error({ err: error }, 'request failed');
     else request.log.info({ error: answer.body.error, fault_message: answer.body.fault_message }, 'request rejected');
+    if (answer.body.retry_after !== undefined) reply.header('retry-after', String(answer.body.retry_after));
     return reply.status(answer.status).type('application/json').send(answer.body);
   });
 

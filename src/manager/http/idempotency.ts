@@ -24,7 +24,8 @@ export function registerIdempotency(app: HttpServer, store: IdempotencyRepo): vo
     if (key.length < 1 || key.length > 255) {
       throw new NexusError('validation_failed', 'Idempotency-Key must be 1 to 255 characters', { suggestion: 'Send a UUID per logical request.' });
     }
-    const scoped = `${request.routeOptions.url ?? request.url}\n${key}`;
+    // Keys are the caller's own: another token's request with the same key is another request.
+    const scoped = `${request.principal?.tokenId ?? ''}\n${request.routeOptions.url ?? request.url}\n${key}`;
     const hash = createHash('sha256').update(`${request.url}\n${JSON.stringify(request.body ?? null)}`).digest('hex');
     const claim = await store.claim(scoped, hash);
     if (claim.kind === 'mismatch') {

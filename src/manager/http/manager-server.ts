@@ -7,7 +7,9 @@ import type { ImageRegistry } from '../app/image-registry.js';
 import type { AccessService } from '../app/access-service.js';
 import type { AuditLog } from '../app/audit-log.js';
 import type { AuditRepo } from '../ports/access-repos.js';
+import cors from '@fastify/cors';
 import { registerAccessControl } from './access-control.js';
+import { registerRateLimits } from './rate-limits.js';
 import { registerAccessRoutes } from './routes/access-routes.js';
 import type { VmManager } from '../app/vm-manager.js';
 import { registerVmRoutes } from './routes/vm-routes.js';
@@ -32,6 +34,10 @@ export interface ManagerServices {
 export interface ManagerServerOptions {
   logger: Logger;
   bodyLimitBytes?: number;
+  /** Per token (per address when unauthenticated), per minute. */
+  rateLimits?: { readsPerMinute: number; writesPerMinute: number };
+  /** Exact browser origins allowed to call (CORS); none by default. */
+  corsOrigins?: string[];
 }
 
 export async function createManagerServer(services: ManagerServices, options: ManagerServerOptions): Promise<HttpServer> {
@@ -45,7 +51,11 @@ export async function createManagerServer(services: ManagerServices, options: Ma
       description: 'Create, run, observe and retire microVMs across hosts. Every non-2xx answer is an ErrorBody.',
     },
   });
+  if (options.corsOrigins && options.corsOrigins.length > 0) {
+    await app.register(cors, { origin: options.corsOrigins, methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'], allowedHeaders: ['authorization', 'content-type', 'idempotency-key', 'if-match', 'x-request-id'] });
+  }
   registerAccessControl(app, services.access, services.audit, (resource, id) => (resource === 'vm' ? services.vms.auditSummary(id) : Promise.resolve(null)));
+  await registerRateLimits(app, options.rateLimits ?? { readsPerMinute: 1000, writesPerMinute: 100 });
   registerIdempotency(app, services.idempotency);
   registerHealthRoutes(app, services);
   registerHostRoutes(app, services);
