@@ -2,7 +2,7 @@
 // Runs every test file under test/ (or those named) with node's test runner, TypeScript via tsx.
 // Node 20's --test does not expand globs, so the files are found here. Afterwards it checks that
 // the tests left no process of theirs behind (VMMs, agents, managers, Postgres servers).
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
@@ -52,11 +52,29 @@ const named = process.argv.slice(2);
 const files = (named.length > 0 ? named : find('test')).map((file) => relative('.', file)).sort();
 const before = suspects();
 const resourcesBefore = hostResources();
-const result = spawnSync(
+// No single test may hang the run (--test-timeout), nor may a handle a test forgot to close keep
+// its file alive after its tests end (--test-force-exit: the leak check below still sees any
+// process it left). The whole run has a deadline too, so CI always ends with a report.
+const deadlineMinutes = Number(process.env.NEXUS_TEST_DEADLINE_MINUTES ?? 20);
+const runner = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=1', ...files],
-  { stdio: 'inherit' },
+  ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=1', '--test-timeout=600000', '--test-force-exit', ...files],
+  { stdio: 'inherit', detached: true },
 );
+let overran = false;
+const deadline = setTimeout(() => {
+  overran = true;
+  process.stderr.write(`\nThe tests ran past their ${deadlineMinutes}-minute deadline: stopping them.\n`);
+  try {
+    process.kill(-runner.pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}, deadlineMinutes * 60_000);
+// The runner has a process group of its own (so the deadline can stop all of it): pass Ctrl-C on.
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => runner.kill(signal));
+const status = await new Promise((resolve) => runner.on('exit', (code) => resolve(code)));
+clearTimeout(deadline);
 
 // Give processes stopped at the very end a moment to finish exiting.
 const leaked = () => [...suspects()].filter(([pid]) => !before.has(pid));
@@ -70,4 +88,4 @@ if (left.length > 0) {
   process.exit(1);
 }
 process.stdout.write('leak check: no process, device, NAT table, namespace or cgroup left behind\n');
-process.exit(result.status ?? 1);
+process.exit(overran ? 1 : (status ?? 1));

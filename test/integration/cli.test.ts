@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { MIGRATION_NAMES } from '../../src/manager/adapters/sql/migrator.js';
 import { freePort } from '../support/ports.js';
 import { runNexus } from '../support/nexus-process.js';
 import { tempDir } from '../support/temp-dir.js';
@@ -30,7 +31,8 @@ describe('nexus CLI', () => {
     const dataDir = join(dir.path, 'migrate');
     const first = await runNexus(['migrate', '--data-dir', dataDir, '--json']);
     assert.equal(first.code, 0, first.output);
-    assert.deepEqual(JSON.parse(first.output).applied, ['0001-core', '0002-idempotency', '0003-image-registry']);
+    assert.deepEqual(JSON.parse(first.output).applied, MIGRATION_NAMES);
+    assert.ok(MIGRATION_NAMES.length >= 4 && MIGRATION_NAMES[0] === '0001-core');
     const second = await runNexus(['migrate', '--data-dir', dataDir]);
     assert.match(second.output, /the schema is up to date/);
   });

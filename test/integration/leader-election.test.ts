@@ -14,7 +14,8 @@ describe('two managers on one Postgres', () => {
     const databaseUrl = await postgres.createDatabase();
     // A resync far longer than the waits below: a follower's write must reach the leader at once
     // (LISTEN/NOTIFY), not at its next resync. Leadership is still checked every 5 s.
-    managers = [await startTestManager({ databaseUrl, resyncMs: 60_000 }), await startTestManager({ databaseUrl, resyncMs: 60_000 })];
+    const first = await startTestManager({ databaseUrl, resyncMs: 60_000 });
+    managers = [first, await startTestManager({ databaseUrl, resyncMs: 60_000 }, {}, first.adminToken)];
   });
   after(async () => {
     for (const manager of managers) await manager.dispose();

@@ -30,20 +30,37 @@ export interface TestManager extends RunningManager {
   dispose(): Promise<void>;
 }
 
-/** A real manager on loopback with a fresh embedded database (or DATABASE_URL given in options). */
-export async function startTestManager(options: ManagerOptions = {}, env: NodeJS.ProcessEnv = {}): Promise<TestManager> {
+/**
+ * A real manager on loopback with a fresh embedded database, or on the database named by
+ * `options.databaseUrl`. A manager joining a database another test manager already holds mints no
+ * admin token: pass that manager's as `sharedAdminToken`.
+ */
+export async function startTestManager(
+  options: ManagerOptions = {},
+  env: NodeJS.ProcessEnv = {},
+  sharedAdminToken?: string,
+): Promise<TestManager> {
   const dir = tempDir('nexus-manager-');
   const { log, lines } = captureLogger('manager');
-  const config = resolveManagerConfig({ listen: '127.0.0.1:0', dataDir: dir.path, mode: 'dev', ...options }, env);
-  const manager = await startManager(config, log).catch((error: unknown) => {
+  let manager: RunningManager | undefined;
+  try {
+    const config = resolveManagerConfig({ listen: '127.0.0.1:0', dataDir: dir.path, mode: 'dev', ...options }, env);
+    manager = await startManager(config, log);
+  } catch (error) {
     dir.remove();
     throw error;
-  });
-  if (!manager.bootstrapAdminToken) throw new Error('a fresh test database should mint an admin token');
-  useApiToken(manager.url, manager.bootstrapAdminToken);
+  }
+  const adminToken = manager.bootstrapAdminToken ?? sharedAdminToken;
+  if (!adminToken) {
+    // Never leave a manager running behind a failed start: its server would keep the test file alive.
+    await manager.close();
+    dir.remove();
+    throw new Error('the test manager has no admin token: a fresh database mints one, a shared one needs sharedAdminToken');
+  }
+  useApiToken(manager.url, adminToken);
   return {
     ...manager,
-    adminToken: manager.bootstrapAdminToken,
+    adminToken,
     logs: lines,
     dataDir: dir.path,
     dispose: async () => {

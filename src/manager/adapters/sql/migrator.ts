@@ -13,6 +13,9 @@ const MIGRATIONS: Record<string, Migration> = {
   '0004-access': access,
 };
 
+/** The names of every migration, oldest first. */
+export const MIGRATION_NAMES: readonly string[] = Object.keys(MIGRATIONS);
+
 export interface MigrationReport {
   applied: string[];
 }
