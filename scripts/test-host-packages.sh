@@ -6,8 +6,9 @@
 #   iproute2 iptables nftables   host networking (bridges, TAPs, NAT, namespaces)
 #   busybox-static e2fsprogs cpio xz-utils   guest image building
 #   procps util-linux   ps, runuser
+#   openssl   throwaway certificate authorities for the TLS tests
 set -euo pipefail
-packages=(qemu-system-x86 postgresql iproute2 iptables nftables busybox-static e2fsprogs cpio xz-utils procps util-linux)
+packages=(qemu-system-x86 postgresql iproute2 iptables nftables busybox-static e2fsprogs cpio xz-utils procps util-linux openssl)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -2,10 +2,11 @@ import { hostname } from 'node:os';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { type ListenAddress, parseListenAddress } from '../kit/listen-address.js';
 import { NexusError } from '../kit/nexus-error.js';
+import { type TlsOptions, type TlsSettings, tlsSettingsOf } from '../kit/tls-files.js';
 import { type Ipv4Cidr, parseIpv4Cidr } from './domain/ipv4.js';
 
 /** What may be given to the agent, on the command line or in the environment. All optional. */
-export interface AgentOptions {
+export interface AgentOptions extends TlsOptions {
   bind?: string;
   advertise?: string;
   runDir?: string;
@@ -18,6 +19,8 @@ export interface AgentOptions {
   exitWithParent?: boolean;
   /** Stop every VM when the agent stops (set by `nexus dev`; a production agent leaves them running). */
   stopVmsOnExit?: boolean;
+  /** Tests shorten the overlap of a credential rotation. */
+  credentialOverlapMs?: number;
 }
 
 /** The agent's complete configuration; each field says its default. */
@@ -49,12 +52,20 @@ export interface AgentConfig {
   jailer: { binary: string; uid: number; gid: number; chrootBaseDir: string } | undefined;
   exitWithParent: boolean;
   stopVmsOnExit: boolean;
+  /**
+   * HTTPS for the agent API (`--tls-cert`/NEXUS_TLS_CERT with `--tls-key`/NEXUS_TLS_KEY; default
+   * plain HTTP), and the CA that signed the manager's certificate when --manager is https
+   * (`--ca`/NEXUS_CA; default the system's roots).
+   */
+  tls: TlsSettings;
   /** The guest bridge. NEXUS_BRIDGE, default fcbr0. */
   bridge: string;
   /** The bridge's address and the guests' subnet. NEXUS_BRIDGE_CIDR, default 172.31.0.1/24. */
   bridgeCidr: Ipv4Cidr;
   /** Masquerade guest traffic out of the host. NEXUS_NAT (on|off), default on. */
   nat: boolean;
+  /** After a credential rotation, the old credential is still accepted this long. NEXUS_CREDENTIAL_OVERLAP_MS, default 60000. */
+  credentialOverlapMs: number;
   /** How long the socket proxy waits for a VMM's answer before a 504. NEXUS_PROXY_TIMEOUT_MS, default 10000. */
   proxyTimeoutMs: number;
   /** Each VM log (console, Firecracker's log and metrics) is cut back past this. NEXUS_VM_LOG_MAX_BYTES, default 16 MiB. */
@@ -99,8 +110,10 @@ export function resolveAgentConfig(options: AgentOptions, env: NodeJS.ProcessEnv
     exitWithParent: options.exitWithParent ?? false,
     stopVmsOnExit: options.stopVmsOnExit ?? false,
     bridge: bridgeName(env.NEXUS_BRIDGE ?? 'fcbr0'),
+    tls: tlsSettingsOf(options, env),
     bridgeCidr: bridgeCidr(env.NEXUS_BRIDGE_CIDR ?? '172.31.0.1/24'),
     nat: onOff(env.NEXUS_NAT ?? 'on', 'NEXUS_NAT'),
+    credentialOverlapMs: options.credentialOverlapMs ?? positiveMs(env.NEXUS_CREDENTIAL_OVERLAP_MS ?? '60000', 'NEXUS_CREDENTIAL_OVERLAP_MS'),
     proxyTimeoutMs: positiveMs(env.NEXUS_PROXY_TIMEOUT_MS ?? '10000', 'NEXUS_PROXY_TIMEOUT_MS'),
     vmLogMaxBytes: vmLogCap(env.NEXUS_VM_LOG_MAX_BYTES ?? String(16 * 1024 * 1024)),
   };

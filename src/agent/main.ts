@@ -12,6 +12,7 @@ import { imagesDir } from '../contracts/vm-layout.js';
 import type { AgentConfig } from './config.js';
 import { CapacityProbe } from './host/capacity-probe.js';
 import { type AgentIdentity, CredentialStore } from './host/credential-store.js';
+import { AgentCredentials } from './app/agent-credentials.js';
 import { createAgentServer } from './http/agent-server.js';
 import type { VmmName } from '../contracts/machine-spec.js';
 import { VmService } from './app/vm-service.js';
@@ -81,10 +82,10 @@ export async function startAgent(config: AgentConfig, log: Logger, host?: AgentH
   const stored = await store.load();
   const undo = new UndoStack(log);
   try {
-    let identity: AgentIdentity | undefined;
+    const credentials = new AgentCredentials(store, config.credentialOverlapMs, log);
     const server = await createAgentServer(
-      { identity: () => identity, startedAt: Date.now(), capacity, vms },
-      { logger: log, proxyTimeoutMs: config.proxyTimeoutMs },
+      { credentials, startedAt: Date.now(), capacity, vms },
+      { logger: log, proxyTimeoutMs: config.proxyTimeoutMs, tls: config.tls.server },
     );
     undo.push('stop serving HTTP', () => server.close());
     if (config.stopVmsOnExit) undo.push('stop the VMs this agent runs', () => stopAllVms(vms, log));
@@ -127,21 +128,35 @@ export async function startAgent(config: AgentConfig, log: Logger, host?: AgentH
     let link: ManagerLink | undefined;
     if (config.managerUrl) {
       const images = new ImageStore(imagesDir(config.runDir), log);
-      link = new ManagerLink({ managerUrl: config.managerUrl, name: config.name, address: advertised }, capacity, () => images.list(), log);
-      identity = await link.establish(store, stored, config.joinToken);
+      link = new ManagerLink(
+        { managerUrl: config.managerUrl, name: config.name, address: advertised, managerCa: config.tls.ca },
+        capacity,
+        () => images.list(),
+        log,
+      );
+      credentials.establish(await link.establish(store, stored, config.joinToken));
     } else {
-      identity = stored ?? { credential: mintSecret('nxhc') };
+      const identity = stored ?? { credential: mintSecret('nxhc') };
       if (!stored) await store.save(identity);
+      credentials.establish(identity);
       log.info({ identity_file: store.path }, 'standalone agent: callers use the credential in the identity file');
     }
+    const identity = (): AgentIdentity => credentials.current() as AgentIdentity;
 
     if (link) {
       link.startHeartbeats(identity);
       undo.push('stop heartbeats', () => link.stop());
     }
-    const url = urlOf(bound);
-    log.info({ url, host_id: identity.enrollment?.hostId, run_dir: config.runDir }, 'agent listening');
-    return { url, identity, server, close: () => undo.unwind() };
+    const url = urlOf(bound, config.tls.server !== undefined);
+    log.info({ url, host_id: identity().enrollment?.hostId, run_dir: config.runDir }, 'agent listening');
+    return {
+      url,
+      get identity() {
+        return identity();
+      },
+      server,
+      close: () => undo.unwind(),
+    };
   } catch (error) {
     await undo.unwind();
     throw error;

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { adminTokenFile } from '../manager/config.js';
+import { readTlsSettings } from '../kit/tls-files.js';
 import { ManagerClient } from './client/manager-client.js';
 import { printError } from './output/print.js';
 
@@ -10,7 +11,10 @@ export interface ClientFlags {
   api?: string;
   token?: string;
   dataDir?: string;
+  ca?: string;
 }
+
+const CA_LABELS = { cert: '--tls-cert', key: '--tls-key', ca: '--ca (NEXUS_CA)' };
 
 /** Adds the flags every client command takes. */
 export function withClientFlags(command: Command): Command {
@@ -18,7 +22,8 @@ export function withClientFlags(command: Command): Command {
     .option('--json', 'print JSON instead of a table')
     .option('--api <url>', 'manager API URL (env NEXUS_API)', process.env.NEXUS_API ?? 'http://127.0.0.1:8080')
     .option('--token <token>', 'API token (env NEXUS_TOKEN; default: <data-dir>/admin.token, which `nexus dev` writes)')
-    .option('--data-dir <dir>', 'where to find admin.token (env NEXUS_DATA_DIR, default ./.nexus)');
+    .option('--data-dir <dir>', 'where to find admin.token (env NEXUS_DATA_DIR, default ./.nexus)')
+    .option('--ca <file>', 'PEM CA that signed an https manager certificate (env NEXUS_CA; default the system roots)');
 }
 
 /** The API token to send: --token, NEXUS_TOKEN, else the admin token `nexus dev` saved. */
@@ -34,7 +39,15 @@ export function tokenOf(flags: Pick<ClientFlags, 'token' | 'dataDir'>): string |
 
 /** Runs one client command against the manager; a failure sets the exit code and is printed. */
 export async function runClient(flags: ClientFlags, body: (client: ManagerClient) => Promise<void>): Promise<void> {
-  const client = new ManagerClient(flags.api ?? 'http://127.0.0.1:8080', tokenOf(flags));
+  let client: ManagerClient;
+  try {
+    const { ca } = readTlsSettings({ cert: undefined, key: undefined, ca: flags.ca ?? (process.env.NEXUS_CA || undefined) }, CA_LABELS);
+    client = new ManagerClient(flags.api ?? 'http://127.0.0.1:8080', tokenOf(flags), ca);
+  } catch (error) {
+    printError(error, flags.json ?? false);
+    process.exitCode = 1;
+    return;
+  }
   try {
     await body(client);
   } catch (error) {

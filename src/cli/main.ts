@@ -5,6 +5,7 @@ import { registerDev } from './commands/dev.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerHostsJoinToken } from './commands/hosts-join-token.js';
 import { registerHostsList } from './commands/hosts-list.js';
+import { registerHostsRotateCredential } from './commands/hosts-rotate-credential.js';
 import { registerImageBuild } from './commands/image-build.js';
 import { registerImageList } from './commands/image-list.js';
 import { registerManager } from './commands/manager.js';
@@ -27,6 +28,7 @@ export async function main(argv: string[]): Promise<void> {
   const hosts = program.command('hosts').description('the hosts agents run on');
   registerHostsList(hosts);
   registerHostsJoinToken(hosts);
+  registerHostsRotateCredential(hosts);
   const image = program.command('image').description('guest images');
   registerImageBuild(image);
   registerImageList(image);

@@ -47,3 +47,12 @@ export const AgentHealth = Type.Object(
 export type AgentHealth = Static<typeof AgentHealth>;
 
 export const AGENT_API_PREFIX = '/agent/v1';
+
+/** The shape of a host credential the manager mints: `nxhc_` and 256 random bits, base64url. */
+export const HOST_CREDENTIAL_PATTERN = '^nxhc_[A-Za-z0-9_-]{43}$';
+
+export const ReplaceCredentialRequest = Type.Object(
+  { credential: Type.String({ pattern: HOST_CREDENTIAL_PATTERN, description: 'The credential to require from now on' }) },
+  { additionalProperties: false },
+);
+export type ReplaceCredentialRequest = Static<typeof ReplaceCredentialRequest>;

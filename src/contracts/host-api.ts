@@ -13,6 +13,7 @@ export const Host = Type.Object(
     address: Type.String({ description: 'Where the manager reaches the agent: host:port' }),
     status: HostStatus,
     capacity: HostCapacity,
+    credential_rotated_at: Type.Union([Timestamp, Type.Null()], { description: 'When its credential last rotated in place (null: never)' }),
     last_seen_at: Timestamp,
     created_at: Timestamp,
     updated_at: Timestamp,

@@ -3,9 +3,12 @@ import { NexusError } from './nexus-error.js';
 
 export interface JsonClientOptions {
   baseUrl: string;
-  bearer?: string;
+  /** Sent as `Authorization: Bearer`; a function is asked on every call (a credential that rotates). */
+  bearer?: string | (() => string | undefined);
   /** Per-request deadline for headers and body. Default 10 s. */
   timeoutMs?: number;
+  /** Trust this CA (PEM) for an https baseUrl instead of the system's roots. */
+  ca?: Buffer;
   /** Sent as x-request-id, so one id follows a call across processes. */
   requestId?: () => string | undefined;
 }
@@ -20,7 +23,12 @@ export class JsonClient {
 
   constructor(private readonly options: JsonClientOptions) {
     this.timeoutMs = options.timeoutMs ?? 10_000;
-    this.dispatcher = new Agent({ headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs, connections: 8 });
+    this.dispatcher = new Agent({
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+      connections: 8,
+      ...(options.ca ? { connect: { ca: options.ca } } : {}),
+    });
   }
 
   get baseUrl(): string {
@@ -29,7 +37,8 @@ export class JsonClient {
 
   async call<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json' };
-    if (this.options.bearer) headers.authorization = `Bearer ${this.options.bearer}`;
+    const bearer = typeof this.options.bearer === 'function' ? this.options.bearer() : this.options.bearer;
+    if (bearer) headers.authorization = `Bearer ${bearer}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
     const requestId = this.options.requestId?.();
     if (requestId) headers['x-request-id'] = requestId;
@@ -47,7 +56,9 @@ export class JsonClient {
       throw new NexusError('unavailable', `cannot reach ${this.options.baseUrl}: ${describeNetworkError(error)}`, {
         cause: error,
         terminal: false,
-        suggestion: `Check that the server at ${this.options.baseUrl} is running and reachable.`,
+        suggestion: isCertificateError(error)
+          ? `The certificate of ${this.options.baseUrl} is not trusted here: give the CA that signed it (--ca or NEXUS_CA), and check it names this host.`
+          : `Check that the server at ${this.options.baseUrl} is running and reachable.`,
       });
     }
     const text = await response.body.text();
@@ -85,4 +96,10 @@ function describeNetworkError(error: unknown): string {
   const code = (error as { code?: string }).code;
   const message = error instanceof Error ? error.message : String(error);
   return code && !message.includes(code) ? `${code}: ${message}` : message;
+}
+
+/** True when the connection failed on the peer's certificate (unknown CA, wrong name, expired). */
+function isCertificateError(error: unknown): boolean {
+  const code = (error as { code?: string }).code ?? (error as { cause?: { code?: string } }).cause?.code ?? '';
+  return /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code);
 }

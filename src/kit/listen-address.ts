@@ -23,7 +23,7 @@ export function dialableHostPort(address: ListenAddress): string {
   return `${host.includes(':') ? `[${host}]` : host}:${address.port}`;
 }
 
-/** The URL a local client uses for a bound address. */
-export function urlOf(address: ListenAddress): string {
-  return `http://${dialableHostPort(address)}`;
+/** The URL a local client uses for a bound address (https when it serves TLS). */
+export function urlOf(address: ListenAddress, tls = false): string {
+  return `${tls ? 'https' : 'http'}://${dialableHostPort(address)}`;
 }

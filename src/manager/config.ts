@@ -1,9 +1,10 @@
 import { isAbsolute, join, resolve } from 'node:path';
 import { type ListenAddress, parseListenAddress } from '../kit/listen-address.js';
 import { NexusError } from '../kit/nexus-error.js';
+import { type TlsOptions, type TlsSettings, tlsSettingsOf } from '../kit/tls-files.js';
 
 /** What may be given to the manager, on the command line or in the environment. All optional. */
-export interface ManagerOptions {
+export interface ManagerOptions extends TlsOptions {
   listen?: string;
   databaseUrl?: string;
   dataDir?: string;
@@ -43,6 +44,12 @@ export interface ManagerConfig {
   readsPerMinute: number;
   /** Writes per token per minute. NEXUS_RATE_LIMIT_WRITES, default 100. */
   writesPerMinute: number;
+  /**
+   * HTTPS for the API (`--tls-cert`/NEXUS_TLS_CERT with `--tls-key`/NEXUS_TLS_KEY; default plain
+   * HTTP), and the CA that signed the agents' certificates (`--ca`/NEXUS_CA): when set, the
+   * manager calls every agent over https and verifies it against that CA.
+   */
+  tls: TlsSettings;
   /** Browser origins allowed to call the API (CORS), exactly. NEXUS_CORS_ORIGINS, comma-separated; default none. */
   corsOrigins: string[];
 }
@@ -79,6 +86,7 @@ export function resolveManagerConfig(options: ManagerOptions, env: NodeJS.Proces
     readsPerMinute: options.readsPerMinute ?? positiveInt(env.NEXUS_RATE_LIMIT_READS, 'NEXUS_RATE_LIMIT_READS') ?? 1000,
     writesPerMinute: options.writesPerMinute ?? positiveInt(env.NEXUS_RATE_LIMIT_WRITES, 'NEXUS_RATE_LIMIT_WRITES') ?? 100,
     corsOrigins: corsOrigins(env.NEXUS_CORS_ORIGINS ?? ''),
+    tls: tlsSettingsOf(options, env),
   };
 }
 

@@ -61,11 +61,11 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
     const hostRepo = new SqlHostRepo(database.db);
     const imageRepo = new SqlImageRepo(database.db);
     const images = new ImageRegistry(imageRepo, systemClock, log);
-    const hosts = new HostRegistry(hostRepo, images, systemClock, log, { heartbeatIntervalMs: config.heartbeatIntervalMs });
     const liveness = new HostLiveness(hostRepo, systemClock, log, { heartbeatTimeoutMs: config.heartbeatTimeoutMs }, leadership);
     const vmRepo = new SqlVmRepo(database.db);
-    const agents = new HttpAgentGateway();
+    const agents = new HttpAgentGateway({ ca: config.tls.ca });
     undo.push('close agent connections', () => agents.close());
+    const hosts = new HostRegistry(hostRepo, images, agents, systemClock, log, { heartbeatIntervalMs: config.heartbeatIntervalMs });
     const reconciler = new VmReconciler(vmRepo, hostRepo, imageRepo, agents, systemClock, log, {
       resyncMs: config.resyncMs,
       vcpuOvercommit: config.vcpuOvercommit,
@@ -94,11 +94,11 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
     const audit = new SqlAuditRepo(database.db);
     const server = await createManagerServer(
       { database, hosts, images, vms, access, audit, auditLog: new AuditLog(audit), idempotency: new SqlIdempotencyRepo(database.db) },
-      { logger: log, rateLimits: { readsPerMinute: config.readsPerMinute, writesPerMinute: config.writesPerMinute }, corsOrigins: config.corsOrigins },
+      { logger: log, rateLimits: { readsPerMinute: config.readsPerMinute, writesPerMinute: config.writesPerMinute }, corsOrigins: config.corsOrigins, tls: config.tls.server },
     );
     undo.push('stop serving HTTP', () => server.close());
 
-    const url = urlOf(await listenOn(server, config.listen));
+    const url = urlOf(await listenOn(server, config.listen), config.tls.server !== undefined);
     liveness.start();
     undo.push('stop the host liveness loop', () => liveness.stop());
     reconciler.start();
@@ -106,7 +106,7 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
     const collector = new OrphanCollector(hostRepo, vmRepo, agents, systemClock, log, { graceMs: config.orphanGraceMs, everyMs: config.resyncMs }, leadership, server.metrics.registry);
     collector.start();
     undo.push('stop orphan collection', () => collector.stop());
-    log.info({ url, mode: config.mode }, 'manager listening');
+    log.info({ url, mode: config.mode, agents_over: config.tls.ca ? 'https' : 'http' }, 'manager listening');
 
     return { url, database, hosts, server, bootstrapAdminToken, isLeader: () => leadership.isLeader(), close: () => undo.unwind() };
   } catch (error) {

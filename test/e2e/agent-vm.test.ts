@@ -253,18 +253,32 @@ describe('agent runs a real guest', () => {
       await leftovers(id);
     });
 
-    it('a path outside the allowed roots -> 403, also through a symlink or ..', async () => {
+    it('a path outside the allowed roots -> 403 for the kernel, the initrd, the root disk and an extra drive, also through a symlink or ..', async () => {
       const id = testVmId();
-      // Written out by hand, not with join(): the agent must see the '..' itself.
-      for (const path of ['/etc/passwd', '/no/such/file', `${runDir}/vms/../agent/identity.json`, `${runDir}/images/test/../../../run/agent/identity.json`]) {
-        const bad = spec(id, `${subnet}.9`);
-        bad.drives[0] = { id: 'rootfs', path, is_root: true };
-        assertErrorContract(await agent.call('PUT', `/agent/v1/vms/${id}`, bad), 403, 'forbidden');
-      }
       symlinkSync('/etc/hostname', join(dir.path, 'evil-link'));
-      const viaLink = spec(id, `${subnet}.9`);
-      viaLink.kernel.path = join(dir.path, 'evil-link');
-      assertErrorContract(await agent.call('PUT', `/agent/v1/vms/${id}`, viaLink), 403, 'forbidden');
+      // Written out by hand, not with join(): the agent must see the '..' itself.
+      const outside = [
+        '/etc/passwd',
+        '/no/such/file',
+        `${runDir}/vms/../agent/identity.json`,
+        `${runDir}/images/test/../../../run/agent/identity.json`,
+        join(dir.path, 'evil-link'),
+      ];
+      const placements: Record<string, (bad: ReturnType<typeof spec>, path: string) => void> = {
+        kernel: (bad, path) => (bad.kernel.path = path),
+        initrd: (bad, path) => (bad.initrd = { path }),
+        'root disk': (bad, path) => (bad.drives[0] = { id: 'rootfs', path, is_root: true }),
+        'extra drive': (bad, path) => bad.drives.push({ id: 'data', path, is_root: false }),
+      };
+      for (const [field, place] of Object.entries(placements)) {
+        for (const path of outside) {
+          const bad = spec(id, `${subnet}.9`);
+          place(bad, path);
+          const answer = await agent.call('PUT', `/agent/v1/vms/${id}`, bad);
+          assert.equal(answer.status, 403, `${field} ${path}: ${JSON.stringify(answer.body)}`);
+          assertErrorContract(answer, 403, 'forbidden');
+        }
+      }
       await leftovers(id);
     });
 

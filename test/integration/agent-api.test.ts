@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { resolveAgentConfig } from '../../src/agent/config.js';
@@ -37,6 +37,16 @@ describe('agent API (standalone)', () => {
 
   it('refuses a malformed Authorization header (401)', async () => {
     assertErrorContract(await send(`${agent.url}/agent/v1/health`, { headers: { authorization: agent.identity.credential } }), 401, 'unauthorized');
+  });
+
+  it('an oversize body -> 413 before anything is done, on VM specs and on the socket proxy alike', async () => {
+    const id = '0b9f0e1c-5c1e-4c55-9d6e-3f1b2a7c9d10';
+    const raw = JSON.stringify({ pad: 'x'.repeat(1_100_000) });
+    for (const path of [`/agent/v1/vms/${id}`, `/agent/v1/vms/${id}/proxy/machine-config`]) {
+      const response = await send(`${agent.url}${path}`, { method: 'PUT', raw, headers: { ...auth, 'content-type': 'application/json' } });
+      assertErrorContract(response, 413, 'payload_too_large');
+    }
+    assert.equal(existsSync(join(runDir, 'vms', id)), false, 'no VM folder was made');
   });
 
   it('keeps its credential in a 0600 file in its state dir', () => {

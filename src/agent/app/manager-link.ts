@@ -11,6 +11,8 @@ export interface ManagerLinkConfig {
   name: string;
   /** host:port the manager reaches this agent at. */
   address: string;
+  /** The CA that signed an https manager's certificate (default the system's roots). */
+  managerCa?: Buffer;
 }
 
 /**
@@ -46,7 +48,7 @@ export class ManagerLink {
         suggestion: 'Mint a join token there (`nexus hosts join-token`) and start the agent with --join-token or NEXUS_JOIN_TOKEN.',
       });
     }
-    const client = new JsonClient({ baseUrl: this.config.managerUrl });
+    const client = new JsonClient({ baseUrl: this.config.managerUrl, ca: this.config.managerCa });
     try {
       const enrolled = await client.call<EnrollResponse>('POST', '/v1/hosts/enroll', {
         join_token: joinToken,
@@ -76,11 +78,13 @@ export class ManagerLink {
    * Heartbeats until stopped: the first beat at once, the next when the manager's answer says
    * (`retryMs` while it does not answer).
    */
-  startHeartbeats(identity: AgentIdentity, retryMs = 5000): void {
-    if (!identity.enrollment) return;
+  startHeartbeats(identity: () => AgentIdentity, retryMs = 5000): void {
+    const enrolled = identity().enrollment;
+    if (!enrolled) return;
     let intervalMs = retryMs;
-    const client = new JsonClient({ baseUrl: this.config.managerUrl, bearer: identity.credential, timeoutMs: retryMs });
-    const path = `/v1/hosts/${identity.enrollment.hostId}/heartbeat`;
+    // The credential is read on every beat: a rotation's new one is used from the next beat on.
+    const client = new JsonClient({ baseUrl: this.config.managerUrl, bearer: () => identity().credential, timeoutMs: retryMs, ca: this.config.managerCa });
+    const path = `/v1/hosts/${enrolled.hostId}/heartbeat`;
     const beat = async (): Promise<void> => {
       try {
         const answer = await client.call<HeartbeatResponse>('POST', path, {

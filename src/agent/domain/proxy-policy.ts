@@ -65,19 +65,14 @@ export function hostResourceFieldIn(body: unknown): string | undefined {
   return undefined;
 }
 
-/** Request headers never relayed: the hop's own, and the caller's credential for the agent. */
-export const UNRELAYED_HEADERS = new Set([
-  'host',
-  'authorization',
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'content-length',
-  'x-request-id',
-]);
+/**
+ * The only request headers relayed to a VMM: what the body is and what answer is wanted. Nothing
+ * else a caller sends reaches it: not its credential for the agent, not hop-by-hop headers, not
+ * body framing (the relay frames the body itself), not headers Firecracker has no use for.
+ */
+export const RELAYED_HEADERS = new Set(['content-type', 'accept']);
+
+/** A header value fit to relay: visible ASCII and spaces only, so no CR, LF or NUL can split a header. */
+export function isRelayableHeaderValue(value: string): boolean {
+  return /^[\x20-\x7e\t]*$/.test(value);
+}

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { AgentCredentials } from '../app/agent-credentials.js';
 import type { VmService } from '../app/vm-service.js';
 import { createAgentServer } from './agent-server.js';
 
@@ -9,7 +10,7 @@ import { createAgentServer } from './agent-server.js';
 export async function buildAgentOpenApiDocument(logger: Logger): Promise<Record<string, unknown>> {
   const unused = new Proxy({}, { get: () => { throw new Error('no services while building the OpenAPI document'); } });
   const app = await createAgentServer(
-    { identity: () => undefined, startedAt: 0, capacity: () => Promise.reject(new Error('unused')), vms: unused as VmService },
+    { credentials: unused as AgentCredentials, startedAt: 0, capacity: () => Promise.reject(new Error('unused')), vms: unused as VmService },
     { logger },
   );
   await app.ready();

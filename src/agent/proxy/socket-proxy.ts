@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Client, errors } from 'undici';
 import { NexusError, messageOf } from '../../kit/nexus-error.js';
-import { UNRELAYED_HEADERS } from '../domain/proxy-policy.js';
+import { RELAYED_HEADERS, isRelayableHeaderValue } from '../domain/proxy-policy.js';
 
 export interface RelayRequest {
   socket: string;
@@ -29,8 +29,12 @@ const RETURNED_HEADERS = ['content-type', 'deprecation'];
 export async function relay(request: RelayRequest): Promise<RelayResponse> {
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(request.headers)) {
-    if (value === undefined || UNRELAYED_HEADERS.has(name.toLowerCase())) continue;
-    headers[name] = Array.isArray(value) ? value.join(', ') : value;
+    if (value === undefined || !RELAYED_HEADERS.has(name.toLowerCase())) continue;
+    const text = Array.isArray(value) ? value.join(', ') : value;
+    if (!isRelayableHeaderValue(text)) {
+      throw new NexusError('bad_request', `the ${name} header holds control characters`, { suggestion: 'Send printable header values only.' });
+    }
+    headers[name.toLowerCase()] = text;
   }
   const client = new Client('http://localhost', {
     socketPath: request.socket,

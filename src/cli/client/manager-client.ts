@@ -1,4 +1,4 @@
-import type { HostList, JoinToken } from '../../contracts/host-api.js';
+import type { Host, HostList, JoinToken } from '../../contracts/host-api.js';
 import type { Image, ImageListQuery } from '../../contracts/image-api.js';
 import { JsonClient } from '../../kit/json-client.js';
 
@@ -6,12 +6,16 @@ import { JsonClient } from '../../kit/json-client.js';
 export class ManagerClient {
   private readonly http: JsonClient;
 
-  constructor(baseUrl: string, token?: string) {
-    this.http = new JsonClient({ baseUrl, ...(token ? { bearer: token } : {}) });
+  constructor(baseUrl: string, token?: string, ca?: Buffer) {
+    this.http = new JsonClient({ baseUrl, ca, ...(token ? { bearer: token } : {}) });
   }
 
   listHosts(): Promise<HostList> {
     return this.http.call('GET', '/v1/hosts');
+  }
+
+  rotateHostCredential(hostId: string): Promise<Host> {
+    return this.http.call('POST', `/v1/hosts/${encodeURIComponent(hostId)}/rotate-credential`);
   }
 
   listImages(query: ImageListQuery = {}): Promise<{ items: Image[] }> {

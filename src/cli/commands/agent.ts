@@ -3,6 +3,7 @@ import { resolveAgentConfig } from '../../agent/config.js';
 import { startAgent } from '../../agent/main.js';
 import { createLogger } from '../../kit/logger.js';
 import { runService } from '../service-lifecycle.js';
+import { type TlsFlags, withTlsFlags } from '../tls-flags.js';
 
 interface AgentFlags {
   bind?: string;
@@ -17,7 +18,7 @@ interface AgentFlags {
 }
 
 export function registerAgent(program: Command): void {
-  program
+  const command = program
     .command('agent')
     .description('run the host agent (as root): VMM processes, networking, inventory')
     .option('--bind <host:port>', 'where the agent API listens (env AGENT_BIND, default 127.0.0.1:9090)')
@@ -28,8 +29,9 @@ export function registerAgent(program: Command): void {
     .option('--join-token <token>', 'single-use join token; prefer env NEXUS_JOIN_TOKEN, which `ps` does not show')
     .option('--name <name>', 'host name in the registry (env NEXUS_HOST_NAME, default the hostname)')
     .addOption(program.createOption('--exit-with-parent', 'stop when the parent process goes away (used by nexus dev)').hideHelp())
-    .addOption(program.createOption('--stop-vms-on-exit', 'stop every VM when the agent stops (used by nexus dev)').hideHelp())
-    .action(async (flags: AgentFlags) => {
+    .addOption(program.createOption('--stop-vms-on-exit', 'stop every VM when the agent stops (used by nexus dev)').hideHelp());
+  withTlsFlags(command, "an https manager's")
+    .action(async (flags: AgentFlags & TlsFlags) => {
       const config = resolveAgentConfig(
         {
           bind: flags.bind,
@@ -41,6 +43,9 @@ export function registerAgent(program: Command): void {
           name: flags.name,
           exitWithParent: flags.exitWithParent,
           stopVmsOnExit: flags.stopVmsOnExit,
+          tlsCert: flags.tlsCert,
+          tlsKey: flags.tlsKey,
+          ca: flags.ca,
         },
         process.env,
       );

@@ -7,6 +7,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import { ErrorBody } from '../../contracts/errors.js';
 import type { ListenAddress } from '../listen-address.js';
 import { NexusError } from '../nexus-error.js';
+import type { ServerTls } from '../tls-files.js';
 import { errorReplyOf } from './error-reply.js';
 import { HttpMetrics } from './http-metrics.js';
 import { MethodIndex } from './method-index.js';
@@ -25,6 +26,8 @@ export interface HttpServerOptions {
   metricsPrefix: string;
   /** Largest request body accepted; larger ones answer 413. Default 1 MiB. */
   bodyLimitBytes?: number;
+  /** Serve HTTPS with this certificate and key instead of plain HTTP. */
+  tls?: ServerTls;
   /** When set, the routes' schemas are published as OpenAPI 3 at `/openapi.json`. */
   openapi?: { title: string; version: string; description: string };
 }
@@ -52,7 +55,11 @@ function makeValidatorCompiler() {
  * and optionally `/openapi.json`.
  */
 export async function createHttpServer(options: HttpServerOptions): Promise<HttpServer> {
+  // Fastify types an HTTPS server apart; every route and hook here is the same on both, so the
+  // instance is typed as the plain one (`https` only changes how the socket is made).
+  const transport = options.tls ? { https: { cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2' as const } } : {};
   const app = Fastify({
+    ...(transport as object),
     loggerInstance: options.logger,
     bodyLimit: options.bodyLimitBytes ?? 1024 * 1024,
     requestIdHeader: 'x-request-id',

@@ -5,11 +5,18 @@ import { JsonClient } from '../../kit/json-client.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import type { AgentGateway, AgentTarget } from '../ports/agent-gateway.js';
 
-/** Agents over HTTP, one client (connection pool) per host, replaced when its address or credential changes. */
+export interface HttpAgentGatewayOptions {
+  /** Per-call deadline. Default 60 s. */
+  timeoutMs?: number;
+  /** Reach agents over https, verifying their certificates against this CA (PEM). Default plain http. */
+  ca?: Buffer;
+}
+
+/** Agents over HTTP(S), one client (connection pool) per host, replaced when its address or credential changes. */
 export class HttpAgentGateway implements AgentGateway {
   private readonly clients = new Map<string, { key: string; client: JsonClient }>();
 
-  constructor(private readonly timeoutMs = 60_000) {}
+  constructor(private readonly options: HttpAgentGatewayOptions = {}) {}
 
   async getVm(target: AgentTarget, vmId: string): Promise<AgentVm | undefined> {
     try {
@@ -41,6 +48,10 @@ export class HttpAgentGateway implements AgentGateway {
     return (await this.client(target).call<CollectOrphansResponse>('POST', `${AGENT_API_PREFIX}/gc`, orphans)).removed;
   }
 
+  async replaceCredential(target: AgentTarget, next: string): Promise<void> {
+    await this.client(target).call('PUT', `${AGENT_API_PREFIX}/credential`, { credential: next });
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.clients.values()].map(({ client }) => client.close()));
     this.clients.clear();
@@ -51,7 +62,12 @@ export class HttpAgentGateway implements AgentGateway {
     const cached = this.clients.get(target.hostId);
     if (cached?.key === key) return cached.client;
     void cached?.client.close();
-    const client = new JsonClient({ baseUrl: `http://${target.address}`, bearer: target.credential, timeoutMs: this.timeoutMs });
+    const client = new JsonClient({
+      baseUrl: `${this.options.ca ? 'https' : 'http'}://${target.address}`,
+      bearer: target.credential,
+      timeoutMs: this.options.timeoutMs ?? 60_000,
+      ca: this.options.ca,
+    });
     this.clients.set(target.hostId, { key, client });
     return client;
   }

@@ -1,5 +1,6 @@
 import { NEXUS_VERSION } from '../../contracts/version.js';
 import { type HttpServer, createHttpServer } from '../../kit/http/http-server.js';
+import type { ServerTls } from '../../kit/tls-files.js';
 import type { Logger } from 'pino';
 import type { Database } from '../adapters/sql/database.js';
 import type { HostRegistry } from '../app/host-registry.js';
@@ -38,6 +39,8 @@ export interface ManagerServerOptions {
   rateLimits?: { readsPerMinute: number; writesPerMinute: number };
   /** Exact browser origins allowed to call (CORS); none by default. */
   corsOrigins?: string[];
+  /** Serve HTTPS with this certificate and key. */
+  tls?: ServerTls;
 }
 
 export async function createManagerServer(services: ManagerServices, options: ManagerServerOptions): Promise<HttpServer> {
@@ -45,6 +48,7 @@ export async function createManagerServer(services: ManagerServices, options: Ma
     logger: options.logger,
     metricsPrefix: 'nexus_manager',
     bodyLimitBytes: options.bodyLimitBytes,
+    tls: options.tls,
     openapi: {
       title: 'Nexus manager API',
       version: NEXUS_VERSION,

@@ -19,4 +19,6 @@ export interface AgentGateway {
   inventory(target: AgentTarget): Promise<Inventory>;
   /** Asks the agent to remove leftovers; it removes only those still orphaned, and says which. */
   collectOrphans(target: AgentTarget, orphans: CollectOrphansRequest): Promise<CollectOrphansResponse['removed']>;
+  /** Hands the agent its next credential (idempotent: giving the one it has already is a success). */
+  replaceCredential(target: AgentTarget, next: string): Promise<void>;
 }

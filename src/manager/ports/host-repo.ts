@@ -8,6 +8,9 @@ export interface HostRecord {
   status: HostStatus;
   capacity: HostCapacity;
   credential: string;
+  /** Set while a rotation is under way: the credential the agent is being given. */
+  nextCredential: string | null;
+  credentialRotatedAt: Date | null;
   lastSeenAt: Date;
   createdAt: Date;
   updatedAt: Date;
@@ -42,4 +45,12 @@ export interface HostRepo {
   /** Marks `ready` hosts last seen before `seenBefore` as `unreachable`; returns their names. */
   markLateHostsUnreachable(seenBefore: Date, now: Date): Promise<string[]>;
   countReady(): Promise<number>;
+  /**
+   * Starts a rotation: records `next` as the host's next credential, unless a rotation is already
+   * under way, whose credential is kept (a retry hands the agent the same one). Answers the next
+   * credential, or undefined for an unknown host.
+   */
+  beginCredentialRotation(id: string, next: string): Promise<string | undefined>;
+  /** Makes `next` the host's credential, if it is still the one under way; false otherwise. */
+  completeCredentialRotation(id: string, next: string, now: Date): Promise<boolean>;
 }

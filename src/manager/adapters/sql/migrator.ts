@@ -4,6 +4,7 @@ import * as core from './migrations/0001-core.js';
 import * as idempotency from './migrations/0002-idempotency.js';
 import * as imageRegistry from './migrations/0003-image-registry.js';
 import * as access from './migrations/0004-access.js';
+import * as hostCredentialRotation from './migrations/0005-host-credential-rotation.js';
 
 /** Every migration, in order. Names are the version: never rename or edit one that has shipped. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -11,6 +12,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0002-idempotency': idempotency,
   '0003-image-registry': imageRegistry,
   '0004-access': access,
+  '0005-host-credential-rotation': hostCredentialRotation,
 };
 
 /** The names of every migration, oldest first. */

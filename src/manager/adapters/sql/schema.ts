@@ -15,6 +15,9 @@ export interface HostTable {
   status: 'ready' | 'unreachable';
   capacity: ColumnType<HostCapacity, string, string>;
   credential: string;
+  /** The credential a rotation in progress has handed (or is handing) the agent. */
+  next_credential: ColumnType<string | null, string | null | undefined, string | null>;
+  credential_rotated_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
   last_seen_at: Timestamp;
   created_at: CreatedAt;
   updated_at: Timestamp;

@@ -32,6 +32,7 @@ export class SqlHostRepo implements HostRepo {
         address: host.address,
         capacity: JSON.stringify(host.capacity),
         credential: host.credential,
+        next_credential: null,
         status: 'ready' as const,
         last_seen_at: now,
         updated_at: now,
@@ -77,6 +78,26 @@ export class SqlHostRepo implements HostRepo {
     return rows.map((row) => row.name);
   }
 
+  async beginCredentialRotation(id: string, next: string): Promise<string | undefined> {
+    const row = await this.db
+      .updateTable('host')
+      .set((eb) => ({ next_credential: eb.fn.coalesce('next_credential', eb.val(next)) }))
+      .where('id', '=', id)
+      .returning('next_credential')
+      .executeTakeFirst();
+    return row?.next_credential ?? undefined;
+  }
+
+  async completeCredentialRotation(id: string, next: string, now: Date): Promise<boolean> {
+    const result = await this.db
+      .updateTable('host')
+      .set({ credential: next, next_credential: null, credential_rotated_at: now, updated_at: now })
+      .where('id', '=', id)
+      .where('next_credential', '=', next)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
   async countReady(): Promise<number> {
     const row = await this.db
       .selectFrom('host')
@@ -95,6 +116,8 @@ function toRecord(row: Selectable<HostTable>): HostRecord {
     status: row.status,
     capacity: row.capacity,
     credential: row.credential,
+    nextCredential: row.next_credential,
+    credentialRotatedAt: row.credential_rotated_at,
     lastSeenAt: row.last_seen_at,
     createdAt: row.created_at,
     updatedAt: row.updated_at,

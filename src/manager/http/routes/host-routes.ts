@@ -54,6 +54,20 @@ export function registerHostRoutes(app: HttpServer, services: ManagerServices): 
   );
 
   app.post(
+    '/v1/hosts/:id/rotate-credential',
+    {
+      config: { access: { resource: 'host', verb: 'write', action: 'host.rotate_credential' } },
+      schema: {
+        summary: "Replace a host's credential in place (the agent takes the new one; the old one stops working within a minute)",
+        tags: ['hosts'],
+        params: HostIdParams,
+        response: { 200: Host, ...errors, 503: ErrorBody },
+      },
+    },
+    async (request) => hosts.rotateCredential(request.params.id),
+  );
+
+  app.post(
     '/v1/hosts/enroll',
     {
       config: { access: { public: true, resource: 'host', action: 'host.enroll' } },
