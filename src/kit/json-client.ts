@@ -1,4 +1,5 @@
 import { Agent, type Dispatcher, request } from 'undici';
+import type { Readable } from 'node:stream';
 import { NexusError } from './nexus-error.js';
 
 export interface JsonClientOptions {
@@ -36,22 +37,50 @@ export class JsonClient {
   }
 
   async call<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown): Promise<T> {
-    const headers: Record<string, string> = { accept: 'application/json' };
+    const { response, url } = await this.send(method, path, { body, accept: 'application/json' });
+    const text = await response.body.text();
+    if (response.statusCode >= 200 && response.statusCode < 300) return parseJson(text) as T;
+    throw errorOf(method, url, response.statusCode, text);
+  }
+
+  /**
+   * A GET whose answer is read as it arrives (an event stream): the body, once the server
+   * answered 2xx. A non-2xx answer throws as `call` does. Aborting `signal` ends the body.
+   */
+  async stream(path: string, options: { headers?: Record<string, string>; signal?: AbortSignal; accept?: string } = {}): Promise<Readable> {
+    const { response, url } = await this.send('GET', path, {
+      accept: options.accept ?? 'text/event-stream',
+      headers: options.headers,
+      signal: options.signal,
+      // A stream may be quiet for long: only its keepalives bound the wait.
+      bodyTimeout: 0,
+    });
+    if (response.statusCode >= 200 && response.statusCode < 300) return response.body;
+    throw errorOf('GET', url, response.statusCode, await response.body.text());
+  }
+
+  private async send(
+    method: Dispatcher.HttpMethod,
+    path: string,
+    options: { body?: unknown; accept: string; headers?: Record<string, string>; signal?: AbortSignal; bodyTimeout?: number },
+  ): Promise<{ response: Dispatcher.ResponseData; url: URL }> {
+    const headers: Record<string, string> = { ...options.headers, accept: options.accept };
     const bearer = typeof this.options.bearer === 'function' ? this.options.bearer() : this.options.bearer;
     if (bearer) headers.authorization = `Bearer ${bearer}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (options.body !== undefined) headers['content-type'] = 'application/json';
     const requestId = this.options.requestId?.();
     if (requestId) headers['x-request-id'] = requestId;
     const url = new URL(path, this.options.baseUrl);
-
-    let response: Dispatcher.ResponseData;
     try {
-      response = await request(url, {
+      const response = await request(url, {
         method,
         headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: options.body === undefined ? undefined : JSON.stringify(options.body),
         dispatcher: this.dispatcher,
+        signal: options.signal,
+        ...(options.bodyTimeout === undefined ? {} : { bodyTimeout: options.bodyTimeout }),
       });
+      return { response, url };
     } catch (error) {
       throw new NexusError('unavailable', `cannot reach ${this.options.baseUrl}: ${describeNetworkError(error)}`, {
         cause: error,
@@ -61,26 +90,24 @@ export class JsonClient {
           : `Check that the server at ${this.options.baseUrl} is running and reachable.`,
       });
     }
-    const text = await response.body.text();
-    const parsed = parseJson(text);
-    if (response.statusCode >= 200 && response.statusCode < 300) return parsed as T;
-
-    const contract = parsed as { error?: unknown; fault_message?: unknown; suggestion?: unknown; request_id?: unknown } | undefined;
-    if (contract && typeof contract.error === 'string') {
-      const message = typeof contract.fault_message === 'string' ? contract.fault_message : contract.error;
-      throw new NexusError(contract.error, message, {
-        suggestion: typeof contract.suggestion === 'string' ? contract.suggestion : undefined,
-        terminal: response.statusCode < 500,
-      });
-    }
-    throw new NexusError('unavailable', `${method} ${url.pathname} answered ${response.statusCode} without an error body`, {
-      terminal: false,
-    });
   }
 
   async close(): Promise<void> {
     await this.dispatcher.close();
   }
+}
+
+/** A non-2xx answer as a NexusError: the server's own code, message and suggestion when it used the error contract. */
+function errorOf(method: string, url: URL, status: number, text: string): NexusError {
+  const contract = parseJson(text) as { error?: unknown; fault_message?: unknown; suggestion?: unknown } | undefined;
+  if (contract && typeof contract.error === 'string') {
+    const message = typeof contract.fault_message === 'string' ? contract.fault_message : contract.error;
+    return new NexusError(contract.error, message, {
+      suggestion: typeof contract.suggestion === 'string' ? contract.suggestion : undefined,
+      terminal: status < 500,
+    });
+  }
+  return new NexusError('unavailable', `${method} ${url.pathname} answered ${status} without an error body`, { terminal: false });
 }
 
 function parseJson(text: string): unknown {

@@ -16,6 +16,7 @@ import { SqlAuditRepo, SqlProjectRepo, SqlTokenRepo } from './adapters/sql/sql-a
 import { ImageRegistry } from './app/image-registry.js';
 import { type ManagerConfig, adminTokenFile } from './config.js';
 import { createManagerServer } from './http/manager-server.js';
+import { VmObserver } from './app/vm-observer.js';
 import { HostLiveness } from './reconcilers/host-liveness.js';
 import { VmReconciler } from './reconcilers/vm-reconciler.js';
 import { OrphanCollector } from './reconcilers/orphan-collector.js';
@@ -93,8 +94,8 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
     const vms = new VmManager(vmRepo, hostRepo, images, (project, vcpu, memMib) => access.checkQuota(project, vcpu, memMib), wake, systemClock, { mode: config.mode });
     const audit = new SqlAuditRepo(database.db);
     const server = await createManagerServer(
-      { database, hosts, images, vms, access, audit, auditLog: new AuditLog(audit), idempotency: new SqlIdempotencyRepo(database.db) },
-      { logger: log, rateLimits: { readsPerMinute: config.readsPerMinute, writesPerMinute: config.writesPerMinute }, corsOrigins: config.corsOrigins, tls: config.tls.server },
+      { database, hosts, images, vms, access, audit, auditLog: new AuditLog(audit), idempotency: new SqlIdempotencyRepo(database.db), observer: new VmObserver(vms, agents, hostRepo) },
+      { logger: log, rateLimits: { readsPerMinute: config.readsPerMinute, writesPerMinute: config.writesPerMinute }, corsOrigins: config.corsOrigins, tls: config.tls.server, devRoutes: config.mode === 'dev' },
     );
     undo.push('stop serving HTTP', () => server.close());
 

@@ -16,6 +16,11 @@ export function useApiToken(url: string, token: string): void {
   apiTokens.set(new URL(url).origin, token);
 }
 
+/** The token `send` presents to the server at `url`, if one was registered. */
+export function apiTokenFor(url: string): string | undefined {
+  return apiTokens.get(new URL(url).origin);
+}
+
 /** The admin token a dev-mode manager saved in its data dir. */
 export function adminTokenIn(dataDir: string): string {
   return readFileSync(adminTokenFile(dataDir), 'utf8').trim();

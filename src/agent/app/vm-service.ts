@@ -1,3 +1,4 @@
+import type { LogSource } from '../../contracts/observe-api.js';
 import { lstat, mkdir, readFile, readdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { pathExists, writeFileAtomically } from '../../kit/atomic-file.js';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
@@ -293,6 +294,17 @@ export class VmService {
     return this.locks.run(id, async () => this.describe(this.layout(id)));
   }
 
+  /**
+   * Where a VM's log of `source` is: the guest console, or the VMM's own log (Firecracker's
+   * logger file; QEMU's standard error). A VM the agent does not have is a 404.
+   */
+  async logFile(id: string, source: LogSource): Promise<{ path: string; vmDir: string }> {
+    const vm = this.layout(id);
+    const stored = await this.requireStored(vm);
+    if (source === 'console') return { path: vm.consoleLog, vmDir: vm.dir };
+    return { path: stored.driver === 'firecracker' ? join(vm.logsDir, 'firecracker.log') : vm.vmmLog, vmDir: vm.dir };
+  }
+
   /** Every VM folder on the host, and what belongs to no VM (for the manager's garbage collection). */
   async inventory(): Promise<Inventory> {
     const root = vmsDir(this.config.runDir);
@@ -472,22 +484,13 @@ export class VmService {
    */
   private async allowedFile(vm: VmLayout, what: string, path: string): Promise<string> {
     const roots = [await canonical(imagesDir(this.config.runDir)), await canonical(drivesDir(vm))];
-    const resolved = await realpath(path).catch(() => undefined);
-    // A path that does not resolve is judged by its nearest existing ancestor, so "missing" is
-    // never answered for a path outside the roots: callers cannot probe the host's files.
-    if (!isUnderAllowedRoot(resolved ?? (await canonicalAncestor(path)), roots)) {
-      throw new NexusError('forbidden', `the ${what} ${path} is outside the allowed roots`, {
-        suggestion: `Put it under ${roots[0]}.`,
-      });
-    }
-    if (resolved === undefined) {
-      throw new NexusError('bad_request', `the ${what} ${path} does not exist`, { suggestion: 'Build or upload the image first (`nexus image build`).' });
-    }
-    const info = await stat(resolved);
-    if (!info.isFile() && !info.isBlockDevice()) {
-      throw new NexusError('bad_request', `the ${what} ${path} is not a file`, { suggestion: 'Give the path of an image file, not a folder.' });
-    }
-    return resolved;
+    return fileUnder(path, roots, what, { missing: 'Build or upload the image first (`nexus image build`).', blockDevices: true });
+  }
+
+  /** A file under the VM folders (`<run-dir>/vms/`), canonical, for the dev-mode log tail by path: anything else is a 403. */
+  async vmFolderFile(path: string): Promise<string> {
+    if (!isAbsolute(path)) throw new NexusError('bad_request', `the log path ${path} is not absolute`, { suggestion: 'Give an absolute path.' });
+    return fileUnder(path, [await canonical(vmsDir(this.config.runDir))], 'log', { missing: 'GET /v1/vms/:id names its console_log.', blockDevices: false });
   }
 
   /** TAP names carry 32 bits of the id: refuse a VM whose TAP name another VM here already has. */
@@ -575,6 +578,24 @@ function sameMachine(a: MachineSpec, b: MachineSpec): boolean {
 
 function snapshotDrivePath(snapshotDir: string, driveId: string): string {
   return join(snapshotDir, `drive-${driveId}.img`);
+}
+
+/**
+ * The canonical path of `path` if it is a file under one of `roots` (canonical): a 403 otherwise.
+ * A path that does not resolve is judged by its nearest existing ancestor, so "missing" is never
+ * answered for a path outside the roots: callers cannot probe the host's files.
+ */
+async function fileUnder(path: string, roots: string[], what: string, options: { missing: string; blockDevices: boolean }): Promise<string> {
+  const resolved = await realpath(path).catch(() => undefined);
+  if (!isUnderAllowedRoot(resolved ?? (await canonicalAncestor(path)), roots)) {
+    throw new NexusError('forbidden', `the ${what} ${path} is outside the allowed roots`, { suggestion: `Put it under ${roots[0]}.` });
+  }
+  if (resolved === undefined) throw new NexusError('bad_request', `the ${what} ${path} does not exist`, { suggestion: options.missing });
+  const info = await stat(resolved);
+  if (!info.isFile() && !(options.blockDevices && info.isBlockDevice())) {
+    throw new NexusError('bad_request', `the ${what} ${path} is not a file`, { suggestion: `Give the path of a file, not a folder.` });
+  }
+  return resolved;
 }
 
 async function canonical(path: string): Promise<string> {

@@ -9,10 +9,14 @@ import type { VmService } from '../app/vm-service.js';
 import { hostResourceFieldIn, isProxyAllowed } from '../domain/proxy-policy.js';
 import { relay } from '../proxy/socket-proxy.js';
 import { StrictObject } from '../../contracts/schema.js';
+import { FileTailQuery, LOG_STREAM_EVENTS, LogStreamQuery, LogTail, LogTailQuery } from '../../contracts/observe-api.js';
+import { SseStream, lastEventOffset } from '../../kit/http/sse.js';
+import { followFile, tailLines } from '../../kit/log-file.js';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 
 const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 502: ErrorBody, 503: ErrorBody };
 
-export function registerVmRoutes(app: HttpServer, vms: VmService): void {
+export function registerVmRoutes(app: HttpServer, vms: VmService, options: { sseKeepaliveMs?: number } = {}): void {
   app.put(
     `${AGENT_API_PREFIX}/vms/:id`,
     { schema: { summary: 'Ensure a VM from a MachineSpec (idempotent)', params: VmIdParams, body: MachineSpec, response: { 200: AgentVm, ...errors } } },
@@ -40,6 +44,50 @@ export function registerVmRoutes(app: HttpServer, vms: VmService): void {
         default:
           return { vm: await vms.act(id, action, timeoutMs) };
       }
+    },
+  );
+
+  app.get(
+    `${AGENT_API_PREFIX}/vms/:id/logs`,
+    { schema: { summary: "The last lines of a VM's console or VMM log", params: VmIdParams, querystring: LogTailQuery, response: { 200: LogTail, ...errors } } },
+    async (request) => {
+      const source = request.query.source ?? 'console';
+      const { path } = await vms.logFile(request.params.id, source);
+      const { lines, size } = await tailLines(path, request.query.tail ?? 200);
+      return { source, lines: lines.map((line) => line.text), next_offset: lines.at(-1)?.end ?? size };
+    },
+  );
+
+  app.get(
+    `${AGENT_API_PREFIX}/vms/:id/logs/stream`,
+    {
+      schema: {
+        summary: "A VM's console or VMM log as Server-Sent Events, following the file (Last-Event-ID resumes)",
+        params: VmIdParams,
+        querystring: LogStreamQuery,
+        response: { 200: { description: 'text/event-stream', type: 'string' }, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const source = request.query.source ?? 'console';
+      const { path, vmDir } = await vms.logFile(request.params.id, source);
+      await streamLog(request, reply, path, vmDir, request.query.tail ?? 0, options.sseKeepaliveMs);
+    },
+  );
+
+  app.get(
+    `${AGENT_API_PREFIX}/logs/tail`,
+    {
+      schema: {
+        summary: 'The last lines of a file under the VM folders, by path (for the manager in dev mode); any other path is a 403',
+        querystring: FileTailQuery,
+        response: { 200: LogTail, ...errors },
+      },
+    },
+    async (request) => {
+      const path = await vms.vmFolderFile(request.query.path);
+      const { lines, size } = await tailLines(path, request.query.tail ?? 200);
+      return { source: 'file' as const, lines: lines.map((line) => line.text), next_offset: lines.at(-1)?.end ?? size };
     },
   );
 
@@ -134,4 +182,31 @@ export function registerProxyRoute(app: HttpServer, vms: VmService, timeoutMs: n
       return reply.send(answer.body.length > 0 ? answer.body : undefined);
     },
   });
+}
+
+/**
+ * Streams a log file as SSE: the last `tail` lines first (or, resuming, from the Last-Event-ID
+ * offset), then every line as it is written, until the client leaves or the VM's folder is gone,
+ * which ends the stream with a final `end` event.
+ */
+async function streamLog(request: FastifyRequest, reply: FastifyReply, path: string, vmDir: string, tail: number, keepaliveMs?: number): Promise<void> {
+  const resumeAt = lastEventOffset(request);
+  let offset = resumeAt ?? 0;
+  const stream = new SseStream(request, reply, keepaliveMs);
+  try {
+    if (resumeAt === undefined) {
+      const backlog = await tailLines(path, tail);
+      for (const line of backlog.lines) stream.send({ id: line.end, data: line.text });
+      offset = backlog.lines.at(-1)?.end ?? backlog.size;
+    }
+    for await (const change of followFile(path, offset, { signal: stream.closed, endsWithout: vmDir })) {
+      if (change.kind === 'lines') for (const line of change.lines) stream.send({ id: line.end, data: line.text });
+      else if (change.kind === 'rotated') stream.send({ event: LOG_STREAM_EVENTS.rotated, id: 0, data: JSON.stringify({ reason: 'rotated' }) });
+      else stream.send({ event: LOG_STREAM_EVENTS.end, data: JSON.stringify({ reason: 'vm_deleted' }) });
+    }
+  } catch (error) {
+    request.log.warn({ err: error, path }, 'log stream failed');
+  } finally {
+    stream.end();
+  }
 }

@@ -7,6 +7,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import { ErrorBody } from '../../contracts/errors.js';
 import type { ListenAddress } from '../listen-address.js';
 import { NexusError } from '../nexus-error.js';
+import { runInRequest } from '../request-context.js';
 import type { ServerTls } from '../tls-files.js';
 import { errorReplyOf } from './error-reply.js';
 import { HttpMetrics } from './http-metrics.js';
@@ -82,8 +83,10 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
   const metrics = new HttpMetrics(options.metricsPrefix);
   app.decorate('metrics', metrics);
 
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    // Everything done for this request knows its id (calls to agents carry it on).
+    runInRequest(request.id, done);
   });
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';

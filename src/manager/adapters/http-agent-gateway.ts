@@ -1,8 +1,11 @@
+import type { Readable } from 'node:stream';
+import type { FileTailQuery, LogStreamQuery, LogTail, LogTailQuery } from '../../contracts/observe-api.js';
 import type { AgentVm, CollectOrphansRequest, CollectOrphansResponse, Inventory, VmActionResponse } from '../../contracts/agent-vm-api.js';
 import { AGENT_API_PREFIX } from '../../contracts/agent-api.js';
 import type { MachineSpec } from '../../contracts/machine-spec.js';
 import { JsonClient } from '../../kit/json-client.js';
 import { NexusError } from '../../kit/nexus-error.js';
+import { currentRequestId } from '../../kit/request-context.js';
 import type { AgentGateway, AgentTarget } from '../ports/agent-gateway.js';
 
 export interface HttpAgentGatewayOptions {
@@ -48,6 +51,21 @@ export class HttpAgentGateway implements AgentGateway {
     return (await this.client(target).call<CollectOrphansResponse>('POST', `${AGENT_API_PREFIX}/gc`, orphans)).removed;
   }
 
+  vmLogs(target: AgentTarget, vmId: string, query: LogTailQuery): Promise<LogTail> {
+    return this.client(target).call<LogTail>('GET', `${AGENT_API_PREFIX}/vms/${vmId}/logs?${queryString(query)}`);
+  }
+
+  streamVmLogs(target: AgentTarget, vmId: string, query: LogStreamQuery, lastEventId: string | undefined, signal: AbortSignal): Promise<Readable> {
+    return this.client(target).stream(`${AGENT_API_PREFIX}/vms/${vmId}/logs/stream?${queryString(query)}`, {
+      headers: lastEventId === undefined ? {} : { 'last-event-id': lastEventId },
+      signal,
+    });
+  }
+
+  tailFile(target: AgentTarget, query: FileTailQuery): Promise<LogTail> {
+    return this.client(target).call<LogTail>('GET', `${AGENT_API_PREFIX}/logs/tail?${queryString(query)}`);
+  }
+
   async replaceCredential(target: AgentTarget, next: string): Promise<void> {
     await this.client(target).call('PUT', `${AGENT_API_PREFIX}/credential`, { credential: next });
   }
@@ -67,8 +85,13 @@ export class HttpAgentGateway implements AgentGateway {
       bearer: target.credential,
       timeoutMs: this.options.timeoutMs ?? 60_000,
       ca: this.options.ca,
+      requestId: currentRequestId,
     });
     this.clients.set(target.hostId, { key, client });
     return client;
   }
+}
+
+function queryString(query: Record<string, string | number | undefined>): string {
+  return new URLSearchParams(Object.entries(query).flatMap(([name, value]) => (value === undefined ? [] : [[name, String(value)] as [string, string]]))).toString();
 }

@@ -4,7 +4,7 @@ import type { EnrollRequest, HeartbeatRequest, Host, JoinToken } from '../../con
 import type { Clock } from '../../kit/clock.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import { hashSecret, mintSecret, secretsEqual } from '../../kit/secret.js';
-import type { AgentGateway } from '../ports/agent-gateway.js';
+import { type AgentGateway, agentTargetOf } from '../ports/agent-gateway.js';
 import type { HostRecord, HostRepo } from '../ports/host-repo.js';
 import type { ImageRegistry } from './image-registry.js';
 
@@ -80,7 +80,7 @@ export class HostRegistry {
     const host = await this.hosts.get(hostId);
     const next = host && (await this.hosts.beginCredentialRotation(hostId, mintSecret('nxhc')));
     if (!host || !next) throw new NexusError('not_found', `no host ${hostId}`, { suggestion: 'GET /v1/hosts lists the hosts.' });
-    const target = { hostId, address: host.address, credential: host.credential };
+    const target = agentTargetOf(host);
     try {
       await this.agents.replaceCredential(target, next);
     } catch (error) {

@@ -227,6 +227,21 @@ export class VmManager {
     }
   }
 
+  /**
+   * The host a VM the caller may read runs on, to ask its agent about it. A VM not placed yet is a
+   * 409: nothing has run, so there is nothing to observe.
+   */
+  async placement(id: string, caller: Principal): Promise<{ vm: VmRecord; host: HostRecord }> {
+    const vm = await this.require(id, caller, 'read');
+    const host = vm.hostId ? await this.hosts.get(vm.hostId) : undefined;
+    if (!host) {
+      throw new NexusError('conflict', `VM ${id} is not on a host (state ${vm.observedState})`, {
+        suggestion: vm.lastError ? `It never ran: ${vm.lastError}` : 'Wait until it is placed; GET /v1/vms/:id/events says what happened.',
+      });
+    }
+    return { vm, host };
+  }
+
   /** The VM, if the caller may see it: another project's VM is a 404, as if it did not exist. */
   private async require(id: string, caller: Principal, verb: Verb): Promise<VmRecord> {
     const vm = await this.vms.get(id);

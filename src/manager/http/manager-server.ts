@@ -1,3 +1,5 @@
+import type { VmObserver } from '../app/vm-observer.js';
+import { registerObserveRoutes } from './routes/observe-routes.js';
 import { NEXUS_VERSION } from '../../contracts/version.js';
 import { type HttpServer, createHttpServer } from '../../kit/http/http-server.js';
 import type { ServerTls } from '../../kit/tls-files.js';
@@ -30,6 +32,7 @@ export interface ManagerServices {
   audit: AuditRepo;
   auditLog: AuditLog;
   idempotency: IdempotencyRepo;
+  observer: VmObserver;
 }
 
 export interface ManagerServerOptions {
@@ -41,6 +44,8 @@ export interface ManagerServerOptions {
   corsOrigins?: string[];
   /** Serve HTTPS with this certificate and key. */
   tls?: ServerTls;
+  /** Routes for `nexus dev` only (reading a log by path). */
+  devRoutes?: boolean;
 }
 
 export async function createManagerServer(services: ManagerServices, options: ManagerServerOptions): Promise<HttpServer> {
@@ -66,5 +71,6 @@ export async function createManagerServer(services: ManagerServices, options: Ma
   registerImageRoutes(app, services);
   registerAccessRoutes(app, services);
   registerVmRoutes(app, services);
+  registerObserveRoutes(app, services, options.devRoutes ?? false);
   return app;
 }

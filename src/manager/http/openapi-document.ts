@@ -8,7 +8,7 @@ import { createManagerServer } from './manager-server.js';
  */
 export async function buildOpenApiDocument(logger: Logger): Promise<Record<string, unknown>> {
   const unused = new Proxy({}, { get: () => { throw new Error('no services while building the OpenAPI document'); } });
-  const app = await createManagerServer({ database: unused as never, hosts: unused as HostRegistry, images: unused as never, vms: unused as never, access: unused as never, audit: unused as never, auditLog: unused as never, idempotency: unused as never }, { logger });
+  const app = await createManagerServer({ database: unused as never, hosts: unused as HostRegistry, images: unused as never, vms: unused as never, access: unused as never, audit: unused as never, auditLog: unused as never, idempotency: unused as never, observer: unused as never }, { logger });
   await app.ready();
   const document = app.swagger() as unknown as Record<string, unknown>;
   await app.close();

@@ -1,3 +1,6 @@
+import type { HostRecord } from './host-repo.js';
+import type { Readable } from 'node:stream';
+import type { FileTailQuery, LogStreamQuery, LogTail, LogTailQuery } from '../../contracts/observe-api.js';
 import type { AgentVm, CollectOrphansRequest, CollectOrphansResponse, Inventory } from '../../contracts/agent-vm-api.js';
 import type { MachineSpec } from '../../contracts/machine-spec.js';
 
@@ -6,6 +9,11 @@ export interface AgentTarget {
   hostId: string;
   address: string;
   credential: string;
+}
+
+/** How to reach the agent of a host record. */
+export function agentTargetOf(host: Pick<HostRecord, 'id' | 'address' | 'credential'>): AgentTarget {
+  return { hostId: host.id, address: host.address, credential: host.credential };
 }
 
 /** The manager's calls to agents. Network failures throw `unavailable` (retryable). */
@@ -19,6 +27,12 @@ export interface AgentGateway {
   inventory(target: AgentTarget): Promise<Inventory>;
   /** Asks the agent to remove leftovers; it removes only those still orphaned, and says which. */
   collectOrphans(target: AgentTarget, orphans: CollectOrphansRequest): Promise<CollectOrphansResponse['removed']>;
+  /** The last lines of a VM's log. */
+  vmLogs(target: AgentTarget, vmId: string, query: LogTailQuery): Promise<LogTail>;
+  /** A VM's log as the agent's event stream (text/event-stream bytes), from `lastEventId` when resuming. */
+  streamVmLogs(target: AgentTarget, vmId: string, query: LogStreamQuery, lastEventId: string | undefined, signal: AbortSignal): Promise<Readable>;
+  /** The last lines of a file under the host's VM folders, by path (dev mode). */
+  tailFile(target: AgentTarget, query: FileTailQuery): Promise<LogTail>;
   /** Hands the agent its next credential (idempotent: giving the one it has already is a success). */
   replaceCredential(target: AgentTarget, next: string): Promise<void>;
 }

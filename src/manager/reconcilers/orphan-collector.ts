@@ -4,7 +4,7 @@ import type { CollectOrphansRequest } from '../../contracts/agent-vm-api.js';
 import type { Clock } from '../../kit/clock.js';
 import { messageOf } from '../../kit/nexus-error.js';
 import { PeriodicTask } from '../../kit/periodic-task.js';
-import type { AgentGateway, AgentTarget } from '../ports/agent-gateway.js';
+import { type AgentGateway, type AgentTarget, agentTargetOf } from '../ports/agent-gateway.js';
 import type { HostRepo } from '../ports/host-repo.js';
 import type { Leadership } from '../ports/leadership.js';
 import type { VmRepo } from '../ports/vm-repo.js';
@@ -61,7 +61,7 @@ export class OrphanCollector {
     const known = new Set(await this.vms.ids());
     const seenNow = new Set<string>();
     for (const host of (await this.hosts.list()).filter((entry) => entry.status === 'ready')) {
-      const target: AgentTarget = { hostId: host.id, address: host.address, credential: host.credential };
+      const target = agentTargetOf(host);
       try {
         await this.sweepHost(target, known, seenNow);
       } catch (error) {

@@ -9,8 +9,8 @@ import { PeriodicTask } from '../../kit/periodic-task.js';
 import { inBackground } from '../../kit/work-priority.js';
 import { type ReconcileResult, WorkQueue } from '../../kit/work-queue.js';
 import { type AgentView, nextStep, observedFromAgent } from '../domain/vm-lifecycle.js';
-import type { AgentGateway, AgentTarget } from '../ports/agent-gateway.js';
-import type { HostRecord, HostRepo } from '../ports/host-repo.js';
+import { type AgentGateway, type AgentTarget, agentTargetOf } from '../ports/agent-gateway.js';
+import type { HostRepo } from '../ports/host-repo.js';
 import type { ImageRepo } from '../ports/image-repo.js';
 import type { StoredVmSpec, VmRecord, VmRepo } from '../ports/vm-repo.js';
 import { placeVm } from '../scheduler/placement.js';
@@ -113,7 +113,7 @@ export class VmReconciler {
       await this.observe(vm, 'unknown', `host ${host.name} is unreachable`, 'warn');
       return { requeueAfterMs: this.config.resyncMs };
     }
-    const target = targetOf(host);
+    const target = agentTargetOf(host);
     const agentVm = await this.agents.getVm(target, vm.id);
     const view: AgentView = agentVm?.state ?? 'absent';
     const crashed = vm.desiredState === 'running' && vm.observedState === 'running' && (view === 'stopped' || view === 'failed');
@@ -126,7 +126,7 @@ export class VmReconciler {
       // The TAP was deleted under a running VMM: the guest's network is cut and cannot be
       // re-plugged. A restart makes a fresh TAP.
       await this.vms.observe(vm.id, { to: 'stopping', message: `its TAP ${agentVm.tap} is gone from the host; restarting the VM`, level: 'warn' });
-      await this.agents.act(targetOf(host), vm.id, 'stop', 1000);
+      await this.agents.act(agentTargetOf(host), vm.id, 'stop', 1000);
       return { requeueAfterMs: 0 };
     }
     const step = nextStep(desired, view);
@@ -216,7 +216,7 @@ export class VmReconciler {
       // The agent must confirm the VM is gone; wait for it to come back.
       return { requeueAfterMs: this.config.resyncMs };
     }
-    if (host) await this.agents.deleteVm(targetOf(host), vm.id);
+    if (host) await this.agents.deleteVm(agentTargetOf(host), vm.id);
     await this.vms.delete(vm.id);
     this.failedStarts.delete(vm.id);
     this.log.info({ vm_id: vm.id, name: vm.name }, 'VM deleted');
@@ -236,10 +236,6 @@ export class VmReconciler {
   private observe(vm: VmRecord, to: ObservedState, message: string, level: 'info' | 'warn' = 'info'): Promise<void> {
     return this.vms.observe(vm.id, { to, message, level });
   }
-}
-
-function targetOf(host: HostRecord): AgentTarget {
-  return { hostId: host.id, address: host.address, credential: host.credential };
 }
 
 /** The image ids a VM's files come from. */

@@ -1,0 +1,58 @@
+import { Type, type Static } from 'typebox';
+import { StrictObject } from './schema.js';
+
+/** A VM's logs: the guest's serial console, or the VMM's own log. */
+export const LogSource = Type.Union([Type.Literal('console'), Type.Literal('vmm')], { default: 'console' });
+export type LogSource = Static<typeof LogSource>;
+
+export const LOG_TAIL_MAX_LINES = 10_000;
+
+export const LogTailQuery = StrictObject({
+  source: Type.Optional(LogSource),
+  tail: Type.Optional(Type.Integer({ minimum: 0, maximum: LOG_TAIL_MAX_LINES, default: 200, description: 'How many of the last lines' })),
+});
+export type LogTailQuery = Static<typeof LogTailQuery>;
+
+export const LogStreamQuery = StrictObject({
+  source: Type.Optional(LogSource),
+  tail: Type.Optional(
+    Type.Integer({ minimum: 0, maximum: LOG_TAIL_MAX_LINES, default: 0, description: 'Lines already written to send first (ignored when resuming with Last-Event-ID)' }),
+  ),
+});
+export type LogStreamQuery = Static<typeof LogStreamQuery>;
+
+const pathTail = {
+  path: Type.String({ minLength: 1, maxLength: 4096, description: "An absolute path under the VM folders (<run-dir>/vms/)" }),
+  tail: Type.Optional(Type.Integer({ minimum: 0, maximum: LOG_TAIL_MAX_LINES, default: 200 })),
+};
+
+/** The agent's tail of a file by path. */
+export const FileTailQuery = StrictObject(pathTail);
+export type FileTailQuery = Static<typeof FileTailQuery>;
+
+/** The manager's dev-mode tail of a file by path, on one of its hosts. */
+export const LogPathTailQuery = StrictObject({
+  ...pathTail,
+  host_id: Type.Optional(Type.String({ format: 'uuid', description: 'The host whose file it is; needed only when there are several' })),
+});
+export type LogPathTailQuery = Static<typeof LogPathTailQuery>;
+
+export const LogTail = Type.Object(
+  {
+    source: Type.Union([LogSource, Type.Literal('file')]),
+    lines: Type.Array(Type.String()),
+    next_offset: Type.Integer({ description: 'The byte offset after the last line: send it as Last-Event-ID to stream what follows' }),
+  },
+  { additionalProperties: false },
+);
+export type LogTail = Static<typeof LogTail>;
+
+/** Events of a log stream (text/event-stream): `id` is the byte offset after the line. */
+export const LOG_STREAM_EVENTS = {
+  /** data: one log line. */
+  line: 'message',
+  /** data: {"reason":"rotated"}: the file was cut back; lines continue from its new start. */
+  rotated: 'rotated',
+  /** data: {"reason":"vm_deleted"}: the last event; the stream closes. */
+  end: 'end',
+} as const;

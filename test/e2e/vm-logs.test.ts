@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdirSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { type AgentHarness, startAgentProcess } from '../support/agent-harness.js';
+import { assertErrorContract } from '../support/error-contract.js';
+import { testGuestImage } from '../support/guest-image.js';
+import { eventually } from '../support/nexus-process.js';
+import { testBridgeCidr, testBridgeName } from '../support/net-names.js';
+import { openEventStream } from '../support/sse-client.js';
+import { tempDir } from '../support/temp-dir.js';
+import { type TestManager, send, startTestManager } from '../support/test-manager.js';
+
+const run = promisify(execFile);
+
+/** A real guest's console, read and followed through the manager, which relays from its agent. */
+describe('VM logs through the manager (real guest)', () => {
+  const dir = tempDir('nexus-vm-logs-');
+  const runDir = join(dir.path, 'run');
+  const bridge = testBridgeName();
+  let manager: TestManager;
+  let agent: AgentHarness;
+  let images: string;
+  let id: string;
+
+  before(async () => {
+    const image = await testGuestImage();
+    mkdirSync(runDir, { recursive: true });
+    symlinkSync(join(image.dir, '..'), join(runDir, 'images'));
+    images = join(runDir, 'images', image.manifest.name);
+    manager = await startTestManager({ resyncMs: 1000 });
+    const token = (await manager.hosts.mintJoinToken(600)).token;
+    agent = await startAgentProcess(runDir, { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: testBridgeCidr(), NEXUS_NAT: 'off', NEXUS_JOIN_TOKEN: token }, manager.url);
+    await eventually('the host is ready', async () => (await manager.hosts.list()).some((host) => host.status === 'ready'));
+  });
+  after(async () => {
+    for (const vm of (await send(`${manager.url}/v1/vms`)).body?.items ?? []) await send(`${manager.url}/v1/vms/${vm.id}?wait=30`, { method: 'DELETE' });
+    await agent?.process.stop();
+    await manager?.dispose();
+    await run('ip', ['link', 'del', 'dev', bridge]).catch(() => undefined);
+    dir.remove();
+  });
+
+  const url = (path: string) => `${manager.url}${path}`;
+
+  it('the boot marker arrives over the stream while the guest boots; a reconnect with Last-Event-ID resumes after it', async () => {
+    // Created stopped, so the stream is open before the guest prints its first line.
+    const created = await send(url('/v1/vms?wait=30'), {
+      body: {
+        name: 'logs-1',
+        vcpu: 1,
+        mem_mib: 128,
+        kernel_path: join(images, 'vmlinux'),
+        initrd_path: join(images, 'initrd.img'),
+        rootfs_path: join(images, 'rootfs.ext4'),
+        desired_state: 'stopped',
+      },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    id = created.body.id;
+    await eventually('the VM is made on its host, not started', async () => {
+      const vm = (await send(url(`/v1/vms/${id}`))).body;
+      return vm.host_id !== null && vm.state === 'configured';
+    }, 30_000);
+    const stream = await openEventStream(url(`/v1/vms/${id}/logs/stream`));
+    try {
+      assert.equal(stream.status, 200);
+      assert.match(stream.headers.get('content-type') ?? '', /^text\/event-stream/);
+      assert.equal((await send(url(`/v1/vms/${id}/start`), { method: 'POST' })).status, 200);
+      const seen = await stream.until((event) => event.data.includes('NEXUS_BOOT_OK'), 120_000);
+      const marker = seen.at(-1);
+      assert.ok(marker?.id && /^\d+$/.test(marker.id), 'each line carries its offset as the event id');
+      for (let i = 1; i < seen.length; i++) assert.ok(Number(seen[i]!.id) > Number(seen[i - 1]!.id), 'ids grow');
+      stream.close();
+
+      // The guest prints a counter every second: resuming after the marker gives what came next, not the marker again.
+      const resumed = await openEventStream(url(`/v1/vms/${id}/logs/stream`), { 'last-event-id': marker.id });
+      try {
+        const next = await resumed.next(15_000);
+        assert.ok(next && Number(next.id) > Number(marker.id));
+        assert.doesNotMatch(next.data, /NEXUS_BOOT_OK/);
+      } finally {
+        resumed.close();
+      }
+    } finally {
+      stream.close();
+    }
+  });
+
+  it('tail answers the last N lines, and the VMM log too', async () => {
+    const three = await send(url(`/v1/vms/${id}/logs?tail=3`));
+    assert.equal(three.status, 200, JSON.stringify(three.body));
+    assert.equal(three.body.source, 'console');
+    assert.equal(three.body.lines.length, 3);
+    const all = await send(url(`/v1/vms/${id}/logs?tail=10000`));
+    assert.ok(all.body.lines.some((line: string) => line.includes('NEXUS_BOOT_OK')));
+    assert.deepEqual(all.body.lines.slice(-3).slice(0, 1).length, 1);
+    assert.ok(three.body.next_offset > 0);
+    const vmm = await send(url(`/v1/vms/${id}/logs?source=vmm`));
+    assert.equal(vmm.status, 200);
+    assert.equal(vmm.body.source, 'vmm');
+    assert.ok(Array.isArray(vmm.body.lines));
+  });
+
+  it("a client's request id appears in the manager's and the agent's log lines for that call", async () => {
+    const requestId = `trace-${Date.now()}`;
+    const answer = await send(url(`/v1/vms/${id}/logs?tail=1`), { headers: { 'x-request-id': requestId } });
+    assert.equal(answer.status, 200);
+    assert.equal(answer.headers.get('x-request-id'), requestId);
+    assert.ok(
+      manager.logs.some((line) => line.request_id === requestId && line.route === '/v1/vms/:id/logs'),
+      'the manager logged the request under its id',
+    );
+    await eventually('the agent logged the relayed call under the same id', () =>
+      agent.process
+        .output()
+        .split('\n')
+        .some((line) => line.includes(`"request_id":"${requestId}"`) && line.includes('/agent/v1/vms/:id/logs')),
+    );
+  });
+
+  it('bad input: an unknown source or a tail out of range is a 400; an unknown VM a 404', async () => {
+    assertErrorContract(await send(url(`/v1/vms/${id}/logs?source=kernel`)), 400, 'validation_failed');
+    assertErrorContract(await send(url(`/v1/vms/${id}/logs?tail=-1`)), 400, 'validation_failed');
+    assertErrorContract(await send(url(`/v1/vms/${id}/logs?tail=10001`)), 400, 'validation_failed');
+    assertErrorContract(await send(url(`/v1/vms/${id}/logs?lines=3`)), 400, 'validation_failed');
+    assertErrorContract(await send(url('/v1/vms/00000000-0000-4000-8000-000000000000/logs')), 404, 'not_found');
+    assertErrorContract(await send(url('/v1/vms/00000000-0000-4000-8000-000000000000/logs/stream')), 404, 'not_found');
+  });
+
+  it('dev mode tails a log by path under the VM folders; any other path is a 403; production mode has no such route', async () => {
+    const consoleLog = join(runDir, 'vms', id, 'logs', 'console.log');
+    const tailed = await send(url(`/v1/logs/tail?path=${encodeURIComponent(consoleLog)}&tail=2`));
+    assert.equal(tailed.status, 200, JSON.stringify(tailed.body));
+    assert.equal(tailed.body.lines.length, 2);
+    for (const path of ['/etc/passwd', join(runDir, 'agent', 'identity.json'), `${runDir}/vms/../agent/identity.json`, `${runDir}/vms/${id}/../../agent/identity.json`, `${runDir}/images/test/vmlinux`]) {
+      assertErrorContract(await send(url(`/v1/logs/tail?path=${encodeURIComponent(path)}`)), 403, 'forbidden');
+    }
+    assertErrorContract(await send(url('/v1/logs/tail?path=vms/x.log')), 400, 'bad_request');
+    assertErrorContract(await send(url('/v1/logs/tail')), 400, 'validation_failed');
+    const production = await startTestManager({ mode: 'production' });
+    try {
+      assertErrorContract(await send(`${production.url}/v1/logs/tail?path=${encodeURIComponent(consoleLog)}`), 404, 'route_not_found');
+    } finally {
+      await production.dispose();
+    }
+  });
+
+  it('a stream of a VM being deleted ends with a final end event', async () => {
+    const stream = await openEventStream(url(`/v1/vms/${id}/logs/stream`));
+    try {
+      assert.equal((await send(url(`/v1/vms/${id}?wait=30`), { method: 'DELETE' })).status, 200);
+      const events = await stream.until((event) => event.event === 'end', 20_000);
+      assert.deepEqual(JSON.parse(events.at(-1)!.data), { reason: 'vm_deleted' });
+      assert.equal(await stream.next(5000), undefined, 'the server closed the stream');
+    } finally {
+      stream.close();
+    }
+  });
+});
