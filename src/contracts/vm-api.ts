@@ -63,7 +63,13 @@ export const CreateVmRequest = StrictObject({
 export type CreateVmRequest = Static<typeof CreateVmRequest>;
 
 export const VmError = Type.Object(
-  { reason: Type.String(), message: Type.String(), at: Timestamp },
+  {
+    reason: Type.String({ description: 'Stable code: vmm_failed, vmm_exited, no_capacity, image_unavailable, …' }),
+    message: Type.String({ description: "What went wrong, with the VMM's own message when it gave one" }),
+    at: Timestamp,
+    suggestion: Type.Optional(Type.String({ description: 'What to do about it' })),
+    console_tail: Type.Optional(Type.Array(Type.String(), { description: 'The last lines of the guest console before the error' })),
+  },
   { additionalProperties: false },
 );
 

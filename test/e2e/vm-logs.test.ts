@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdirSync, symlinkSync } from 'node:fs';
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -16,7 +16,7 @@ import { type TestManager, send, startTestManager } from '../support/test-manage
 const run = promisify(execFile);
 
 /** A real guest's console, read and followed through the manager, which relays from its agent. */
-describe('VM logs through the manager (real guest)', () => {
+describe('observing real guests through the manager: logs, failures', () => {
   const dir = tempDir('nexus-vm-logs-');
   const runDir = join(dir.path, 'run');
   const bridge = testBridgeName();
@@ -24,12 +24,17 @@ describe('VM logs through the manager (real guest)', () => {
   let agent: AgentHarness;
   let images: string;
   let id: string;
+  let junkDir: string;
 
   before(async () => {
     const image = await testGuestImage();
     mkdirSync(runDir, { recursive: true });
     symlinkSync(join(image.dir, '..'), join(runDir, 'images'));
     images = join(runDir, 'images', image.manifest.name);
+    // A file under the image store that is not a kernel (the store is the shared test cache: removed after).
+    junkDir = join(image.dir, '..', `junk-${process.pid}`);
+    mkdirSync(junkDir, { recursive: true });
+    writeFileSync(join(junkDir, 'vmlinux'), 'this is not a kernel\n'.repeat(64));
     manager = await startTestManager({ resyncMs: 1000 });
     const token = (await manager.hosts.mintJoinToken(600)).token;
     agent = await startAgentProcess(runDir, { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: testBridgeCidr(), NEXUS_NAT: 'off', NEXUS_JOIN_TOKEN: token }, manager.url);
@@ -40,8 +45,27 @@ describe('VM logs through the manager (real guest)', () => {
     await agent?.process.stop();
     await manager?.dispose();
     await run('ip', ['link', 'del', 'dev', bridge]).catch(() => undefined);
+    if (junkDir) rmSync(junkDir, { recursive: true, force: true });
     dir.remove();
   });
+
+  const guest = (name: string, extra: Record<string, unknown> = {}) => ({
+    name,
+    vcpu: 1,
+    mem_mib: 128,
+    kernel_path: join(images, 'vmlinux'),
+    initrd_path: join(images, 'initrd.img'),
+    rootfs_path: join(images, 'rootfs.ext4'),
+    ...extra,
+  });
+  const failedVm = async (id: string, timeoutMs: number) => {
+    let vm: any;
+    await eventually(`VM ${id} is failed`, async () => {
+      vm = (await send(`${manager.url}/v1/vms/${id}`)).body;
+      return vm.state === 'failed' && vm.last_error !== null;
+    }, timeoutMs);
+    return vm;
+  };
 
   const url = (path: string) => `${manager.url}${path}`;
 
@@ -146,6 +170,38 @@ describe('VM logs through the manager (real guest)', () => {
     } finally {
       await production.dispose();
     }
+  });
+
+  it('a kernel that is not a kernel: failed, with QEMU\'s own message and a suggestion', async () => {
+    const created = await send(url('/v1/vms'), { body: guest('not-a-kernel', { kernel_path: join(runDir, 'images', `junk-${process.pid}`, 'vmlinux') }) });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const vm = await failedVm(created.body.id, 60_000);
+    assert.equal(vm.last_error.reason, 'vmm_failed');
+    assert.match(vm.last_error.message, /QEMU exited while starting: .*qemu/i);
+    assert.match(vm.last_error.suggestion, /kernel/);
+    const events = (await send(url(`/v1/vms/${created.body.id}/events`))).body.items;
+    assert.ok(events.some((event: any) => event.level === 'error' && /QEMU exited while starting/.test(event.message)));
+    assert.equal((await send(url(`/v1/vms/${created.body.id}?wait=30`), { method: 'DELETE' })).status, 200);
+  });
+
+  it('a guest that panics on boot: failed after its restarts, with the panic in console_tail', async () => {
+    const bootArgs = 'console=ttyS0 reboot=t panic=1 root=/dev/vda rw rdinit=/nonexistent init=/nonexistent';
+    const created = await send(url('/v1/vms'), { body: guest('panics', { boot_args: bootArgs }) });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const vm = await failedVm(created.body.id, 180_000);
+    assert.equal(vm.last_error.reason, 'vmm_exited');
+    assert.match(vm.last_error.message, /exited 3 times soon after starting/);
+    assert.ok(vm.last_error.suggestion);
+    assert.ok(
+      vm.last_error.console_tail.some((line: string) => /Kernel panic/.test(line)),
+      `console_tail: ${JSON.stringify(vm.last_error.console_tail)}`,
+    );
+    // It stays failed: no more restarts until someone acts.
+    const events = (await send(url(`/v1/vms/${created.body.id}/events`))).body.items.length;
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    assert.equal((await send(url(`/v1/vms/${created.body.id}`))).body.state, 'failed');
+    assert.equal((await send(url(`/v1/vms/${created.body.id}/events`))).body.items.length, events);
+    assert.equal((await send(url(`/v1/vms/${created.body.id}?wait=30`), { method: 'DELETE' })).status, 200);
   });
 
   it('a stream of a VM being deleted ends with a final end event', async () => {

@@ -7,6 +7,9 @@ import { slowHash, verifySlowHash } from '../../kit/slow-hash.js';
 import { type Principal, brokenQuota } from '../domain/access-policy.js';
 import type { ProjectRecord, ProjectRepo, TokenRecord, TokenRepo } from '../ports/access-repos.js';
 
+/** Bearers whose proof is kept (a SHA-256 and a stored hash each, about 200 bytes). */
+const MAX_PROVEN = 10_000;
+
 export interface AccessServiceConfig {
   /**
    * How long a verified token is trusted without looking at the database again. Revocation takes
@@ -26,6 +29,14 @@ const TOUCH_EVERY_MS = 60_000;
  */
 export class AccessService {
   private readonly verified = new Map<string, { principal: Principal; until: number }>();
+  /**
+   * Which stored slow hash each bearer (by its SHA-256) was proven against. When a token's brief
+   * trust lapses its row is read again (revocation, expiry, rotation), but the slow hash is only
+   * recomputed if the row's hash changed: scrypt runs once per token secret, not twice a second.
+   */
+  private readonly proven = new Map<string, string>();
+  /** Verifications under way, so callers arriving together with one token share one. */
+  private readonly verifying = new Map<string, Promise<Principal>>();
 
   constructor(
     private readonly tokens: TokenRepo,
@@ -45,19 +56,32 @@ export class AccessService {
     const cached = this.verified.get(key);
     if (cached && cached.until > now) return cached.principal;
     this.verified.delete(key);
+    const pending = this.verifying.get(key);
+    if (pending) return pending;
+    const verification = this.verify(bearer, key, now).finally(() => this.verifying.delete(key));
+    this.verifying.set(key, verification);
+    return verification;
+  }
 
+  private async verify(bearer: string, key: string, now: number): Promise<Principal> {
     const refused = () => new NexusError('unauthorized', 'the API token is not valid (unknown, expired, revoked or rotated)', { suggestion: 'Ask an admin for a new token.' });
     const match = TOKEN_PATTERN.exec(bearer);
     if (!match) throw refused();
     const record = await this.tokens.get(uuidOf(match[1] ?? ''));
     if (!record || record.revokedAt || (record.expiresAt && record.expiresAt.getTime() <= now)) throw refused();
     const secret = match[2] ?? '';
-    const current = await verifySlowHash(secret, record.secretHash);
+    const provenHash = this.proven.get(key);
+    const previousValid = record.previousSecretHash !== null && record.previousValidUntil !== null && record.previousValidUntil.getTime() > now;
+    const current = provenHash === record.secretHash || (await verifySlowHash(secret, record.secretHash));
     const previous =
-      !current && record.previousSecretHash && record.previousValidUntil && record.previousValidUntil.getTime() > now
-        ? await verifySlowHash(secret, record.previousSecretHash)
+      !current && previousValid && record.previousSecretHash
+        ? provenHash === record.previousSecretHash || (await verifySlowHash(secret, record.previousSecretHash))
         : false;
-    if (!current && !previous) throw refused();
+    if (!current && !previous) {
+      this.proven.delete(key);
+      throw refused();
+    }
+    this.remember(key, current ? record.secretHash : (record.previousSecretHash ?? ''));
 
     const principal: Principal = { tokenId: record.id, owner: record.owner, role: record.role, project: record.project };
     // Trusted briefly; never past the token's own expiry or the old secret's overlap.
@@ -67,6 +91,13 @@ export class AccessService {
       this.tokens.touch(record.id, this.clock.now()).catch((error: unknown) => this.log.warn({ err: error, token_id: record.id }, 'could not record the token use'));
     }
     return principal;
+  }
+
+  private remember(key: string, secretHash: string): void {
+    // Bounded: past the cap the oldest proofs go (they are redone with scrypt when next needed).
+    this.proven.delete(key);
+    this.proven.set(key, secretHash);
+    if (this.proven.size > MAX_PROVEN) this.proven.delete(this.proven.keys().next().value as string);
   }
 
   async mint(request: CreateTokenRequest): Promise<TokenWithSecret> {

@@ -32,6 +32,9 @@ export interface StoredVmError {
   reason: string;
   message: string;
   at: string;
+  suggestion?: string;
+  /** The last lines the guest printed on its console before the error. */
+  console_tail?: string[];
 }
 
 export interface VmRecord {

@@ -12,7 +12,7 @@ import { type AgentView, nextStep, observedFromAgent } from '../domain/vm-lifecy
 import { type AgentGateway, type AgentTarget, agentTargetOf } from '../ports/agent-gateway.js';
 import type { HostRepo } from '../ports/host-repo.js';
 import type { ImageRepo } from '../ports/image-repo.js';
-import type { StoredVmSpec, VmRecord, VmRepo } from '../ports/vm-repo.js';
+import type { StoredVmError, StoredVmSpec, VmRecord, VmRepo } from '../ports/vm-repo.js';
 import { placeVm } from '../scheduler/placement.js';
 import type { Leadership } from '../ports/leadership.js';
 
@@ -21,8 +21,13 @@ export interface VmReconcilerConfig {
   resyncMs: number;
   /** vCPUs a host may promise per real one. Default 4. */
   vcpuOvercommit: number;
-  /** Consecutive failed starts before a VM is left `failed` until a user acts. Default 3. */
+  /**
+   * Consecutive failed starts (a start refused, or a VMM that exits before it has run
+   * `stableRunMs`) before a VM is left `failed` until a user acts. Default 3.
+   */
   startRetryBudget: number;
+  /** A VMM that runs this long counts as started for good: its earlier failures are forgiven. Default 60 s. */
+  stableRunMs?: number;
   /** How often to look at a VM that is on its way (starting, stopping). */
   pollMs: number;
   /** VMs reconciled at once on one host, so one busy host cannot take every worker. Default 4. */
@@ -40,6 +45,8 @@ export class VmReconciler {
   readonly queue: WorkQueue;
   private readonly resync: PeriodicTask;
   private readonly failedStarts = new Map<string, number>();
+  /** When each VM's VMM last started, to tell a crash loop from a VMM that ran a good while. */
+  private readonly startedAt = new Map<string, number>();
   private readonly hostSlots: KeyedSemaphore;
 
   constructor(
@@ -72,7 +79,10 @@ export class VmReconciler {
 
   /** Wakes the loop for one VM (after every API write). A user action also renews its start budget. */
   wake(id: string, userAction = false): void {
-    if (userAction) this.failedStarts.delete(id);
+    if (userAction) {
+      this.failedStarts.delete(id);
+      this.startedAt.delete(id);
+    }
     this.queue.add(id);
   }
 
@@ -116,9 +126,30 @@ export class VmReconciler {
     const target = agentTargetOf(host);
     const agentVm = await this.agents.getVm(target, vm.id);
     const view: AgentView = agentVm?.state ?? 'absent';
+    const givenUp = (this.failedStarts.get(vm.id) ?? 0) >= this.config.startRetryBudget;
+    if (givenUp && vm.observedState === 'failed' && vm.desiredState === 'running' && (view === 'stopped' || view === 'failed')) {
+      // Out of retries: it stays failed, with the reason recorded, until a user acts.
+      return { requeueAfterMs: this.config.resyncMs };
+    }
     const crashed = vm.desiredState === 'running' && vm.observedState === 'running' && (view === 'stopped' || view === 'failed');
-    if (crashed) await this.observe(vm, 'stopped', 'the VMM exited while the VM should run; restarting it', 'warn');
-    else if (agentVm) await this.observeAgent(vm, agentVm);
+    if (crashed) {
+      // A VMM that dies soon after starting (a guest that panics on boot) is a failed start: past
+      // the budget the VM stays failed, with what its console said last, instead of looping.
+      const early = this.clock.now().getTime() - (this.startedAt.get(vm.id) ?? 0) < this.stableRunMs;
+      const failures = early ? (this.failedStarts.get(vm.id) ?? 0) + 1 : 1;
+      this.failedStarts.set(vm.id, failures);
+      if (failures >= this.config.startRetryBudget) {
+        const message = `the VMM exited ${failures} times soon after starting`;
+        await this.vms.observe(vm.id, {
+          to: 'failed',
+          message,
+          level: 'error',
+          lastError: await this.diagnose(target, vm, 'vmm_exited', message, 'The guest stopped on its own: console_tail holds its last words (a kernel panic names its cause). Fix the kernel, boot_args or disks, then start it again.'),
+        });
+        return { requeueAfterMs: this.config.resyncMs };
+      }
+      await this.observe(vm, 'stopped', 'the VMM exited while the VM should run; restarting it', 'warn');
+    } else if (agentVm) await this.observeAgent(vm, agentVm);
 
     const desired = vm.desiredState;
     if (desired === 'deleted') return { requeueAfterMs: 0 };
@@ -131,8 +162,10 @@ export class VmReconciler {
     }
     const step = nextStep(desired, view);
     if (step === 'none') {
-      if (view === 'running') this.failedStarts.delete(vm.id);
-      return { requeueAfterMs: this.config.resyncMs };
+      const ranLongEnough = this.clock.now().getTime() - (this.startedAt.get(vm.id) ?? 0) >= this.stableRunMs;
+      if (view === 'running' && ranLongEnough) this.failedStarts.delete(vm.id);
+      // Look again once the VMM has run long enough for its failures to be forgiven.
+      return { requeueAfterMs: this.failedStarts.has(vm.id) ? Math.min(this.config.resyncMs, this.stableRunMs) : this.config.resyncMs };
     }
     if (step === 'wait') return { requeueAfterMs: this.config.pollMs };
     if (step === 'start' && (this.failedStarts.get(vm.id) ?? 0) >= this.config.startRetryBudget) {
@@ -142,7 +175,7 @@ export class VmReconciler {
     try {
       const after = await this.take(step, target, vm);
       await this.observeAgent(vm, after);
-      if (step === 'start' || step === 'resume') this.failedStarts.delete(vm.id);
+      if (step === 'start') this.startedAt.set(vm.id, this.clock.now().getTime());
     } catch (error) {
       if (!(error instanceof NexusError) || error.code === 'unavailable') throw error; // network: back off and retry
       if (step === 'start') this.failedStarts.set(vm.id, (this.failedStarts.get(vm.id) ?? 0) + 1);
@@ -150,7 +183,7 @@ export class VmReconciler {
         to: 'failed',
         message: `${step} failed: ${error.faultMessage}`,
         level: 'error',
-        lastError: { reason: error.code, message: error.faultMessage, at: this.clock.now().toISOString() },
+        lastError: await this.diagnose(target, vm, error.code, error.faultMessage, error.suggestion),
       });
       return { requeueAfterMs: Math.min(this.config.resyncMs, 1000 * 2 ** (this.failedStarts.get(vm.id) ?? 0)) };
     }
@@ -233,10 +266,32 @@ export class VmReconciler {
     });
   }
 
+  private get stableRunMs(): number {
+    return this.config.stableRunMs ?? 60_000;
+  }
+
+  /** The error to record, with the last lines of the guest's console (none when the agent cannot say). */
+  private async diagnose(target: AgentTarget, vm: VmRecord, reason: string, message: string, suggestion: string | undefined): Promise<StoredVmError> {
+    const consoleTail = await this.agents
+      .vmLogs(target, vm.id, { source: 'console', tail: CONSOLE_TAIL_LINES })
+      .then((tail) => tail.lines.filter((line) => line.trim() !== ''))
+      .catch(() => []);
+    return {
+      reason,
+      message,
+      at: this.clock.now().toISOString(),
+      ...(suggestion ? { suggestion } : {}),
+      ...(consoleTail.length > 0 ? { console_tail: consoleTail } : {}),
+    };
+  }
+
   private observe(vm: VmRecord, to: ObservedState, message: string, level: 'info' | 'warn' = 'info'): Promise<void> {
     return this.vms.observe(vm.id, { to, message, level });
   }
 }
+
+/** Lines of the guest's console kept with an error: enough for a kernel panic and its cause. */
+const CONSOLE_TAIL_LINES = 15;
 
 /** The image ids a VM's files come from. */
 function imageIdsOf(spec: StoredVmSpec): string[] {
