@@ -64,6 +64,8 @@ export interface AgentConfig {
   bridgeCidr: Ipv4Cidr;
   /** Masquerade guest traffic out of the host. NEXUS_NAT (on|off), default on. */
   nat: boolean;
+  /** Each running VM's metrics are sampled this often. NEXUS_METRICS_INTERVAL_MS, default 5000 (at least 200). */
+  metricsIntervalMs: number;
   /** After a credential rotation, the old credential is still accepted this long. NEXUS_CREDENTIAL_OVERLAP_MS, default 60000. */
   credentialOverlapMs: number;
   /** How long the socket proxy waits for a VMM's answer before a 504. NEXUS_PROXY_TIMEOUT_MS, default 10000. */
@@ -113,6 +115,7 @@ export function resolveAgentConfig(options: AgentOptions, env: NodeJS.ProcessEnv
     tls: tlsSettingsOf(options, env),
     bridgeCidr: bridgeCidr(env.NEXUS_BRIDGE_CIDR ?? '172.31.0.1/24'),
     nat: onOff(env.NEXUS_NAT ?? 'on', 'NEXUS_NAT'),
+    metricsIntervalMs: metricsInterval(env.NEXUS_METRICS_INTERVAL_MS ?? '5000'),
     credentialOverlapMs: options.credentialOverlapMs ?? positiveMs(env.NEXUS_CREDENTIAL_OVERLAP_MS ?? '60000', 'NEXUS_CREDENTIAL_OVERLAP_MS'),
     proxyTimeoutMs: positiveMs(env.NEXUS_PROXY_TIMEOUT_MS ?? '10000', 'NEXUS_PROXY_TIMEOUT_MS'),
     vmLogMaxBytes: vmLogCap(env.NEXUS_VM_LOG_MAX_BYTES ?? String(16 * 1024 * 1024)),
@@ -138,6 +141,12 @@ function jailerOf(env: NodeJS.ProcessEnv, runDir: string, firecrackerBinary: str
     return Number(text);
   };
   return { binary, uid: id('NEXUS_JAILER_UID'), gid: id('NEXUS_JAILER_GID'), chrootBaseDir: absolute(env.NEXUS_JAILER_CHROOT_BASE || join(runDir, 'jail')) };
+}
+
+function metricsInterval(text: string): number {
+  const value = positiveMs(text, 'NEXUS_METRICS_INTERVAL_MS');
+  if (value < 200) throw new NexusError('bad_request', `NEXUS_METRICS_INTERVAL_MS must be at least 200 (got '${text}')`);
+  return value;
 }
 
 function vmLogCap(text: string): number {

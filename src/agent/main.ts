@@ -12,6 +12,7 @@ import { imagesDir } from '../contracts/vm-layout.js';
 import type { AgentConfig } from './config.js';
 import { CapacityProbe } from './host/capacity-probe.js';
 import { type AgentIdentity, CredentialStore } from './host/credential-store.js';
+import { AgentMetrics } from './app/agent-metrics.js';
 import { AgentCredentials } from './app/agent-credentials.js';
 import { createAgentServer } from './http/agent-server.js';
 import type { VmmName } from '../contracts/machine-spec.js';
@@ -76,7 +77,14 @@ export async function startAgent(config: AgentConfig, log: Logger, host?: AgentH
   const { capacity, supervisor, network, drivers } = host ?? (await realAgentHost(config, log));
   // Firecracker where it runs (production), QEMU where Firecracker or KVM is missing.
   const defaultDriver: VmmName = drivers.has('firecracker') ? 'firecracker' : 'qemu';
-  const vms = new VmService({ runDir: config.runDir, drivers, defaultDriver, jailBase: config.jailer?.chrootBaseDir }, supervisor, network, log);
+  const metrics = new AgentMetrics();
+  const measured = new Map([...drivers].map(([name, driver]) => [name, metrics.measured(driver)] as const));
+  const vms = new VmService(
+    { runDir: config.runDir, drivers: measured, defaultDriver, jailBase: config.jailer?.chrootBaseDir, onOrphansRemoved: (removed) => metrics.countRemoved(removed) },
+    supervisor,
+    network,
+    log,
+  );
 
   const store = new CredentialStore(config.stateDir);
   const stored = await store.load();
@@ -88,6 +96,7 @@ export async function startAgent(config: AgentConfig, log: Logger, host?: AgentH
       { logger: log, proxyTimeoutMs: config.proxyTimeoutMs, tls: config.tls.server },
     );
     undo.push('stop serving HTTP', () => server.close());
+    metrics.registerOn(server.metrics.registry);
     if (config.stopVmsOnExit) undo.push('stop the VMs this agent runs', () => stopAllVms(vms, log));
     // Leftovers that belong to no VM this agent knows (a crash mid-delete, a hand-made mess) go
     // first, in a fixed order: VMM processes, TAPs, sockets, folders. A process running from a
@@ -109,6 +118,14 @@ export async function startAgent(config: AgentConfig, log: Logger, host?: AgentH
     );
     expiry.start();
     undo.push('stop the expiry watch', () => expiry.stop());
+    const sampling = new PeriodicTask(config.metricsIntervalMs, () =>
+      vms.sampleMetrics().then(
+        () => undefined,
+        (error: unknown) => log.error({ err: error }, 'could not sample VM metrics'),
+      ),
+    );
+    sampling.start();
+    undo.push('stop sampling VM metrics', () => sampling.stop());
     const consoles = new VmLogKeeper(config.runDir, config.vmLogMaxBytes, log);
     const consoleWatch = new PeriodicTask(10_000, () =>
       consoles.sweep().then(

@@ -56,3 +56,42 @@ export const LOG_STREAM_EVENTS = {
   /** data: {"reason":"vm_deleted"}: the last event; the stream closes. */
   end: 'end',
 } as const;
+
+/** Counters are totals since the VMM started; `net` is seen from the guest (rx: what it received). */
+export const VmMetricsRecord = Type.Object(
+  {
+    at: Type.String({ format: 'date-time' }),
+    vmm: Type.Union([Type.Literal('qemu'), Type.Literal('firecracker')]),
+    vcpu_seconds: Type.Number({ description: 'CPU time of the VMM process (user + system): the vCPUs and the device model' }),
+    rss_bytes: Type.Integer({ description: 'Resident memory of the VMM process' }),
+    block: Type.Object(
+      { read_bytes: Type.Integer(), write_bytes: Type.Integer(), read_ops: Type.Integer(), write_ops: Type.Integer() },
+      { additionalProperties: false },
+    ),
+    net: Type.Object(
+      { rx_bytes: Type.Integer(), tx_bytes: Type.Integer(), rx_packets: Type.Integer(), tx_packets: Type.Integer() },
+      { additionalProperties: false },
+    ),
+    raw: Type.Unknown({ description: "The VMM's own record (QEMU's query-blockstats, Firecracker's metrics line)" }),
+  },
+  { additionalProperties: false },
+);
+export type VmMetricsRecord = Static<typeof VmMetricsRecord>;
+
+export const MetricsWindowQuery = StrictObject({
+  window: Type.Optional(
+    Type.String({ pattern: '^[0-9]{1,4}(s|m)?$', default: '60s', description: 'How far back: seconds (60 or 60s) or minutes (5m), at most 1 hour' }),
+  ),
+});
+export type MetricsWindowQuery = Static<typeof MetricsWindowQuery>;
+
+export const MetricsRecent = Type.Object({ items: Type.Array(VmMetricsRecord) }, { additionalProperties: false });
+export type MetricsRecent = Static<typeof MetricsRecent>;
+
+/** Seconds in a window like `60`, `60s` or `5m`; undefined past an hour. */
+export function windowSeconds(window: string): number | undefined {
+  const match = /^([0-9]{1,4})(s|m)?$/.exec(window);
+  if (!match) return undefined;
+  const seconds = Number(match[1]) * (match[2] === 'm' ? 60 : 1);
+  return seconds > 0 && seconds <= 3600 ? seconds : undefined;
+}

@@ -136,6 +136,19 @@ export type VmEvent = Static<typeof VmEvent>;
 
 export const VmEventList = Type.Object({ items: Type.Array(VmEvent) }, { additionalProperties: false });
 
+export const EventLevel = Type.Union([Type.Literal('info'), Type.Literal('warn'), Type.Literal('error')]);
+
+export const FleetEvent = Type.Object({ ...VmEvent.properties, vm_id: Uuid }, { additionalProperties: false });
+export type FleetEvent = Static<typeof FleetEvent>;
+export const FleetEventList = Type.Object({ items: Type.Array(FleetEvent) }, { additionalProperties: false });
+
+export const EventsQuery = StrictObject({
+  since: Type.Optional(Type.String({ format: 'date-time', description: 'Events after this time; default an hour ago' })),
+  level: Type.Optional(Type.Union([EventLevel], { default: 'info', description: 'The lowest level: warn gives warn and error' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 5000, default: 500 })),
+});
+export type EventsQuery = Static<typeof EventsQuery>;
+
 export const VmLifecycleAction = Type.Union([Type.Literal('start'), Type.Literal('stop'), Type.Literal('pause'), Type.Literal('resume')]);
 export type VmLifecycleAction = Static<typeof VmLifecycleAction>;
 

@@ -79,7 +79,8 @@ exec switch_root /newroot "$init"
  * The root filesystem's /sbin/init (PID 1). Works after the initramfs and as the init of a kernel
  * that mounts the disk itself. Network settings come from Nexus's own kernel parameters
  * (`nexus.ip=<addr/prefix> nexus.gw=<ip> nexus.hostname=<name>`): the kernel's `ip=` cannot work
- * when virtio_net is a module. The marker comes last, so a VM that printed it is ready to use:
+ * when virtio_net is a module. `nexus.exercise=1` makes it write to its disk and ping the gateway
+ * every second after the marker (a workload for metrics tests). The marker comes last, so a VM that printed it is ready to use:
  * eth0 configured and acpid listening for the power button.
  */
 export const ROOTFS_INIT = `#!/bin/sh
@@ -97,8 +98,10 @@ mount -t tmpfs -o mode=1777 tmpfs /tmp
 
 net_ip=
 net_gw=
+exercise=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
+    nexus.exercise=1) exercise=1 ;;
     nexus.ip=*) net_ip="\${arg#nexus.ip=}" ;;
     nexus.gw=*) net_gw="\${arg#nexus.gw=}" ;;
     nexus.hostname=*) hostname "\${arg#nexus.hostname=}" ;;
@@ -137,6 +140,11 @@ n=0
 while :; do
   n=$((n + 1))
   echo "${COUNTER_PREFIX} $n"
+  # nexus.exercise=1: some disk writes and a ping to the gateway each second, for metrics tests.
+  if [ -n "$exercise" ]; then
+    dd if=/dev/zero of=/nexus-exercise bs=64k count=4 conv=fsync 2>/dev/null
+    [ -z "$net_gw" ] || ping -c 1 -W 1 "$net_gw" >/dev/null 2>&1
+  fi
   sleep 1
 done
 `;

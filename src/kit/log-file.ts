@@ -1,4 +1,5 @@
 import { open, stat } from 'node:fs/promises';
+import { sleepUnlessAborted } from './sleep.js';
 
 /** One line of a log and where it ends: the byte offset a reader resumes from after it. */
 export interface LogLine {
@@ -97,7 +98,7 @@ export async function* followFile(path: string, offset: number, options: FollowO
         yield { kind: 'gone' };
         return;
       }
-      await sleep(pollMs, signal);
+      await sleepUnlessAborted(pollMs, signal);
       continue;
     }
     if (found.size < position) {
@@ -123,18 +124,6 @@ export async function* followFile(path: string, offset: number, options: FollowO
         continue;
       }
     }
-    await sleep(pollMs, signal);
+    await sleepUnlessAborted(pollMs, signal);
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

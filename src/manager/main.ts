@@ -16,6 +16,7 @@ import { SqlAuditRepo, SqlProjectRepo, SqlTokenRepo } from './adapters/sql/sql-a
 import { ImageRegistry } from './app/image-registry.js';
 import { type ManagerConfig, adminTokenFile } from './config.js';
 import { createManagerServer } from './http/manager-server.js';
+import { registerFleetMetrics } from './app/fleet-metrics.js';
 import { VmObserver } from './app/vm-observer.js';
 import { HostLiveness } from './reconcilers/host-liveness.js';
 import { VmReconciler } from './reconcilers/vm-reconciler.js';
@@ -98,6 +99,8 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
       { logger: log, rateLimits: { readsPerMinute: config.readsPerMinute, writesPerMinute: config.writesPerMinute }, corsOrigins: config.corsOrigins, tls: config.tls.server, devRoutes: config.mode === 'dev' },
     );
     undo.push('stop serving HTTP', () => server.close());
+    reconciler.registerMetrics(server.metrics.registry);
+    registerFleetMetrics(server.metrics.registry, vmRepo, hostRepo);
 
     const url = urlOf(await listenOn(server, config.listen), config.tls.server !== undefined);
     liveness.start();

@@ -95,6 +95,10 @@ export class HollowDriver implements VmmDriver {
   async resume(vm: VmLayout): Promise<void> {
     this.paused.delete(vm.id);
   }
+  /** No guest, so no I/O: zeros, and a raw record that says so. */
+  async sampleMetrics(): Promise<{ block: { read_bytes: number; write_bytes: number; read_ops: number; write_ops: number }; raw: unknown }> {
+    return { block: { read_bytes: 0, write_bytes: 0, read_ops: 0, write_ops: 0 }, raw: { hollow: true } };
+  }
   async stop(vm: VmLayout): Promise<void> {
     await sleep(this.options.stopMs ?? 0);
     this.paused.delete(vm.id);

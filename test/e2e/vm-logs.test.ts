@@ -4,6 +4,7 @@ import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { type AgentHarness, startAgentProcess } from '../support/agent-harness.js';
 import { assertErrorContract } from '../support/error-contract.js';
 import { testGuestImage } from '../support/guest-image.js';
@@ -16,10 +17,12 @@ import { type TestManager, send, startTestManager } from '../support/test-manage
 const run = promisify(execFile);
 
 /** A real guest's console, read and followed through the manager, which relays from its agent. */
-describe('observing real guests through the manager: logs, failures', () => {
+describe('observing real guests through the manager: logs, metrics, failures', () => {
   const dir = tempDir('nexus-vm-logs-');
   const runDir = join(dir.path, 'run');
   const bridge = testBridgeName();
+  const cidr = testBridgeCidr();
+  const subnet = cidr.split('.').slice(0, 3).join('.');
   let manager: TestManager;
   let agent: AgentHarness;
   let images: string;
@@ -37,7 +40,11 @@ describe('observing real guests through the manager: logs, failures', () => {
     writeFileSync(join(junkDir, 'vmlinux'), 'this is not a kernel\n'.repeat(64));
     manager = await startTestManager({ resyncMs: 1000 });
     const token = (await manager.hosts.mintJoinToken(600)).token;
-    agent = await startAgentProcess(runDir, { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: testBridgeCidr(), NEXUS_NAT: 'off', NEXUS_JOIN_TOKEN: token }, manager.url);
+    agent = await startAgentProcess(
+      runDir,
+      { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: cidr, NEXUS_NAT: 'off', NEXUS_JOIN_TOKEN: token, NEXUS_METRICS_INTERVAL_MS: '500' },
+      manager.url,
+    );
     await eventually('the host is ready', async () => (await manager.hosts.list()).some((host) => host.status === 'ready'));
   });
   after(async () => {
@@ -172,6 +179,46 @@ describe('observing real guests through the manager: logs, failures', () => {
     }
   });
 
+  it('metrics records update while the guest runs; block and net counters grow as it writes to disk and pings the host', async () => {
+    const bootArgs = `console=ttyS0 reboot=t panic=1 root=/dev/vda rw nexus.ip=${subnet}.9/24 nexus.gw=${subnet}.1 nexus.exercise=1`;
+    const created = await send(url('/v1/vms?wait=30'), { body: guest('busy', { boot_args: bootArgs }) });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const busy = created.body.id;
+    await eventually('the guest booted', async () => (await send(url(`/v1/vms/${busy}/logs?tail=50`))).body.lines?.some((line: string) => line.includes('NEXUS_BOOT_OK')), 120_000);
+    const recent = async () => (await send(url(`/v1/vms/${busy}/metrics/recent?window=30s`))).body.items as any[];
+    const first = (await recent()).at(-1);
+    assert.ok(first, 'records exist once the VMM runs');
+    assert.equal(first.vmm, 'qemu');
+    assert.ok(first.vcpu_seconds > 0 && first.rss_bytes > 1024 * 1024, JSON.stringify(first));
+    assert.ok(Array.isArray(first.raw.blockstats));
+    let last = first;
+    await eventually(
+      'block writes and network packets both ways grow',
+      async () => {
+        last = (await recent()).at(-1);
+        return (
+          Date.parse(last.at) > Date.parse(first.at) &&
+          last.block.write_bytes > first.block.write_bytes &&
+          last.block.write_ops > first.block.write_ops &&
+          last.net.tx_packets > first.net.tx_packets &&
+          last.net.rx_packets > first.net.rx_packets &&
+          last.vcpu_seconds >= first.vcpu_seconds
+        );
+      },
+      30_000,
+    );
+    const records = await recent();
+    assert.ok(records.length >= 2);
+    for (let i = 1; i < records.length; i++) assert.ok(Date.parse(records[i].at) >= Date.parse(records[i - 1].at), 'oldest first');
+    const alias = await send(url(`/v1/metrics/recent?id=${busy}&window=1m`));
+    assert.equal(alias.status, 200);
+    assert.ok(alias.body.items.length >= records.length - 2);
+    assertErrorContract(await send(url(`/v1/vms/${busy}/metrics/recent?window=2h`)), 400, 'validation_failed');
+    assertErrorContract(await send(url(`/v1/vms/${busy}/metrics/recent?window=61m`)), 400, 'validation_failed');
+    assertErrorContract(await send(url('/v1/metrics/recent')), 400, 'validation_failed');
+    assert.equal((await send(url(`/v1/vms/${busy}?wait=30`), { method: 'DELETE' })).status, 200);
+  });
+
   it('a kernel that is not a kernel: failed, with QEMU\'s own message and a suggestion', async () => {
     const created = await send(url('/v1/vms'), { body: guest('not-a-kernel', { kernel_path: join(runDir, 'images', `junk-${process.pid}`, 'vmlinux') }) });
     assert.equal(created.status, 201, JSON.stringify(created.body));
@@ -202,6 +249,54 @@ describe('observing real guests through the manager: logs, failures', () => {
     assert.equal((await send(url(`/v1/vms/${created.body.id}`))).body.state, 'failed');
     assert.equal((await send(url(`/v1/vms/${created.body.id}/events`))).body.items.length, events);
     assert.equal((await send(url(`/v1/vms/${created.body.id}?wait=30`), { method: 'DELETE' })).status, 200);
+  });
+
+  it('/metrics on manager and agent parse as Prometheus text and hold the families operators need', async () => {
+    const families = (text: string) => new Map(parsePrometheusTextFormat(text).map((family) => [family.name, family]));
+    const managerText = String((await send(url('/metrics'))).body);
+    const manager$ = families(managerText);
+    for (const name of [
+      'nexus_manager_http_requests_total',
+      'nexus_manager_http_request_duration_seconds',
+      'nexus_manager_reconcile_queue_depth',
+      'nexus_manager_reconcile_actions_total',
+      'nexus_manager_convergence_seconds',
+      'nexus_manager_vms',
+      'nexus_manager_hosts',
+      'nexus_manager_orphans_removed_total',
+      'process_cpu_user_seconds_total',
+      'process_resident_memory_bytes',
+    ]) {
+      assert.ok(manager$.has(name), `the manager's /metrics has ${name}`);
+    }
+    const actions = manager$.get('nexus_manager_reconcile_actions_total')!.metrics;
+    assert.ok(actions.some((sample) => sample.labels?.action === 'start' && sample.labels?.result === 'ok' && Number(sample.value) > 0), JSON.stringify(actions));
+    assert.ok(actions.some((sample) => sample.labels?.action === 'start' && sample.labels?.result === 'failed'), `the kernel that is not one: ${JSON.stringify(actions)}`);
+    // The failed VMs of the tests above are still there (deleted after their checks, or not): some VM is counted on the host.
+    const fleet = manager$.get('nexus_manager_vms')!.metrics;
+    assert.ok(fleet.every((sample) => sample.labels?.host !== undefined && sample.labels?.state !== undefined), JSON.stringify(fleet));
+    assert.equal(manager$.get('nexus_manager_hosts')!.metrics.find((sample) => sample.labels?.status === 'ready')?.value, '1');
+    assert.equal(manager$.get('nexus_manager_convergence_seconds')!.type, 'HISTOGRAM');
+    assert.match(managerText, /^nexus_manager_convergence_seconds_count [1-9]\d*$/m, 'created VMs converged');
+
+    const agentText = String((await agent.call('GET', '/metrics')).body);
+    const agent$ = families(agentText);
+    for (const name of [
+      'nexus_agent_http_requests_total',
+      'nexus_agent_http_request_duration_seconds',
+      'nexus_agent_vmm_launch_seconds',
+      'nexus_agent_driver_errors_total',
+      'nexus_agent_orphans_removed_total',
+      'process_resident_memory_bytes',
+    ]) {
+      assert.ok(agent$.has(name), `the agent's /metrics has ${name}`);
+    }
+    // The parser keeps a histogram's buckets but not its labels: read the count of QEMU launches from the text.
+    assert.equal(agent$.get('nexus_agent_vmm_launch_seconds')!.type, 'HISTOGRAM');
+    const launched = /^nexus_agent_vmm_launch_seconds_count\{driver="qemu",result="ok"\} (\d+)$/m.exec(agentText);
+    assert.ok(launched && Number(launched[1]) >= 3, `launches of QEMU counted: ${launched?.[0]}`);
+    const errors = agent$.get('nexus_agent_driver_errors_total')!.metrics;
+    assert.ok(errors.some((sample) => sample.labels?.operation === 'start' && sample.labels?.code === 'vmm_failed'), JSON.stringify(errors));
   });
 
   it('a stream of a VM being deleted ends with a final end event', async () => {

@@ -82,6 +82,18 @@ for (const apiVersion of ['1.17', '1.16'] as const) describe(`agent on the Firec
     assert.equal((await readLink(tapNameOf(id)))?.master, fc.bridge, 'its TAP is on the bridge');
     await eventually('the guest console reaches the console log', () => readFileSync(join(vmDir(id), 'logs', 'console.log'), 'utf8').includes('NEXUS_BOOT_OK'), 10_000);
     assert.equal((await proxy(id, 'GET', '/')).body.state, 'Running');
+    // Metrics: the agent flushes Firecracker's metrics at each sample and keeps normalized records.
+    let records: any[] = [];
+    await eventually('metrics records from Firecracker', async () => {
+      records = (await fc.call('GET', `/agent/v1/vms/${id}/metrics/recent?window=60s`)).body.items;
+      return records.length >= 2;
+    }, 10_000);
+    const record = records.at(-1);
+    assert.equal(record.vmm, 'firecracker');
+    assert.ok(record.rss_bytes > 0 && record.vcpu_seconds >= 0, JSON.stringify(record));
+    assert.deepEqual(Object.keys(record.block).sort(), ['read_bytes', 'read_ops', 'write_bytes', 'write_ops']);
+    assert.ok(typeof record.raw.utc_timestamp_ms === 'number', "the raw record is Firecracker's metrics line");
+    assert.match(readFileSync(join(vmDir(id), 'metrics.json'), 'utf8'), /"utc_timestamp_ms"/, 'FlushMetrics wrote lines');
 
     assert.equal((await act(id, 'pause')).vm.state, 'paused');
     assert.equal((await proxy(id, 'GET', '/')).body.state, 'Paused');

@@ -60,6 +60,7 @@ export async function startFirecrackerAgent(options: FirecrackerAgentOptions): P
       NEXUS_BRIDGE_CIDR: testBridgeCidr(),
       NEXUS_NAT: 'off',
       NEXUS_PROXY_TIMEOUT_MS: String(options.proxyTimeoutMs ?? 10_000),
+      NEXUS_METRICS_INTERVAL_MS: '300',
       // The jailer settings as an operator gives them, with the jailer double as the binary.
       ...(options.jailed
         ? { NEXUS_JAILER_BIN: JAILER_DOUBLE, NEXUS_JAILER_UID: String(JAILED_ID), NEXUS_JAILER_GID: String(JAILED_ID), NEXUS_JAILER_CHROOT_BASE: join(options.runDir, 'jail') }

@@ -1,4 +1,5 @@
-import type { LogSource } from '../../contracts/observe-api.js';
+import type { LogSource, VmMetricsRecord } from '../../contracts/observe-api.js';
+import { VmMetricsFile, guestNetCounters, metricsFileOf, processUsage } from '../host/vm-metrics.js';
 import { lstat, mkdir, readFile, readdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { pathExists, writeFileAtomically } from '../../kit/atomic-file.js';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
@@ -25,6 +26,8 @@ export interface VmServiceConfig {
   defaultDriver: VmmName;
   /** Where jailed Firecracker processes have their roots, so a jailed VMM is found by scans too. */
   jailBase?: string;
+  /** Told what garbage collection removed, for the agent's metrics. */
+  onOrphansRemoved?: (removed: CollectOrphansResponse['removed']) => void;
 }
 
 /** What is stored in `spec.json`: the spec with canonical paths and private drive copies, and the driver. */
@@ -305,6 +308,51 @@ export class VmService {
     return { path: stored.driver === 'firecracker' ? join(vm.logsDir, 'firecracker.log') : vm.vmmLog, vmDir: vm.dir };
   }
 
+  /**
+   * Appends one metrics record for every VM whose VMM runs: the VMM's block counters, the
+   * process's CPU time and memory, the TAP's counters. A VM that stops meanwhile is skipped.
+   */
+  async sampleMetrics(now: () => Date = () => new Date()): Promise<number> {
+    const names = await readdir(vmsDir(this.config.runDir)).catch(() => [] as string[]);
+    let sampled = 0;
+    for (const id of names.filter((name) => VM_ID_PATTERN.test(name))) {
+      const vm = this.layout(id);
+      try {
+        const stored = await this.readStored(vm);
+        const process = stored && (await this.supervisor.adopt(vm));
+        const driver = stored && this.config.drivers.get(stored.driver);
+        if (!stored || !process || !driver) continue;
+        const [vmm, usage, net] = await Promise.all([
+          driver.sampleMetrics(vm),
+          processUsage(process.pid),
+          guestNetCounters(stored.spec.nics.length > 0 ? tapNameOf(id) : null),
+        ]);
+        if (!usage) continue;
+        await new VmMetricsFile(metricsFileOf(vm)).append({
+          at: now().toISOString(),
+          vmm: stored.driver,
+          vcpu_seconds: usage.cpuSeconds,
+          rss_bytes: usage.rssBytes,
+          block: vmm.block,
+          net,
+          raw: vmm.raw,
+        });
+        sampled++;
+      } catch (error) {
+        // Stopping, or not answering for a moment: the next round samples it again.
+        this.log.debug({ err: error, vm_id: id }, 'could not sample VM metrics');
+      }
+    }
+    return sampled;
+  }
+
+  /** The VM's metrics records of the last `seconds`; a VM the agent does not have is a 404. */
+  async recentMetrics(id: string, seconds: number, now = new Date()): Promise<VmMetricsRecord[]> {
+    const vm = this.layout(id);
+    await this.requireStored(vm);
+    return new VmMetricsFile(metricsFileOf(vm)).recent(seconds, now);
+  }
+
   /** Every VM folder on the host, and what belongs to no VM (for the manager's garbage collection). */
   async inventory(): Promise<Inventory> {
     const root = vmsDir(this.config.runDir);
@@ -387,6 +435,7 @@ export class VmService {
       removed.dirs.push(dir);
     }
     if (Object.values(removed).some((list) => list.length > 0)) this.log.info({ removed }, 'orphans removed');
+    this.config.onOrphansRemoved?.(removed);
     return removed;
   }
 

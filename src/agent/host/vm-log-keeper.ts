@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { join } from 'node:path';
 import { VM_ID_PATTERN, vmLayout, vmsDir } from '../../contracts/vm-layout.js';
 import { writeFileAtomically } from '../../kit/atomic-file.js';
+import { metricsFileOf } from './vm-metrics.js';
 
 /**
  * Keeps each VM's logs within `maxBytes` each: the console (the guest decides how much it prints,
@@ -29,7 +30,7 @@ export class VmLogKeeper {
     const cut: string[] = [];
     for (const id of ids) {
       const vm = vmLayout(this.runDir, id);
-      for (const path of [vm.consoleLog, join(vm.logsDir, 'firecracker.log'), join(vm.dir, 'metrics.json')]) {
+      for (const path of [vm.consoleLog, join(vm.logsDir, 'firecracker.log'), join(vm.dir, 'metrics.json'), metricsFileOf(vm)]) {
         try {
           if (await this.cap(path)) cut.push(path);
         } catch (error) {

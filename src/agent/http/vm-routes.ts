@@ -9,7 +9,7 @@ import type { VmService } from '../app/vm-service.js';
 import { hostResourceFieldIn, isProxyAllowed } from '../domain/proxy-policy.js';
 import { relay } from '../proxy/socket-proxy.js';
 import { StrictObject } from '../../contracts/schema.js';
-import { FileTailQuery, LOG_STREAM_EVENTS, LogStreamQuery, LogTail, LogTailQuery } from '../../contracts/observe-api.js';
+import { FileTailQuery, LOG_STREAM_EVENTS, MetricsRecent, MetricsWindowQuery, windowSeconds, LogStreamQuery, LogTail, LogTailQuery } from '../../contracts/observe-api.js';
 import { SseStream, lastEventOffset } from '../../kit/http/sse.js';
 import { followFile, tailLines } from '../../kit/log-file.js';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -73,6 +73,12 @@ export function registerVmRoutes(app: HttpServer, vms: VmService, options: { sse
       const { path, vmDir } = await vms.logFile(request.params.id, source);
       await streamLog(request, reply, path, vmDir, request.query.tail ?? 0, options.sseKeepaliveMs);
     },
+  );
+
+  app.get(
+    `${AGENT_API_PREFIX}/vms/:id/metrics/recent`,
+    { schema: { summary: "The VM's metrics records of the last window (normalized, with the VMM's raw record)", params: VmIdParams, querystring: MetricsWindowQuery, response: { 200: MetricsRecent, ...errors } } },
+    async (request) => ({ items: await vms.recentMetrics(request.params.id, windowOf(request.query.window)) }),
   );
 
   app.get(
@@ -209,4 +215,11 @@ async function streamLog(request: FastifyRequest, reply: FastifyReply, path: str
   } finally {
     stream.end();
   }
+}
+
+/** Seconds in a `window` query value; past an hour is a 400. */
+export function windowOf(window: string | undefined): number {
+  const seconds = windowSeconds(window ?? '60s');
+  if (seconds === undefined) throw new NexusError('validation_failed', `window must be 1 s to 1 hour, like 60s or 5m (got ${window})`);
+  return seconds;
 }

@@ -1,3 +1,4 @@
+import type { VmMetricsRecord } from '../../contracts/observe-api.js';
 import type { MachineSpec, RateLimit, VmmName } from '../../contracts/machine-spec.js';
 import type { ProcessIdentity } from '../../kit/process-identity.js';
 import type { VmLayout } from '../../contracts/vm-layout.js';
@@ -56,6 +57,11 @@ export interface VmmDriver {
   release?(vm: VmLayout): Promise<void>;
   /** Throws (validation_failed) for a spec this driver cannot run, so it is refused at ensure. */
   validate?(spec: MachineSpec): void;
+  /**
+   * The VMM's own counters for a running VM: block I/O totals since it started, and its raw
+   * record. The agent adds CPU, memory (from /proc) and network (from the TAP) itself.
+   */
+  sampleMetrics(vm: VmLayout): Promise<{ block: VmMetricsRecord['block']; raw: unknown }>;
   /** Where the VMM's own HTTP API listens, for the agent's socket proxy; drivers without one have none. */
   apiSocket?(vm: VmLayout): Promise<string>;
 }

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { FileTailQuery, LogStreamQuery, LogTail, LogTailQuery } from '../../contracts/observe-api.js';
+import type { FileTailQuery, LogStreamQuery, LogTail, LogTailQuery, MetricsRecent, MetricsWindowQuery } from '../../contracts/observe-api.js';
 import type { AgentVm, CollectOrphansRequest, CollectOrphansResponse, Inventory, VmActionResponse } from '../../contracts/agent-vm-api.js';
 import { AGENT_API_PREFIX } from '../../contracts/agent-api.js';
 import type { MachineSpec } from '../../contracts/machine-spec.js';
@@ -60,6 +60,10 @@ export class HttpAgentGateway implements AgentGateway {
       headers: lastEventId === undefined ? {} : { 'last-event-id': lastEventId },
       signal,
     });
+  }
+
+  vmMetrics(target: AgentTarget, vmId: string, query: MetricsWindowQuery): Promise<MetricsRecent> {
+    return this.client(target).call<MetricsRecent>('GET', `${AGENT_API_PREFIX}/vms/${vmId}/metrics/recent?${queryString(query)}`);
   }
 
   tailFile(target: AgentTarget, query: FileTailQuery): Promise<LogTail> {

@@ -1,4 +1,4 @@
-import { type CreateVmRequest, DEFAULT_BOOT_ARGS, type ObservedState, type Vm, type VmEvent, type VmLifecycleAction, type VmListQuery } from '../../contracts/vm-api.js';
+import { type CreateVmRequest, DEFAULT_BOOT_ARGS, type EventsQuery, type FleetEvent, type ObservedState, type Vm, type VmEvent, type VmLifecycleAction, type VmListQuery } from '../../contracts/vm-api.js';
 import type { Clock } from '../../kit/clock.js';
 import { tapNameOf } from '../../contracts/host-names.js';
 import { vmLayout } from '../../contracts/vm-layout.js';
@@ -7,7 +7,7 @@ import { DESIRED_BY_ACTION, judgeAction } from '../domain/vm-lifecycle.js';
 import { type Principal, type Verb, decide, visibleProjects } from '../domain/access-policy.js';
 import type { HostRecord, HostRepo } from '../ports/host-repo.js';
 import type { ImageRegistry } from './image-registry.js';
-import type { VmRecord, VmRepo } from '../ports/vm-repo.js';
+import type { VmEventRecord, VmRecord, VmRepo } from '../ports/vm-repo.js';
 
 export interface VmManagerConfig {
   /** `dev` accepts raw host paths for kernels and disks; production takes images by id only. */
@@ -189,15 +189,25 @@ export class VmManager {
 
   async events(id: string, caller: Principal): Promise<VmEvent[]> {
     await this.require(id, caller, 'read');
-    return (await this.vms.events(id)).map((event) => ({
-      id: event.id,
-      level: event.level,
-      kind: event.kind,
-      from_state: event.fromState,
-      to_state: event.toState,
-      message: event.message,
-      created_at: event.createdAt.toISOString(),
-    }));
+    return (await this.vms.events(id)).map(toVmEvent);
+  }
+
+  /** Events across the VMs the caller may read, oldest first. */
+  async fleetEvents(query: EventsQuery, caller: Principal): Promise<FleetEvent[]> {
+    const since = query.since ? new Date(query.since) : new Date(this.clock.now().getTime() - 3600_000);
+    const records = await this.vms.eventsAfter({ after: { at: since }, minLevel: query.level ?? 'info', projects: visibleProjects(caller), limit: query.limit ?? 500 });
+    return records.map((event) => ({ ...toVmEvent(event), vm_id: event.vmId }));
+  }
+
+  /**
+   * A VM's events after `after` (all, without it), for a stream that polls: undefined once the VM
+   * is gone. The caller's right to read it is checked on each call.
+   */
+  async eventsSince(id: string, caller: Principal, after: { at: Date; id: string } | undefined): Promise<VmEvent[] | undefined> {
+    const vm = await this.vms.get(id);
+    if (!vm || decide(caller, 'vm', 'read', vm.project) === 'hide') return undefined;
+    const records = await this.vms.eventsAfter({ after: after ?? { at: new Date(0) }, minLevel: 'info', vmId: id, limit: 1000 });
+    return records.map(toVmEvent);
   }
 
   /**
@@ -287,6 +297,18 @@ export class VmManager {
       updated_at: record.updatedAt.toISOString(),
     };
   }
+}
+
+function toVmEvent(event: VmEventRecord): VmEvent {
+  return {
+    id: event.id,
+    level: event.level,
+    kind: event.kind,
+    from_state: event.fromState,
+    to_state: event.toState,
+    message: event.message,
+    created_at: event.createdAt.toISOString(),
+  };
 }
 
 function encodeCursor(name: string): string {

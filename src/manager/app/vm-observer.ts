@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { LogPathTailQuery, LogStreamQuery, LogTail, LogTailQuery } from '../../contracts/observe-api.js';
+import type { LogPathTailQuery, LogStreamQuery, LogTail, LogTailQuery, MetricsRecent, MetricsWindowQuery } from '../../contracts/observe-api.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import type { HostRepo } from '../ports/host-repo.js';
 import type { Principal } from '../domain/access-policy.js';
@@ -13,7 +13,7 @@ import type { VmManager } from './vm-manager.js';
 export class VmObserver {
   constructor(
     private readonly vms: Pick<VmManager, 'placement'>,
-    private readonly agents: Pick<AgentGateway, 'vmLogs' | 'streamVmLogs' | 'tailFile'>,
+    private readonly agents: Pick<AgentGateway, 'vmLogs' | 'streamVmLogs' | 'tailFile' | 'vmMetrics'>,
     private readonly hosts: Pick<HostRepo, 'list'>,
   ) {}
 
@@ -35,6 +35,11 @@ export class VmObserver {
   async logs(id: string, caller: Principal, query: LogTailQuery): Promise<LogTail> {
     const { host } = await this.vms.placement(id, caller);
     return this.agents.vmLogs(agentTargetOf(host), id, query);
+  }
+
+  async metrics(id: string, caller: Principal, query: MetricsWindowQuery): Promise<MetricsRecent> {
+    const { host } = await this.vms.placement(id, caller);
+    return this.agents.vmMetrics(agentTargetOf(host), id, query);
   }
 
   async streamLogs(id: string, caller: Principal, query: LogStreamQuery, lastEventId: string | undefined, signal: AbortSignal): Promise<Readable> {

@@ -1,6 +1,6 @@
 import type { HostRecord } from './host-repo.js';
 import type { Readable } from 'node:stream';
-import type { FileTailQuery, LogStreamQuery, LogTail, LogTailQuery } from '../../contracts/observe-api.js';
+import type { FileTailQuery, LogStreamQuery, LogTail, LogTailQuery, MetricsRecent, MetricsWindowQuery } from '../../contracts/observe-api.js';
 import type { AgentVm, CollectOrphansRequest, CollectOrphansResponse, Inventory } from '../../contracts/agent-vm-api.js';
 import type { MachineSpec } from '../../contracts/machine-spec.js';
 
@@ -31,6 +31,8 @@ export interface AgentGateway {
   vmLogs(target: AgentTarget, vmId: string, query: LogTailQuery): Promise<LogTail>;
   /** A VM's log as the agent's event stream (text/event-stream bytes), from `lastEventId` when resuming. */
   streamVmLogs(target: AgentTarget, vmId: string, query: LogStreamQuery, lastEventId: string | undefined, signal: AbortSignal): Promise<Readable>;
+  /** The VM's metrics records of the last window. */
+  vmMetrics(target: AgentTarget, vmId: string, query: MetricsWindowQuery): Promise<MetricsRecent>;
   /** The last lines of a file under the host's VM folders, by path (dev mode). */
   tailFile(target: AgentTarget, query: FileTailQuery): Promise<LogTail>;
   /** Hands the agent its next credential (idempotent: giving the one it has already is a success). */

@@ -85,6 +85,7 @@ export interface Observation {
 
 export interface VmEventRecord {
   id: string;
+  vmId: string;
   level: 'info' | 'warn' | 'error';
   kind: string;
   fromState: string | null;
@@ -119,6 +120,13 @@ export interface VmRepo {
   observe(id: string, observation: Observation): Promise<void>;
   delete(id: string): Promise<void>;
   events(id: string): Promise<VmEventRecord[]>;
+  /**
+   * Events of every VM (of `projects`, when given) at `minLevel` or above, after `after` (time,
+   * then id, for paging and streams), oldest first, at most `limit`.
+   */
+  eventsAfter(filter: { after: { at: Date; id?: string }; minLevel: 'info' | 'warn' | 'error'; projects?: string[]; vmId?: string; limit: number }): Promise<VmEventRecord[]>;
   /** What the VMs placed on each host take (VMs being deleted still count until gone). */
   allocations(): Promise<HostAllocation[]>;
+  /** How many VMs each host has in each observed state (host null: not placed). */
+  stateCounts(): Promise<Array<{ hostId: string | null; state: string; count: number }>>;
 }

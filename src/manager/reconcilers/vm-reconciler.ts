@@ -1,3 +1,4 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { AgentVm } from '../../contracts/agent-vm-api.js';
 import type { MachineSpec } from '../../contracts/machine-spec.js';
@@ -45,6 +46,9 @@ export class VmReconciler {
   readonly queue: WorkQueue;
   private readonly resync: PeriodicTask;
   private readonly failedStarts = new Map<string, number>();
+  private readonly metrics: ReturnType<typeof reconcilerMetrics>;
+  /** When a user last asked each VM for something, until it is done: the convergence lag. */
+  private readonly askedAt = new Map<string, number>();
   /** When each VM's VMM last started, to tell a crash loop from a VMM that ran a good while. */
   private readonly startedAt = new Map<string, number>();
   private readonly hostSlots: KeyedSemaphore;
@@ -59,6 +63,7 @@ export class VmReconciler {
     private readonly config: VmReconcilerConfig,
     private readonly leadership: Leadership,
   ) {
+    this.metrics = reconcilerMetrics(() => this.queue.depth);
     // Only the leader reconciles; a follower drops the key (its API writes reach the leader over the
     // wake channel, and the leader's resync covers anything lost).
     this.queue = new WorkQueue(
@@ -82,12 +87,20 @@ export class VmReconciler {
     if (userAction) {
       this.failedStarts.delete(id);
       this.startedAt.delete(id);
+      if (!this.askedAt.has(id)) this.askedAt.set(id, this.clock.now().getTime());
     }
     this.queue.add(id);
   }
 
   start(): void {
     this.resync.start(true);
+  }
+
+  /** Publishes the queue depth, actions and convergence lag on `registry`. */
+  registerMetrics(registry: Registry): void {
+    registry.registerMetric(this.metrics.queueDepth);
+    registry.registerMetric(this.metrics.actions);
+    registry.registerMetric(this.metrics.convergence);
   }
 
   async stop(): Promise<void> {
@@ -162,6 +175,7 @@ export class VmReconciler {
     }
     const step = nextStep(desired, view);
     if (step === 'none') {
+      this.converged(vm.id);
       const ranLongEnough = this.clock.now().getTime() - (this.startedAt.get(vm.id) ?? 0) >= this.stableRunMs;
       if (view === 'running' && ranLongEnough) this.failedStarts.delete(vm.id);
       // Look again once the VMM has run long enough for its failures to be forgiven.
@@ -174,9 +188,11 @@ export class VmReconciler {
     }
     try {
       const after = await this.take(step, target, vm);
+      this.metrics.actions.inc({ action: step, result: 'ok' });
       await this.observeAgent(vm, after);
       if (step === 'start') this.startedAt.set(vm.id, this.clock.now().getTime());
     } catch (error) {
+      this.metrics.actions.inc({ action: step, result: error instanceof NexusError && error.code !== 'unavailable' ? 'failed' : 'retry' });
       if (!(error instanceof NexusError) || error.code === 'unavailable') throw error; // network: back off and retry
       if (step === 'start') this.failedStarts.set(vm.id, (this.failedStarts.get(vm.id) ?? 0) + 1);
       await this.vms.observe(vm.id, {
@@ -251,7 +267,10 @@ export class VmReconciler {
     }
     if (host) await this.agents.deleteVm(agentTargetOf(host), vm.id);
     await this.vms.delete(vm.id);
+    this.metrics.actions.inc({ action: 'delete', result: 'ok' });
+    this.converged(vm.id);
     this.failedStarts.delete(vm.id);
+    this.startedAt.delete(vm.id);
     this.log.info({ vm_id: vm.id, name: vm.name }, 'VM deleted');
     return undefined;
   }
@@ -264,6 +283,14 @@ export class VmReconciler {
       message: `the agent reports ${agentVm.state}`,
       ...(healthy && vm.lastError ? { lastError: null } : {}),
     });
+  }
+
+  /** A VM a user asked something of has got there: how long that took. */
+  private converged(id: string): void {
+    const asked = this.askedAt.get(id);
+    if (asked === undefined) return;
+    this.askedAt.delete(id);
+    this.metrics.convergence.observe((this.clock.now().getTime() - asked) / 1000);
   }
 
   private get stableRunMs(): number {
@@ -288,6 +315,33 @@ export class VmReconciler {
   private observe(vm: VmRecord, to: ObservedState, message: string, level: 'info' | 'warn' = 'info'): Promise<void> {
     return this.vms.observe(vm.id, { to, message, level });
   }
+}
+
+/** The reconciler's Prometheus families, registered by {@link VmReconciler.registerMetrics}. */
+function reconcilerMetrics(depth: () => number) {
+  const registers: Registry[] = [];
+  return {
+    queueDepth: new Gauge({
+      name: 'nexus_manager_reconcile_queue_depth',
+      help: 'VMs waiting for the reconciler (ready now or due later)',
+      registers,
+      collect() {
+        this.set(depth());
+      },
+    }),
+    actions: new Counter({
+      name: 'nexus_manager_reconcile_actions_total',
+      help: 'Steps the reconciler took against agents, by action and result (ok, failed, retry when the agent was out of reach)',
+      labelNames: ['action', 'result'] as const,
+      registers,
+    }),
+    convergence: new Histogram({
+      name: 'nexus_manager_convergence_seconds',
+      help: 'From a user asking a VM for a state (create, start, stop, delete…) to the reconciler seeing it there',
+      buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+      registers,
+    }),
+  };
 }
 
 /** Lines of the guest's console kept with an error: enough for a kernel panic and its cause. */

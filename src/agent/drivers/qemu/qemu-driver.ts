@@ -1,3 +1,4 @@
+import type { VmMetricsRecord } from '../../../contracts/observe-api.js';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MachineSpec, RateLimit } from '../../../contracts/machine-spec.js';
@@ -65,6 +66,21 @@ export class QemuDriver implements VmmDriver {
 
   async pause(vm: VmLayout): Promise<void> {
     await withQmp(vm.qmpSocket, (qmp) => qmp.execute('stop'));
+  }
+
+  /** Block I/O totals from QMP's query-blockstats, summed over the VM's disks. */
+  async sampleMetrics(vm: VmLayout): Promise<{ block: VmMetricsRecord['block']; raw: unknown }> {
+    const stats = await withQmp(vm.qmpSocket, (qmp) =>
+      qmp.execute<Array<{ device?: string; qdev?: string; stats: Record<string, number> }>>('query-blockstats'),
+    );
+    const block = { read_bytes: 0, write_bytes: 0, read_ops: 0, write_ops: 0 };
+    for (const { stats: disk } of stats) {
+      block.read_bytes += disk.rd_bytes ?? 0;
+      block.write_bytes += disk.wr_bytes ?? 0;
+      block.read_ops += disk.rd_operations ?? 0;
+      block.write_ops += disk.wr_operations ?? 0;
+    }
+    return { block, raw: { blockstats: stats.map((entry) => ({ device: entry.device || entry.qdev, stats: entry.stats })) } };
   }
 
   async resume(vm: VmLayout): Promise<void> {

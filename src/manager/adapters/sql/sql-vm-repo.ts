@@ -3,7 +3,7 @@ import type { VmmName } from '../../../contracts/machine-spec.js';
 import type { DesiredState } from '../../../contracts/vm-api.js';
 import { NexusError } from '../../../kit/nexus-error.js';
 import type { HostAllocation, NewVm, Observation, StoredVmSpec, VmEventRecord, VmFilter, VmRecord, VmRepo } from '../../ports/vm-repo.js';
-import type { Schema, VmTable } from './schema.js';
+import type { Schema, VmEventTable, VmTable } from './schema.js';
 
 type VmRow = Selectable<VmTable> & { project: string };
 
@@ -119,15 +119,27 @@ export class SqlVmRepo implements VmRepo {
 
   async events(id: string): Promise<VmEventRecord[]> {
     const rows = await this.db.selectFrom('vm_event').selectAll().where('vm_id', '=', id).orderBy('created_at').orderBy('id').execute();
-    return rows.map((row) => ({
-      id: row.id,
-      level: row.level,
-      kind: row.kind,
-      fromState: row.from_state,
-      toState: row.to_state,
-      message: row.message,
-      createdAt: row.created_at,
-    }));
+    return rows.map(toEventRecord);
+  }
+
+  async eventsAfter(filter: { after: { at: Date; id?: string }; minLevel: 'info' | 'warn' | 'error'; projects?: string[]; vmId?: string; limit: number }): Promise<VmEventRecord[]> {
+    const levels = { info: ['info', 'warn', 'error'], warn: ['warn', 'error'], error: ['error'] } as const;
+    let query = this.db
+      .selectFrom('vm_event')
+      .innerJoin('vm', 'vm.id', 'vm_event.vm_id')
+      .innerJoin('project', 'project.id', 'vm.project_id')
+      .selectAll('vm_event')
+      .where('vm_event.level', 'in', [...levels[filter.minLevel]])
+      .orderBy('vm_event.created_at')
+      .orderBy('vm_event.id')
+      .limit(filter.limit);
+    const { at, id } = filter.after;
+    query = id === undefined
+      ? query.where('vm_event.created_at', '>', at)
+      : query.where((eb) => eb.or([eb('vm_event.created_at', '>', at), eb.and([eb('vm_event.created_at', '=', at), eb('vm_event.id', '>', id)])]));
+    if (filter.vmId) query = query.where('vm_event.vm_id', '=', filter.vmId);
+    if (filter.projects) query = filter.projects.length > 0 ? query.where('project.name', 'in', filter.projects) : query.where(sql<boolean>`false`);
+    return (await query.execute()).map(toEventRecord);
   }
 
   async allocations(): Promise<HostAllocation[]> {
@@ -142,6 +154,15 @@ export class SqlVmRepo implements VmRepo {
       .groupBy('host_id')
       .execute();
     return rows.map((row) => ({ hostId: row.host_id as string, vcpus: Number(row.vcpus), memoryMib: Number(row.memory_mib) }));
+  }
+
+  async stateCounts(): Promise<Array<{ hostId: string | null; state: string; count: number }>> {
+    const rows = await this.db
+      .selectFrom('vm')
+      .select((eb) => ['host_id', 'observed_state', eb.fn.countAll<number>().as('count')])
+      .groupBy(['host_id', 'observed_state'])
+      .execute();
+    return rows.map((row) => ({ hostId: row.host_id, state: row.observed_state, count: Number(row.count) }));
   }
 
   /** Project ids never change: looked up once per name. */
@@ -175,5 +196,18 @@ function toRecord(row: VmRow): VmRecord {
     resourceVersion: Number(row.resource_version),
     createdAt: row.created_at,
     updatedAt: row.updated_at,
+  };
+}
+
+function toEventRecord(row: Selectable<VmEventTable>): VmEventRecord {
+  return {
+    id: row.id,
+    vmId: row.vm_id,
+    level: row.level,
+    kind: row.kind,
+    fromState: row.from_state,
+    toState: row.to_state,
+    message: row.message,
+    createdAt: row.created_at,
   };
 }

@@ -1,16 +1,83 @@
 import { ErrorBody } from '../../../contracts/errors.js';
-import { LogPathTailQuery, LogStreamQuery, LogTail, LogTailQuery } from '../../../contracts/observe-api.js';
+import { LogPathTailQuery, LogStreamQuery, LogTail, LogTailQuery, MetricsRecent, MetricsWindowQuery } from '../../../contracts/observe-api.js';
 import { StrictObject, Uuid } from '../../../contracts/schema.js';
+import { EventsQuery, FleetEventList } from '../../../contracts/vm-api.js';
+import { SseStream } from '../../../kit/http/sse.js';
+import { sleepUnlessAborted } from '../../../kit/sleep.js';
+import { NexusError } from '../../../kit/nexus-error.js';
 import type { HttpServer } from '../../../kit/http/http-server.js';
 import { callerOf } from '../access-control.js';
 import type { ManagerServices } from '../manager-server.js';
 
 const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody };
 const IdParams = StrictObject({ id: Uuid });
+/** How often an event stream looks for new events. */
+const EVENT_POLL_MS = 500;
+
+/** `<created_at>|<event id>`, as an event stream gives out ids; undefined when absent or not one. */
+function eventCursorOf(header: string | string[] | undefined): { at: Date; id: string } | undefined {
+  const text = Array.isArray(header) ? header[0] : header;
+  const match = text ? /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\|([0-9a-f-]{36})$/.exec(text) : null;
+  if (!match) return undefined;
+  const at = new Date(match[1] ?? '');
+  return Number.isNaN(at.getTime()) ? undefined : { at, id: match[2] ?? '' };
+}
 
 /** Reading what a VM does: its logs, relayed from its agent. */
 export function registerObserveRoutes(app: HttpServer, services: ManagerServices, devRoutes: boolean): void {
-  const { observer } = services;
+  const { observer, vms } = services;
+
+  app.get(
+    '/v1/events',
+    {
+      config: { access: { resource: 'vm', verb: 'read' } },
+      schema: {
+        summary: 'Events of every VM the caller may read: state changes and VMM errors, oldest first',
+        tags: ['observability'],
+        querystring: EventsQuery,
+        response: { 200: FleetEventList, ...errors },
+      },
+    },
+    async (request) => ({ items: await vms.fleetEvents(request.query, callerOf(request)) }),
+  );
+
+  app.get(
+    '/v1/vms/:id/events/stream',
+    {
+      config: { access: { resource: 'vm', verb: 'read' } },
+      schema: {
+        summary: "The VM's events as Server-Sent Events: its history first, then each new one (Last-Event-ID resumes)",
+        description: 'Each event is `event: vm_event` with the VmEvent as JSON. An `end` event is the last, when the VM is deleted.',
+        tags: ['observability'],
+        params: IdParams,
+        response: { 200: { description: 'text/event-stream', type: 'string' }, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const caller = callerOf(request);
+      let after = eventCursorOf(request.headers['last-event-id']);
+      // The first read answers 404 in the error contract for a VM the caller cannot see.
+      let batch = await vms.eventsSince(request.params.id, caller, after);
+      if (!batch) throw new NexusError('not_found', `no VM ${request.params.id}`, { suggestion: 'GET /v1/vms lists the VMs.' });
+      const stream = new SseStream(request, reply);
+      try {
+        while (batch && !stream.closed.aborted) {
+          for (const event of batch) {
+            stream.send({ event: 'vm_event', id: `${event.created_at}|${event.id}`, data: JSON.stringify(event) });
+            after = { at: new Date(event.created_at), id: event.id };
+          }
+          await sleepUnlessAborted(EVENT_POLL_MS, stream.closed);
+          if (stream.closed.aborted) break;
+          batch = await vms.eventsSince(request.params.id, caller, after);
+        }
+        if (!batch) stream.send({ event: 'end', data: JSON.stringify({ reason: 'vm_deleted' }) });
+      } catch (error) {
+        request.log.warn({ err: error }, 'event stream failed');
+      } finally {
+        stream.end();
+      }
+    },
+  );
 
   if (devRoutes) {
     // Admins only (no access declared): a path can name any VM's log, whatever its project.
@@ -41,6 +108,35 @@ export function registerObserveRoutes(app: HttpServer, services: ManagerServices
       },
     },
     async (request) => observer.logs(request.params.id, callerOf(request), request.query),
+  );
+
+  app.get(
+    '/v1/vms/:id/metrics/recent',
+    {
+      config: { access: { resource: 'vm', verb: 'read' } },
+      schema: {
+        summary: "The VM's metrics of the last window (default 60s): CPU time, memory, block and network totals, and the VMM's raw record",
+        tags: ['observability'],
+        params: IdParams,
+        querystring: MetricsWindowQuery,
+        response: { 200: MetricsRecent, ...errors },
+      },
+    },
+    async (request) => observer.metrics(request.params.id, callerOf(request), request.query),
+  );
+
+  app.get(
+    '/v1/metrics/recent',
+    {
+      config: { access: { resource: 'vm', verb: 'read' } },
+      schema: {
+        summary: 'The same as GET /v1/vms/{id}/metrics/recent, with the VM id in the query',
+        tags: ['observability'],
+        querystring: StrictObject({ id: Uuid, window: MetricsWindowQuery.properties.window }),
+        response: { 200: MetricsRecent, ...errors },
+      },
+    },
+    async (request) => observer.metrics(request.query.id, callerOf(request), { window: request.query.window }),
   );
 
   app.get(
