@@ -4,6 +4,7 @@ import { type ListenAddress, parseListenAddress } from '../kit/listen-address.js
 import { NexusError } from '../kit/nexus-error.js';
 import { type TlsOptions, type TlsSettings, tlsSettingsOf } from '../kit/tls-files.js';
 import { type Ipv4Cidr, parseIpv4Cidr } from './domain/ipv4.js';
+import { FIRECRACKER_LOG_LEVELS, type FirecrackerLogLevel } from './drivers/firecracker/firecracker-requests.js';
 
 /** What may be given to the agent, on the command line or in the environment. All optional. */
 export interface AgentOptions extends TlsOptions {
@@ -45,6 +46,8 @@ export interface AgentConfig {
   qemuBinary: string;
   /** Firecracker binary. NEXUS_FIRECRACKER_BIN, default firecracker on PATH. */
   firecrackerBinary: string;
+  /** The level of Firecracker's own log (logs/firecracker.log). NEXUS_FIRECRACKER_LOG_LEVEL: Error, Warning, Info (default), Debug, Trace, Off. */
+  firecrackerLogLevel: FirecrackerLogLevel;
   /**
    * Run Firecracker through its jailer. NEXUS_JAILER_BIN (absent: no jailer), with NEXUS_JAILER_UID
    * and NEXUS_JAILER_GID (required with it) and NEXUS_JAILER_CHROOT_BASE (default <run-dir>/jail).
@@ -108,6 +111,7 @@ export function resolveAgentConfig(options: AgentOptions, env: NodeJS.ProcessEnv
     logLevel: options.logLevel ?? env.NEXUS_LOG_LEVEL ?? 'info',
     qemuBinary: env.NEXUS_QEMU_BIN || 'qemu-system-x86_64',
     firecrackerBinary: env.NEXUS_FIRECRACKER_BIN || 'firecracker',
+    firecrackerLogLevel: firecrackerLogLevel(env.NEXUS_FIRECRACKER_LOG_LEVEL ?? 'Info'),
     jailer: jailerOf(env, runDir, env.NEXUS_FIRECRACKER_BIN || 'firecracker'),
     exitWithParent: options.exitWithParent ?? false,
     stopVmsOnExit: options.stopVmsOnExit ?? false,
@@ -141,6 +145,12 @@ function jailerOf(env: NodeJS.ProcessEnv, runDir: string, firecrackerBinary: str
     return Number(text);
   };
   return { binary, uid: id('NEXUS_JAILER_UID'), gid: id('NEXUS_JAILER_GID'), chrootBaseDir: absolute(env.NEXUS_JAILER_CHROOT_BASE || join(runDir, 'jail')) };
+}
+
+function firecrackerLogLevel(text: string): FirecrackerLogLevel {
+  const level = FIRECRACKER_LOG_LEVELS.find((candidate) => candidate.toLowerCase() === text.toLowerCase());
+  if (!level) throw new NexusError('bad_request', `NEXUS_FIRECRACKER_LOG_LEVEL must be one of ${FIRECRACKER_LOG_LEVELS.join(', ')} (got '${text}')`);
+  return level;
 }
 
 function metricsInterval(text: string): number {

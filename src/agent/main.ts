@@ -59,7 +59,7 @@ export async function realAgentHost(config: AgentConfig, log: Logger): Promise<A
   const apiVersion = firecracker?.available && firecracker.version ? firecrackerApiVersionOf(firecracker.version) : undefined;
   if (apiVersion) {
     if (config.jailer) await mkdir(config.jailer.chrootBaseDir, { recursive: true, mode: 0o755 });
-    drivers.set('firecracker', new FirecrackerDriver({ binary: config.firecrackerBinary, apiVersion, jailer: config.jailer }, supervisor));
+    drivers.set('firecracker', new FirecrackerDriver({ binary: config.firecrackerBinary, apiVersion, jailer: config.jailer, logLevel: config.firecrackerLogLevel }, supervisor));
   }
   if (facts.drivers.find((driver) => driver.name === 'qemu')?.available) {
     drivers.set('qemu', new QemuDriver({ binary: config.qemuBinary, accel: facts.kvm.usable ? 'kvm' : 'tcg', tscKhz: await hostTscKhz() }, supervisor));

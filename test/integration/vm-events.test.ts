@@ -44,6 +44,10 @@ describe('VM events', () => {
     assert.equal(huge.status, 201, JSON.stringify(huge.body));
     await eventually('the huge VM fails to place', async () => (await send(url(`/v1/vms/${huge.body.id}`))).body.state === 'failed');
 
+    // One structured log line per reconciler action, naming the VM, the step and its result.
+    const actionLines = manager.logs.filter((line) => line.msg === 'reconcile action' && line.vm_id === fine.body.id);
+    assert.ok(actionLines.some((line) => line.action === 'start' && line.result === 'ok' && typeof line.duration_ms === 'number'), JSON.stringify(actionLines));
+
     const all = (await send(url(`/v1/events?since=${encodeURIComponent(started)}`))).body.items as any[];
     assert.ok(all.some((event) => event.vm_id === fine.body.id && event.to_state === 'running'), JSON.stringify(all));
     assert.ok(all.some((event) => event.vm_id === huge.body.id && event.level === 'error'));

@@ -186,13 +186,22 @@ export class VmReconciler {
       // Out of retries: stay failed, with the reason already recorded, until a user acts.
       return { requeueAfterMs: this.config.resyncMs };
     }
+    const began = this.clock.now().getTime();
+    const logAction = (result: string, extra: Record<string, unknown> = {}) =>
+      this.log[result === 'ok' ? 'info' : 'warn'](
+        { vm_id: vm.id, host_id: host.id, action: step, result, duration_ms: this.clock.now().getTime() - began, ...extra },
+        'reconcile action',
+      );
     try {
       const after = await this.take(step, target, vm);
       this.metrics.actions.inc({ action: step, result: 'ok' });
+      logAction('ok', { agent_state: after.state });
       await this.observeAgent(vm, after);
       if (step === 'start') this.startedAt.set(vm.id, this.clock.now().getTime());
     } catch (error) {
-      this.metrics.actions.inc({ action: step, result: error instanceof NexusError && error.code !== 'unavailable' ? 'failed' : 'retry' });
+      const result = error instanceof NexusError && error.code !== 'unavailable' ? 'failed' : 'retry';
+      this.metrics.actions.inc({ action: step, result });
+      logAction(result, { error: error instanceof NexusError ? error.code : 'internal', fault_message: error instanceof Error ? error.message : String(error) });
       if (!(error instanceof NexusError) || error.code === 'unavailable') throw error; // network: back off and retry
       if (step === 'start') this.failedStarts.set(vm.id, (this.failedStarts.get(vm.id) ?? 0) + 1);
       await this.vms.observe(vm.id, {

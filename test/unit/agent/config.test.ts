@@ -40,4 +40,14 @@ describe('resolveAgentConfig', () => {
     assert.equal(resolveAgentConfig({}, {}).vmLogMaxBytes, 16 * 1024 * 1024);
     assert.throws(() => resolveAgentConfig({}, { NEXUS_VM_LOG_MAX_BYTES: '100' }), /at least 65536/);
   });
+
+  it("reads the metrics interval and Firecracker's log level, and refuses what they cannot be", () => {
+    assert.equal(resolveAgentConfig({}, {}).metricsIntervalMs, 5000);
+    assert.equal(resolveAgentConfig({}, { NEXUS_METRICS_INTERVAL_MS: '1000' }).metricsIntervalMs, 1000);
+    assert.throws(() => resolveAgentConfig({}, { NEXUS_METRICS_INTERVAL_MS: '50' }), /at least 200/);
+    assert.throws(() => resolveAgentConfig({}, { NEXUS_METRICS_INTERVAL_MS: 'often' }), /NEXUS_METRICS_INTERVAL_MS/);
+    assert.equal(resolveAgentConfig({}, {}).firecrackerLogLevel, 'Info');
+    assert.equal(resolveAgentConfig({}, { NEXUS_FIRECRACKER_LOG_LEVEL: 'debug' }).firecrackerLogLevel, 'Debug');
+    assert.throws(() => resolveAgentConfig({}, { NEXUS_FIRECRACKER_LOG_LEVEL: 'loud' }), /one of Error, Warning, Info, Debug, Trace, Off/);
+  });
 });

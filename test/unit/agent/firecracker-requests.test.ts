@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import type { MachineSpec } from '../../../src/contracts/machine-spec.js';
 import {
   FIRECRACKER_API_VERSIONS,
+  FIRECRACKER_LOG_LEVELS,
   type FirecrackerRequest,
   configureRequests,
   describeInstance,
@@ -46,6 +47,7 @@ function everyRequest(version: (typeof FIRECRACKER_API_VERSIONS)[number]): Firec
   return [
     ...configureRequests(version, spec, paths, [{ tap: 'tap-0b5e8a3c', mac: '06:00:0b:5e:8a:3c' }]),
     ...configureRequests(version, { ...spec, initrd: undefined, nics: [] }, { ...paths, initrd: undefined }, []),
+    ...FIRECRACKER_LOG_LEVELS.flatMap((level) => observabilityRequests(version, paths, level)),
     ...observabilityRequests(version, paths),
     instanceStart,
     sendCtrlAltDel,

@@ -21,6 +21,7 @@ import {
 import { FirecrackerApi } from './firecracker-api.js';
 import {
   type FirecrackerApiVersion,
+  type FirecrackerLogLevel,
   type FirecrackerPaths,
   configureRequests,
   driveIdOf,
@@ -44,6 +45,8 @@ export interface FirecrackerDriverConfig {
   apiVersion: FirecrackerApiVersion;
   /** Launch through the jailer; absent: Firecracker runs as the agent's user, unjailed. */
   jailer?: JailerConfig;
+  /** The level of Firecracker's own log. Default Info. */
+  logLevel?: FirecrackerLogLevel;
   /** How long the socket may take to answer `GET /` after spawn. Default 5 s. */
   readyTimeoutMs?: number;
   /** Per API call. Default 10 s (a snapshot of a large guest may need more). */
@@ -80,7 +83,7 @@ export class FirecrackerDriver implements VmmDriver {
     const taps = spec.nics.map((nic) => ({ tap: nic.tap ?? tapNameOf(vm.id), mac: nic.mac ?? macOf(vm.id) }));
     const { process, paths, socket } = await this.launch(vm, spec);
     try {
-      for (const request of configureRequests(this.config.apiVersion, spec, paths, taps)) await this.api.call(socket, request);
+      for (const request of configureRequests(this.config.apiVersion, spec, paths, taps, this.config.logLevel)) await this.api.call(socket, request);
       if (!options.paused) await this.api.call(socket, instanceStart);
       return process;
     } catch (error) {
@@ -166,7 +169,7 @@ export class FirecrackerDriver implements VmmDriver {
     ];
     const { process, paths, socket, jailed } = await this.launch(vm, spec, extra);
     try {
-      for (const request of observabilityRequests(this.config.apiVersion, paths)) await this.api.call(socket, request);
+      for (const request of observabilityRequests(this.config.apiVersion, paths, this.config.logLevel)) await this.api.call(socket, request);
       const [state, memory] = jailed ? ['/snapshot.state', '/snapshot.mem'] : [snapshot.stateFile, snapshot.memoryFile];
       await this.api.call(socket, snapshotLoad(state, memory), SNAPSHOT_TIMEOUT_MS);
       const jail = jailed ? await this.readJail(vm) : undefined;

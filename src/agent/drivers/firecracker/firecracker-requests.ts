@@ -45,10 +45,18 @@ function bucketOf(perSecond: number | undefined): TokenBucket {
   return perSecond ? { size: perSecond, refill_time: 1000 } : { size: 0, refill_time: 0 };
 }
 
+/** The levels of Firecracker's logger (`PUT /logger`). */
+export const FIRECRACKER_LOG_LEVELS = ['Error', 'Warning', 'Info', 'Debug', 'Trace', 'Off'] as const;
+export type FirecrackerLogLevel = (typeof FIRECRACKER_LOG_LEVELS)[number];
+
 /** Logger and metrics: the first calls of every process, before a boot or a snapshot load. */
-export function observabilityRequests(version: FirecrackerApiVersion, paths: Pick<FirecrackerPaths, 'logFile' | 'metricsFile'>): FirecrackerRequest[] {
+export function observabilityRequests(
+  version: FirecrackerApiVersion,
+  paths: Pick<FirecrackerPaths, 'logFile' | 'metricsFile'>,
+  logLevel: FirecrackerLogLevel = 'Info',
+): FirecrackerRequest[] {
   return [
-    { method: 'PUT', path: '/logger', body: { log_path: paths.logFile, level: 'Info', show_level: true, show_log_origin: false } },
+    { method: 'PUT', path: '/logger', body: { log_path: paths.logFile, level: logLevel, show_level: true, show_log_origin: false } },
     {
       method: 'PUT',
       path: '/metrics',
@@ -62,8 +70,14 @@ export function observabilityRequests(version: FirecrackerApiVersion, paths: Pic
  * boot source, drives (the root drive first, so it is /dev/vda), network. `boot_args` replace
  * Firecracker's defaults, so the spec's command line goes as it is.
  */
-export function configureRequests(version: FirecrackerApiVersion, spec: MachineSpec, paths: FirecrackerPaths, taps: readonly { tap: string; mac: string }[]): FirecrackerRequest[] {
-  const requests = observabilityRequests(version, paths);
+export function configureRequests(
+  version: FirecrackerApiVersion,
+  spec: MachineSpec,
+  paths: FirecrackerPaths,
+  taps: readonly { tap: string; mac: string }[],
+  logLevel: FirecrackerLogLevel = 'Info',
+): FirecrackerRequest[] {
+  const requests = observabilityRequests(version, paths, logLevel);
   requests.push({ method: 'PUT', path: '/machine-config', body: { vcpu_count: spec.vcpu, mem_size_mib: spec.mem_mib, smt: false } });
   requests.push({
     method: 'PUT',
