@@ -3,42 +3,19 @@
  * (`GET /v1/vms/:id/logs?tail=200`) and the first event of a stream (`/logs/stream?tail=10`),
  * for a real guest's console of a few kilobytes. The aim is 200 ms for both. Prints; asserts nothing.
  */
-import { execFile } from 'node:child_process';
-import { mkdirSync, symlinkSync } from 'node:fs';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { startAgentProcess } from '../test/support/agent-harness.js';
-import { testGuestImage } from '../test/support/guest-image.js';
+import { startGuestHost } from '../test/support/guest-host.js';
 import { eventually } from '../test/support/nexus-process.js';
-import { testBridgeCidr, testBridgeName } from '../test/support/net-names.js';
 import { openEventStream } from '../test/support/sse-client.js';
-import { tempDir } from '../test/support/temp-dir.js';
-import { send, startTestManager } from '../test/support/test-manager.js';
+import { send } from '../test/support/test-manager.js';
 
 const TAILS = Number(process.env.BENCH_RUNS ?? 50);
 const STREAMS = Math.max(5, Math.round(TAILS / 2));
 const percentile = (values: number[], p: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor((p / 100) * values.length))] ?? NaN;
 
-const dir = tempDir('nexus-bench-logs-');
-const runDir = join(dir.path, 'run');
-mkdirSync(runDir, { recursive: true });
-const image = await testGuestImage();
-symlinkSync(join(image.dir, '..'), join(runDir, 'images'));
-const bridge = testBridgeName();
-const manager = await startTestManager({ resyncMs: 1000 });
-const agent = await startAgentProcess(
-  runDir,
-  { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: testBridgeCidr(), NEXUS_NAT: 'off', NEXUS_JOIN_TOKEN: (await manager.hosts.mintJoinToken(600)).token },
-  manager.url,
-);
+const host = await startGuestHost();
+const { manager } = host;
 try {
-  await eventually('the host is ready', async () => (await manager.hosts.list()).some((host) => host.status === 'ready'));
-  const images = join(runDir, 'images', image.manifest.name);
-  const vm = (
-    await send(`${manager.url}/v1/vms?wait=60`, {
-      body: { name: 'bench-logs', vcpu: 1, mem_mib: 128, kernel_path: join(images, 'vmlinux'), initrd_path: join(images, 'initrd.img'), rootfs_path: join(images, 'rootfs.ext4') },
-    })
-  ).body;
+  const vm = (await send(`${manager.url}/v1/vms?wait=60`, { body: host.guest('bench-logs') })).body;
   await eventually('the guest booted', async () => (await send(`${manager.url}/v1/vms/${vm.id}/logs?tail=50`)).body.lines?.some((line: string) => line.includes('NEXUS_BOOT_OK')), 120_000);
 
   const tails: number[] = [];
@@ -66,8 +43,5 @@ try {
   process.stdout.write(`${row('GET /v1/vms/:id/logs?tail=200', tails)}\n`);
   process.stdout.write(`${row('logs/stream?tail=10: first event', firsts)}\n`);
 } finally {
-  await agent.process.stop();
-  await manager.dispose();
-  await promisify(execFile)('ip', ['link', 'del', 'dev', bridge]).catch(() => undefined);
-  dir.remove();
+  await host.close();
 }

@@ -1,70 +1,39 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
-import { type AgentHarness, startAgentProcess } from '../support/agent-harness.js';
+import type { AgentHarness } from '../support/agent-harness.js';
 import { assertErrorContract } from '../support/error-contract.js';
-import { testGuestImage } from '../support/guest-image.js';
+import { type GuestHost, startGuestHost } from '../support/guest-host.js';
 import { eventually } from '../support/nexus-process.js';
-import { testBridgeCidr, testBridgeName } from '../support/net-names.js';
 import { openEventStream } from '../support/sse-client.js';
-import { tempDir } from '../support/temp-dir.js';
 import { type TestManager, send, startTestManager } from '../support/test-manager.js';
-
-const run = promisify(execFile);
 
 /** A real guest's console, read and followed through the manager, which relays from its agent. */
 describe('observing real guests through the manager: logs, metrics, failures', () => {
-  const dir = tempDir('nexus-vm-logs-');
-  const runDir = join(dir.path, 'run');
-  const bridge = testBridgeName();
-  const cidr = testBridgeCidr();
-  const subnet = cidr.split('.').slice(0, 3).join('.');
+  let host: GuestHost;
   let manager: TestManager;
   let agent: AgentHarness;
-  let images: string;
+  let runDir: string;
+  let subnet: string;
   let id: string;
   let junkDir: string;
+  const guest = (name: string, extra: Record<string, unknown> = {}) => host.guest(name, extra);
 
   before(async () => {
-    const image = await testGuestImage();
-    mkdirSync(runDir, { recursive: true });
-    symlinkSync(join(image.dir, '..'), join(runDir, 'images'));
-    images = join(runDir, 'images', image.manifest.name);
+    host = await startGuestHost({ agentEnv: { NEXUS_METRICS_INTERVAL_MS: '500' } });
+    ({ manager, agent, runDir, subnet } = host);
     // A file under the image store that is not a kernel (the store is the shared test cache: removed after).
-    junkDir = join(image.dir, '..', `junk-${process.pid}`);
+    junkDir = join(host.imageStore, `junk-${process.pid}`);
     mkdirSync(junkDir, { recursive: true });
     writeFileSync(join(junkDir, 'vmlinux'), 'this is not a kernel\n'.repeat(64));
-    manager = await startTestManager({ resyncMs: 1000 });
-    const token = (await manager.hosts.mintJoinToken(600)).token;
-    agent = await startAgentProcess(
-      runDir,
-      { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: cidr, NEXUS_NAT: 'off', NEXUS_JOIN_TOKEN: token, NEXUS_METRICS_INTERVAL_MS: '500' },
-      manager.url,
-    );
-    await eventually('the host is ready', async () => (await manager.hosts.list()).some((host) => host.status === 'ready'));
   });
   after(async () => {
-    for (const vm of (await send(`${manager.url}/v1/vms`)).body?.items ?? []) await send(`${manager.url}/v1/vms/${vm.id}?wait=30`, { method: 'DELETE' });
-    await agent?.process.stop();
-    await manager?.dispose();
-    await run('ip', ['link', 'del', 'dev', bridge]).catch(() => undefined);
+    await host?.close();
     if (junkDir) rmSync(junkDir, { recursive: true, force: true });
-    dir.remove();
   });
 
-  const guest = (name: string, extra: Record<string, unknown> = {}) => ({
-    name,
-    vcpu: 1,
-    mem_mib: 128,
-    kernel_path: join(images, 'vmlinux'),
-    initrd_path: join(images, 'initrd.img'),
-    rootfs_path: join(images, 'rootfs.ext4'),
-    ...extra,
-  });
   const failedVm = async (id: string, timeoutMs: number) => {
     let vm: any;
     await eventually(`VM ${id} is failed`, async () => {
@@ -78,17 +47,7 @@ describe('observing real guests through the manager: logs, metrics, failures', (
 
   it('the boot marker arrives over the stream while the guest boots; a reconnect with Last-Event-ID resumes after it', async () => {
     // Created stopped, so the stream is open before the guest prints its first line.
-    const created = await send(url('/v1/vms?wait=30'), {
-      body: {
-        name: 'logs-1',
-        vcpu: 1,
-        mem_mib: 128,
-        kernel_path: join(images, 'vmlinux'),
-        initrd_path: join(images, 'initrd.img'),
-        rootfs_path: join(images, 'rootfs.ext4'),
-        desired_state: 'stopped',
-      },
-    });
+    const created = await send(url('/v1/vms?wait=30'), { body: guest('logs-1', { desired_state: 'stopped' }) });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     id = created.body.id;
     await eventually('the VM is made on its host, not started', async () => {

@@ -9,15 +9,7 @@ export class SseStream {
   private readonly keepalive: NodeJS.Timeout;
 
   constructor(request: FastifyRequest, private readonly reply: FastifyReply, keepaliveMs = 15_000) {
-    reply.hijack();
-    reply.raw.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache, no-transform',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-      'x-request-id': request.id,
-    });
-    reply.raw.flushHeaders();
+    takeOverForEvents(request, reply);
     this.keepalive = setInterval(() => this.write(': keepalive\n\n'), keepaliveMs);
     reply.raw.on('close', () => this.close());
   }
@@ -49,6 +41,22 @@ export class SseStream {
     clearInterval(this.keepalive);
     this.abort.abort();
   }
+}
+
+/**
+ * Takes the reply over from Fastify and sends the head of an event stream (no buffering by
+ * proxies, the request id), for a handler that writes the events itself or relays them.
+ */
+export function takeOverForEvents(request: FastifyRequest, reply: FastifyReply): void {
+  reply.hijack();
+  reply.raw.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache, no-transform',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+    'x-request-id': request.id,
+  });
+  reply.raw.flushHeaders();
 }
 
 /** The Last-Event-ID a reconnecting EventSource sends, as a byte offset; undefined when absent or not one. */

@@ -2,7 +2,7 @@ import { ErrorBody } from '../../../contracts/errors.js';
 import { LogPathTailQuery, LogStreamQuery, LogTail, LogTailQuery, MetricsRecent, MetricsWindowQuery } from '../../../contracts/observe-api.js';
 import { StrictObject, Uuid } from '../../../contracts/schema.js';
 import { EventsQuery, FleetEventList } from '../../../contracts/vm-api.js';
-import { SseStream } from '../../../kit/http/sse.js';
+import { SseStream, takeOverForEvents } from '../../../kit/http/sse.js';
 import { sleepUnlessAborted } from '../../../kit/sleep.js';
 import { NexusError } from '../../../kit/nexus-error.js';
 import type { HttpServer } from '../../../kit/http/http-server.js';
@@ -166,15 +166,7 @@ export function registerObserveRoutes(app: HttpServer, services: ManagerServices
         typeof lastEventId === 'string' ? lastEventId : undefined,
         abort.signal,
       );
-      reply.hijack();
-      reply.raw.writeHead(200, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache, no-transform',
-        connection: 'keep-alive',
-        'x-accel-buffering': 'no',
-        'x-request-id': request.id,
-      });
-      reply.raw.flushHeaders();
+      takeOverForEvents(request, reply);
       const stop = () => {
         abort.abort();
         upstream.destroy();
