@@ -149,7 +149,8 @@ describe('observing real guests through the manager: logs, metrics, failures', (
     assert.ok(first, 'records exist once the VMM runs');
     assert.equal(first.vmm, 'qemu');
     assert.ok(first.vcpu_seconds > 0 && first.rss_bytes > 1024 * 1024, JSON.stringify(first));
-    assert.ok(Array.isArray(first.raw.blockstats));
+    assert.ok(Array.isArray(first.raw.blockstats), JSON.stringify(first.raw));
+    assert.equal(first.raw.status, 'running', "QEMU's run status from query-status");
     let last = first;
     await eventually(
       'block writes and network packets both ways grow',

@@ -68,11 +68,12 @@ export class QemuDriver implements VmmDriver {
     await withQmp(vm.qmpSocket, (qmp) => qmp.execute('stop'));
   }
 
-  /** Block I/O totals from QMP's query-blockstats, summed over the VM's disks. */
+  /** Block I/O totals from QMP's query-blockstats, summed over the VM's disks; the run status with them. */
   async sampleMetrics(vm: VmLayout): Promise<{ block: VmMetricsRecord['block']; raw: unknown }> {
-    const stats = await withQmp(vm.qmpSocket, (qmp) =>
-      qmp.execute<Array<{ device?: string; qdev?: string; stats: Record<string, number> }>>('query-blockstats'),
-    );
+    const { stats, status } = await withQmp(vm.qmpSocket, async (qmp) => ({
+      stats: await qmp.execute<Array<{ device?: string; qdev?: string; stats: Record<string, number> }>>('query-blockstats'),
+      status: await qmp.execute<{ status: string; running: boolean }>('query-status'),
+    }));
     const block = { read_bytes: 0, write_bytes: 0, read_ops: 0, write_ops: 0 };
     for (const { stats: disk } of stats) {
       block.read_bytes += disk.rd_bytes ?? 0;
@@ -80,7 +81,7 @@ export class QemuDriver implements VmmDriver {
       block.read_ops += disk.rd_operations ?? 0;
       block.write_ops += disk.wr_operations ?? 0;
     }
-    return { block, raw: { blockstats: stats.map((entry) => ({ device: entry.device || entry.qdev, stats: entry.stats })) } };
+    return { block, raw: { status: status.status, blockstats: stats.map((entry) => ({ device: entry.device || entry.qdev, stats: entry.stats })) } };
   }
 
   async resume(vm: VmLayout): Promise<void> {
