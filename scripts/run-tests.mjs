@@ -35,9 +35,10 @@ function hostResources() {
   const run = (cmd, args) => spawnSync(cmd, args, { encoding: 'utf8' }).stdout ?? '';
   for (const line of run('ip', ['-o', 'link', 'show']).split('\n')) {
     const name = /^\d+: ([^:@]+)/.exec(line)?.[1];
-    if (name && /^(tap-|nxbr|nxvt)/.test(name)) found.add(`device ${name}`);
+    // fcbr0 is the default bridge: a test that forgets to give its own makes it (and NAT for it).
+    if (name && /^(tap-|nxbr|nxvt|fcbr)/.test(name)) found.add(`device ${name}`);
   }
-  for (const table of run('nft', ['list', 'tables']).split('\n')) if (/nexus_nxbr|table ip nat\b/.test(table)) found.add(`nft ${table.trim()}`);
+  for (const table of run('nft', ['list', 'tables']).split('\n')) if (/nexus_|table ip nat\b/.test(table)) found.add(`nft ${table.trim()}`);
   for (const ns of run('ip', ['netns', 'list']).split('\n')) if (/^nx/.test(ns)) found.add(`netns ${ns.split(' ')[0]}`);
   const cgroup2 = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((line) => line.split(' ')).find((f) => f[2] === 'cgroup2')?.[1];
   try {

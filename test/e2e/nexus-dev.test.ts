@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { TEST_IMAGE_RUN_DIR } from '../support/guest-image.js';
+import { testBridgeCidr, testBridgeName } from '../support/net-names.js';
 import { freePort } from '../support/ports.js';
 import { tempDir } from '../support/temp-dir.js';
 import { type NexusProcess, descendantsOf, eventually, isAlive, runNexus, spawnNexus } from '../support/nexus-process.js';
@@ -24,6 +27,14 @@ function runDirWithSharedImages(path: string): string {
 }
 
 /**
+ * The guests' bridge of these tests: their own, not the default fcbr0 a real `nexus dev` uses, and
+ * without NAT, so removing the bridge leaves nothing behind.
+ */
+const bridge = testBridgeName();
+const bridgeEnv = { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: testBridgeCidr(), NEXUS_NAT: 'off' };
+const removeBridge = () => promisify(execFile)('ip', ['link', 'del', 'dev', bridge]).then(() => undefined, () => undefined);
+
+/**
  * `nexus dev` as an operator runs it: the real binary, manager + local agent, embedded database.
  * Ports, data dir and run dir are the test's own.
  */
@@ -32,6 +43,7 @@ describe('nexus dev', () => {
   const started: NexusProcess[] = [];
   after(async () => {
     await Promise.all(started.map((process) => process.stop()));
+    await removeBridge();
     dir.remove();
   });
 
@@ -42,6 +54,7 @@ describe('nexus dev', () => {
       AGENT_BIND: `127.0.0.1:${agentPort}`,
       NEXUS_DATA_DIR: join(dir.path, 'data'),
       FC_RUN_DIR: runDirWithSharedImages(join(dir.path, 'run')),
+      ...bridgeEnv,
     });
     started.push(dev);
     const api = `http://127.0.0.1:${apiPort}`;
@@ -134,6 +147,7 @@ describe('nexus dev stopped while starting', () => {
         AGENT_BIND: `127.0.0.1:${await freePort()}`,
         NEXUS_DATA_DIR: join(dir.path, 'data'),
         FC_RUN_DIR: runDirWithSharedImages(join(dir.path, 'run')),
+        ...bridgeEnv,
       });
       const pid = dev.child.pid ?? 0;
       // The agent is spawned once the manager is up; stop dev while the agent is still probing.
@@ -144,6 +158,7 @@ describe('nexus dev stopped while starting', () => {
       assert.equal(code, 0, dev.output());
       await eventually('the agent has exited', () => children.every((child) => !isAlive(child)), 15_000);
     } finally {
+      await removeBridge();
       dir.remove();
     }
   });
