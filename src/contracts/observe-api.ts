@@ -47,10 +47,8 @@ export const LogTail = Type.Object(
 );
 export type LogTail = Static<typeof LogTail>;
 
-/** Events of a log stream (text/event-stream): `id` is the byte offset after the line. */
+/** Named events of a log stream (text/event-stream); a line is a plain message whose `id` is the byte offset after it. */
 export const LOG_STREAM_EVENTS = {
-  /** data: one log line. */
-  line: 'message',
   /** data: {"reason":"rotated"}: the file was cut back; lines continue from its new start. */
   rotated: 'rotated',
   /** data: {"reason":"vm_deleted"}: the last event; the stream closes. */

@@ -120,10 +120,12 @@ export const VmList = Type.Object(
   { additionalProperties: false },
 );
 
+export const EventLevel = Type.Union([Type.Literal('info'), Type.Literal('warn'), Type.Literal('error')]);
+
 export const VmEvent = Type.Object(
   {
     id: Uuid,
-    level: Type.Union([Type.Literal('info'), Type.Literal('warn'), Type.Literal('error')]),
+    level: EventLevel,
     kind: Type.String(),
     from_state: Type.Union([Type.String(), Type.Null()]),
     to_state: Type.Union([Type.String(), Type.Null()]),
@@ -135,8 +137,6 @@ export const VmEvent = Type.Object(
 export type VmEvent = Static<typeof VmEvent>;
 
 export const VmEventList = Type.Object({ items: Type.Array(VmEvent) }, { additionalProperties: false });
-
-export const EventLevel = Type.Union([Type.Literal('info'), Type.Literal('warn'), Type.Literal('error')]);
 
 export const FleetEvent = Type.Object({ ...VmEvent.properties, vm_id: Uuid }, { additionalProperties: false });
 export type FleetEvent = Static<typeof FleetEvent>;

@@ -47,9 +47,9 @@ export class JsonClient {
    * A GET whose answer is read as it arrives (an event stream): the body, once the server
    * answered 2xx. A non-2xx answer throws as `call` does. Aborting `signal` ends the body.
    */
-  async stream(path: string, options: { headers?: Record<string, string>; signal?: AbortSignal; accept?: string } = {}): Promise<Readable> {
+  async stream(path: string, options: { headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<Readable> {
     const { response, url } = await this.send('GET', path, {
-      accept: options.accept ?? 'text/event-stream',
+      accept: 'text/event-stream',
       headers: options.headers,
       signal: options.signal,
       // A stream may be quiet for long: only its keepalives bound the wait.

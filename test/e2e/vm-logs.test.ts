@@ -86,7 +86,7 @@ describe('observing real guests through the manager: logs, metrics, failures', (
     assert.equal(three.body.lines.length, 3);
     const all = await send(url(`/v1/vms/${id}/logs?tail=10000`));
     assert.ok(all.body.lines.some((line: string) => line.includes('NEXUS_BOOT_OK')));
-    assert.deepEqual(all.body.lines.slice(-3).slice(0, 1).length, 1);
+    assert.ok(all.body.lines.join('\n').includes(three.body.lines.join('\n')), 'the last 3 lines are lines of the whole log, in order');
     assert.ok(three.body.next_offset > 0);
     const vmm = await send(url(`/v1/vms/${id}/logs?source=vmm`));
     assert.equal(vmm.status, 200);

@@ -16,7 +16,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 
 const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 502: ErrorBody, 503: ErrorBody };
 
-export function registerVmRoutes(app: HttpServer, vms: VmService, options: { sseKeepaliveMs?: number } = {}): void {
+export function registerVmRoutes(app: HttpServer, vms: VmService): void {
   app.put(
     `${AGENT_API_PREFIX}/vms/:id`,
     { schema: { summary: 'Ensure a VM from a MachineSpec (idempotent)', params: VmIdParams, body: MachineSpec, response: { 200: AgentVm, ...errors } } },
@@ -71,7 +71,7 @@ export function registerVmRoutes(app: HttpServer, vms: VmService, options: { sse
     async (request, reply) => {
       const source = request.query.source ?? 'console';
       const { path, vmDir } = await vms.logFile(request.params.id, source);
-      await streamLog(request, reply, path, vmDir, request.query.tail ?? 0, options.sseKeepaliveMs);
+      await streamLog(request, reply, path, vmDir, request.query.tail ?? 0);
     },
   );
 
@@ -195,10 +195,10 @@ export function registerProxyRoute(app: HttpServer, vms: VmService, timeoutMs: n
  * offset), then every line as it is written, until the client leaves or the VM's folder is gone,
  * which ends the stream with a final `end` event.
  */
-async function streamLog(request: FastifyRequest, reply: FastifyReply, path: string, vmDir: string, tail: number, keepaliveMs?: number): Promise<void> {
+async function streamLog(request: FastifyRequest, reply: FastifyReply, path: string, vmDir: string, tail: number): Promise<void> {
   const resumeAt = lastEventOffset(request);
   let offset = resumeAt ?? 0;
-  const stream = new SseStream(request, reply, keepaliveMs);
+  const stream = new SseStream(request, reply);
   try {
     if (resumeAt === undefined) {
       const backlog = await tailLines(path, tail);
@@ -218,7 +218,7 @@ async function streamLog(request: FastifyRequest, reply: FastifyReply, path: str
 }
 
 /** Seconds in a `window` query value; past an hour is a 400. */
-export function windowOf(window: string | undefined): number {
+function windowOf(window: string | undefined): number {
   const seconds = windowSeconds(window ?? '60s');
   if (seconds === undefined) throw new NexusError('validation_failed', `window must be 1 s to 1 hour, like 60s or 5m (got ${window})`);
   return seconds;
