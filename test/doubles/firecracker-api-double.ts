@@ -1,7 +1,7 @@
 /**
  * A Firecracker API double: a separate process, started with the real binary's flags, that serves
- * the API on a unix socket, enforces the swagger contract and the phase rules of
- * FIRECRACKER-NOTES.md, and fakes a guest on stdout. Driver tests spawn it through the
+ * the API on a unix socket, enforces the API contract (firecracker-api-contract.ts) and
+ * Firecracker's phase rules, and fakes a guest on stdout. Driver tests spawn it through the
  * `firecracker-double` shim where a host has no KVM. It runs no guest: files named in bodies are
  * checked for existence, TAPs for presence in /sys/class/net, and snapshots are small JSON files
  * plus a sparse memory file of the guest's size. Only ever started by tests.

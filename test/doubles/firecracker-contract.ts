@@ -1,18 +1,15 @@
 /**
- * Firecracker's API contract, read from the swagger in shared/reference, as a request and response
- * checker for tests. It is strict the way Firecracker's serde is: unknown fields are refused (except
- * in the Metrics body, which Firecracker parses leniently), so a driver that sends a field its target
- * version lacks fails here rather than on a real host. '1.16' is the swagger with the v1.16.1
- * differences its header lists taken out.
+ * Firecracker's API contract (firecracker-api-contract.ts) as a request and response checker for
+ * tests. It is strict the way Firecracker's serde is: unknown fields are refused (except in the
+ * Metrics body, which Firecracker parses leniently), so a driver that sends a field its target
+ * version lacks fails here rather than on a real host. '1.16' is main's API without the v1.16.1
+ * differences that file lists.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { parse } from 'yaml';
+import { type FirecrackerApiContract, type FirecrackerApiVersion, type FirecrackerOperation, type JsonSchema, firecrackerApiContract } from './firecracker-api-contract.js';
 
-export type FirecrackerApiVersion = '1.16' | '1.17';
+export type { FirecrackerApiVersion } from './firecracker-api-contract.js';
 
 export interface ContractViolation {
   message: string;
@@ -20,8 +17,8 @@ export interface ContractViolation {
 
 export interface FirecrackerContract {
   /**
-   * undefined when method+path+body satisfy the swagger for this version; else why not. Path is like
-   * '/drives/rootfs' (path params matched against the swagger's templated paths; the id in the path
+   * undefined when method+path+body satisfy the contract for this version; else why not. Path is like
+   * '/drives/rootfs' (path params matched against the contract's templated paths; the id in the path
    * must be a non-empty [A-Za-z0-9_] string). A body for GET must be absent.
    */
   check(method: string, path: string, body: unknown): string | undefined;
@@ -32,110 +29,30 @@ export interface FirecrackerContract {
 // ajv-formats is CommonJS with a default export; under NodeNext it arrives wrapped.
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 
-/** CI clones the repo with shared/ beside it, so the swagger is read in place, never copied in. */
-const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-const swaggerPath = join(repoRoot, '..', 'shared', 'reference', 'firecracker-api.yaml');
-
-type Schema = Record<string, unknown>;
-interface Parameter {
-  in: string;
-  name: string;
-  required?: boolean;
-  schema?: Schema;
-}
-interface Operation {
-  parameters?: Parameter[];
-  responses?: Record<string, { schema?: Schema }>;
-}
-interface Swagger {
-  paths: Record<string, Record<string, Operation>>;
-  definitions: Record<string, Schema>;
-}
-
-/** Formats the swagger uses that Ajv knows; any other `format` is a regex in disguise (MMDS ipv4_address). */
-const KNOWN_FORMATS = new Set(['int32', 'int64']);
 const ID_SEGMENT = /^[A-Za-z0-9_]+$/;
 
 const cache = new Map<FirecrackerApiVersion, FirecrackerContract>();
 
-/** Loads (once, cached) the contract for a version. */
+/** The contract for a version, built once and cached. */
 export function firecrackerContract(version: FirecrackerApiVersion): FirecrackerContract {
   let contract = cache.get(version);
   if (!contract) {
-    contract = new SwaggerContract(version, loadSwagger(version));
+    contract = new SchemaContract(firecrackerApiContract(version));
     cache.set(version, contract);
   }
   return contract;
 }
 
-function loadSwagger(version: FirecrackerApiVersion): Swagger {
-  const swagger = parse(readFileSync(swaggerPath, 'utf8')) as Swagger;
-  const definitions = swagger.definitions;
-  for (const [name, schema] of Object.entries(definitions)) if (name !== 'Metrics') closeObjects(schema);
-  for (const operations of Object.values(swagger.paths)) closeObjects(operations);
-  if (version === '1.16') removeMainOnlyInputs(definitions);
-  patchMachineConfigIsPartial(swagger);
-  return swagger;
-}
-
-/**
- * serde's deny_unknown_fields as JSON Schema: every object schema with properties refuses others.
- * Metrics is left open on purpose (Firecracker ignores unknown metrics fields), so the walk skips it.
- */
-function closeObjects(node: unknown): void {
-  if (Array.isArray(node)) return node.forEach(closeObjects);
-  if (typeof node !== 'object' || node === null) return;
-  const schema = node as Schema;
-  if (typeof schema.format === 'string' && !KNOWN_FORMATS.has(schema.format)) {
-    schema.pattern = `^(?:${schema.format})$`;
-    delete schema.format;
-  }
-  if (typeof schema.properties === 'object' && schema.additionalProperties === undefined) schema.additionalProperties = false;
-  for (const [key, value] of Object.entries(schema)) {
-    // Under `properties` the keys are field names, so a field called `format` is not a keyword.
-    if (key === 'properties') Object.values(value as Schema).forEach(closeObjects);
-    else closeObjects(value);
-  }
-}
-
-/**
- * Where the swagger and the code disagree, the code is what a real binary does: the swagger gives
- * PATCH /machine-config the PUT body with its required fields, but Firecracker takes any subset.
- */
-function patchMachineConfigIsPartial(swagger: Swagger): void {
-  const partial = { ...swagger.definitions.MachineConfiguration };
-  delete partial.required;
-  swagger.definitions.MachineConfigurationUpdate = partial;
-  const body = swagger.paths['/machine-config']?.patch?.parameters?.find((param) => param.in === 'body');
-  if (body) body.schema = { $ref: '#/definitions/MachineConfigurationUpdate' };
-}
-
-/** What the header says v1.16.1 lacks; the fields go, so strict checking then refuses them. */
-function removeMainOnlyInputs(definitions: Record<string, Schema>): void {
-  const props = (name: string) => definitions[name]?.properties as Record<string, Schema>;
-  const hugePages = props('MachineConfiguration').huge_pages as { enum: string[] };
-  hugePages.enum = hugePages.enum.filter((value) => value !== 'Transparent');
-  delete props('Metrics').emit_id;
-  delete props('Metrics').properties;
-  delete props('SnapshotLoadParams').huge_pages;
-  for (const name of ['MemoryHotplugConfig', 'MemoryHotplugSizeUpdate']) {
-    for (const field of Object.values(props(name))) delete field.maximum;
-  }
-}
-
-class SwaggerContract implements FirecrackerContract {
+class SchemaContract implements FirecrackerContract {
   private readonly ajv: Ajv;
   private readonly schemaId: string;
-  private readonly validators = new Map<Schema, ValidateFunction>();
+  private readonly validators = new Map<JsonSchema, ValidateFunction>();
 
-  constructor(
-    version: FirecrackerApiVersion,
-    private readonly swagger: Swagger,
-  ) {
-    this.schemaId = `firecracker-${version}.json`;
+  constructor(private readonly api: FirecrackerApiContract) {
+    this.schemaId = `firecracker-${api.version}.json`;
     // No defaults, no coercion: the checker must see the body exactly as it goes on the wire.
     this.ajv = addFormats(new Ajv({ strict: false, allErrors: false, useDefaults: false, coerceTypes: false }));
-    this.ajv.addSchema({ $id: this.schemaId, definitions: swagger.definitions });
+    this.ajv.addSchema({ $id: this.schemaId, definitions: api.definitions });
   }
 
   check(method: string, path: string, body: unknown): string | undefined {
@@ -144,13 +61,12 @@ class SwaggerContract implements FirecrackerContract {
     const { operation, params } = found;
     const upper = method.toUpperCase();
     if (upper === 'GET') return body === undefined ? undefined : 'GET request cannot have a body.';
-    const bodyParam = operation.parameters?.find((param) => param.in === 'body');
     if (body === undefined) {
-      // Firecracker refuses every empty PUT/PATCH except where the body is explicitly optional.
-      return bodyParam && bodyParam.required !== false ? `Empty ${upper} request.` : undefined;
+      // Firecracker refuses every empty PUT/PATCH except where the body is optional.
+      return operation.body && !operation.body.optional ? `Empty ${upper} request.` : undefined;
     }
-    if (!bodyParam?.schema) return undefined;
-    const violation = describe(this.validator(bodyParam.schema), body);
+    if (!operation.body) return undefined;
+    const violation = describe(this.validator(operation.body.schema), body);
     if (violation) return violation;
     // Path params are the resource ids (drive_id, iface_id, id), named as in the body.
     for (const [name, value] of Object.entries(params)) {
@@ -162,17 +78,18 @@ class SwaggerContract implements FirecrackerContract {
   checkResponse(method: string, path: string, status: number, body: unknown): string | undefined {
     const found = this.find(method, path);
     if (typeof found === 'string') return found;
-    const responses = found.operation.responses ?? {};
-    const response = responses[String(status)] ?? responses.default;
-    if (!response) return `the swagger lists no ${status} answer for ${method} ${path}`;
-    if (!response.schema) return body === undefined ? undefined : `a ${status} answer to ${method} ${path} has no body in the swagger`;
-    return describe(this.validator(response.schema), body);
+    const { responses } = found.operation;
+    const schema = Object.hasOwn(responses, String(status)) ? responses[String(status)] : responses.default;
+    if (schema === undefined) return `the contract lists no ${status} answer for ${method} ${path}`;
+    if (schema === null) return body === undefined ? undefined : `a ${status} answer to ${method} ${path} has no body in the contract`;
+    return describe(this.validator(schema), body);
   }
 
   /** The operation for method+path, with the path params; or why there is none. */
-  private find(method: string, path: string): { operation: Operation; params: Record<string, string> } | string {
+  private find(method: string, path: string): { operation: FirecrackerOperation; params: Record<string, string> } | string {
     const segments = path.split('?')[0]!.split('/').slice(1);
-    for (const [template, operations] of Object.entries(this.swagger.paths)) {
+    const key = method.toLowerCase();
+    for (const [template, operations] of Object.entries(this.api.operations)) {
       const parts = template.split('/').slice(1);
       if (parts.length !== segments.length) continue;
       const params: Record<string, string> = {};
@@ -182,7 +99,7 @@ class SwaggerContract implements FirecrackerContract {
         params[part.slice(1, -1)] = segment;
         return true;
       });
-      const operation = Object.hasOwn(operations, method.toLowerCase()) ? operations[method.toLowerCase()] : undefined;
+      const operation = Object.hasOwn(operations, key) ? operations[key as keyof typeof operations] : undefined;
       if (!matches || !operation) continue;
       if (Object.values(params).some((id) => !ID_SEGMENT.test(id))) {
         return 'API Resource IDs can only contain alphanumeric characters and underscores.';
@@ -194,10 +111,10 @@ class SwaggerContract implements FirecrackerContract {
   }
 
   /** Compiled on first use: most tests touch a handful of operations. */
-  private validator(schema: Schema): ValidateFunction {
+  private validator(schema: JsonSchema): ValidateFunction {
     let validate = this.validators.get(schema);
     if (!validate) {
-      validate = this.ajv.compile(rebase(schema, this.schemaId) as Schema);
+      validate = this.ajv.compile(rebase(schema, this.schemaId) as JsonSchema);
       this.validators.set(schema, validate);
     }
     return validate;
@@ -213,7 +130,7 @@ function rebase(node: unknown, schemaId: string): unknown {
   );
 }
 
-/** The swagger says it in prose: exactly one of `mem_backend` and `mem_file_path`. */
+/** Firecracker's rule beside the schema: exactly one of `mem_backend` and `mem_file_path`. */
 function memBackendRule(path: string, body: Record<string, unknown>): string | undefined {
   if (path !== '/snapshot/load') return undefined;
   const given = ['mem_backend', 'mem_file_path'].filter((field) => body[field] !== undefined).length;

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { tapNameOf } from '../../src/contracts/host-names.js';
 import { readLink } from '../../src/agent/host/net/ip-command.js';
+import { UndoStack } from '../../src/kit/undo-stack.js';
+import { captureLogger } from '../support/capture-logger.js';
 import { type FirecrackerAgent, doubleImage, startFirecrackerAgent } from '../support/firecracker-agent.js';
 import { eventually, isAlive } from '../support/nexus-process.js';
 import { tempDir } from '../support/temp-dir.js';
@@ -19,26 +21,49 @@ describe('manager lifecycle on a Firecracker host', () => {
   let manager: TestManager;
   let fc: FirecrackerAgent;
   const url = (path: string) => `${manager.url}${path}`;
+  // Each resource is registered for removal as it is made, so a step that fails part-way (a
+  // double that cannot start, an assertion mid-lifecycle) still leaves no TAP, VMM or bridge.
+  const undo = captureLogger('cleanup');
+  const cleanup = new UndoStack(undo.log);
 
   before(async () => {
+    cleanup.push('remove the temp dir', () => dir.remove());
     const image = doubleImage(runDir);
     mkdirSync(join(image.kernel, '..'), { recursive: true });
     writeFileSync(image.kernel, 'kernel');
     writeFileSync(image.rootfs, Buffer.alloc(1 << 20));
     manager = await startTestManager({ resyncMs: 1000 });
+    cleanup.push('stop the manager', () => manager.dispose());
     fc = await startFirecrackerAgent({ runDir, managerUrl: manager.url, joinToken: (await manager.hosts.mintJoinToken(600)).token, name: 'fc-host' });
+    cleanup.push('stop the agent and remove its bridge', () => fc.close());
     await eventually('the Firecracker host is ready', async () => (await manager.hosts.list()).some((host) => host.status === 'ready'));
   });
   after(async () => {
-    await fc?.close();
-    await manager?.dispose();
-    dir.remove();
+    await cleanup.unwind();
+    const failed = undo.lines.filter((line) => line.undo).map((line) => `${String(line.undo)}: ${(line.err as { message?: string } | undefined)?.message}`);
+    assert.deepEqual(failed, [], 'every cleanup step succeeded');
   });
+
+  /**
+   * Every VM this test made, gone: deleted through the manager (as a user would), then off the
+   * host through the agent, whichever of them the failure left it in.
+   */
+  const removeVms = async () => {
+    const ids = new Set<string>();
+    for (const vm of (await send(url('/v1/vms'))).body.items as { id: string }[]) {
+      ids.add(vm.id);
+      const deleted = await send(url(`/v1/vms/${vm.id}?wait=15`), { method: 'DELETE' });
+      if (deleted.status !== 200 && deleted.status !== 404) throw new Error(`deleting VM ${vm.id}: ${deleted.status} ${JSON.stringify(deleted.body)}`);
+    }
+    for (const vm of (await fc.call('GET', '/agent/v1/inventory')).body.vms as { id: string }[]) ids.add(vm.id);
+    for (const id of ids) await fc.removeVm(id);
+  };
 
   const pidOf = (id: string) => (JSON.parse(readFileSync(join(runDir, 'vms', id, 'pid'), 'utf8')) as { pid: number }).pid;
 
   it('create -> running, stop -> stopped, start, restart after kill -9, delete -> every host resource gone', async () => {
     const image = doubleImage(runDir);
+    cleanup.push('remove the VMs and their host resources', removeVms);
     const created = await send(url('/v1/vms?wait=15'), { body: { name: 'on-firecracker', vcpu: 1, mem_mib: 128, kernel_path: image.kernel, rootfs_path: image.rootfs, boot_args: 'console=ttyS0 reboot=k panic=1' } });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const vm = created.body;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { firecrackerApiContract, withoutMainOnlyInputs } from '../../doubles/firecracker-api-contract.js';
 import { firecrackerContract } from '../../doubles/firecracker-contract.js';
 
 const v117 = firecrackerContract('1.17');
@@ -88,6 +89,19 @@ describe('Firecracker contract', () => {
     const huge = { requested_size_mib: 2 ** 32 };
     assert.match(v117.check('PATCH', '/hotplug/memory', huge) ?? '', /requested_size_mib/);
     assert.equal(v116.check('PATCH', '/hotplug/memory', huge), undefined);
+  });
+
+  it('refuses to take out a 1.16 difference that is not there, so a stale list is noticed', () => {
+    const field = firecrackerApiContract('1.17').definitions;
+    delete field.Metrics!.properties!.emit_id;
+    assert.throws(() => withoutMainOnlyInputs(field), /Metrics\.emit_id names a field that is not there/);
+    const value = firecrackerApiContract('1.17').definitions;
+    value.MachineConfiguration!.properties!.huge_pages!.enum = ['None', '2M'];
+    assert.throws(() => withoutMainOnlyInputs(value), /enum value \(Transparent\)/);
+    const bound = firecrackerApiContract('1.17').definitions;
+    delete bound.MemoryHotplugSizeUpdate!.properties!.requested_size_mib!.maximum;
+    assert.throws(() => withoutMainOnlyInputs(bound), /requested_size_mib names a maximum/);
+    assert.equal(v117.check('PATCH', '/hotplug/memory', { requested_size_mib: 2 ** 32 })?.includes('requested_size_mib'), true, 'a changed copy leaves the checker as it was');
   });
 
   it('checks responses against the swagger', () => {
