@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Runs every test file under test/ (or those named) with node's test runner, TypeScript via tsx.
+// Runs every test file under test/ (or under the files and folders named) with node's test runner,
+// TypeScript via tsx.
 // Node 20's --test does not expand globs, so the files are found here. Afterwards it checks that
 // the tests left no process of theirs behind (VMMs, agents, managers, Postgres servers).
 import { spawn, spawnSync } from 'node:child_process';
@@ -50,7 +51,10 @@ function hostResources() {
 }
 
 const named = process.argv.slice(2);
-const files = (named.length > 0 ? named : find('test')).map((file) => relative('.', file)).sort();
+const files = (named.length > 0 ? named : ['test'])
+  .flatMap((path) => (statSync(path).isDirectory() ? find(path) : [path]))
+  .map((file) => relative('.', file))
+  .sort();
 const before = suspects();
 const resourcesBefore = hostResources();
 // No single test may hang the run (--test-timeout), nor may a handle a test forgot to close keep

@@ -5,6 +5,8 @@ import { probeKvm } from '../../agent/host/kvm-probe.js';
 import { printJson } from '../output/print.js';
 
 const MIN_NODE_MAJOR = 20;
+/** The majors CI runs the suites on (package.json's `engines` says the same). */
+export const TESTED_NODE_MAJORS = [20, 24];
 
 export function registerDoctor(program: Command): void {
   program
@@ -20,7 +22,7 @@ export function registerDoctor(program: Command): void {
       const plan = await planInstall(missing);
       const report = {
         ok: nodeMajor >= MIN_NODE_MAJOR && missing.length === 0,
-        node: { version: process.versions.node, ok: nodeMajor >= MIN_NODE_MAJOR },
+        node: { version: process.versions.node, ok: nodeMajor >= MIN_NODE_MAJOR, tested: TESTED_NODE_MAJORS.includes(nodeMajor) },
         requirements: requirements.map((check) => ({ binary: check.binary, package: check.debianPackage, why: check.why, path: check.path ?? null })),
         kvm,
         database: process.env.DATABASE_URL ? 'postgres (DATABASE_URL)' : 'embedded PGlite (no fsync; set DATABASE_URL for production)',
@@ -29,7 +31,8 @@ export function registerDoctor(program: Command): void {
       if (flags.json) printJson(report);
       else {
         const mark = (ok: boolean) => (ok ? 'ok     ' : 'MISSING');
-        const out: string[] = [`${mark(report.node.ok)} node ${report.node.version} (need >= ${MIN_NODE_MAJOR})`];
+        const tested = report.node.tested ? '' : `; not a tested version: Nexus is tested on Node.js ${TESTED_NODE_MAJORS.join(' and ')}`;
+        const out: string[] = [`${mark(report.node.ok)} node ${report.node.version} (need >= ${MIN_NODE_MAJOR}${tested})`];
         for (const check of requirements) out.push(`${mark(Boolean(check.path))} ${check.binary} ${check.path ?? `(package ${check.debianPackage})`}: ${check.why}`);
         out.push(`${kvm.usable ? 'ok     ' : 'note   '} KVM ${kvm.usable ? 'runs guests' : `unusable: ${kvm.reason}; guests run under TCG emulation (slower)`}`);
         out.push(`note    database: ${report.database}`);
