@@ -3,6 +3,7 @@ import { basename, isAbsolute, join, resolve } from 'node:path';
 import { type ListenAddress, parseListenAddress } from '../kit/listen-address.js';
 import { NexusError } from '../kit/nexus-error.js';
 import { type TlsOptions, type TlsSettings, tlsSettingsOf } from '../kit/tls-files.js';
+import { type IdRange, MAX_ID, parseIdRange } from './domain/id-range.js';
 import { type Ipv4Cidr, parseIpv4Cidr } from './domain/ipv4.js';
 import { FIRECRACKER_LOG_LEVELS, type FirecrackerLogLevel } from './drivers/firecracker/firecracker-requests.js';
 
@@ -49,10 +50,11 @@ export interface AgentConfig {
   /** The level of Firecracker's own log (logs/firecracker.log). NEXUS_FIRECRACKER_LOG_LEVEL: Error, Warning, Info (default), Debug, Trace, Off. */
   firecrackerLogLevel: FirecrackerLogLevel;
   /**
-   * Run Firecracker through its jailer. NEXUS_JAILER_BIN (absent: no jailer), with NEXUS_JAILER_UID
-   * and NEXUS_JAILER_GID (required with it) and NEXUS_JAILER_CHROOT_BASE (default <run-dir>/jail).
+   * Run Firecracker through its jailer. NEXUS_JAILER_BIN (absent: no jailer), with
+   * NEXUS_JAILER_UID_RANGE (`first-last`, required with it: each jailed VM runs as a uid, and a gid
+   * of the same number, of its own from it) and NEXUS_JAILER_CHROOT_BASE (default <run-dir>/jail).
    */
-  jailer: { binary: string; uid: number; gid: number; chrootBaseDir: string } | undefined;
+  jailer: { binary: string; uidRange: IdRange; chrootBaseDir: string } | undefined;
   exitWithParent: boolean;
   stopVmsOnExit: boolean;
   /**
@@ -135,16 +137,22 @@ function jailerOf(env: NodeJS.ProcessEnv, runDir: string, firecrackerBinary: str
       suggestion: 'Install or link the binary under a name like /usr/local/bin/firecracker.',
     });
   }
-  const id = (name: 'NEXUS_JAILER_UID' | 'NEXUS_JAILER_GID'): number => {
-    const text = env[name] ?? '';
-    if (!/^[1-9][0-9]{0,9}$/.test(text)) {
-      throw new NexusError('bad_request', `NEXUS_JAILER_BIN needs ${name}: the non-root id the jailed Firecracker runs as (got '${text}')`, {
-        suggestion: 'Create a user for it, e.g. `useradd --system --no-create-home fc`, and pass its uid and gid.',
-      });
-    }
-    return Number(text);
-  };
-  return { binary, uid: id('NEXUS_JAILER_UID'), gid: id('NEXUS_JAILER_GID'), chrootBaseDir: absolute(env.NEXUS_JAILER_CHROOT_BASE || join(runDir, 'jail')) };
+  const example = 'Pick ids no account, group or /etc/subuid entry uses, e.g. NEXUS_JAILER_UID_RANGE=900000-965535 (65536 VMs).';
+  // One shared uid let a compromised Firecracker reach every other jailed VM's files and TAP: refused, not read.
+  const replaced = (['NEXUS_JAILER_UID', 'NEXUS_JAILER_GID'] as const).filter((name) => env[name]);
+  if (replaced.length > 0) {
+    throw new NexusError('bad_request', `${replaced.join(' and ')} no longer apply: every jailed VM now runs as a uid and gid of its own, from NEXUS_JAILER_UID_RANGE`, {
+      suggestion: `Unset ${replaced.join(' and ')} and set NEXUS_JAILER_UID_RANGE=first-last instead. ${example}`,
+    });
+  }
+  const text = env.NEXUS_JAILER_UID_RANGE ?? '';
+  const uidRange = parseIdRange(text);
+  if (!uidRange) {
+    throw new NexusError('bad_request', `NEXUS_JAILER_BIN needs NEXUS_JAILER_UID_RANGE: first-last, the non-root uids (and gids) jailed VMs run as, one per VM, 1 to ${MAX_ID} with first <= last (got '${text}')`, {
+      suggestion: example,
+    });
+  }
+  return { binary, uidRange, chrootBaseDir: absolute(env.NEXUS_JAILER_CHROOT_BASE || join(runDir, 'jail')) };
 }
 
 function firecrackerLogLevel(text: string): FirecrackerLogLevel {

@@ -4,6 +4,8 @@ import { dialableHostPort, urlOf } from '../kit/listen-address.js';
 import type { Logger } from '../kit/logger.js';
 import { mintSecret } from '../kit/secret.js';
 import { UndoStack } from '../kit/undo-stack.js';
+import { type DirLock, lockDirectory } from '../kit/dir-lock.js';
+import { NexusError } from '../kit/nexus-error.js';
 import { PeriodicTask } from '../kit/periodic-task.js';
 import { ManagerLink } from './app/manager-link.js';
 import { ImageStore } from './host/image-store.js';
@@ -22,6 +24,7 @@ import { FirecrackerDriver } from './drivers/firecracker/firecracker-driver.js';
 import { firecrackerApiVersionOf } from './host/driver-probe.js';
 import { BridgeNetwork } from './host/net/bridge-network.js';
 import { DetachedSupervisor } from './host/supervisor/detached-supervisor.js';
+import { type HostLeftovers, HostSweep } from './host/host-sweep.js';
 import { detectPlacement } from './host/supervisor/process-placement.js';
 import { hostTscKhz } from '../kit/host-tsc.js';
 import type { VmmDriver } from './ports/vmm-driver.js';
@@ -29,12 +32,24 @@ import type { ProcessSupervisor } from './ports/process-supervisor.js';
 import type { HostNetwork } from './ports/host-network.js';
 import type { HostCapacity } from '../contracts/agent-api.js';
 
+export type { HostLeftovers } from './host/host-sweep.js';
+
 export interface RunningAgent {
   url: string;
   identity: AgentIdentity;
   server: HttpServer;
   close(): Promise<void>;
+  /** With `stopVmsOnExit`: while `close` runs, kill the VMMs still running instead of waiting for their guests. */
+  hurry?(): void;
 }
+
+/**
+ * With `stopVmsOnExit`, how many VMs are stopped at once. Bounded: each stop holds a QMP connection
+ * and waits on its guest, whose shutdown needs the host's CPUs as much as the others'.
+ */
+const STOP_ALL_CONCURRENCY = 8;
+/** How long each guest gets to power off on the power button before its VMM is ended. */
+const POWER_OFF_TIMEOUT_MS = 3000;
 
 /** What the agent does the host's work with: the real host, or (in load tests only) a hollow one. */
 export interface AgentHost {
@@ -52,8 +67,7 @@ export async function realAgentHost(config: AgentConfig, log: Logger): Promise<A
   const placement = await detectPlacement();
   log.info({ placement: placement.kind }, 'VMM processes run detached, each in its own session');
   const supervisor = new DetachedSupervisor(placement, log);
-  const tapOwner = config.jailer ? { uid: config.jailer.uid, gid: config.jailer.gid } : undefined;
-  const network = new BridgeNetwork({ bridge: config.bridge, cidr: config.bridgeCidr, nat: config.nat, ...(tapOwner ? { tapOwner } : {}) }, log);
+  const network = new BridgeNetwork({ bridge: config.bridge, cidr: config.bridgeCidr, nat: config.nat }, log);
   const drivers = new Map<VmmName, VmmDriver>();
   const firecracker = facts.drivers.find((driver) => driver.name === 'firecracker');
   const apiVersion = firecracker?.available && firecracker.version ? firecrackerApiVersionOf(firecracker.version) : undefined;
@@ -68,12 +82,60 @@ export async function realAgentHost(config: AgentConfig, log: Logger): Promise<A
 }
 
 /**
+ * Takes the run dir for this process (`<run-dir>/nexus.lock`), refusing while another live process
+ * holds it: an agent, or `nexus dev` sweeping what its agent left.
+ */
+export function lockRunDir(runDir: string, purpose: string): Promise<DirLock> {
+  return lockDirectory(runDir, purpose, {
+    suggestion: (pid) =>
+      `Another agent (process ${pid}) runs on this run dir: stop it first, or give this one a run dir of its own (--run-dir, FC_RUN_DIR). Two agents on one run dir would stop and sweep each other's VMs.`,
+  });
+}
+
+/**
+ * The host sweep of a run dir on this machine (real supervisor and bridge, from `config`), for
+ * `nexus dev`: it counts the VMMs its agent still has, checks what is left once the agent has
+ * exited, and ends what an agent that died left behind (holding the run dir's lock meanwhile, so
+ * never while an agent runs there).
+ */
+export async function agentHostSweep(config: AgentConfig, log: Logger): Promise<{ leftovers(): Promise<HostLeftovers>; runningVmms(): Promise<number>; sweep(): Promise<number> }> {
+  const supervisor = new DetachedSupervisor(await detectPlacement(), log);
+  const network = new BridgeNetwork({ bridge: config.bridge, cidr: config.bridgeCidr, nat: config.nat }, log);
+  const sweep = new HostSweep({ runDir: config.runDir, jailBase: config.jailer?.chrootBaseDir }, supervisor, network, log);
+  return {
+    leftovers: () => sweep.leftovers(),
+    runningVmms: async () => (await sweep.runningVmms()).length,
+    sweep: async () => {
+      const lock = await lockRunDir(config.runDir, 'nexus dev, sweeping what its agent left');
+      try {
+        return await sweep.sweep();
+      } finally {
+        await lock.release();
+      }
+    },
+  };
+}
+
+/**
  * The agent's composition root. Order matters: probe the host, establish the identity (enroll if
  * needed), serve, then heartbeat, so the manager never hears of an agent it cannot reach.
  * `host` defaults to this machine; only load tests pass another.
  */
 export async function startAgent(config: AgentConfig, log: Logger, host?: AgentHost): Promise<RunningAgent> {
   await mkdir(config.runDir, { recursive: true, mode: 0o755 });
+  // One agent per run dir, for its whole life: two would manage, sweep and (with stopVmsOnExit)
+  // stop each other's VMs. Taken before anything touches the host, so a refused agent touches nothing.
+  const lock = await lockRunDir(config.runDir, `nexus agent, API on ${dialableHostPort(config.bind)}`);
+  try {
+    return await startLocked(config, log, host, lock);
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+}
+
+/** `startAgent` once the run dir is ours: the lock is released when the agent closes. */
+async function startLocked(config: AgentConfig, log: Logger, host: AgentHost | undefined, lock: DirLock): Promise<RunningAgent> {
   const { capacity, supervisor, network, drivers } = host ?? (await realAgentHost(config, log));
   // Firecracker where it runs (production), QEMU where Firecracker or KVM is missing.
   const defaultDriver: VmmName = drivers.has('firecracker') ? 'firecracker' : 'qemu';
@@ -89,6 +151,15 @@ export async function startAgent(config: AgentConfig, log: Logger, host?: AgentH
   const store = new CredentialStore(config.stateDir);
   const stored = await store.load();
   const undo = new UndoStack(log);
+  undo.push('release the run dir', () => lock.release());
+  const forceStop = new AbortController();
+  // Armed only once the agent is bound and enrolled: one that fails to start (its port taken, its
+  // join token refused) ends no VM. Registered before the server, so it runs once the server has
+  // stopped serving: nothing can start a VM while they stop.
+  let stopVmsOnClose = false;
+  undo.push('stop the VMs and remove their network', async () => {
+    if (stopVmsOnClose) await vms.stopAll({ concurrency: STOP_ALL_CONCURRENCY, timeoutMs: POWER_OFF_TIMEOUT_MS, force: forceStop.signal });
+  });
   try {
     const credentials = new AgentCredentials(store, config.credentialOverlapMs, log);
     const server = await createAgentServer(
@@ -97,7 +168,6 @@ export async function startAgent(config: AgentConfig, log: Logger, host?: AgentH
     );
     undo.push('stop serving HTTP', () => server.close());
     metrics.registerOn(server.metrics.registry);
-    if (config.stopVmsOnExit) undo.push('stop the VMs this agent runs', () => stopAllVms(vms, log));
     // Leftovers that belong to no VM this agent knows (a crash mid-delete, a hand-made mess) go
     // first, in a fixed order: VMM processes, TAPs, sockets, folders. A process running from a
     // known VM's folder that no pid file names is left for the manager to judge.
@@ -165,6 +235,7 @@ export async function startAgent(config: AgentConfig, log: Logger, host?: AgentH
       undo.push('stop heartbeats', () => link.stop());
     }
     const url = urlOf(bound, config.tls.server !== undefined);
+    stopVmsOnClose = config.stopVmsOnExit;
     log.info({ url, host_id: identity().enrollment?.hostId, run_dir: config.runDir }, 'agent listening');
     return {
       url,
@@ -172,7 +243,17 @@ export async function startAgent(config: AgentConfig, log: Logger, host?: AgentH
         return identity();
       },
       server,
-      close: () => undo.unwind(),
+      close: async () => {
+        const failed = await undo.unwindReporting();
+        // Logged one by one already; thrown so the process exits non-zero, never claiming a clean stop.
+        if (failed.length > 0) {
+          throw new NexusError('unavailable', `the agent did not stop cleanly: could not ${failed.map((failure) => failure.label).join('; could not ')}`, {
+            cause: failed[0]?.error,
+            suggestion: 'Read the errors logged above; `nexus dev` sweeps what its agent left.',
+          });
+        }
+      },
+      ...(config.stopVmsOnExit ? { hurry: () => forceStop.abort() } : {}),
     };
   } catch (error) {
     await undo.unwind();
@@ -180,15 +261,3 @@ export async function startAgent(config: AgentConfig, log: Logger, host?: AgentH
   }
 }
 
-
-/** Stops every running VM on this host (for `nexus dev`, whose VMs live as long as it does). */
-async function stopAllVms(vms: VmService, log: Logger): Promise<void> {
-  const { vms: all } = await vms.inventory();
-  await Promise.all(
-    all
-      .filter((vm) => vm.pid !== null)
-      .map((vm) =>
-        vms.act(vm.id, 'stop', 3000).catch((error: unknown) => log.error({ err: error, vm_id: vm.id }, 'could not stop a VM on exit')),
-      ),
-  );
-}

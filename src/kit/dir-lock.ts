@@ -16,9 +16,11 @@ export interface DirLock {
  * its owner is checked by pid *and* start time; time-based staleness (as mkdir locks use) would
  * either block a restart or steal the lock of a live but slow owner.
  *
- * Must stay true: only one process at a time opens an embedded database in the directory.
+ * Must stay true: only one process at a time opens an embedded database in the directory (or
+ * runs an agent on a run dir, or builds one image). `suggestion` tells the refused process what to
+ * do instead; the default is the embedded database's.
  */
-export async function lockDirectory(dir: string, purpose: string): Promise<DirLock> {
+export async function lockDirectory(dir: string, purpose: string, options: { suggestion?: (ownerPid: number) => string } = {}): Promise<DirLock> {
   const path = join(dir, LOCK_FILE);
   const me = await currentProcessIdentity();
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -37,7 +39,9 @@ export async function lockDirectory(dir: string, purpose: string): Promise<DirLo
     const owner = await readOwner(path);
     if (owner && (await isProcessAlive(owner))) {
       throw new NexusError('conflict', `${dir} is locked by process ${owner.pid} (${owner.purpose ?? 'unknown'})`, {
-        suggestion: `Stop process ${owner.pid} first, or give this one another data dir (NEXUS_DATA_DIR). Two processes on one embedded database corrupt it.`,
+        suggestion:
+          options.suggestion?.(owner.pid) ??
+          `Stop process ${owner.pid} first, or give this one another data dir (NEXUS_DATA_DIR). Two processes on one embedded database corrupt it.`,
       });
     }
     // The owner is gone: remove its lock and try again. A racing taker loses at link().

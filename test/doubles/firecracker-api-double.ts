@@ -13,15 +13,6 @@ import { DoubleLogger, DoubleMetrics, toStdout } from './firecracker-double-logs
 
 type Body = Record<string, any>;
 
-/**
- * Set by the jailer double: the jail root this process would be chrooted into. Absolute paths in
- * bodies and flags are then resolved under it, as they would be inside a real chroot.
- */
-const jailRoot = process.env.FIRECRACKER_DOUBLE_CHROOT;
-function onHost(path: string): string {
-  return jailRoot && path.startsWith('/') ? `${jailRoot.replace(/\/+$/, '')}${path}` : path;
-}
-
 const VMM_VERSION: Record<FirecrackerApiVersion, string> = { '1.16': '1.16.1', '1.17': '1.17.0-dev' };
 const SNAPSHOT_VERSION: Record<FirecrackerApiVersion, string> = { '1.16': '10.0.0', '1.17': '11.0.0' };
 const NOT_AFTER = 'The requested operation is not supported after starting the microVM.';
@@ -101,7 +92,7 @@ function configureMetrics(body: Body): void {
   if (metrics) throw new Fault('Reinitialization of metrics not allowed.');
   // emit_id and properties exist only on main; v1.16.1 parses and drops them.
   const extras = version === '1.17' ? { ...(body.emit_id === true ? { id: instanceId } : {}), ...(body.properties ? { properties: body.properties } : {}) } : {};
-  metrics = new DoubleMetrics(onHost(body.metrics_path), extras);
+  metrics = new DoubleMetrics(body.metrics_path, extras);
 }
 
 const flushMetrics = () => metrics?.flush(drives.keys(), nets.keys());
@@ -109,7 +100,7 @@ const flushMetrics = () => metrics?.flush(drives.keys(), nets.keys());
 // --- checks that stand in for opening files and TAPs ---
 
 function requireFile(path: string, what: string): void {
-  if (!existsSync(onHost(path)) || !statSync(onHost(path)).isFile()) throw new Fault(`${what} ${path} cannot be opened: No such file or directory (os error 2)`);
+  if (!existsSync(path) || !statSync(path).isFile()) throw new Fault(`${what} ${path} cannot be opened: No such file or directory (os error 2)`);
 }
 
 function requireTap(name: string): void {
@@ -161,10 +152,10 @@ function createSnapshot(body: Body): void {
   if (vmState !== 'Paused') throw new Fault('Create snapshot error: Cannot save the microVM state: the microVM must be paused.');
   const config = vmConfig();
   delete config['boot-source'];
-  writeFileSync(onHost(body.snapshot_path), JSON.stringify({ format: 'firecracker-double-snapshot', format_version: SNAPSHOT_VERSION[version], id: instanceId, serial_console: guestSerial, config }));
+  writeFileSync(body.snapshot_path, JSON.stringify({ format: 'firecracker-double-snapshot', format_version: SNAPSHOT_VERSION[version], id: instanceId, serial_console: guestSerial, config }));
   const sizeBytes = machine.mem_size_mib * MIB;
   // A diff onto a memory file of the right size merges in place; anything else starts over (sparse).
-  const memory = onHost(body.mem_file_path);
+  const memory = body.mem_file_path;
   const merge = body.snapshot_type === 'Diff' && existsSync(memory) && statSync(memory).size === sizeBytes;
   const fd = openSync(memory, merge ? 'r+' : 'w');
   ftruncateSync(fd, sizeBytes);
@@ -180,7 +171,7 @@ function loadSnapshot(body: Body): void {
   };
   let saved: Body;
   try {
-    saved = JSON.parse(readFileSync(onHost(body.snapshot_path), 'utf8'));
+    saved = JSON.parse(readFileSync(body.snapshot_path, 'utf8'));
   } catch (error) {
     return fail(`cannot read the state file ${body.snapshot_path}: ${(error as Error).message}`);
   }
@@ -192,7 +183,7 @@ function loadSnapshot(body: Body): void {
   if (backend.backend_type !== 'File') fail('the Firecracker double serves only the File memory backend');
   const config = saved.config as Body;
   const sizeBytes = config['machine-config'].mem_size_mib * MIB;
-  if (!existsSync(onHost(backend.backend_path)) || statSync(onHost(backend.backend_path)).size < sizeBytes) fail(`memory file ${backend.backend_path} is missing or smaller than ${sizeBytes} bytes`);
+  if (!existsSync(backend.backend_path) || statSync(backend.backend_path).size < sizeBytes) fail(`memory file ${backend.backend_path} is missing or smaller than ${sizeBytes} bytes`);
   for (const override of body.network_overrides ?? []) {
     const net = (config['network-interfaces'] ?? []).find((entry: Body) => entry.iface_id === override.iface_id);
     if (!net) fail(`network override for unknown interface ${override.iface_id}`);
@@ -313,7 +304,7 @@ function execute(method: string, path: string, body: Body | undefined): Body | u
       bootResourcesConfigured = true;
       return undefined;
     case 'PUT logger':
-      logger.configure(b.log_path ? { ...b, log_path: onHost(b.log_path) } : b);
+      logger.configure(b);
       return undefined;
     case 'PUT metrics':
       configureMetrics(b);
@@ -438,10 +429,8 @@ function startup(): void {
 
 if (args.has('no-api')) startup();
 else {
-  // Jailed, bind relative to the jail root (the cwd): inside a real chroot the path is that short,
-  // while the host path of the same socket may pass the 107-byte unix socket limit.
-  const requestedSock = args.get('api-sock') ?? '/run/firecracker.socket';
-  const apiSock = jailRoot && requestedSock.startsWith('/') ? `.${requestedSock}` : requestedSock;
+  // Jailed (the jailer double chroots it), this path is inside the jail, as for the real binary.
+  const apiSock = args.get('api-sock') ?? '/run/firecracker.socket';
   // Never closed: libuv unlinks a listening unix socket on close, and Firecracker never removes it.
   const server = createServer((req, res) => {
     let raw = '';

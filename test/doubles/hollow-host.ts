@@ -63,6 +63,13 @@ export class HollowNetwork implements HostNetwork {
   async listTaps(): Promise<string[]> {
     return [...this.taps].sort();
   }
+  /** No bridge here, and no process holds a hollow TAP: every TAP goes, given or not. */
+  async tearDown(): Promise<void> {
+    this.taps.clear();
+  }
+  async tearDownLeft(): Promise<string[]> {
+    return [...this.taps].sort().map((tap) => `TAP ${tap}`);
+  }
 }
 
 export class HollowDriver implements VmmDriver {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { tapNameOf } from '../../src/contracts/host-names.js';
 import { parseIpv4Cidr } from '../../src/agent/domain/ipv4.js';
@@ -10,6 +11,26 @@ import { captureLogger } from '../support/capture-logger.js';
 import { testBridgeCidr, testBridgeName, testVmId } from '../support/net-names.js';
 
 const ip = (...args: string[]) => execFileSync('ip', args, { encoding: 'utf8' });
+
+/**
+ * A process holding the TAP open, as a running VMM does (its carrier comes up): Python opens
+ * /dev/net/tun and attaches to the TAP with TUNSETIFF (IFF_TAP | IFF_NO_PI), which Node cannot.
+ */
+async function holdTap(tap: string): Promise<ChildProcess> {
+  const script = [
+    'import fcntl, os, struct, sys, time',
+    'fd = os.open("/dev/net/tun", os.O_RDWR)',
+    'fcntl.ioctl(fd, 0x400454ca, struct.pack("16sH", sys.argv[1].encode(), 0x0002 | 0x1000))',
+    'print("held", flush=True)',
+    'time.sleep(600)',
+  ].join('\n');
+  const holder = spawn('python3', ['-c', script, tap], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    holder.stdout?.once('data', () => resolve());
+    holder.once('exit', (code) => reject(new Error(`the TAP holder exited (${code})`)));
+  });
+  return holder;
+}
 
 describe('bridge network (real bridge, TAPs and NAT)', () => {
   const bridge = testBridgeName();
@@ -87,5 +108,145 @@ describe('bridge network (real bridge, TAPs and NAT)', () => {
     foreign.push(taken);
     const other = new BridgeNetwork({ bridge: taken, cidr, nat: false }, captureLogger().log);
     await assert.rejects(other.ensureBridge(), /exists and is not a bridge \(tun\)/);
+  });
+});
+
+describe('bridge network tear-down (for an agent whose VMs end with it)', () => {
+  const nftTables = () => execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' });
+
+  /** A network on a bridge of its own; `cleanUp` removes whatever a failed test left of it. */
+  function ownNetwork(options: { natBackend?: 'iptables' } = {}) {
+    const bridge = testBridgeName();
+    const cidr = parseIpv4Cidr(testBridgeCidr());
+    assert.ok(cidr, 'the test cidr parses');
+    const network = new BridgeNetwork({ bridge, cidr, nat: true, ...options }, captureLogger().log);
+    const taps = [tapNameOf(testVmId()), tapNameOf(testVmId())];
+    const cleanUp = async () => {
+      for (const tap of taps) if (await readLink(tap)) ip('link', 'del', 'dev', tap);
+      await network.removeBridge();
+    };
+    return { bridge, network, taps, cleanUp };
+  }
+
+  it('removes the TAPs it is given, then the NAT table and the bridge Nexus made', async () => {
+    const { bridge, network, taps, cleanUp } = ownNetwork();
+    try {
+      for (const tap of taps) await network.ensureTap(tap);
+      assert.ok(nftTables().includes(`nexus_${bridge}`), 'the NAT table is there');
+
+      await network.tearDown(taps);
+
+      for (const tap of taps) assert.equal(await readLink(tap), undefined, `TAP ${tap} is gone`);
+      assert.equal(await readLink(bridge), undefined, 'the bridge is gone');
+      assert.ok(!nftTables().includes(`nexus_${bridge}`), 'the NAT table is gone');
+      await network.tearDown(taps); // again, with nothing left: succeeds
+      // And the network comes back on the next use.
+      await network.ensureTap(taps[0] ?? '');
+      assert.equal((await readLink(taps[0] ?? ''))?.master, bridge, 'made again on the next use');
+    } finally {
+      await cleanUp();
+    }
+  });
+
+  it('removes a Nexus TAP on the bridge it was not given (a VM whose folder is gone), then the NAT and the bridge', async () => {
+    const { bridge, network, taps, cleanUp } = ownNetwork();
+    const strayVm = tapNameOf(testVmId());
+    try {
+      await network.ensureTap(taps[0] ?? '');
+      await network.ensureTap(strayVm);
+      assert.deepEqual(
+        (await network.tearDownLeft(taps)).sort(),
+        [`TAP ${taps[0]}`, `TAP ${strayVm}`, `bridge ${bridge}`, `nftables table nexus_${bridge}`].sort(),
+        'the stray TAP is listed as left with the rest',
+      );
+
+      await network.tearDown(taps);
+
+      assert.equal(await readLink(strayVm), undefined, 'the TAP of the VM with no folder is gone');
+      assert.equal(await readLink(bridge), undefined, 'the bridge is gone');
+      assert.ok(!nftTables().includes(`nexus_${bridge}`), 'the NAT table is gone');
+      assert.deepEqual(await network.tearDownLeft(taps), [], 'nothing is left');
+    } finally {
+      if (await readLink(strayVm)) ip('link', 'del', 'dev', strayVm);
+      await cleanUp();
+    }
+  });
+
+  it("leaves the bridge and its NAT while a device of someone else's is attached, and a Nexus TAP a process holds open", async () => {
+    const { bridge, network, taps, cleanUp } = ownNetwork();
+    const other = `nxd${randomBytes(3).toString('hex')}`;
+    const held = tapNameOf(testVmId());
+    let holder: ChildProcess | undefined;
+    try {
+      for (const tap of taps) await network.ensureTap(tap);
+      ip('tuntap', 'add', 'dev', other, 'mode', 'tap'); // not a Nexus TAP name: someone else's
+      ip('link', 'set', 'dev', other, 'master', bridge);
+      await network.ensureTap(held);
+      holder = await holdTap(held);
+
+      await network.tearDown(taps);
+
+      for (const tap of taps) assert.equal(await readLink(tap), undefined, `TAP ${tap} is gone`);
+      assert.equal((await readLink(other))?.master, bridge, 'the other device is still attached');
+      assert.equal((await readLink(held))?.master, bridge, 'the TAP a process holds (a VMM still running) stays');
+      assert.ok(nftTables().includes(`nexus_${bridge}`), 'the NAT table stays');
+      assert.deepEqual(await network.tearDownLeft(taps), [], 'what stays rightly is not reported as left');
+    } finally {
+      holder?.kill('SIGKILL');
+      if (await readLink(other)) ip('link', 'del', 'dev', other);
+      if (await readLink(held)) ip('link', 'del', 'dev', held);
+      await cleanUp();
+    }
+  });
+
+  it("leaves a bridge Nexus did not make when no Nexus TAP was on it, and still removes the NAT it added", async () => {
+    const { bridge, network, taps, cleanUp } = ownNetwork();
+    try {
+      ip('link', 'add', 'name', bridge, 'type', 'bridge');
+      await network.ensureBridge();
+
+      await network.tearDown(taps);
+
+      assert.equal((await readLink(bridge))?.linkinfo?.info_kind, 'bridge', 'the operator’s bridge stays');
+      assert.ok(!nftTables().includes(`nexus_${bridge}`), 'the NAT table is gone');
+    } finally {
+      await cleanUp();
+    }
+  });
+
+  it('removes an unmarked bridge (an older Nexus made it) once only Nexus TAPs were on it', async () => {
+    const { bridge, network, taps, cleanUp } = ownNetwork();
+    try {
+      ip('link', 'add', 'name', bridge, 'type', 'bridge');
+      await network.ensureTap(taps[0] ?? '');
+      assert.equal((await readLink(bridge))?.ifalias, undefined, 'a bridge Nexus found gets no mark');
+
+      await network.tearDown(taps);
+
+      assert.equal(await readLink(bridge), undefined, 'the bridge is gone');
+      assert.ok(!nftTables().includes(`nexus_${bridge}`), 'the NAT table is gone');
+    } finally {
+      await cleanUp();
+    }
+  });
+
+  it('with iptables, removes the masquerade rule with the bridge', async () => {
+    const { bridge, network, taps, cleanUp } = ownNetwork({ natBackend: 'iptables' });
+    const rules = () => execFileSync('iptables', ['-t', 'nat', '-S', 'POSTROUTING'], { encoding: 'utf8' }).split('\n').filter((line) => line.includes(`nexus:${bridge}`));
+    // iptables-nft makes the `ip nat` table on first use: if this test made it, this test removes it.
+    const natTableBefore = /table ip nat\b/.test(nftTables());
+    try {
+      await network.ensureTap(taps[0] ?? '');
+      assert.equal(rules().length, 1, 'the masquerade rule is there');
+
+      await network.tearDown(taps);
+
+      assert.deepEqual(rules(), [], 'the masquerade rule is gone');
+      assert.equal(await readLink(bridge), undefined, 'the bridge is gone');
+      assert.ok(!nftTables().includes(`nexus_${bridge}`), 'no nftables table was made');
+    } finally {
+      await cleanUp();
+      if (!natTableBefore && /table ip nat\b/.test(nftTables())) execFileSync('nft', ['delete', 'table', 'ip', 'nat']);
+    }
   });
 });

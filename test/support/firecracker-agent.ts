@@ -6,7 +6,9 @@ import { promisify } from 'node:util';
 import { resolveAgentConfig } from '../../src/agent/config.js';
 import { FirecrackerDriver } from '../../src/agent/drivers/firecracker/firecracker-driver.js';
 import type { FirecrackerApiVersion } from '../../src/agent/drivers/firecracker/firecracker-requests.js';
+import { readLink } from '../../src/agent/host/net/ip-command.js';
 import { type AgentHost, type RunningAgent, realAgentHost, startAgent } from '../../src/agent/main.js';
+import { tapNameOf } from '../../src/contracts/host-names.js';
 import type { VmmName } from '../../src/contracts/machine-spec.js';
 import type { VmmDriver } from '../../src/agent/ports/vmm-driver.js';
 import { captureLogger } from './capture-logger.js';
@@ -19,7 +21,7 @@ const run = promisify(execFile);
 export const FIRECRACKER_DOUBLE = fileURLToPath(new URL('../doubles/firecracker-double', import.meta.url));
 /** Stands in for the jailer: makes the jail, drops privileges, runs the double inside. */
 export const JAILER_DOUBLE = fileURLToPath(new URL('../doubles/jailer-double', import.meta.url));
-/** The unprivileged ids the jailed double runs as. */
+/** The first of the unprivileged ids the jailed doubles run as (each VM one of its own, uid = gid). */
 export const JAILED_ID = 54_321;
 /** The same double enforcing the v1.16.1 API (the real binary's argv cannot carry a version). */
 export const FIRECRACKER_DOUBLE_V1_16 = fileURLToPath(new URL('../doubles/firecracker-double-v1-16', import.meta.url));
@@ -31,6 +33,12 @@ export interface FirecrackerAgent {
   bridge: string;
   /** Calls the agent with its credential. */
   call(method: string, path: string, body?: unknown): Promise<{ status: number; headers: Headers; body: any }>;
+  /**
+   * Removes a VM from this host whatever became of it (the agent's delete: VMM process, TAP,
+   * sockets, folder), for a test's cleanup. Throws when the delete failed or left the TAP (which
+   * it then removes by hand), so a leak fails the test instead of staying on the host.
+   */
+  removeVm(id: string): Promise<void>;
   /** Stops the agent and removes its bridge. */
   close(): Promise<void>;
 }
@@ -44,6 +52,8 @@ export interface FirecrackerAgentOptions {
   proxyTimeoutMs?: number;
   /** Launch through the jailer double, with `<run-dir>/jail` as the chroot base. */
   jailed?: boolean;
+  /** How many ids, from JAILED_ID on, the jailed VMs may take. Default 8. */
+  jailedIds?: number;
 }
 
 /**
@@ -63,7 +73,7 @@ export async function startFirecrackerAgent(options: FirecrackerAgentOptions): P
       NEXUS_METRICS_INTERVAL_MS: '300',
       // The jailer settings as an operator gives them, with the jailer double as the binary.
       ...(options.jailed
-        ? { NEXUS_JAILER_BIN: JAILER_DOUBLE, NEXUS_JAILER_UID: String(JAILED_ID), NEXUS_JAILER_GID: String(JAILED_ID), NEXUS_JAILER_CHROOT_BASE: join(options.runDir, 'jail') }
+        ? { NEXUS_JAILER_BIN: JAILER_DOUBLE, NEXUS_JAILER_UID_RANGE: `${JAILED_ID}-${JAILED_ID + (options.jailedIds ?? 8) - 1}`, NEXUS_JAILER_CHROOT_BASE: join(options.runDir, 'jail') }
         : {}),
     },
   );
@@ -85,12 +95,22 @@ export async function startFirecrackerAgent(options: FirecrackerAgentOptions): P
   };
   const agent = await startAgent(config, log, host);
   const credential = agent.identity.credential;
+  const call: FirecrackerAgent['call'] = (method, path, body) => send(`${agent.url}${path}`, { method, body, headers: { authorization: `Bearer ${credential}` } });
   return {
     agent,
     host,
     runDir: options.runDir,
     bridge,
-    call: (method, path, body) => send(`${agent.url}${path}`, { method, body, headers: { authorization: `Bearer ${credential}` } }),
+    call,
+    removeVm: async (id) => {
+      const deleted = await call('DELETE', `/agent/v1/vms/${id}`).catch((error: unknown) => ({ status: 0, body: String(error) }));
+      const tap = tapNameOf(id);
+      const leftTap = (await readLink(tap)) !== undefined;
+      if (leftTap) await run('ip', ['link', 'del', 'dev', tap]);
+      if (deleted.status !== 200 || leftTap) {
+        throw new Error(`removing VM ${id}: the agent's delete answered ${deleted.status} ${JSON.stringify(deleted.body)}${leftTap ? `, and its TAP ${tap} was left (now removed)` : ''}`);
+      }
+    },
     close: async () => {
       await agent.close();
       await run('ip', ['link', 'del', 'dev', bridge]).catch(() => undefined);

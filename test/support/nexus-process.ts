@@ -16,9 +16,21 @@ export interface NexusProcess {
   stop(): Promise<void>;
 }
 
+export interface SpawnOptions {
+  /**
+   * Lead a process group of its own, as a command started from a shell does: a signal sent to
+   * `-pid` then reaches it and the children it did not detach, as a terminal's Ctrl-C does.
+   */
+  ownProcessGroup?: boolean;
+}
+
 /** Runs `nexus <args>` as a real process. */
-export function spawnNexus(args: string[], env: NodeJS.ProcessEnv = {}): NexusProcess {
-  const child = spawn(process.execPath, [NEXUS_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnNexus(args: string[], env: NodeJS.ProcessEnv = {}, options: SpawnOptions = {}): NexusProcess {
+  const child = spawn(process.execPath, [NEXUS_BIN, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.ownProcessGroup ?? false,
+  });
   let output = '';
   child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));

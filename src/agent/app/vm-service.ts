@@ -14,6 +14,7 @@ import { type ProcessIdentity, readProcessStartTicks } from '../../kit/process-i
 import { copySparse } from '../../kit/sparse-copy.js';
 import { UndoStack } from '../../kit/undo-stack.js';
 import { isUnderAllowedRoot } from '../domain/path-policy.js';
+import { HostSweep } from '../host/host-sweep.js';
 import { scanVmmProcesses } from '../host/supervisor/vmm-process-scan.js';
 import type { HostNetwork } from '../ports/host-network.js';
 import type { ProcessSupervisor } from '../ports/process-supervisor.js';
@@ -28,6 +29,16 @@ export interface VmServiceConfig {
   jailBase?: string;
   /** Told what garbage collection removed, for the agent's metrics. */
   onOrphansRemoved?: (removed: CollectOrphansResponse['removed']) => void;
+}
+
+/** How {@link VmService.stopAll} ends the VMs. */
+export interface StopAllOptions {
+  /** How many VMs are stopped at once: each stop waits on its guest, and the guests share the host's CPUs. */
+  concurrency: number;
+  /** How long each guest gets to power off before its VMM is ended. */
+  timeoutMs: number;
+  /** Once aborted, the VMMs still running are killed by pid at once instead of waiting for their guests. */
+  force?: AbortSignal;
 }
 
 /** What is stored in `spec.json`: the spec with canonical paths and private drive copies, and the driver. */
@@ -60,13 +71,17 @@ function privateDrivePath(vm: VmLayout, driveId: string): string {
  */
 export class VmService {
   private readonly locks = new KeyedMutex();
+  /** What ends every VMM and the guest network at once, for {@link stopAll}. */
+  private readonly sweep: HostSweep;
 
   constructor(
     private readonly config: VmServiceConfig,
     private readonly supervisor: ProcessSupervisor,
     private readonly network: HostNetwork,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.sweep = new HostSweep({ runDir: config.runDir, jailBase: config.jailBase }, supervisor, network, log);
+  }
 
   /**
    * Records the spec and prepares the host (folder, private drive copies, TAP). Repeating it with
@@ -94,7 +109,7 @@ export class VmService {
         await this.makePrivateCopies(vm, requested, spec, undo);
         if (spec.nics.length > 0 && !process) {
           const existed = (await this.network.listTaps()).includes(tapNameOf(id));
-          await this.network.ensureTap(tapNameOf(id));
+          await this.network.ensureTap(tapNameOf(id), await driver.vmmUser?.(vm));
           if (!existed) undo.push(`delete TAP ${tapNameOf(id)}`, () => this.network.deleteTap(tapNameOf(id)));
         }
         await writeFileAtomically(vm.specFile, JSON.stringify({ spec, driver: driver.name } satisfies StoredSpec, null, 2), 0o640);
@@ -115,7 +130,7 @@ export class VmService {
       const vm = this.layout(id);
       const stored = await this.requireStored(vm);
       if (stored.spec.nics.length === 0) throw new NexusError('conflict', `VM ${id} has no NIC`, { suggestion: 'Ensure it with nics: [{}].' });
-      if (!(await this.liveProcess(vm))) await this.network.ensureTap(tapNameOf(id));
+      if (!(await this.liveProcess(vm))) await this.network.ensureTap(tapNameOf(id), await this.driverFor(stored.driver).vmmUser?.(vm));
       return { tap: tapNameOf(id) };
     });
   }
@@ -249,7 +264,7 @@ export class VmService {
           await copySparse(saved, drive.path);
         }
         await this.checkStoredPaths(vm, stored.spec);
-        for (const nic of stored.spec.nics.slice(0, 1)) if (nic) await this.network.ensureTap(tapNameOf(id));
+        for (const nic of stored.spec.nics.slice(0, 1)) if (nic) await this.network.ensureTap(tapNameOf(id), await driver.vmmUser?.(vm));
         await markLaunched(vm);
         const process = await driver.restore(vm, stored.spec, {
           stateFile,
@@ -291,6 +306,45 @@ export class VmService {
       await rm(vm.dir, { recursive: true, force: true });
       this.log.info({ vm_id: id }, 'VM deleted');
     });
+  }
+
+  /**
+   * Ends every VMM of this run dir, then removes the VMs' host network (their TAPs, then the bridge
+   * and its NAT when nothing else uses them); the VM folders, disks included, stay for the next
+   * start. For an agent whose VMs end with it (`nexus dev`). Each VM gets its driver's stop (the
+   * guest's power button first), `concurrency` at a time; then the host sweep kills whatever still
+   * runs (a failed stop, a VMM no pid file names) by pid and removes the network. Returns only once
+   * no VMM is left; throws when that, or removing the network, failed.
+   */
+  async stopAll(options: StopAllOptions): Promise<void> {
+    const ids = await this.vmIds();
+    let running = 0;
+    for (const id of ids) if (await this.supervisor.adopt(this.layout(id))) running++;
+    this.log.info({ vms: running, concurrency: options.concurrency }, `stopping ${running} VMs`);
+    // Every VM, not only the running ones: a stop waits for the VM's lock, so an operation still
+    // under way (a start) finishes first and its VMM is stopped too.
+    const queue = [...ids];
+    const stopNext = async (): Promise<void> => {
+      for (let id = queue.shift(); id !== undefined && !options.force?.aborted; id = queue.shift()) {
+        await this.act(id, 'stop', options.timeoutMs).then(
+          () => undefined,
+          (error: unknown) => {
+            // A folder whose ensure failed meanwhile has no spec any more: nothing of it runs.
+            if ((error as NexusError).code !== 'not_found') this.log.error({ err: error, vm_id: id }, 'could not stop a VM; its VMM is killed');
+          },
+        );
+      }
+    };
+    const stops = Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, queue.length)) }, stopNext));
+    // Forced, the stops under way are not waited for: the sweep kills their VMMs.
+    const forced = await Promise.race([stops.then(() => false), whenAborted(options.force).then(() => true)]);
+    if (forced) this.log.warn({ vms: running }, 'forced: killing the VMMs still running instead of waiting for their guests');
+    await this.sweep.sweep();
+    this.log.info({ vms: running }, 'every VMM has exited and the guest network is removed');
+  }
+
+  private async vmIds(): Promise<string[]> {
+    return (await readdir(vmsDir(this.config.runDir)).catch(() => [] as string[])).filter((name) => VM_ID_PATTERN.test(name));
   }
 
   get(id: string): Promise<AgentVm> {
@@ -386,6 +440,10 @@ export class VmService {
       const recorded = await this.supervisor.adopt(vmLayout(this.config.runDir, process.vmId));
       if (recorded?.pid !== process.pid) orphans.processes.push({ pid: process.pid, vm_id: process.vmId, command: process.command });
     }
+    // What drivers made outside VM folders (jails) for VMs that have no folder now.
+    for (const driver of new Set(this.config.drivers.values())) {
+      orphans.dirs.push(...((await driver.leftoverDirs?.((vmId) => pathExists(vmLayout(this.config.runDir, vmId).dir))) ?? []));
+    }
     return { vms, orphans };
   }
 
@@ -466,7 +524,7 @@ export class VmService {
   /** Starts the VMM for the stored spec, after checking its files again (the folder is not trusted). */
   private async launch(vm: VmLayout, stored: StoredSpec, options: { paused: boolean }): Promise<void> {
     await this.checkStoredPaths(vm, stored.spec);
-    if (stored.spec.nics.length > 0) await this.network.ensureTap(tapNameOf(vm.id));
+    if (stored.spec.nics.length > 0) await this.network.ensureTap(tapNameOf(vm.id), await this.driverFor(stored.driver).vmmUser?.(vm));
     await rm(vm.consoleLog, { force: true });
     await markLaunched(vm);
     await this.driverFor(stored.driver).start(vm, stored.spec, options);
@@ -617,6 +675,14 @@ export class VmService {
     if (!stored) throw new NexusError('not_found', `no VM ${vm.id} on this host`, { suggestion: 'PUT /agent/v1/vms/:id with a MachineSpec first.' });
     return stored;
   }
+}
+
+/** Resolves once `signal` is aborted; never without one. */
+function whenAborted(signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) resolve();
+    else signal?.addEventListener('abort', () => resolve(), { once: true });
+  });
 }
 
 /** Two specs describe the same machine: drive throttles may differ (they change at runtime). */

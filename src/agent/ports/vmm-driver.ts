@@ -55,6 +55,18 @@ export interface VmmDriver {
    * Called when the VM is deleted; drivers that keep everything in the folder need not have it.
    */
   release?(vm: VmLayout): Promise<void>;
+  /**
+   * Who the VM's VMM runs as when that is not the agent's own user (a jailed Firecracker: a uid and
+   * gid of the VM's own, held until the VM is deleted); its TAP is made owned by it, so the VMM can
+   * open it. Absent, or undefined: the VMM runs as the agent.
+   */
+  vmmUser?(vm: VmLayout): Promise<{ uid: number; gid: number } | undefined>;
+  /**
+   * Folders the driver made outside VM folders (jails) for VMs that `hasVm` says have no folder,
+   * and in which no VMM runs any more: leftovers for the orphan sweep, removed with `rm -r`, so
+   * only what is certainly the driver's.
+   */
+  leftoverDirs?(hasVm: (vmId: string) => Promise<boolean>): Promise<string[]>;
   /** Throws (validation_failed) for a spec this driver cannot run, so it is refused at ensure. */
   validate?(spec: MachineSpec): void;
   /**

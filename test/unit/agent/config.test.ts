@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
 import { resolveAgentConfig } from '../../../src/agent/config.js';
+import type { NexusError } from '../../../src/kit/nexus-error.js';
 
 describe('resolveAgentConfig', () => {
   it('defaults: 127.0.0.1:9090, /srv/fc, state under the run dir, hostname, standalone', () => {
@@ -29,12 +30,40 @@ describe('resolveAgentConfig', () => {
     assert.throws(() => resolveAgentConfig({}, { NEXUS_NAT: 'maybe' }), /NEXUS_NAT must be on or off/);
   });
   it('reads the jailer, proxy and log settings, and refuses what the jailer cannot run', () => {
-    const jail = { NEXUS_JAILER_BIN: '/usr/bin/jailer', NEXUS_JAILER_UID: '900', NEXUS_JAILER_GID: '901' };
-    assert.deepEqual(resolveAgentConfig({ runDir: '/srv/fc' }, jail).jailer, { binary: '/usr/bin/jailer', uid: 900, gid: 901, chrootBaseDir: '/srv/fc/jail' });
+    const jail = { NEXUS_JAILER_BIN: '/usr/bin/jailer', NEXUS_JAILER_UID_RANGE: '900000-965535' };
+    assert.deepEqual(resolveAgentConfig({ runDir: '/srv/fc' }, jail).jailer, { binary: '/usr/bin/jailer', uidRange: { first: 900_000, last: 965_535 }, chrootBaseDir: '/srv/fc/jail' });
+    assert.deepEqual(resolveAgentConfig({}, { ...jail, NEXUS_JAILER_UID_RANGE: '7-7' }).jailer?.uidRange, { first: 7, last: 7 }, 'a range of one id');
     assert.equal(resolveAgentConfig({}, {}).jailer, undefined, 'no jailer unless asked');
-    assert.throws(() => resolveAgentConfig({}, { ...jail, NEXUS_JAILER_UID: '' }), /needs NEXUS_JAILER_UID/);
-    assert.throws(() => resolveAgentConfig({}, { ...jail, NEXUS_JAILER_GID: '0' }), /needs NEXUS_JAILER_GID/, 'never root');
     assert.throws(() => resolveAgentConfig({}, { ...jail, NEXUS_FIRECRACKER_BIN: '/opt/fc' }), /file name contains "firecracker"/);
+    // The range: required, first-last, never root, first <= last, below (uid_t) -1.
+    const refused = (range: string | undefined) => {
+      try {
+        resolveAgentConfig({}, { NEXUS_JAILER_BIN: '/usr/bin/jailer', ...(range === undefined ? {} : { NEXUS_JAILER_UID_RANGE: range }) });
+      } catch (error) {
+        return error as NexusError;
+      }
+      assert.fail(`NEXUS_JAILER_UID_RANGE '${range}' was accepted`);
+    };
+    for (const range of [undefined, '', '900000', '0-10', '10-5', '1-4294967295', '-5-10', '1e5-2e5', ' 1-10', '1 - 10', '1-10,20-30']) {
+      const error = refused(range);
+      assert.equal(error.code, 'bad_request', `${range}: ${error.message}`);
+      assert.match(error.message, /needs NEXUS_JAILER_UID_RANGE: first-last/, `${range}: ${error.message}`);
+      assert.match(error.suggestion ?? '', /NEXUS_JAILER_UID_RANGE=900000-965535/, `${range}: an example range is suggested`);
+    }
+    assert.equal(resolveAgentConfig({}, { ...jail, NEXUS_JAILER_UID_RANGE: '1-4294967294' }).jailer?.uidRange.last, 4_294_967_294, 'the highest id there is');
+    // The shared uid/gid they replace is refused with what replaced it, not silently ignored.
+    for (const old of [{ NEXUS_JAILER_UID: '900' }, { NEXUS_JAILER_GID: '901' }, { NEXUS_JAILER_UID: '900', NEXUS_JAILER_GID: '901' }]) {
+      try {
+        resolveAgentConfig({}, { ...jail, ...old });
+        assert.fail(`${JSON.stringify(old)} was accepted`);
+      } catch (error) {
+        const named = Object.keys(old).join(' and ');
+        assert.equal((error as NexusError).code, 'bad_request');
+        assert.match((error as NexusError).message, new RegExp(`^${named} no longer apply: .* from NEXUS_JAILER_UID_RANGE`));
+        assert.match((error as NexusError).suggestion ?? '', new RegExp(`Unset ${named} and set NEXUS_JAILER_UID_RANGE=first-last`));
+      }
+    }
+    assert.equal(resolveAgentConfig({}, { NEXUS_JAILER_UID: '900' }).jailer, undefined, 'without the jailer they never meant anything');
     assert.equal(resolveAgentConfig({}, { NEXUS_PROXY_TIMEOUT_MS: '2500' }).proxyTimeoutMs, 2500);
     assert.throws(() => resolveAgentConfig({}, { NEXUS_PROXY_TIMEOUT_MS: 'soon' }), /NEXUS_PROXY_TIMEOUT_MS/);
     assert.equal(resolveAgentConfig({}, {}).vmLogMaxBytes, 16 * 1024 * 1024);

@@ -36,7 +36,8 @@ import {
   snapshotCreate,
   snapshotLoad,
 } from './firecracker-requests.js';
-import { type JailLayout, type JailerConfig, type JailedFile, jailLayout, jailerArgs, populateJail, removeJail } from './jailer.js';
+import { JailUsers } from './jail-users.js';
+import { JAIL_LAUNCH_PATTERN, type JailLayout, type JailUser, type JailerConfig, type JailedFile, jailLayout, jailerArgs, listJails, populateJail, removeJail } from './jailer.js';
 
 export interface FirecrackerDriverConfig {
   /** The `firecracker` binary. */
@@ -71,12 +72,32 @@ export class FirecrackerDriver implements VmmDriver {
   private readonly api: FirecrackerApi;
   /** Per VM: how far its metrics file was read, and the block totals so far. */
   private readonly metricTotals = new Map<string, { offset: number; block: VmMetricsRecord['block']; raw: unknown }>();
+  /** Jailed: each VM's own uid/gid. */
+  private readonly users: JailUsers | undefined;
 
   constructor(
     private readonly config: FirecrackerDriverConfig,
     private readonly supervisor: ProcessSupervisor,
   ) {
     this.api = new FirecrackerApi(config.requestTimeoutMs ?? 10_000);
+    this.users = config.jailer ? new JailUsers(config.jailer, config.binary) : undefined;
+  }
+
+  /** Jailed, the VM's own uid/gid (allocated on first use, kept until its folder is gone); unjailed, none: it runs as the agent. */
+  async vmmUser(vm: VmLayout): Promise<JailUser | undefined> {
+    return this.users?.of(vm);
+  }
+
+  /**
+   * Jails of VMs that have no folder here (a crash mid-delete, a folder removed by hand): the
+   * jailer never removes them, and each holds its uid until it is gone. One whose Firecracker still
+   * runs waits for it to end (the process scan reports it), or its uid would be free while in use.
+   */
+  async leftoverDirs(hasVm: (vmId: string) => Promise<boolean>): Promise<string[]> {
+    if (!this.config.jailer) return [];
+    const left: string[] = [];
+    for (const jail of await listJails(this.config.jailer, this.config.binary)) if (!jail.running && !(await hasVm(jail.vmId))) left.push(jail.dir);
+    return left;
   }
 
   async start(vm: VmLayout, spec: MachineSpec, options: { paused?: boolean } = {}): Promise<ProcessIdentity> {
@@ -283,7 +304,8 @@ export class FirecrackerDriver implements VmmDriver {
     let process: ProcessIdentity;
     let paths: FirecrackerPaths;
     let socket: string;
-    if (jailerConfig) {
+    if (jailerConfig && this.users) {
+      const user = await this.users.of(vm);
       const jail = jailLayout(jailerConfig, this.config.binary, vm.id, Date.now().toString(36));
       const files: JailedFile[] = [
         { hostPath: spec.kernel.path, jailPath: '/vm/kernel', writable: false },
@@ -296,7 +318,7 @@ export class FirecrackerDriver implements VmmDriver {
       ];
       // Recorded first: a jail half made by a failed populate is still found and removed.
       await writeFileAtomically(join(vm.dir, JAIL_RECORD), JSON.stringify(jail), 0o640);
-      await populateJail(jailerConfig, jail, files);
+      await populateJail(user, jail, files);
       // The jail socket's host path can pass the 107-byte unix socket limit: the agent reaches it
       // through a short link in the VM's own socket folder.
       await symlink(jail.socket, vm.firecrackerSocket);
@@ -308,7 +330,7 @@ export class FirecrackerDriver implements VmmDriver {
         metricsFile: '/metrics.json',
       };
       socket = vm.firecrackerSocket;
-      process = await this.supervisor.launch({ vm, binary: jailerConfig.binary, args: jailerArgs(jailerConfig, this.config.binary, jail), stdoutPath: vm.consoleLog });
+      process = await this.supervisor.launch({ vm, binary: jailerConfig.binary, args: jailerArgs(jailerConfig, this.config.binary, jail, user), stdoutPath: vm.consoleLog });
     } else {
       paths = {
         kernel: spec.kernel.path,
@@ -389,7 +411,7 @@ export class FirecrackerDriver implements VmmDriver {
     }
     const jailer = this.config.jailer;
     const launch = typeof recorded.id === 'string' && recorded.id.startsWith(`${vm.id}-`) ? recorded.id.slice(vm.id.length + 1) : '';
-    if (!jailer || !/^[a-z0-9]{1,20}$/.test(launch)) return undefined;
+    if (!jailer || !JAIL_LAUNCH_PATTERN.test(launch)) return undefined;
     return jailLayout(jailer, this.config.binary, vm.id, launch);
   }
 

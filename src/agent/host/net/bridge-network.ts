@@ -3,8 +3,8 @@ import { NexusError } from '../../../kit/nexus-error.js';
 import { TAP_NAME_PATTERN } from '../../../contracts/host-names.js';
 import { type Ipv4Cidr, networkOf } from '../../domain/ipv4.js';
 import type { HostNetwork } from '../../ports/host-network.js';
-import { ip, listLinks, readLink } from './ip-command.js';
-import { type NatBackend, detectNatBackend, enableIpForwarding, ensureMasquerade, removeMasquerade } from './nat.js';
+import { type LinkInfo, ip, listLinks, readLink } from './ip-command.js';
+import { type NatBackend, detectNatBackend, enableIpForwarding, ensureMasquerade, hasMasquerade, masqueradeName, removeMasquerade } from './nat.js';
 
 export interface BridgeNetworkConfig {
   /** The host's guest bridge. NEXUS_BRIDGE, default fcbr0. */
@@ -13,13 +13,17 @@ export interface BridgeNetworkConfig {
   cidr: Ipv4Cidr;
   /** Masquerade guest traffic out of the host. NEXUS_NAT, default on. */
   nat: boolean;
-  /** Who may open the TAPs besides root: the jailed VMM's user, when Firecracker runs jailed. */
-  tapOwner?: { uid: number; gid: number };
+  /** How to masquerade. Default: nftables when `nft` is installed, else iptables. */
+  natBackend?: NatBackend;
 }
+
+/** The alias (`ip link … alias`) of a bridge Nexus made, which it may therefore remove. */
+const BRIDGE_MARK = 'nexus guest bridge';
 
 /**
  * One Linux bridge per host with an address and (optionally) NAT, and one TAP per NIC attached to
- * it. The bridge is made on first use and kept; TAPs come and go with their VMs.
+ * it. The bridge is made on first use and kept (only an agent whose VMs end with it tears it down);
+ * TAPs come and go with their VMs.
  */
 export class BridgeNetwork implements HostNetwork {
   private bridgeReady: Promise<void> | undefined;
@@ -39,7 +43,7 @@ export class BridgeNetwork implements HostNetwork {
     return this.bridgeReady;
   }
 
-  async ensureTap(name: string): Promise<void> {
+  async ensureTap(name: string, owner?: { uid: number; gid: number }): Promise<void> {
     assertTapName(name);
     await this.ensureBridge();
     const existing = await readLink(name);
@@ -47,8 +51,9 @@ export class BridgeNetwork implements HostNetwork {
       assertOurs(existing.ifname, existing.linkinfo?.info_kind);
       await ip(['link', 'del', 'dev', name], `deleting the stale TAP ${name}`);
     }
-    const owner = this.config.tapOwner ? ['user', String(this.config.tapOwner.uid), 'group', String(this.config.tapOwner.gid)] : [];
-    await ip(['tuntap', 'add', 'dev', name, 'mode', 'tap', ...owner], `creating TAP ${name}`);
+    // Who may open it besides root: the VM's jailed VMM, under a uid of its own (a recreated TAP takes the current owner).
+    const ownerArgs = owner ? ['user', String(owner.uid), 'group', String(owner.gid)] : [];
+    await ip(['tuntap', 'add', 'dev', name, 'mode', 'tap', ...ownerArgs], `creating TAP ${name}`);
     try {
       await ip(['link', 'set', 'dev', name, 'master', this.config.bridge], `attaching TAP ${name} to ${this.config.bridge}`);
       await ip(['link', 'set', 'dev', name, 'up'], `bringing TAP ${name} up`);
@@ -77,9 +82,89 @@ export class BridgeNetwork implements HostNetwork {
       .sort();
   }
 
-  /** Removes the bridge and its NAT: for tests and for uninstalling, never done by the agent itself. */
+  /**
+   * Removes the guest network of an agent whose VMs end with it, once none of its VMMs runs: the
+   * TAPs in `taps` (its VMs'), and every other Nexus TAP attached to this bridge that no process
+   * holds open (a VM whose folder is gone; one held open belongs to a VMM still running, another
+   * agent's on a shared bridge). Then, when nothing else is attached to the bridge, the NAT and the
+   * bridge itself if it is Nexus's: it carries Nexus's mark, or (made by an older Nexus, which did
+   * not mark its bridges) nothing but Nexus TAPs was attached to it. A bridge with a device of
+   * someone else's on it stays, with its NAT. Every removal is tried; the ones that failed are
+   * reported together at the end.
+   */
+  async tearDown(taps: string[]): Promise<void> {
+    const { bridge, cidr } = this.config;
+    const plan = await this.tearDownPlan(taps);
+    const failures: string[] = [];
+    for (const tap of plan.taps) {
+      await this.deleteTap(tap).catch((error: unknown) => failures.push(error instanceof Error ? error.message : String(error)));
+    }
+    if (plan.kept.length > 0) {
+      this.log.warn({ bridge, attached: plan.kept }, 'left the bridge and its NAT: other devices are still attached to it');
+    } else {
+      if (this.config.nat) {
+        const backend = await this.backend();
+        if (backend) await removeMasquerade(backend, bridge, networkOf(cidr)).catch((error: unknown) => failures.push((error as Error).message));
+      }
+      if (plan.bridgeIsOurs) {
+        await ip(['link', 'del', 'dev', bridge], `deleting bridge ${bridge}`).catch((error: unknown) => failures.push((error as Error).message));
+      } else if (plan.bridgeExists) {
+        this.log.info({ bridge }, 'left the bridge: Nexus did not make it, and no Nexus TAP was on it');
+      }
+    }
+    this.bridgeReady = undefined;
+    this.natBackend = undefined;
+    if (failures.length > 0) {
+      throw new NexusError('unavailable', `could not remove all of the guest network: ${failures.join('; ')}`, {
+        suggestion: 'Remove what is left by hand: `ip link del dev <name>`, and the NAT (`nft list tables`, `iptables -t nat -S`).',
+      });
+    }
+  }
+
+  /** What {@link tearDown} with these `taps` would remove that is still there, each named for a message (`TAP tap-…`, `bridge …`, the NAT). */
+  async tearDownLeft(taps: string[]): Promise<string[]> {
+    const { bridge, cidr } = this.config;
+    const plan = await this.tearDownPlan(taps);
+    const left = plan.taps.map((tap) => `TAP ${tap}`);
+    // With a device of someone else's attached, the bridge and its NAT rightly stay.
+    if (plan.kept.length === 0) {
+      if (plan.bridgeIsOurs) left.push(`bridge ${bridge}`);
+      const backend = this.config.nat ? await this.backend() : undefined;
+      if (backend && (await hasMasquerade(backend, bridge, networkOf(cidr)))) left.push(masqueradeName(backend, bridge));
+    }
+    return left;
+  }
+
+  /**
+   * Which TAPs a tear-down removes (those given that exist, and the Nexus TAPs on the bridge no
+   * process holds: no carrier), which devices stay attached after it, and whether the bridge is Nexus's.
+   */
+  private async tearDownPlan(taps: string[]): Promise<{ taps: string[]; kept: string[]; bridgeExists: boolean; bridgeIsOurs: boolean }> {
+    const { bridge } = this.config;
+    const links = await listLinks();
+    const given = new Set(taps);
+    const isNexusTap = (link: LinkInfo) => TAP_NAME_PATTERN.test(link.ifname) && link.linkinfo?.info_kind === 'tun';
+    const removed = links.filter((link) => isNexusTap(link) && (given.has(link.ifname) || (link.master === bridge && !link.flags?.includes('LOWER_UP'))));
+    const attached = links.filter((link) => link.master === bridge);
+    const kept = attached.filter((link) => !removed.includes(link)).map((link) => link.ifname);
+    const device = links.find((link) => link.ifname === bridge);
+    const bridgeExists = device?.linkinfo?.info_kind === 'bridge';
+    const nexusTapsOnly = attached.length > 0 && attached.every(isNexusTap);
+    return {
+      taps: removed.map((link) => link.ifname).sort(),
+      kept,
+      bridgeExists,
+      bridgeIsOurs: bridgeExists && (device?.ifalias === BRIDGE_MARK || nexusTapsOnly),
+    };
+  }
+
+  private async backend(): Promise<NatBackend | undefined> {
+    return this.natBackend ?? this.config.natBackend ?? (await detectNatBackend());
+  }
+
+  /** Removes the bridge and its NAT whoever made them: for tests and for uninstalling, never done by the agent itself. */
   async removeBridge(): Promise<void> {
-    const backend = this.natBackend ?? (await detectNatBackend());
+    const backend = await this.backend();
     if (backend) await removeMasquerade(backend, this.config.bridge, networkOf(this.config.cidr));
     if (await readLink(this.config.bridge)) await ip(['link', 'del', 'dev', this.config.bridge], `deleting bridge ${this.config.bridge}`);
     this.bridgeReady = undefined;
@@ -93,14 +178,18 @@ export class BridgeNetwork implements HostNetwork {
         suggestion: `Remove it, or choose another bridge name with NEXUS_BRIDGE.`,
       });
     }
-    if (!existing) await ip(['link', 'add', 'name', bridge, 'type', 'bridge'], `creating bridge ${bridge}`);
+    if (!existing) {
+      await ip(['link', 'add', 'name', bridge, 'type', 'bridge'], `creating bridge ${bridge}`);
+      // The mark says Nexus made it, so a later tearDown (of this run or the next) may remove it.
+      await ip(['link', 'set', 'dev', bridge, 'alias', BRIDGE_MARK], `marking bridge ${bridge} as made by Nexus`);
+    }
     const addresses = existing?.addr_info?.filter((entry) => entry.family === 'inet') ?? [];
     if (!addresses.some((entry) => entry.local === cidr.address && entry.prefixlen === cidr.prefixLength)) {
       await ip(['addr', 'add', `${cidr.address}/${cidr.prefixLength}`, 'dev', bridge], `addressing bridge ${bridge}`);
     }
     await ip(['link', 'set', 'dev', bridge, 'up'], `bringing bridge ${bridge} up`);
     if (this.config.nat) {
-      this.natBackend = await detectNatBackend();
+      this.natBackend = this.config.natBackend ?? (await detectNatBackend());
       if (!this.natBackend) {
         throw new NexusError('unavailable', 'neither nft nor iptables is installed, so guests cannot reach out', {
           suggestion: 'apt-get install nftables, or set NEXUS_NAT=off.',

@@ -3,7 +3,11 @@ import { runHostTool } from '../../../kit/host-tool.js';
 export interface LinkInfo {
   ifname: string;
   master?: string;
+  /** The device's alias (`ip link set … alias`): how Nexus marks a bridge it made. */
+  ifalias?: string;
   operstate?: string;
+  /** `LOWER_UP` among them on a TAP: a process holds it open (a running VMM). */
+  flags?: string[];
   linkinfo?: { info_kind?: string };
   addr_info?: Array<{ local: string; prefixlen: number; family: string }>;
 }

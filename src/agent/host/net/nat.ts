@@ -57,6 +57,21 @@ export async function removeMasquerade(backend: NatBackend, bridge: string, subn
   }
 }
 
+/** Whether the bridge's masquerade is there: the nftables table, or the tagged iptables rule. */
+export async function hasMasquerade(backend: NatBackend, bridge: string, subnet: string): Promise<boolean> {
+  const [tool, args] =
+    backend === 'nftables' ? (['nft', ['list', 'table', 'ip', nftTable(bridge)]] as const) : (['iptables', ['-t', 'nat', '-C', 'POSTROUTING', ...iptablesRule(bridge, subnet)]] as const);
+  return runHostTool(tool, [...args], { doing: 'looking for the NAT' }).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** How the bridge's masquerade is named where it lives, for messages: the nftables table, or the iptables rule's tag. */
+export function masqueradeName(backend: NatBackend, bridge: string): string {
+  return backend === 'nftables' ? `nftables table ${nftTable(bridge)}` : `iptables rule nexus:${bridge}`;
+}
+
 /** The one masquerade rule Nexus adds with iptables, tagged so it can be found again. */
 function iptablesRule(bridge: string, subnet: string): string[] {
   return ['-s', subnet, '!', '-o', bridge, '-j', 'MASQUERADE', '-m', 'comment', '--comment', `nexus:${bridge}`];

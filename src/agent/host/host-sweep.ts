@@ -1,0 +1,104 @@
+import { readdir } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { tapNameOf } from '../../contracts/host-names.js';
+import { VM_ID_PATTERN, vmLayout, vmsDir } from '../../contracts/vm-layout.js';
+import { NexusError } from '../../kit/nexus-error.js';
+import { type ProcessIdentity, readProcessStartTicks } from '../../kit/process-identity.js';
+import type { HostNetwork } from '../ports/host-network.js';
+import type { ProcessSupervisor } from '../ports/process-supervisor.js';
+import { scanVmmProcesses } from './supervisor/vmm-process-scan.js';
+
+export interface HostSweepConfig {
+  runDir: string;
+  /** Where jailed Firecracker processes have their roots, so they are found too. */
+  jailBase?: string | undefined;
+}
+
+/** What of a run dir is still on the host, beside its VM folders. */
+export interface HostLeftovers {
+  /** Pids of the VMMs still running from it. */
+  vmms: number[];
+  /** The guest network a tear-down would remove, each named for a message (`TAP tap-…`, `bridge …`, the NAT). */
+  network: string[];
+}
+
+/**
+ * Ends everything a run dir has on the host except its VM folders (disks included, they stay for
+ * the next start): every VMM running from it, killed by pid (those the pid files name, and strays
+ * found in /proc, only ever by their command line naming `<run-dir>/vms/<id>/` or their root
+ * being one of its jails), each VM's pid file and cgroup, then the guest network (TAPs, and the
+ * bridge and its NAT once nothing else uses them). For an agent whose VMs end with it: the last
+ * step of `VmService.stopAll` (after the guests had their chance to power off, or at once when
+ * forced), and what `nexus dev` runs itself when its agent ended without doing it.
+ */
+export class HostSweep {
+  constructor(
+    private readonly config: HostSweepConfig,
+    private readonly supervisor: ProcessSupervisor,
+    private readonly network: HostNetwork,
+    private readonly log: Logger,
+  ) {}
+
+  /** The VMMs running from the run dir's VM folders: those their pid files name, and the strays /proc shows. */
+  async runningVmms(): Promise<ProcessIdentity[]> {
+    const found = new Map<number, ProcessIdentity>();
+    for (const id of await this.vmIds()) {
+      const process = await this.supervisor.adopt(vmLayout(this.config.runDir, id));
+      if (process) found.set(process.pid, process);
+    }
+    for (const stray of await scanVmmProcesses(this.config.runDir, this.config.jailBase)) {
+      if (found.has(stray.pid)) continue;
+      const startTicks = await readProcessStartTicks(stray.pid);
+      if (startTicks !== undefined) found.set(stray.pid, { pid: stray.pid, startTicks });
+    }
+    return [...found.values()];
+  }
+
+  /** What is left of the run dir on the host: nothing, once a sweep (or a clean stop of every VM) is done. */
+  async leftovers(): Promise<HostLeftovers> {
+    const vmms = (await this.runningVmms()).map((process) => process.pid);
+    return { vmms, network: await this.network.tearDownLeft(await this.taps()) };
+  }
+
+  /** Kills every VMM of the run dir, forgets their pid files and cgroups, removes the guest network. Answers how many VMMs it killed. */
+  async sweep(): Promise<number> {
+    const killed = await this.killVmms();
+    for (const id of await this.vmIds()) {
+      const vm = vmLayout(this.config.runDir, id);
+      if (!(await this.supervisor.adopt(vm))) await this.supervisor.forget(vm);
+    }
+    await this.network.tearDown(await this.taps());
+    return killed;
+  }
+
+  /** SIGKILLs, by pid, every VMM still running from the run dir, until none is left. */
+  private async killVmms(): Promise<number> {
+    const killed = new Set<number>();
+    for (let round = 1; ; round++) {
+      const left = await this.runningVmms();
+      if (left.length === 0) return killed.size;
+      const pids = left.map((process) => process.pid);
+      if (round > 3) {
+        throw new NexusError('vmm_failed', `VMM processes survived SIGKILL: pids ${pids.join(', ')}`, {
+          suggestion: 'A process blocked in the kernel (state D in ps) ends when its I/O does.',
+        });
+      }
+      this.log.warn({ pids }, 'killing the VMMs still running');
+      await Promise.all(
+        left.map(async (process) => {
+          await this.supervisor.signal(process, 'SIGKILL');
+          await this.supervisor.waitForExit(process, 5000);
+          killed.add(process.pid);
+        }),
+      );
+    }
+  }
+
+  private async vmIds(): Promise<string[]> {
+    return (await readdir(vmsDir(this.config.runDir)).catch(() => [] as string[])).filter((name) => VM_ID_PATTERN.test(name));
+  }
+
+  private async taps(): Promise<string[]> {
+    return (await this.vmIds()).map(tapNameOf);
+  }
+}
