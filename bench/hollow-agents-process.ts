@@ -22,7 +22,8 @@ export type HollowRequest =
   | { type: 'start'; managerUrl: string; agents: HollowSpec[] }
   | { type: 'close' }
   | { type: 'restart' }
-  | { type: 'processes' };
+  | { type: 'processes' }
+  | { type: 'memory' };
 
 /** What `start` answers: the image files of the first agent (every run dir links the same store). */
 export interface HollowImage {
@@ -42,6 +43,8 @@ export interface HollowAgentsProcess {
   restart(): Promise<void>;
   /** How many hollow VMM processes run across all agents. */
   processes(): Promise<number>;
+  /** The child's memory (every agent in it): `process.memoryUsage()`. */
+  memory(): Promise<NodeJS.MemoryUsage>;
   /** Stops the child by its pid (SIGKILL after 10 s) and waits for it to exit. */
   stop(): Promise<void>;
 }
@@ -78,6 +81,7 @@ export function forkHollowAgents(): HollowAgentsProcess {
     close: async () => void (await ask({ type: 'close' })),
     restart: async () => void (await ask({ type: 'restart' })),
     processes: async () => (await ask({ type: 'processes' })) as number,
+    memory: async () => (await ask({ type: 'memory' })) as NodeJS.MemoryUsage,
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
@@ -118,6 +122,8 @@ async function serve(): Promise<void> {
       }
       case 'processes':
         return agents.reduce((sum, agent) => sum + agent.host.supervisor.processes.size, 0);
+      case 'memory':
+        return process.memoryUsage();
     }
   };
   process.on('message', (message: HollowRequest & { id: number }) => {

@@ -26,7 +26,7 @@ interface Row {
 
 async function startManager(env: Record<string, string>): Promise<{ url: string; process: NexusProcess; auth: Record<string, string> }> {
   const port = await freePort();
-  const unlimited = { NEXUS_RATE_LIMIT_READS: '100000000', NEXUS_RATE_LIMIT_WRITES: '100000000' };
+  const unlimited = { NEXUS_RATE_LIMIT_READS: '100000000', NEXUS_RATE_LIMIT_WRITES: '100000000', NEXUS_RATE_LIMIT_ADDRESS: '100000000' };
   const manager = spawnNexus(['manager', '--listen', `127.0.0.1:${port}`], { NEXUS_LOG_LEVEL: 'warn', ...unlimited, ...env });
   const url = `http://127.0.0.1:${port}`;
   await eventually('the manager answers', async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.ok === true, 60_000);

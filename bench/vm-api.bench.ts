@@ -7,12 +7,13 @@
  */
 import { mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
 import { eventually, spawnNexus } from '../test/support/nexus-process.js';
 import { freePort } from '../test/support/ports.js';
 import { startPostgres } from '../test/support/postgres-server.js';
 import { tempDir } from '../test/support/temp-dir.js';
 import { forkHollowAgents } from './hollow-agents-process.js';
+import { ManagerCaller } from './manager-caller.js';
 
 const VMS = Number(process.env.BENCH_VMS ?? 1000);
 const LATENCY_VMS = Math.min(VMS, 300);
@@ -22,19 +23,8 @@ const AGENTS = 10;
 const dispatcher = new Agent({ connections: CONCURRENCY * 2 });
 
 /** The admin token of the manager being measured (a dev-mode manager saves it in its data dir). */
-let auth: Record<string, string> = {};
-
-async function call(method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown): Promise<{ status: number; json: any; ms: number }> {
-  const started = performance.now();
-  const response = await request(url, {
-    method,
-    dispatcher,
-    headers: { ...auth, ...(body ? { 'content-type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await response.body.text();
-  return { status: response.statusCode, json: text ? JSON.parse(text) : undefined, ms: performance.now() - started };
-}
+const caller = new ManagerCaller(dispatcher);
+const call = caller.call.bind(caller);
 
 /** Runs `work` for every item with CONCURRENCY in flight; answers each call's latency. */
 async function pool<T>(items: T[], work: (item: T) => Promise<number>): Promise<number[]> {
@@ -69,12 +59,12 @@ async function measure(database: string, env: Record<string, string>): Promise<v
   const dir = tempDir('nexus-bench-api-');
   const port = await freePort();
   const api = `http://127.0.0.1:${port}`;
-  const unlimited = { NEXUS_RATE_LIMIT_READS: '100000000', NEXUS_RATE_LIMIT_WRITES: '100000000' };
+  const unlimited = { NEXUS_RATE_LIMIT_READS: '100000000', NEXUS_RATE_LIMIT_WRITES: '100000000', NEXUS_RATE_LIMIT_ADDRESS: '100000000' };
   const manager = spawnNexus(['manager', '--dev', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir.path, 'data')], { NEXUS_LOG_LEVEL: 'warn', NEXUS_RESYNC_MS: '2000', ...unlimited, ...env });
   const agents = forkHollowAgents();
   try {
     await eventually('the manager answers', async () => (await fetch(`${api}/healthz`).catch(() => undefined))?.ok === true, 60_000);
-    auth = { authorization: `Bearer ${readFileSync(join(dir.path, 'data', 'admin.token'), 'utf8').trim()}` };
+    caller.useToken(readFileSync(join(dir.path, 'data', 'admin.token'), 'utf8').trim());
     // One image store shared by every agent (each run dir's images/ links to it), so a VM's paths
     // are valid on whichever host the scheduler picks.
     const shared = join(dir.path, 'images');

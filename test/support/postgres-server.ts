@@ -1,4 +1,5 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,15 @@ export interface PostgresServer {
   adminUrl: string;
   /** Creates a fresh, empty database and answers its URL. */
   createDatabase(): Promise<string>;
+  /**
+   * Stops the server as an operator or a crash would (`pg_ctl stop -m fast`: sessions are ended
+   * with 57P01; `immediate`: no shutdown checkpoint, crash recovery at the next start) and leaves
+   * it down until `startAgain`. Runs pg_ctl without blocking this process's event loop, so a
+   * manager in this process keeps serving while the server goes.
+   */
+  shutDown(mode: 'fast' | 'immediate'): Promise<void>;
+  /** Starts the server again on the same port and data dir, and waits until it accepts connections. */
+  startAgain(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -22,12 +32,20 @@ function postgresBinDir(): string {
   return join(root, newest, 'bin');
 }
 
+export interface PostgresOptions {
+  /**
+   * Acknowledge a commit only once its WAL is written to the kernel (synchronous_commit=on). Off by
+   * default, for speed: then an immediate stop may lose the last commits, as a crash would.
+   */
+  durableCommits?: boolean;
+}
+
 /**
  * Starts a throwaway PostgreSQL server from the installed binaries: initdb in a temp dir, listening
  * on a free loopback port and a socket in that dir. Postgres refuses to run as root, so as root the
  * dir is handed to the `postgres` user. Stopped by its postmaster pid, never by name.
  */
-export async function startPostgres(): Promise<PostgresServer> {
+export async function startPostgres(serverOptions: PostgresOptions = {}): Promise<PostgresServer> {
   const bin = postgresBinDir();
   const dir = mkdtempSync(join(tmpdir(), 'nexus-pg-'));
   const asRoot = process.getuid?.() === 0;
@@ -41,14 +59,23 @@ export async function startPostgres(): Promise<PostgresServer> {
     const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }));
     chownSync(dir, uid, gid);
   }
+  const runAsync = async (command: string, args: string[]) => {
+    const [file, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', command, ...args]] : [command, args];
+    await promisify(execFile)(file, argv, { encoding: 'utf8' }).catch((error: Error & { stderr?: string }) => {
+      throw new Error(`${command} failed: ${error.stderr || error.message}`);
+    });
+  };
   const data = join(dir, 'data');
   const port = await freePort();
+  const synchronousCommit = serverOptions.durableCommits ? 'on' : 'off';
+  const options = `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=off -c synchronous_commit=${synchronousCommit} -c full_page_writes=off`;
+  const startArgs = ['-D', data, '-l', join(dir, 'server.log'), '-o', options, '-w', 'start'];
+  const postmasterPid = () => Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
   let pid: number | undefined;
   try {
     runAs(join(bin, 'initdb'), ['-D', data, '-U', 'nexus', '-A', 'trust', '--no-sync', '-E', 'UTF8']);
-    const options = `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
-    runAs(join(bin, 'pg_ctl'), ['-D', data, '-l', join(dir, 'server.log'), '-o', options, '-w', 'start']);
-    pid = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    runAs(join(bin, 'pg_ctl'), startArgs);
+    pid = postmasterPid();
   } catch (error) {
     rmSync(dir, { recursive: true, force: true });
     throw error;
@@ -68,6 +95,14 @@ export async function startPostgres(): Promise<PostgresServer> {
         await client.end();
       }
       return `postgres://nexus@127.0.0.1:${port}/${name}`;
+    },
+    async shutDown(mode) {
+      await runAsync(join(bin, 'pg_ctl'), ['-D', data, '-m', mode, '-w', 'stop']);
+      pid = undefined;
+    },
+    async startAgain() {
+      await runAsync(join(bin, 'pg_ctl'), startArgs);
+      pid = postmasterPid();
     },
     async stop() {
       if (pid !== undefined) await stopByPid(pid);

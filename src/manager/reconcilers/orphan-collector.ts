@@ -45,7 +45,9 @@ export class OrphanCollector {
       labelNames: ['kind'],
       registers: [registry],
     });
-    this.loop = new PeriodicTask(config.everyMs, () => this.sweep());
+    this.loop = new PeriodicTask(config.everyMs, () => this.sweep(), (error) =>
+      this.log.warn({ err: messageOf(error) }, 'orphan collection failed; it runs again next period'),
+    );
   }
 
   start(): void {

@@ -19,7 +19,7 @@ export class AdvisoryLockLeadership implements Leadership {
 
   constructor(
     private readonly url: string,
-    intervalMs: number,
+    private readonly intervalMs: number,
     private readonly log: Logger,
   ) {
     this.loop = new PeriodicTask(intervalMs, () => this.tick());
@@ -59,7 +59,11 @@ export class AdvisoryLockLeadership implements Leadership {
 
   private async connection(): Promise<pg.Client> {
     if (!this.client) {
-      const client = new pg.Client({ connectionString: this.url });
+      // A check or connect that gets no answer within a period (5 s at least, so that a busy
+      // machine does not make leadership flap) fails: over a silent network a leader must not go
+      // on believing it leads, nor the loop wait the many minutes TCP takes to give up.
+      const timeoutMs = Math.max(this.intervalMs, 5000);
+      const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
       client.on('error', (error) => {
         this.log.warn({ err: messageOf(error) }, 'the leadership connection failed');
         this.setLeader(false);

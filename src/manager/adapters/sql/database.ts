@@ -4,6 +4,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { type DirLock, lockDirectory } from '../../../kit/dir-lock.js';
+import { ConnectionFaultDialect } from './connection-fault-dialect.js';
 import { PGliteDialect } from './pglite-dialect.js';
 import type { Schema } from './schema.js';
 import type { Logger } from '../../../kit/logger.js';
@@ -43,7 +44,14 @@ async function openPostgres(url: string, poolSize: number, log: Logger): Promise
   // An idle client whose server connection drops emits 'error' on the pool; unhandled, that
   // would kill the process. The pool replaces the client on the next query, so log and go on.
   pool.on('error', (error) => log.warn({ err: error }, 'an idle Postgres connection failed; it will be replaced'));
-  const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
+  // A client checked out when its connection drops (a query or transaction in flight during a
+  // server restart) emits 'error' too, and the pool listens only to idle ones: without this
+  // listener that event would kill the process. The query in flight fails on its own, as
+  // database_unavailable, and the pool discards the client when it is released.
+  pool.on('connect', (client) => {
+    client.on('error', (error) => log.debug({ err: error.message }, 'a Postgres connection in use failed'));
+  });
+  const db = new Kysely<Schema>({ dialect: new ConnectionFaultDialect(new PostgresDialect({ pool })) });
   const database = makeDatabase(db, 'postgres', redactUrl(url), async () => undefined);
   try {
     await database.ping();
@@ -60,7 +68,7 @@ async function openPGlite(dataDir: string): Promise<Database> {
   try {
     const pgliteDir = join(dataDir, 'pglite');
     const pglite = await PGlite.create({ dataDir: pgliteDir });
-    const db = new Kysely<Schema>({ dialect: new PGliteDialect(pglite) });
+    const db = new Kysely<Schema>({ dialect: new ConnectionFaultDialect(new PGliteDialect(pglite)) });
     return makeDatabase(db, 'pglite', pgliteDir, () => lock.release());
   } catch (error) {
     await lock.release();

@@ -33,8 +33,11 @@ export function registerHealthRoutes(app: HttpServer, services: ManagerServices)
       try {
         await services.database.ping();
       } catch (error) {
-        throw new NexusError('not_ready', `database unreachable: ${messageOf(error)}`, {
+        // The store answers a connection fault as database_unavailable, carrying the driver's error and when to retry.
+        const fault = error instanceof NexusError ? error : undefined;
+        throw new NexusError('not_ready', `database unreachable: ${messageOf(fault?.cause ?? error)}`, {
           suggestion: 'Check DATABASE_URL and that the server is up.',
+          retryAfterSeconds: fault?.retryAfterSeconds,
         });
       }
       const readyHosts = await services.hosts.countReady();
