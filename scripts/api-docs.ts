@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { createLogger } from '../src/kit/logger.js';
 import { buildOpenApiDocument } from '../src/manager/http/openapi-document.js';
 import { buildAgentOpenApiDocument } from '../src/agent/http/openapi-document.js';
+import { STORABLE_TEXT_PATTERN } from '../src/contracts/schema.js';
 
 interface Schema {
   type?: string | string[];
@@ -44,7 +45,9 @@ function notes(schema: Schema): string {
   if (schema.description) parts.push(schema.description);
   if (schema.minimum !== undefined || schema.maximum !== undefined) parts.push(`${schema.minimum ?? ''}..${schema.maximum ?? ''}`);
   if (schema.minLength !== undefined || schema.maxLength !== undefined) parts.push(`length ${schema.minLength ?? 0}..${schema.maxLength ?? ''}`);
-  if (schema.pattern) parts.push(`pattern \`${schema.pattern}\``);
+  // Free text's pattern only keeps out what the database cannot store: say so in words.
+  if (schema.pattern === STORABLE_TEXT_PATTERN) parts.push('no NUL or unpaired surrogate');
+  else if (schema.pattern) parts.push(`pattern \`${schema.pattern}\``);
   if (schema.default !== undefined) parts.push(`default ${JSON.stringify(schema.default)}`);
   return parts.join('; ').replaceAll('|', '\\|');
 }

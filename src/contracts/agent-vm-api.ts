@@ -1,6 +1,6 @@
 import { Type, type Static } from 'typebox';
 import { DriveId, MachineSpec, VmmName } from './machine-spec.js';
-import { StrictObject, Uuid } from './schema.js';
+import { Int32, StrictObject, Text, Uuid } from './schema.js';
 
 export const AgentVmState = Type.Union([
   Type.Literal('configured'),
@@ -47,9 +47,9 @@ export type VmAction = Static<typeof VmAction>;
 export const VmActionRequest = StrictObject({
   action: VmAction,
   /** stop: how long the guest gets to power off before it is forced. */
-  timeout_ms: Type.Optional(Type.Integer({ minimum: 0, maximum: 300_000, default: 10_000 })),
+  timeout_ms: Type.Optional(Int32({ minimum: 0, maximum: 300_000, default: 10_000 })),
   /** restore: which snapshot. */
-  snapshot_id: Type.Optional(Type.String({ pattern: '^[a-zA-Z0-9_-]{1,64}$' })),
+  snapshot_id: Type.Optional(Text(64, { pattern: '^[a-zA-Z0-9_-]{1,64}$', example: 'snap-1' })),
 });
 export type VmActionRequest = Static<typeof VmActionRequest>;
 
@@ -74,7 +74,7 @@ export type VmActionResponse = Static<typeof VmActionResponse>;
 /** Host resources that belong to no VM this agent knows: leftovers for garbage collection. */
 export const Orphans = Type.Object(
   {
-    /** `<run-dir>/vms/<x>` folders without a readable spec. */
+    /** `<run-dir>/vms/<x>` folders without a readable spec, and jails (under the jailer's chroot base) of VMs with no folder. */
     dirs: Type.Array(Type.String()),
     /** Nexus-named TAP devices whose VM has no folder. */
     taps: Type.Array(Type.String()),
@@ -98,10 +98,10 @@ export type Inventory = Static<typeof Inventory>;
 
 /** What the manager asks the agent to collect; the agent removes only what is still an orphan. */
 export const CollectOrphansRequest = StrictObject({
-  dirs: Type.Array(Type.String(), { maxItems: 1000, default: [] }),
-  taps: Type.Array(Type.String(), { maxItems: 1000, default: [] }),
-  processes: Type.Array(Type.Integer({ minimum: 1 }), { maxItems: 1000, default: [] }),
-  sockets: Type.Array(Type.String(), { maxItems: 1000, default: [] }),
+  dirs: Type.Array(Text(4096), { maxItems: 1000, default: [] }),
+  taps: Type.Array(Text(15, { description: 'A Linux interface name' }), { maxItems: 1000, default: [] }),
+  processes: Type.Array(Int32({ minimum: 1 }), { maxItems: 1000, default: [] }),
+  sockets: Type.Array(Text(4096), { maxItems: 1000, default: [] }),
 });
 export type CollectOrphansRequest = Static<typeof CollectOrphansRequest>;
 

@@ -11,7 +11,7 @@ export const ErrorBody = Type.Object(
     fault_message: Type.Optional(Type.String({ description: 'What went wrong, in words' })),
     status: Type.Integer({ description: 'The HTTP status, repeated for clients that lose it' }),
     suggestion: Type.Optional(Type.String({ description: 'What to do about it' })),
-    retry_after: Type.Optional(Type.Integer({ description: 'Seconds until a retry may succeed (rate limits); also the Retry-After header' })),
+    retry_after: Type.Optional(Type.Integer({ description: 'Seconds until a retry may succeed (rate limits, the database away); also the Retry-After header' })),
     request_id: Type.String({ description: 'Correlates this answer with the server logs' }),
   },
   { additionalProperties: false },
@@ -37,13 +37,18 @@ export const ERROR_STATUS = {
   conflict: 409,
   precondition_failed: 412,
   payload_too_large: 413,
+  uri_too_long: 414,
   unsupported_media_type: 415,
   rate_limited: 429,
+  headers_too_large: 431,
   internal: 500,
   vmm_failed: 502,
+  /** The manager cannot open the credential it keeps for a host (another key, a damaged value): calls to that host's agent fail. */
+  host_credential_unreadable: 502,
   upstream_timeout: 504,
   not_ready: 503,
   unavailable: 503,
+  database_unavailable: 503,
 } as const satisfies Record<string, number>;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

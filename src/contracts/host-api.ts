@@ -1,7 +1,8 @@
 import { Type, type Static } from 'typebox';
 import { HostCapacity } from './agent-api.js';
 import { HostImage, MAX_HOST_IMAGES } from './image-api.js';
-import { StrictObject, Timestamp, Uuid } from './schema.js';
+import { Int32, StrictObject, Text, Timestamp, UNSTORABLE_CHARACTERS, Uuid } from './schema.js';
+import { Secret } from './secret-answer.js';
 
 export const HostStatus = Type.Union([Type.Literal('ready'), Type.Literal('unreachable')]);
 export type HostStatus = Static<typeof HostStatus>;
@@ -31,28 +32,35 @@ export const HostIdParams = StrictObject({ id: Uuid });
 export const JOIN_TOKEN_MAX_TTL_SECONDS = 7 * 24 * 3600;
 export const JOIN_TOKEN_DEFAULT_TTL_SECONDS = 3600;
 
+/** Host names double as labels in logs and placement output: keep them DNS-label-like. */
+const HOST_NAME_RULES = { minLength: 1, pattern: '^[a-zA-Z0-9]([a-zA-Z0-9._-]*[a-zA-Z0-9])?$', example: 'host-1' };
+export const HostName = Text(63, HOST_NAME_RULES);
+export const HostAddress = Text(255, { minLength: 3, pattern: `^[^\\s/${UNSTORABLE_CHARACTERS}]+:[0-9]{1,5}$`, example: '10.0.0.2:7070' });
+
 export const CreateJoinTokenRequest = StrictObject({
   ttl_seconds: Type.Optional(
-    Type.Integer({ minimum: 60, maximum: JOIN_TOKEN_MAX_TTL_SECONDS, default: JOIN_TOKEN_DEFAULT_TTL_SECONDS }),
+    Int32({ minimum: 60, maximum: JOIN_TOKEN_MAX_TTL_SECONDS, default: JOIN_TOKEN_DEFAULT_TTL_SECONDS }),
   ),
+  replace_host: Type.Optional(Text(63, {
+    ...HOST_NAME_RULES,
+    description: 'The name of an existing host this token may replace while it is ready (its agent is locked out). Without it, enrolling under the name of a ready host is refused (409)',
+  })),
 });
 export type CreateJoinTokenRequest = Static<typeof CreateJoinTokenRequest>;
 
 export const JoinToken = Type.Object(
   {
-    token: Type.String({ description: 'Shown once; only its hash is stored' }),
+    id: Uuid,
+    token: Secret('The join token; only its hash is stored'),
     expires_at: Timestamp,
+    replace_host: Type.Union([Type.String(), Type.Null()], { description: 'The host it may replace while ready; null: it enrolls a new or unreachable host only' }),
   },
   { additionalProperties: false },
 );
 export type JoinToken = Static<typeof JoinToken>;
 
-/** Host names double as labels in logs and placement output: keep them DNS-label-like. */
-export const HostName = Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-zA-Z0-9]([a-zA-Z0-9._-]*[a-zA-Z0-9])?$' });
-export const HostAddress = Type.String({ minLength: 3, maxLength: 255, pattern: '^[^\\s/]+:[0-9]{1,5}$' });
-
 export const EnrollRequest = StrictObject({
-  join_token: Type.String({ minLength: 1, maxLength: 512 }),
+  join_token: Text(512, { minLength: 1 }),
   name: HostName,
   address: HostAddress,
   capacity: HostCapacity,
@@ -62,7 +70,7 @@ export type EnrollRequest = Static<typeof EnrollRequest>;
 export const EnrollResponse = Type.Object(
   {
     host_id: Uuid,
-    credential: Type.String({ description: 'The per-host bearer credential, shown once' }),
+    credential: Secret('The per-host bearer credential; the manager keeps it sealed, and its hash'),
     heartbeat_interval_ms: Type.Integer(),
   },
   { additionalProperties: false },

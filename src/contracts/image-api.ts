@@ -1,24 +1,24 @@
 import { Type, type Static } from 'typebox';
-import { StrictObject, Timestamp, Uuid } from './schema.js';
+import { Int64, StrictObject, Text, Timestamp, Uuid } from './schema.js';
 
 /** What an image file is for: a kernel to boot, an initramfs, or a disk (root or extra drive). */
 export const ImageKind = Type.Union([Type.Literal('kernel'), Type.Literal('initrd'), Type.Literal('rootfs')]);
 export type ImageKind = Static<typeof ImageKind>;
 
-const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
+const Sha256 = Text(64, { pattern: '^[0-9a-f]{64}$', example: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' });
 
 /**
  * One image file an agent holds in its image store, as it reports it with every heartbeat. The
  * manager registers it by content (kind + sha256), so the same file on many hosts is one image.
  */
 export const HostImage = StrictObject({
-  name: Type.String({ minLength: 1, maxLength: 63, pattern: '^[A-Za-z0-9._-]+$', description: 'The build it belongs to, e.g. `default`' }),
+  name: Text(63, { minLength: 1, pattern: '^[A-Za-z0-9._-]+$', example: 'default', description: 'The build it belongs to, e.g. `default`' }),
   kind: ImageKind,
-  format: Type.String({ minLength: 1, maxLength: 32, description: 'e.g. `vmlinux`, `cpio.gz`, `ext4`' }),
-  path: Type.String({ minLength: 1, maxLength: 4096, description: 'Absolute, under the agent image store' }),
-  size_bytes: Type.Integer({ minimum: 0 }),
+  format: Text(32, { minLength: 1, description: 'e.g. `vmlinux`, `cpio.gz`, `ext4`' }),
+  path: Text(4096, { minLength: 1, description: 'Absolute, under the agent image store' }),
+  size_bytes: Int64({ description: 'A `bigint` column' }),
   sha256: Sha256,
-  boot_args: Type.Optional(Type.String({ maxLength: 4096, description: 'kernel images: the command line the image boots with' })),
+  boot_args: Type.Optional(Text(4096, { description: 'kernel images: the command line the image boots with' })),
 });
 export type HostImage = Static<typeof HostImage>;
 
@@ -45,7 +45,7 @@ export type Image = Static<typeof Image>;
 
 export const ImageListQuery = StrictObject({
   kind: Type.Optional(ImageKind),
-  name: Type.Optional(Type.String({ maxLength: 63 })),
+  name: Type.Optional(Text(63)),
 });
 export type ImageListQuery = Static<typeof ImageListQuery>;
 

@@ -1,18 +1,18 @@
 import { Type, type Static } from 'typebox';
-import { StrictObject } from './schema.js';
+import { Int32, Int64, StrictObject, Text } from './schema.js';
 
 /** Drive ids name devices in QEMU and Firecracker alike: short, plain. */
-export const DriveId = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,31}$', description: 'Device id, e.g. `rootfs`' });
+export const DriveId = Text(32, { pattern: '^[a-z0-9][a-z0-9_-]{0,31}$', example: 'data', description: 'Device id, e.g. `rootfs`' });
 
 export const RateLimit = StrictObject({
-  bytes_per_second: Type.Optional(Type.Integer({ minimum: 0, description: '0 or absent: unlimited' })),
-  ops_per_second: Type.Optional(Type.Integer({ minimum: 0, description: '0 or absent: unlimited' })),
+  bytes_per_second: Type.Optional(Int64({ description: '0 or absent: unlimited' })),
+  ops_per_second: Type.Optional(Int64({ description: '0 or absent: unlimited' })),
 });
 export type RateLimit = Static<typeof RateLimit>;
 
 export const DriveSpec = StrictObject({
   id: DriveId,
-  path: Type.String({ minLength: 1, maxLength: 4096, description: 'Raw disk image on the host' }),
+  path: Text(4096, { minLength: 1, description: 'Raw disk image on the host' }),
   read_only: Type.Optional(Type.Boolean({ default: false })),
   /** The root drive comes first on the bus, so it is /dev/vda in the guest. */
   is_root: Type.Optional(Type.Boolean({ default: false })),
@@ -21,8 +21,8 @@ export const DriveSpec = StrictObject({
 export type DriveSpec = Static<typeof DriveSpec>;
 
 export const NicSpec = StrictObject({
-  tap: Type.Optional(Type.String({ pattern: '^tap-[0-9a-f]{8}$', description: 'Default: derived from the VM id' })),
-  mac: Type.Optional(Type.String({ pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$', description: 'Default: derived from the VM id' })),
+  tap: Type.Optional(Text(12, { pattern: '^tap-[0-9a-f]{8}$', example: 'tap-0a1b2c3d', description: 'Default: derived from the VM id' })),
+  mac: Type.Optional(Text(17, { pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$', example: '06:0a:1b:2c:3d:4e', description: 'Default: derived from the VM id' })),
 });
 export type NicSpec = Static<typeof NicSpec>;
 
@@ -34,13 +34,13 @@ export type VmmName = Static<typeof VmmName>;
  * Firecracker API calls or QEMU arguments.
  */
 export const MachineSpec = StrictObject({
-  vcpu: Type.Integer({ minimum: 1, maximum: 32 }),
-  mem_mib: Type.Integer({ minimum: 64, maximum: 1024 * 1024 }),
+  vcpu: Int32({ minimum: 1, maximum: 32 }),
+  mem_mib: Int32({ minimum: 64, maximum: 1024 * 1024 }),
   kernel: StrictObject({
-    path: Type.String({ minLength: 1, maxLength: 4096 }),
-    cmdline: Type.String({ maxLength: 4096, description: 'The whole kernel command line' }),
+    path: Text(4096, { minLength: 1 }),
+    cmdline: Text(4096, { description: 'The whole kernel command line' }),
   }),
-  initrd: Type.Optional(StrictObject({ path: Type.String({ minLength: 1, maxLength: 4096 }) })),
+  initrd: Type.Optional(StrictObject({ path: Text(4096, { minLength: 1 }) })),
   drives: Type.Array(DriveSpec, { maxItems: 8, default: [] }),
   nics: Type.Array(NicSpec, { maxItems: 1, default: [] }),
   driver: Type.Optional(VmmName),

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { StrictObject } from './schema.js';
+import { Int32, StrictObject, Text } from './schema.js';
 
 /** A VM's logs: the guest's serial console, or the VMM's own log. */
 export const LogSource = Type.Union([Type.Literal('console'), Type.Literal('vmm')], { default: 'console' });
@@ -9,21 +9,21 @@ export const LOG_TAIL_MAX_LINES = 10_000;
 
 export const LogTailQuery = StrictObject({
   source: Type.Optional(LogSource),
-  tail: Type.Optional(Type.Integer({ minimum: 0, maximum: LOG_TAIL_MAX_LINES, default: 200, description: 'How many of the last lines' })),
+  tail: Type.Optional(Int32({ minimum: 0, maximum: LOG_TAIL_MAX_LINES, default: 200, description: 'How many of the last lines' })),
 });
 export type LogTailQuery = Static<typeof LogTailQuery>;
 
 export const LogStreamQuery = StrictObject({
   source: Type.Optional(LogSource),
   tail: Type.Optional(
-    Type.Integer({ minimum: 0, maximum: LOG_TAIL_MAX_LINES, default: 0, description: 'Lines already written to send first (ignored when resuming with Last-Event-ID)' }),
+    Int32({ minimum: 0, maximum: LOG_TAIL_MAX_LINES, default: 0, description: 'Lines already written to send first (ignored when resuming with Last-Event-ID)' }),
   ),
 });
 export type LogStreamQuery = Static<typeof LogStreamQuery>;
 
 const pathTail = {
-  path: Type.String({ minLength: 1, maxLength: 4096, description: "An absolute path under the VM folders (<run-dir>/vms/)" }),
-  tail: Type.Optional(Type.Integer({ minimum: 0, maximum: LOG_TAIL_MAX_LINES, default: 200 })),
+  path: Text(4096, { minLength: 1, description: "An absolute path under the VM folders (<run-dir>/vms/)" }),
+  tail: Type.Optional(Int32({ minimum: 0, maximum: LOG_TAIL_MAX_LINES, default: 200 })),
 };
 
 /** The agent's tail of a file by path. */
@@ -51,7 +51,10 @@ export type LogTail = Static<typeof LogTail>;
 export const LOG_STREAM_EVENTS = {
   /** data: {"reason":"rotated"}: the file was cut back; lines continue from its new start. */
   rotated: 'rotated',
-  /** data: {"reason":"vm_deleted"}: the last event; the stream closes. */
+  /**
+   * The last event; the stream closes. data: {"reason":"vm_deleted"}, or (from the manager) why the
+   * caller may no longer read: token_revoked, token_expired, token_rotated, forbidden, access_unverified.
+   */
   end: 'end',
 } as const;
 
@@ -78,7 +81,7 @@ export type VmMetricsRecord = Static<typeof VmMetricsRecord>;
 
 export const MetricsWindowQuery = StrictObject({
   window: Type.Optional(
-    Type.String({ pattern: '^[0-9]{1,4}(s|m)?$', default: '60s', description: 'How far back: seconds (60 or 60s) or minutes (5m), at most 1 hour' }),
+    Text(5, { pattern: '^[0-9]{1,4}(s|m)?$', example: '60s', default: '60s', description: 'How far back: seconds (60 or 60s) or minutes (5m), at most 1 hour' }),
   ),
 });
 export type MetricsWindowQuery = Static<typeof MetricsWindowQuery>;

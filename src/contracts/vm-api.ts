@@ -1,6 +1,6 @@
 import { Type, type Static } from 'typebox';
 import { DriveId, VmmName } from './machine-spec.js';
-import { StrictObject, Timestamp, Uuid } from './schema.js';
+import { Int32, StrictObject, Text, TextMap, Timestamp, Uuid } from './schema.js';
 
 /** What a user may ask of a VM. `deleted` is reached through DELETE, not set directly. */
 export const DesiredState = Type.Union([Type.Literal('running'), Type.Literal('stopped'), Type.Literal('paused'), Type.Literal('deleted')]);
@@ -21,10 +21,10 @@ export const ObservedState = Type.Union([
 ]);
 export type ObservedState = Static<typeof ObservedState>;
 
-export const VmName = Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$', description: 'Unique per project; DNS-label style' });
+export const VmName = Text(63, { minLength: 1, pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$', example: 'web-1', description: 'Unique per project; DNS-label style' });
 
 /** A file given by a host path (dev mode) or by the id of an image in the registry. */
-const HostPath = Type.String({ minLength: 1, maxLength: 4096, description: 'A path on the host: dev mode only' });
+const HostPath = Text(4096, { minLength: 1, description: 'A path on the host: dev mode only' });
 
 export const ExtraDrive = StrictObject({
   id: DriveId,
@@ -32,6 +32,15 @@ export const ExtraDrive = StrictObject({
   image_id: Type.Optional(Uuid),
   read_only: Type.Optional(Type.Boolean({ default: false })),
 });
+
+/** At most this many tags per VM: they are labels to find VMs by, not a key-value store. */
+export const MAX_VM_TAGS = 50;
+
+export const VmTags = TextMap(
+  Text(63, { minLength: 1, pattern: '^[a-zA-Z0-9_.-]+$', example: 'env' }),
+  Text(255),
+  { maxEntries: MAX_VM_TAGS, default: {}, description: `Labels: at most ${MAX_VM_TAGS}; keys 1 to 63 of a-z A-Z 0-9 _ . -, values at most 255 characters` },
+);
 
 export const DEFAULT_BOOT_ARGS = 'console=ttyS0 reboot=t panic=1 root=/dev/vda rw';
 
@@ -42,23 +51,23 @@ export const DEFAULT_BOOT_ARGS = 'console=ttyS0 reboot=t panic=1 root=/dev/vda r
  */
 export const CreateVmRequest = StrictObject({
   name: VmName,
-  project: Type.Optional(Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$', description: "Default: the token's project (admin tokens: default)" })),
-  vcpu: Type.Integer({ minimum: 1, maximum: 32 }),
-  mem_mib: Type.Integer({ minimum: 128, maximum: 1024 * 1024 }),
+  project: Type.Optional(Text(63, { minLength: 1, pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$', example: 'default', description: "Default: the token's project (admin tokens: default)" })),
+  vcpu: Int32({ minimum: 1, maximum: 32 }),
+  mem_mib: Int32({ minimum: 128, maximum: 1024 * 1024 }),
   kernel_image_id: Type.Optional(Uuid),
   kernel_path: Type.Optional(HostPath),
   initrd_image_id: Type.Optional(Uuid),
   initrd_path: Type.Optional(HostPath),
   boot_args: Type.Optional(
-    Type.String({ maxLength: 4096, description: `Default: the kernel image's boot_args, else '${DEFAULT_BOOT_ARGS}'` }),
+    Text(4096, { description: `Default: the kernel image's boot_args, else '${DEFAULT_BOOT_ARGS}'` }),
   ),
   rootfs_image_id: Type.Optional(Uuid),
   rootfs_path: Type.Optional(HostPath),
   extra_drives: Type.Optional(Type.Array(ExtraDrive, { maxItems: 7, default: [] })),
   nic: Type.Optional(Type.Boolean({ default: true, description: 'One NIC on the host bridge' })),
   desired_state: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('stopped')], { default: 'running' })),
-  tags: Type.Optional(Type.Record(Type.String({ pattern: '^[a-zA-Z0-9_.-]{1,63}$' }), Type.String({ maxLength: 255 }), { default: {} })),
-  ttl_seconds: Type.Optional(Type.Integer({ minimum: 10, maximum: 30 * 24 * 3600, description: 'An ephemeral VM: stopped and deleted this long after creation, even while the manager is down' })),
+  tags: Type.Optional(VmTags),
+  ttl_seconds: Type.Optional(Int32({ minimum: 10, maximum: 30 * 24 * 3600, description: 'An ephemeral VM: stopped and deleted this long after creation, even while the manager is down' })),
 });
 export type CreateVmRequest = Static<typeof CreateVmRequest>;
 
@@ -109,9 +118,9 @@ export type Vm = Static<typeof Vm>;
 export const VmListQuery = StrictObject({
   state: Type.Optional(ObservedState),
   host: Type.Optional(Uuid),
-  name_prefix: Type.Optional(Type.String({ maxLength: 63 })),
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
-  cursor: Type.Optional(Type.String({ maxLength: 200, description: 'next_cursor of the previous page' })),
+  name_prefix: Type.Optional(Text(63)),
+  limit: Type.Optional(Int32({ minimum: 1, maximum: 500, default: 100 })),
+  cursor: Type.Optional(Text(200, { description: 'next_cursor of the previous page' })),
 });
 export type VmListQuery = Static<typeof VmListQuery>;
 
@@ -145,7 +154,7 @@ export const FleetEventList = Type.Object({ items: Type.Array(FleetEvent) }, { a
 export const EventsQuery = StrictObject({
   since: Type.Optional(Type.String({ format: 'date-time', description: 'Events after this time; default an hour ago' })),
   level: Type.Optional(Type.Union([EventLevel], { default: 'info', description: 'The lowest level: warn gives warn and error' })),
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 5000, default: 500 })),
+  limit: Type.Optional(Int32({ minimum: 1, maximum: 5000, default: 500 })),
 });
 export type EventsQuery = Static<typeof EventsQuery>;
 
@@ -155,7 +164,8 @@ export type VmLifecycleAction = Static<typeof VmLifecycleAction>;
 export const VmActionParams = StrictObject({ id: Uuid, action: VmLifecycleAction });
 export const OkResponse = Type.Object({ ok: Type.Literal(true) }, { additionalProperties: false });
 
-export const WaitQuery = StrictObject({
+/** GET /v1/vms/:id/wait: the observed state to wait for, and how long (not the `?wait=` of a write: SettleWaitQuery). */
+export const StateWaitQuery = StrictObject({
   state: ObservedState,
   timeout: Type.Optional(Type.Number({ minimum: 0, maximum: 600, default: 30, description: 'Seconds' })),
 });

@@ -22,3 +22,10 @@ export function secretsEqual(a: string, b: string): boolean {
   const right = createHash('sha256').update(b).digest();
   return timingSafeEqual(left, right);
 }
+
+/** Whether `secret` hashes (see {@link hashSecret}) to `hash`, compared in constant time. */
+export function matchesSecretHash(secret: string, hash: string): boolean {
+  const expected = Buffer.from(hash, 'hex');
+  const actual = createHash('sha256').update(secret).digest();
+  return expected.length === actual.length && timingSafeEqual(expected, actual);
+}

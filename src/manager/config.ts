@@ -16,6 +16,8 @@ export interface ManagerOptions extends TlsOptions {
   orphanGraceMs?: number;
   readsPerMinute?: number;
   writesPerMinute?: number;
+  secretKeyFile?: string;
+  requestsPerAddressPerMinute?: number;
 }
 
 /** The manager's complete configuration; each field says its default. */
@@ -26,6 +28,12 @@ export interface ManagerConfig {
   databaseUrl: string | undefined;
   /** The embedded database and other local state. NEXUS_DATA_DIR, default ./.nexus (made absolute). */
   dataDir: string;
+  /**
+   * The key that seals the secrets the manager must read back (host credentials) in the database:
+   * 32 random bytes in base64, made (mode 0600) on first start when missing. Managers sharing one
+   * Postgres need the same file. NEXUS_SECRET_KEY_FILE (made absolute), default <dataDir>/secret.key.
+   */
+  secretKeyFile: string;
   /** `dev` for `nexus dev` (raw paths, local conveniences), `production` for `nexus manager`. */
   mode: 'production' | 'dev';
   /** A host not heard from for this long is `unreachable`. NEXUS_HEARTBEAT_TIMEOUT_MS, default 15000. */
@@ -44,6 +52,11 @@ export interface ManagerConfig {
   readsPerMinute: number;
   /** Writes per token per minute. NEXUS_RATE_LIMIT_WRITES, default 100. */
   writesPerMinute: number;
+  /**
+   * Requests of any kind per client address per minute, counted before the token is looked at.
+   * NEXUS_RATE_LIMIT_ADDRESS, default 6000: far above any one client's use, well below a flood.
+   */
+  requestsPerAddressPerMinute: number;
   /**
    * HTTPS for the API (`--tls-cert`/NEXUS_TLS_CERT with `--tls-key`/NEXUS_TLS_KEY; default plain
    * HTTP), and the CA that signed the agents' certificates (`--ca`/NEXUS_CA): when set, the
@@ -72,10 +85,12 @@ export function resolveManagerConfig(options: ManagerOptions, env: NodeJS.Proces
       suggestion: 'For example postgres://nexus:secret@db.internal:5432/nexus, or unset it to use the embedded database.',
     });
   }
+  const absoluteDataDir = isAbsolute(dataDir) ? dataDir : resolve(dataDir);
   return {
     listen: parseListenAddress(options.listen ?? env.NEXUS_LISTEN ?? '127.0.0.1:8080', 'NEXUS_LISTEN'),
     databaseUrl,
-    dataDir: isAbsolute(dataDir) ? dataDir : resolve(dataDir),
+    dataDir: absoluteDataDir,
+    secretKeyFile: resolve(options.secretKeyFile ?? (env.NEXUS_SECRET_KEY_FILE || join(absoluteDataDir, 'secret.key'))),
     mode: options.mode ?? 'production',
     heartbeatTimeoutMs,
     heartbeatIntervalMs,
@@ -85,6 +100,7 @@ export function resolveManagerConfig(options: ManagerOptions, env: NodeJS.Proces
     orphanGraceMs: options.orphanGraceMs ?? positiveInt(env.NEXUS_ORPHAN_GRACE_MS, 'NEXUS_ORPHAN_GRACE_MS') ?? 60_000,
     readsPerMinute: options.readsPerMinute ?? positiveInt(env.NEXUS_RATE_LIMIT_READS, 'NEXUS_RATE_LIMIT_READS') ?? 1000,
     writesPerMinute: options.writesPerMinute ?? positiveInt(env.NEXUS_RATE_LIMIT_WRITES, 'NEXUS_RATE_LIMIT_WRITES') ?? 100,
+    requestsPerAddressPerMinute: options.requestsPerAddressPerMinute ?? positiveInt(env.NEXUS_RATE_LIMIT_ADDRESS, 'NEXUS_RATE_LIMIT_ADDRESS') ?? 6000,
     corsOrigins: corsOrigins(env.NEXUS_CORS_ORIGINS ?? ''),
     tls: tlsSettingsOf(options, env),
   };

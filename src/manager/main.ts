@@ -4,9 +4,15 @@ import { systemClock } from '../kit/clock.js';
 import { type HttpServer, listenOn } from '../kit/http/http-server.js';
 import { urlOf } from '../kit/listen-address.js';
 import type { Logger } from '../kit/logger.js';
+import { messageOf } from '../kit/nexus-error.js';
+import { PeriodicTask } from '../kit/periodic-task.js';
 import { UndoStack } from '../kit/undo-stack.js';
 import { type Database, openDatabase } from './adapters/sql/database.js';
 import { migrateToLatest } from './adapters/sql/migrator.js';
+import { holdsSealedSecrets, verifySecretKey } from './adapters/sql/secret-key-check.js';
+import { SEALED_PURPOSE } from './adapters/sql/sealed-purposes.js';
+import { loadSecretBox } from './adapters/secret-key-file.js';
+import { RefusalAudit } from './app/refusal-audit.js';
 import { SqlHostRepo } from './adapters/sql/sql-host-repo.js';
 import { SqlImageRepo } from './adapters/sql/sql-image-repo.js';
 import { HostRegistry } from './app/host-registry.js';
@@ -17,6 +23,7 @@ import { ImageRegistry } from './app/image-registry.js';
 import { type ManagerConfig, adminTokenFile } from './config.js';
 import { createManagerServer } from './http/manager-server.js';
 import { registerFleetMetrics } from './app/fleet-metrics.js';
+import { registerAccessMetrics } from './app/access-metrics.js';
 import { VmObserver } from './app/vm-observer.js';
 import { HostLiveness } from './reconcilers/host-liveness.js';
 import { VmReconciler } from './reconcilers/vm-reconciler.js';
@@ -27,6 +34,9 @@ import { SqlIdempotencyRepo } from './adapters/sql/sql-idempotency-repo.js';
 import { HttpAgentGateway } from './adapters/http-agent-gateway.js';
 import { AdvisoryLockLeadership, soleLeadership } from './adapters/sql/advisory-lock-leadership.js';
 import { PgWakeChannel } from './adapters/sql/pg-wake-channel.js';
+
+/** How often the leader removes expired idempotency keys. */
+const IDEMPOTENCY_PRUNE_EVERY_MS = 3600_000;
 
 export interface RunningManager {
   /** Whether this manager runs the reconciler now (always, on the embedded database). */
@@ -54,20 +64,29 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
   const undo = new UndoStack(log);
   undo.push('close the database', () => database.close());
   try {
-    const migrated = await migrateToLatest(database.db);
+    // A key is made only for a database with nothing sealed yet; else a missing key file stops
+    // the start here, before anything is migrated or written.
+    const secrets = await loadSecretBox(config.secretKeyFile, log, { mayCreate: !(await holdsSealedSecrets(database.db)) });
+    const migrated = await migrateToLatest(database.db, { secrets });
+    await verifySecretKey(database.db, secrets, config.secretKeyFile);
     log.info({ database: database.kind, location: database.location, applied: migrated.applied }, 'database ready');
 
     const leadership = config.databaseUrl ? new AdvisoryLockLeadership(config.databaseUrl, Math.min(config.resyncMs, 5000), log) : soleLeadership;
     leadership.start();
     undo.push('give up leadership', () => leadership.stop());
-    const hostRepo = new SqlHostRepo(database.db);
+    const hostRepo = new SqlHostRepo(database.db, secrets);
     const imageRepo = new SqlImageRepo(database.db);
     const images = new ImageRegistry(imageRepo, systemClock, log);
-    const liveness = new HostLiveness(hostRepo, systemClock, log, { heartbeatTimeoutMs: config.heartbeatTimeoutMs }, leadership);
+    const audit = new SqlAuditRepo(database.db);
+    const liveness = new HostLiveness(hostRepo, audit, systemClock, log, { heartbeatTimeoutMs: config.heartbeatTimeoutMs }, leadership);
     const vmRepo = new SqlVmRepo(database.db);
-    const agents = new HttpAgentGateway({ ca: config.tls.ca });
+    // Host credentials are opened only here, as the manager calls their agent.
+    const agents = new HttpAgentGateway({ ca: config.tls.ca, openCredential: (sealed) => secrets.open(sealed, SEALED_PURPOSE.hostCredential) });
     undo.push('close agent connections', () => agents.close());
-    const hosts = new HostRegistry(hostRepo, images, agents, systemClock, log, { heartbeatIntervalMs: config.heartbeatIntervalMs });
+    const refusals = new RefusalAudit(audit, systemClock, log, { windowMs: 60_000, maxSources: 100 });
+    refusals.start();
+    undo.push('write the counted refusals', () => refusals.stop());
+    const hosts = new HostRegistry(hostRepo, images, agents, audit, refusals, systemClock, log, { heartbeatIntervalMs: config.heartbeatIntervalMs });
     const reconciler = new VmReconciler(vmRepo, hostRepo, imageRepo, agents, systemClock, log, {
       resyncMs: config.resyncMs,
       vcpuOvercommit: config.vcpuOvercommit,
@@ -86,21 +105,28 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
       if (leadership.isLeader()) reconciler.wake(id, userAction);
       else wakes?.publish(id, userAction);
     };
-    const access = new AccessService(new SqlTokenRepo(database.db), new SqlProjectRepo(database.db), systemClock, log, { cacheMs: 500 });
+    const access = new AccessService(new SqlTokenRepo(database.db), new SqlProjectRepo(database.db), systemClock, log, { cacheMs: 500, wrongSecretsPerTokenPerMinute: 10 });
     const bootstrapAdminToken = await access.bootstrap();
     if (bootstrapAdminToken) {
       log.warn({ event: 'bootstrap_admin_token' }, 'the database had no API token: minted the first admin token (shown once, on standard error)');
       if (config.mode === 'dev') await saveAdminToken(config.dataDir, bootstrapAdminToken);
     }
-    const vms = new VmManager(vmRepo, hostRepo, images, (project, vcpu, memMib) => access.checkQuota(project, vcpu, memMib), wake, systemClock, { mode: config.mode });
-    const audit = new SqlAuditRepo(database.db);
+    const vms = new VmManager(vmRepo, hostRepo, images, (project, vcpu, memMib) => access.quotaCheck(project, vcpu, memMib), wake, systemClock, { mode: config.mode });
+    const idempotency = new SqlIdempotencyRepo(database.db);
     const server = await createManagerServer(
-      { database, hosts, images, vms, access, audit, auditLog: new AuditLog(audit), idempotency: new SqlIdempotencyRepo(database.db), observer: new VmObserver(vms, agents, hostRepo) },
-      { logger: log, rateLimits: { readsPerMinute: config.readsPerMinute, writesPerMinute: config.writesPerMinute }, corsOrigins: config.corsOrigins, tls: config.tls.server, devRoutes: config.mode === 'dev' },
+      { database, hosts, images, vms, access, audit, auditLog: new AuditLog(audit), refusals, idempotency, observer: new VmObserver(vms, agents, hostRepo) },
+      {
+        logger: log,
+        rateLimits: { readsPerMinute: config.readsPerMinute, writesPerMinute: config.writesPerMinute, requestsPerAddressPerMinute: config.requestsPerAddressPerMinute },
+        corsOrigins: config.corsOrigins,
+        tls: config.tls.server,
+        devRoutes: config.mode === 'dev',
+      },
     );
     undo.push('stop serving HTTP', () => server.close());
     reconciler.registerMetrics(server.metrics.registry);
     registerFleetMetrics(server.metrics.registry, vmRepo, hostRepo);
+    registerAccessMetrics(server.metrics.registry, access);
 
     const url = urlOf(await listenOn(server, config.listen), config.tls.server !== undefined);
     liveness.start();
@@ -110,6 +136,18 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
     const collector = new OrphanCollector(hostRepo, vmRepo, agents, systemClock, log, { graceMs: config.orphanGraceMs, everyMs: config.resyncMs }, leadership, server.metrics.registry);
     collector.start();
     undo.push('stop orphan collection', () => collector.stop());
+    // Idempotency keys are kept a day; the leader drops older answers and abandoned claims.
+    const keyPruning = new PeriodicTask(
+      IDEMPOTENCY_PRUNE_EVERY_MS,
+      async () => {
+        if (!leadership.isLeader()) return;
+        const pruned = await idempotency.prune();
+        if (pruned > 0) log.info({ event: 'idempotency_keys_pruned', count: pruned }, 'expired idempotency keys removed');
+      },
+      (error) => log.warn({ err: messageOf(error) }, 'could not prune idempotency keys'),
+    );
+    keyPruning.start(true);
+    undo.push('stop pruning idempotency keys', () => keyPruning.stop());
     log.info({ url, mode: config.mode, agents_over: config.tls.ca ? 'https' : 'http' }, 'manager listening');
 
     return { url, database, hosts, server, bootstrapAdminToken, isLeader: () => leadership.isLeader(), close: () => undo.unwind() };

@@ -7,12 +7,15 @@ import { type TestManager, send, startTestManager } from '../support/test-manage
 describe('API hardening', () => {
   let manager: TestManager;
   let other: string;
+  let third: string;
   const url = (path: string) => `${manager.url}${path}`;
   const as = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` });
 
   before(async () => {
-    manager = await startTestManager({ readsPerMinute: 5, writesPerMinute: 3 });
+    // The admin token's four writes: two tokens here, and a request and its replay below.
+    manager = await startTestManager({ readsPerMinute: 5, writesPerMinute: 4 });
     other = (await send(url('/v1/tokens'), { body: { owner: 'other', role: 'admin' } })).body.token;
+    third = (await send(url('/v1/tokens'), { body: { owner: 'third', role: 'admin' } })).body.token;
   });
   after(async () => manager?.dispose());
 
@@ -30,7 +33,7 @@ describe('API hardening', () => {
 
     // Writes have their own budget, and another token its own.
     const write = () => send(url('/v1/projects'), { headers: as(other), body: { name: `p${Math.random().toString(36).slice(2, 8)}` } });
-    for (let i = 0; i < 3; i++) assert.equal((await write()).status, 201);
+    for (let i = 0; i < 4; i++) assert.equal((await write()).status, 201);
     assertErrorContract(await write(), 429, 'rate_limited');
     assert.equal((await send(url('/v1/vms'))).status, 200, "the admin token's budget is its own");
     assert.equal((await send(url('/healthz'))).status, 200);
@@ -42,11 +45,13 @@ describe('API hardening', () => {
     const mine = await send(url('/v1/hosts/join-tokens'), { headers, body: {} });
     const again = await send(url('/v1/hosts/join-tokens'), { headers, body: {} });
     assert.equal(again.headers.get('idempotent-replayed'), 'true');
-    assert.equal(again.body.token, mine.body.token);
-    const minted = (await send(url('/v1/tokens'), { body: { owner: 'third', role: 'admin' } })).body.token;
-    const theirs = await send(url('/v1/hosts/join-tokens'), { headers: { ...headers, ...as(minted) }, body: {} });
+    assert.equal(again.body.id, mine.body.id, 'the replay answers the same join token');
+    assert.equal(again.body.token, undefined, 'without its secret, which was shown once');
+    const theirs = await send(url('/v1/hosts/join-tokens'), { headers: { ...headers, ...as(third) }, body: {} });
     assert.equal(theirs.status, 201);
-    assert.notEqual(theirs.body.token, mine.body.token, "another caller never gets the first caller's answer");
+    assert.equal(theirs.headers.get('idempotent-replayed'), null, 'another caller runs its own request');
+    assert.notEqual(theirs.body.id, mine.body.id, "another caller never gets the first caller's answer");
+    assert.equal(typeof theirs.body.token, 'string', 'and sees its own secret');
   });
 
   it('CORS: nothing by default; exactly the configured origins when set', async () => {

@@ -33,6 +33,35 @@ describe('API tokens', () => {
     assert.ok(listed.every((token: Record<string, unknown>) => !('token' in token) && !('secret_hash' in token)), 'no secret is ever listed');
   });
 
+  it('a replayed mint or rotation (same Idempotency-Key) answers the token without its secret, saying so and how to get a new one', async () => {
+    const headers = { 'idempotency-key': 'mint-once' };
+    const body = { owner: 'ci-replay', role: 'operator', project: 'team' };
+    const first = await send(url('/v1/tokens'), { headers, body });
+    assert.equal(first.status, 201);
+    assert.match(first.body.token, /^nxat_/);
+    const replay = await send(url('/v1/tokens'), { headers, body });
+    assert.equal(replay.status, 201);
+    assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+    const { secret_withheld: withheld, ...resource } = replay.body;
+    const { token: secret, ...shown } = first.body;
+    assert.deepEqual(resource, shown, 'the same token, less its secret');
+    assert.deepEqual(withheld, {
+      fields: ['token'],
+      fault_message: 'token was shown once, in the first answer to this request, and is not kept anywhere',
+      suggestion: 'POST /v1/tokens/:id/rotate gives the token a new secret (its id is in this answer); DELETE /v1/tokens/:id revokes it.',
+    });
+    assert.ok(await works(secret), 'the first answer holds the working secret');
+    assert.equal((await send(url('/v1/tokens'))).body.items.filter((token: { owner: string }) => token.owner === 'ci-replay').length, 1, 'minted once');
+
+    const rotateHeaders = { 'idempotency-key': 'rotate-once' };
+    const rotated = await send(url(`/v1/tokens/${first.body.id}/rotate`), { headers: rotateHeaders, body: {} });
+    const again = await send(url(`/v1/tokens/${first.body.id}/rotate`), { headers: rotateHeaders, body: {} });
+    assert.equal(again.status, 200);
+    assert.equal(again.body.token, undefined);
+    assert.deepEqual(again.body.secret_withheld.fields, ['token']);
+    assert.ok(await works(rotated.body.token), 'rotated once: the secret of the first answer works');
+  });
+
   it('a revoked token is refused within a second; last_used_at is kept', async () => {
     const token = await mint();
     assert.ok(await works(token.token));
@@ -70,6 +99,24 @@ describe('API tokens', () => {
     assert.equal(await works(rotated.token), false, 'and is refused after it');
     assert.ok(await works(overlapped.token));
     assertErrorContract(await send(url(`/v1/tokens/00000000-0000-4000-8000-000000000000/rotate`), { body: {} }), 404, 'not_found');
+  });
+
+  it('an admin token spans every project: minting one with a project is refused; the bootstrap and rotated admins name none', async () => {
+    const scoped = await send(url('/v1/tokens'), { body: { owner: 'team-admin', role: 'admin', project: 'team' } });
+    assertErrorContract(scoped, 400, 'validation_failed');
+    assert.match(scoped.body.fault_message, /admin token spans every project/);
+    assert.match(scoped.body.suggestion, /operator token with project team/);
+    const listed = (await send(url('/v1/tokens'))).body.items as Array<{ owner: string; role: string; project: string | null }>;
+    assert.equal(listed.some((token) => token.owner === 'team-admin'), false, 'nothing was minted');
+    assert.equal(listed.find((token) => token.owner === 'bootstrap-admin')?.project, null, 'the first admin token names no project');
+
+    const admin = await send(url('/v1/tokens'), { body: { owner: 'second-admin', role: 'admin' } });
+    assert.equal(admin.status, 201, JSON.stringify(admin.body));
+    assert.equal(admin.body.project, null);
+    const rotated = await send(url(`/v1/tokens/${admin.body.id}/rotate`), { body: {} });
+    assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+    assert.equal(rotated.body.project, null, 'rotation keeps the scope');
+    assert.equal((await send(url('/v1/projects'), { headers: as(rotated.body.token) })).status, 200, 'the rotated admin acts on every project');
   });
 
   it('project quotas refuse a VM past them with 403, naming the quota', async () => {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MIGRATION_NAMES } from '../../src/manager/adapters/sql/migrator.js';
@@ -31,7 +32,11 @@ describe('nexus CLI', () => {
     const dataDir = join(dir.path, 'migrate');
     const first = await runNexus(['migrate', '--data-dir', dataDir, '--json']);
     assert.equal(first.code, 0, first.output);
-    assert.deepEqual(JSON.parse(first.output).applied, MIGRATION_NAMES);
+    // The answer on standard output; on standard error, that a key to seal secrets was made.
+    const answer = first.output.split('\n').filter((line) => !line.startsWith('{"level"')).join('\n');
+    assert.deepEqual(JSON.parse(answer).applied, MIGRATION_NAMES);
+    assert.match(first.output, /made a new key that seals secrets in the database/);
+    assert.equal(statSync(join(dataDir, 'secret.key')).mode & 0o777, 0o600);
     assert.ok(MIGRATION_NAMES.length >= 4 && MIGRATION_NAMES[0] === '0001-core');
     const second = await runNexus(['migrate', '--data-dir', dataDir]);
     assert.match(second.output, /the schema is up to date/);

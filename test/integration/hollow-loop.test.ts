@@ -17,8 +17,8 @@ describe('100 lifecycles against one hollow host', () => {
   let hollow: HollowAgent;
 
   before(async () => {
-    // 300 writes in seconds from one token: well past the default write limit, which is not under test here.
-    manager = await startTestManager({ resyncMs: 2000, writesPerMinute: 100_000 });
+    // 300 writes in seconds from one token and one address: well past the default limits, which are not under test here.
+    manager = await startTestManager({ resyncMs: 2000, writesPerMinute: 100_000, requestsPerAddressPerMinute: 1_000_000 });
     hollow = await startHollowAgent(manager.url, (await manager.hosts.mintJoinToken(600)).token, join(dir.path, 'run'), 'hollow-1');
     await eventually('the hollow host is ready', async () => (await manager.hosts.list()).some((host) => host.status === 'ready'));
   });

@@ -1,10 +1,16 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SqlHostRepo } from '../../src/manager/adapters/sql/sql-host-repo.js';
+import { SEALED_PURPOSE } from '../../src/manager/adapters/sql/sealed-purposes.js';
+import { loadSecretBox } from '../../src/manager/adapters/secret-key-file.js';
+import { captureLogger } from '../support/capture-logger.js';
+import { assertErrorContract } from '../support/error-contract.js';
 import { mintSecret } from '../../src/kit/secret.js';
+import { SecretBox } from '../../src/kit/secret-box.js';
 import { type HollowAgent, startHollowAgent } from '../support/hollow-agents.js';
 import { eventually, runNexus } from '../support/nexus-process.js';
 import { tempDir } from '../support/temp-dir.js';
@@ -121,8 +127,10 @@ describe('host credential rotation', () => {
     const old = hollow.agent.identity.credential;
     const rotatedAt = (await manager.hosts.get(hostId)).credential_rotated_at;
     // The first two steps of a rotation, then nothing: as if the manager died before the third.
-    const next = await new SqlHostRepo(manager.database.db).beginCredentialRotation(hostId, mintSecret('nxhc'));
-    assert.ok(next);
+    const secrets = await loadSecretBox(manager.secretKeyFile, captureLogger().log, { mayCreate: false });
+    const begun = await new SqlHostRepo(manager.database.db, secrets).beginCredentialRotation(hostId, mintSecret('nxhc'));
+    assert.ok(begun);
+    const next = secrets.open(begun.sealed, SEALED_PURPOSE.hostCredential);
     assert.equal((await agentCall(hollow, old, '/agent/v1/credential', { method: 'PUT', body: { credential: next } })).status, 200);
     assert.equal(hollow.agent.identity.credential, next);
 
@@ -148,6 +156,44 @@ describe('host credential rotation', () => {
     assert.equal(hollow.agent.identity.credential, credential, 'nothing changed');
     const stranger = await agentCall(hollow, mintSecret('nxhc'), '/agent/v1/credential', { method: 'PUT', body: { credential: mintSecret('nxhc') } });
     assert.equal(stranger.status, 401, 'only the holder of the credential may replace it');
+  });
+
+  it("a host whose stored credential does not open fails only the calls to that host (502 host_credential_unreadable), never the fleet's", async () => {
+    assert.ok(hollow);
+    const intact = await startHollowAgent(manager.url, (await manager.hosts.mintJoinToken(600)).token, join(dir.path, 'run-intact'), 'intact');
+    const intactId = intact.agent.identity.enrollment?.hostId ?? '';
+    const vms: string[] = [];
+    // As if sealed with another key (or damaged): it no longer opens with the manager's.
+    const row = await manager.database.db.selectFrom('host').select('credential_sealed').where('id', '=', hostId).executeTakeFirstOrThrow();
+    await manager.database.db.updateTable('host').set({ credential_sealed: new SecretBox(randomBytes(32)).seal(mintSecret('nxhc'), SEALED_PURPOSE.hostCredential) }).where('id', '=', hostId).execute();
+    try {
+      await eventually('the second host is ready', async () => (await manager.hosts.get(intactId)).status === 'ready');
+      const hosts = await send(`${manager.url}/v1/hosts`);
+      assert.equal(hosts.status, 200, JSON.stringify(hosts.body));
+      assert.deepEqual(hosts.body.items.map((host: { name: string }) => host.name).sort(), ['intact', 'rotating']);
+
+      // Both hosts are empty, so the first VM goes to 'intact' (by name), the next to 'rotating' (less loaded).
+      const body = (name: string) => ({ name, vcpu: 1, mem_mib: 128, kernel_path: intact.image.kernel, rootfs_path: intact.image.rootfs });
+      const running = await send(`${manager.url}/v1/vms?wait=10`, { body: body('on-intact') });
+      assert.equal(running.status, 201, JSON.stringify(running.body));
+      vms.push(running.body.id);
+      assert.deepEqual([running.body.host_id, running.body.state], [intactId, 'running'], 'VM create, placement and the reconciler go on for the other host');
+      const stuck = await send(`${manager.url}/v1/vms`, { body: body('on-rotating') });
+      assert.equal(stuck.status, 201, JSON.stringify(stuck.body));
+      vms.push(stuck.body.id);
+      await eventually('the second VM is placed on the host with the unreadable credential', async () => (await send(`${manager.url}/v1/vms/${stuck.body.id}`)).body.host_id === hostId);
+      const logs = await send(`${manager.url}/v1/vms/${stuck.body.id}/logs`);
+      assertErrorContract(logs, 502, 'host_credential_unreadable');
+      assert.match(logs.body.fault_message, /the stored credential of host rotating does not open with this manager's key/);
+      assert.match(logs.body.suggestion, /NEXUS_SECRET_KEY_FILE/);
+      assert.match(logs.body.suggestion, /nexus hosts join-token --replace rotating/);
+      assert.equal((await send(`${manager.url}/v1/vms/${running.body.id}/logs`)).status, 200, "the other host's calls go on");
+      assertErrorContract(await rotate(), 502, 'host_credential_unreadable');
+    } finally {
+      await manager.database.db.updateTable('host').set({ credential_sealed: row.credential_sealed }).where('id', '=', hostId).execute();
+      for (const id of vms) assert.equal((await send(`${manager.url}/v1/vms/${id}?wait=10`, { method: 'DELETE' })).status, 200);
+      await intact.agent.close();
+    }
   });
 
   it('nexus hosts rotate-credential does the same from the CLI, and names an unknown host', async () => {

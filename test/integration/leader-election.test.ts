@@ -15,7 +15,7 @@ describe('two managers on one Postgres', () => {
     // A resync far longer than the waits below: a follower's write must reach the leader at once
     // (LISTEN/NOTIFY), not at its next resync. Leadership is still checked every 5 s.
     const first = await startTestManager({ databaseUrl, resyncMs: 60_000 });
-    managers = [first, await startTestManager({ databaseUrl, resyncMs: 60_000 }, {}, first.adminToken)];
+    managers = [first, await startTestManager({ databaseUrl, resyncMs: 60_000, secretKeyFile: first.secretKeyFile }, {}, first.adminToken)];
   });
   after(async () => {
     for (const manager of managers) await manager.dispose();

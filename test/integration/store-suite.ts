@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import type { HostCapacity } from '../../src/contracts/agent-api.js';
@@ -8,6 +9,14 @@ import type { HostImage } from '../../src/contracts/image-api.js';
 import { SqlHostRepo } from '../../src/manager/adapters/sql/sql-host-repo.js';
 import { SqlImageRepo } from '../../src/manager/adapters/sql/sql-image-repo.js';
 import { SqlVmRepo } from '../../src/manager/adapters/sql/sql-vm-repo.js';
+import { SqlIdempotencyRepo } from '../../src/manager/adapters/sql/sql-idempotency-repo.js';
+import { SqlAuditRepo } from '../../src/manager/adapters/sql/sql-access-repos.js';
+import * as adminTokenScope from '../../src/manager/adapters/sql/migrations/0006-admin-token-scope.js';
+import { AuditLog } from '../../src/manager/app/audit-log.js';
+import { SecretBox } from '../../src/kit/secret-box.js';
+import { hashSecret } from '../../src/kit/secret.js';
+import { SEALED_PURPOSE } from '../../src/manager/adapters/sql/sealed-purposes.js';
+import { type ProjectQuota, type ProjectUsage, brokenQuota } from '../../src/manager/domain/access-policy.js';
 
 export const CAPACITY: HostCapacity = {
   vcpus: 4,
@@ -21,7 +30,7 @@ export const CAPACITY: HostCapacity = {
   drivers: [{ name: 'qemu', available: true, version: 'QEMU emulator version 7.2.0' }],
 };
 
-const CORE_TABLES = ['api_token', 'audit', 'host', 'host_image', 'idempotency_key', 'image', 'join_token', 'project', 'snapshot', 'template', 'vm', 'vm_event'];
+const CORE_TABLES = ['api_token', 'audit', 'host', 'host_image', 'idempotency_key', 'image', 'join_token', 'project', 'secret_key_check', 'snapshot', 'template', 'vm', 'vm_event'];
 const T0 = new Date('2026-01-01T00:00:00Z');
 const later = (ms: number) => new Date(T0.getTime() + ms);
 
@@ -33,12 +42,16 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
   describe(`store [${kind}]`, () => {
     let database: Database;
     let repo: SqlHostRepo;
+    const secrets = new SecretBox(randomBytes(32));
+
+    /** A credential as the agent gateway opens it. */
+    const opened = (sealed: string | undefined) => secrets.open(sealed ?? '', SEALED_PURPOSE.hostCredential);
 
     before(async () => {
       database = await open();
       assert.equal(database.kind, kind);
-      await migrateToLatest(database.db);
-      repo = new SqlHostRepo(database.db);
+      await migrateToLatest(database.db, { secrets });
+      repo = new SqlHostRepo(database.db, secrets);
     });
     after(async () => {
       await database?.close();
@@ -53,7 +66,7 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
         SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name NOT LIKE 'kysely_%'
         ORDER BY table_name`.execute(database.db);
       assert.deepEqual(rows.rows.map((row) => row.table_name), CORE_TABLES);
-      assert.deepEqual((await migrateToLatest(database.db)).applied, []);
+      assert.deepEqual((await migrateToLatest(database.db, { secrets })).applied, []);
     });
 
     it('gives every table created_at and updated_at, and seeds the default project', async () => {
@@ -73,7 +86,7 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       assert.equal(first.host.name, 'h1');
       assert.equal(first.host.status, 'ready');
       assert.deepEqual(first.host.capacity, CAPACITY);
-      assert.equal(first.reenrolled, false);
+      assert.equal(first.kind, 'enrolled');
 
       const replay = await repo.enroll('hash-1', { name: 'h2', address: '10.0.0.2:9090', capacity: CAPACITY, credential: 'c2' }, later(2000));
       assert.deepEqual(replay.ok ? 'ok' : replay.reason, 'used');
@@ -98,17 +111,70 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       assert.equal((await repo.list()).length, 1);
     });
 
-    it('re-enrolling under an existing name keeps the host id and replaces the credential', async () => {
+    it('re-enrolling under the name of an unreachable host keeps the host id and replaces the credential', async () => {
       await repo.createJoinToken('t1', later(60_000));
       await repo.createJoinToken('t2', later(60_000));
       const first = await repo.enroll('t1', { name: 'same', address: 'a:1', capacity: CAPACITY, credential: 'old' }, later(1));
-      const second = await repo.enroll('t2', { name: 'same', address: 'b:2', capacity: CAPACITY, credential: 'new' }, later(2));
-      assert.ok(first.ok && second.ok);
+      assert.ok(first.ok);
+      await repo.markLateHostsUnreachable(later(2), later(3));
+      const second = await repo.enroll('t2', { name: 'same', address: 'b:2', capacity: CAPACITY, credential: 'new' }, later(4));
+      assert.ok(second.ok);
       assert.equal(second.host.id, first.host.id);
-      assert.equal(second.reenrolled, true);
+      assert.equal(second.kind, 'reenrolled');
       const stored = await repo.get(first.host.id);
-      assert.equal(stored?.credential, 'new');
+      assert.equal(opened(stored?.credentialSealed), 'new');
+      assert.equal(stored?.credentialHash, hashSecret('new'));
       assert.equal(stored?.address, 'b:2');
+      assert.equal(stored?.status, 'ready');
+    });
+
+    it("refuses a ready host's name unless the token was minted to replace it, and such a token enrolls that host only", async () => {
+      await repo.createJoinToken('first', later(60_000));
+      const first = await repo.enroll('first', { name: 'busy', address: 'a:1', capacity: CAPACITY, credential: 'real' }, later(1));
+      assert.ok(first.ok);
+      await repo.createJoinToken('plain', later(60_000));
+      const refused = await repo.enroll('plain', { name: 'busy', address: 'evil:1', capacity: CAPACITY, credential: 'evil' }, later(2));
+      assert.equal(refused.ok ? 'ok' : refused.reason, 'host_ready');
+      assert.equal(!refused.ok && refused.reason === 'host_ready' ? refused.host.id : undefined, first.host.id);
+      const untouched = await repo.get(first.host.id);
+      assert.equal(untouched?.address, 'a:1');
+      assert.equal(opened(untouched?.credentialSealed), 'real');
+      const other = await repo.enroll('plain', { name: 'elsewhere', address: 'c:1', capacity: CAPACITY, credential: 'c' }, later(3));
+      assert.ok(other.ok, 'a refused enrollment does not use the token up');
+
+      await repo.createJoinToken('replace', later(60_000), 'busy');
+      const wrong = await repo.enroll('replace', { name: 'elsewhere-2', address: 'd:1', capacity: CAPACITY, credential: 'd' }, later(4));
+      assert.equal(wrong.ok ? 'ok' : wrong.reason, 'wrong_host');
+      const replaced = await repo.enroll('replace', { name: 'busy', address: 'b:2', capacity: CAPACITY, credential: 'successor' }, later(5));
+      assert.ok(replaced.ok);
+      assert.equal(replaced.kind, 'replaced');
+      assert.equal(replaced.host.id, first.host.id);
+      assert.equal(opened((await repo.get(first.host.id))?.credentialSealed), 'successor');
+    });
+
+    it('keeps host credentials only hashed and sealed, and hands them out sealed: no clear copy in the table or a record', async () => {
+      await repo.createJoinToken('sealed', later(60_000));
+      const credential = `nxhc_${randomBytes(32).toString('base64url')}`;
+      const enrolled = await repo.enroll('sealed', { name: 'sealed', address: 'a:1', capacity: CAPACITY, credential }, later(1));
+      assert.ok(enrolled.ok);
+      const next = `nxhc_${randomBytes(32).toString('base64url')}`;
+      const begun = await repo.beginCredentialRotation(enrolled.host.id, next);
+      assert.equal(opened(begun?.sealed), next);
+      assert.equal(begun?.hash, hashSecret(next));
+      assert.deepEqual(await repo.beginCredentialRotation(enrolled.host.id, 'another'), begun, 'a rotation under way keeps its credential');
+      const row = await sql<Record<string, unknown>>`SELECT row_to_json(host)::text AS text FROM host WHERE id = ${enrolled.host.id}`.execute(database.db);
+      const text = String(row.rows[0]?.text);
+      assert.ok(!text.includes(credential) && !text.includes(next), `no clear credential in ${text}`);
+      assert.equal((await repo.get(enrolled.host.id))?.nextCredentialHash, hashSecret(next));
+      assert.equal(await repo.completeCredentialRotation(enrolled.host.id, hashSecret('not-it'), later(2)), false);
+      assert.equal(await repo.completeCredentialRotation(enrolled.host.id, hashSecret(next), later(2)), true);
+      const rotated = await repo.get(enrolled.host.id);
+      assert.equal(opened(rotated?.credentialSealed), next);
+      assert.equal(rotated?.nextCredentialHash, null);
+      assert.ok(!JSON.stringify(rotated).includes(next), 'the record holds the credential sealed only');
+      // Reading opens nothing: a store with another key lists the host, whose credential it cannot open.
+      const elsewhere = await new SqlHostRepo(database.db, new SecretBox(randomBytes(32))).list();
+      assert.ok(elsewhere.some((host) => host.id === enrolled.host.id), 'listed all the same');
     });
 
     it('marks hosts unreachable when their heartbeat is late, and ready again on the next one', async () => {
@@ -117,13 +183,15 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       assert.ok(enrolled.ok);
       assert.equal(await repo.countReady(), 1);
       assert.deepEqual(await repo.markLateHostsUnreachable(later(-1), later(10)), []);
-      assert.deepEqual(await repo.markLateHostsUnreachable(later(5), later(20_000)), ['h']);
+      assert.deepEqual(await repo.markLateHostsUnreachable(later(5), later(20_000)), [{ id: enrolled.host.id, name: 'h', lastSeenAt: later(0) }]);
       assert.equal((await repo.get(enrolled.host.id))?.status, 'unreachable');
       assert.equal(await repo.countReady(), 0);
       // count(*) is int8: it must come back as a number on both databases.
       assert.equal(typeof (await repo.countReady()), 'number');
 
-      await repo.recordHeartbeat(enrolled.host.id, 'a:2', { ...CAPACITY, vms_running: 3 }, later(21_000));
+      assert.equal(await repo.recordHeartbeat(enrolled.host.id, 'a:2', { ...CAPACITY, vms_running: 3 }, later(21_000)), 'unreachable', 'the beat that brings it back says so');
+      assert.equal(await repo.recordHeartbeat(enrolled.host.id, 'a:2', { ...CAPACITY, vms_running: 3 }, later(21_000)), 'ready');
+      assert.equal(await repo.recordHeartbeat('00000000-0000-4000-8000-000000000000', 'a:2', CAPACITY, later(21_000)), undefined);
       const back = await repo.get(enrolled.host.id);
       assert.equal(back?.status, 'ready');
       assert.equal(back?.address, 'a:2');
@@ -134,12 +202,13 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
     it('stores VMs: duplicate names refused, observations become events, allocations summed per host', async () => {
       const vms = new SqlVmRepo(database.db);
       const spec = { vcpu: 2, mem_mib: 256, kernel_path: '/k', initrd_path: null, boot_args: 'x', rootfs_path: '/r', extra_drives: [], nic: true };
-      const a = await vms.create({ project: 'default', name: 'a', spec, desiredState: 'running', tags: { team: 'x' }, expiresAt: null });
+      const unlimited = () => assert.fail('the default project has no quota: there is nothing to check');
+      const a = await vms.create({ project: 'default', name: 'a', spec, desiredState: 'running', tags: { team: 'x' }, expiresAt: null }, unlimited);
       assert.equal(a.observedState, 'requested');
       assert.equal(a.project, 'default');
       assert.deepEqual(a.tags, { team: 'x' });
-      await assert.rejects(vms.create({ project: 'default', name: 'a', spec, desiredState: 'running', tags: {}, expiresAt: null }), (error: Error & { code?: string }) => error.code === 'conflict');
-      const b = await vms.create({ project: 'default', name: 'b', spec: { ...spec, vcpu: 1, mem_mib: 128 }, desiredState: 'stopped', tags: {}, expiresAt: null });
+      await assert.rejects(vms.create({ project: 'default', name: 'a', spec, desiredState: 'running', tags: {}, expiresAt: null }, unlimited), (error: Error & { code?: string }) => error.code === 'conflict');
+      const b = await vms.create({ project: 'default', name: 'b', spec: { ...spec, vcpu: 1, mem_mib: 128 }, desiredState: 'stopped', tags: {}, expiresAt: null }, unlimited);
 
       await vms.observe(a.id, { to: 'starting', message: 'starting' });
       await vms.observe(a.id, { to: 'starting', message: 'again' }); // no change, no event
@@ -172,6 +241,26 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       await vms.delete(a.id);
       assert.equal(await vms.get(a.id), undefined);
       assert.deepEqual(await vms.events(a.id), [], 'events go with their VM');
+    });
+
+    it('inserts a VM only if the quota check passes, each of those created at once counting the others', async () => {
+      const vms = new SqlVmRepo(database.db);
+      await sql`INSERT INTO project (name, max_vcpus) VALUES ('store-quota', 5)`.execute(database.db);
+      const spec = { vcpu: 2, mem_mib: 128, kernel_path: '/k', initrd_path: null, boot_args: 'x', rootfs_path: '/r', extra_drives: [], nic: true };
+      const seen: number[] = [];
+      const check = (quota: ProjectQuota, usage: ProjectUsage) => {
+        seen.push(usage.vcpus);
+        const broken = brokenQuota(quota, usage, spec.vcpu, spec.mem_mib);
+        if (broken) throw new Error(broken);
+      };
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 8 }, (_, index) => vms.create({ project: 'store-quota', name: `q${index}`, spec, desiredState: 'stopped', tags: {}, expiresAt: null }, check)),
+      );
+      assert.equal(outcomes.filter((outcome) => outcome.status === 'fulfilled').length, 2, 'two VMs of 2 vCPUs fit in 5');
+      assert.deepEqual(seen.sort((x, y) => x - y), [0, 2, 4, 4, 4, 4, 4, 4], 'each check counted the VMs inserted before it');
+      const stored = await sql<{ n: number }>`SELECT count(*) AS n FROM vm JOIN project ON project.id = vm.project_id WHERE project.name = 'store-quota'`.execute(database.db);
+      assert.equal(stored.rows[0]?.n, 2);
+      await assert.rejects(vms.create({ project: 'nowhere', name: 'x', spec, desiredState: 'stopped', tags: {}, expiresAt: null }, check), (error: Error & { code?: string }) => error.code === 'not_found');
     });
 
     it('enforces one name per host and per project at the database level', async () => {
@@ -222,6 +311,80 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       assert.equal((await images.list({})).length, 2, 'an image outlives its last copy: its id keeps its meaning');
       await sql`DELETE FROM host WHERE id = ${b}`.execute(database.db);
       assert.deepEqual((await images.get(kernel.id))?.hostIds, [], 'a host gone takes its holdings along');
+    });
+
+    it('pages the audit log by exact time then id, both ways, and exports all of it a batch at a time', async () => {
+      const log = new AuditLog(new SqlAuditRepo(database.db), 2);
+      // Rows within one millisecond, two of them at the same microsecond: a cursor rounded to a Date would skip or repeat them.
+      const times = ['000100', '000200', '000300', '000300', '001000', '002000'].map((micros) => `2026-01-01T00:00:00.${micros}Z`);
+      for (const [index, at] of times.entries()) {
+        await sql`INSERT INTO audit (actor, action, resource, request_id, result, created_at) VALUES ('store-pager', 'vm.stop', 'vm', ${`r${index}`}, 'success', ${at}::timestamptz)`.execute(database.db);
+      }
+      const rows = await sql<{ id: string; request_id: string }>`SELECT id, request_id FROM audit WHERE actor = 'store-pager'`.execute(database.db);
+      const idOf = new Map(rows.rows.map((row) => [row.request_id, row.id]));
+      const oldestFirst = times
+        .map((at, index) => ({ at, request: `r${index}`, id: idOf.get(`r${index}`) ?? '' }))
+        .sort((x, y) => (x.at === y.at ? (x.id < y.id ? -1 : 1) : x.at < y.at ? -1 : 1))
+        .map((row) => row.request);
+
+      const paged: string[] = [];
+      let cursor: string | null = null;
+      do {
+        const page: { items: Array<{ request_id: string }>; next_cursor: string | null } = await log.page({ actor: 'store-pager', limit: 2, ...(cursor ? { cursor } : {}) });
+        paged.push(...page.items.map((entry) => entry.request_id));
+        cursor = page.next_cursor;
+        assert.ok(paged.length <= times.length + 2, 'the pages end');
+      } while (cursor);
+      assert.deepEqual(paged, [...oldestFirst].reverse(), 'newest first, none skipped or repeated');
+
+      const exported: string[] = [];
+      for await (const entry of await log.export({ actor: 'store-pager' })) exported.push(entry.request_id);
+      assert.deepEqual(exported, oldestFirst, 'the export: every row, oldest first, across batches');
+      await sql`DELETE FROM audit WHERE actor = 'store-pager'`.execute(database.db);
+    });
+
+    it('indexes the audit log in the order its pages and exports read it: (created_at, id), behind actor and resource too', async () => {
+      const indexes = await sql<{ indexdef: string }>`SELECT indexdef FROM pg_indexes WHERE tablename = 'audit' ORDER BY indexname`.execute(database.db);
+      const columns = indexes.rows.map((row) => /\((.*)\)$/.exec(row.indexdef)?.[1] ?? row.indexdef);
+      for (const wanted of ['created_at, id', 'actor, created_at, id', 'resource_id, created_at, id']) assert.ok(columns.includes(wanted), `an index on (${wanted}): ${columns.join('; ')}`);
+      for (const replaced of ['created_at', 'actor, created_at', 'resource_id, created_at']) assert.ok(!columns.includes(replaced), `(${replaced}) is replaced, not kept beside it`);
+    });
+
+    it('an admin token names no project: the migration clears older ones, and the database refuses new ones', async () => {
+      const project = await database.db.selectFrom('project').select('id').where('name', '=', 'default').executeTakeFirstOrThrow();
+      const insert = (owner: string) => sql`INSERT INTO api_token (project_id, owner, role, secret_hash) VALUES (${project.id}, ${owner}, 'admin', 'not-a-hash')`.execute(database.db);
+      await adminTokenScope.down(database.db);
+      await insert('scoped-admin-of-old');
+      await adminTokenScope.up(database.db);
+      const cleared = await sql<{ project_id: string | null }>`SELECT project_id FROM api_token WHERE owner = 'scoped-admin-of-old'`.execute(database.db);
+      assert.deepEqual(cleared.rows, [{ project_id: null }], 'it acted on every project, and now says so');
+      await assert.rejects(insert('scoped-admin-now'), /api_token_admin_every_project/);
+      await sql`DELETE FROM api_token WHERE owner = 'scoped-admin-of-old'`.execute(database.db);
+    });
+
+    it('frees an idempotency key whose claim was abandoned or whose answer expired, to one claimant, and prunes both', async () => {
+      let now = T0;
+      const keys = new SqlIdempotencyRepo(database.db, { abandonedAfterMs: 60_000, keptForMs: 3600_000 }, () => now);
+      await sql`DELETE FROM idempotency_key`.execute(database.db);
+      assert.deepEqual(await keys.claim('k-crashed', 'h1'), { kind: 'claimed' });
+      now = later(59_000);
+      assert.deepEqual(await keys.claim('k-crashed', 'h1'), { kind: 'in_progress' }, 'a claim younger than the bound may still finish');
+      now = later(61_000);
+      const racing = await Promise.all([keys.claim('k-crashed', 'h1'), keys.claim('k-crashed', 'h1'), keys.claim('k-crashed', 'h1')]);
+      assert.equal(racing.filter((claim) => claim.kind === 'claimed').length, 1, `exactly one takes the abandoned key over: ${JSON.stringify(racing)}`);
+
+      await keys.complete('k-crashed', 201, { id: 'x' });
+      now = later(61_000 + 3599_000);
+      assert.equal((await keys.claim('k-crashed', 'h1')).kind, 'replay', 'an answer younger than the bound is replayed');
+      now = later(61_000 + 3601_000);
+      assert.deepEqual(await keys.claim('k-crashed', 'h2'), { kind: 'claimed' }, 'an expired answer frees its key, even for another request');
+
+      await keys.claim('k-fresh', 'h1');
+      await keys.complete('k-fresh', 200, {});
+      now = later(61_000 + 3601_000 + 3601_000);
+      assert.equal(await keys.prune(), 2, 'the abandoned claim and the expired answer are pruned');
+      const left = await sql<{ key: string }>`SELECT key FROM idempotency_key`.execute(database.db);
+      assert.deepEqual(left.rows, [], 'nothing is left');
     });
   });
 }

@@ -71,16 +71,30 @@ describe('VM events', () => {
     const vm = (await send(url('/v1/vms?wait=10'), { body: vmBody('streamed') })).body;
     const stream = await openEventStream(url(`/v1/vms/${vm.id}/events/stream`));
     let lastId: string | undefined;
+    let firstId: string | undefined;
     try {
       assert.equal(stream.status, 200);
       const history = await stream.until((event) => JSON.parse(event.data).to_state === 'running', 10_000);
       assert.ok(history.every((event) => event.event === 'vm_event' && event.id));
       lastId = history.at(-1)?.id;
+      firstId = history[0]?.id;
       assert.equal((await send(url(`/v1/vms/${vm.id}/stop`), { method: 'POST' })).status, 200);
       const stopping = await stream.until((event) => JSON.parse(event.data).to_state === 'stopped', 10_000);
       assert.ok(stopping.length > 0);
     } finally {
       stream.close();
+    }
+
+    // A Last-Event-ID whose date the database cannot read (year 0000, which `Date` takes) is not one
+    // of ours: the stream starts from the history, as without one, instead of failing with a 500.
+    for (const at of ['0000-01-01T00:00:00Z', '2026-02-30T00:00:00Z']) {
+      const foreign = await openEventStream(url(`/v1/vms/${vm.id}/events/stream`), { 'last-event-id': `${at}|${vm.id}` });
+      try {
+        assert.equal(foreign.status, 200, `Last-Event-ID at ${at}`);
+        assert.equal((await foreign.next(5000))?.id, firstId, `Last-Event-ID at ${at}: the history from its start`);
+      } finally {
+        foreign.close();
+      }
     }
 
     // Resuming after the running event starts with what came next, the stop, not the history again.

@@ -31,6 +31,8 @@ export interface TestManager extends RunningManager {
   adminToken: string;
   logs: CapturedLogger['lines'];
   dataDir: string;
+  /** The key file sealing its database's secrets: another manager joining that database needs it. */
+  secretKeyFile: string;
   /** Closes the manager and removes its data dir. */
   dispose(): Promise<void>;
 }
@@ -38,7 +40,7 @@ export interface TestManager extends RunningManager {
 /**
  * A real manager on loopback with a fresh embedded database, or on the database named by
  * `options.databaseUrl`. A manager joining a database another test manager already holds mints no
- * admin token: pass that manager's as `sharedAdminToken`.
+ * admin token: pass that manager's as `sharedAdminToken`, and its `secretKeyFile` in `options`.
  */
 export async function startTestManager(
   options: ManagerOptions = {},
@@ -48,8 +50,13 @@ export async function startTestManager(
   const dir = tempDir('nexus-manager-');
   const { log, lines } = captureLogger('manager');
   let manager: RunningManager | undefined;
+  let secretKeyFile: string;
   try {
-    const config = resolveManagerConfig({ listen: '127.0.0.1:0', dataDir: dir.path, mode: 'dev', ...options }, env);
+    // Every test calls from loopback, many of them quickly: the per-address limit is set out of reach
+    // unless a test sets it (the default is for real clients, each from an address of its own).
+    const outOfReach = env.NEXUS_RATE_LIMIT_ADDRESS === undefined ? { requestsPerAddressPerMinute: 1_000_000 } : {};
+    const config = resolveManagerConfig({ listen: '127.0.0.1:0', dataDir: dir.path, mode: 'dev', ...outOfReach, ...options }, env);
+    secretKeyFile = config.secretKeyFile;
     manager = await startManager(config, log);
   } catch (error) {
     dir.remove();
@@ -68,6 +75,7 @@ export async function startTestManager(
     adminToken,
     logs: lines,
     dataDir: dir.path,
+    secretKeyFile,
     dispose: async () => {
       await manager.close();
       dir.remove();

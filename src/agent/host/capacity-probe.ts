@@ -1,13 +1,15 @@
 import { readFile, readdir, statfs } from 'node:fs/promises';
 import { availableParallelism, totalmem } from 'node:os';
 import { join } from 'node:path';
-import type { DriverAvailability, HostCapacity } from '../../contracts/agent-api.js';
+import { CAPACITY_NOTE_MAX_LENGTH, type DriverAvailability, type HostCapacity } from '../../contracts/agent-api.js';
+import { UNSTORABLE_CHARACTERS } from '../../contracts/schema.js';
 import { isProcessAlive } from '../../kit/process-identity.js';
 import { probeFirecracker, probeQemu } from './driver-probe.js';
 import { type KvmProbeResult, probeKvm } from './kvm-probe.js';
 import { readPidFile } from './supervisor/pid-file.js';
 
 const MIB = 1024 * 1024;
+const UNSTORABLE = new RegExp(`[${UNSTORABLE_CHARACTERS}]`, 'gu');
 
 interface StaticFacts {
   kvm: KvmProbeResult;
@@ -27,7 +29,7 @@ export class CapacityProbe {
     if (!this.facts) {
       const [kvm, qemu] = await Promise.all([probeKvm(this.config.qemuBinary), probeQemu(this.config.qemuBinary)]);
       const firecracker = await probeFirecracker(this.config.firecrackerBinary, kvm, this.config.jailer?.binary);
-      this.facts = { kvm, drivers: [qemu, firecracker] };
+      this.facts = { kvm: withNotesClipped(kvm), drivers: [qemu, firecracker].map(withNotesClipped) };
     }
     return this.facts;
   }
@@ -73,4 +75,28 @@ async function memoryAvailableBytes(): Promise<number> {
   const meminfo = await readFile('/proc/meminfo', 'utf8');
   const match = /^MemAvailable:\s+(\d+) kB$/m.exec(meminfo);
   return match ? Number(match[1]) * 1024 : 0;
+}
+
+/**
+ * A probe note (a version line, a failure's message) made what the manager accepts, so a verbose or
+ * garbled failure cannot get this host's enrollment and heartbeats refused: no NUL or unpaired
+ * surrogate, and cut by code points (never inside a surrogate pair) to the contract's length.
+ */
+export function probeNoteOf(note: string): string {
+  const clean = note.replace(UNSTORABLE, '');
+  if (clean.length <= CAPACITY_NOTE_MAX_LENGTH) return clean;
+  let cut = '';
+  for (const character of clean) {
+    if (cut.length + character.length >= CAPACITY_NOTE_MAX_LENGTH) break;
+    cut += character;
+  }
+  return `${cut}…`;
+}
+
+function withNotesClipped<T extends { version?: string; reason?: string }>(facts: T): T {
+  return {
+    ...facts,
+    ...(facts.version === undefined ? {} : { version: probeNoteOf(facts.version) }),
+    ...(facts.reason === undefined ? {} : { reason: probeNoteOf(facts.reason) }),
+  };
 }

@@ -8,7 +8,7 @@ import { NexusError } from '../../kit/nexus-error.js';
 import type { VmService } from '../app/vm-service.js';
 import { hostResourceFieldIn, isProxyAllowed } from '../domain/proxy-policy.js';
 import { relay } from '../proxy/socket-proxy.js';
-import { StrictObject } from '../../contracts/schema.js';
+import { StrictObject, Text } from '../../contracts/schema.js';
 import { FileTailQuery, LOG_STREAM_EVENTS, MetricsRecent, MetricsWindowQuery, windowSeconds, LogStreamQuery, LogTail, LogTailQuery } from '../../contracts/observe-api.js';
 import { SseStream, lastEventOffset } from '../../kit/http/sse.js';
 import { followFile, tailLines } from '../../kit/log-file.js';
@@ -138,7 +138,7 @@ export function registerVmRoutes(app: HttpServer, vms: VmService): void {
 }
 
 /** The query of a proxied request: which socket (default the VM's own). Firecracker's own endpoints take no query. */
-const ProxyQuery = StrictObject({ sock: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'The VM API socket path' })) });
+const ProxyQuery = StrictObject({ sock: Type.Optional(Text(4096, { minLength: 1, description: 'The VM API socket path' })) });
 const RELAYED_METHODS = ['GET', 'PUT', 'PATCH'] as const;
 
 /**
@@ -152,7 +152,7 @@ export function registerProxyRoute(app: HttpServer, vms: VmService, timeoutMs: n
     url: `${AGENT_API_PREFIX}/vms/:id/proxy/*`,
     schema: {
       summary: "Relay an allow-listed call to the VM's Firecracker API socket",
-      params: StrictObject({ id: VmIdParams.properties.id, '*': Type.String() }),
+      params: StrictObject({ id: VmIdParams.properties.id, '*': Text(4096, { description: 'The Firecracker API path' }) }),
       querystring: ProxyQuery,
     },
     handler: async (request, reply) => {

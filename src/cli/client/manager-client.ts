@@ -23,8 +23,9 @@ export class ManagerClient {
     return this.http.call('GET', `/v1/images${search.size > 0 ? `?${search}` : ''}`);
   }
 
-  mintJoinToken(ttlSeconds: number): Promise<JoinToken> {
-    return this.http.call('POST', '/v1/hosts/join-tokens', { ttl_seconds: ttlSeconds });
+  /** `replaceHost`: the ready host the token may replace (its agent is locked out). */
+  mintJoinToken(ttlSeconds: number, replaceHost?: string): Promise<JoinToken> {
+    return this.http.call('POST', '/v1/hosts/join-tokens', { ttl_seconds: ttlSeconds, ...(replaceHost === undefined ? {} : { replace_host: replaceHost }) });
   }
 
   close(): Promise<void> {

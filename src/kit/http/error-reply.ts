@@ -1,5 +1,6 @@
 import type { FastifyError } from 'fastify';
 import { type ErrorBody, statusOfErrorCode } from '../../contracts/errors.js';
+import { STORABLE_TEXT_PATTERN } from '../../contracts/schema.js';
 import { NexusError } from '../nexus-error.js';
 
 interface AjvIssue {
@@ -7,6 +8,8 @@ interface AjvIssue {
   message?: string;
   keyword?: string;
   params?: Record<string, unknown>;
+  /** Set when a map key failed its propertyNames rule. */
+  propertyName?: string;
 }
 
 /** Fastify's own errors with a code we answer specifically; every other 4xx is `bad_request`. */
@@ -15,6 +18,9 @@ const FASTIFY_CODES: Record<string, { error: string; suggestion?: string }> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: { error: 'unsupported_media_type', suggestion: 'Send the body as application/json.' },
   FST_ERR_CTP_INVALID_JSON_BODY: { error: 'malformed_json', suggestion: 'Send a valid JSON document.' },
   FST_ERR_CTP_EMPTY_JSON_BODY: { error: 'malformed_json', suggestion: 'Send a JSON document, or no Content-Type with no body.' },
+  // Raised by the router before any route or hook runs (frameworkErrors).
+  FST_ERR_BAD_URL: { error: 'bad_request', suggestion: 'Percent-encode the path as UTF-8.' },
+  FST_ERR_MAX_PARAM_LENGTH: { error: 'uri_too_long', suggestion: 'Path parameters are ids and names: at most 100 characters.' },
 };
 
 export interface ErrorReply {
@@ -59,6 +65,23 @@ export function errorReplyOf(error: unknown, requestId: string, contentType?: st
   return reply(500, 'internal', requestId, 'internal error', 'Retry; if it persists, report the request_id.', true);
 }
 
+/**
+ * The answer to a request Node's HTTP parser refused, before any request existed: 431 for a
+ * request line and headers past the parser's limit, 408 for one that took too long to arrive,
+ * else 400 naming what the parser found (llhttp's reason: "Invalid header value char",
+ * "Content-Length can't be present with Transfer-Encoding"…).
+ */
+export function clientErrorReplyOf(error: { code?: string; reason?: string }, requestId: string, maxHeaderBytes: number): ErrorReply {
+  if (error.code === 'HPE_HEADER_OVERFLOW') {
+    return reply(431, 'headers_too_large', requestId, `the request line and headers are larger than ${maxHeaderBytes} bytes`, 'Send a shorter URL or fewer headers.', false);
+  }
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    return reply(408, 'timeout', requestId, 'the request did not arrive in time', 'Send the whole request promptly.', false);
+  }
+  const what = typeof error.reason === 'string' && error.reason.length > 0 ? error.reason : (error.code ?? 'malformed request');
+  return reply(400, 'bad_request', requestId, `the request is not valid HTTP/1.1: ${what}`, 'Send one Content-Length or Transfer-Encoding, and header values without CR, LF, NUL or line folding.', false);
+}
+
 function reply(
   status: number,
   code: string,
@@ -73,13 +96,26 @@ function reply(
   return { status, body, unexpected };
 }
 
+const MAX_DESCRIBED_ISSUES = 20;
+
 /** "body.capacity.vcpus must be integer; body has unknown field 'foo'" */
 function describeValidation(context: string, issues: AjvIssue[]): string {
+  // A body of thousands of bad entries is described by its first few, not echoed whole.
+  const more = issues.length > MAX_DESCRIBED_ISSUES ? [`and ${issues.length - MAX_DESCRIBED_ISSUES} more`] : [];
   return issues
+    .slice(0, MAX_DESCRIBED_ISSUES)
     .map((issue) => {
       const where = context + (issue.instancePath ?? '').replaceAll('/', '.');
       if (issue.keyword === 'additionalProperties') return `${where} has unknown field '${String(issue.params?.additionalProperty)}'`;
-      return `${where} ${issue.message ?? 'is invalid'}`;
+      const subject = issue.propertyName === undefined ? where : `${where} key ${JSON.stringify(clipped(issue.propertyName))}`;
+      if (issue.keyword === 'pattern' && issue.params?.pattern === STORABLE_TEXT_PATTERN) return `${subject} must not contain NUL or unpaired surrogate characters`;
+      return `${subject} ${issue.message ?? 'is invalid'}`;
     })
+    .concat(more)
     .join('; ');
+}
+
+/** A caller's text quoted back in a message: enough to recognise it, never a megabyte. */
+function clipped(text: string): string {
+  return text.length > 64 ? `${text.slice(0, 64)}…` : text;
 }

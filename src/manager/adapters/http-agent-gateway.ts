@@ -9,17 +9,23 @@ import { currentRequestId } from '../../kit/request-context.js';
 import type { AgentGateway, AgentTarget } from '../ports/agent-gateway.js';
 
 export interface HttpAgentGatewayOptions {
+  /** Opens a host credential sealed as stored; throws when it does not open (another key, a damaged value). */
+  openCredential: (sealed: string) => string;
   /** Per-call deadline. Default 60 s. */
   timeoutMs?: number;
   /** Reach agents over https, verifying their certificates against this CA (PEM). Default plain http. */
   ca?: Buffer;
 }
 
-/** Agents over HTTP(S), one client (connection pool) per host, replaced when its address or credential changes. */
+/**
+ * Agents over HTTP(S), one client (connection pool) per host, replaced when its address or
+ * credential changes. A host's credential is opened here, when its client is made (once per
+ * credential, not per call), and lives only in that client.
+ */
 export class HttpAgentGateway implements AgentGateway {
   private readonly clients = new Map<string, { key: string; client: JsonClient }>();
 
-  constructor(private readonly options: HttpAgentGatewayOptions = {}) {}
+  constructor(private readonly options: HttpAgentGatewayOptions) {}
 
   async getVm(target: AgentTarget, vmId: string): Promise<AgentVm | undefined> {
     try {
@@ -70,8 +76,23 @@ export class HttpAgentGateway implements AgentGateway {
     return this.client(target).call<LogTail>('GET', `${AGENT_API_PREFIX}/logs/tail?${queryString(query)}`);
   }
 
-  async replaceCredential(target: AgentTarget, next: string): Promise<void> {
-    await this.client(target).call('PUT', `${AGENT_API_PREFIX}/credential`, { credential: next });
+  async replaceCredential(target: AgentTarget, nextSealed: string): Promise<void> {
+    const client = this.client(target);
+    await client.call('PUT', `${AGENT_API_PREFIX}/credential`, { credential: this.open(target, nextSealed) });
+  }
+
+  /** A credential of the target's host, opened; `host_credential_unreadable` naming the host when it does not open. */
+  private open(target: AgentTarget, sealed: string): string {
+    try {
+      return this.options.openCredential(sealed);
+    } catch (error) {
+      throw new NexusError('host_credential_unreadable', `the stored credential of host ${target.hostName} does not open with this manager's key: its agent cannot be called`, {
+        cause: error,
+        suggestion:
+          'If NEXUS_SECRET_KEY_FILE names another key than the one this database was sealed with, point it at that one (every manager of the database needs the same file). ' +
+          `If the stored value itself was damaged, give the host a new credential: \`nexus hosts join-token --replace ${target.hostName}\`, and start its agent with that token.`,
+      });
+    }
   }
 
   async close(): Promise<void> {
@@ -80,13 +101,14 @@ export class HttpAgentGateway implements AgentGateway {
   }
 
   private client(target: AgentTarget): JsonClient {
-    const key = `${target.address}\n${target.credential}`;
+    const key = `${target.address}\n${target.credentialSealed}`;
     const cached = this.clients.get(target.hostId);
     if (cached?.key === key) return cached.client;
+    const bearer = this.open(target, target.credentialSealed);
     void cached?.client.close();
     const client = new JsonClient({
       baseUrl: `${this.options.ca ? 'https' : 'http'}://${target.address}`,
-      bearer: target.credential,
+      bearer,
       timeoutMs: this.options.timeoutMs ?? 60_000,
       ca: this.options.ca,
       requestId: currentRequestId,

@@ -4,8 +4,11 @@ import type { CreateProjectRequest, CreateTokenRequest, Project, ProjectQuotas, 
 import type { Clock } from '../../kit/clock.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import { slowHash, verifySlowHash } from '../../kit/slow-hash.js';
+import { parseTimestamp } from '../../kit/timestamp.js';
+import { WindowCounter } from '../../kit/window-counter.js';
 import { type Principal, brokenQuota } from '../domain/access-policy.js';
 import type { ProjectRecord, ProjectRepo, TokenRecord, TokenRepo } from '../ports/access-repos.js';
+import type { QuotaCheck } from '../ports/vm-repo.js';
 
 /** Bearers whose proof is kept (a SHA-256 and a stored hash each, about 200 bytes). */
 const MAX_PROVEN = 10_000;
@@ -16,6 +19,28 @@ export interface AccessServiceConfig {
    * effect on every manager within this, so it stays well under a second.
    */
   cacheMs: number;
+  /**
+   * Wrong secrets one token id may be tried with per minute; past them its callers get 429 with no
+   * slow hash run. The right secret is checked once and then remembered, so only guessing meets this.
+   */
+  wrongSecretsPerTokenPerMinute: number;
+}
+
+/**
+ * Why a token was refused. The 401 says the same words for every reason (a guesser learns
+ * nothing); the reason is for whoever ends a stream, which says it in its last event.
+ */
+export type RefusalReason = 'token_missing' | 'token_malformed' | 'token_unknown' | 'token_revoked' | 'token_expired' | 'token_rotated' | 'token_invalid';
+
+/** 401 `unauthorized`, with the reason kept for the server's own use. */
+export class TokenRefused extends NexusError {
+  constructor(
+    readonly reason: RefusalReason,
+    message: string,
+    suggestion: string,
+  ) {
+    super('unauthorized', message, { suggestion });
+  }
 }
 
 /** `nxat_<token id, 32 hex>_<secret>`: the id finds the row, only the secret is hashed. */
@@ -37,6 +62,9 @@ export class AccessService {
   private readonly proven = new Map<string, string>();
   /** Verifications under way, so callers arriving together with one token share one. */
   private readonly verifying = new Map<string, Promise<Principal>>();
+  /** Wrong secrets per token id in the current minute (each check counted before it runs). */
+  private readonly wrongSecrets = new WindowCounter(60_000);
+  private readonly counts = { secretChecks: 0, secretChecksRefused: 0 };
 
   constructor(
     private readonly tokens: TokenRepo,
@@ -49,7 +77,7 @@ export class AccessService {
   /** The caller a bearer token names: 401 for a missing, unknown, expired, revoked or wrong one. */
   async authenticate(bearer: string | undefined): Promise<Principal> {
     if (bearer === undefined) {
-      throw new NexusError('unauthorized', 'an API token is required', { suggestion: 'Send Authorization: Bearer <token>; `nexus dev` keeps the first admin token in <data-dir>/admin.token.' });
+      throw new TokenRefused('token_missing', 'an API token is required', 'Send Authorization: Bearer <token>; `nexus dev` keeps the first admin token in <data-dir>/admin.token.');
     }
     const now = this.clock.now().getTime();
     const key = createHash('sha256').update(bearer).digest('hex');
@@ -64,22 +92,25 @@ export class AccessService {
   }
 
   private async verify(bearer: string, key: string, now: number): Promise<Principal> {
-    const refused = () => new NexusError('unauthorized', 'the API token is not valid (unknown, expired, revoked or rotated)', { suggestion: 'Ask an admin for a new token.' });
+    const refused = (reason: RefusalReason) => new TokenRefused(reason, 'the API token is not valid (unknown, expired, revoked or rotated)', 'Ask an admin for a new token.');
     const match = TOKEN_PATTERN.exec(bearer);
-    if (!match) throw refused();
+    if (!match) throw refused('token_malformed');
     const record = await this.tokens.get(uuidOf(match[1] ?? ''));
-    if (!record || record.revokedAt || (record.expiresAt && record.expiresAt.getTime() <= now)) throw refused();
+    if (!record) throw refused('token_unknown');
+    if (record.revokedAt) throw refused('token_revoked');
+    if (record.expiresAt && record.expiresAt.getTime() <= now) throw refused('token_expired');
     const secret = match[2] ?? '';
     const provenHash = this.proven.get(key);
     const previousValid = record.previousSecretHash !== null && record.previousValidUntil !== null && record.previousValidUntil.getTime() > now;
-    const current = provenHash === record.secretHash || (await verifySlowHash(secret, record.secretHash));
-    const previous =
-      !current && previousValid && record.previousSecretHash
-        ? provenHash === record.previousSecretHash || (await verifySlowHash(secret, record.previousSecretHash))
-        : false;
+    const matches = (stored: string) => provenHash === stored || this.checkSecret(record.id, secret, stored, now);
+    // A bearer proven against the old secret (during a rotation's overlap) is not hashed against the new one each time.
+    const provenPrevious = previousValid && provenHash !== undefined && provenHash === record.previousSecretHash;
+    const current = !provenPrevious && (await matches(record.secretHash));
+    const previous = !current && previousValid && record.previousSecretHash ? await matches(record.previousSecretHash) : false;
     if (!current && !previous) {
       this.proven.delete(key);
-      throw refused();
+      // A bearer proven before whose hash is no longer the token's: its secret was rotated away.
+      throw refused(provenHash === undefined ? 'token_invalid' : 'token_rotated');
     }
     this.remember(key, current ? record.secretHash : (record.previousSecretHash ?? ''));
 
@@ -93,6 +124,33 @@ export class AccessService {
     return principal;
   }
 
+  /**
+   * Runs the slow hash, unless the token id has had its minute's share of wrong secrets: then 429.
+   * Each check counts as wrong until it proves right, so a burst of guesses sent at once cannot
+   * all slip under the limit while their hashes run.
+   */
+  private async checkSecret(tokenId: string, secret: string, stored: string, now: number): Promise<boolean> {
+    const wrong = this.wrongSecrets.add(tokenId, now);
+    if (wrong.count > this.config.wrongSecretsPerTokenPerMinute) {
+      this.wrongSecrets.remove(tokenId, now); // refused unchecked: not a wrong secret
+      this.counts.secretChecksRefused++;
+      const retryAfterSeconds = Math.max(1, Math.ceil((wrong.endsAt - now) / 1000));
+      throw new NexusError('rate_limited', `more than ${this.config.wrongSecretsPerTokenPerMinute} wrong secrets for one token in a minute`, {
+        suggestion: `Retry after ${retryAfterSeconds} s with the right token.`,
+        retryAfterSeconds,
+      });
+    }
+    this.counts.secretChecks++;
+    const right = await verifySlowHash(secret, stored);
+    if (right) this.wrongSecrets.remove(tokenId, now);
+    return right;
+  }
+
+  /** Slow-hash checks run and refused (over a token id's limit) since start, for /metrics. */
+  secretCheckCounts(): { run: number; refused: number } {
+    return { run: this.counts.secretChecks, refused: this.counts.secretChecksRefused };
+  }
+
   private remember(key: string, secretHash: string): void {
     // Bounded: past the cap the oldest proofs go (they are redone with scrypt when next needed).
     this.proven.delete(key);
@@ -104,7 +162,14 @@ export class AccessService {
     if (request.role !== 'admin' && !request.project) {
       throw new NexusError('validation_failed', `a ${request.role} token needs a project`, { suggestion: 'Give project; only admin tokens span every project.' });
     }
-    const expiresAt = request.expires_at === undefined ? null : new Date(request.expires_at);
+    // An admin acts on every project (domain/access-policy): a project on its token would promise
+    // a limit nothing enforces.
+    if (request.role === 'admin' && request.project !== undefined) {
+      throw new NexusError('validation_failed', 'an admin token spans every project: it takes no project', {
+        suggestion: `Leave project out, or mint an operator token with project ${request.project} to act on that project only.`,
+      });
+    }
+    const expiresAt = request.expires_at === undefined ? null : parseTimestamp(request.expires_at, 'expires_at');
     if (expiresAt && expiresAt <= this.clock.now()) throw new NexusError('validation_failed', 'expires_at is in the past');
     const secret = randomBytes(32).toString('base64url');
     const record = await this.tokens.create({ project: request.project ?? null, owner: request.owner, role: request.role, secretHash: await slowHash(secret), expiresAt });
@@ -157,19 +222,19 @@ export class AccessService {
   }
 
   /**
-   * Refuses (403 `quota_exceeded`, naming the quota) a new VM its project has no room for; an
-   * unknown project is a 404. Checked when the VM is created.
+   * The check a new VM of `vcpu` and `memMib` must pass to enter `project`, for the VM store to
+   * run under the project's lock: a VM the project has no room for is refused with 403
+   * `quota_exceeded`, naming the quota.
    */
-  async checkQuota(project: string, vcpu: number, memMib: number): Promise<void> {
-    const record = await this.projects.get(project);
-    if (!record) throw new NexusError('not_found', `no project ${project}`, { suggestion: 'POST /v1/projects creates it.' });
-    if (record.maxVms === null && record.maxVcpus === null && record.maxMemoryMib === null) return;
-    const broken = brokenQuota(record, await this.projects.usage(project), vcpu, memMib);
-    if (broken) {
-      throw new NexusError('quota_exceeded', `project ${project} is at its quota: ${broken}`, {
-        suggestion: 'Delete VMs in the project, or ask an admin to raise its quota (PATCH /v1/projects/:name).',
-      });
-    }
+  quotaCheck(project: string, vcpu: number, memMib: number): QuotaCheck {
+    return (quota, usage) => {
+      const broken = brokenQuota(quota, usage, vcpu, memMib);
+      if (broken) {
+        throw new NexusError('quota_exceeded', `project ${project} is at its quota: ${broken}`, {
+          suggestion: 'Delete VMs in the project, or ask an admin to raise its quota (PATCH /v1/projects/:name).',
+        });
+      }
+    };
   }
 
   private forget(tokenId: string): void {

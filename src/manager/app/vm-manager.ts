@@ -3,11 +3,14 @@ import type { Clock } from '../../kit/clock.js';
 import { tapNameOf } from '../../contracts/host-names.js';
 import { vmLayout } from '../../contracts/vm-layout.js';
 import { NexusError } from '../../kit/nexus-error.js';
+import { parseTimestamp } from '../../kit/timestamp.js';
+import { decodeCursor, encodeCursor } from '../../kit/page-cursor.js';
+import { sleepUnlessAborted } from '../../kit/sleep.js';
 import { DESIRED_BY_ACTION, judgeAction } from '../domain/vm-lifecycle.js';
 import { type Principal, type Verb, decide, visibleProjects } from '../domain/access-policy.js';
 import type { HostRecord, HostRepo } from '../ports/host-repo.js';
 import type { ImageRegistry } from './image-registry.js';
-import type { VmEventRecord, VmRecord, VmRepo } from '../ports/vm-repo.js';
+import type { QuotaCheck, VmEventRecord, VmRecord, VmRepo } from '../ports/vm-repo.js';
 
 export interface VmManagerConfig {
   /** `dev` accepts raw host paths for kernels and disks; production takes images by id only. */
@@ -16,6 +19,9 @@ export interface VmManagerConfig {
 
 /** Wakes the reconciler for a VM; the API never drives an agent itself. */
 export type WakeReconciler = (vmId: string, userAction: boolean) => void;
+
+/** How often a wait looks at the VM again. */
+const WAIT_POLL_MS = 100;
 
 /** What each action waits for with `?wait=`. */
 const SETTLED: Record<VmLifecycleAction, ObservedState> = { start: 'running', resume: 'running', stop: 'stopped', pause: 'paused' };
@@ -29,7 +35,8 @@ export class VmManager {
     private readonly vms: VmRepo,
     private readonly hosts: HostRepo,
     private readonly images: ImageRegistry,
-    private readonly quotas: (project: string, vcpu: number, memMib: number) => Promise<void>,
+    /** The quota rule a new VM must pass, applied by the VM store as it inserts the VM. */
+    private readonly quotaCheck: (project: string, vcpu: number, memMib: number) => QuotaCheck,
     private readonly wake: WakeReconciler,
     private readonly clock: Clock,
     private readonly config: VmManagerConfig,
@@ -52,7 +59,6 @@ export class VmManager {
       ...drives.flatMap(({ from }, index) => (from.imageId ? [{ id: from.imageId, kind: 'rootfs' as const, field: `extra_drives[${index}].image_id` }] : [])),
     ];
     const images = await this.images.resolve(wanted);
-    await this.quotas(project, request.vcpu, request.mem_mib);
     const largest = Math.max(0, ...(await this.hosts.list()).filter((host) => host.status === 'ready').map((host) => host.capacity.memory_mib));
     if (largest > 0 && request.mem_mib > largest) {
       throw new NexusError('validation_failed', `mem_mib ${request.mem_mib} is more than the largest host has (${largest} MiB)`, {
@@ -60,6 +66,8 @@ export class VmManager {
       });
     }
     const kernelImage = kernel.imageId ? images.get(kernel.imageId) : undefined;
+    // The quota is checked as the VM is inserted, in one step: checked apart, racing creates all fit.
+    const check = this.quotaCheck(project, request.vcpu, request.mem_mib);
     const record = await this.vms.create({
       project,
       name: request.name,
@@ -79,7 +87,7 @@ export class VmManager {
         extra_drives: drives.map(({ drive, from }) => ({ id: drive.id, path: from.path, image_id: from.imageId, read_only: drive.read_only ?? false })),
         nic: request.nic ?? true,
       },
-    });
+    }, check);
     this.wake(record.id, true);
     return this.toVm(record);
   }
@@ -119,13 +127,13 @@ export class VmManager {
 
   async list(query: VmListQuery, caller: Principal): Promise<{ items: Vm[]; next_cursor: string | null }> {
     const limit = query.limit ?? 100;
-    const afterName = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+    const afterName = query.cursor === undefined ? undefined : decodeCursor(query.cursor, NAME_FIELDS)[0];
     const records = await this.vms.list({ state: query.state, hostId: query.host, namePrefix: query.name_prefix, afterName, limit, projects: visibleProjects(caller) });
     // One host lookup for the page, not one per VM.
     const hosts = new Map((await this.hosts.list()).map((host) => [host.id, host]));
     const items = await Promise.all(records.map((record) => this.toVm(record, hosts)));
     const last = records.at(-1);
-    return { items, next_cursor: records.length === limit && last ? encodeCursor(last.name) : null };
+    return { items, next_cursor: records.length === limit && last ? encodeCursor([last.name]) : null };
   }
 
   /** `ifMatch`: the resource version the caller last read (ETag); another writer since -> 412. */
@@ -156,10 +164,14 @@ export class VmManager {
     if (!written) throw new NexusError('not_found', `no VM ${id}`);
   }
 
-  /** Blocks until the VM's observed state is `state`; 408 (`timeout`) with the current state otherwise. */
-  async waitForState(id: string, state: ObservedState, timeoutMs: number, caller: Principal): Promise<Vm> {
+  /**
+   * Blocks until the VM's observed state is `state`; 408 (`timeout`) with the current state
+   * otherwise. Ends at once, throwing its reason, when `stop` aborts (the caller lost its access).
+   */
+  async waitForState(id: string, state: ObservedState, timeoutMs: number, caller: Principal, stop?: AbortSignal): Promise<Vm> {
     const deadline = this.clock.now().getTime() + timeoutMs;
     for (;;) {
+      stop?.throwIfAborted();
       const vm = await this.require(id, caller, 'read');
       if (vm.observedState === state) return this.toVm(vm);
       if (this.clock.now().getTime() >= deadline) {
@@ -167,7 +179,7 @@ export class VmManager {
           suggestion: vm.lastError ? `Its last error: ${vm.lastError.message}` : 'Wait longer, or GET /v1/vms/:id/events.',
         });
       }
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await pause(WAIT_POLL_MS, stop);
     }
   }
 
@@ -194,7 +206,7 @@ export class VmManager {
 
   /** Events across the VMs the caller may read, oldest first. */
   async fleetEvents(query: EventsQuery, caller: Principal): Promise<FleetEvent[]> {
-    const since = query.since ? new Date(query.since) : new Date(this.clock.now().getTime() - 3600_000);
+    const since = query.since ? parseTimestamp(query.since, 'since') : new Date(this.clock.now().getTime() - 3600_000);
     const records = await this.vms.eventsAfter({ after: { at: since }, minLevel: query.level ?? 'info', projects: visibleProjects(caller), limit: query.limit ?? 500 });
     return records.map((event) => ({ ...toVmEvent(event), vm_id: event.vmId }));
   }
@@ -212,11 +224,13 @@ export class VmManager {
 
   /**
    * Waits until the VM reaches what `action` asked for (or is gone, for a delete), at most
-   * `timeoutMs`; a VM that fails on the way answers at once with its error.
+   * `timeoutMs`; a VM that fails on the way answers at once with its error. Ends at once,
+   * throwing its reason, when `stop` aborts (the caller lost its access).
    */
-  async waitFor(id: string, action: VmLifecycleAction | 'delete' | 'create', timeoutMs: number): Promise<void> {
+  async waitFor(id: string, action: VmLifecycleAction | 'delete' | 'create', timeoutMs: number, stop?: AbortSignal): Promise<void> {
     const deadline = this.clock.now().getTime() + timeoutMs;
     for (;;) {
+      stop?.throwIfAborted();
       const vm = await this.vms.get(id);
       if (action === 'delete') {
         if (!vm) return;
@@ -233,7 +247,7 @@ export class VmManager {
           suggestion: 'It is still on its way: GET /v1/vms/:id, or wait longer.',
         });
       }
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await pause(WAIT_POLL_MS, stop);
     }
   }
 
@@ -299,6 +313,11 @@ export class VmManager {
   }
 }
 
+/** Waits `ms`, or less when `stop` aborts first (the next look throws its reason). */
+function pause(ms: number, stop: AbortSignal | undefined): Promise<void> {
+  return stop ? sleepUnlessAborted(ms, stop) : new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 function toVmEvent(event: VmEventRecord): VmEvent {
   return {
     id: event.id,
@@ -311,12 +330,5 @@ function toVmEvent(event: VmEventRecord): VmEvent {
   };
 }
 
-function encodeCursor(name: string): string {
-  return Buffer.from(name, 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string): string {
-  const name = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (!/^[a-z0-9-]{1,63}$/.test(name)) throw new NexusError('validation_failed', 'cursor is not one this API gave out');
-  return name;
-}
+/** A VM list's cursor: the last name of the page. */
+const NAME_FIELDS = [(name: string) => /^[a-z0-9-]{1,63}$/.test(name)];

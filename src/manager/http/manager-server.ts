@@ -9,10 +9,11 @@ import type { HostRegistry } from '../app/host-registry.js';
 import type { ImageRegistry } from '../app/image-registry.js';
 import type { AccessService } from '../app/access-service.js';
 import type { AuditLog } from '../app/audit-log.js';
+import type { RefusalAudit } from '../app/refusal-audit.js';
 import type { AuditRepo } from '../ports/access-repos.js';
 import cors from '@fastify/cors';
-import { registerAccessControl } from './access-control.js';
-import { registerRateLimits } from './rate-limits.js';
+import { registerAuthentication, registerAuthorization } from './access-control.js';
+import { type RateLimits, registerRateLimits } from './rate-limits.js';
 import { registerAccessRoutes } from './routes/access-routes.js';
 import type { VmManager } from '../app/vm-manager.js';
 import { registerVmRoutes } from './routes/vm-routes.js';
@@ -31,6 +32,8 @@ export interface ManagerServices {
   access: AccessService;
   audit: AuditRepo;
   auditLog: AuditLog;
+  /** Where refusals anyone can repeat are audited, counted per source (see RefusalAudit). */
+  refusals: Pick<RefusalAudit, 'note'>;
   idempotency: IdempotencyRepo;
   observer: VmObserver;
 }
@@ -38,8 +41,8 @@ export interface ManagerServices {
 export interface ManagerServerOptions {
   logger: Logger;
   bodyLimitBytes?: number;
-  /** Per token (per address when unauthenticated), per minute. */
-  rateLimits?: { readsPerMinute: number; writesPerMinute: number };
+  /** Per token and per client address, per minute. */
+  rateLimits?: RateLimits;
   /** Exact browser origins allowed to call (CORS); none by default. */
   corsOrigins?: string[];
   /** Serve HTTPS with this certificate and key. */
@@ -60,11 +63,16 @@ export async function createManagerServer(services: ManagerServices, options: Ma
       description: 'Create, run, observe and retire microVMs across hosts. Every non-2xx answer is an ErrorBody.',
     },
   });
+  // The first request hook after the request id: a flood is turned away before anything else looks at it.
+  const rateLimits = await registerRateLimits(app, options.rateLimits ?? { readsPerMinute: 1000, writesPerMinute: 100, requestsPerAddressPerMinute: 6000 });
   if (options.corsOrigins && options.corsOrigins.length > 0) {
     await app.register(cors, { origin: options.corsOrigins, methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'], allowedHeaders: ['authorization', 'content-type', 'idempotency-key', 'if-match', 'x-request-id'] });
   }
-  registerAccessControl(app, services.access, services.audit, (resource, id) => (resource === 'vm' ? services.vms.auditSummary(id) : Promise.resolve(null)));
-  await registerRateLimits(app, options.rateLimits ?? { readsPerMinute: 1000, writesPerMinute: 100 });
+  // authn -> per-token limit -> authz and audit: a token past its limit is turned away before
+  // its call costs a database write (the audit row, the VM's state for it).
+  registerAuthentication(app, services.access);
+  rateLimits.registerTokenLimits();
+  registerAuthorization(app, services.audit, services.refusals, (resource, id) => (resource === 'vm' ? services.vms.auditSummary(id) : Promise.resolve(null)));
   registerIdempotency(app, services.idempotency);
   registerHealthRoutes(app, services);
   registerHostRoutes(app, services);

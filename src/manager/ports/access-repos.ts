@@ -1,4 +1,4 @@
-import type { ProjectQuota, ProjectUsage } from '../domain/access-policy.js';
+import type { ProjectQuota } from '../domain/access-policy.js';
 
 export interface TokenRecord {
   id: string;
@@ -48,8 +48,6 @@ export interface ProjectRepo {
   /** Throws conflict when the name is taken. */
   create(name: string, quota: ProjectQuota): Promise<ProjectRecord>;
   setQuota(name: string, quota: Partial<ProjectQuota>): Promise<ProjectRecord | undefined>;
-  /** What the project's VMs (those not being deleted) take now. */
-  usage(name: string): Promise<ProjectUsage>;
 }
 
 export interface AuditStart {
@@ -57,8 +55,11 @@ export interface AuditStart {
   action: string;
   resource: string;
   resourceId: string | null;
+  /** The request that did it; `none` for the manager's own actions. */
   requestId: string;
   before: unknown;
+  /** The caller's address; null for the manager's own actions. */
+  remoteAddress: string | null;
 }
 
 export interface AuditFinish {
@@ -76,6 +77,17 @@ export interface AuditRecord extends AuditStart, Omit<AuditFinish, 'result' | 's
   status: number | null;
   createdAt: Date;
   updatedAt: Date;
+  /** Where the row sits in the log's order, for paging. */
+  position: AuditPosition;
+}
+
+/**
+ * A row's place in the log: its time to the microsecond (ISO 8601, UTC; a Date keeps only
+ * milliseconds, and rows written within one would be skipped or repeated) and its id, for ties.
+ */
+export interface AuditPosition {
+  at: string;
+  id: string;
 }
 
 export interface AuditFilter {
@@ -83,12 +95,24 @@ export interface AuditFilter {
   actor?: string;
   since?: Date;
   until?: Date;
+  /** `newest`: newest first, only rows before `from`; `oldest`: oldest first, only rows after it. */
+  order: 'newest' | 'oldest';
+  from?: AuditPosition;
   limit: number;
+}
+
+/**
+ * A row written whole, for what happens outside a mutating API call: refused heartbeats, host
+ * status changes. `status` is the HTTP status when a call was answered, else null.
+ */
+export interface AuditEvent extends AuditStart, Omit<AuditFinish, 'status'> {
+  status: number | null;
 }
 
 /** The audit log: written on entry (pending) and on exit; never changed through the API. */
 export interface AuditRepo {
   begin(entry: AuditStart): Promise<string>;
   finish(id: string, outcome: AuditFinish): Promise<void>;
+  record(event: AuditEvent): Promise<void>;
   query(filter: AuditFilter): Promise<AuditRecord[]>;
 }

@@ -7,16 +7,23 @@ import type { MachineSpec } from '../../contracts/machine-spec.js';
 /** Where and how to reach one host's agent. */
 export interface AgentTarget {
   hostId: string;
+  /** For messages about this host. */
+  hostName: string;
   address: string;
-  credential: string;
+  /** The credential to present, sealed as stored: the gateway opens it as it calls. */
+  credentialSealed: string;
 }
 
 /** How to reach the agent of a host record. */
-export function agentTargetOf(host: Pick<HostRecord, 'id' | 'address' | 'credential'>): AgentTarget {
-  return { hostId: host.id, address: host.address, credential: host.credential };
+export function agentTargetOf(host: Pick<HostRecord, 'id' | 'name' | 'address' | 'credentialSealed'>): AgentTarget {
+  return { hostId: host.id, hostName: host.name, address: host.address, credentialSealed: host.credentialSealed };
 }
 
-/** The manager's calls to agents. Network failures throw `unavailable` (retryable). */
+/**
+ * The manager's calls to agents. Network failures throw `unavailable` (retryable); a target whose
+ * credential does not open with the manager's key throws `host_credential_unreadable` (that
+ * host's calls fail, no other's).
+ */
 export interface AgentGateway {
   /** The agent's view of the VM, or undefined when it does not have it. */
   getVm(target: AgentTarget, vmId: string): Promise<AgentVm | undefined>;
@@ -35,6 +42,6 @@ export interface AgentGateway {
   vmMetrics(target: AgentTarget, vmId: string, query: MetricsWindowQuery): Promise<MetricsRecent>;
   /** The last lines of a file under the host's VM folders, by path (dev mode). */
   tailFile(target: AgentTarget, query: FileTailQuery): Promise<LogTail>;
-  /** Hands the agent its next credential (idempotent: giving the one it has already is a success). */
-  replaceCredential(target: AgentTarget, next: string): Promise<void>;
+  /** Hands the agent its next credential, sealed as stored (idempotent: giving the one it has already is a success). */
+  replaceCredential(target: AgentTarget, nextSealed: string): Promise<void>;
 }

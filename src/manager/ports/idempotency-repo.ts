@@ -11,4 +11,6 @@ export interface IdempotencyRepo {
   complete(key: string, statusCode: number, response: unknown): Promise<void>;
   /** Gives the key up (the request failed), so a retry runs afresh. */
   release(key: string): Promise<void>;
+  /** Removes expired answers and abandoned claims; answers how many. */
+  prune(): Promise<number>;
 }

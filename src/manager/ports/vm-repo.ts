@@ -1,5 +1,6 @@
 import type { VmmName } from '../../contracts/machine-spec.js';
 import type { DesiredState, ObservedState } from '../../contracts/vm-api.js';
+import type { ProjectQuota, ProjectUsage } from '../domain/access-policy.js';
 
 /**
  * What a VM is made of, as the user asked (the `spec` column). A file given by image id has a null
@@ -94,6 +95,12 @@ export interface VmEventRecord {
   createdAt: Date;
 }
 
+/**
+ * Lets a new VM into its project, or throws to refuse it, from the project's quota and what its
+ * VMs take the moment before the VM is inserted.
+ */
+export type QuotaCheck = (quota: ProjectQuota, usage: ProjectUsage) => void;
+
 export interface HostAllocation {
   hostId: string;
   vcpus: number;
@@ -102,8 +109,13 @@ export interface HostAllocation {
 
 /** VMs and their event history. Users' writes touch the desired state; the reconciler's, the observed. */
 export interface VmRepo {
-  /** Refuses a duplicate name in the project with `conflict`. */
-  create(vm: NewVm): Promise<VmRecord>;
+  /**
+   * Inserts the VM if `check` lets it into its project (called only when the project has a
+   * quota). The check and the insert are one step: VMs created at once in one project are
+   * checked one after another, each counting the others, so together they never pass a quota.
+   * Refuses an unknown project with `not_found` and a duplicate name in it with `conflict`.
+   */
+  create(vm: NewVm, check: QuotaCheck): Promise<VmRecord>;
   get(id: string): Promise<VmRecord | undefined>;
   list(filter: VmFilter): Promise<VmRecord[]>;
   ids(): Promise<string[]>;

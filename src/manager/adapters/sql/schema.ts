@@ -14,9 +14,13 @@ export interface HostTable {
   address: string;
   status: 'ready' | 'unreachable';
   capacity: ColumnType<HostCapacity, string, string>;
-  credential: string;
-  /** The credential a rotation in progress has handed (or is handing) the agent. */
-  next_credential: ColumnType<string | null, string | null | undefined, string | null>;
+  /** SHA-256 (hex) of the credential: what the agent's heartbeats are checked against. */
+  credential_hash: string;
+  /** The credential sealed under the manager's key (SecretBox): the copy it presents to the agent. */
+  credential_sealed: string;
+  /** The same two for the credential a rotation in progress has handed (or is handing) the agent. */
+  next_credential_hash: ColumnType<string | null, string | null | undefined, string | null>;
+  next_credential_sealed: ColumnType<string | null, string | null | undefined, string | null>;
   credential_rotated_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
   last_seen_at: Timestamp;
   created_at: CreatedAt;
@@ -29,6 +33,8 @@ export interface JoinTokenTable {
   expires_at: Date;
   used_at: ColumnType<Date | null, never, Date>;
   used_by_host_id: ColumnType<string | null, never, string>;
+  /** The ready host this token may replace (by name); null: it may not replace a ready host. */
+  replace_host: ColumnType<string | null, string | null | undefined, never>;
   created_at: CreatedAt;
   updated_at: Timestamp;
 }
@@ -70,6 +76,16 @@ export interface AuditTable {
   before: ColumnType<unknown, string | null, string | null>;
   after: ColumnType<unknown, string | null, string | null>;
   detail: string | null;
+  /** The caller's address; null for the manager's own actions. */
+  remote_address: ColumnType<string | null, string | null | undefined, never>;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+}
+
+/** One row: a value sealed with the key the database's secrets are sealed with. */
+export interface SecretKeyCheckTable {
+  id: number;
+  sealed: string;
   created_at: CreatedAt;
   updated_at: Timestamp;
 }
@@ -115,6 +131,7 @@ export interface Schema {
   host_image: HostImageTable;
   api_token: ApiTokenTable;
   audit: AuditTable;
+  secret_key_check: SecretKeyCheckTable;
 }
 
 export interface IdempotencyKeyTable {

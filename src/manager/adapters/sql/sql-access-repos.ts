@@ -1,7 +1,8 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
 import { NexusError } from '../../../kit/nexus-error.js';
-import type { ProjectQuota, ProjectUsage } from '../../domain/access-policy.js';
+import type { ProjectQuota } from '../../domain/access-policy.js';
 import type {
+  AuditEvent,
   AuditFilter,
   AuditFinish,
   AuditRecord,
@@ -132,21 +133,6 @@ export class SqlProjectRepo implements ProjectRepo {
       .executeTakeFirst();
     return row && toProject(row);
   }
-
-  async usage(name: string): Promise<ProjectUsage> {
-    const row = await this.db
-      .selectFrom('vm')
-      .innerJoin('project', 'project.id', 'vm.project_id')
-      .where('project.name', '=', name)
-      .where('vm.desired_state', '<>', 'deleted')
-      .select((eb) => [
-        eb.fn.countAll<number>().as('vms'),
-        eb.fn.coalesce(eb.fn.sum<number>(sql`(vm.spec->>'vcpu')::int`), sql<number>`0`).as('vcpus'),
-        eb.fn.coalesce(eb.fn.sum<number>(sql`(vm.spec->>'mem_mib')::int`), sql<number>`0`).as('memory_mib'),
-      ])
-      .executeTakeFirstOrThrow();
-    return { vms: Number(row.vms), vcpus: Number(row.vcpus), memoryMib: Number(row.memory_mib) };
-  }
 }
 
 function toProject(row: Selectable<ProjectTable>): ProjectRecord {
@@ -170,10 +156,30 @@ export class SqlAuditRepo implements AuditRepo {
         before: entry.before === undefined ? null : JSON.stringify(entry.before),
         after: null,
         detail: null,
+        remote_address: entry.remoteAddress,
       })
       .returning('id')
       .executeTakeFirstOrThrow();
     return id;
+  }
+
+  async record(event: AuditEvent): Promise<void> {
+    await this.db
+      .insertInto('audit')
+      .values({
+        actor: event.actor,
+        action: event.action,
+        resource: event.resource,
+        resource_id: event.resourceId,
+        request_id: event.requestId,
+        result: event.result,
+        status: event.status,
+        before: event.before === undefined ? null : JSON.stringify(event.before),
+        after: event.after === undefined ? null : JSON.stringify(event.after),
+        detail: event.detail,
+        remote_address: event.remoteAddress,
+      })
+      .execute();
   }
 
   async finish(id: string, outcome: AuditFinish): Promise<void> {
@@ -192,17 +198,30 @@ export class SqlAuditRepo implements AuditRepo {
   }
 
   async query(filter: AuditFilter): Promise<AuditRecord[]> {
-    let query = this.db.selectFrom('audit').selectAll().orderBy('created_at').orderBy('id').limit(filter.limit);
+    const direction = filter.order === 'newest' ? 'desc' : 'asc';
+    let query = this.db
+      .selectFrom('audit')
+      .selectAll()
+      // The exact time, as text: the cursor must not round it to the millisecond of a Date.
+      .select(sql<string>`to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('position_at'))
+      .orderBy('created_at', direction)
+      .orderBy('id', direction)
+      .limit(filter.limit);
     if (filter.resourceId) query = query.where('resource_id', '=', filter.resourceId);
     if (filter.actor) query = query.where('actor', '=', filter.actor);
     if (filter.since) query = query.where('created_at', '>=', filter.since);
     if (filter.until) query = query.where('created_at', '<', filter.until);
+    if (filter.from) {
+      const from = sql`(${filter.from.at}::timestamptz, ${filter.from.id}::uuid)`;
+      query = query.where(filter.order === 'newest' ? sql<boolean>`(created_at, id) < ${from}` : sql<boolean>`(created_at, id) > ${from}`);
+    }
     return (await query.execute()).map(toAudit);
   }
 }
 
-function toAudit(row: Selectable<AuditTable>): AuditRecord {
+function toAudit(row: Selectable<AuditTable> & { position_at: string }): AuditRecord {
   return {
+    position: { at: row.position_at, id: row.id },
     id: row.id,
     actor: row.actor,
     action: row.action,
@@ -214,6 +233,7 @@ function toAudit(row: Selectable<AuditTable>): AuditRecord {
     before: row.before,
     after: row.after,
     detail: row.detail,
+    remoteAddress: row.remote_address,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };

@@ -2,35 +2,36 @@ import { type Kysely, type Selectable, sql } from 'kysely';
 import type { VmmName } from '../../../contracts/machine-spec.js';
 import type { DesiredState } from '../../../contracts/vm-api.js';
 import { NexusError } from '../../../kit/nexus-error.js';
-import type { HostAllocation, NewVm, Observation, StoredVmSpec, VmEventRecord, VmFilter, VmRecord, VmRepo } from '../../ports/vm-repo.js';
+import type { ProjectQuota, ProjectUsage } from '../../domain/access-policy.js';
+import type { HostAllocation, NewVm, Observation, QuotaCheck, StoredVmSpec, VmEventRecord, VmFilter, VmRecord, VmRepo } from '../../ports/vm-repo.js';
 import type { Schema, VmEventTable, VmTable } from './schema.js';
 
 type VmRow = Selectable<VmTable> & { project: string };
 
 export class SqlVmRepo implements VmRepo {
-  private readonly projects = new Map<string, string>();
-
   constructor(private readonly db: Kysely<Schema>) {}
 
-  async create(vm: NewVm): Promise<VmRecord> {
-    const projectId = await this.projectId(vm.project);
+  /**
+   * Under a lock on the project's row, taken in its own statement before the count: under READ
+   * COMMITTED each later statement sees what every earlier lock holder committed, where one
+   * INSERT ... SELECT (or a lock inside a CTE) counts from a snapshot taken before it waited. A
+   * project without quota takes the row shared, so its creates still run side by side yet a quota
+   * set meanwhile waits for them; one with a quota takes it exclusively, so its creates count one
+   * after another. On PGlite a transaction holds the only session, which serializes them anyway.
+   */
+  async create(vm: NewVm, check: QuotaCheck): Promise<VmRecord> {
     try {
-      const row = await this.db
-        .insertInto('vm')
-        .values({
-          project_id: projectId,
-          name: vm.name,
-          spec: JSON.stringify(vm.spec),
-          desired_state: vm.desiredState,
-          observed_state: 'requested',
-          tags: JSON.stringify(vm.tags),
-          host_id: null,
-          last_error: null,
-          expires_at: vm.expiresAt,
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return toRecord({ ...row, project: vm.project });
+      const unlimited = await this.db.transaction().execute(async (trx) => {
+        const project = await lockProject(trx, vm.project, 'shared');
+        return hasQuota(project) ? undefined : insertVm(trx, project.id, vm);
+      });
+      if (unlimited) return unlimited;
+      // The project has a quota (or got one while we looked): start over, holding it alone.
+      return await this.db.transaction().execute(async (trx) => {
+        const project = await lockProject(trx, vm.project, 'exclusive');
+        if (hasQuota(project)) check(project, await usageOf(trx, project.id));
+        return insertVm(trx, project.id, vm);
+      });
     } catch (error) {
       if ((error as { code?: string }).code === '23505') {
         throw new NexusError('conflict', `a VM named ${vm.name} already exists in project ${vm.project}`, {
@@ -165,19 +166,59 @@ export class SqlVmRepo implements VmRepo {
     return rows.map((row) => ({ hostId: row.host_id, state: row.observed_state, count: Number(row.count) }));
   }
 
-  /** Project ids never change: looked up once per name. */
-  private async projectId(name: string): Promise<string> {
-    const cached = this.projects.get(name);
-    if (cached) return cached;
-    const project = await this.db.selectFrom('project').select('id').where('name', '=', name).executeTakeFirst();
-    if (!project) throw new NexusError('not_found', `no project ${name}`);
-    this.projects.set(name, project.id);
-    return project.id;
-  }
-
   private selectVms() {
     return this.db.selectFrom('vm').innerJoin('project', 'project.id', 'vm.project_id').selectAll('vm').select('project.name as project');
   }
+}
+
+type Transaction = Kysely<Schema>;
+type LockedProject = ProjectQuota & { id: string };
+
+/** The project's row, locked until the transaction ends: `shared` by many at once, `exclusive` by one. */
+async function lockProject(trx: Transaction, name: string, mode: 'shared' | 'exclusive'): Promise<LockedProject> {
+  const query = trx.selectFrom('project').select(['id', 'max_vms', 'max_vcpus', 'max_memory_mib']).where('name', '=', name);
+  // NO KEY UPDATE, not UPDATE: the VM rows' foreign keys (KEY SHARE) of other transactions need not wait.
+  const row = await (mode === 'shared' ? query.forShare() : query.forNoKeyUpdate()).executeTakeFirst();
+  if (!row) throw new NexusError('not_found', `no project ${name}`, { suggestion: 'POST /v1/projects creates it.' });
+  return { id: row.id, maxVms: row.max_vms, maxVcpus: row.max_vcpus, maxMemoryMib: row.max_memory_mib };
+}
+
+function hasQuota(project: ProjectQuota): boolean {
+  return project.maxVms !== null || project.maxVcpus !== null || project.maxMemoryMib !== null;
+}
+
+/** What the project's VMs take now; those being deleted no longer count. */
+async function usageOf(trx: Transaction, projectId: string): Promise<ProjectUsage> {
+  const row = await trx
+    .selectFrom('vm')
+    .where('project_id', '=', projectId)
+    .where('desired_state', '<>', 'deleted')
+    .select((eb) => [
+      eb.fn.countAll<number>().as('vms'),
+      eb.fn.coalesce(eb.fn.sum<number>(sql`(spec->>'vcpu')::int`), sql<number>`0`).as('vcpus'),
+      eb.fn.coalesce(eb.fn.sum<number>(sql`(spec->>'mem_mib')::int`), sql<number>`0`).as('memory_mib'),
+    ])
+    .executeTakeFirstOrThrow();
+  return { vms: Number(row.vms), vcpus: Number(row.vcpus), memoryMib: Number(row.memory_mib) };
+}
+
+async function insertVm(trx: Transaction, projectId: string, vm: NewVm): Promise<VmRecord> {
+  const row = await trx
+    .insertInto('vm')
+    .values({
+      project_id: projectId,
+      name: vm.name,
+      spec: JSON.stringify(vm.spec),
+      desired_state: vm.desiredState,
+      observed_state: 'requested',
+      tags: JSON.stringify(vm.tags),
+      host_id: null,
+      last_error: null,
+      expires_at: vm.expiresAt,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return toRecord({ ...row, project: vm.project });
 }
 
 function toRecord(row: VmRow): VmRecord {

@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import {
   AuditList,
   AuditQuery,
@@ -14,10 +15,14 @@ import {
   TokenWithSecret,
 } from '../../../contracts/access-api.js';
 import { ErrorBody } from '../../../contracts/errors.js';
+import { SecretAnswer } from '../../../contracts/secret-answer.js';
+import { AccessWatch } from '../../../kit/http/access-watch.js';
 import type { HttpServer } from '../../../kit/http/http-server.js';
 import type { ManagerServices } from '../manager-server.js';
 
 const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody };
+/** A token's answer when it carries a new secret; a replay of the call withholds it. */
+const MintedToken = SecretAnswer(TokenWithSecret, ['token'], 'POST /v1/tokens/:id/rotate gives the token a new secret (its id is in this answer); DELETE /v1/tokens/:id revokes it.');
 
 /** Tokens, projects and the audit log: admin only (see domain/access-policy). */
 export function registerAccessRoutes(app: HttpServer, services: ManagerServices): void {
@@ -27,7 +32,7 @@ export function registerAccessRoutes(app: HttpServer, services: ManagerServices)
     '/v1/tokens',
     {
       config: { access: { resource: 'token', verb: 'write', action: 'token.create' } },
-      schema: { summary: 'Mint an API token; its secret is in this answer only', tags: ['access'], body: CreateTokenRequest, response: { 201: TokenWithSecret, ...errors } },
+      schema: { summary: 'Mint an API token; its secret is in this answer only', tags: ['access'], body: CreateTokenRequest, response: { 201: MintedToken, ...errors } },
     },
     async (request, reply) => reply.status(201).send(await access.mint(request.body)),
   );
@@ -42,7 +47,7 @@ export function registerAccessRoutes(app: HttpServer, services: ManagerServices)
     '/v1/tokens/:id/rotate',
     {
       config: { access: { resource: 'token', verb: 'write', action: 'token.rotate' } },
-      schema: { summary: 'A new secret for a token; the old one works overlap_seconds longer', tags: ['access'], params: TokenIdParams, body: RotateTokenRequest, response: { 200: TokenWithSecret, ...errors } },
+      schema: { summary: 'A new secret for a token; the old one works overlap_seconds longer', tags: ['access'], params: TokenIdParams, body: RotateTokenRequest, response: { 200: MintedToken, ...errors } },
     },
     async (request) => access.rotate(request.params.id, request.body?.overlap_seconds ?? 0),
   );
@@ -84,14 +89,37 @@ export function registerAccessRoutes(app: HttpServer, services: ManagerServices)
     '/v1/audit',
     {
       config: { access: { resource: 'audit', verb: 'read' } },
-      schema: { summary: 'The audit log: every mutating call, denied ones too (?format=ndjson exports it)', tags: ['access'], querystring: AuditQuery, response: { 200: AuditList, ...errors } },
+      schema: {
+        summary: 'The audit log: every mutating call, denied ones too; pages newest first (?format=ndjson exports every entry, oldest first)',
+        tags: ['access'],
+        querystring: AuditQuery,
+        response: { 200: AuditList, ...errors },
+      },
     },
     async (request, reply) => {
-      const items = await auditLog.query(request.query);
-      if (request.query.format !== 'ndjson') return { items };
-      // An export: one entry per line, sent as it is (the JSON response schema describes ?format=json).
-      const lines = items.map((item) => `${JSON.stringify(item)}\n`).join('');
-      return reply.type('application/x-ndjson').serializer((payload: string) => payload).send(lines as never);
+      if (request.query.format !== 'ndjson') return auditLog.page(request.query);
+      const entries = await auditLog.export(request.query);
+      // An export may run for minutes: it stops when the caller's token lapses (see linesOf).
+      const watch = new AccessWatch(request.accessGuard);
+      reply.raw.once('close', () => watch.stop());
+      // An export: one entry per line, streamed as the batches are read (the JSON response schema describes ?format=json).
+      return reply.type('application/x-ndjson').send(Readable.from(linesOf(entries, watch)) as never);
     },
   );
+}
+
+/**
+ * The export's lines, until the caller's access lapses: then the stream fails, and the answer is
+ * cut off without the end of its chunked body, so no client takes what it got for the whole
+ * export (before the first line, it is the error itself, in the error contract).
+ */
+async function* linesOf(entries: AsyncIterable<unknown>, watch: AccessWatch): AsyncGenerator<string> {
+  try {
+    for await (const entry of entries) {
+      watch.lapsed.throwIfAborted();
+      yield `${JSON.stringify(entry)}\n`;
+    }
+  } finally {
+    watch.stop();
+  }
 }

@@ -11,11 +11,15 @@ import {
   HeartbeatResponse,
 } from '../../../contracts/host-api.js';
 import { ErrorBody } from '../../../contracts/errors.js';
+import { SecretAnswer } from '../../../contracts/secret-answer.js';
 import type { HttpServer } from '../../../kit/http/http-server.js';
 import { bearerOf } from '../../../kit/http/bearer.js';
 import type { ManagerServices } from '../manager-server.js';
 
 const errors = { 400: ErrorBody, 401: ErrorBody, 404: ErrorBody };
+
+/** Audit actions of the ways an enrollment can go. */
+const ENROLL_ACTION = { enrolled: 'host.enroll', reenrolled: 'host.reenroll', replaced: 'host.replace' } as const;
 
 export function registerHostRoutes(app: HttpServer, services: ManagerServices): void {
   const { hosts } = services;
@@ -44,11 +48,11 @@ export function registerHostRoutes(app: HttpServer, services: ManagerServices): 
         summary: 'Mint a single-use, time-limited join token for a new agent',
         tags: ['hosts'],
         body: CreateJoinTokenRequest,
-        response: { 201: JoinToken, ...errors },
+        response: { 201: SecretAnswer(JoinToken, ['token'], 'Mint another join token (POST /v1/hosts/join-tokens); an unused one expires by itself.'), ...errors },
       },
     },
     async (request, reply) => {
-      const token = await hosts.mintJoinToken(request.body?.ttl_seconds ?? JOIN_TOKEN_DEFAULT_TTL_SECONDS);
+      const token = await hosts.mintJoinToken(request.body?.ttl_seconds ?? JOIN_TOKEN_DEFAULT_TTL_SECONDS, request.body?.replace_host);
       return reply.status(201).send(token);
     },
   );
@@ -72,14 +76,30 @@ export function registerHostRoutes(app: HttpServer, services: ManagerServices): 
     {
       config: { access: { public: true, resource: 'host', action: 'host.enroll' } },
       schema: {
-        summary: 'Enroll an agent with a join token; answers its per-host credential once',
+        summary:
+          'Enroll an agent with a join token; answers its per-host credential once. The name of a ready host is refused (409) unless the token was minted to replace it; an unreachable host of that name is taken over',
         tags: ['hosts'],
         body: EnrollRequest,
-        response: { 201: EnrollResponse, ...errors },
+        response: {
+          201: SecretAnswer(
+            EnrollResponse,
+            ['credential'],
+            'The credential is not kept in the clear, so it cannot be shown again: enroll again with a new join token (the host keeps its id once it is unreachable).',
+          ),
+          ...errors,
+          409: ErrorBody,
+        },
       },
     },
     async (request, reply) => {
       const enrolled = await hosts.enroll(request.body, request.ip);
+      request.audit = {
+        ...request.audit,
+        actor: enrolled.joinTokenId === undefined ? undefined : `join_token:${enrolled.joinTokenId}`,
+        action: enrolled.ok ? ENROLL_ACTION[enrolled.kind] : 'host.enroll',
+        resourceId: enrolled.ok ? enrolled.host.id : (enrolled.hostId ?? null),
+      };
+      if (!enrolled.ok) throw enrolled.error;
       return reply.status(201).send({
         host_id: enrolled.host.id,
         credential: enrolled.credential,
@@ -101,7 +121,7 @@ export function registerHostRoutes(app: HttpServer, services: ManagerServices): 
       },
     },
     async (request) => {
-      return { heartbeat_interval_ms: await hosts.heartbeat(request.params.id, bearerOf(request), request.body) };
+      return { heartbeat_interval_ms: await hosts.heartbeat(request.params.id, bearerOf(request), request.body, request.ip) };
     },
   );
 }

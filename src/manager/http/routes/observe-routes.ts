@@ -2,9 +2,10 @@ import { ErrorBody } from '../../../contracts/errors.js';
 import { LogPathTailQuery, LogStreamQuery, LogTail, LogTailQuery, MetricsRecent, MetricsWindowQuery } from '../../../contracts/observe-api.js';
 import { StrictObject, Uuid } from '../../../contracts/schema.js';
 import { EventsQuery, FleetEventList } from '../../../contracts/vm-api.js';
-import { SseStream, takeOverForEvents } from '../../../kit/http/sse.js';
+import { SseStream } from '../../../kit/http/sse.js';
 import { sleepUnlessAborted } from '../../../kit/sleep.js';
 import { NexusError } from '../../../kit/nexus-error.js';
+import { instantOf } from '../../../kit/timestamp.js';
 import type { HttpServer } from '../../../kit/http/http-server.js';
 import { callerOf } from '../access-control.js';
 import type { ManagerServices } from '../manager-server.js';
@@ -18,9 +19,9 @@ const EVENT_POLL_MS = 500;
 function eventCursorOf(header: string | string[] | undefined): { at: Date; id: string } | undefined {
   const text = Array.isArray(header) ? header[0] : header;
   const match = text ? /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\|([0-9a-f-]{36})$/.exec(text) : null;
-  if (!match) return undefined;
-  const at = new Date(match[1] ?? '');
-  return Number.isNaN(at.getTime()) ? undefined : { at, id: match[2] ?? '' };
+  // Read as the database will: `new Date` takes year 0000, which the query would then fail on.
+  const at = match ? instantOf(match[1] ?? '') : undefined;
+  return at && { at, id: match?.[2] ?? '' };
 }
 
 /** Reading what a VM does: its logs, relayed from its agent. */
@@ -47,7 +48,9 @@ export function registerObserveRoutes(app: HttpServer, services: ManagerServices
       config: { access: { resource: 'vm', verb: 'read' } },
       schema: {
         summary: "The VM's events as Server-Sent Events: its history first, then each new one (Last-Event-ID resumes)",
-        description: 'Each event is `event: vm_event` with the VmEvent as JSON. An `end` event is the last, when the VM is deleted.',
+        description:
+          'Each event is `event: vm_event` with the VmEvent as JSON. An `end` event is the last: data {"reason":"vm_deleted"} when the VM is deleted, ' +
+          'or, within about a second, the reason the caller may no longer read it (`token_revoked`, `token_expired`, `token_rotated`, `forbidden`, `access_unverified`).',
         tags: ['observability'],
         params: IdParams,
         response: { 200: { description: 'text/event-stream', type: 'string' }, ...errors },
@@ -148,7 +151,8 @@ export function registerObserveRoutes(app: HttpServer, services: ManagerServices
         description:
           'Each line is an event whose id is the byte offset after it: reconnect with Last-Event-ID to resume. ' +
           '`tail=N` sends the last N lines first. A `rotated` event says the file was cut back; an `end` event ' +
-          '(data {"reason":"vm_deleted"}) is the last, when the VM is deleted. Comments keep an idle stream open.',
+          'is the last: data {"reason":"vm_deleted"} when the VM is deleted, or, within about a second, the reason the caller may no longer ' +
+          'read it (`token_revoked`, `token_expired`, `token_rotated`, `forbidden`, `access_unverified`). Comments keep an idle stream open.',
         tags: ['observability'],
         params: IdParams,
         querystring: LogStreamQuery,
@@ -166,15 +170,19 @@ export function registerObserveRoutes(app: HttpServer, services: ManagerServices
         typeof lastEventId === 'string' ? lastEventId : undefined,
         abort.signal,
       );
-      takeOverForEvents(request, reply);
-      const stop = () => {
+      const stream = new SseStream(request, reply);
+      stream.closed.addEventListener('abort', () => {
         abort.abort();
         upstream.destroy();
-      };
-      reply.raw.on('close', stop);
-      upstream.on('error', () => reply.raw.end());
-      upstream.on('end', () => reply.raw.end());
-      upstream.pipe(reply.raw, { end: false });
+      });
+      try {
+        await stream.relay(upstream);
+      } catch (error) {
+        // A client that left, or a stream ended by its guard, stops the upstream mid-read: not a failure.
+        if (!stream.closed.aborted) request.log.warn({ err: error }, 'log stream relay failed');
+      } finally {
+        stream.end();
+      }
     },
   );
 }

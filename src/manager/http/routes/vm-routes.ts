@@ -1,13 +1,25 @@
 import { Type } from 'typebox';
 import { ErrorBody } from '../../../contracts/errors.js';
-import { StrictObject, Uuid } from '../../../contracts/schema.js';
-import { BulkActionRequest, BulkActionResponse, CreateVmRequest, OkResponse, Vm, VmActionParams, VmEventList, VmList, VmListQuery, WaitQuery as StateWaitQuery } from '../../../contracts/vm-api.js';
+import { StrictObject, Text, Uuid } from '../../../contracts/schema.js';
+import { BulkActionRequest, BulkActionResponse, CreateVmRequest, OkResponse, StateWaitQuery, Vm, VmActionParams, VmEventList, VmList, VmListQuery } from '../../../contracts/vm-api.js';
+import { whileAccessHolds } from '../../../kit/http/access-watch.js';
 import type { HttpServer } from '../../../kit/http/http-server.js';
 import { NexusError } from '../../../kit/nexus-error.js';
 import type { ManagerServices } from '../manager-server.js';
 import { callerOf } from '../access-control.js';
 
-const errors = { 400: ErrorBody, 403: ErrorBody, 404: ErrorBody, 408: ErrorBody, 409: ErrorBody, 412: ErrorBody };
+// 401 and 503 too: a wait ends so when the caller's token lapses, or cannot be checked, while it waits.
+const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 408: ErrorBody, 409: ErrorBody, 412: ErrorBody, 503: ErrorBody };
+
+/**
+ * `If-Match` as the routes that honour it declare it: a resource version this API gave out. Past
+ * 15 digits it never was one, and would not fit the `bigint` column (nor a JSON number) anyway.
+ */
+const IfMatchHeaders = Type.Object({
+  'if-match': Type.Optional(
+    Text(40, { pattern: '^\\s*(W/)?"?[0-9]{1,15}"?\\s*$', example: '"3"', description: 'The ETag of GET /v1/vms/{id}: refused with 412 when the VM changed since' }),
+  ),
+});
 
 /** The resource version in an `If-Match` header (`"7"` or `7`); undefined when absent. */
 function ifMatchOf(header: string | undefined): number | undefined {
@@ -17,7 +29,11 @@ function ifMatchOf(header: string | undefined): number | undefined {
   return Number(match[1]);
 }
 const IdParams = StrictObject({ id: Uuid });
-const WaitQuery = StrictObject({
+/**
+ * `?wait=` of a write (create, action, delete): how long to wait, after recording the change, for
+ * the VM to settle where it asked (not GET /v1/vms/:id/wait's query: StateWaitQuery).
+ */
+const SettleWaitQuery = StrictObject({
   wait: Type.Optional(Type.Number({ minimum: 0, maximum: 600, description: 'Seconds to wait for the observed state the call asked for' })),
 });
 
@@ -28,11 +44,12 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
     '/v1/vms',
     {
       config: { access: { resource: 'vm', verb: 'write', action: 'vm.create' } },
-      schema: { summary: 'Create a VM (it starts unless desired_state is stopped)', tags: ['vms'], querystring: WaitQuery, body: CreateVmRequest, response: { 201: Vm, ...errors } } },
+      schema: { summary: 'Create a VM (it starts unless desired_state is stopped)', tags: ['vms'], querystring: SettleWaitQuery, body: CreateVmRequest, response: { 201: Vm, ...errors } } },
     async (request, reply) => {
       const vm = await vms.create(request.body, callerOf(request));
-      if (request.query.wait) {
-        await vms.waitFor(vm.id, 'create', request.query.wait * 1000);
+      const wait = request.query.wait;
+      if (wait) {
+        await whileAccessHolds(request, (lapsed) => vms.waitFor(vm.id, 'create', wait * 1000, lapsed));
         return reply.status(201).send(await vms.get(vm.id, callerOf(request)));
       }
       return reply.status(201).send(vm);
@@ -72,7 +89,8 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
     {
       config: { access: { resource: 'vm', verb: 'read' } },
       schema: { summary: 'Blocks until the VM reaches a state (408 with the current state on timeout)', tags: ['vms'], params: IdParams, querystring: StateWaitQuery, response: { 200: Vm, ...errors } } },
-    async (request) => vms.waitForState(request.params.id, request.query.state, (request.query.timeout ?? 30) * 1000, callerOf(request)),
+    async (request) =>
+      whileAccessHolds(request, (lapsed) => vms.waitForState(request.params.id, request.query.state, (request.query.timeout ?? 30) * 1000, callerOf(request), lapsed)),
   );
 
   app.get(
@@ -91,14 +109,16 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
         summary: 'start | stop | pause | resume: records the desired state; ?wait= waits for it',
         tags: ['vms'],
         params: VmActionParams,
-        querystring: WaitQuery,
+        querystring: SettleWaitQuery,
+        headers: IfMatchHeaders,
         response: { 200: OkResponse, ...errors },
       },
     },
     async (request) => {
       const { id, action } = request.params;
       await vms.act(id, action, callerOf(request), ifMatchOf(request.headers['if-match']));
-      if (request.query.wait) await vms.waitFor(id, action, request.query.wait * 1000);
+      const wait = request.query.wait;
+      if (wait) await whileAccessHolds(request, (lapsed) => vms.waitFor(id, action, wait * 1000, lapsed));
       return { ok: true as const };
     },
   );
@@ -107,10 +127,12 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
     '/v1/vms/:id',
     {
       config: { access: { resource: 'vm', verb: 'write', action: 'vm.delete' } },
-      schema: { summary: 'Delete a VM: stops it, then removes it and its host resources', tags: ['vms'], params: IdParams, querystring: WaitQuery, response: { 200: OkResponse, ...errors } } },
+      schema: { summary: 'Delete a VM: stops it, then removes it and its host resources', tags: ['vms'], params: IdParams, querystring: SettleWaitQuery, headers: IfMatchHeaders, response: { 200: OkResponse, ...errors } } },
     async (request) => {
-      await vms.delete(request.params.id, callerOf(request), ifMatchOf(request.headers['if-match']));
-      if (request.query.wait) await vms.waitFor(request.params.id, 'delete', request.query.wait * 1000);
+      const { id } = request.params;
+      await vms.delete(id, callerOf(request), ifMatchOf(request.headers['if-match']));
+      const wait = request.query.wait;
+      if (wait) await whileAccessHolds(request, (lapsed) => vms.waitFor(id, 'delete', wait * 1000, lapsed));
       return { ok: true as const };
     },
   );
