@@ -4,7 +4,8 @@
 // Node 20's --test does not expand globs, so the files are found here. Afterwards it checks that
 // the tests left no process of theirs behind (VMMs, agents, managers, Postgres servers).
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 
 function find(dir) {
@@ -60,11 +61,14 @@ const resourcesBefore = hostResources();
 // No single test may hang the run (--test-timeout), nor may a handle a test forgot to close keep
 // its file alive after its tests end (--test-force-exit: the leak check below still sees any
 // process it left). The whole run has a deadline too, so CI always ends with a report.
+// A place for what the test files share during this run only (the embedded database template of
+// test/support/embedded-db-template.ts), removed when the run ends.
+const shared = mkdtempSync(join(tmpdir(), 'nexus-test-run-'));
 const deadlineMinutes = Number(process.env.NEXUS_TEST_DEADLINE_MINUTES ?? 20);
 const runner = spawn(
   process.execPath,
   ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=1', '--test-timeout=600000', '--test-force-exit', ...files],
-  { stdio: 'inherit', detached: true },
+  { stdio: 'inherit', detached: true, env: { ...process.env, NEXUS_TEST_PGLITE_TEMPLATE: join(shared, 'pglite') } },
 );
 let overran = false;
 const deadline = setTimeout(() => {
@@ -80,6 +84,7 @@ const deadline = setTimeout(() => {
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => runner.kill(signal));
 const status = await new Promise((resolve) => runner.on('exit', (code) => resolve(code)));
 clearTimeout(deadline);
+rmSync(shared, { recursive: true, force: true });
 
 // Give processes stopped at the very end a moment to finish exiting.
 const leaked = () => [...suspects()].filter(([pid]) => !before.has(pid));

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { type AgentHarness, startAgentProcess } from '../support/agent-harness.js';
 import { testGuestImage } from '../support/guest-image.js';
 import { type NexusProcess, eventually, runNexus, spawnNexus } from '../support/nexus-process.js';
+import { seedEmbeddedDatabase } from '../support/embedded-db-template.js';
 import { testBridgeCidr, testBridgeName } from '../support/net-names.js';
 import { freePort } from '../support/ports.js';
 import { tempDir } from '../support/temp-dir.js';
@@ -27,6 +28,7 @@ describe('manager crash mid-create', () => {
   let images: string;
 
   const startManager = async () => {
+    await seedEmbeddedDatabase(dataDir);
     manager = spawnNexus(['manager', '--dev', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], env);
     await eventually('the manager answers', async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok === true, 60_000);
     useApiToken(`http://127.0.0.1:${port}`, adminTokenIn(dataDir));

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { tapNameOf } from '../../src/contracts/host-names.js';
+import { seedEmbeddedDatabase } from '../support/embedded-db-template.js';
 import { TEST_IMAGE_RUN_DIR } from '../support/guest-image.js';
 import { testBridgeCidr, testBridgeName } from '../support/net-names.js';
 import { freePort } from '../support/ports.js';
@@ -44,6 +45,7 @@ async function startDevIn(
   options: SpawnOptions = {},
 ): Promise<{ dev: NexusProcess; api: string }> {
   const [apiPort, agentPort] = [await freePort(), await freePort()];
+  await seedEmbeddedDatabase(where.dataDir);
   const dev = spawnNexus(
     ['dev', '--no-install'],
     {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { type ManagerOptions, adminTokenFile, resolveManagerConfig } from '../../src/manager/config.js';
 import { type RunningManager, startManager } from '../../src/manager/main.js';
 import { type CapturedLogger, captureLogger } from './capture-logger.js';
+import { seedEmbeddedDatabase } from './embedded-db-template.js';
 import { tempDir } from './temp-dir.js';
 
 /**
@@ -57,6 +58,7 @@ export async function startTestManager(
     const outOfReach = env.NEXUS_RATE_LIMIT_ADDRESS === undefined ? { requestsPerAddressPerMinute: 1_000_000 } : {};
     const config = resolveManagerConfig({ listen: '127.0.0.1:0', dataDir: dir.path, mode: 'dev', ...outOfReach, ...options }, env);
     secretKeyFile = config.secretKeyFile;
+    if (!config.databaseUrl) await seedEmbeddedDatabase(config.dataDir);
     manager = await startManager(config, log);
   } catch (error) {
     dir.remove();
