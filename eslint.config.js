@@ -28,4 +28,10 @@ export default tseslint.config(
   },
   { files: ['test/**', 'bench/**', 'scripts/**', 'scratch/**'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
   { files: ['bin/**', 'scripts/**'], languageOptions: { globals: { process: 'readonly' } } },
+  // CommonJS where Node needs it (a --require preload runs where an --import one does not).
+  {
+    files: ['**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', module: 'writable', exports: 'writable' } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
 );

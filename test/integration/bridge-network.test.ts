@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { tapNameOf } from '../../src/contracts/host-names.js';
 import { parseIpv4Cidr } from '../../src/agent/domain/ipv4.js';
@@ -125,7 +126,7 @@ describe('bridge network tear-down (for an agent whose VMs end with it)', () => 
       for (const tap of taps) if (await readLink(tap)) ip('link', 'del', 'dev', tap);
       await network.removeBridge();
     };
-    return { bridge, network, taps, cleanUp };
+    return { bridge, cidr, network, taps, cleanUp };
   }
 
   it('removes the TAPs it is given, then the NAT table and the bridge Nexus made', async () => {
@@ -145,6 +146,29 @@ describe('bridge network tear-down (for an agent whose VMs end with it)', () => 
       assert.equal((await readLink(taps[0] ?? ''))?.master, bridge, 'made again on the next use');
     } finally {
       await cleanUp();
+    }
+  });
+
+  it('turns IP forwarding back off when it removes the bridge whose NAT turned it on, and leaves it on when it found it on', async () => {
+    const forwarding = () => readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
+    const setForwarding = (value: string) => writeFileSync('/proc/sys/net/ipv4/ip_forward', `${value}\n`);
+    const found = forwarding();
+    try {
+      for (const before of ['0', '1']) {
+        setForwarding(before);
+        const { bridge, cidr, network, taps, cleanUp } = ownNetwork();
+        try {
+          for (const tap of taps) await network.ensureTap(tap);
+          assert.equal(forwarding(), '1', 'NAT needs forwarding on');
+          // Another process (the next start, or nexus dev's own check) tears down what this one set up.
+          await new BridgeNetwork({ bridge, cidr, nat: true }, captureLogger().log).tearDown(taps);
+          assert.equal(forwarding(), before, `forwarding is as the set-up found it (${before})`);
+        } finally {
+          await cleanUp();
+        }
+      }
+    } finally {
+      setForwarding(found);
     }
   });
 

@@ -4,7 +4,7 @@ import { TAP_NAME_PATTERN } from '../../../contracts/host-names.js';
 import { type Ipv4Cidr, networkOf } from '../../domain/ipv4.js';
 import type { HostNetwork } from '../../ports/host-network.js';
 import { type LinkInfo, ip, listLinks, readLink } from './ip-command.js';
-import { type NatBackend, detectNatBackend, enableIpForwarding, ensureMasquerade, hasMasquerade, masqueradeName, removeMasquerade } from './nat.js';
+import { type NatBackend, detectNatBackend, disableIpForwarding, enableIpForwarding, ensureMasquerade, hasMasquerade, masqueradeName, removeMasquerade } from './nat.js';
 
 export interface BridgeNetworkConfig {
   /** The host's guest bridge. NEXUS_BRIDGE, default fcbr0. */
@@ -19,6 +19,11 @@ export interface BridgeNetworkConfig {
 
 /** The alias (`ip link … alias`) of a bridge Nexus made, which it may therefore remove. */
 const BRIDGE_MARK = 'nexus guest bridge';
+/**
+ * The mark of a bridge whose NAT set-up found IP forwarding off and turned it on: the tear-down
+ * that removes the bridge turns it off again, whichever process (or start) does it.
+ */
+const FORWARDING_MARK = `${BRIDGE_MARK}, ip_forward turned on`;
 
 /**
  * One Linux bridge per host with an address and (optionally) NAT, and one TAP per NIC attached to
@@ -107,7 +112,12 @@ export class BridgeNetwork implements HostNetwork {
         if (backend) await removeMasquerade(backend, bridge, networkOf(cidr)).catch((error: unknown) => failures.push((error as Error).message));
       }
       if (plan.bridgeIsOurs) {
-        await ip(['link', 'del', 'dev', bridge], `deleting bridge ${bridge}`).catch((error: unknown) => failures.push((error as Error).message));
+        try {
+          await ip(['link', 'del', 'dev', bridge], `deleting bridge ${bridge}`);
+          if (plan.forwardingTurnedOn) await this.restoreForwarding();
+        } catch (error) {
+          failures.push((error as Error).message);
+        }
       } else if (plan.bridgeExists) {
         this.log.info({ bridge }, 'left the bridge: Nexus did not make it, and no Nexus TAP was on it');
       }
@@ -139,7 +149,9 @@ export class BridgeNetwork implements HostNetwork {
    * Which TAPs a tear-down removes (those given that exist, and the Nexus TAPs on the bridge no
    * process holds: no carrier), which devices stay attached after it, and whether the bridge is Nexus's.
    */
-  private async tearDownPlan(taps: string[]): Promise<{ taps: string[]; kept: string[]; bridgeExists: boolean; bridgeIsOurs: boolean }> {
+  private async tearDownPlan(
+    taps: string[],
+  ): Promise<{ taps: string[]; kept: string[]; bridgeExists: boolean; bridgeIsOurs: boolean; forwardingTurnedOn: boolean }> {
     const { bridge } = this.config;
     const links = await listLinks();
     const given = new Set(taps);
@@ -154,8 +166,15 @@ export class BridgeNetwork implements HostNetwork {
       taps: removed.map((link) => link.ifname).sort(),
       kept,
       bridgeExists,
-      bridgeIsOurs: bridgeExists && (device?.ifalias === BRIDGE_MARK || nexusTapsOnly),
+      bridgeIsOurs: bridgeExists && (device?.ifalias?.startsWith(BRIDGE_MARK) === true || nexusTapsOnly),
+      forwardingTurnedOn: bridgeExists && device?.ifalias === FORWARDING_MARK,
     };
+  }
+
+  /** Turns IP forwarding back off, unless another bridge's set-up also needs it (it carries the same mark). */
+  private async restoreForwarding(): Promise<void> {
+    const others = (await listLinks()).filter((link) => link.ifname !== this.config.bridge && link.ifalias === FORWARDING_MARK);
+    if (others.length === 0) await disableIpForwarding();
   }
 
   private async backend(): Promise<NatBackend | undefined> {
@@ -166,7 +185,11 @@ export class BridgeNetwork implements HostNetwork {
   async removeBridge(): Promise<void> {
     const backend = await this.backend();
     if (backend) await removeMasquerade(backend, this.config.bridge, networkOf(this.config.cidr));
-    if (await readLink(this.config.bridge)) await ip(['link', 'del', 'dev', this.config.bridge], `deleting bridge ${this.config.bridge}`);
+    const device = await readLink(this.config.bridge);
+    if (device) {
+      await ip(['link', 'del', 'dev', this.config.bridge], `deleting bridge ${this.config.bridge}`);
+      if (device.ifalias === FORWARDING_MARK) await this.restoreForwarding();
+    }
     this.bridgeReady = undefined;
   }
 
@@ -195,7 +218,9 @@ export class BridgeNetwork implements HostNetwork {
           suggestion: 'apt-get install nftables, or set NEXUS_NAT=off.',
         });
       }
-      await enableIpForwarding();
+      const turnedOn = await enableIpForwarding();
+      const ours = existing === undefined || existing.ifalias?.startsWith(BRIDGE_MARK) === true;
+      if (turnedOn && ours) await ip(['link', 'set', 'dev', bridge, 'alias', FORWARDING_MARK], `noting on bridge ${bridge} that IP forwarding was off`);
       await ensureMasquerade(this.natBackend, bridge, networkOf(cidr));
     }
     this.log.info({ bridge, address: `${cidr.address}/${cidr.prefixLength}`, nat: this.natBackend ?? 'off' }, 'bridge ready');

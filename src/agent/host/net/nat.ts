@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { runHostTool } from '../../../kit/host-tool.js';
 import { which } from '../host-requirements.js';
 
@@ -77,7 +77,16 @@ function iptablesRule(bridge: string, subnet: string): string[] {
   return ['-s', subnet, '!', '-o', bridge, '-j', 'MASQUERADE', '-m', 'comment', '--comment', `nexus:${bridge}`];
 }
 
-/** Routing between the bridge and the uplink needs forwarding on. */
-export async function enableIpForwarding(): Promise<void> {
-  await writeFile('/proc/sys/net/ipv4/ip_forward', '1\n');
+const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
+
+/** Routing between the bridge and the uplink needs forwarding on. Answers whether it was off (so this turned it on). */
+export async function enableIpForwarding(): Promise<boolean> {
+  const wasOff = (await readFile(IP_FORWARD, 'utf8')).trim() === '0';
+  if (wasOff) await writeFile(IP_FORWARD, '1\n');
+  return wasOff;
+}
+
+/** Turns forwarding back off: for a tear-down that removes the NAT of a bridge whose set-up turned it on. */
+export async function disableIpForwarding(): Promise<void> {
+  await writeFile(IP_FORWARD, '0\n');
 }
