@@ -13,6 +13,7 @@ import { VmLogKeeper } from './host/vm-log-keeper.js';
 import { imagesDir } from '../contracts/vm-layout.js';
 import type { AgentConfig } from './config.js';
 import { CapacityProbe } from './host/capacity-probe.js';
+import type { KvmProbeResult } from './host/kvm-probe.js';
 import { type AgentIdentity, CredentialStore } from './host/credential-store.js';
 import { AgentMetrics } from './app/agent-metrics.js';
 import { AgentCredentials } from './app/agent-credentials.js';
@@ -59,9 +60,18 @@ export interface AgentHost {
   drivers: ReadonlyMap<VmmName, VmmDriver>;
 }
 
+/** How `realAgentHost` probes the machine. */
+export interface HostProbes {
+  /**
+   * Whether KVM runs guests; default: run the probe guest. Tests where no KVM does stand in a yes,
+   * to build the Firecracker driver the production way around its API double.
+   */
+  kvm?: (qemuBinary: string) => Promise<KvmProbeResult>;
+}
+
 /** This machine: probed KVM and VMM binaries, detached VMM processes, the bridge and its TAPs. */
-export async function realAgentHost(config: AgentConfig, log: Logger): Promise<AgentHost> {
-  const capacity = new CapacityProbe(config);
+export async function realAgentHost(config: AgentConfig, log: Logger, probes: HostProbes = {}): Promise<AgentHost> {
+  const capacity = new CapacityProbe(config, probes.kvm);
   const facts = await capacity.init();
   log.info({ kvm: facts.kvm, drivers: facts.drivers }, 'host probed');
   const placement = await detectPlacement();

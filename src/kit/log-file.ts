@@ -70,7 +70,7 @@ function countNewlines(buffer: Buffer): number {
 
 export type FollowEvent =
   | { kind: 'lines'; lines: LogLine[] }
-  /** The file was cut back (its log keeper rotated it): reading starts again from its start. */
+  /** The file was cut back or replaced by another (its log keeper or VMM rotated it): reading starts again from its start. */
   | { kind: 'rotated' }
   /** The file is gone (its VM was deleted). Nothing follows. */
   | { kind: 'gone' };
@@ -81,49 +81,68 @@ export interface FollowOptions {
   endsWithout?: string;
   pollMs?: number;
   chunkBytes?: number;
+  /** How it waits between polls. Default: a timer of `pollMs`. Tests pass one they step by hand, so no poll depends on timing. */
+  wait?: (ms: number, signal: AbortSignal) => Promise<void>;
 }
 
 /**
  * Follows a file from byte `offset` as it grows, a poll every `pollMs` (100), until the signal
  * aborts or `endsWithout` disappears. Only complete lines are given out, so a resumed reader never
  * sees half of one. At most `chunkBytes` are read per poll, so a burst is paced, not buffered whole.
+ * A file that shrank below the position (cut in place) or is another file than the one read
+ * before (renamed away, a new one made) is a rotation: reading starts again at 0. A file cut in
+ * place that grew past the position again between two polls cannot be told from one that grew.
  */
 export async function* followFile(path: string, offset: number, options: FollowOptions): AsyncGenerator<FollowEvent> {
-  const { signal, endsWithout = path, pollMs = 100, chunkBytes = 256 * 1024 } = options;
+  const { signal, endsWithout = path, pollMs = 100, chunkBytes = 256 * 1024, wait = sleepUnlessAborted } = options;
   let position = offset;
+  let inode: number | undefined;
   while (!signal.aborted) {
-    const found = await stat(path).catch(() => undefined);
+    const found = await readFrom(path, position, chunkBytes);
     if (!found) {
       if (!(await stat(endsWithout).catch(() => undefined))) {
         yield { kind: 'gone' };
         return;
       }
-      await sleepUnlessAborted(pollMs, signal);
+      await wait(pollMs, signal);
       continue;
     }
-    if (found.size < position) {
+    // The first file seen is the one the offset belongs to; a later one (same path, new inode) starts at 0.
+    const replaced = inode !== undefined && found.inode !== inode;
+    inode = found.inode;
+    if (replaced || found.size < position) {
       position = 0;
       yield { kind: 'rotated' };
+      continue;
     }
-    if (found.size > position) {
-      const length = Math.min(found.size - position, chunkBytes);
-      const buffer = Buffer.alloc(length);
-      const handle = await open(path, 'r').catch(() => undefined);
-      if (!handle) continue;
-      try {
-        await handle.read(buffer, 0, length, position);
-      } finally {
-        await handle.close();
-      }
-      let lines = splitLines(buffer, position, false);
-      // A line longer than a whole chunk: give out the chunk as one (cut) line rather than stall.
-      if (lines.length === 0 && length === chunkBytes) lines = splitLines(buffer, position, true);
-      if (lines.length > 0) {
-        position = lines[lines.length - 1]!.end;
-        yield { kind: 'lines', lines };
-        continue;
-      }
+    let lines = splitLines(found.bytes, position, false);
+    // A line longer than a whole chunk: give out the chunk as one (cut) line rather than stall.
+    if (lines.length === 0 && found.bytes.length === chunkBytes) lines = splitLines(found.bytes, position, true);
+    if (lines.length > 0) {
+      position = lines[lines.length - 1]!.end;
+      yield { kind: 'lines', lines };
+      continue;
     }
-    await sleepUnlessAborted(pollMs, signal);
+    await wait(pollMs, signal);
+  }
+}
+
+/**
+ * What the file at `path` holds from `position` (at most `chunkBytes`), with its size and inode,
+ * all from one open file, so a file replaced meanwhile cannot lend its bytes to another's size.
+ * Undefined when there is no file. No bytes when it is not past `position`.
+ */
+async function readFrom(path: string, position: number, chunkBytes: number): Promise<{ inode: number; size: number; bytes: Buffer } | undefined> {
+  const handle = await open(path, 'r').catch(() => undefined);
+  if (!handle) return undefined;
+  try {
+    const { ino, size } = await handle.stat();
+    if (size <= position) return { inode: ino, size, bytes: Buffer.alloc(0) };
+    const buffer = Buffer.alloc(Math.min(size - position, chunkBytes));
+    // Fewer bytes than the size promised when the file was cut meanwhile: only those read are lines.
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+    return { inode: ino, size, bytes: buffer.subarray(0, bytesRead) };
+  } finally {
+    await handle.close();
   }
 }

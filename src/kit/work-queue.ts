@@ -4,6 +4,24 @@ import { messageOf } from './nexus-error.js';
 /** What a reconcile answers: nothing (done until woken) or when to look again. */
 export type ReconcileResult = { requeueAfterMs: number } | undefined;
 
+/** The clock and timer the queue waits with. */
+export interface QueueTimers {
+  /** Milliseconds since the epoch. */
+  now(): number;
+  /** Calls `callback` once after `delayMs`, without keeping the process alive; answers a cancel. */
+  after(delayMs: number, callback: () => void): () => void;
+}
+
+/** The system's clock and `setTimeout`, unref'd. */
+export const systemQueueTimers: QueueTimers = {
+  now: () => Date.now(),
+  after: (delayMs, callback) => {
+    const timer = setTimeout(callback, delayMs);
+    timer.unref();
+    return () => clearTimeout(timer);
+  },
+};
+
 export interface WorkQueueOptions {
   /** Keys handled at once. Default 4. */
   concurrency?: number;
@@ -11,6 +29,8 @@ export interface WorkQueueOptions {
   baseBackoffMs?: number;
   /** Longest retry delay. Default 30 s. */
   maxBackoffMs?: number;
+  /** Default the system's; tests pass a clock they move, so delays are checked without waiting. */
+  timers?: QueueTimers;
 }
 
 /**
@@ -24,13 +44,14 @@ export class WorkQueue {
   private readonly queued = new Set<string>();
   private readonly active = new Set<string>();
   private readonly dirty = new Set<string>();
-  private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
+  private readonly delayed = new Map<string, { at: number; cancel: () => void }>();
   private readonly failures = new Map<string, number>();
   private readonly running = new Set<Promise<void>>();
   private stopped = false;
   private readonly concurrency: number;
   private readonly baseBackoffMs: number;
   private readonly maxBackoffMs: number;
+  private readonly timers: QueueTimers;
 
   constructor(
     private readonly handler: (key: string) => Promise<ReconcileResult>,
@@ -40,22 +61,22 @@ export class WorkQueue {
     this.concurrency = options.concurrency ?? 4;
     this.baseBackoffMs = options.baseBackoffMs ?? 200;
     this.maxBackoffMs = options.maxBackoffMs ?? 30_000;
+    this.timers = options.timers ?? systemQueueTimers;
   }
 
   /** Queues the key now, or after `delayMs` (an earlier request wins over a later one). */
   add(key: string, delayMs = 0): void {
     if (this.stopped) return;
     if (delayMs > 0) {
-      const at = Date.now() + delayMs;
-      const existing = this.timers.get(key);
+      const at = this.timers.now() + delayMs;
+      const existing = this.delayed.get(key);
       if (existing && existing.at <= at) return;
-      if (existing) clearTimeout(existing.timer);
-      const timer = setTimeout(() => {
-        this.timers.delete(key);
+      existing?.cancel();
+      const cancel = this.timers.after(delayMs, () => {
+        this.delayed.delete(key);
         this.add(key);
-      }, delayMs);
-      timer.unref();
-      this.timers.set(key, { at, timer });
+      });
+      this.delayed.set(key, { at, cancel });
       return;
     }
     if (this.active.has(key)) {
@@ -76,8 +97,8 @@ export class WorkQueue {
   /** Stops taking work and waits for the handlers in flight. */
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const { timer } of this.timers.values()) clearTimeout(timer);
-    this.timers.clear();
+    for (const { cancel } of this.delayed.values()) cancel();
+    this.delayed.clear();
     this.ready.length = 0;
     await Promise.all(this.running);
   }

@@ -34,6 +34,7 @@ import { SqlIdempotencyRepo } from './adapters/sql/sql-idempotency-repo.js';
 import { HttpAgentGateway } from './adapters/http-agent-gateway.js';
 import { AdvisoryLockLeadership, soleLeadership } from './adapters/sql/advisory-lock-leadership.js';
 import { PgWakeChannel } from './adapters/sql/pg-wake-channel.js';
+import { holdingStartLock } from './adapters/sql/start-lock.js';
 
 /** How often the leader removes expired idempotency keys. */
 const IDEMPOTENCY_PRUNE_EVERY_MS = 3600_000;
@@ -64,12 +65,22 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
   const undo = new UndoStack(log);
   undo.push('close the database', () => database.close());
   try {
-    // A key is made only for a database with nothing sealed yet; else a missing key file stops
-    // the start here, before anything is migrated or written.
-    const secrets = await loadSecretBox(config.secretKeyFile, log, { mayCreate: !(await holdsSealedSecrets(database.db)) });
-    const migrated = await migrateToLatest(database.db, { secrets });
-    await verifySecretKey(database.db, secrets, config.secretKeyFile);
-    log.info({ database: database.kind, location: database.location, applied: migrated.applied }, 'database ready');
+    const access = new AccessService(new SqlTokenRepo(database.db), new SqlProjectRepo(database.db), systemClock, log, { cacheMs: 500, wrongSecretsPerTokenPerMinute: 10 });
+    // Managers starting together on one Postgres take turns through here, so the second finds the
+    // first one's schema, check row and admin token instead of minting a second "first" token.
+    const { secrets, bootstrapAdminToken } = await holdingStartLock(config.databaseUrl, log, async () => {
+      // A key is made only for a database with nothing sealed yet; else a missing key file stops
+      // the start here, before anything is migrated or written.
+      const secrets = await loadSecretBox(config.secretKeyFile, log, { mayCreate: !(await holdsSealedSecrets(database.db)) });
+      const migrated = await migrateToLatest(database.db, { secrets });
+      await verifySecretKey(database.db, secrets, config.secretKeyFile);
+      log.info({ database: database.kind, location: database.location, applied: migrated.applied }, 'database ready');
+      return { secrets, bootstrapAdminToken: await access.bootstrap() };
+    });
+    if (bootstrapAdminToken) {
+      log.warn({ event: 'bootstrap_admin_token' }, 'the database had no API token: minted the first admin token (shown once, on standard error)');
+      if (config.mode === 'dev') await saveAdminToken(config.dataDir, bootstrapAdminToken);
+    }
 
     const leadership = config.databaseUrl ? new AdvisoryLockLeadership(config.databaseUrl, Math.min(config.resyncMs, 5000), log) : soleLeadership;
     leadership.start();
@@ -105,12 +116,6 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
       if (leadership.isLeader()) reconciler.wake(id, userAction);
       else wakes?.publish(id, userAction);
     };
-    const access = new AccessService(new SqlTokenRepo(database.db), new SqlProjectRepo(database.db), systemClock, log, { cacheMs: 500, wrongSecretsPerTokenPerMinute: 10 });
-    const bootstrapAdminToken = await access.bootstrap();
-    if (bootstrapAdminToken) {
-      log.warn({ event: 'bootstrap_admin_token' }, 'the database had no API token: minted the first admin token (shown once, on standard error)');
-      if (config.mode === 'dev') await saveAdminToken(config.dataDir, bootstrapAdminToken);
-    }
     const vms = new VmManager(vmRepo, hostRepo, images, (project, vcpu, memMib) => access.quotaCheck(project, vcpu, memMib), wake, systemClock, { mode: config.mode });
     const idempotency = new SqlIdempotencyRepo(database.db);
     const server = await createManagerServer(
@@ -125,6 +130,7 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
     );
     undo.push('stop serving HTTP', () => server.close());
     reconciler.registerMetrics(server.metrics.registry);
+    agents.registerMetrics(server.metrics.registry);
     registerFleetMetrics(server.metrics.registry, vmRepo, hostRepo);
     registerAccessMetrics(server.metrics.registry, access);
 

@@ -229,10 +229,15 @@ describe('agent runs a real guest', () => {
   it('deletes a VM whose expires_at has passed on its own, with no manager', async () => {
     const id = testVmId();
     created.push(id);
-    const ephemeral = { ...spec(id, `${subnet}.13`), expires_at: new Date(Date.now() + 4000).toISOString() };
+    // Far enough ahead for the ensure and the start to finish first on a loaded machine: the VM
+    // must be running, with its VMM and TAP, when it expires.
+    const leadMs = 15_000;
+    const expiresAt = new Date(Date.now() + leadMs).toISOString();
+    const ephemeral = { ...spec(id, `${subnet}.13`), expires_at: expiresAt };
     assert.equal((await agent.call('PUT', `/agent/v1/vms/${id}`, ephemeral)).status, 200);
     const pid = (await act(id, 'start')).vm.pid;
-    await eventually('the VM is gone', async () => !existsSync(join(runDir, 'vms', id)), 20_000);
+    await eventually('the VM is gone', async () => !existsSync(join(runDir, 'vms', id)), leadMs + 60_000);
+    assert.ok(Date.now() >= Date.parse(expiresAt), 'not before its expiry');
     assert.ok(!isAlive(pid));
     assert.equal(await readLink(tapNameOf(id)), undefined);
   });

@@ -36,15 +36,21 @@ function tailOf(output: string): string {
   return output.length > 6000 ? `…${output.slice(-6000)}` : output;
 }
 
+/** The ports a `nexus dev` listens on: the manager's API and the local agent's. */
+interface DevPorts {
+  apiPort: number;
+  agentPort: number;
+}
+
 /**
- * Starts `nexus dev` on the given dirs (ports of its own, the run dir's image store the tests'
- * shared one) and waits until it says it is up and answers readyz.
+ * Starts `nexus dev` on the given dirs (ports of its own unless `where.ports` names them, the run
+ * dir's image store the tests' shared one) and waits until it says it is up and answers readyz.
  */
 async function startDevIn(
-  where: { dataDir: string; runDir: string; env: NodeJS.ProcessEnv },
+  where: { dataDir: string; runDir: string; env: NodeJS.ProcessEnv; ports?: DevPorts },
   options: SpawnOptions = {},
-): Promise<{ dev: NexusProcess; api: string }> {
-  const [apiPort, agentPort] = [await freePort(), await freePort()];
+): Promise<{ dev: NexusProcess; api: string; ports: DevPorts }> {
+  const { apiPort, agentPort } = where.ports ?? { apiPort: await freePort(), agentPort: await freePort() };
   await seedEmbeddedDatabase(where.dataDir);
   const dev = spawnNexus(
     ['dev', '--no-install'],
@@ -73,7 +79,7 @@ async function startDevIn(
     await dev.stop();
     throw new Error(`${(error as Error).message}; nexus dev said:\n${tailOf(dev.output())}`, { cause: error });
   }
-  return { dev, api };
+  return { dev, api, ports: { apiPort, agentPort } };
 }
 
 /**
@@ -97,14 +103,19 @@ describe('nexus dev', () => {
     dir.remove();
   });
 
-  async function startDev(): Promise<{ dev: NexusProcess; api: string }> {
-    const running = await startDevIn({ dataDir: join(dir.path, 'data'), runDir: join(dir.path, 'run'), env: bridgeEnv });
+  async function startDev(ports?: DevPorts): Promise<{ dev: NexusProcess; api: string; ports: DevPorts }> {
+    const running = await startDevIn({ dataDir: join(dir.path, 'data'), runDir: join(dir.path, 'run'), env: bridgeEnv, ports });
     started.push(running.dev);
     return running;
   }
 
-  async function stopsCleanly(signal: NodeJS.Signals) {
-    const { dev, api } = await startDev();
+  /** The local agent's identity as it keeps it in the data dir: its credential, host id and manager. */
+  const identityFile = join(dir.path, 'data', 'agent', 'identity.json');
+  const storedIdentity = () => JSON.parse(readFileSync(identityFile, 'utf8')) as { credential: string; host_id: string; manager_url: string };
+
+  /** Starts nexus dev, checks its one host is ready, stops it with `signal`; answers that host's id and the ports used. */
+  async function stopsCleanly(signal: NodeJS.Signals, ports?: DevPorts): Promise<{ hostId: string; ports: DevPorts }> {
+    const { dev, api, ports: used } = await startDev(ports);
     const { code: listCode, output } = await runNexus(['hosts', 'list', '--json'], { NEXUS_API: api, NEXUS_DATA_DIR: join(dir.path, 'data') });
     assert.equal(listCode, 0, output);
     const hosts = JSON.parse(output);
@@ -119,14 +130,23 @@ describe('nexus dev', () => {
     const { code } = await dev.exited;
     assert.equal(code, 0, dev.output());
     await eventually('every child of nexus dev has exited', () => children.every((child) => !isAlive(child)), 15_000);
+    return { hostId: hosts[0].id as string, ports: used };
   }
 
+  let first: { hostId: string; ports: DevPorts; identity: ReturnType<typeof storedIdentity> } | undefined;
+
   it('brings up manager + agent: readyz 200 and the local host listed ready; SIGINT stops both', async () => {
-    await stopsCleanly('SIGINT');
+    const stopped = await stopsCleanly('SIGINT');
+    first = { ...stopped, identity: storedIdentity() };
+    assert.equal(first.identity.host_id, stopped.hostId, 'the agent keeps the id of the host it enrolled as');
   });
 
   it('starts again on the same data dir (the agent keeps its identity) and SIGTERM stops both', async () => {
-    await stopsCleanly('SIGTERM');
+    assert.ok(first, 'the previous test ran nexus dev on this data dir');
+    // The same command line again, ports included: the manager's address is part of the identity.
+    const again = await stopsCleanly('SIGTERM', first.ports);
+    assert.equal(again.hostId, first.hostId, 'the same host, not a new one');
+    assert.deepEqual(storedIdentity(), first.identity, 'the same identity: no new enrollment, no new credential');
   });
 
   it('boots a real guest from the default image by id (the quick start), and Ctrl-C stops it, unlike a production agent', async () => {

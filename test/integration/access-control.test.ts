@@ -47,7 +47,13 @@ describe('access control', () => {
       .replace('/v1/vms/{id}', `/v1/vms/${vmA}`)
       .replace('/v1/tokens/{id}', `/v1/tokens/${tokens.spare.id}`)
       .replace('{name}', 'alpha')
-      .replace('{id}', randomUUID()) + (path === '/v1/vms/{id}/wait' ? '?state=stopped&timeout=0' : '');
+      .replace('{id}', randomUUID()) + (QUERIES[path]?.() ?? '');
+  /** Required queries: alpha-vm's own (it stays `configured`: created stopped, never started). */
+  const QUERIES: Record<string, () => string> = {
+    '/v1/vms/{id}/wait': () => '?state=configured&timeout=0',
+    '/v1/metrics/recent': () => `?id=${vmA}`,
+    '/v1/logs/tail': () => `?path=${encodeURIComponent(join(hollow.runDir, 'vms', vmA, 'spec.json'))}`,
+  };
   /** A valid body where the route takes one, so an allowed call gets past validation. */
   const bodyFor = (route: Route): unknown => {
     const key = `${route.method.toUpperCase()} ${route.path}`;
@@ -84,6 +90,8 @@ describe('access control', () => {
     assert.equal(vm.status, 201, JSON.stringify(vm.body));
     assert.equal(vm.body.project, 'alpha', "an operator's VM goes to its project");
     vmA = vm.body.id;
+    // Settled before the walks, so what each route answers does not depend on when it is called.
+    await eventually('alpha-vm is configured on its host', async () => (await send(url(`/v1/vms/${vmA}`))).body.state === 'configured');
     const document = (await send(url('/openapi.json'))).body as { paths: Record<string, Record<string, unknown>> };
     routes = Object.entries(document.paths).flatMap(([path, methods]) => Object.keys(methods).map((method) => ({ method, path })));
     assert.ok(routes.length >= 20, `the document lists the routes (${routes.length})`);
@@ -125,11 +133,66 @@ describe('access control', () => {
     assertErrorContract(elsewhere, 404, 'not_found');
   });
 
+  /**
+   * What an admin's call of each route answers with the walk's parameters: not merely "not 401 or
+   * 403" (a 500 is no permission). Random ids get the route's own 404 (`not_found`, not
+   * `route_not_found`); everything else succeeds. A route missing here fails the walk until its
+   * answer is written down.
+   */
+  const ADMIN_ANSWERS: Record<string, number> = {
+    'GET /v1/hosts': 200,
+    'GET /v1/hosts/{id}': 404,
+    'POST /v1/hosts/join-tokens': 201,
+    'POST /v1/hosts/{id}/rotate-credential': 404,
+    'GET /v1/images': 200,
+    'GET /v1/images/{id}': 404,
+    'GET /v1/tokens': 200,
+    'POST /v1/tokens': 201,
+    'POST /v1/tokens/{id}/rotate': 200,
+    'DELETE /v1/tokens/{id}': 200,
+    'GET /v1/projects': 200,
+    'POST /v1/projects': 201,
+    'PATCH /v1/projects/{name}': 200,
+    'GET /v1/audit': 200,
+    'GET /v1/vms': 200,
+    'POST /v1/vms': 201,
+    'GET /v1/vms/{id}': 200,
+    'DELETE /v1/vms/{id}': 200,
+    'POST /v1/vms/actions': 200,
+    'GET /v1/vms/{id}/wait': 200,
+    'GET /v1/vms/{id}/events': 200,
+    'POST /v1/vms/{id}/{action}': 200,
+    'GET /v1/events': 200,
+    'GET /v1/vms/{id}/events/stream': 200,
+    'GET /v1/logs/tail': 200,
+    'GET /v1/vms/{id}/logs': 200,
+    'GET /v1/vms/{id}/metrics/recent': 200,
+    'GET /v1/metrics/recent': 200,
+    'GET /v1/vms/{id}/logs/stream': 200,
+  };
+
+  /** A stream's answer, its status and type only: its body never ends by itself. */
+  const openStream = async (route: Route, token: string, requestId: string) => {
+    const abort = new AbortController();
+    const response = await fetch(url(fill(route.path)), { headers: { ...as(token), 'x-request-id': requestId }, signal: abort.signal });
+    const type = response.headers.get('content-type') ?? '';
+    const body = response.ok ? type : await response.json().catch(() => type);
+    abort.abort();
+    return { status: response.status, headers: response.headers, body };
+  };
+
   it('an admin is allowed everywhere, and every mutating route writes an audit row, a denied call too', async () => {
-    for (const route of guarded()) {
+    // Deletions last, so each route finds alpha-vm and the spare token as the others left them.
+    const walk = [...guarded()].sort((a, b) => Number(a.method === 'delete') - Number(b.method === 'delete'));
+    for (const route of walk) {
+      const key = `${route.method.toUpperCase()} ${route.path}`;
+      const expected = ADMIN_ANSWERS[key];
+      assert.ok(expected !== undefined, `${key} is a new route: add what an admin's call of it answers to ADMIN_ANSWERS`);
       const requestId = randomUUID();
-      const answer = await call(route, manager.adminToken, requestId);
-      assert.ok(answer.status !== 401 && answer.status !== 403, `${route.method} ${route.path}: ${answer.status} ${JSON.stringify(answer.body)}`);
+      const answer = route.path.endsWith('/stream') ? await openStream(route, manager.adminToken, requestId) : await call(route, manager.adminToken, requestId);
+      assert.equal(answer.status, expected, `${key}: ${answer.status} ${JSON.stringify(answer.body)}`);
+      if (expected === 404) assertErrorContract(answer, 404, 'not_found');
+      if (route.path.endsWith('/stream')) assert.match(String(answer.body), /^text\/event-stream/, `${key} answers an event stream`);
       if (!MUTATING.has(route.method)) continue;
       const denied = randomUUID();
       await call(route, tokens.viewerA.token, denied);
@@ -239,5 +302,94 @@ describe('access control', () => {
       assert.match(forged.body.fault_message, /cursor is not one this API gave out/);
     }
     assertErrorContract(await send(url('/v1/audit?cursor=not%20base64')), 400, 'validation_failed');
+  });
+});
+
+/**
+ * docs/security.md: a mutating call refused 401 (no token, or one that is not valid) leaves a
+ * `denied` row with actor `anonymous`, its status and address; refusals are collapsed per source
+ * (actor, address and action): the first of a minute gets its row at once, the rest one row that
+ * counts them, written when the minute ends or the manager stops. A manager of its own, so the
+ * other tests' refusals from this address do not fill the window first.
+ */
+describe('audit of calls refused 401', () => {
+  const dir = tempDir('nexus-access-401-');
+  const dataDir = join(dir.path, 'data');
+  let manager: TestManager | undefined;
+  after(async () => {
+    await manager?.dispose();
+    dir.remove();
+  });
+
+  type Row = { request_id: string; actor: string; action: string; result: string; status: number | null; remote_address: string | null; detail: string | null };
+  const auditRows = async (on: TestManager): Promise<Row[]> => {
+    const answer = await send(`${on.url}/v1/audit?limit=10000`, { headers: { authorization: `Bearer ${on.adminToken}` } });
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    return answer.body.items as Row[];
+  };
+
+  it('no token, a malformed, unknown, wrong-secret or revoked token: each a denied row at once; repeats from one source counted into one row, written at stop', async () => {
+    manager = await startTestManager({ dataDir });
+    const running = manager;
+    const minted = await send(`${running.url}/v1/tokens`, { body: { owner: 'guessed', role: 'operator', project: 'default' } });
+    assert.equal(minted.status, 201, JSON.stringify(minted.body));
+    const real = minted.body.token as string;
+    const wrongSecret = `${real.slice(0, real.lastIndexOf('_') + 1)}${'A'.repeat(43)}`;
+    assert.notEqual(wrongSecret, real, 'the secret differs');
+    const unknown = `nxat_${randomUUID().replaceAll('-', '')}_${'B'.repeat(43)}`;
+    const revokedToken = await send(`${running.url}/v1/tokens`, { body: { owner: 'revoked', role: 'admin' } });
+    assert.equal(revokedToken.status, 201, JSON.stringify(revokedToken.body));
+    assert.equal((await send(`${running.url}/v1/tokens/${revokedToken.body.id}`, { method: 'DELETE' })).status, 200, 'revoked');
+
+    // One action each: refusals of one action from one address and actor are one source.
+    const refused = [
+      { what: 'no token', bearer: undefined, path: '/v1/projects', body: { name: 'never-made' }, action: 'project.create' },
+      { what: 'a malformed token', bearer: 'nxat_not-a-token', path: '/v1/tokens', body: { owner: 'x', role: 'viewer', project: 'default' }, action: 'token.create' },
+      { what: 'an unknown token', bearer: unknown, path: '/v1/hosts/join-tokens', body: {}, action: 'host.join_token' },
+      { what: 'a known token with a wrong secret', bearer: wrongSecret, path: '/v1/vms', body: { name: 'never-made', vcpu: 1, mem_mib: 128, kernel_path: '/k', rootfs_path: '/r' }, action: 'vm.create' },
+      { what: 'a revoked token', bearer: revokedToken.body.token as string, path: '/v1/projects/default', method: 'PATCH', body: { max_vms: 1 }, action: 'project.quota' },
+    ].map((call) => ({ ...call, requestId: randomUUID() }));
+    for (const call of refused) {
+      const answer = await send(`${running.url}${call.path}`, {
+        method: call.method ?? 'POST',
+        headers: { 'x-request-id': call.requestId, ...(call.bearer ? { authorization: `Bearer ${call.bearer}` } : {}) },
+        anonymous: call.bearer === undefined,
+        body: call.body,
+      });
+      assertErrorContract(answer, 401, 'unauthorized');
+    }
+    // Two more like the first: counted, not itemized.
+    const repeats: string[] = [randomUUID(), randomUUID()];
+    for (const requestId of repeats) {
+      assertErrorContract(await send(`${running.url}/v1/projects`, { headers: { 'x-request-id': requestId }, anonymous: true, body: { name: 'never-made' } }), 401, 'unauthorized');
+    }
+
+    // A refusal's row is written without holding up the 401: wait for it, not for a time.
+    let rows: Row[] = [];
+    await eventually('each refused call has its audit row', async () => {
+      rows = await auditRows(running);
+      return refused.every((call) => rows.some((row) => row.request_id === call.requestId));
+    }, 15_000);
+    for (const call of refused) {
+      const row = rows.find((entry) => entry.request_id === call.requestId);
+      assert.deepEqual(
+        { actor: row?.actor, action: row?.action, result: row?.result, status: row?.status, remote_address: row?.remote_address },
+        { actor: 'anonymous', action: call.action, result: 'denied', status: 401, remote_address: '127.0.0.1' },
+        `${call.what}: ${JSON.stringify(row)}`,
+      );
+    }
+    assert.ok(!rows.some((row) => repeats.includes(row.request_id)), 'repeats within the window get no row of their own');
+
+    // The count is written when the manager stops; the next manager on the data dir reads it.
+    await running.dispose();
+    manager = undefined;
+    manager = await startTestManager({ dataDir }, {}, running.adminToken);
+    const counted = (await auditRows(manager)).filter((row) => row.request_id === repeats[1]);
+    assert.equal(counted.length, 1, `one row counts the repeats: ${JSON.stringify(counted)}`);
+    assert.deepEqual(
+      { actor: counted[0]?.actor, action: counted[0]?.action, result: counted[0]?.result, status: counted[0]?.status, remote_address: counted[0]?.remote_address },
+      { actor: 'anonymous', action: 'project.create', result: 'denied', status: 401, remote_address: '127.0.0.1' },
+    );
+    assert.match(counted[0]?.detail ?? '', /^2 more refused \(.*\) from anonymous at 127\.0\.0\.1 between /, 'it says how many, from whom');
   });
 });

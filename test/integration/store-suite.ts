@@ -263,7 +263,26 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       await assert.rejects(vms.create({ project: 'nowhere', name: 'x', spec, desiredState: 'stopped', tags: {}, expiresAt: null }, check), (error: Error & { code?: string }) => error.code === 'not_found');
     });
 
-    it('enforces one name per host and per project at the database level', async () => {
+    it('keeps host names unique at the database level: a second host of a name is refused, whatever else differs', async () => {
+      await repo.createJoinToken('named', later(60_000));
+      const enrolled = await repo.enroll('named', { name: 'only-one', address: 'a:1', capacity: CAPACITY, credential: 'first' }, later(1));
+      assert.ok(enrolled.ok, 'the first host of the name enrolls');
+      // Written past the repo, as a racing enrollment would: only the table's constraint stands in the way.
+      const twin = database.db.insertInto('host').values({
+        name: 'only-one',
+        address: 'b:2',
+        status: 'unreachable',
+        capacity: JSON.stringify(CAPACITY),
+        credential_hash: hashSecret('second'),
+        credential_sealed: secrets.seal('second', SEALED_PURPOSE.hostCredential),
+        last_seen_at: later(2),
+        updated_at: later(2),
+      });
+      await assert.rejects(twin.execute(), /duplicate key|unique/i);
+      assert.deepEqual((await repo.list()).map((host) => [host.name, host.id]), [['only-one', enrolled.host.id]]);
+    });
+
+    it('keeps join-token hashes and project names unique at the database level', async () => {
       await repo.createJoinToken('x', later(60_000));
       await assert.rejects(repo.createJoinToken('x', later(60_000)), /duplicate key|unique/i);
       await assert.rejects(sql`INSERT INTO project (name) VALUES ('default')`.execute(database.db), /duplicate key|unique/i);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { connect } from 'node:tls';
 import { Agent, request } from 'undici';
 import { JsonClient } from '../../src/kit/json-client.js';
 import { NexusError } from '../../src/kit/nexus-error.js';
@@ -21,7 +22,21 @@ describe('TLS between manager, agents and clients', () => {
   let stranger: ThrowawayCa;
   let manager: TestManager;
   let hollow: HollowAgent | undefined;
+  const others: HollowAgent[] = [];
   let client: JsonClient;
+
+  /**
+   * The manager's own call to the agent of host `name` (dev mode's tail of a file by path): the
+   * agent answers 403 for a path outside its VM folders, so reaching it means a 403.
+   */
+  const managerCallsAgentOf = async (name: string): Promise<unknown> => {
+    const host = (await manager.hosts.list()).find((candidate) => candidate.name === name);
+    assert.ok(host, `host ${name} is enrolled`);
+    return client.call('GET', `/v1/logs/tail?host_id=${host.id}&path=${encodeURIComponent('/etc/hostname')}`).then(
+      () => assert.fail(`the agent of ${name} served a file outside its VM folders`),
+      (error: unknown) => error,
+    );
+  };
 
   before(async () => {
     ca = throwawayCa(dir.path, 'ca');
@@ -31,6 +46,7 @@ describe('TLS between manager, agents and clients', () => {
     client = new JsonClient({ baseUrl: manager.url, bearer: manager.adminToken, ca: readFileSync(ca.cert) });
   });
   after(async () => {
+    for (const other of others) await other.agent.close();
     await hollow?.agent.close();
     await client?.close();
     await manager?.dispose();
@@ -55,6 +71,53 @@ describe('TLS between manager, agents and clients', () => {
     });
     assert.equal(vm.state, 'running');
     await client.call('DELETE', `/v1/vms/${vm.id}?wait=10`);
+  });
+
+  it("the manager refuses an agent whose certificate another CA signed, or that does not name the agent's advertised address", async () => {
+    // The agent with a good certificate is reached: its own 403 comes back through the manager.
+    const reached = await managerCallsAgentOf('tls-host');
+    assert.ok(reached instanceof NexusError, `a NexusError, not ${String(reached)}`);
+    assert.equal(reached.code, 'forbidden', `the agent itself answered: ${reached.message}`);
+
+    // Both enroll (each trusts the manager) and heartbeat; only the manager's calls to them are refused.
+    const enroll = async (name: string, served: { cert: string; key: string }) => {
+      const joinToken = (await manager.hosts.mintJoinToken(600)).token;
+      others.push(await startHollowAgent(manager.url, joinToken, join(dir.path, `run-${name}`), name, {}, { tlsCert: served.cert, tlsKey: served.key, ca: ca.cert }));
+    };
+    await enroll('foreign-cert-host', stranger.issue('agent'));
+    await enroll('misnamed-cert-host', ca.issue('misnamed', ['DNS:elsewhere.invalid', 'IP:192.0.2.7']));
+    const cases = [
+      { name: 'foreign-cert-host', why: /UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to verify the first certificate/ },
+      { name: 'misnamed-cert-host', why: /ERR_TLS_CERT_ALTNAME_INVALID|does not match certificate's altnames/ },
+    ];
+    for (const { name, why } of cases) {
+      const refused = await managerCallsAgentOf(name);
+      assert.ok(refused instanceof NexusError, `${name}: a NexusError, not ${String(refused)}`);
+      assert.equal(refused.code, 'unavailable', `${name}: the manager did not talk to the agent (${refused.code}: ${refused.message})`);
+      assert.match(refused.message, why, `${name}: refused for its certificate`);
+      assert.match(refused.suggestion ?? '', /not trusted here/, `${name}: the suggestion names the certificate`);
+    }
+  });
+
+  it('neither server speaks TLS below 1.2', async () => {
+    assert.ok(hollow, 'the first test started the agent');
+    /** The outcome of a handshake offering only `version` (legacy versions need security level 0 on the client's side). */
+    const handshake = (url: string, version: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2') =>
+      new Promise<string>((resolve) => {
+        const { hostname, port } = new URL(url);
+        const socket = connect({ host: hostname, port: Number(port), ca: readFileSync(ca.cert), minVersion: version, maxVersion: version, ciphers: 'DEFAULT@SECLEVEL=0' }, () => {
+          resolve(`negotiated ${socket.getProtocol()}`);
+          socket.destroy();
+        });
+        socket.on('error', (error: NodeJS.ErrnoException) => resolve(`refused: ${error.code}`));
+      });
+    for (const url of [manager.url, hollow.agent.url]) {
+      assert.equal(await handshake(url, 'TLSv1.2'), 'negotiated TLSv1.2', `${url} speaks TLS 1.2 to this client`);
+      for (const version of ['TLSv1', 'TLSv1.1'] as const) {
+        // The server refuses the version itself (alert 70, protocol_version), not some later step.
+        assert.equal(await handshake(url, version), 'refused: ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION', `${url} refuses ${version}`);
+      }
+    }
   });
 
   it('a plain-HTTP request to either server gets no answer', async () => {

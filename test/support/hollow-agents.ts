@@ -11,6 +11,8 @@ export interface HollowAgent {
   runDir: string;
   /** Paths of the (empty) image files the hollow VMs are created from. */
   image: { kernel: string; rootfs: string };
+  /** Every line the agent logged so far, parsed. */
+  logs: Array<Record<string, unknown>>;
 }
 
 /**
@@ -31,6 +33,7 @@ export async function startHollowAgent(
   writeFileSync(join(images, 'rootfs.ext4'), Buffer.alloc(4096));
   const config = resolveAgentConfig({ bind: '127.0.0.1:0', runDir, managerUrl, joinToken, name, ...agentOptions }, {});
   const host = hollowHost(options);
-  const agent = await startAgent(config, captureLogger(`hollow-${name}`).log, host);
-  return { agent, host, runDir, image: { kernel: join(images, 'vmlinux'), rootfs: join(images, 'rootfs.ext4') } };
+  const { log, lines } = captureLogger(`hollow-${name}`);
+  const agent = await startAgent(config, log, host);
+  return { agent, host, runDir, image: { kernel: join(images, 'vmlinux'), rootfs: join(images, 'rootfs.ext4') }, logs: lines };
 }

@@ -10,8 +10,11 @@ export interface IssuedCertificate {
 export interface ThrowawayCa {
   /** The CA's certificate (PEM file). */
   cert: string;
-  /** A server certificate for 127.0.0.1 and localhost, signed by this CA. */
-  issue(name: string): IssuedCertificate;
+  /**
+   * A server certificate signed by this CA, naming `names` as subjectAltName entries (default
+   * `IP:127.0.0.1` and `DNS:localhost`, what a peer on loopback dials).
+   */
+  issue(name: string, names?: string[]): IssuedCertificate;
 }
 
 /** A certificate authority made with openssl in `dir`, for tests only (EC P-256, one day). */
@@ -26,14 +29,14 @@ export function throwawayCa(dir: string, name = 'ca'): ThrowawayCa {
   let serial = 1;
   return {
     cert: file(`${name}.crt`),
-    issue(server: string) {
+    issue(server: string, names = ['IP:127.0.0.1', 'DNS:localhost']) {
       const key = file(`${name}-${server}.key`);
       const cert = file(`${name}-${server}.crt`);
       const csr = file(`${name}-${server}.csr`);
       const extensions = file(`${name}-${server}.ext`);
       ecKey(key);
       openssl('req', '-new', '-key', key, '-subj', `/CN=${server}`, '-out', csr);
-      writeFileSync(extensions, 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+      writeFileSync(extensions, `subjectAltName=${names.join(',')}\nextendedKeyUsage=serverAuth\n`);
       openssl(
         'x509', '-req', '-in', csr, '-CA', file(`${name}.crt`), '-CAkey', file(`${name}.key`),
         '-set_serial', String(serial++), '-days', '1', '-sha256', '-extfile', extensions, '-out', cert,

@@ -23,11 +23,15 @@ interface StaticFacts {
 export class CapacityProbe {
   private facts: StaticFacts | undefined;
 
-  constructor(private readonly config: { runDir: string; qemuBinary: string; firecrackerBinary: string; jailer?: { binary: string } | undefined }) {}
+  /** `kvmProbe` defaults to running the probe guest; only tests stand in another answer. */
+  constructor(
+    private readonly config: { runDir: string; qemuBinary: string; firecrackerBinary: string; jailer?: { binary: string } | undefined },
+    private readonly kvmProbe: (qemuBinary: string) => Promise<KvmProbeResult> = probeKvm,
+  ) {}
 
   async init(): Promise<StaticFacts> {
     if (!this.facts) {
-      const [kvm, qemu] = await Promise.all([probeKvm(this.config.qemuBinary), probeQemu(this.config.qemuBinary)]);
+      const [kvm, qemu] = await Promise.all([this.kvmProbe(this.config.qemuBinary), probeQemu(this.config.qemuBinary)]);
       const firecracker = await probeFirecracker(this.config.firecrackerBinary, kvm, this.config.jailer?.binary);
       this.facts = { kvm: withNotesClipped(kvm), drivers: [qemu, firecracker].map(withNotesClipped) };
     }

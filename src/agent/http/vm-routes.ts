@@ -197,14 +197,13 @@ export function registerProxyRoute(app: HttpServer, vms: VmService, timeoutMs: n
  */
 async function streamLog(request: FastifyRequest, reply: FastifyReply, path: string, vmDir: string, tail: number): Promise<void> {
   const resumeAt = lastEventOffset(request);
-  let offset = resumeAt ?? 0;
+  // Where it starts is read before the answer's head goes out: a client that has the head (and
+  // then makes the guest print) must get every line written after it, none lost to a late read.
+  const backlog = resumeAt === undefined ? await tailLines(path, tail) : undefined;
+  const offset = resumeAt ?? backlog?.lines.at(-1)?.end ?? backlog?.size ?? 0;
   const stream = new SseStream(request, reply);
   try {
-    if (resumeAt === undefined) {
-      const backlog = await tailLines(path, tail);
-      for (const line of backlog.lines) stream.send({ id: line.end, data: line.text });
-      offset = backlog.lines.at(-1)?.end ?? backlog.size;
-    }
+    for (const line of backlog?.lines ?? []) stream.send({ id: line.end, data: line.text });
     for await (const change of followFile(path, offset, { signal: stream.closed, endsWithout: vmDir })) {
       if (change.kind === 'lines') for (const line of change.lines) stream.send({ id: line.end, data: line.text });
       else if (change.kind === 'rotated') stream.send({ event: LOG_STREAM_EVENTS.rotated, id: 0, data: JSON.stringify({ reason: 'rotated' }) });

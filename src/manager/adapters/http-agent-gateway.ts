@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { Counter, type Registry } from 'prom-client';
 import type { FileTailQuery, LogStreamQuery, LogTail, LogTailQuery, MetricsRecent, MetricsWindowQuery } from '../../contracts/observe-api.js';
 import type { AgentVm, CollectOrphansRequest, CollectOrphansResponse, Inventory, VmActionResponse } from '../../contracts/agent-vm-api.js';
 import { AGENT_API_PREFIX } from '../../contracts/agent-api.js';
@@ -24,12 +25,18 @@ export interface HttpAgentGatewayOptions {
  */
 export class HttpAgentGateway implements AgentGateway {
   private readonly clients = new Map<string, { key: string; client: JsonClient }>();
+  private readonly calls = new Counter<'operation'>({
+    name: 'nexus_manager_agent_calls_total',
+    help: 'Calls this manager made to agents, by operation (get_vm, ensure_vm, act, delete_vm, inventory, collect_orphans, vm_logs, stream_vm_logs, vm_metrics, tail_file, replace_credential)',
+    labelNames: ['operation'],
+    registers: [],
+  });
 
   constructor(private readonly options: HttpAgentGatewayOptions) {}
 
   async getVm(target: AgentTarget, vmId: string): Promise<AgentVm | undefined> {
     try {
-      return await this.client(target).call<AgentVm>('GET', `${AGENT_API_PREFIX}/vms/${vmId}`);
+      return await this.client(target, 'get_vm').call<AgentVm>('GET', `${AGENT_API_PREFIX}/vms/${vmId}`);
     } catch (error) {
       if (error instanceof NexusError && error.code === 'not_found') return undefined;
       throw error;
@@ -37,47 +44,47 @@ export class HttpAgentGateway implements AgentGateway {
   }
 
   ensureVm(target: AgentTarget, vmId: string, spec: MachineSpec): Promise<AgentVm> {
-    return this.client(target).call<AgentVm>('PUT', `${AGENT_API_PREFIX}/vms/${vmId}`, spec);
+    return this.client(target, 'ensure_vm').call<AgentVm>('PUT', `${AGENT_API_PREFIX}/vms/${vmId}`, spec);
   }
 
   async act(target: AgentTarget, vmId: string, action: 'start' | 'stop' | 'pause' | 'resume', timeoutMs?: number): Promise<AgentVm> {
     const body = timeoutMs === undefined ? { action } : { action, timeout_ms: timeoutMs };
-    return (await this.client(target).call<VmActionResponse>('POST', `${AGENT_API_PREFIX}/vms/${vmId}/actions`, body)).vm;
+    return (await this.client(target, 'act').call<VmActionResponse>('POST', `${AGENT_API_PREFIX}/vms/${vmId}/actions`, body)).vm;
   }
 
   async deleteVm(target: AgentTarget, vmId: string): Promise<void> {
-    await this.client(target).call('DELETE', `${AGENT_API_PREFIX}/vms/${vmId}`);
+    await this.client(target, 'delete_vm').call('DELETE', `${AGENT_API_PREFIX}/vms/${vmId}`);
   }
 
   inventory(target: AgentTarget): Promise<Inventory> {
-    return this.client(target).call<Inventory>('GET', `${AGENT_API_PREFIX}/inventory`);
+    return this.client(target, 'inventory').call<Inventory>('GET', `${AGENT_API_PREFIX}/inventory`);
   }
 
   async collectOrphans(target: AgentTarget, orphans: CollectOrphansRequest): Promise<CollectOrphansResponse['removed']> {
-    return (await this.client(target).call<CollectOrphansResponse>('POST', `${AGENT_API_PREFIX}/gc`, orphans)).removed;
+    return (await this.client(target, 'collect_orphans').call<CollectOrphansResponse>('POST', `${AGENT_API_PREFIX}/gc`, orphans)).removed;
   }
 
   vmLogs(target: AgentTarget, vmId: string, query: LogTailQuery): Promise<LogTail> {
-    return this.client(target).call<LogTail>('GET', `${AGENT_API_PREFIX}/vms/${vmId}/logs?${queryString(query)}`);
+    return this.client(target, 'vm_logs').call<LogTail>('GET', `${AGENT_API_PREFIX}/vms/${vmId}/logs?${queryString(query)}`);
   }
 
   streamVmLogs(target: AgentTarget, vmId: string, query: LogStreamQuery, lastEventId: string | undefined, signal: AbortSignal): Promise<Readable> {
-    return this.client(target).stream(`${AGENT_API_PREFIX}/vms/${vmId}/logs/stream?${queryString(query)}`, {
+    return this.client(target, 'stream_vm_logs').stream(`${AGENT_API_PREFIX}/vms/${vmId}/logs/stream?${queryString(query)}`, {
       headers: lastEventId === undefined ? {} : { 'last-event-id': lastEventId },
       signal,
     });
   }
 
   vmMetrics(target: AgentTarget, vmId: string, query: MetricsWindowQuery): Promise<MetricsRecent> {
-    return this.client(target).call<MetricsRecent>('GET', `${AGENT_API_PREFIX}/vms/${vmId}/metrics/recent?${queryString(query)}`);
+    return this.client(target, 'vm_metrics').call<MetricsRecent>('GET', `${AGENT_API_PREFIX}/vms/${vmId}/metrics/recent?${queryString(query)}`);
   }
 
   tailFile(target: AgentTarget, query: FileTailQuery): Promise<LogTail> {
-    return this.client(target).call<LogTail>('GET', `${AGENT_API_PREFIX}/logs/tail?${queryString(query)}`);
+    return this.client(target, 'tail_file').call<LogTail>('GET', `${AGENT_API_PREFIX}/logs/tail?${queryString(query)}`);
   }
 
   async replaceCredential(target: AgentTarget, nextSealed: string): Promise<void> {
-    const client = this.client(target);
+    const client = this.client(target, 'replace_credential');
     await client.call('PUT', `${AGENT_API_PREFIX}/credential`, { credential: this.open(target, nextSealed) });
   }
 
@@ -100,7 +107,13 @@ export class HttpAgentGateway implements AgentGateway {
     this.clients.clear();
   }
 
-  private client(target: AgentTarget): JsonClient {
+  /** The calls made to agents, by operation: a follower makes none but for the API reads it serves. */
+  registerMetrics(registry: Registry): void {
+    registry.registerMetric(this.calls);
+  }
+
+  private client(target: AgentTarget, operation: AgentOperation): JsonClient {
+    this.calls.inc({ operation });
     const key = `${target.address}\n${target.credentialSealed}`;
     const cached = this.clients.get(target.hostId);
     if (cached?.key === key) return cached.client;
@@ -117,6 +130,20 @@ export class HttpAgentGateway implements AgentGateway {
     return client;
   }
 }
+
+/** What a call to an agent does, as the `operation` label of its count. */
+type AgentOperation =
+  | 'get_vm'
+  | 'ensure_vm'
+  | 'act'
+  | 'delete_vm'
+  | 'inventory'
+  | 'collect_orphans'
+  | 'vm_logs'
+  | 'stream_vm_logs'
+  | 'vm_metrics'
+  | 'tail_file'
+  | 'replace_credential';
 
 function queryString(query: Record<string, string | number | undefined>): string {
   return new URLSearchParams(Object.entries(query).flatMap(([name, value]) => (value === undefined ? [] : [[name, String(value)] as [string, string]]))).toString();

@@ -134,7 +134,8 @@ export interface VmRepo {
   events(id: string): Promise<VmEventRecord[]>;
   /**
    * Events of every VM (of `projects`, when given) at `minLevel` or above, after `after` (time,
-   * then id, for paging and streams), oldest first, at most `limit`.
+   * then id, for paging and streams; with an id, after that event as stored, `at` counting only
+   * when it is not), oldest first, at most `limit`.
    */
   eventsAfter(filter: { after: { at: Date; id?: string }; minLevel: 'info' | 'warn' | 'error'; projects?: string[]; vmId?: string; limit: number }): Promise<VmEventRecord[]>;
   /** What the VMs placed on each host take (VMs being deleted still count until gone). */

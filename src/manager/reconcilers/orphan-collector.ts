@@ -4,6 +4,7 @@ import type { CollectOrphansRequest } from '../../contracts/agent-vm-api.js';
 import type { Clock } from '../../kit/clock.js';
 import { messageOf } from '../../kit/nexus-error.js';
 import { PeriodicTask } from '../../kit/periodic-task.js';
+import { OrphanSightings } from '../domain/orphan-sightings.js';
 import { type AgentGateway, type AgentTarget, agentTargetOf } from '../ports/agent-gateway.js';
 import type { HostRepo } from '../ports/host-repo.js';
 import type { Leadership } from '../ports/leadership.js';
@@ -21,24 +22,26 @@ type OrphanKind = 'vm' | 'dir' | 'tap' | 'process' | 'socket';
 /**
  * Garbage-collects what agents report that belongs to no VM row: VM folders the manager does not
  * know, stray folders, TAPs, VMM processes and sockets. Each must be seen for the whole grace
- * period before it goes (a VM being created is never mistaken for a leftover), and the agent
- * removes only what is still an orphan when asked. Every removal is logged and counted.
+ * period before it goes (a VM being created is never mistaken for a leftover: the rule is
+ * `OrphanSightings`), and the agent removes only what is still an orphan when asked. Every
+ * removal is logged and counted.
  */
 export class OrphanCollector {
-  private readonly firstSeen = new Map<string, number>();
+  private readonly sightings: OrphanSightings;
   private readonly loop: PeriodicTask;
   private readonly removed: Counter<'kind'>;
 
   constructor(
-    private readonly hosts: HostRepo,
-    private readonly vms: VmRepo,
-    private readonly agents: AgentGateway,
+    private readonly hosts: Pick<HostRepo, 'list'>,
+    private readonly vms: Pick<VmRepo, 'ids'>,
+    private readonly agents: Pick<AgentGateway, 'inventory' | 'deleteVm' | 'collectOrphans'>,
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly config: OrphanCollectorConfig,
-    private readonly leadership: Leadership,
+    private readonly leadership: Pick<Leadership, 'isLeader'>,
     registry: Registry,
   ) {
+    this.sightings = new OrphanSightings(config.graceMs);
     this.removed = new Counter({
       name: 'nexus_manager_orphans_removed_total',
       help: 'Host leftovers (TAPs, sockets, run dirs, VMM processes, unknown VMs) removed by garbage collection',
@@ -61,28 +64,20 @@ export class OrphanCollector {
   async sweep(): Promise<void> {
     if (!this.leadership.isLeader()) return;
     const known = new Set(await this.vms.ids());
-    const seenNow = new Set<string>();
     for (const host of (await this.hosts.list()).filter((entry) => entry.status === 'ready')) {
       const target = agentTargetOf(host);
       try {
-        await this.sweepHost(target, known, seenNow);
+        await this.sweepHost(target, known);
       } catch (error) {
         this.log.warn({ host_id: host.id, err: messageOf(error) }, 'orphan collection skipped a host');
       }
     }
-    for (const key of this.firstSeen.keys()) if (!seenNow.has(key)) this.firstSeen.delete(key);
+    this.sightings.endSweep();
   }
 
-  private async sweepHost(target: AgentTarget, known: Set<string>, seenNow: Set<string>): Promise<void> {
+  private async sweepHost(target: AgentTarget, known: Set<string>): Promise<void> {
     const inventory = await this.agents.inventory(target);
-    const due = (kind: OrphanKind, value: string | number): boolean => {
-      const key = `${target.hostId}|${kind}|${value}`;
-      seenNow.add(key);
-      const now = this.clock.now().getTime();
-      const first = this.firstSeen.get(key) ?? now;
-      this.firstSeen.set(key, first);
-      return now - first >= this.config.graceMs;
-    };
+    const due = (kind: OrphanKind, value: string | number): boolean => this.sightings.sight(orphanKey(target, kind, value), this.clock.now().getTime());
     for (const vm of inventory.vms) {
       if (known.has(vm.id) || !due('vm', vm.id)) continue;
       await this.agents.deleteVm(target, vm.id);
@@ -106,7 +101,12 @@ export class OrphanCollector {
     for (const value of values) {
       this.removed.inc({ kind });
       this.log.info({ event: 'orphan_removed', host_id: target.hostId, kind, resource: value }, `removed an orphan ${kind}`);
-      this.firstSeen.delete(`${target.hostId}|${kind}|${value}`);
+      this.sightings.forget(orphanKey(target, kind, value));
     }
   }
+}
+
+/** One leftover, named by its host, kind and name (or pid). */
+function orphanKey(target: AgentTarget, kind: OrphanKind, value: string | number): string {
+  return `${target.hostId}|${kind}|${value}`;
 }

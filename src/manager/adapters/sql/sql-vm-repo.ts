@@ -135,9 +135,14 @@ export class SqlVmRepo implements VmRepo {
       .orderBy('vm_event.id')
       .limit(filter.limit);
     const { at, id } = filter.after;
+    // With an id, the position is that event's own created_at, read here: Postgres keeps
+    // microseconds and a Date (so `at`, from a cursor) only milliseconds, and the event itself
+    // would sort after `at` and be given again. `at` stands in for an event that is not (or no longer) stored.
     query = id === undefined
       ? query.where('vm_event.created_at', '>', at)
-      : query.where((eb) => eb.or([eb('vm_event.created_at', '>', at), eb.and([eb('vm_event.created_at', '=', at), eb('vm_event.id', '>', id)])]));
+      : query.where(
+          sql<boolean>`(vm_event.created_at, vm_event.id) > (coalesce((SELECT seen.created_at FROM vm_event seen WHERE seen.id = ${id}), ${at}), ${id}::uuid)`,
+        );
     if (filter.vmId) query = query.where('vm_event.vm_id', '=', filter.vmId);
     if (filter.projects) query = filter.projects.length > 0 ? query.where('project.name', 'in', filter.projects) : query.where(sql<boolean>`false`);
     return (await query.execute()).map(toEventRecord);

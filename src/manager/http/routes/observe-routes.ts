@@ -15,10 +15,13 @@ const IdParams = StrictObject({ id: Uuid });
 /** How often an event stream looks for new events. */
 const EVENT_POLL_MS = 500;
 
-/** `<created_at>|<event id>`, as an event stream gives out ids; undefined when absent or not one. */
+/**
+ * `<created_at>|<event id>`, as an event stream gives out ids; undefined when absent or not one.
+ * The id must be a UUID's spelling, not only its length: the database refuses anything else.
+ */
 function eventCursorOf(header: string | string[] | undefined): { at: Date; id: string } | undefined {
   const text = Array.isArray(header) ? header[0] : header;
-  const match = text ? /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\|([0-9a-f-]{36})$/.exec(text) : null;
+  const match = text ? /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\|([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/.exec(text) : null;
   // Read as the database will: `new Date` takes year 0000, which the query would then fail on.
   const at = match ? instantOf(match[1] ?? '') : undefined;
   return at && { at, id: match?.[2] ?? '' };

@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Registry } from 'prom-client';
+import type { CollectOrphansRequest, Inventory } from '../../../src/contracts/agent-vm-api.js';
+import { OrphanCollector } from '../../../src/manager/reconcilers/orphan-collector.js';
+import type { HostRecord } from '../../../src/manager/ports/host-repo.js';
+import { captureLogger } from '../../support/capture-logger.js';
+
+const GRACE_MS = 60_000;
+const KNOWN_VM = '11111111-1111-4111-8111-111111111111';
+const STRAY_VM = '22222222-2222-4222-8222-222222222222';
+
+const host: HostRecord = {
+  id: 'host-1',
+  name: 'host-1',
+  address: '127.0.0.1:9090',
+  status: 'ready',
+  capacity: {
+    vcpus: 2, memory_mib: 4096, memory_available_mib: 2048, run_dir: '/srv/fc', disk_total_mib: 10_000, disk_available_mib: 5000, vms_running: 0,
+    kvm: { usable: false }, drivers: [],
+  },
+  credentialSealed: 'sealed',
+  credentialHash: 'hash',
+  nextCredentialHash: null,
+  credentialRotatedAt: null,
+  lastSeenAt: new Date(0),
+  createdAt: new Date(0),
+  updatedAt: new Date(0),
+};
+
+/**
+ * The collector over in-memory ports and a clock the test moves: the agent reports `orphans`, and
+ * every removal it is asked for is recorded (and reported done).
+ */
+function collectorWith(orphans: Inventory['orphans']) {
+  let nowMs = 1_000_000;
+  const asked: CollectOrphansRequest[] = [];
+  const collector = new OrphanCollector(
+    { list: async () => [host] },
+    { ids: async () => [KNOWN_VM] },
+    {
+      inventory: async () => ({ vms: [], orphans }),
+      deleteVm: async () => undefined,
+      collectOrphans: async (_target, request) => {
+        asked.push(request);
+        return { dirs: [], taps: [], processes: [], sockets: [] };
+      },
+    },
+    { now: () => new Date(nowMs) },
+    captureLogger('orphan-collector').log,
+    { graceMs: GRACE_MS, everyMs: 1000 },
+    { isLeader: () => true },
+    new Registry(),
+  );
+  return {
+    asked,
+    /** One sweep, `afterMs` after the first. */
+    sweepAt: async (afterMs: number) => {
+      nowMs = 1_000_000 + afterMs;
+      await collector.sweep();
+    },
+  };
+}
+
+describe('OrphanCollector applies the grace to what agents report', () => {
+  const orphans: Inventory['orphans'] = {
+    dirs: ['/srv/fc/vms/left-behind'],
+    taps: ['nx-stray'],
+    processes: [{ pid: 4242, vm_id: STRAY_VM, command: 'qemu-system-x86_64' }, { pid: 4343, vm_id: KNOWN_VM, command: 'qemu-system-x86_64' }],
+    sockets: ['/srv/fc/vms/x/sock/qmp.sock'],
+  };
+
+  it('leaves every leftover alone until it has been seen for the grace, then asks for all of them', async () => {
+    const { asked, sweepAt } = collectorWith(orphans);
+    await sweepAt(0);
+    await sweepAt(GRACE_MS / 2);
+    await sweepAt(GRACE_MS - 1);
+    assert.deepEqual(asked, [], 'nothing younger than the grace is asked for');
+    await sweepAt(GRACE_MS);
+    assert.deepEqual(asked, [{ processes: [4242], taps: ['nx-stray'], sockets: ['/srv/fc/vms/x/sock/qmp.sock'], dirs: ['/srv/fc/vms/left-behind'] }], "all due at the grace, but never a known VM's process");
+  });
+
+  it('gives a leftover that appears later a grace of its own', async () => {
+    const later: Inventory['orphans'] = { dirs: [], taps: ['nx-first'], processes: [], sockets: [] };
+    const { asked, sweepAt } = collectorWith(later);
+    await sweepAt(0);
+    later.taps.push('nx-second');
+    await sweepAt(GRACE_MS / 2);
+    await sweepAt(GRACE_MS);
+    assert.deepEqual(asked.map((request) => request.taps), [['nx-first']], 'only the older TAP is due');
+    await sweepAt(GRACE_MS + GRACE_MS / 2 - 1);
+    assert.deepEqual(asked.map((request) => request.taps), [['nx-first'], ['nx-first']], 'the newer one is still 1 ms short');
+    await sweepAt(GRACE_MS + GRACE_MS / 2);
+    assert.deepEqual(asked.at(-1)?.taps, ['nx-first', 'nx-second']);
+  });
+});
