@@ -7,10 +7,10 @@ import { tempDir } from '../support/temp-dir.js';
 
 /**
  * Kills with -9 a real manager on the embedded database while it starts and while writes flow,
- * and reopens it each time. Six kills keep the test short; `bench/embedded-crash.bench.ts` runs
+ * and reopens it each time. Four kills keep the test short; `bench/embedded-crash.bench.ts` runs
  * the same loop twenty times (NEXUS_CRASH_KILLS here runs more).
  */
-const KILLS = Number(process.env.NEXUS_CRASH_KILLS ?? 6);
+const KILLS = Number(process.env.NEXUS_CRASH_KILLS ?? 4);
 
 describe('the manager killed with -9 on the embedded database', () => {
   it(`reopens ${KILLS} times, taking over the dead process's lock, with every acknowledged write still there`, async () => {

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { tapNameOf } from '../../src/contracts/host-names.js';
 import { readLink } from '../../src/agent/host/net/ip-command.js';
 import { assertErrorContract } from '../support/error-contract.js';
-import { type FirecrackerAgent, doubleImage, startFirecrackerAgent } from '../support/firecracker-agent.js';
+import { type FirecrackerAgent, doubleImage, doubleVmSpec, startFirecrackerAgent } from '../support/firecracker-agent.js';
 import { eventually, isAlive } from '../support/nexus-process.js';
 import { testVmId } from '../support/net-names.js';
 import { tempDir } from '../support/temp-dir.js';
@@ -36,14 +36,7 @@ for (const apiVersion of ['1.17', '1.16'] as const) describe(`agent on the Firec
     dir.remove();
   });
 
-  const spec = (extra: Record<string, unknown> = {}) => ({
-    vcpu: 1,
-    mem_mib: 128,
-    kernel: { path: doubleImage(runDir).kernel, cmdline: 'console=ttyS0 reboot=k panic=1' },
-    drives: [{ id: 'rootfs', path: doubleImage(runDir).rootfs, is_root: true }],
-    nics: [{}],
-    ...extra,
-  });
+  const spec = (extra: Record<string, unknown> = {}) => doubleVmSpec(runDir, extra);
   const ensure = async (extra: Record<string, unknown> = {}) => {
     const id = testVmId();
     created.push(id);

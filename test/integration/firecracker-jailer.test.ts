@@ -7,7 +7,7 @@ import { tapNameOf } from '../../src/contracts/host-names.js';
 import { vmLayout } from '../../src/contracts/vm-layout.js';
 import { readLink } from '../../src/agent/host/net/ip-command.js';
 import { assertErrorContract } from '../support/error-contract.js';
-import { FIRECRACKER_DOUBLE, type FirecrackerAgent, JAILED_ID, JAILER_DOUBLE, doubleImage, startFirecrackerAgent } from '../support/firecracker-agent.js';
+import { FIRECRACKER_DOUBLE, type FirecrackerAgent, JAILED_ID, JAILER_DOUBLE, doubleImage, doubleVmSpec, startFirecrackerAgent } from '../support/firecracker-agent.js';
 import { eventually, isAlive } from '../support/nexus-process.js';
 import { testVmId } from '../support/net-names.js';
 import { tempDir } from '../support/temp-dir.js';
@@ -53,14 +53,7 @@ describe('Firecracker through the jailer (doubles)', () => {
   const jailsNow = () => (existsSync(jails) ? readdirSync(jails) : []);
 
   it('runs the VM in a fresh jail per launch and removes each jail when its process ends', async () => {
-    const image = doubleImage(runDir);
-    const ensured = await fc.call('PUT', `/agent/v1/vms/${id}`, {
-      vcpu: 1,
-      mem_mib: 128,
-      kernel: { path: image.kernel, cmdline: 'console=ttyS0 reboot=k panic=1' },
-      drives: [{ id: 'rootfs', path: image.rootfs, is_root: true }],
-      nics: [{}],
-    });
+    const ensured = await fc.call('PUT', `/agent/v1/vms/${id}`, doubleVmSpec(runDir));
     assert.equal(ensured.status, 200, JSON.stringify(ensured.body));
     const started = await act(id, 'start');
     assert.equal(started.vm.state, 'running');
@@ -72,7 +65,7 @@ describe('Firecracker through the jailer (doubles)', () => {
     assert.equal(statSync(`/proc/${started.vm.pid}/root`).ino, statSync(root).ino, 'the supervised process runs chrooted in the jail');
     assert.equal(existsSync(join(root, 'firecracker-double.pid')), false, 'no pid file without --new-pid-ns');
     assert.equal(statSync(join(root, 'vm', 'drive-rootfs')).uid, JAILED_ID, 'the writable disk belongs to the jailed user');
-    assert.equal(statSync(join(root, 'vm', 'kernel')).ino, statSync(image.kernel).ino, 'the kernel is linked, not copied');
+    assert.equal(statSync(join(root, 'vm', 'kernel')).ino, statSync(doubleImage(runDir).kernel).ino, 'the kernel is linked, not copied');
     assert.equal(statSync(join(root, 'fc.sock')).uid, JAILED_ID, 'Firecracker runs as the jailed user');
     assert.equal(realpathSync(join(runDir, 'vms', id, 'sock', 'fc.sock')), join(root, 'fc.sock'), "the VM's socket path leads into the jail");
     await eventually('the guest console reaches the VM console log', () => readFileSync(join(runDir, 'vms', id, 'logs', 'console.log'), 'utf8').includes('NEXUS_BOOT_OK'), 10_000);

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { resolveAgentConfig } from '../../src/agent/config.js';
 import { type RunningAgent, realAgentHost, startAgent } from '../../src/agent/main.js';
 import { captureLogger } from '../support/capture-logger.js';
-import { FIRECRACKER_DOUBLE, JAILED_ID, JAILER_DOUBLE, doubleImage } from '../support/firecracker-agent.js';
+import { FIRECRACKER_DOUBLE, JAILED_ID, JAILER_DOUBLE, doubleImage, doubleVmSpec } from '../support/firecracker-agent.js';
 import { testBridgeCidr, testBridgeName, testVmId } from '../support/net-names.js';
 import { eventually, isAlive } from '../support/nexus-process.js';
 import { send } from '../support/test-manager.js';
@@ -76,14 +76,7 @@ describe('the agent builds its Firecracker driver from its settings and probe (d
     const firecracker = capacity.body.drivers.find((driver: { name: string }) => driver.name === 'firecracker');
     assert.deepEqual(firecracker, { name: 'firecracker', available: true, version: 'Firecracker v1.17.0-dev' }, 'the binary and the jailer answered the probe');
 
-    const image = doubleImage(runDir);
-    const ensured = await call('PUT', `/agent/v1/vms/${id}`, {
-      vcpu: 1,
-      mem_mib: 128,
-      kernel: { path: image.kernel, cmdline: 'console=ttyS0 reboot=k panic=1' },
-      drives: [{ id: 'rootfs', path: image.rootfs, is_root: true }],
-      nics: [{}],
-    });
+    const ensured = await call('PUT', `/agent/v1/vms/${id}`, doubleVmSpec(runDir));
     assert.equal(ensured.status, 200, JSON.stringify(ensured.body));
     assert.equal(ensured.body.driver, 'firecracker', 'a VM that names no driver gets Firecracker where the probe found it');
     const started = await call('POST', `/agent/v1/vms/${id}/actions`, { action: 'start' });

@@ -122,7 +122,7 @@ describe('two managers on one Postgres', () => {
 
 /** Managers that start together on one empty database take turns: one migrates, one first admin token. */
 describe('managers starting at once on an empty database', () => {
-  const ROUNDS = 5;
+  const ROUNDS = 3;
 
   it(`Postgres: ${ROUNDS} times two managers at once apply each migration once and mint exactly one first admin token`, async () => {
     const postgres = await startPostgres();

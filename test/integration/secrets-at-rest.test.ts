@@ -290,7 +290,7 @@ describe('a database that holds sealed secrets, opened without its key file', ()
       assert.deepEqual((await manager.hosts.list()).map((host) => host.name), ['old-host']);
       assert.ok(manager.logs.some((line) => /made a new key that seals secrets/.test(String(line.msg))), 'and said so');
     } finally {
-      await manager.close();
+      await manager.dispose();
     }
   });
 });

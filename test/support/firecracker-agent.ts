@@ -123,3 +123,16 @@ export function doubleImage(runDir: string): { kernel: string; rootfs: string } 
   const dir = join(runDir, 'images', 'fc');
   return { kernel: join(dir, 'vmlinux'), rootfs: join(dir, 'rootfs.ext4') };
 }
+
+/** The agent's MachineSpec of a small VM on {@link doubleImage}'s files with one NIC; `extra` adds or replaces fields. */
+export function doubleVmSpec(runDir: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const image = doubleImage(runDir);
+  return {
+    vcpu: 1,
+    mem_mib: 128,
+    kernel: { path: image.kernel, cmdline: 'console=ttyS0 reboot=k panic=1' },
+    drives: [{ id: 'rootfs', path: image.rootfs, is_root: true }],
+    nics: [{}],
+    ...extra,
+  };
+}

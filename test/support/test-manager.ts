@@ -48,7 +48,8 @@ export async function startTestManager(
   env: NodeJS.ProcessEnv = {},
   sharedAdminToken?: string,
 ): Promise<TestManager> {
-  const dir = tempDir('nexus-manager-');
+  // A data dir of the test's own (options.dataDir) stays the test's to remove; else one is made here.
+  const dir = options.dataDir === undefined ? tempDir('nexus-manager-') : { path: options.dataDir, remove: () => {} };
   const { log, lines } = captureLogger('manager');
   let manager: RunningManager | undefined;
   let secretKeyFile: string;
