@@ -9,6 +9,8 @@ export function StrictObject<T extends TProperties>(properties: T, options: Reco
 }
 
 export const Uuid = Type.String({ format: 'uuid' });
+/** A UUID as Nexus spells its ids (lower-case hex): for ids read from places no schema checks. */
+export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export const Timestamp = Type.String({ format: 'date-time' });
 
 /**

@@ -1,3 +1,4 @@
+import { UUID_PATTERN } from './schema.js';
 /**
  * Where a VM's files live on the host: everything under `<run-dir>/vms/<id>/`, so the agent can
  * rebuild its view of a VM from that folder alone.
@@ -17,7 +18,7 @@ export interface VmLayout {
 }
 
 /** VM ids are UUIDs: anything else would let a path escape `<run-dir>/vms/`. */
-export const VM_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+export const VM_ID_PATTERN = UUID_PATTERN;
 
 export function vmLayout(runDir: string, id: string): VmLayout {
   if (!VM_ID_PATTERN.test(id)) throw new Error(`not a VM id: ${id}`);

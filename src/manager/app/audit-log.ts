@@ -1,4 +1,5 @@
 import type { AuditEntry, AuditQuery } from '../../contracts/access-api.js';
+import { UUID_PATTERN } from '../../contracts/schema.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import { decodeCursor, encodeCursor } from '../../kit/page-cursor.js';
 import { isStorableTimestamp, parseTimestamp } from '../../kit/timestamp.js';
@@ -67,7 +68,7 @@ function filterOf(query: AuditQuery): Omit<AuditFilter, 'order' | 'limit'> {
 /** A position as the store gives it out: the row's time to the microsecond, and its id. */
 const POSITION_FIELDS = [
   (at: string) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(at) && isStorableTimestamp(at),
-  (id: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id),
+  (id: string) => UUID_PATTERN.test(id),
 ];
 
 function positionOf(cursor: string): AuditPosition {

@@ -1,13 +1,13 @@
 import { type Kysely, sql } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { UUID_PATTERN } from '../../../contracts/schema.js';
 import { messageOf } from '../../../kit/nexus-error.js';
 import { PeriodicTask } from '../../../kit/periodic-task.js';
 import type { WakeChannel } from '../../ports/wake-channel.js';
 import type { Schema } from './schema.js';
 
 const CHANNEL = 'nexus_vm_wake';
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
  * A WakeChannel over Postgres LISTEN/NOTIFY: notifications go out through the pool, and arrive on
@@ -57,7 +57,7 @@ export class PgWakeChannel implements WakeChannel {
     });
     client.on('notification', (message) => {
       const [kind, vmId] = (message.payload ?? '').split(':');
-      if (vmId && UUID.test(vmId)) this.onWake(vmId, kind === 'user');
+      if (vmId && UUID_PATTERN.test(vmId)) this.onWake(vmId, kind === 'user');
     });
     try {
       await client.connect();

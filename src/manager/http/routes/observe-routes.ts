@@ -1,6 +1,6 @@
 import { ErrorBody } from '../../../contracts/errors.js';
 import { LogPathTailQuery, LogStreamQuery, LogTail, LogTailQuery, MetricsRecent, MetricsWindowQuery } from '../../../contracts/observe-api.js';
-import { StrictObject, Uuid } from '../../../contracts/schema.js';
+import { StrictObject, UUID_PATTERN, Uuid } from '../../../contracts/schema.js';
 import { EventsQuery, FleetEventList } from '../../../contracts/vm-api.js';
 import { SseStream } from '../../../kit/http/sse.js';
 import { sleepUnlessAborted } from '../../../kit/sleep.js';
@@ -21,10 +21,11 @@ const EVENT_POLL_MS = 500;
  */
 function eventCursorOf(header: string | string[] | undefined): { at: Date; id: string } | undefined {
   const text = Array.isArray(header) ? header[0] : header;
-  const match = text ? /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\|([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/.exec(text) : null;
+  const [atText, id, ...rest] = text?.split('|') ?? [];
+  if (rest.length > 0 || !id || !UUID_PATTERN.test(id) || !/^\d{4}-\d\d-\d\dT[\d:.]+Z$/.test(atText ?? '')) return undefined;
   // Read as the database will: `new Date` takes year 0000, which the query would then fail on.
-  const at = match ? instantOf(match[1] ?? '') : undefined;
-  return at && { at, id: match?.[2] ?? '' };
+  const at = instantOf(atText ?? '');
+  return at && { at, id };
 }
 
 /** Reading what a VM does: its logs, relayed from its agent. */
