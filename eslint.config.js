@@ -22,9 +22,43 @@ export default tseslint.config(
   { files: ['src/kit/**'], rules: restrict(['**/manager/**', '**/agent/**', '**/cli/**'], 'kit/ is mechanics with no domain: it imports no layer above it.') },
   { files: ['src/manager/**'], rules: restrict(['**/agent/**', '**/cli/**'], 'manager and agent meet only in contracts/.') },
   { files: ['src/agent/**'], rules: restrict(['**/manager/**', '**/cli/**'], 'manager and agent meet only in contracts/.') },
+  // (A later block's no-restricted-imports replaces an earlier one's for the same file: each repeats the boundary.)
   {
-    files: ['src/manager/domain/**', 'src/manager/scheduler/**', 'src/agent/domain/**', 'src/agent/plans/**'],
-    rules: restrict(['node:*', '**/adapters/**', '**/host/**', '**/drivers/**'], 'pure folders do no I/O: time, ids and facts come in as arguments.'),
+    files: ['src/manager/domain/**', 'src/manager/scheduler/**'],
+    rules: restrict(['node:*', '**/adapters/**', '**/agent/**', '**/cli/**'], 'pure folders do no I/O: time, ids and facts come in as arguments.'),
+  },
+  {
+    files: ['src/agent/domain/**', 'src/agent/plans/**'],
+    rules: restrict(['node:*', '**/host/**', '**/drivers/**', '**/manager/**', '**/cli/**'], 'pure folders do no I/O: time, ids and facts come in as arguments.'),
+  },
+  // The agent's core (use cases, plans, steps, rules) reaches the host only through ports/: what does
+  // I/O lives in host/ and drivers/, so the core runs on in-memory fakes. Types may cross (they are not I/O).
+  {
+    files: ['src/agent/app/**', 'src/agent/plans/**', 'src/agent/steps/**', 'src/agent/domain/**'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['node:fs', 'node:fs/*', 'fs', 'fs/*', 'node:child_process', 'node:net', 'node:http', 'node:https', 'node:dgram', 'node:dns', 'undici'],
+              allowTypeImports: true,
+              message: "the agent's core does no I/O: do it in host/ or drivers/, behind a port in ports/.",
+            },
+            {
+              group: ['**/host/**', '**/drivers/**', '**/proxy/**', '**/http/**'],
+              allowTypeImports: true,
+              message: "the agent's core reaches the host through ports/, never host/, drivers/, proxy/ or http/.",
+            },
+            {
+              group: ['**/kit/atomic-file*', '**/kit/sparse-copy*', '**/kit/log-file*', '**/kit/log-tail*', '**/kit/process-identity*', '**/kit/process-root*', '**/kit/child-process*', '**/kit/host-tool*', '**/kit/host-tsc*', '**/kit/json-client*', '**/kit/dir-lock*', '**/kit/key-file*', '**/kit/tls-files*'],
+              allowTypeImports: true,
+              message: "these kit modules do I/O: the agent's core reaches them through a port.",
+            },
+          ],
+        },
+      ],
+    },
   },
   { files: ['test/**', 'bench/**', 'scripts/**', 'scratch/**'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
   { files: ['bin/**', 'scripts/**'], languageOptions: { globals: { process: 'readonly' } } },

@@ -8,6 +8,7 @@ import { type DirLock, lockDirectory } from '../kit/dir-lock.js';
 import { NexusError } from '../kit/nexus-error.js';
 import { PeriodicTask } from '../kit/periodic-task.js';
 import { ManagerLink } from './app/manager-link.js';
+import { httpManager } from './host/http-manager-api.js';
 import { ImageStore } from './host/image-store.js';
 import { VmLogKeeper } from './host/vm-log-keeper.js';
 import { imagesDir } from '../contracts/vm-layout.js';
@@ -19,16 +20,19 @@ import { AgentMetrics } from './app/agent-metrics.js';
 import { AgentCredentials } from './app/agent-credentials.js';
 import { createAgentServer } from './http/agent-server.js';
 import type { VmmName } from '../contracts/machine-spec.js';
-import { VmService } from './app/vm-service.js';
-import { QemuDriver } from './drivers/qemu/qemu-driver.js';
-import { FirecrackerDriver } from './drivers/firecracker/firecracker-driver.js';
+import { vmUseCases } from './app/vm-use-cases.js';
+import { QemuDriver, qemuFilesOf } from './drivers/qemu/qemu-driver.js';
+import { FirecrackerDriver, firecrackerFilesOf } from './drivers/firecracker/firecracker-driver.js';
+import { FsVmStore } from './host/fs-vm-store.js';
+import { procHostCounters } from './host/vm-metrics.js';
+import { ProcVmmProcessFinder } from './host/supervisor/vmm-process-scan.js';
 import { firecrackerApiVersionOf } from './host/driver-probe.js';
 import { BridgeNetwork } from './host/net/bridge-network.js';
 import { DetachedSupervisor } from './host/supervisor/detached-supervisor.js';
 import { type HostLeftovers, HostSweep } from './host/host-sweep.js';
 import { detectPlacement } from './host/supervisor/process-placement.js';
 import { hostTscKhz } from '../kit/host-tsc.js';
-import type { VmmDriver } from './ports/vmm-driver.js';
+import type { VmmDriver, VmmFilesByDriver } from './ports/vmm-driver.js';
 import type { ProcessSupervisor } from './ports/process-supervisor.js';
 import type { HostNetwork } from './ports/host-network.js';
 import type { HostCapacity } from '../contracts/agent-api.js';
@@ -51,6 +55,8 @@ export interface RunningAgent {
 const STOP_ALL_CONCURRENCY = 8;
 /** How long each guest gets to power off on the power button before its VMM is ended. */
 const POWER_OFF_TIMEOUT_MS = 3000;
+/** Every driver's files, known for VMs whose driver this host lacks too. */
+const VMM_FILES: VmmFilesByDriver = { qemu: qemuFilesOf, firecracker: firecrackerFilesOf };
 
 /** What the agent does the host's work with: the real host, or (in load tests only) a hollow one. */
 export interface AgentHost {
@@ -111,7 +117,7 @@ export function lockRunDir(runDir: string, purpose: string): Promise<DirLock> {
 export async function agentHostSweep(config: AgentConfig, log: Logger): Promise<{ leftovers(): Promise<HostLeftovers>; runningVmms(): Promise<number>; sweep(): Promise<number> }> {
   const supervisor = new DetachedSupervisor(await detectPlacement(), log);
   const network = new BridgeNetwork({ bridge: config.bridge, cidr: config.bridgeCidr, nat: config.nat }, log);
-  const sweep = new HostSweep({ runDir: config.runDir, jailBase: config.jailer?.chrootBaseDir }, supervisor, network, log);
+  const sweep = new HostSweep(new FsVmStore(config.runDir), new ProcVmmProcessFinder(config.runDir, config.jailer?.chrootBaseDir), supervisor, network, log);
   return {
     leftovers: () => sweep.leftovers(),
     runningVmms: async () => (await sweep.runningVmms()).length,
@@ -151,12 +157,15 @@ async function startLocked(config: AgentConfig, log: Logger, host: AgentHost | u
   const defaultDriver: VmmName = drivers.has('firecracker') ? 'firecracker' : 'qemu';
   const metrics = new AgentMetrics();
   const measured = new Map([...drivers].map(([name, driver]) => [name, metrics.measured(driver)] as const));
-  const vms = new VmService(
-    { runDir: config.runDir, drivers: measured, defaultDriver, jailBase: config.jailer?.chrootBaseDir, onOrphansRemoved: (removed) => metrics.countRemoved(removed) },
-    supervisor,
-    network,
+  const vmStore = new FsVmStore(config.runDir);
+  const processes = new ProcVmmProcessFinder(config.runDir, config.jailer?.chrootBaseDir);
+  const useCases = vmUseCases(
+    { drivers: measured, defaultDriver, files: VMM_FILES },
+    { store: vmStore, supervisor, network, processes, counters: procHostCounters, sweeper: new HostSweep(vmStore, processes, supervisor, network, log) },
     log,
+    { onOrphansRemoved: (removed) => metrics.countRemoved(removed) },
   );
+  const { vms, leftovers } = useCases;
 
   const store = new CredentialStore(config.stateDir);
   const stored = await store.load();
@@ -173,7 +182,7 @@ async function startLocked(config: AgentConfig, log: Logger, host: AgentHost | u
   try {
     const credentials = new AgentCredentials(store, config.credentialOverlapMs, log);
     const server = await createAgentServer(
-      { credentials, startedAt: Date.now(), capacity, vms },
+      { credentials, startedAt: Date.now(), capacity, vms: useCases },
       { logger: log, proxyTimeoutMs: config.proxyTimeoutMs, tls: config.tls.server },
     );
     undo.push('stop serving HTTP', () => server.close());
@@ -181,9 +190,9 @@ async function startLocked(config: AgentConfig, log: Logger, host: AgentHost | u
     // Leftovers that belong to no VM this agent knows (a crash mid-delete, a hand-made mess) go
     // first, in a fixed order: VMM processes, TAPs, sockets, folders. A process running from a
     // known VM's folder that no pid file names is left for the manager to judge.
-    const { vms: known, orphans } = await vms.inventory();
+    const { vms: known, orphans } = await leftovers.inventory();
     const knownIds = new Set(known.map((vm) => vm.id));
-    const swept = await vms.collectOrphans({
+    const swept = await leftovers.collectOrphans({
       processes: orphans.processes.filter((entry) => !knownIds.has(entry.vm_id)).map((entry) => entry.pid),
       taps: orphans.taps,
       sockets: orphans.sockets,
@@ -191,7 +200,7 @@ async function startLocked(config: AgentConfig, log: Logger, host: AgentHost | u
     });
     if (Object.values(swept).some((list) => list.length > 0)) log.info({ swept }, 'swept leftovers on start');
     const expiry = new PeriodicTask(1000, () =>
-      vms.expireDue(new Date()).then(
+      useCases.expiry.expireDue(new Date()).then(
         () => undefined,
         (error: unknown) => log.error({ err: error }, 'could not delete expired VMs'),
       ),
@@ -199,7 +208,7 @@ async function startLocked(config: AgentConfig, log: Logger, host: AgentHost | u
     expiry.start();
     undo.push('stop the expiry watch', () => expiry.stop());
     const sampling = new PeriodicTask(config.metricsIntervalMs, () =>
-      vms.sampleMetrics().then(
+      useCases.metrics.sample().then(
         () => undefined,
         (error: unknown) => log.error({ err: error }, 'could not sample VM metrics'),
       ),
@@ -226,7 +235,8 @@ async function startLocked(config: AgentConfig, log: Logger, host: AgentHost | u
     if (config.managerUrl) {
       const images = new ImageStore(imagesDir(config.runDir), log);
       link = new ManagerLink(
-        { managerUrl: config.managerUrl, name: config.name, address: advertised, managerCa: config.tls.ca },
+        { managerUrl: config.managerUrl, name: config.name, address: advertised },
+        httpManager(config.managerUrl, config.tls.ca),
         capacity,
         () => images.list(),
         log,

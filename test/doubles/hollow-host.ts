@@ -111,10 +111,10 @@ export class HollowDriver implements VmmDriver {
     this.paused.delete(vm.id);
     await this.supervisor.forget(vm);
   }
-  async snapshot(): Promise<SnapshotFiles> {
+  async snapshot(_vm: VmLayout, _dir: string): Promise<SnapshotFiles> {
     throw new NexusError('conflict', 'the hollow driver does not snapshot');
   }
-  async restore(): Promise<ProcessIdentity> {
+  async restore(_vm: VmLayout, _spec: MachineSpec, _snapshot: SnapshotFiles): Promise<ProcessIdentity> {
     throw new NexusError('conflict', 'the hollow driver does not restore');
   }
   async updateDriveRateLimit(_vm: VmLayout, _driveId: string, _limit: RateLimit): Promise<void> {}

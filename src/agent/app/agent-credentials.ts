@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { NexusError } from '../../kit/nexus-error.js';
 import { secretsEqual } from '../../kit/secret.js';
-import type { AgentIdentity, CredentialStore } from '../host/credential-store.js';
+import type { AgentIdentity, IdentityStore } from '../ports/identity-store.js';
 
 /**
  * The credential this agent requires of every caller and presents to its manager. A rotation
@@ -14,7 +14,7 @@ export class AgentCredentials {
   private replacing: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly store: CredentialStore,
+    private readonly store: IdentityStore,
     private readonly overlapMs: number,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,

@@ -1,18 +1,15 @@
 import type { Logger } from 'pino';
 import type { HostCapacity } from '../../contracts/agent-api.js';
-import type { EnrollResponse, HeartbeatResponse } from '../../contracts/host-api.js';
 import type { HostImage } from '../../contracts/image-api.js';
-import { JsonClient } from '../../kit/json-client.js';
 import { NexusError, messageOf } from '../../kit/nexus-error.js';
-import type { AgentIdentity, CredentialStore } from '../host/credential-store.js';
+import type { AgentIdentity, IdentityStore } from '../ports/identity-store.js';
+import type { ConnectManager } from '../ports/manager-api.js';
 
 export interface ManagerLinkConfig {
   managerUrl: string;
   name: string;
   /** host:port the manager reaches this agent at. */
   address: string;
-  /** The CA that signed an https manager's certificate (default the system's roots). */
-  managerCa?: Buffer;
 }
 
 /**
@@ -28,6 +25,7 @@ export class ManagerLink {
 
   constructor(
     private readonly config: ManagerLinkConfig,
+    private readonly connect: ConnectManager,
     private readonly capacity: () => Promise<HostCapacity>,
     private readonly images: () => Promise<HostImage[]>,
     private readonly log: Logger,
@@ -38,7 +36,7 @@ export class ManagerLink {
    * enrolling with `joinToken`. A stored identity wins over a join token, so restarting an agent
    * with the same command line does not burn a token.
    */
-  async establish(store: CredentialStore, stored: AgentIdentity | undefined, joinToken: string | undefined): Promise<AgentIdentity> {
+  async establish(store: IdentityStore, stored: AgentIdentity | undefined, joinToken: string | undefined): Promise<AgentIdentity> {
     if (stored?.enrollment?.managerUrl === this.config.managerUrl) {
       if (joinToken) this.log.info({ host_id: stored.enrollment.hostId }, 'already enrolled with this manager: the join token is not used');
       return stored;
@@ -48,9 +46,9 @@ export class ManagerLink {
         suggestion: 'Mint a join token there (`nexus hosts join-token`) and start the agent with --join-token or NEXUS_JOIN_TOKEN.',
       });
     }
-    const client = new JsonClient({ baseUrl: this.config.managerUrl, ca: this.config.managerCa });
+    const manager = this.connect({});
     try {
-      const enrolled = await client.call<EnrollResponse>('POST', '/v1/hosts/enroll', {
+      const enrolled = await manager.enroll({
         join_token: joinToken,
         name: this.config.name,
         address: this.config.address,
@@ -70,7 +68,7 @@ export class ManagerLink {
         { cause: error, suggestion: error instanceof NexusError ? error.suggestion : undefined },
       );
     } finally {
-      await client.close();
+      await manager.close();
     }
   }
 
@@ -83,11 +81,10 @@ export class ManagerLink {
     if (!enrolled) return;
     let intervalMs = retryMs;
     // The credential is read on every beat: a rotation's new one is used from the next beat on.
-    const client = new JsonClient({ baseUrl: this.config.managerUrl, bearer: () => identity().credential, timeoutMs: retryMs, ca: this.config.managerCa });
-    const path = `/v1/hosts/${enrolled.hostId}/heartbeat`;
+    const manager = this.connect({ bearer: () => identity().credential, timeoutMs: retryMs });
     const beat = async (): Promise<void> => {
       try {
-        const answer = await client.call<HeartbeatResponse>('POST', path, {
+        const answer = await manager.heartbeat(enrolled.hostId, {
           address: this.config.address,
           capacity: await this.capacity(),
           images: await this.images(),
@@ -111,7 +108,7 @@ export class ManagerLink {
         if (!this.stopped) this.timer = setTimeout(loop, intervalMs);
       });
     };
-    this.onStop = () => client.close();
+    this.onStop = () => manager.close();
     loop();
   }
 

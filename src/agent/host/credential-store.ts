@@ -2,19 +2,14 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { writeFileAtomically } from '../../kit/atomic-file.js';
 import { join } from 'node:path';
 
-/**
- * The agent's identity: the bearer credential every caller must present, and, once enrolled,
- * the host id and manager it belongs to. The credential is a secret: the file is mode 0600.
- */
-export interface AgentIdentity {
-  credential: string;
-  enrollment?: { hostId: string; managerUrl: string };
-}
+import type { AgentIdentity, IdentityStore } from '../ports/identity-store.js';
+
+export type { AgentIdentity } from '../ports/identity-store.js';
 
 const FILE = 'identity.json';
 
-/** The identity in the agent's state dir, written atomically so a crash never leaves half of it. */
-export class CredentialStore {
+/** The identity in the agent's state dir (mode 0600: it holds a secret), written atomically so a crash never leaves half of it. */
+export class CredentialStore implements IdentityStore {
   constructor(private readonly stateDir: string) {}
 
   get path(): string {

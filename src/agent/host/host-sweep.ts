@@ -1,18 +1,12 @@
-import { readdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { tapNameOf } from '../../contracts/host-names.js';
-import { VM_ID_PATTERN, vmLayout, vmsDir } from '../../contracts/vm-layout.js';
 import { NexusError } from '../../kit/nexus-error.js';
-import { type ProcessIdentity, readProcessStartTicks } from '../../kit/process-identity.js';
+import type { ProcessIdentity } from '../../kit/process-identity.js';
 import type { HostNetwork } from '../ports/host-network.js';
+import type { HostSweeper } from '../ports/host-sweeper.js';
 import type { ProcessSupervisor } from '../ports/process-supervisor.js';
-import { scanVmmProcesses } from './supervisor/vmm-process-scan.js';
-
-export interface HostSweepConfig {
-  runDir: string;
-  /** Where jailed Firecracker processes have their roots, so they are found too. */
-  jailBase?: string | undefined;
-}
+import type { VmStore } from '../ports/vm-store.js';
+import type { VmmProcessFinder } from '../ports/vmm-processes.js';
 
 /** What of a run dir is still on the host, beside its VM folders. */
 export interface HostLeftovers {
@@ -31,9 +25,10 @@ export interface HostLeftovers {
  * step of `VmService.stopAll` (after the guests had their chance to power off, or at once when
  * forced), and what `nexus dev` runs itself when its agent ended without doing it.
  */
-export class HostSweep {
+export class HostSweep implements HostSweeper {
   constructor(
-    private readonly config: HostSweepConfig,
+    private readonly store: VmStore,
+    private readonly processes: VmmProcessFinder,
     private readonly supervisor: ProcessSupervisor,
     private readonly network: HostNetwork,
     private readonly log: Logger,
@@ -42,14 +37,14 @@ export class HostSweep {
   /** The VMMs running from the run dir's VM folders: those their pid files name, and the strays /proc shows. */
   async runningVmms(): Promise<ProcessIdentity[]> {
     const found = new Map<number, ProcessIdentity>();
-    for (const id of await this.vmIds()) {
-      const process = await this.supervisor.adopt(vmLayout(this.config.runDir, id));
+    for (const id of await this.store.ids()) {
+      const process = await this.supervisor.adopt(this.store.layout(id));
       if (process) found.set(process.pid, process);
     }
-    for (const stray of await scanVmmProcesses(this.config.runDir, this.config.jailBase)) {
+    for (const stray of await this.processes.scan()) {
       if (found.has(stray.pid)) continue;
-      const startTicks = await readProcessStartTicks(stray.pid);
-      if (startTicks !== undefined) found.set(stray.pid, { pid: stray.pid, startTicks });
+      const process = await this.processes.identify(stray.pid);
+      if (process) found.set(stray.pid, process);
     }
     return [...found.values()];
   }
@@ -63,8 +58,8 @@ export class HostSweep {
   /** Kills every VMM of the run dir, forgets their pid files and cgroups, removes the guest network. Answers how many VMMs it killed. */
   async sweep(): Promise<number> {
     const killed = await this.killVmms();
-    for (const id of await this.vmIds()) {
-      const vm = vmLayout(this.config.runDir, id);
+    for (const id of await this.store.ids()) {
+      const vm = this.store.layout(id);
       if (!(await this.supervisor.adopt(vm))) await this.supervisor.forget(vm);
     }
     await this.network.tearDown(await this.taps());
@@ -94,11 +89,7 @@ export class HostSweep {
     }
   }
 
-  private async vmIds(): Promise<string[]> {
-    return (await readdir(vmsDir(this.config.runDir)).catch(() => [] as string[])).filter((name) => VM_ID_PATTERN.test(name));
-  }
-
   private async taps(): Promise<string[]> {
-    return (await this.vmIds()).map(tapNameOf);
+    return (await this.store.ids()).map(tapNameOf);
   }
 }

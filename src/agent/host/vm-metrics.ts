@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { VmLayout } from '../../contracts/vm-layout.js';
 import type { VmMetricsRecord } from '../../contracts/observe-api.js';
 import { tailLines } from '../../kit/log-file.js';
+import type { HostCounters } from '../ports/host-counters.js';
 
 /** Linux reports process CPU time in clock ticks of 1/100 s (USER_HZ) on every architecture Nexus runs on. */
 const TICKS_PER_SECOND = 100;
@@ -31,6 +32,9 @@ export async function guestNetCounters(tap: string | null): Promise<VmMetricsRec
   const [rxBytes, txBytes, rxPackets, txPackets] = await Promise.all([read('tx_bytes'), read('rx_bytes'), read('tx_packets'), read('rx_packets')]);
   return { rx_bytes: rxBytes, tx_bytes: txBytes, rx_packets: rxPackets, tx_packets: txPackets };
 }
+
+/** This machine's counters, from /proc and /sys. */
+export const procHostCounters: HostCounters = { processUsage, guestNet: guestNetCounters };
 
 /** Where the agent keeps a VM's metrics records: with its logs, capped like them. */
 export function metricsFileOf(vm: Pick<VmLayout, 'logsDir'>): string {

@@ -8,11 +8,11 @@ import { type HttpServer, createHttpServer } from '../../kit/http/http-server.js
 import type { ServerTls } from '../../kit/tls-files.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import type { AgentCredentials } from '../app/agent-credentials.js';
-import type { VmService } from '../app/vm-service.js';
+import type { VmUseCases } from '../app/vm-use-cases.js';
 import { registerProxyRoute, registerVmRoutes } from './vm-routes.js';
 
 export interface AgentServices {
-  vms: VmService;
+  vms: VmUseCases;
   /**
    * The credential every request must carry. No identity yet while the agent is still enrolling
    * (it binds first, to advertise the address it really holds): then it refuses all.
@@ -80,6 +80,6 @@ export async function createAgentServer(
     async () => services.capacity(),
   );
   registerVmRoutes(app, services.vms);
-  registerProxyRoute(app, services.vms, options.proxyTimeoutMs ?? 10_000);
+  registerProxyRoute(app, services.vms.proxy, options.proxyTimeoutMs ?? 10_000);
   return app;
 }

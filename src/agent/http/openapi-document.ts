@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { AgentCredentials } from '../app/agent-credentials.js';
-import type { VmService } from '../app/vm-service.js';
+import type { VmUseCases } from '../app/vm-use-cases.js';
 import { createAgentServer } from './agent-server.js';
 
 /**
@@ -9,8 +9,10 @@ import { createAgentServer } from './agent-server.js';
  */
 export async function buildAgentOpenApiDocument(logger: Logger): Promise<Record<string, unknown>> {
   const unused = new Proxy({}, { get: () => { throw new Error('no services while building the OpenAPI document'); } });
+  // The routes take their use cases at registration: each one is there, and throws if called.
+  const useCases = new Proxy({}, { get: () => unused }) as VmUseCases;
   const app = await createAgentServer(
-    { credentials: unused as AgentCredentials, startedAt: 0, capacity: () => Promise.reject(new Error('unused')), vms: unused as VmService },
+    { credentials: unused as AgentCredentials, startedAt: 0, capacity: () => Promise.reject(new Error('unused')), vms: useCases },
     { logger },
   );
   await app.ready();

@@ -5,7 +5,8 @@ import { ErrorBody } from '../../contracts/errors.js';
 import { MachineSpec, RateLimit } from '../../contracts/machine-spec.js';
 import type { HttpServer } from '../../kit/http/http-server.js';
 import { NexusError } from '../../kit/nexus-error.js';
-import type { VmService } from '../app/vm-service.js';
+import type { SocketProxyGuard } from '../app/socket-proxy-guard.js';
+import type { VmUseCases } from '../app/vm-use-cases.js';
 import { hostResourceFieldIn, isProxyAllowed } from '../domain/proxy-policy.js';
 import { relay } from '../proxy/socket-proxy.js';
 import { StrictObject, Text } from '../../contracts/schema.js';
@@ -16,7 +17,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 
 const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 502: ErrorBody, 503: ErrorBody };
 
-export function registerVmRoutes(app: HttpServer, vms: VmService): void {
+export function registerVmRoutes(app: HttpServer, { vms, snapshots, metrics, leftovers }: VmUseCases): void {
   app.put(
     `${AGENT_API_PREFIX}/vms/:id`,
     { schema: { summary: 'Ensure a VM from a MachineSpec (idempotent)', params: VmIdParams, body: MachineSpec, response: { 200: AgentVm, ...errors } } },
@@ -37,10 +38,10 @@ export function registerVmRoutes(app: HttpServer, vms: VmService): void {
       const { action, timeout_ms: timeoutMs, snapshot_id: snapshotId } = request.body;
       switch (action) {
         case 'snapshot':
-          return vms.snapshot(id);
+          return snapshots.snapshot(id);
         case 'restore':
           if (!snapshotId) throw new NexusError('validation_failed', 'restore needs snapshot_id', { suggestion: 'Use the snapshot_id a snapshot action answered.' });
-          return { vm: await vms.restore(id, snapshotId) };
+          return { vm: await snapshots.restore(id, snapshotId) };
         default:
           return { vm: await vms.act(id, action, timeoutMs) };
       }
@@ -78,7 +79,7 @@ export function registerVmRoutes(app: HttpServer, vms: VmService): void {
   app.get(
     `${AGENT_API_PREFIX}/vms/:id/metrics/recent`,
     { schema: { summary: "The VM's metrics records of the last window (normalized, with the VMM's raw record)", params: VmIdParams, querystring: MetricsWindowQuery, response: { 200: MetricsRecent, ...errors } } },
-    async (request) => ({ items: await vms.recentMetrics(request.params.id, windowOf(request.query.window)) }),
+    async (request) => ({ items: await metrics.recent(request.params.id, windowOf(request.query.window)) }),
   );
 
   app.get(
@@ -127,13 +128,13 @@ export function registerVmRoutes(app: HttpServer, vms: VmService): void {
   app.post(
     `${AGENT_API_PREFIX}/gc`,
     { schema: { summary: 'Remove the named leftovers that are still orphans (processes, TAPs, sockets, folders)', body: CollectOrphansRequest, response: { 200: CollectOrphansResponse, ...errors } } },
-    async (request) => ({ removed: await vms.collectOrphans(request.body) }),
+    async (request) => ({ removed: await leftovers.collectOrphans(request.body) }),
   );
 
   app.get(
     `${AGENT_API_PREFIX}/inventory`,
     { schema: { summary: 'Every VM folder on this host, and leftovers that belong to none', response: { 200: Inventory, 401: ErrorBody } } },
-    async () => vms.inventory(),
+    async () => leftovers.inventory(),
   );
 }
 
@@ -146,7 +147,7 @@ const RELAYED_METHODS = ['GET', 'PUT', 'PATCH'] as const;
  * Firecracker socket and answers Firecracker's status and body as they are (not the error
  * contract: a Firecracker 400 stays Firecracker's). Refusals by the agent are in the contract.
  */
-export function registerProxyRoute(app: HttpServer, vms: VmService, timeoutMs: number): void {
+export function registerProxyRoute(app: HttpServer, guard: SocketProxyGuard, timeoutMs: number): void {
   app.route({
     method: ['GET', 'PUT', 'PATCH', 'POST', 'DELETE'],
     url: `${AGENT_API_PREFIX}/vms/:id/proxy/*`,
@@ -174,7 +175,7 @@ export function registerProxyRoute(app: HttpServer, vms: VmService, timeoutMs: n
           suggestion: 'The agent sets host paths itself: use its VM API (ensure, actions, drives) for those changes.',
         });
       }
-      const answer = await vms.proxy(request.params.id, request.query.sock, (socket) =>
+      const answer = await guard.proxy(request.params.id, request.query.sock, (socket) =>
         relay({
           socket,
           method: method as (typeof RELAYED_METHODS)[number],

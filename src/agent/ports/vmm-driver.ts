@@ -27,6 +27,19 @@ export interface SnapshotFiles {
   sizeBytes: number;
 }
 
+/** The files a driver's VMM has in a VM's folder: known for every driver, available on this host or not. */
+export interface VmmFiles {
+  /** Where the VMM is controlled (QEMU's QMP socket, Firecracker's API socket). */
+  controlSocket: string;
+  /** The VMM process's standard output and error. */
+  processLog: string;
+  /** The VMM's own log, the log API's `source=vmm` (Firecracker's logger file; QEMU's standard error). */
+  vmmLog: string;
+}
+
+/** Each driver's {@link VmmFiles}, by name: what the agent shows of a VM whose driver this host lacks too. */
+export type VmmFilesByDriver = Readonly<Record<VmmName, (vm: VmLayout) => VmmFiles>>;
+
 /**
  * The seam between the agent and a VMM. Every operation is given the VM's layout (its folder) and
  * reads the rest from the VMM itself, so a driver holds no state an agent restart would lose.

@@ -1,15 +1,10 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
-import { VmService } from '../../../src/agent/app/vm-service.js';
+import { describe, it } from 'node:test';
 import { tapNameOf } from '../../../src/contracts/host-names.js';
-import type { MachineSpec } from '../../../src/contracts/machine-spec.js';
 import type { VmLayout } from '../../../src/contracts/vm-layout.js';
-import { HollowDriver, HollowNetwork, HollowSupervisor } from '../../doubles/hollow-host.js';
-import { captureLogger } from '../../support/capture-logger.js';
+import { fakeAgentCore } from '../../doubles/agent-core.js';
+import { HollowDriver, type HollowSupervisor } from '../../doubles/hollow-host.js';
 import { testVmId } from '../../support/net-names.js';
-import { tempDir } from '../../support/temp-dir.js';
 
 /**
  * A hollow driver whose stops wait at a gate until the test releases them (or fail), and which
@@ -67,49 +62,28 @@ class GatedStopDriver extends HollowDriver {
 }
 
 /**
- * Resolves once no file operation is in flight (the hollow doubles do no other I/O): whatever is
- * not waiting at the gate has then run as far as it can, so a stop that was going to start has.
+ * Resolves once every operation that can run has run: the fakes do no I/O, so a few turns of the
+ * event loop let whatever is not waiting at the gate go as far as it can.
  */
 async function settled(): Promise<void> {
-  for (;;) {
-    await new Promise((resolve) => setImmediate(resolve));
-    if (!process.getActiveResourcesInfo().some((resource) => resource.startsWith('FSReq'))) return;
-  }
+  for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setImmediate(resolve));
 }
 
-/** A VmService over hollow doubles, in a run dir of its own, with `count` VMs (one NIC each) running. */
+/** The agent's core over fakes, with `count` VMs (one NIC each) running on a gated driver. */
 async function hostWithRunningVms(count: number, behaviour: { gated?: boolean; fail?: boolean }) {
-  const dir = tempDir('nexus-stop-all-');
-  const images = join(dir.path, 'images', 'hollow');
-  mkdirSync(images, { recursive: true });
-  writeFileSync(join(images, 'vmlinux'), 'hollow kernel');
-  writeFileSync(join(images, 'rootfs.ext4'), Buffer.alloc(4096));
-  const supervisor = new HollowSupervisor();
-  const network = new HollowNetwork();
-  const driver = new GatedStopDriver(supervisor, behaviour);
-  const vms = new VmService({ runDir: dir.path, drivers: new Map([['qemu', driver]]), defaultDriver: 'qemu' }, supervisor, network, captureLogger().log);
-  const spec: MachineSpec = {
-    vcpu: 1,
-    mem_mib: 128,
-    kernel: { path: join(images, 'vmlinux'), cmdline: 'console=ttyS0' },
-    drives: [{ id: 'rootfs', path: join(images, 'rootfs.ext4'), is_root: true }],
-    nics: [{}],
-  };
+  let driver: GatedStopDriver | undefined;
+  const host = fakeAgentCore({ driver: (supervisor) => (driver = new GatedStopDriver(supervisor, behaviour)) });
   const ids = Array.from({ length: count }, testVmId);
   for (const id of ids) {
-    await vms.ensure(id, spec);
-    await vms.act(id, 'start');
+    await host.vms.ensure(id, host.spec());
+    await host.vms.act(id, 'start');
   }
-  return { dir, ids, vms, supervisor, network, driver };
+  return { ...host, ids, driver: driver as GatedStopDriver };
 }
 
 describe('VmService.stopAll (hollow VMs)', () => {
-  const dirs: Array<{ remove(): void }> = [];
-  after(() => dirs.forEach((dir) => dir.remove()));
-
   it('stops every VM, at most `concurrency` at once, then removes every TAP; the folders stay', async () => {
     const host = await hostWithRunningVms(9, { gated: true });
-    dirs.push(host.dir);
     assert.equal(host.supervisor.processes.size, 9);
     assert.equal(host.network.taps.size, 9);
 
@@ -128,12 +102,11 @@ describe('VmService.stopAll (hollow VMs)', () => {
     assert.equal(host.driver.mostAtOnce, 4, 'four stops ran at once, never more');
     assert.equal(host.supervisor.processes.size, 0, 'no VMM is left');
     assert.deepEqual([...host.network.taps], [], 'no TAP is left');
-    for (const id of host.ids) assert.ok(existsSync(join(host.dir.path, 'vms', id, 'spec.json')), `the folder of VM ${id} stays`);
+    for (const id of host.ids) assert.ok(host.store.files.has(host.store.layout(id).specFile), `the folder of VM ${id} stays`);
   });
 
   it('kills the VMM of a VM whose stop fails, and still removes the TAPs', async () => {
     const host = await hostWithRunningVms(3, { fail: true });
-    dirs.push(host.dir);
 
     await host.vms.stopAll({ concurrency: 8, timeoutMs: 1000 });
 
@@ -144,7 +117,6 @@ describe('VmService.stopAll (hollow VMs)', () => {
 
   it('forced, it stops waiting for guests that do not power off: their VMMs are killed and their TAPs removed', async () => {
     const host = await hostWithRunningVms(5, { gated: true });
-    dirs.push(host.dir);
     const force = new AbortController();
 
     const stopping = host.vms.stopAll({ concurrency: 2, timeoutMs: 1000, force: force.signal });
@@ -161,7 +133,6 @@ describe('VmService.stopAll (hollow VMs)', () => {
 
   it('with no VM running, it only removes the TAPs of the VM folders', async () => {
     const host = await hostWithRunningVms(2, {});
-    dirs.push(host.dir);
     for (const id of host.ids) await host.vms.act(id, 'stop');
     host.driver.stops = 0;
 

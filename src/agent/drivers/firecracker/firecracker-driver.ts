@@ -16,6 +16,7 @@ import {
   type SnapshotFiles,
   type VmmCapabilities,
   type VmmDriver,
+  type VmmFiles,
   type VmmRunState,
 } from '../../ports/vmm-driver.js';
 import { FirecrackerApi } from './firecracker-api.js';
@@ -38,6 +39,11 @@ import {
 } from './firecracker-requests.js';
 import { JailUsers } from './jail-users.js';
 import { JAIL_LAUNCH_PATTERN, type JailLayout, type JailUser, type JailerConfig, type JailedFile, jailLayout, jailerArgs, listJails, populateJail, removeJail } from './jailer.js';
+
+/** A Firecracker VM's files: its API socket, its process output, and the logger file it writes. */
+export function firecrackerFilesOf(vm: VmLayout): VmmFiles {
+  return { controlSocket: vm.firecrackerSocket, processLog: vm.vmmLog, vmmLog: firecrackerLog(vm) };
+}
 
 export interface FirecrackerDriverConfig {
   /** The `firecracker` binary. */

@@ -6,10 +6,15 @@ import { NexusError, messageOf } from '../../../kit/nexus-error.js';
 import type { ProcessIdentity } from '../../../kit/process-identity.js';
 import type { VmLayout } from '../../../contracts/vm-layout.js';
 import type { ProcessSupervisor } from '../../ports/process-supervisor.js';
-import { SNAPSHOT_STATE_FILE, type SnapshotFiles, type VmmCapabilities, type VmmDriver, type VmmRunState } from '../../ports/vmm-driver.js';
+import { SNAPSHOT_STATE_FILE, type SnapshotFiles, type VmmCapabilities, type VmmDriver, type VmmFiles, type VmmRunState } from '../../ports/vmm-driver.js';
 import { type QemuLaunchOptions, qemuArgs, shellQuote } from './qemu-command.js';
 import { lastLines } from '../../../kit/log-tail.js';
 import { QmpClient, withQmp } from './qmp-client.js';
+
+/** A QEMU VM's files: its QMP socket, and its standard error, which is its log. */
+export function qemuFilesOf(vm: VmLayout): VmmFiles {
+  return { controlSocket: vm.qmpSocket, processLog: vm.vmmLog, vmmLog: vm.vmmLog };
+}
 
 export interface QemuDriverConfig {
   binary: string;

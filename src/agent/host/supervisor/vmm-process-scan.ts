@@ -1,12 +1,26 @@
 import { readFile, readdir, realpath } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { type ProcessIdentity, readProcessStartTicks } from '../../../kit/process-identity.js';
 import { isRootedAt } from '../../../kit/process-root.js';
+import type { VmmProcess, VmmProcessFinder } from '../../ports/vmm-processes.js';
 
-export interface VmmProcess {
-  pid: number;
-  /** The VM folder id the process runs from (found in its command line). */
-  vmId: string;
-  command: string;
+export type { VmmProcess } from '../../ports/vmm-processes.js';
+
+/** The VMMs of a run dir (and its jails) in this machine's /proc. */
+export class ProcVmmProcessFinder implements VmmProcessFinder {
+  constructor(
+    private readonly runDir: string,
+    private readonly jailBase?: string,
+  ) {}
+
+  scan(): Promise<VmmProcess[]> {
+    return scanVmmProcesses(this.runDir, this.jailBase);
+  }
+
+  async identify(pid: number): Promise<ProcessIdentity | undefined> {
+    const startTicks = await readProcessStartTicks(pid);
+    return startTicks === undefined ? undefined : { pid, startTicks };
+  }
 }
 
 const VMM_BINARY = /(^|\/)(qemu-system-[a-z0-9_]+|firecracker|jailer)$/;

@@ -1,0 +1,375 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { SnapshotFiles, VmmCapabilities } from '../../../src/agent/ports/vmm-driver.js';
+import { tapNameOf } from '../../../src/contracts/host-names.js';
+import type { MachineSpec } from '../../../src/contracts/machine-spec.js';
+import type { VmLayout } from '../../../src/contracts/vm-layout.js';
+import { NexusError } from '../../../src/kit/nexus-error.js';
+import type { ProcessIdentity } from '../../../src/kit/process-identity.js';
+import { fakeAgentCore } from '../../doubles/agent-core.js';
+import { HollowDriver, type HollowSupervisor } from '../../doubles/hollow-host.js';
+import type { MemoryVmStore } from '../../doubles/memory-vm-store.js';
+import { testVmId } from '../../support/net-names.js';
+
+/** A hollow driver that can snapshot (state written into the store) and restore, and fail on request. */
+class SnapshotDriver extends HollowDriver {
+  override readonly capabilities: VmmCapabilities = { pause: true, snapshot: true, gracefulStop: true, driveRateLimits: true };
+  failStart = false;
+  failRestore = false;
+  store: MemoryVmStore | undefined;
+
+  constructor(private readonly processes: HollowSupervisor) {
+    super(processes, {});
+  }
+  override async start(vm: VmLayout, spec: MachineSpec, options: { paused?: boolean } = {}): Promise<ProcessIdentity> {
+    if (this.failStart) throw new NexusError('vmm_failed', 'injected: the VMM did not start');
+    return super.start(vm, spec, options);
+  }
+  override async snapshot(_vm: VmLayout, dir: string): Promise<SnapshotFiles> {
+    this.store?.put(`${dir}/state.bin`, 'vmm state');
+    return { stateFile: `${dir}/state.bin`, sizeBytes: 9 };
+  }
+  override async restore(vm: VmLayout): Promise<ProcessIdentity> {
+    if (this.failRestore) throw new NexusError('vmm_failed', 'injected: the restore failed');
+    await this.pause(vm);
+    return this.processes.launch({ vm, binary: 'hollow', args: [] });
+  }
+}
+
+function agentWithSnapshots() {
+  let driver: SnapshotDriver | undefined;
+  const agent = fakeAgentCore({ driver: (supervisor) => (driver = new SnapshotDriver(supervisor)), now: () => new Date('2026-12-02T10:00:00Z') });
+  const snapshots = driver as SnapshotDriver;
+  snapshots.store = agent.store;
+  return { ...agent, snapshotDriver: snapshots };
+}
+
+async function statesOf(agent: ReturnType<typeof fakeAgentCore>, id: string, steps: Array<() => Promise<unknown>>): Promise<string[]> {
+  const states: string[] = [];
+  for (const step of steps) {
+    await step();
+    states.push((await agent.vms.get(id)).state);
+  }
+  return states;
+}
+
+describe('ensure (agent core on fakes)', () => {
+  it('makes the folder, a private copy of each image drive and the TAP, then stores the spec', async () => {
+    const agent = fakeAgentCore();
+    const id = testVmId();
+    const vm = await agent.vms.ensure(id, agent.spec());
+    const layout = agent.store.layout(id);
+    assert.equal(vm.state, 'configured');
+    assert.equal(vm.spec.drives[0]?.path, `${layout.dir}/drives/rootfs.img`, 'the writable image drive is replaced by the private copy');
+    assert.equal(agent.store.files.get(`${layout.dir}/drives/rootfs.img`), 'root filesystem', 'the copy holds the image');
+    assert.equal(vm.spec.kernel.path, `${agent.images}/vmlinux`, 'the kernel is used in place');
+    assert.deepEqual([...agent.network.taps], [tapNameOf(id)]);
+    assert.equal(vm.api_socket, layout.qmpSocket, 'the control socket comes from the driver');
+  });
+
+  it('repeated with the same spec it changes nothing', async () => {
+    const agent = fakeAgentCore();
+    const id = testVmId();
+    await agent.vms.ensure(id, agent.spec());
+    agent.store.log.length = 0;
+    await agent.vms.ensure(id, agent.spec());
+    assert.deepEqual(agent.store.log, [], 'no folder made, no disk copied, no spec written');
+  });
+
+  for (const [where, fail] of [
+    ['copying the drive', (agent: ReturnType<typeof fakeAgentCore>, layout: VmLayout) => agent.store.failNext('copyDisk', `${layout.dir}/drives/rootfs.img`)],
+    ['storing the spec', (agent: ReturnType<typeof fakeAgentCore>, layout: VmLayout) => agent.store.failNext('write', layout.specFile)],
+  ] as const) {
+    it(`a failure ${where} undoes everything the call made: no folder, no disk, no TAP`, async () => {
+      const agent = fakeAgentCore();
+      const id = testVmId();
+      const layout = agent.store.layout(id);
+      fail(agent, layout);
+      await assert.rejects(agent.vms.ensure(id, agent.spec()), /injected/);
+      assert.deepEqual(agent.store.under(layout.dir), [], 'nothing of the VM is left in the store');
+      assert.deepEqual([...agent.network.taps], [], 'the TAP it made is gone');
+      // And a retry does the whole job.
+      assert.equal((await agent.vms.ensure(id, agent.spec())).state, 'configured');
+    });
+  }
+
+  it('a TAP that was there before a failed ensure stays', async () => {
+    const agent = fakeAgentCore();
+    const id = testVmId();
+    await agent.network.ensureTap(tapNameOf(id));
+    agent.store.failNext('write', agent.store.layout(id).specFile);
+    await assert.rejects(agent.vms.ensure(id, agent.spec()), /injected/);
+    assert.deepEqual([...agent.network.taps], [tapNameOf(id)]);
+  });
+
+  it('a re-ensure keeps the private copy there: the VM disk is its state, never copied again', async () => {
+    const agent = fakeAgentCore();
+    const id = testVmId();
+    await agent.vms.ensure(id, agent.spec());
+    const copy = `${agent.store.layout(id).dir}/drives/rootfs.img`;
+    agent.store.files.set(copy, 'written by the guest');
+    agent.store.log.length = 0;
+    await agent.vms.ensure(id, agent.spec({ mem_mib: 256 }));
+    assert.equal(agent.store.files.get(copy), 'written by the guest');
+    assert.ok(!agent.store.log.some((entry) => entry.startsWith('copyDisk')), `no copy was made: ${agent.store.log.join(', ')}`);
+    assert.ok(agent.store.log.includes(`write ${agent.store.layout(id).specFile}`), 'the new spec is stored');
+  });
+
+  it('refuses another spec while the VM runs, and takes it once stopped', async () => {
+    const agent = fakeAgentCore();
+    const id = testVmId();
+    await agent.vms.ensure(id, agent.spec());
+    await agent.vms.act(id, 'start');
+    await assert.rejects(agent.vms.ensure(id, agent.spec({ mem_mib: 256 })), (error: NexusError) => error.code === 'conflict');
+    await agent.vms.act(id, 'stop');
+    assert.equal((await agent.vms.ensure(id, agent.spec({ mem_mib: 256 }))).spec.mem_mib, 256);
+  });
+
+  it('refuses files outside the allowed roots before touching anything (403), and a missing one (400)', async () => {
+    const agent = fakeAgentCore();
+    const id = testVmId();
+    await assert.rejects(agent.vms.ensure(id, agent.spec({ kernel: { path: '/etc/shadow', cmdline: '' } })), (error: NexusError) => error.code === 'forbidden');
+    await assert.rejects(agent.vms.ensure(id, agent.spec({ kernel: { path: `${agent.images}/missing`, cmdline: '' } })), (error: NexusError) => error.code === 'bad_request');
+    assert.deepEqual(agent.store.under(agent.store.layout(id).dir), []);
+    assert.deepEqual(agent.store.log, []);
+  });
+
+  it('refuses a VM whose TAP name another VM here has, and a driver the host lacks', async () => {
+    const agent = fakeAgentCore();
+    const id = testVmId();
+    await agent.vms.ensure(id, agent.spec());
+    const twin = `${id.slice(0, 8)}-0000-4000-8000-000000000000`;
+    await assert.rejects(agent.vms.ensure(twin, agent.spec()), (error: NexusError) => error.code === 'conflict' && /already uses TAP/.test(error.message));
+    await assert.rejects(agent.vms.ensure(testVmId(), agent.spec({ driver: 'firecracker' })), (error: NexusError) => error.code === 'conflict' && /not available/.test(error.message));
+  });
+});
+
+describe('VM actions (agent core on fakes)', () => {
+  it('goes configured -> running -> paused -> running -> stopped, and is never `configured` again once launched', async () => {
+    const agent = fakeAgentCore();
+    const id = testVmId();
+    await agent.vms.ensure(id, agent.spec());
+    const states = await statesOf(agent, id, [
+      () => agent.vms.act(id, 'start'),
+      () => agent.vms.act(id, 'pause'),
+      () => agent.vms.act(id, 'resume'),
+      () => agent.vms.act(id, 'stop'),
+      () => agent.vms.act(id, 'stop'),
+    ]);
+    assert.deepEqual(states, ['running', 'paused', 'running', 'stopped', 'stopped']);
+    assert.ok(agent.store.log.includes(`clearConsole ${agent.store.layout(id).consoleLog}`), 'a launch starts a fresh console log');
+  });
+
+  it('spawn starts the VMM with the guest paused; start then runs it; both are idempotent', async () => {
+    const agent = fakeAgentCore();
+    const id = testVmId();
+    await agent.vms.ensure(id, agent.spec());
+    const states = await statesOf(agent, id, [() => agent.vms.spawn(id), () => agent.vms.spawn(id), () => agent.vms.act(id, 'start'), () => agent.vms.act(id, 'start')]);
+    assert.deepEqual(states, ['paused', 'paused', 'running', 'running']);
+    assert.equal(agent.supervisor.processes.size, 1, 'one VMM, however often asked');
+  });
+
+  it('pause and resume need a running VM (409)', async () => {
+    const agent = fakeAgentCore();
+    const id = testVmId();
+    await agent.vms.ensure(id, agent.spec());
+    for (const action of ['pause', 'resume'] as const) {
+      await assert.rejects(agent.vms.act(id, action), (error: NexusError) => error.code === 'conflict' && /it is stopped/.test(error.message));
+    }
+  });
+
+  it('a VMM that fails to start leaves no TAP the launch made', async () => {
+    const agent = agentWithSnapshots();
+    const id = testVmId();
+    await agent.vms.ensure(id, agent.spec());
+    await agent.network.deleteTap(tapNameOf(id));
+    agent.snapshotDriver.failStart = true;
+    await assert.rejects(agent.vms.act(id, 'start'), /did not start/);
+    assert.deepEqual([...agent.network.taps], []);
+    assert.equal(agent.supervisor.processes.size, 0);
+  });
+
+  it('a launch checks the stored files again: a spec.json pointed elsewhere is refused', async () => {
+    const agent = fakeAgentCore();
+    const id = testVmId();
+    await agent.vms.ensure(id, agent.spec());
+    const layout = agent.store.layout(id);
+    const stored = await agent.store.read(layout);
+    assert.ok(stored, 'the spec is stored');
+    stored.spec.kernel.path = '/etc/passwd';
+    await agent.store.write(layout, stored);
+    await assert.rejects(agent.vms.act(id, 'start'), (error: NexusError) => error.code === 'forbidden');
+    assert.equal(agent.supervisor.processes.size, 0, 'no VMM was started');
+  });
+
+  it('an operation on a VM the agent does not have is a 404; a malformed id a 400', async () => {
+    const agent = fakeAgentCore();
+    await assert.rejects(agent.vms.act(testVmId(), 'start'), (error: NexusError) => error.code === 'not_found');
+    await assert.rejects(agent.vms.get('../../etc'), (error: NexusError) => error.code === 'bad_request');
+  });
+});
+
+describe('delete (agent core on fakes)', () => {
+  it('stops the VMM, kills a stray one running for the VM, removes its TAP and folder', async () => {
+    const agent = fakeAgentCore();
+    const id = testVmId();
+    await agent.vms.ensure(id, agent.spec());
+    await agent.vms.act(id, 'start');
+    const stray = await agent.supervisor.launch({ vm: agent.store.layout(id), binary: 'hollow', args: [] });
+    agent.processes.strays.push({ pid: stray.pid, vmId: id, command: 'qemu-system-x86_64 (stray)' });
+    await agent.vms.delete(id);
+    assert.equal(agent.supervisor.processes.size, 0, 'no VMM is left');
+    assert.deepEqual([...agent.network.taps], []);
+    assert.deepEqual(agent.store.under(agent.store.layout(id).dir), []);
+  });
+
+  it('deleting a VM that is not here (or half gone) succeeds', async () => {
+    const agent = fakeAgentCore();
+    const id = testVmId();
+    await agent.vms.delete(id);
+    await agent.vms.ensure(id, agent.spec());
+    await agent.store.remove(agent.store.layout(id).specFile);
+    await agent.vms.delete(id);
+    assert.deepEqual(agent.store.under(agent.store.layout(id).dir), []);
+    assert.deepEqual([...agent.network.taps], []);
+  });
+});
+
+describe('snapshots (agent core on fakes)', () => {
+  async function pausedVm(agent: ReturnType<typeof agentWithSnapshots>) {
+    const id = testVmId();
+    await agent.vms.ensure(id, agent.spec());
+    await agent.vms.act(id, 'start');
+    await agent.vms.act(id, 'pause');
+    return { id, layout: agent.store.layout(id) };
+  }
+
+  it('a snapshot holds the VMM state, a copy of each writable drive and its record', async () => {
+    const agent = agentWithSnapshots();
+    const { id, layout } = await pausedVm(agent);
+    const { snapshot } = await agent.snapshots.snapshot(id);
+    const dir = `${layout.snapshotsDir}/${snapshot.snapshot_id}`;
+    assert.equal(snapshot.state_file, `${dir}/state.bin`);
+    assert.deepEqual(snapshot.drives.map((drive) => drive.path), [`${dir}/drive-rootfs.img`]);
+    assert.deepEqual(JSON.parse(agent.store.files.get(`${dir}/snapshot.json`) ?? 'null'), snapshot);
+  });
+
+  it('a snapshot that fails half-way leaves no snapshot folder', async () => {
+    const agent = agentWithSnapshots();
+    const { id, layout } = await pausedVm(agent);
+    const snapshotId = `s-${new Date('2026-12-02T10:00:00Z').getTime().toString(36)}`;
+    agent.store.failNext('copyDisk', `${layout.snapshotsDir}/${snapshotId}/drive-rootfs.img`);
+    await assert.rejects(agent.snapshots.snapshot(id), /injected/);
+    assert.deepEqual(agent.store.under(layout.snapshotsDir), []);
+  });
+
+  it('a restore puts the drives back as they were; one that fails puts the VM disk back as it was', async () => {
+    const agent = agentWithSnapshots();
+    const { id, layout } = await pausedVm(agent);
+    const disk = `${layout.dir}/drives/rootfs.img`;
+    agent.store.files.set(disk, 'disk at the snapshot');
+    const { snapshot } = await agent.snapshots.snapshot(id);
+    await agent.vms.act(id, 'stop');
+    agent.store.files.set(disk, 'disk written later');
+
+    agent.snapshotDriver.failRestore = true;
+    await assert.rejects(agent.snapshots.restore(id, snapshot.snapshot_id), /restore failed/);
+    assert.equal(agent.store.files.get(disk), 'disk written later', 'the VM keeps its own disk');
+    assert.ok(!agent.store.files.has(`${disk}.before-restore`), 'nothing is left aside');
+
+    agent.snapshotDriver.failRestore = false;
+    assert.equal((await agent.snapshots.restore(id, snapshot.snapshot_id)).state, 'running');
+    assert.equal(agent.store.files.get(disk), 'disk at the snapshot');
+    assert.ok(!agent.store.files.has(`${disk}.before-restore`), 'the old disk is dropped once the restore worked');
+  });
+
+  it('refuses to restore into a running VM (409) or from a snapshot it does not have (404)', async () => {
+    const agent = agentWithSnapshots();
+    const { id } = await pausedVm(agent);
+    await assert.rejects(agent.snapshots.restore(id, 's-none'), (error: NexusError) => error.code === 'conflict');
+    await agent.vms.act(id, 'stop');
+    await assert.rejects(agent.snapshots.restore(id, 's-none'), (error: NexusError) => error.code === 'not_found');
+  });
+});
+
+describe('leftovers, expiry and metrics (agent core on fakes)', () => {
+  it('the inventory names what belongs to no VM, and collection removes only what still is an orphan', async () => {
+    const agent = fakeAgentCore();
+    const id = testVmId();
+    await agent.vms.ensure(id, agent.spec());
+    const runDir = agent.store.runDir;
+    agent.store.folders.add(`${runDir}/vms/not-a-vm`);
+    await agent.network.ensureTap('nxforeign0');
+    agent.processes.strays.push({ pid: 424242, vmId: testVmId(), command: 'qemu-system-x86_64 (orphan)' });
+    agent.store.sockets.add(agent.store.layout(id).qmpSocket);
+
+    const { vms, orphans } = await agent.leftovers.inventory();
+    assert.deepEqual(vms.map((vm) => vm.id), [id]);
+    assert.deepEqual(orphans.dirs, [`${runDir}/vms/not-a-vm`]);
+    assert.deepEqual(orphans.taps, ['nxforeign0']);
+    assert.deepEqual(orphans.processes.map((entry) => entry.pid), [424242]);
+    assert.deepEqual(orphans.sockets, [agent.store.layout(id).qmpSocket], 'the socket of a VM with no VMM is a leftover');
+
+    // The VM starts meanwhile: its socket is its own again, and is not removed.
+    await agent.vms.act(id, 'start');
+    const removed = await agent.leftovers.collectOrphans({ dirs: orphans.dirs, taps: orphans.taps, processes: [], sockets: orphans.sockets });
+    assert.deepEqual(removed, { dirs: [`${runDir}/vms/not-a-vm`], taps: ['nxforeign0'], processes: [], sockets: [] });
+    assert.ok(agent.store.sockets.has(agent.store.layout(id).qmpSocket), 'the running VM keeps its socket');
+    assert.deepEqual(agent.removed, [removed], 'the metrics hook was told');
+  });
+
+  it('deletes the VMs whose expiry has passed, and only those', async () => {
+    const agent = fakeAgentCore();
+    const due = testVmId();
+    const later = testVmId();
+    await agent.vms.ensure(due, agent.spec({ expires_at: '2026-12-02T09:59:59Z' }));
+    await agent.vms.ensure(later, agent.spec({ expires_at: '2026-12-02T10:00:01Z' }));
+    assert.deepEqual(await agent.expiry.expireDue(new Date('2026-12-02T10:00:00Z')), [due]);
+    assert.deepEqual(await agent.store.ids(), [later]);
+  });
+
+  it('samples the running VMs only, and answers their recent records', async () => {
+    const agent = fakeAgentCore({ now: () => new Date('2026-12-02T10:00:00Z') });
+    const running = testVmId();
+    const stopped = testVmId();
+    await agent.vms.ensure(running, agent.spec());
+    await agent.vms.ensure(stopped, agent.spec());
+    await agent.vms.act(running, 'start');
+    assert.equal(await agent.metrics.sample(), 1);
+    const [record] = await agent.metrics.recent(running, 60);
+    assert.equal(record?.rss_bytes, 64 * 1024 * 1024);
+    assert.deepEqual(await agent.metrics.recent(stopped, 60), []);
+    await assert.rejects(agent.metrics.recent(testVmId(), 60), (error: NexusError) => error.code === 'not_found');
+  });
+});
+
+describe('the socket proxy guard (agent core on fakes)', () => {
+  class ApiSocketDriver extends HollowDriver {
+    async apiSocket(vm: VmLayout): Promise<string> {
+      return vm.firecrackerSocket;
+    }
+  }
+
+  it('relays to the VM own socket only, and only while it runs', async () => {
+    const agent = fakeAgentCore({ driver: (supervisor) => new ApiSocketDriver(supervisor, {}) });
+    const id = testVmId();
+    await agent.vms.ensure(id, agent.spec());
+    const own = agent.store.layout(id).firecrackerSocket;
+    await assert.rejects(agent.proxy.proxy(id, undefined, async () => 'relayed'), (error: NexusError) => error.code === 'conflict', 'not running: nothing answers');
+    await agent.vms.act(id, 'start');
+    agent.store.sockets.add(own);
+    assert.equal(await agent.proxy.proxy(id, undefined, async (socket) => socket), own);
+    for (const wanted of ['/run/other.sock', 'relative.sock', `${agent.store.layout(id).dir}/spec.json`]) {
+      await assert.rejects(agent.proxy.proxy(id, wanted, async () => 'relayed'), (error: NexusError) => error.code === 'forbidden', `${wanted} is refused`);
+    }
+    agent.store.put(`${agent.store.layout(id).sockDir}/not-a-socket`);
+    await assert.rejects(agent.proxy.proxy(id, `${agent.store.layout(id).sockDir}/not-a-socket`, async () => 'relayed'), (error: NexusError) => error.code === 'forbidden');
+  });
+
+  it('a VM whose driver has no API socket is a 409', async () => {
+    const agent = fakeAgentCore();
+    const id = testVmId();
+    await agent.vms.ensure(id, agent.spec());
+    await assert.rejects(agent.proxy.proxy(id, undefined, async () => 'relayed'), (error: NexusError) => error.code === 'conflict' && /no API socket/.test(error.message));
+  });
+});
