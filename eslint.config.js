@@ -19,9 +19,13 @@ export default tseslint.config(
     },
   },
   { files: ['src/contracts/**'], rules: restrict(['**/kit/**', '**/manager/**', '**/agent/**', '**/cli/**', 'node:*'], 'contracts/ is vocabulary only: no I/O, no layers above it.') },
-  { files: ['src/kit/**'], rules: restrict(['**/manager/**', '**/agent/**', '**/cli/**'], 'kit/ is mechanics with no domain: it imports no layer above it.') },
+  { files: ['src/kit/**'], rules: restrict(['**/contracts/**', '**/http/**', '**/images/**', '**/manager/**', '**/agent/**', '**/cli/**'], 'kit/ is mechanics with no domain: it imports nothing of Nexus.') },
+  { files: ['src/http/**'], rules: restrict(['**/images/**', '**/manager/**', '**/agent/**', '**/cli/**'], 'http/ is the server both processes share: it knows the contracts, not the processes.') },
   { files: ['src/manager/**'], rules: restrict(['**/agent/**', '**/cli/**'], 'manager and agent meet only in contracts/.') },
   { files: ['src/agent/**'], rules: restrict(['**/manager/**', '**/cli/**'], 'manager and agent meet only in contracts/.') },
+  // The CLI starts the manager and the agent through one module, which takes only their entry points.
+  { files: ['src/cli/**'], ignores: ['src/cli/launcher.ts'], rules: restrict(['**/manager/**', '**/agent/**'], 'the CLI reaches the manager and the agent through cli/launcher.ts.') },
+  { files: ['src/cli/launcher.ts'], rules: restrict(['**/manager/*/**', '**/agent/*/**'], "cli/launcher.ts takes only the manager's and the agent's entry points (main.ts, config.ts).") },
   // (A later block's no-restricted-imports replaces an earlier one's for the same file: each repeats the boundary.)
   {
     files: ['src/manager/domain/**', 'src/manager/scheduler/**'],

@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises';
-import { type HttpServer, listenOn } from '../kit/http/http-server.js';
+import { type HttpServer, listenOn } from '../http/http-server.js';
 import { dialableHostPort, urlOf } from '../kit/listen-address.js';
 import type { Logger } from '../kit/logger.js';
 import { mintSecret } from '../kit/secret.js';
@@ -38,6 +38,10 @@ import type { HostNetwork } from './ports/host-network.js';
 import type { HostCapacity } from '../contracts/agent-api.js';
 
 export type { HostLeftovers } from './host/host-sweep.js';
+// What the CLI runs on a host beside the agent itself (`nexus doctor`, `nexus dev`): see cli/launcher.ts.
+export { type RequirementCheck, aptInstall, checkHostRequirements, planInstall } from './host/host-requirements.js';
+export { probeKvm } from './host/kvm-probe.js';
+export { CredentialStore } from './host/credential-store.js';
 
 export interface RunningAgent {
   url: string;

@@ -1,4 +1,4 @@
-import type { HostLeftovers } from '../agent/main.js';
+import type { HostLeftovers } from './launcher.js';
 import { NexusError } from '../kit/nexus-error.js';
 
 /** The host of a local agent, as `nexus dev` checks and sweeps it once the agent has exited. */

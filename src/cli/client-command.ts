@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { adminTokenFile } from '../manager/config.js';
+import { adminTokenFile } from './launcher.js';
 import { readTlsSettings } from '../kit/tls-files.js';
 import { ManagerClient } from './client/manager-client.js';
 import { printError } from './output/print.js';

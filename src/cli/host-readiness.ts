@@ -1,4 +1,4 @@
-import { type RequirementCheck, aptInstall, checkHostRequirements, planInstall } from '../agent/host/host-requirements.js';
+import { type RequirementCheck, aptInstall, checkHostRequirements, planInstall } from './launcher.js';
 import { NexusError } from '../kit/nexus-error.js';
 
 /**

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { writeFileAtomically } from '../kit/atomic-file.js';
 import { systemClock } from '../kit/clock.js';
-import { type HttpServer, listenOn } from '../kit/http/http-server.js';
+import { type HttpServer, listenOn } from '../http/http-server.js';
 import { urlOf } from '../kit/listen-address.js';
 import type { Logger } from '../kit/logger.js';
 import { messageOf } from '../kit/nexus-error.js';
@@ -35,6 +35,7 @@ import { HttpAgentGateway } from './adapters/http-agent-gateway.js';
 import { AdvisoryLockLeadership, soleLeadership } from './adapters/sql/advisory-lock-leadership.js';
 import { PgWakeChannel } from './adapters/sql/pg-wake-channel.js';
 import { holdingStartLock } from './adapters/sql/start-lock.js';
+import type { SecretBox } from '../kit/secret-box.js';
 
 /** How often the leader removes expired idempotency keys. */
 const IDEMPOTENCY_PRUNE_EVERY_MS = 3600_000;
@@ -53,6 +54,39 @@ export interface RunningManager {
   close(): Promise<void>;
 }
 
+/**
+ * Makes the database ready for a manager: the secret key (made only for a database with nothing
+ * sealed yet; else a missing key file stops here, before anything is migrated or written), the
+ * schema at the latest version, the key checked against it, then `then` (the first admin token).
+ * Managers starting together on one Postgres, and `nexus migrate`, take turns through here, so the
+ * second finds the first one's schema, check row and admin token instead of minting a second one.
+ */
+async function prepareDatabase<T>(
+  database: Database,
+  config: Pick<ManagerConfig, 'databaseUrl' | 'secretKeyFile'>,
+  log: Logger,
+  then: () => Promise<T>,
+): Promise<{ secrets: SecretBox; applied: string[]; then: T }> {
+  return holdingStartLock(config.databaseUrl, log, async () => {
+    const secrets = await loadSecretBox(config.secretKeyFile, log, { mayCreate: !(await holdsSealedSecrets(database.db)) });
+    const migrated = await migrateToLatest(database.db, { secrets });
+    await verifySecretKey(database.db, secrets, config.secretKeyFile);
+    log.info({ database: database.kind, location: database.location, applied: migrated.applied }, 'database ready');
+    return { secrets, applied: migrated.applied, then: await then() };
+  });
+}
+
+/** `nexus migrate`: brings the database's schema to the latest version, as a manager does on start, and says what it applied. */
+export async function migrateDatabase(config: ManagerConfig, log: Logger): Promise<{ database: Database['kind']; location: string; applied: string[] }> {
+  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, log });
+  try {
+    const { applied } = await prepareDatabase(database, config, log, async () => undefined);
+    return { database: database.kind, location: database.location, applied };
+  } finally {
+    await database.close();
+  }
+}
+
 /** The manager's composition root: chooses the adapters and wires them. */
 export async function startManager(config: ManagerConfig, log: Logger): Promise<RunningManager> {
   if (!config.databaseUrl && config.mode === 'production') {
@@ -66,17 +100,7 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
   undo.push('close the database', () => database.close());
   try {
     const access = new AccessService(new SqlTokenRepo(database.db), new SqlProjectRepo(database.db), systemClock, log, { cacheMs: 500, wrongSecretsPerTokenPerMinute: 10 });
-    // Managers starting together on one Postgres take turns through here, so the second finds the
-    // first one's schema, check row and admin token instead of minting a second "first" token.
-    const { secrets, bootstrapAdminToken } = await holdingStartLock(config.databaseUrl, log, async () => {
-      // A key is made only for a database with nothing sealed yet; else a missing key file stops
-      // the start here, before anything is migrated or written.
-      const secrets = await loadSecretBox(config.secretKeyFile, log, { mayCreate: !(await holdsSealedSecrets(database.db)) });
-      const migrated = await migrateToLatest(database.db, { secrets });
-      await verifySecretKey(database.db, secrets, config.secretKeyFile);
-      log.info({ database: database.kind, location: database.location, applied: migrated.applied }, 'database ready');
-      return { secrets, bootstrapAdminToken: await access.bootstrap() };
-    });
+    const { secrets, then: bootstrapAdminToken } = await prepareDatabase(database, config, log, () => access.bootstrap());
     if (bootstrapAdminToken) {
       log.warn({ event: 'bootstrap_admin_token' }, 'the database had no API token: minted the first admin token (shown once, on standard error)');
       if (config.mode === 'dev') await saveAdminToken(config.dataDir, bootstrapAdminToken);

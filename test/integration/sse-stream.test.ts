@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { type HttpServer, createHttpServer, listenOn } from '../../src/kit/http/http-server.js';
-import { SseStream } from '../../src/kit/http/sse.js';
+import { type HttpServer, createHttpServer, listenOn } from '../../src/http/http-server.js';
+import { SseStream } from '../../src/http/sse.js';
 import { openEventStream } from '../support/sse-client.js';
 
 /**

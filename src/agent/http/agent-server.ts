@@ -3,8 +3,8 @@ import { AGENT_API_PREFIX, AgentHealth, HostCapacity, ReplaceCredentialRequest }
 import { ErrorBody } from '../../contracts/errors.js';
 import { OkResponse } from '../../contracts/vm-api.js';
 import { NEXUS_VERSION } from '../../contracts/version.js';
-import { bearerOf } from '../../kit/http/bearer.js';
-import { type HttpServer, createHttpServer } from '../../kit/http/http-server.js';
+import { bearerOf } from '../../http/bearer.js';
+import { type HttpServer, createHttpServer } from '../../http/http-server.js';
 import type { ServerTls } from '../../kit/tls-files.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import type { AgentCredentials } from '../app/agent-credentials.js';

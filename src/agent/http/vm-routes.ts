@@ -3,7 +3,7 @@ import { AGENT_API_PREFIX } from '../../contracts/agent-api.js';
 import { AgentVm, CollectOrphansRequest, CollectOrphansResponse, Inventory, VmActionRequest, VmActionResponse, VmDriveParams, VmIdParams } from '../../contracts/agent-vm-api.js';
 import { ErrorBody } from '../../contracts/errors.js';
 import { MachineSpec, RateLimit } from '../../contracts/machine-spec.js';
-import type { HttpServer } from '../../kit/http/http-server.js';
+import type { HttpServer } from '../../http/http-server.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import type { SocketProxyGuard } from '../app/socket-proxy-guard.js';
 import type { VmUseCases } from '../app/vm-use-cases.js';
@@ -11,7 +11,7 @@ import { hostResourceFieldIn, isProxyAllowed } from '../domain/proxy-policy.js';
 import { relay } from '../proxy/socket-proxy.js';
 import { StrictObject, Text } from '../../contracts/schema.js';
 import { FileTailQuery, LOG_STREAM_EVENTS, MetricsRecent, MetricsWindowQuery, windowSeconds, LogStreamQuery, LogTail, LogTailQuery } from '../../contracts/observe-api.js';
-import { SseStream, lastEventOffset } from '../../kit/http/sse.js';
+import { SseStream, lastEventOffset } from '../../http/sse.js';
 import { followFile, tailLines } from '../../kit/log-file.js';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-import { resolveAgentConfig } from '../../agent/config.js';
-import { startAgent } from '../../agent/main.js';
+import { resolveAgentConfig, startAgent } from '../launcher.js';
 import { createLogger } from '../../kit/logger.js';
 import { runService } from '../service-lifecycle.js';
 import { type TlsFlags, withTlsFlags } from '../tls-flags.js';

@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
-import { resolveAgentConfig } from '../../agent/config.js';
-import { checkHostRequirements, planInstall } from '../../agent/host/host-requirements.js';
-import { probeKvm } from '../../agent/host/kvm-probe.js';
+import { checkHostRequirements, planInstall, probeKvm, resolveAgentConfig } from '../launcher.js';
 import { printJson } from '../output/print.js';
 
 const MIN_NODE_MAJOR = 20;

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { resolveAgentConfig } from '../../agent/config.js';
+import { resolveAgentConfig } from '../launcher.js';
 import { DEFAULT_IMAGE_NAME, buildGuestImage } from '../../images/guest-image-builder.js';
 import { printJson } from '../output/print.js';
 

@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { createLogger } from '../../kit/logger.js';
-import { adminTokenFile, resolveManagerConfig } from '../../manager/config.js';
-import { startManager } from '../../manager/main.js';
+import { adminTokenFile, resolveManagerConfig, startManager } from '../launcher.js';
 import { runService } from '../service-lifecycle.js';
 import { type TlsFlags, withTlsFlags } from '../tls-flags.js';
 

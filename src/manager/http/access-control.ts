@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { HttpServer } from '../../kit/http/http-server.js';
-import { bearerOf } from '../../kit/http/bearer.js';
+import type { HttpServer } from '../../http/http-server.js';
+import { bearerOf } from '../../http/bearer.js';
 import { NexusError, messageOf } from '../../kit/nexus-error.js';
 import { type AccessService, TokenRefused } from '../app/access-service.js';
 import { type Principal, type ResourceKind, type Verb, decide } from '../domain/access-policy.js';

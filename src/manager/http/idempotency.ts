@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { SECRET_ANSWER, SECRET_FIELD, type SecretAnswerMark, type SecretWithheld } from '../../contracts/secret-answer.js';
-import type { HttpServer } from '../../kit/http/http-server.js';
+import type { HttpServer } from '../../http/http-server.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import type { IdempotencyRepo } from '../ports/idempotency-repo.js';
 

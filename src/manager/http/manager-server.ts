@@ -1,42 +1,21 @@
-import type { VmObserver } from '../app/vm-observer.js';
 import { registerObserveRoutes } from './routes/observe-routes.js';
 import { NEXUS_VERSION } from '../../contracts/version.js';
-import { type HttpServer, createHttpServer } from '../../kit/http/http-server.js';
+import { type HttpServer, createHttpServer } from '../../http/http-server.js';
 import type { ServerTls } from '../../kit/tls-files.js';
 import type { Logger } from 'pino';
-import type { Database } from '../adapters/sql/database.js';
-import type { HostRegistry } from '../app/host-registry.js';
-import type { ImageRegistry } from '../app/image-registry.js';
-import type { AccessService } from '../app/access-service.js';
-import type { AuditLog } from '../app/audit-log.js';
-import type { RefusalAudit } from '../app/refusal-audit.js';
-import type { AuditRepo } from '../ports/access-repos.js';
 import cors from '@fastify/cors';
+import type { ManagerServices } from './manager-services.js';
+
+export type { ManagerServices } from './manager-services.js';
 import { registerAuthentication, registerAuthorization } from './access-control.js';
 import { type RateLimits, registerRateLimits } from './rate-limits.js';
 import { registerAccessRoutes } from './routes/access-routes.js';
-import type { VmManager } from '../app/vm-manager.js';
 import { registerVmRoutes } from './routes/vm-routes.js';
 import { registerIdempotency } from './idempotency.js';
-import type { IdempotencyRepo } from '../ports/idempotency-repo.js';
 import { registerHealthRoutes } from './routes/health-routes.js';
 import { registerHostRoutes } from './routes/host-routes.js';
 import { registerImageRoutes } from './routes/image-routes.js';
 
-/** What the routes call. Routes hold no logic of their own beyond mapping HTTP to these. */
-export interface ManagerServices {
-  database: Pick<Database, 'ping'>;
-  hosts: HostRegistry;
-  images: ImageRegistry;
-  vms: VmManager;
-  access: AccessService;
-  audit: AuditRepo;
-  auditLog: AuditLog;
-  /** Where refusals anyone can repeat are audited, counted per source (see RefusalAudit). */
-  refusals: Pick<RefusalAudit, 'note'>;
-  idempotency: IdempotencyRepo;
-  observer: VmObserver;
-}
 
 export interface ManagerServerOptions {
   logger: Logger;

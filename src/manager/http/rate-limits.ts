@@ -1,6 +1,6 @@
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { HttpServer } from '../../kit/http/http-server.js';
+import type { HttpServer } from '../../http/http-server.js';
 import { NexusError } from '../../kit/nexus-error.js';
 
 const READS = new Set(['GET', 'HEAD', 'OPTIONS']);

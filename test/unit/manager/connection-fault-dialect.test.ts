@@ -13,7 +13,7 @@ import {
 } from 'kysely';
 import { ConnectionFaultDialect, asDatabaseFault, isConnectionFault } from '../../../src/manager/adapters/sql/connection-fault-dialect.js';
 import { NexusError } from '../../../src/kit/nexus-error.js';
-import { errorReplyOf } from '../../../src/kit/http/error-reply.js';
+import { errorReplyOf } from '../../../src/http/error-reply.js';
 
 const withCode = (message: string, code: string) => Object.assign(new Error(message), { code });
 

@@ -16,9 +16,9 @@ import {
 } from '../../../contracts/access-api.js';
 import { ErrorBody } from '../../../contracts/errors.js';
 import { SecretAnswer } from '../../../contracts/secret-answer.js';
-import { AccessWatch } from '../../../kit/http/access-watch.js';
-import type { HttpServer } from '../../../kit/http/http-server.js';
-import type { ManagerServices } from '../manager-server.js';
+import { AccessWatch } from '../../../http/access-watch.js';
+import type { HttpServer } from '../../../http/http-server.js';
+import type { ManagerServices } from '../manager-services.js';
 
 const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody };
 /** A token's answer when it carries a new secret; a replay of the call withholds it. */

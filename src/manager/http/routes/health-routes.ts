@@ -1,8 +1,8 @@
 import { Type } from 'typebox';
 import { ErrorBody } from '../../../contracts/errors.js';
 import { NexusError, messageOf } from '../../../kit/nexus-error.js';
-import type { HttpServer } from '../../../kit/http/http-server.js';
-import type { ManagerServices } from '../manager-server.js';
+import type { HttpServer } from '../../../http/http-server.js';
+import type { ManagerServices } from '../manager-services.js';
 
 const Readiness = Type.Object({
   status: Type.Literal('ready'),

@@ -12,9 +12,9 @@ import {
 } from '../../../contracts/host-api.js';
 import { ErrorBody } from '../../../contracts/errors.js';
 import { SecretAnswer } from '../../../contracts/secret-answer.js';
-import type { HttpServer } from '../../../kit/http/http-server.js';
-import { bearerOf } from '../../../kit/http/bearer.js';
-import type { ManagerServices } from '../manager-server.js';
+import type { HttpServer } from '../../../http/http-server.js';
+import { bearerOf } from '../../../http/bearer.js';
+import type { ManagerServices } from '../manager-services.js';
 
 const errors = { 400: ErrorBody, 401: ErrorBody, 404: ErrorBody };
 

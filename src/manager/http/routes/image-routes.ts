@@ -1,7 +1,7 @@
 import { ErrorBody } from '../../../contracts/errors.js';
 import { Image, ImageIdParams, ImageList, ImageListQuery } from '../../../contracts/image-api.js';
-import type { HttpServer } from '../../../kit/http/http-server.js';
-import type { ManagerServices } from '../manager-server.js';
+import type { HttpServer } from '../../../http/http-server.js';
+import type { ManagerServices } from '../manager-services.js';
 
 export function registerImageRoutes(app: HttpServer, services: ManagerServices): void {
   const { images } = services;

@@ -2,13 +2,13 @@ import { ErrorBody } from '../../../contracts/errors.js';
 import { LogPathTailQuery, LogStreamQuery, LogTail, LogTailQuery, MetricsRecent, MetricsWindowQuery } from '../../../contracts/observe-api.js';
 import { StrictObject, UUID_PATTERN, Uuid } from '../../../contracts/schema.js';
 import { EventsQuery, FleetEventList } from '../../../contracts/vm-api.js';
-import { SseStream } from '../../../kit/http/sse.js';
+import { SseStream } from '../../../http/sse.js';
 import { sleepUnlessAborted } from '../../../kit/sleep.js';
 import { NexusError } from '../../../kit/nexus-error.js';
 import { instantOf } from '../../../kit/timestamp.js';
-import type { HttpServer } from '../../../kit/http/http-server.js';
+import type { HttpServer } from '../../../http/http-server.js';
 import { callerOf } from '../access-control.js';
-import type { ManagerServices } from '../manager-server.js';
+import type { ManagerServices } from '../manager-services.js';
 
 const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody };
 const IdParams = StrictObject({ id: Uuid });

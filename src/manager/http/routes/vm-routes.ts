@@ -2,10 +2,10 @@ import { Type } from 'typebox';
 import { ErrorBody } from '../../../contracts/errors.js';
 import { StrictObject, Text, Uuid } from '../../../contracts/schema.js';
 import { BulkActionRequest, BulkActionResponse, CreateVmRequest, OkResponse, StateWaitQuery, Vm, VmActionParams, VmEventList, VmList, VmListQuery } from '../../../contracts/vm-api.js';
-import { whileAccessHolds } from '../../../kit/http/access-watch.js';
-import type { HttpServer } from '../../../kit/http/http-server.js';
+import { whileAccessHolds } from '../../../http/access-watch.js';
+import type { HttpServer } from '../../../http/http-server.js';
 import { NexusError } from '../../../kit/nexus-error.js';
-import type { ManagerServices } from '../manager-server.js';
+import type { ManagerServices } from '../manager-services.js';
 import { callerOf } from '../access-control.js';
 
 // 401 and 503 too: a wait ends so when the caller's token lapses, or cannot be checked, while it waits.

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Type } from 'typebox';
 import { Secret, SecretAnswer } from '../../../../src/contracts/secret-answer.js';
-import { createHttpServer } from '../../../../src/kit/http/http-server.js';
+import { createHttpServer } from '../../../../src/http/http-server.js';
 import { registerIdempotency } from '../../../../src/manager/http/idempotency.js';
 import type { IdempotencyClaim, IdempotencyRepo } from '../../../../src/manager/ports/idempotency-repo.js';
 import { captureLogger } from '../../../support/capture-logger.js';

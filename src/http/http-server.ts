@@ -15,12 +15,12 @@ import Fastify, {
   type RawRequestDefaultExpression,
   type RawServerDefault,
 } from 'fastify';
-import { ErrorBody } from '../../contracts/errors.js';
-import type { ListenAddress } from '../listen-address.js';
-import { NexusError } from '../nexus-error.js';
-import { runInRequest } from '../request-context.js';
-import { isStorableTimestamp } from '../timestamp.js';
-import type { ServerTls } from '../tls-files.js';
+import { ErrorBody } from '../contracts/errors.js';
+import type { ListenAddress } from '../kit/listen-address.js';
+import { NexusError } from '../kit/nexus-error.js';
+import { runInRequest } from '../kit/request-context.js';
+import { isStorableTimestamp } from '../kit/timestamp.js';
+import type { ServerTls } from '../kit/tls-files.js';
 import { foreignCharsetOf } from './body-charset.js';
 import { clientErrorReplyOf, errorReplyOf } from './error-reply.js';
 import { HttpMetrics } from './http-metrics.js';

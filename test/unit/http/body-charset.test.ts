@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { foreignCharsetOf } from '../../../src/kit/http/body-charset.js';
+import { foreignCharsetOf } from '../../../src/http/body-charset.js';
 
 describe('foreignCharsetOf', () => {
   it('accepts no charset and UTF-8 in any case, quoted or not', () => {

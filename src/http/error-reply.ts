@@ -1,7 +1,7 @@
 import type { FastifyError } from 'fastify';
-import { type ErrorBody, statusOfErrorCode } from '../../contracts/errors.js';
-import { STORABLE_TEXT_PATTERN } from '../../contracts/schema.js';
-import { NexusError } from '../nexus-error.js';
+import { type ErrorBody, statusOfErrorCode } from '../contracts/errors.js';
+import { STORABLE_TEXT_PATTERN } from '../contracts/schema.js';
+import { NexusError } from '../kit/nexus-error.js';
 
 interface AjvIssue {
   instancePath?: string;

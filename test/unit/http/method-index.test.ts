@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MethodIndex } from '../../../src/kit/http/method-index.js';
+import { MethodIndex } from '../../../src/http/method-index.js';
 
 describe('MethodIndex', () => {
   it('answers the methods a path would match, including parametric routes', () => {

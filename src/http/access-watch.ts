@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
-import { NexusError } from '../nexus-error.js';
-import { sleepUnlessAborted } from '../sleep.js';
+import { NexusError } from '../kit/nexus-error.js';
+import { sleepUnlessAborted } from '../kit/sleep.js';
 
 /**
  * Whether the caller of a request may still be served: undefined while it may, or why not

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { FastifyRequest } from 'fastify';
-import { ACCESS_UNVERIFIED, AccessLapsed, AccessWatch, whileAccessHolds } from '../../../src/kit/http/access-watch.js';
+import { ACCESS_UNVERIFIED, AccessLapsed, AccessWatch, whileAccessHolds } from '../../../src/http/access-watch.js';
 import { statusOfErrorCode } from '../../../src/contracts/errors.js';
 
 const lapseOf = (signal: AbortSignal): Promise<AccessLapsed> =>

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { STORABLE_TEXT_PATTERN } from '../../../src/contracts/schema.js';
-import { clientErrorReplyOf, errorReplyOf } from '../../../src/kit/http/error-reply.js';
+import { clientErrorReplyOf, errorReplyOf } from '../../../src/http/error-reply.js';
 import { NexusError } from '../../../src/kit/nexus-error.js';
 
 describe('errorReplyOf', () => {
