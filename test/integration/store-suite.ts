@@ -222,9 +222,10 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       await repo.createJoinToken('vm-t', later(60_000));
       const host = await repo.enroll('vm-t', { name: 'h', address: 'a:1', capacity: CAPACITY, credential: 'c' }, later(0));
       assert.ok(host.ok);
-      await vms.setHost(a.id, host.host.id);
-      await vms.setHost(b.id, host.host.id);
+      await vms.setHost(a.id, host.host.id, { 'img-1': '/srv/fc/images/img-1/vmlinux' });
+      await vms.setHost(b.id, host.host.id, {});
       assert.deepEqual(await vms.allocations(), [{ hostId: host.host.id, vcpus: 3, memoryMib: 384 }]);
+      assert.deepEqual((await vms.get(a.id))?.status, { driver: null, apiSocket: null, consoleLog: null, placedPaths: { 'img-1': '/srv/fc/images/img-1/vmlinux' }, startFailures: 0, startedAt: null });
 
       assert.deepEqual((await vms.list({ limit: 1 })).map((vm) => vm.name), ['a']);
       assert.deepEqual((await vms.list({ limit: 10, afterName: 'a' })).map((vm) => vm.name), ['b']);
@@ -241,6 +242,24 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       await vms.delete(a.id);
       assert.equal(await vms.get(a.id), undefined);
       assert.deepEqual(await vms.events(a.id), [], 'events go with their VM');
+    });
+
+    it("keeps the reconciler's status of a VM: the agent's view, the start history, renewed when a user asks again", async () => {
+      const vms = new SqlVmRepo(database.db);
+      const spec = { vcpu: 1, mem_mib: 128, kernel_path: '/k', initrd_path: null, boot_args: 'x', rootfs_path: '/r', extra_drives: [], nic: true };
+      const vm = await vms.create({ project: 'default', name: 'status', spec, desiredState: 'running', tags: {}, expiresAt: null }, () => undefined);
+      await vms.setAgentView(vm.id, { driver: 'qemu', apiSocket: '/srv/fc/vms/x/sock/qmp.sock', consoleLog: '/srv/fc/vms/x/logs/console.log' });
+      await vms.recordStarts(vm.id, { failures: 2, startedAt: T0 });
+      await vms.recordStarts(vm.id, { failures: 3 });
+      const status = (await vms.get(vm.id))?.status;
+      assert.deepEqual(status, { driver: 'qemu', apiSocket: '/srv/fc/vms/x/sock/qmp.sock', consoleLog: '/srv/fc/vms/x/logs/console.log', placedPaths: {}, startFailures: 3, startedAt: T0 });
+      assert.deepEqual((await vms.get(vm.id))?.spec, spec, "the user's spec is left as asked");
+      const asked = await vms.setDesired(vm.id, 'running');
+      assert.ok(asked && asked !== 'stale', 'the VM is there');
+      assert.equal(asked.status.startFailures, 0, 'a user asking again renews the restart budget');
+      assert.equal(asked.status.startedAt, null);
+      assert.equal(asked.status.driver, 'qemu', "the agent's view stays");
+      await vms.delete(vm.id);
     });
 
     it('inserts a VM only if the quota check passes, each of those created at once counting the others', async () => {

@@ -1,7 +1,7 @@
 import { type CreateVmRequest, DEFAULT_BOOT_ARGS, type EventsQuery, type FleetEvent, type ObservedState, type Vm, type VmEvent, type VmLifecycleAction, type VmListQuery } from '../../contracts/vm-api.js';
 import type { Clock } from '../../kit/clock.js';
 import { tapNameOf } from '../../contracts/host-names.js';
-import { vmLayout } from '../../contracts/vm-layout.js';
+import { placedSpec } from '../domain/vm-spec.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import { parseTimestamp } from '../../kit/timestamp.js';
 import { decodeCursor, encodeCursor } from '../../kit/page-cursor.js';
@@ -129,9 +129,7 @@ export class VmManager {
     const limit = query.limit ?? 100;
     const afterName = query.cursor === undefined ? undefined : decodeCursor(query.cursor, NAME_FIELDS)[0];
     const records = await this.vms.list({ state: query.state, hostId: query.host, namePrefix: query.name_prefix, afterName, limit, projects: visibleProjects(caller) });
-    // One host lookup for the page, not one per VM.
-    const hosts = new Map((await this.hosts.list()).map((host) => [host.id, host]));
-    const items = await Promise.all(records.map((record) => this.toVm(record, hosts)));
+    const items = records.map((record) => this.toVm(record));
     const last = records.at(-1);
     return { items, next_cursor: records.length === limit && last ? encodeCursor([last.name]) : null };
   }
@@ -260,7 +258,7 @@ export class VmManager {
     const host = vm.hostId ? await this.hosts.get(vm.hostId) : undefined;
     if (!host) {
       throw new NexusError('conflict', `VM ${id} is not on a host (state ${vm.observedState})`, {
-        suggestion: vm.lastError ? `It never ran: ${vm.lastError}` : 'Wait until it is placed; GET /v1/vms/:id/events says what happened.',
+        suggestion: vm.lastError ? `It never ran: ${vm.lastError.message}` : 'Wait until it is placed; GET /v1/vms/:id/events says what happened.',
       });
     }
     return { vm, host };
@@ -279,9 +277,8 @@ export class VmManager {
     return vm ? { state: vm.observedState, desired_state: vm.desiredState, project: vm.project, resource_version: vm.resourceVersion } : null;
   }
 
-  private async toVm(record: VmRecord, hosts?: ReadonlyMap<string, HostRecord>): Promise<Vm> {
-    const host = record.hostId ? (hosts?.get(record.hostId) ?? (await this.hosts.get(record.hostId))) : undefined;
-    const layout = host ? vmLayout(host.capacity.run_dir, record.id) : undefined;
+  private toVm(record: VmRecord): Vm {
+    const spec = placedSpec(record);
     return {
       id: record.id,
       name: record.name,
@@ -292,17 +289,17 @@ export class VmManager {
       vcpu: record.spec.vcpu,
       mem_mib: record.spec.mem_mib,
       kernel_image_id: record.spec.kernel_image_id ?? null,
-      kernel_path: record.spec.kernel_path,
+      kernel_path: spec.kernel_path,
       initrd_image_id: record.spec.initrd_image_id ?? null,
-      initrd_path: record.spec.initrd_path,
+      initrd_path: spec.initrd_path,
       boot_args: record.spec.boot_args,
       rootfs_image_id: record.spec.rootfs_image_id ?? null,
-      rootfs_path: record.spec.rootfs_path,
+      rootfs_path: spec.rootfs_path,
       nic: record.spec.nic,
       tap: record.spec.nic ? tapNameOf(record.id) : null,
-      driver: record.spec.driver ?? null,
-      api_socket: !layout || !record.spec.driver ? null : record.spec.driver === 'firecracker' ? layout.firecrackerSocket : layout.qmpSocket,
-      console_log: layout?.consoleLog ?? null,
+      driver: record.status.driver,
+      api_socket: record.status.apiSocket,
+      console_log: record.status.consoleLog,
       last_error: record.lastError,
       tags: record.tags,
       expires_at: record.expiresAt?.toISOString() ?? null,

@@ -1,5 +1,6 @@
 import type { AgentVmState } from '../../contracts/agent-vm-api.js';
 import type { DesiredState, ObservedState, VmLifecycleAction } from '../../contracts/vm-api.js';
+import { NexusError } from '../../kit/nexus-error.js';
 
 /** The desired state each user action asks for. */
 export const DESIRED_BY_ACTION: Record<VmLifecycleAction, DesiredState> = {
@@ -70,4 +71,47 @@ export function nextStep(desired: Exclude<DesiredState, 'deleted'>, agent: Agent
 /** The observed state a VM has when its agent reports this. */
 export function observedFromAgent(agent: AgentView): ObservedState {
   return agent === 'absent' ? 'requested' : agent;
+}
+
+/**
+ * Whether an agent call that failed is retried as it is, with backoff (the agent was out of reach,
+ * or something unexpected broke), rather than recorded as the VM's failure (the agent refused:
+ * a bad spec, a VMM that would not start). The one place that decides it.
+ */
+export function isRetryable(error: unknown): boolean {
+  return !(error instanceof NexusError) || error.code === 'unavailable';
+}
+
+/** A VM's start history, as its row keeps it. */
+export interface StartHistory {
+  /** Failed starts in a row. */
+  startFailures: number;
+  /** When its VMM last started. */
+  startedAt: Date | null;
+}
+
+/** The restart rules: how many failed starts in a row give a VM up, and how long a run forgives them. */
+export interface RestartBudget {
+  /** Failed starts in a row after which the VM stays `failed` until a user acts. */
+  starts: number;
+  /** A VMM that runs this long counts as started for good. */
+  stableRunMs: number;
+}
+
+/** Out of starts: the VM waits, failed, for a user to ask again. */
+export function isGivenUp(history: StartHistory, budget: RestartBudget): boolean {
+  return history.startFailures >= budget.starts;
+}
+
+/** Whether the VMM has run long enough for its earlier failures to be forgiven (one never started has). */
+export function hasRunLongEnough(history: StartHistory, now: Date, budget: RestartBudget): boolean {
+  return history.startedAt === null || now.getTime() - history.startedAt.getTime() >= budget.stableRunMs;
+}
+
+/**
+ * Failed starts in a row once the VMM has exited on its own: one that dies soon after starting (a
+ * guest that panics on boot) adds to the count; one that ran a good while starts it again at one.
+ */
+export function failuresAfterExit(history: StartHistory, now: Date, budget: RestartBudget): number {
+  return hasRunLongEnough(history, now, budget) ? 1 : history.startFailures + 1;
 }

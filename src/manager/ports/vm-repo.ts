@@ -4,7 +4,8 @@ import type { ProjectQuota, ProjectUsage } from '../domain/access-policy.js';
 
 /**
  * What a VM is made of, as the user asked (the `spec` column). A file given by image id has a null
- * path until placement, which writes the path of the chosen host's copy next to the id.
+ * path here: where it is on the VM's host is the reconciler's record ({@link VmStatus.placedPaths}).
+ * (Rows placed before that status existed carry the host path here, next to the id.)
  */
 export interface StoredVmSpec {
   vcpu: number;
@@ -18,8 +19,24 @@ export interface StoredVmSpec {
   rootfs_image_id?: string | null;
   extra_drives: StoredDrive[];
   nic: boolean;
-  /** The VMM its host runs it with, as the agent reports it; unknown until the agent first has. */
-  driver?: VmmName;
+}
+
+/**
+ * What the reconciler records about a VM beside its observed state, in the VM's row: so a manager
+ * that restarts, or a new leader, goes on from it instead of from nothing.
+ */
+export interface VmStatus {
+  /** The VMM its host runs it with, and its files there, as the agent reports them; null until the agent first has. */
+  driver: VmmName | null;
+  /** The VMM's control socket on the host (QMP, Firecracker's API). */
+  apiSocket: string | null;
+  consoleLog: string | null;
+  /** Where each image the VM uses is on its host (image id -> path), recorded at placement. */
+  placedPaths: Record<string, string>;
+  /** Failed starts in a row (a start refused, or a VMM that exited soon after starting): the restart budget counts them. */
+  startFailures: number;
+  /** When its VMM was last started: a VMM that dies soon after is a failed start, one that ran a good while is forgiven. */
+  startedAt: Date | null;
 }
 
 export interface StoredDrive {
@@ -47,6 +64,7 @@ export interface VmRecord {
   spec: StoredVmSpec;
   desiredState: DesiredState;
   observedState: ObservedState;
+  status: VmStatus;
   lastError: StoredVmError | null;
   tags: Record<string, string>;
   expiresAt: Date | null;
@@ -120,14 +138,17 @@ export interface VmRepo {
   list(filter: VmFilter): Promise<VmRecord[]>;
   ids(): Promise<string[]>;
   /**
-   * Records the user's intent and bumps the resource version. With `expectedVersion`, only if the
+   * Records the user's intent and bumps the resource version; the restart budget starts afresh
+   * (a user asking again is what a VM given up on waits for). With `expectedVersion`, only if the
    * VM is still at that version: answers 'stale' otherwise (someone else wrote first).
    */
   setDesired(id: string, desired: DesiredState, expectedVersion?: number): Promise<VmRecord | 'stale' | undefined>;
-  /** Binds the VM to its host for life; `spec` (with the host's image paths filled in) replaces the stored one. */
-  setHost(id: string, hostId: string, spec?: StoredVmSpec): Promise<void>;
-  /** Records the VMM the agent runs the VM with. */
-  setDriver(id: string, driver: VmmName): Promise<void>;
+  /** Binds the VM to its host for life, recording where its images are there. */
+  setHost(id: string, hostId: string, placedPaths: Record<string, string>): Promise<void>;
+  /** Records the VMM the agent runs the VM with, and where its files are on the host, as the agent reports them. */
+  setAgentView(id: string, view: { driver: VmmName; apiSocket: string; consoleLog: string }): Promise<void>;
+  /** Records the VM's start history: failed starts in a row, and (when given) when its VMM last started. */
+  recordStarts(id: string, starts: { failures: number; startedAt?: Date | null }): Promise<void>;
   /** Records what the reconciler saw; a change of state (or an error) also becomes an event. */
   observe(id: string, observation: Observation): Promise<void>;
   delete(id: string): Promise<void>;

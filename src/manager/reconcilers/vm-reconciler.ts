@@ -9,11 +9,21 @@ import { KeyedSemaphore } from '../../kit/keyed-semaphore.js';
 import { PeriodicTask } from '../../kit/periodic-task.js';
 import { inBackground } from '../../kit/work-priority.js';
 import { type ReconcileResult, WorkQueue } from '../../kit/work-queue.js';
-import { type AgentView, nextStep, observedFromAgent } from '../domain/vm-lifecycle.js';
+import {
+  type AgentView,
+  type RestartBudget,
+  failuresAfterExit,
+  hasRunLongEnough,
+  isGivenUp,
+  isRetryable,
+  nextStep,
+  observedFromAgent,
+} from '../domain/vm-lifecycle.js';
+import { imageIdsOf, placedSpec } from '../domain/vm-spec.js';
 import { type AgentGateway, type AgentTarget, agentTargetOf } from '../ports/agent-gateway.js';
 import type { HostRepo } from '../ports/host-repo.js';
 import type { ImageRepo } from '../ports/image-repo.js';
-import type { StoredVmError, StoredVmSpec, VmRecord, VmRepo } from '../ports/vm-repo.js';
+import type { StoredVmError, VmRecord, VmRepo } from '../ports/vm-repo.js';
 import { placeVm } from '../scheduler/placement.js';
 import type { Leadership } from '../ports/leadership.js';
 
@@ -45,12 +55,9 @@ export interface VmReconcilerConfig {
 export class VmReconciler {
   readonly queue: WorkQueue;
   private readonly resync: PeriodicTask;
-  private readonly failedStarts = new Map<string, number>();
   private readonly metrics: ReturnType<typeof reconcilerMetrics>;
   /** When a user last asked each VM for something, until it is done: the convergence lag. */
   private readonly askedAt = new Map<string, number>();
-  /** When each VM's VMM last started, to tell a crash loop from a VMM that ran a good while. */
-  private readonly startedAt = new Map<string, number>();
   private readonly hostSlots: KeyedSemaphore;
 
   constructor(
@@ -82,13 +89,12 @@ export class VmReconciler {
     });
   }
 
-  /** Wakes the loop for one VM (after every API write). A user action also renews its start budget. */
+  /**
+   * Wakes the loop for one VM (after every API write). A user action starts the convergence clock;
+   * its write has renewed the VM's restart budget already (see VmRepo.setDesired).
+   */
   wake(id: string, userAction = false): void {
-    if (userAction) {
-      this.failedStarts.delete(id);
-      this.startedAt.delete(id);
-      if (!this.askedAt.has(id)) this.askedAt.set(id, this.clock.now().getTime());
-    }
+    if (userAction && !this.askedAt.has(id)) this.askedAt.set(id, this.clock.now().getTime());
     this.queue.add(id);
   }
 
@@ -127,69 +133,104 @@ export class VmReconciler {
     return result;
   }
 
-  private async converge(vm: VmRecord): Promise<ReconcileResult> {
-    // Placement rewrites the spec (image paths on the chosen host): go on from a fresh read.
+  /**
+   * One pass towards the desired state, as a sequence of named decisions: place it, check its host,
+   * hold a VM given up on, count a crash, restart one whose TAP is gone, then take the next step.
+   */
+  private async converge(record: VmRecord): Promise<ReconcileResult> {
+    let vm = record;
+    // Placement records the host and its image paths: go on from a fresh read.
     if (!vm.hostId) return { requeueAfterMs: (await this.place(vm)) ? 0 : this.config.resyncMs };
     const host = await this.hosts.get(vm.hostId);
-    if (!host) return { requeueAfterMs: this.config.resyncMs };
+    if (!host) return this.later();
     if (host.status !== 'ready') {
       await this.observe(vm, 'unknown', `host ${host.name} is unreachable`, 'warn');
-      return { requeueAfterMs: this.config.resyncMs };
+      return this.later();
     }
     const target = agentTargetOf(host);
     const agentVm = await this.agents.getVm(target, vm.id);
     const view: AgentView = agentVm?.state ?? 'absent';
-    const givenUp = (this.failedStarts.get(vm.id) ?? 0) >= this.config.startRetryBudget;
-    if (givenUp && vm.observedState === 'failed' && vm.desiredState === 'running' && (view === 'stopped' || view === 'failed')) {
-      // Out of retries: it stays failed, with the reason recorded, until a user acts.
-      return { requeueAfterMs: this.config.resyncMs };
-    }
-    const crashed = vm.desiredState === 'running' && vm.observedState === 'running' && (view === 'stopped' || view === 'failed');
-    if (crashed) {
-      // A VMM that dies soon after starting (a guest that panics on boot) is a failed start: past
-      // the budget the VM stays failed, with what its console said last, instead of looping.
-      const early = this.clock.now().getTime() - (this.startedAt.get(vm.id) ?? 0) < this.stableRunMs;
-      const failures = early ? (this.failedStarts.get(vm.id) ?? 0) + 1 : 1;
-      this.failedStarts.set(vm.id, failures);
-      if (failures >= this.config.startRetryBudget) {
-        const message = `the VMM exited ${failures} times soon after starting`;
-        await this.vms.observe(vm.id, {
-          to: 'failed',
-          message,
-          level: 'error',
-          lastError: await this.diagnose(target, vm, 'vmm_exited', message, 'The guest stopped on its own: console_tail holds its last words (a kernel panic names its cause). Fix the kernel, boot_args or disks, then start it again.'),
-        });
-        return { requeueAfterMs: this.config.resyncMs };
-      }
-      await this.observe(vm, 'stopped', 'the VMM exited while the VM should run; restarting it', 'warn');
+    // Out of retries: it stays failed, with the reason recorded, until a user acts.
+    if (this.staysFailed(vm, view)) return this.later();
+    if (this.crashed(vm, view)) {
+      vm = await this.countCrash(vm, target);
+      if (isGivenUp(vm.status, this.budget)) return this.later();
     } else if (agentVm) await this.observeAgent(vm, agentVm);
+    if (agentVm && agentVm.pid !== null && agentVm.tap_present === false) return this.restartWithoutTap(vm, target, agentVm);
+    return this.takeNextStep(vm, view, target, host.id);
+  }
 
-    const desired = vm.desiredState;
-    if (desired === 'deleted') return { requeueAfterMs: 0 };
-    if (agentVm && agentVm.pid !== null && agentVm.tap_present === false) {
-      // The TAP was deleted under a running VMM: the guest's network is cut and cannot be
-      // re-plugged. A restart makes a fresh TAP.
-      await this.vms.observe(vm.id, { to: 'stopping', message: `its TAP ${agentVm.tap} is gone from the host; restarting the VM`, level: 'warn' });
-      await this.agents.act(agentTargetOf(host), vm.id, 'stop', 1000);
-      return { requeueAfterMs: 0 };
+  /** A VM given up on, whose VMM is not running (never started, stopped or failed), stays as it is: failed, its error kept. */
+  private staysFailed(vm: VmRecord, view: AgentView): boolean {
+    return isGivenUp(vm.status, this.budget) && vm.observedState === 'failed' && vm.desiredState === 'running' && (view === 'configured' || view === 'stopped' || view === 'failed');
+  }
+
+  /** The VMM of a VM that should run, and did, has exited on its own. */
+  private crashed(vm: VmRecord, view: AgentView): boolean {
+    return vm.desiredState === 'running' && vm.observedState === 'running' && (view === 'stopped' || view === 'failed');
+  }
+
+  /**
+   * Records a VMM that exited on its own. One that dies soon after starting (a guest that panics on
+   * boot) is a failed start: past the budget the VM stays failed, with what its console said last,
+   * instead of looping. Answers the VM with its start history as now recorded.
+   */
+  private async countCrash(vm: VmRecord, target: AgentTarget): Promise<VmRecord> {
+    const failures = failuresAfterExit(vm.status, this.clock.now(), this.budget);
+    await this.vms.recordStarts(vm.id, { failures });
+    const counted = { ...vm, status: { ...vm.status, startFailures: failures } };
+    if (isGivenUp(counted.status, this.budget)) {
+      const message = `the VMM exited ${failures} times soon after starting`;
+      await this.vms.observe(vm.id, {
+        to: 'failed',
+        message,
+        level: 'error',
+        lastError: await this.diagnose(target, vm, 'vmm_exited', message, 'The guest stopped on its own: console_tail holds its last words (a kernel panic names its cause). Fix the kernel, boot_args or disks, then start it again.'),
+      });
+    } else {
+      await this.observe(vm, 'stopped', 'the VMM exited while the VM should run; restarting it', 'warn');
     }
-    const step = nextStep(desired, view);
-    if (step === 'none') {
-      this.converged(vm.id);
-      const ranLongEnough = this.clock.now().getTime() - (this.startedAt.get(vm.id) ?? 0) >= this.stableRunMs;
-      if (view === 'running' && ranLongEnough) this.failedStarts.delete(vm.id);
-      // Look again once the VMM has run long enough for its failures to be forgiven.
-      return { requeueAfterMs: this.failedStarts.has(vm.id) ? Math.min(this.config.resyncMs, this.stableRunMs) : this.config.resyncMs };
-    }
+    return counted;
+  }
+
+  /**
+   * The TAP was deleted under a running VMM: the guest's network is cut and cannot be re-plugged.
+   * A restart makes a fresh TAP.
+   */
+  private async restartWithoutTap(vm: VmRecord, target: AgentTarget, agentVm: AgentVm): Promise<ReconcileResult> {
+    await this.vms.observe(vm.id, { to: 'stopping', message: `its TAP ${agentVm.tap} is gone from the host; restarting the VM`, level: 'warn' });
+    await this.agents.act(target, vm.id, 'stop', 1000);
+    return { requeueAfterMs: 0 };
+  }
+
+  /** The one step the desired state and the agent's view call for, if any, and when to look again. */
+  private async takeNextStep(vm: VmRecord, view: AgentView, target: AgentTarget, hostId: string): Promise<ReconcileResult> {
+    if (vm.desiredState === 'deleted') return { requeueAfterMs: 0 };
+    const step = nextStep(vm.desiredState, view);
+    if (step === 'none') return this.settled(vm, view);
     if (step === 'wait') return { requeueAfterMs: this.config.pollMs };
-    if (step === 'start' && (this.failedStarts.get(vm.id) ?? 0) >= this.config.startRetryBudget) {
-      // Out of retries: stay failed, with the reason already recorded, until a user acts.
-      return { requeueAfterMs: this.config.resyncMs };
+    if (step === 'start' && isGivenUp(vm.status, this.budget)) return this.later();
+    return this.act(step, target, vm, hostId);
+  }
+
+  /** The VM is as desired: the user's wait is over, and a VMM that ran long enough has its failures forgiven. */
+  private async settled(vm: VmRecord, view: AgentView): Promise<ReconcileResult> {
+    this.converged(vm.id);
+    if (vm.status.startFailures === 0) return this.later();
+    if (view === 'running' && hasRunLongEnough(vm.status, this.clock.now(), this.budget)) {
+      await this.vms.recordStarts(vm.id, { failures: 0 });
+      return this.later();
     }
+    // Look again once the VMM has run long enough for its failures to be forgiven.
+    return { requeueAfterMs: Math.min(this.config.resyncMs, this.budget.stableRunMs) };
+  }
+
+  /** Takes `step` against the agent and records what it says; a refusal becomes the VM's failure, an agent out of reach a retry. */
+  private async act(step: 'ensure' | 'start' | 'resume' | 'pause' | 'stop', target: AgentTarget, vm: VmRecord, hostId: string): Promise<ReconcileResult> {
     const began = this.clock.now().getTime();
     const logAction = (result: string, extra: Record<string, unknown> = {}) =>
       this.log[result === 'ok' ? 'info' : 'warn'](
-        { vm_id: vm.id, host_id: host.id, action: step, result, duration_ms: this.clock.now().getTime() - began, ...extra },
+        { vm_id: vm.id, host_id: hostId, action: step, result, duration_ms: this.clock.now().getTime() - began, ...extra },
         'reconcile action',
       );
     try {
@@ -197,20 +238,21 @@ export class VmReconciler {
       this.metrics.actions.inc({ action: step, result: 'ok' });
       logAction('ok', { agent_state: after.state });
       await this.observeAgent(vm, after);
-      if (step === 'start') this.startedAt.set(vm.id, this.clock.now().getTime());
+      if (step === 'start') await this.vms.recordStarts(vm.id, { failures: vm.status.startFailures, startedAt: this.clock.now() });
     } catch (error) {
-      const result = error instanceof NexusError && error.code !== 'unavailable' ? 'failed' : 'retry';
-      this.metrics.actions.inc({ action: step, result });
-      logAction(result, { error: error instanceof NexusError ? error.code : 'internal', fault_message: error instanceof Error ? error.message : String(error) });
-      if (!(error instanceof NexusError) || error.code === 'unavailable') throw error; // network: back off and retry
-      if (step === 'start') this.failedStarts.set(vm.id, (this.failedStarts.get(vm.id) ?? 0) + 1);
+      const retry = isRetryable(error);
+      this.metrics.actions.inc({ action: step, result: retry ? 'retry' : 'failed' });
+      logAction(retry ? 'retry' : 'failed', { error: error instanceof NexusError ? error.code : 'internal', fault_message: error instanceof Error ? error.message : String(error) });
+      if (retry || !(error instanceof NexusError)) throw error; // the work queue backs off and tries again
+      const failures = step === 'start' ? vm.status.startFailures + 1 : vm.status.startFailures;
+      if (step === 'start') await this.vms.recordStarts(vm.id, { failures });
       await this.vms.observe(vm.id, {
         to: 'failed',
         message: `${step} failed: ${error.faultMessage}`,
         level: 'error',
         lastError: await this.diagnose(target, vm, error.code, error.faultMessage, error.suggestion),
       });
-      return { requeueAfterMs: Math.min(this.config.resyncMs, 1000 * 2 ** (this.failedStarts.get(vm.id) ?? 0)) };
+      return { requeueAfterMs: Math.min(this.config.resyncMs, 1000 * 2 ** failures) };
     }
     return { requeueAfterMs: 0 };
   }
@@ -262,8 +304,7 @@ export class VmReconciler {
       });
       return false;
     }
-    const paths = located.get(placement.hostId);
-    await this.vms.setHost(vm.id, placement.hostId, paths ? withImagePaths(vm.spec, paths) : undefined);
+    await this.vms.setHost(vm.id, placement.hostId, Object.fromEntries(located.get(placement.hostId) ?? []));
     this.log.info({ vm_id: vm.id, host_id: placement.hostId }, 'VM placed');
     return true;
   }
@@ -272,20 +313,22 @@ export class VmReconciler {
     const host = vm.hostId ? await this.hosts.get(vm.hostId) : undefined;
     if (host && host.status !== 'ready') {
       // The agent must confirm the VM is gone; wait for it to come back.
-      return { requeueAfterMs: this.config.resyncMs };
+      return this.later();
     }
     if (host) await this.agents.deleteVm(agentTargetOf(host), vm.id);
     await this.vms.delete(vm.id);
     this.metrics.actions.inc({ action: 'delete', result: 'ok' });
     this.converged(vm.id);
-    this.failedStarts.delete(vm.id);
-    this.startedAt.delete(vm.id);
     this.log.info({ vm_id: vm.id, name: vm.name }, 'VM deleted');
     return undefined;
   }
 
+  /** Records what the agent reports: the VM's state, and its driver and files when they changed. */
   private async observeAgent(vm: VmRecord, agentVm: AgentVm): Promise<void> {
-    if (vm.spec.driver !== agentVm.driver) await this.vms.setDriver(vm.id, agentVm.driver);
+    const { status } = vm;
+    if (status.driver !== agentVm.driver || status.apiSocket !== agentVm.api_socket || status.consoleLog !== agentVm.console_log) {
+      await this.vms.setAgentView(vm.id, { driver: agentVm.driver, apiSocket: agentVm.api_socket, consoleLog: agentVm.console_log });
+    }
     const healthy = agentVm.state === 'running' || agentVm.state === 'paused' || agentVm.state === 'configured';
     await this.vms.observe(vm.id, {
       to: observedFromAgent(agentVm.state),
@@ -302,8 +345,13 @@ export class VmReconciler {
     this.metrics.convergence.observe((this.clock.now().getTime() - asked) / 1000);
   }
 
-  private get stableRunMs(): number {
-    return this.config.stableRunMs ?? 60_000;
+  /** Nothing to do until the next resync. */
+  private later(): ReconcileResult {
+    return { requeueAfterMs: this.config.resyncMs };
+  }
+
+  private get budget(): RestartBudget {
+    return { starts: this.config.startRetryBudget, stableRunMs: this.config.stableRunMs ?? 60_000 };
   }
 
   /** The error to record, with the last lines of the guest's console (none when the agent cannot say). */
@@ -356,27 +404,9 @@ function reconcilerMetrics(depth: () => number) {
 /** Lines of the guest's console kept with an error: enough for a kernel panic and its cause. */
 const CONSOLE_TAIL_LINES = 15;
 
-/** The image ids a VM's files come from. */
-function imageIdsOf(spec: StoredVmSpec): string[] {
-  const ids = [spec.kernel_image_id, spec.initrd_image_id, spec.rootfs_image_id, ...spec.extra_drives.map((drive) => drive.image_id)];
-  return [...new Set(ids.filter((id): id is string => typeof id === 'string'))];
-}
-
-/** The spec with each image id's file at its path on the chosen host. */
-function withImagePaths(spec: StoredVmSpec, paths: ReadonlyMap<string, string>): StoredVmSpec {
-  const pathOf = (id: string | null | undefined, path: string | null): string | null => (id ? (paths.get(id) ?? path) : path);
-  return {
-    ...spec,
-    kernel_path: pathOf(spec.kernel_image_id, spec.kernel_path),
-    initrd_path: pathOf(spec.initrd_image_id, spec.initrd_path),
-    rootfs_path: pathOf(spec.rootfs_image_id, spec.rootfs_path),
-    extra_drives: spec.extra_drives.map((drive) => ({ ...drive, path: pathOf(drive.image_id, drive.path) })),
-  };
-}
-
 /** The VMM-neutral machine the agent is asked to run; every file has its host path by now (see `place`). */
 export function machineSpecOf(vm: VmRecord): MachineSpec {
-  const { spec } = vm;
+  const spec = placedSpec(vm);
   const placed = (path: string | null, what: string): string => {
     if (path === null) throw new Error(`VM ${vm.id} has no host path for its ${what}: it was never placed`);
     return path;

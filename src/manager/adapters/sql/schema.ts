@@ -1,6 +1,7 @@
 import type { ColumnType, Generated } from 'kysely';
 import type { HostCapacity } from '../../../contracts/agent-api.js';
 import type { ImageKind } from '../../../contracts/image-api.js';
+import type { VmmName } from '../../../contracts/machine-spec.js';
 import type { DesiredState, ObservedState } from '../../../contracts/vm-api.js';
 import type { StoredVmError, StoredVmSpec } from '../../ports/vm-repo.js';
 
@@ -98,6 +99,12 @@ export interface VmTable {
   spec: ColumnType<StoredVmSpec, string, string>;
   desired_state: DesiredState;
   observed_state: ObservedState;
+  driver: ColumnType<VmmName | null, VmmName | null | undefined, VmmName | null>;
+  api_socket: ColumnType<string | null, string | null | undefined, string | null>;
+  console_log: ColumnType<string | null, string | null | undefined, string | null>;
+  placed_paths: ColumnType<Record<string, string>, string | undefined, string>;
+  start_failures: ColumnType<number, number | undefined, number>;
+  started_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
   last_error: ColumnType<StoredVmError | null, string | null, string | null>;
   tags: ColumnType<Record<string, string>, string, string>;
   resource_version: ColumnType<number, number | undefined, number>;

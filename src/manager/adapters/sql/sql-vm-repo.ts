@@ -3,7 +3,7 @@ import type { VmmName } from '../../../contracts/machine-spec.js';
 import type { DesiredState } from '../../../contracts/vm-api.js';
 import { NexusError } from '../../../kit/nexus-error.js';
 import type { ProjectQuota, ProjectUsage } from '../../domain/access-policy.js';
-import type { HostAllocation, NewVm, Observation, QuotaCheck, StoredVmSpec, VmEventRecord, VmFilter, VmRecord, VmRepo } from '../../ports/vm-repo.js';
+import type { HostAllocation, NewVm, Observation, QuotaCheck, VmEventRecord, VmFilter, VmRecord, VmRepo } from '../../ports/vm-repo.js';
 import type { Schema, VmEventTable, VmTable } from './schema.js';
 
 type VmRow = Selectable<VmTable> & { project: string };
@@ -65,7 +65,7 @@ export class SqlVmRepo implements VmRepo {
     let update = this.db
       .updateTable('vm')
       .from('project')
-      .set({ desired_state: desired, updated_at: new Date(), resource_version: sql<number>`vm.resource_version + 1` })
+      .set({ desired_state: desired, updated_at: new Date(), resource_version: sql<number>`vm.resource_version + 1`, start_failures: 0, started_at: null })
       .whereRef('project.id', '=', 'vm.project_id')
       .where('vm.id', '=', id);
     if (expectedVersion !== undefined) update = update.where('vm.resource_version', '=', expectedVersion);
@@ -75,16 +75,20 @@ export class SqlVmRepo implements VmRepo {
     return exists ? 'stale' : undefined;
   }
 
-  async setHost(id: string, hostId: string, spec?: StoredVmSpec): Promise<void> {
-    await this.db
-      .updateTable('vm')
-      .set({ host_id: hostId, updated_at: new Date(), ...(spec ? { spec: JSON.stringify(spec) } : {}) })
-      .where('id', '=', id)
-      .execute();
+  async setHost(id: string, hostId: string, placedPaths: Record<string, string>): Promise<void> {
+    await this.db.updateTable('vm').set({ host_id: hostId, placed_paths: JSON.stringify(placedPaths), updated_at: new Date() }).where('id', '=', id).execute();
   }
 
-  async setDriver(id: string, driver: VmmName): Promise<void> {
-    await sql`UPDATE vm SET spec = jsonb_set(spec, '{driver}', to_jsonb(${driver}::text)) WHERE id = ${id}`.execute(this.db);
+  async setAgentView(id: string, view: { driver: VmmName; apiSocket: string; consoleLog: string }): Promise<void> {
+    await this.db.updateTable('vm').set({ driver: view.driver, api_socket: view.apiSocket, console_log: view.consoleLog }).where('id', '=', id).execute();
+  }
+
+  async recordStarts(id: string, starts: { failures: number; startedAt?: Date | null }): Promise<void> {
+    await this.db
+      .updateTable('vm')
+      .set({ start_failures: starts.failures, ...(starts.startedAt !== undefined ? { started_at: starts.startedAt } : {}) })
+      .where('id', '=', id)
+      .execute();
   }
 
   /**
@@ -236,6 +240,7 @@ function toRecord(row: VmRow): VmRecord {
     spec: row.spec,
     desiredState: row.desired_state,
     observedState: row.observed_state,
+    status: { driver: row.driver, apiSocket: row.api_socket, consoleLog: row.console_log, placedPaths: row.placed_paths, startFailures: row.start_failures, startedAt: row.started_at },
     lastError: row.last_error,
     tags: row.tags,
     expiresAt: row.expires_at,
