@@ -53,7 +53,12 @@ async function soak(database: string, env: Record<string, string>, postgres: Pos
   const port = await freePort();
   const api = `http://127.0.0.1:${port}`;
   const unlimited = { NEXUS_RATE_LIMIT_READS: '100000000', NEXUS_RATE_LIMIT_WRITES: '100000000', NEXUS_RATE_LIMIT_ADDRESS: '100000000' };
-  const manager = spawnNexus(['manager', '--dev', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], { NEXUS_LOG_LEVEL: 'warn', NEXUS_RESYNC_MS: '2000', ...unlimited, ...env });
+  const manager = spawnNexus(['manager', '--dev', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], {
+    NEXUS_LOG_LEVEL: 'warn',
+    NEXUS_RESYNC_MS: '2000',
+    ...unlimited,
+    ...env,
+  });
   const agents = forkHollowAgents();
   const done: Record<Op, number> = { create: 0, start: 0, stop: 0, delete: 0 };
   const failed: Record<Op, number> = { create: 0, start: 0, stop: 0, delete: 0 };
@@ -78,7 +83,9 @@ async function soak(database: string, env: Record<string, string>, postgres: Pos
         `  ${label.padEnd(5)} ${minutes} min  manager rss ${mib(m.rss)} heap ${mib(m.heapUsed)} / ${mib(m.heapTotal)}  |  agent rss ${mib(a.rss)} heap ${mib(a.heapUsed)} / ${mib(a.heapTotal)}${size}  |  ${ops}`,
       );
     };
-    console.log(`\nChurn soak on ${database}: ${WORKERS} VMs at a time created, started, stopped and deleted for ${(DURATION_MS / 60_000).toFixed(1)} min on one hollow host`);
+    console.log(
+      `\nChurn soak on ${database}: ${WORKERS} VMs at a time created, started, stopped and deleted for ${(DURATION_MS / 60_000).toFixed(1)} min on one hollow host`,
+    );
     await report('start');
 
     /**
@@ -104,7 +111,13 @@ async function soak(database: string, env: Record<string, string>, postgres: Pos
     const deadline = started + DURATION_MS;
     const worker = async (w: number) => {
       for (let n = 0; performance.now() < deadline; n++) {
-        const vm = await attempt('create', 'POST', `${api}/v1/vms?wait=${WAIT_S}`, { name: `churn-${w}-${n}`, vcpu: 1, mem_mib: 128, kernel_path: image.kernel, rootfs_path: image.rootfs }, 'running');
+        const vm = await attempt(
+          'create',
+          'POST',
+          `${api}/v1/vms?wait=${WAIT_S}`,
+          { name: `churn-${w}-${n}`, vcpu: 1, mem_mib: 128, kernel_path: image.kernel, rootfs_path: image.rootfs },
+          'running',
+        );
         const id: string | undefined = vm?.id;
         if (!id) continue;
         // An action answers once the VM reached the state it asked for (or the wait ran out: a 4xx/5xx).

@@ -19,7 +19,8 @@ try {
     kills: KILLS,
     onRound: (round) => {
       const opened = round.openedInMs === undefined ? '' : `, had reopened in ${(round.openedInMs / 1000).toFixed(1)} s`;
-      const moment = round.killedWhile === 'writing' ? `${round.killAfterMs} ms after its first acknowledged write` : `${round.killAfterMs} ms after it was spawned`;
+      const moment =
+        round.killedWhile === 'writing' ? `${round.killAfterMs} ms after its first acknowledged write` : `${round.killAfterMs} ms after it was spawned`;
       console.log(
         `  kill ${String(round.round + 1).padStart(2)}: ${moment}${opened}; ${round.acknowledged} writes acknowledged; ${round.lost.length} earlier acknowledged writes missing; dead lock left: ${round.staleLock ? 'yes' : 'no'}`,
       );

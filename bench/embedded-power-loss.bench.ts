@@ -54,7 +54,9 @@ try {
     const before = sectorsWritten(dataDir);
     syncWal(walDir);
     const written = sectorsWritten(dataDir) - before;
-    console.log(`  ${String(delayS).padStart(3)} s after the commit: fdatasync wrote ${String(written).padStart(4)} sectors (${written > 0 ? 'still only in memory' : 'already on disk'})`);
+    console.log(
+      `  ${String(delayS).padStart(3)} s after the commit: fdatasync wrote ${String(written).padStart(4)} sectors (${written > 0 ? 'still only in memory' : 'already on disk'})`,
+    );
   }
 } finally {
   await db.close();

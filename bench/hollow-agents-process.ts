@@ -19,11 +19,7 @@ export interface HollowSpec {
 
 /** What the bench asks the child. */
 export type HollowRequest =
-  | { type: 'start'; managerUrl: string; agents: HollowSpec[] }
-  | { type: 'close' }
-  | { type: 'restart' }
-  | { type: 'processes' }
-  | { type: 'memory' };
+  { type: 'start'; managerUrl: string; agents: HollowSpec[] } | { type: 'close' } | { type: 'restart' } | { type: 'processes' } | { type: 'memory' };
 
 /** What `start` answers: the image files of the first agent (every run dir links the same store). */
 export interface HollowImage {

@@ -38,7 +38,9 @@ async function startManager(env: Record<string, string>): Promise<{ url: string;
 
 async function seedHosts(url: string, auth: Record<string, string>, count: number): Promise<void> {
   for (let i = 0; i < count; i++) {
-    const { token } = (await (await fetch(`${url}/v1/hosts/join-tokens`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: '{}' })).json()) as { token: string };
+    const { token } = (await (
+      await fetch(`${url}/v1/hosts/join-tokens`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: '{}' })
+    ).json()) as { token: string };
     await fetch(`${url}/v1/hosts/enroll`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -83,10 +85,7 @@ async function measure(database: string, env: Record<string, string>): Promise<R
 const dir = tempDir('nexus-bench-');
 const postgres = await startPostgres();
 try {
-  const rows = [
-    ...(await measure('pglite', { NEXUS_DATA_DIR: dir.path })),
-    ...(await measure('postgres', { DATABASE_URL: await postgres.createDatabase() })),
-  ];
+  const rows = [...(await measure('pglite', { NEXUS_DATA_DIR: dir.path })), ...(await measure('postgres', { DATABASE_URL: await postgres.createDatabase() }))];
   console.log(`\nmanager HTTP, ${CONNECTIONS} connections, ${DURATION_S} s per row (loopback, autocannon)\n`);
   console.log('scenario                     database   req/s   p50 ms  p99 ms  errors');
   for (const scenario of [...new Set(rows.map((row) => row.scenario))]) {
@@ -95,7 +94,10 @@ try {
         `${row.scenario.padEnd(28)} ${row.database.padEnd(9)} ${String(row.rps).padStart(6)}  ${String(row.p50).padStart(6)}  ${String(row.p99).padStart(6)}  ${String(row.errors).padStart(6)}`,
       );
     }
-    const [pglite, pg] = [rows.find((r) => r.scenario === scenario && r.database === 'pglite'), rows.find((r) => r.scenario === scenario && r.database === 'postgres')];
+    const [pglite, pg] = [
+      rows.find((r) => r.scenario === scenario && r.database === 'pglite'),
+      rows.find((r) => r.scenario === scenario && r.database === 'postgres'),
+    ];
     if (pglite && pg) console.log(`${''.padEnd(28)} ratio postgres/pglite: ${(pg.rps / Math.max(1, pglite.rps)).toFixed(2)}x req/s\n`);
   }
   for (const database of ['pglite', 'postgres']) {

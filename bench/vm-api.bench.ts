@@ -48,7 +48,10 @@ async function runningCount(api: string): Promise<number> {
   let count = 0;
   let cursor: string | null = null;
   do {
-    const page: { json: { items: unknown[]; next_cursor: string | null } } = await call('GET', `${api}/v1/vms?state=running&limit=500${cursor ? `&cursor=${cursor}` : ''}`);
+    const page: { json: { items: unknown[]; next_cursor: string | null } } = await call(
+      'GET',
+      `${api}/v1/vms?state=running&limit=500${cursor ? `&cursor=${cursor}` : ''}`,
+    );
     count += page.json.items.length;
     cursor = page.json.next_cursor;
   } while (cursor);
@@ -60,7 +63,12 @@ async function measure(database: string, env: Record<string, string>): Promise<v
   const port = await freePort();
   const api = `http://127.0.0.1:${port}`;
   const unlimited = { NEXUS_RATE_LIMIT_READS: '100000000', NEXUS_RATE_LIMIT_WRITES: '100000000', NEXUS_RATE_LIMIT_ADDRESS: '100000000' };
-  const manager = spawnNexus(['manager', '--dev', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir.path, 'data')], { NEXUS_LOG_LEVEL: 'warn', NEXUS_RESYNC_MS: '2000', ...unlimited, ...env });
+  const manager = spawnNexus(['manager', '--dev', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir.path, 'data')], {
+    NEXUS_LOG_LEVEL: 'warn',
+    NEXUS_RESYNC_MS: '2000',
+    ...unlimited,
+    ...env,
+  });
   const agents = forkHollowAgents();
   try {
     await eventually('the manager answers', async () => (await fetch(`${api}/healthz`).catch(() => undefined))?.ok === true, 60_000);
@@ -111,7 +119,9 @@ async function measure(database: string, env: Record<string, string>): Promise<v
     await agents.restart();
     await eventually(`${VMS} VMs run again`, async () => (await agents.processes()) === VMS && (await runningCount(api)) === VMS, 600_000);
     const reconverge = performance.now() - started;
-    console.log(`  ${VMS} VMs: running ${(firstConverge / 1000).toFixed(1)} s after their creates; ${(reconverge / 1000).toFixed(1)} s to converge again after all ${AGENTS} agents restarted at once`);
+    console.log(
+      `  ${VMS} VMs: running ${(firstConverge / 1000).toFixed(1)} s after their creates; ${(reconverge / 1000).toFixed(1)} s to converge again after all ${AGENTS} agents restarted at once`,
+    );
   } finally {
     await agents.close().catch(() => undefined);
     await agents.stop();

@@ -10,13 +10,18 @@ import { send } from '../test/support/test-manager.js';
 
 const TAILS = Number(process.env.BENCH_RUNS ?? 50);
 const STREAMS = Math.max(5, Math.round(TAILS / 2));
-const percentile = (values: number[], p: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor((p / 100) * values.length))] ?? NaN;
+const percentile = (values: number[], p: number) =>
+  [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor((p / 100) * values.length))] ?? NaN;
 
 const host = await startGuestHost();
 const { manager } = host;
 try {
   const vm = (await send(`${manager.url}/v1/vms?wait=60`, { body: host.guest('bench-logs') })).body;
-  await eventually('the guest booted', async () => (await send(`${manager.url}/v1/vms/${vm.id}/logs?tail=50`)).body.lines?.some((line: string) => line.includes('NEXUS_BOOT_OK')), 120_000);
+  await eventually(
+    'the guest booted',
+    async () => (await send(`${manager.url}/v1/vms/${vm.id}/logs?tail=50`)).body.lines?.some((line: string) => line.includes('NEXUS_BOOT_OK')),
+    120_000,
+  );
 
   const tails: number[] = [];
   let lines = 0;

@@ -91,7 +91,9 @@ export function renderApiMarkdown(document: any, title: string, servedBy: string
       if (parameters.length > 0) {
         out.push('| parameter | in | type | required | notes |', '| --- | --- | --- | --- | --- |');
         for (const parameter of parameters) {
-          out.push(`| \`${parameter.name}\` | ${parameter.in} | ${typeOf(parameter.schema)} | ${parameter.required ? 'yes' : 'no'} | ${notes(parameter.schema)} |`);
+          out.push(
+            `| \`${parameter.name}\` | ${parameter.in} | ${typeOf(parameter.schema)} | ${parameter.required ? 'yes' : 'no'} | ${notes(parameter.schema)} |`,
+          );
         }
         out.push('');
       }
@@ -107,7 +109,10 @@ export function renderApiMarkdown(document: any, title: string, servedBy: string
       }
     }
   }
-  return `${out.join('\n').replace(/\n{3,}/g, '\n\n').trimEnd()}\n`;
+  return `${out
+    .join('\n')
+    .replace(/\n{3,}/g, '\n\n')
+    .trimEnd()}\n`;
 }
 
 /** Each generated reference: its file under docs/ and its text. */
@@ -116,7 +121,7 @@ export async function generateApiDocs(): Promise<Record<string, string>> {
   return {
     'api.md': renderApiMarkdown(await buildOpenApiDocument(logger), 'Manager API reference', 'the manager'),
     'agent-api.md': renderApiMarkdown(await buildAgentOpenApiDocument(logger), 'Agent API reference', 'each agent', [
-      'The manager is the agent\'s only intended caller. Every request, `/metrics` and `/openapi.json` included, needs `Authorization: Bearer <host credential>`; without it the answer is 401 before routing.',
+      "The manager is the agent's only intended caller. Every request, `/metrics` and `/openapi.json` included, needs `Authorization: Bearer <host credential>`; without it the answer is 401 before routing.",
       '',
     ]),
   };

@@ -31,8 +31,12 @@ for (let run = 1; run <= runs; run++) {
     spawn(process.execPath, ['scripts/run-tests.mjs', 'test/unit', 'test/integration'], { stdio: 'inherit' }).on('exit', (status) => resolve(status));
   });
   results.push({ run, passed: code === 0, minutes: (Date.now() - started) / 60_000 });
-  process.stdout.write(`\nloaded run ${run}/${runs} (${loops} busy loops): ${code === 0 ? 'passed' : `FAILED (exit ${code})`} in ${results.at(-1).minutes.toFixed(1)} min\n\n`);
+  process.stdout.write(
+    `\nloaded run ${run}/${runs} (${loops} busy loops): ${code === 0 ? 'passed' : `FAILED (exit ${code})`} in ${results.at(-1).minutes.toFixed(1)} min\n\n`,
+  );
 }
 const passed = results.filter((result) => result.passed).length;
-process.stdout.write(`${passed} of ${runs} loaded runs passed: ${results.map((r) => `${r.run}:${r.passed ? 'ok' : 'FAIL'}(${r.minutes.toFixed(1)}m)`).join(' ')}\n`);
+process.stdout.write(
+  `${passed} of ${runs} loaded runs passed: ${results.map((r) => `${r.run}:${r.passed ? 'ok' : 'FAIL'}(${r.minutes.toFixed(1)}m)`).join(' ')}\n`,
+);
 process.exit(passed === runs ? 0 : 1);

@@ -5,7 +5,7 @@
 // the tests left nothing behind on the host (test/support/leak-check.cjs says what it looks at).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { CLEAN_RUN, RUN_MARK, leakReport, leaksSince, newRunMark, snapshot } from '../test/support/leak-check.cjs';
 
@@ -33,24 +33,37 @@ const shared = mkdtempSync(join(tmpdir(), 'nexus-test-run-'));
 // The whole suite takes about 19 minutes on a quiet 2-core machine (measured): the deadline is
 // twice that, so a loaded machine still finishes and a hung run still ends with a report.
 const deadlineMinutes = Number(process.env.NEXUS_TEST_DEADLINE_MINUTES ?? 40);
-const runner = spawn(
-  process.execPath,
-  ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=1', '--test-timeout=600000', '--test-force-exit', ...files],
-  { stdio: 'inherit', detached: true, env: { ...process.env, NEXUS_TEST_PGLITE_TEMPLATE: join(shared, 'pglite'), [RUN_MARK]: mark } },
-);
+let runner;
 let overran = false;
 const deadline = setTimeout(() => {
   overran = true;
   process.stderr.write(`\nThe tests ran past their ${deadlineMinutes}-minute deadline: stopping them.\n`);
   try {
-    process.kill(-runner.pid, 'SIGKILL');
+    if (runner) process.kill(-runner.pid, 'SIGKILL');
   } catch {
     // already gone
   }
 }, deadlineMinutes * 60_000);
-// The runner has a process group of its own (so the deadline can stop all of it): pass Ctrl-C on.
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => runner.kill(signal));
-const status = await new Promise((resolve) => runner.on('exit', (code) => resolve(code)));
+// Each runner has a process group of its own (so the deadline can stop all of it): pass Ctrl-C on.
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => runner?.kill(signal));
+
+/** Runs `batch` in one test runner, `concurrency` files at once; resolves with its exit code. */
+function run(batch, concurrency) {
+  runner = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--test', '--test-reporter=spec', `--test-concurrency=${concurrency}`, '--test-timeout=600000', '--test-force-exit', ...batch],
+    { stdio: 'inherit', detached: true, env: { ...process.env, NEXUS_TEST_PGLITE_TEMPLATE: join(shared, 'pglite'), [RUN_MARK]: mark } },
+  );
+  return new Promise((resolve) => runner.on('exit', (code) => resolve(code ?? 1)));
+}
+
+// Unit tests run on in-memory fakes and their own temp dirs, so they run side by side, one per
+// core; the other tiers share the host (bridges, guests, ports, the leak check's view), one file at a time.
+const unit = files.filter((file) => file.startsWith('test/unit/'));
+const host = files.filter((file) => !file.startsWith('test/unit/'));
+let status = 0;
+if (unit.length > 0) status = Math.max(status, await run(unit, availableParallelism()));
+if (host.length > 0 && !overran) status = Math.max(status, await run(host, 1));
 clearTimeout(deadline);
 rmSync(shared, { recursive: true, force: true });
 

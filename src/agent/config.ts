@@ -133,24 +133,36 @@ function jailerOf(env: NodeJS.ProcessEnv, runDir: string, firecrackerBinary: str
   if (binary === undefined) return undefined;
   // The jailer refuses an exec file whose name does not contain "firecracker".
   if (!basename(firecrackerBinary).includes('firecracker')) {
-    throw new NexusError('bad_request', `the jailer runs only a binary whose file name contains "firecracker" (NEXUS_FIRECRACKER_BIN is ${firecrackerBinary})`, {
-      suggestion: 'Install or link the binary under a name like /usr/local/bin/firecracker.',
-    });
+    throw new NexusError(
+      'bad_request',
+      `the jailer runs only a binary whose file name contains "firecracker" (NEXUS_FIRECRACKER_BIN is ${firecrackerBinary})`,
+      {
+        suggestion: 'Install or link the binary under a name like /usr/local/bin/firecracker.',
+      },
+    );
   }
   const example = 'Pick ids no account, group or /etc/subuid entry uses, e.g. NEXUS_JAILER_UID_RANGE=900000-965535 (65536 VMs).';
   // One shared uid let a compromised Firecracker reach every other jailed VM's files and TAP: refused, not read.
   const replaced = (['NEXUS_JAILER_UID', 'NEXUS_JAILER_GID'] as const).filter((name) => env[name]);
   if (replaced.length > 0) {
-    throw new NexusError('bad_request', `${replaced.join(' and ')} no longer apply: every jailed VM now runs as a uid and gid of its own, from NEXUS_JAILER_UID_RANGE`, {
-      suggestion: `Unset ${replaced.join(' and ')} and set NEXUS_JAILER_UID_RANGE=first-last instead. ${example}`,
-    });
+    throw new NexusError(
+      'bad_request',
+      `${replaced.join(' and ')} no longer apply: every jailed VM now runs as a uid and gid of its own, from NEXUS_JAILER_UID_RANGE`,
+      {
+        suggestion: `Unset ${replaced.join(' and ')} and set NEXUS_JAILER_UID_RANGE=first-last instead. ${example}`,
+      },
+    );
   }
   const text = env.NEXUS_JAILER_UID_RANGE ?? '';
   const uidRange = parseIdRange(text);
   if (!uidRange) {
-    throw new NexusError('bad_request', `NEXUS_JAILER_BIN needs NEXUS_JAILER_UID_RANGE: first-last, the non-root uids (and gids) jailed VMs run as, one per VM, 1 to ${MAX_ID} with first <= last (got '${text}')`, {
-      suggestion: example,
-    });
+    throw new NexusError(
+      'bad_request',
+      `NEXUS_JAILER_BIN needs NEXUS_JAILER_UID_RANGE: first-last, the non-root uids (and gids) jailed VMs run as, one per VM, 1 to ${MAX_ID} with first <= last (got '${text}')`,
+      {
+        suggestion: example,
+      },
+    );
   }
   return { binary, uidRange, chrootBaseDir: absolute(env.NEXUS_JAILER_CHROOT_BASE || join(runDir, 'jail')) };
 }

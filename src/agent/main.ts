@@ -93,7 +93,10 @@ export async function realAgentHost(config: AgentConfig, log: Logger, probes: Ho
   const apiVersion = firecracker?.available && firecracker.version ? firecrackerApiVersionOf(firecracker.version) : undefined;
   if (apiVersion) {
     if (config.jailer) await mkdir(config.jailer.chrootBaseDir, { recursive: true, mode: 0o755 });
-    drivers.set('firecracker', new FirecrackerDriver({ binary: config.firecrackerBinary, apiVersion, jailer: config.jailer, logLevel: config.firecrackerLogLevel }, supervisor));
+    drivers.set(
+      'firecracker',
+      new FirecrackerDriver({ binary: config.firecrackerBinary, apiVersion, jailer: config.jailer, logLevel: config.firecrackerLogLevel }, supervisor),
+    );
   }
   if (facts.drivers.find((driver) => driver.name === 'qemu')?.available) {
     drivers.set('qemu', new QemuDriver({ binary: config.qemuBinary, accel: facts.kvm.usable ? 'kvm' : 'tcg', tscKhz: await hostTscKhz() }, supervisor));
@@ -118,7 +121,10 @@ export function lockRunDir(runDir: string, purpose: string): Promise<DirLock> {
  * exited, and ends what an agent that died left behind (holding the run dir's lock meanwhile, so
  * never while an agent runs there).
  */
-export async function agentHostSweep(config: AgentConfig, log: Logger): Promise<{ leftovers(): Promise<HostLeftovers>; runningVmms(): Promise<number>; sweep(): Promise<number> }> {
+export async function agentHostSweep(
+  config: AgentConfig,
+  log: Logger,
+): Promise<{ leftovers(): Promise<HostLeftovers>; runningVmms(): Promise<number>; sweep(): Promise<number> }> {
   const supervisor = new DetachedSupervisor(await detectPlacement(), log);
   const network = new BridgeNetwork({ bridge: config.bridge, cidr: config.bridgeCidr, nat: config.nat }, log);
   const sweep = new HostSweep(new FsVmStore(config.runDir), new ProcVmmProcessFinder(config.runDir, config.jailer?.chrootBaseDir), supervisor, network, log);
@@ -284,4 +290,3 @@ async function startLocked(config: AgentConfig, log: Logger, host: AgentHost | u
     throw error;
   }
 }
-

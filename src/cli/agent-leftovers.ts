@@ -24,7 +24,8 @@ export async function sweepAgentLeftovers(host: LocalAgentHost, exit: { clean: b
   }
   if (isLeft(left)) {
     throw new NexusError('unavailable', `nexus dev could not remove all its agent ran: ${describeLeft(left)} remain`, {
-      suggestion: 'Kill those VMMs by pid and remove the rest by hand (`ip link del dev <name>`, `nft delete table ip <table>`); the VM folders stay either way.',
+      suggestion:
+        'Kill those VMMs by pid and remove the rest by hand (`ip link del dev <name>`, `nft delete table ip <table>`); the VM folders stay either way.',
     });
   }
 }

@@ -41,9 +41,7 @@ export const TokenList = Type.Object({ items: Type.Array(Token) }, { additionalP
 export const TokenIdParams = StrictObject({ id: Uuid });
 
 export const RotateTokenRequest = StrictObject({
-  overlap_seconds: Type.Optional(
-    Int32({ minimum: 0, maximum: 7 * 24 * 3600, default: 0, description: 'How long the old secret keeps working' }),
-  ),
+  overlap_seconds: Type.Optional(Int32({ minimum: 0, maximum: 7 * 24 * 3600, default: 0, description: 'How long the old secret keeps working' })),
 });
 export type RotateTokenRequest = Static<typeof RotateTokenRequest>;
 

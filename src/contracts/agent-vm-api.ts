@@ -65,10 +65,7 @@ export const SnapshotInfo = Type.Object(
 );
 export type SnapshotInfo = Static<typeof SnapshotInfo>;
 
-export const VmActionResponse = Type.Object(
-  { vm: AgentVm, snapshot: Type.Optional(SnapshotInfo) },
-  { additionalProperties: false },
-);
+export const VmActionResponse = Type.Object({ vm: AgentVm, snapshot: Type.Optional(SnapshotInfo) }, { additionalProperties: false });
 export type VmActionResponse = Static<typeof VmActionResponse>;
 
 /** Host resources that belong to no VM this agent knows: leftovers for garbage collection. */

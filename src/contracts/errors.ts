@@ -11,7 +11,9 @@ export const ErrorBody = Type.Object(
     fault_message: Type.Optional(Type.String({ description: 'What went wrong, in words' })),
     status: Type.Integer({ description: 'The HTTP status, repeated for clients that lose it' }),
     suggestion: Type.Optional(Type.String({ description: 'What to do about it' })),
-    retry_after: Type.Optional(Type.Integer({ description: 'Seconds until a retry may succeed (rate limits, the database away); also the Retry-After header' })),
+    retry_after: Type.Optional(
+      Type.Integer({ description: 'Seconds until a retry may succeed (rate limits, the database away); also the Retry-After header' }),
+    ),
     request_id: Type.String({ description: 'Correlates this answer with the server logs' }),
   },
   { additionalProperties: false },

@@ -38,13 +38,14 @@ export const HostName = Text(63, HOST_NAME_RULES);
 export const HostAddress = Text(255, { minLength: 3, pattern: `^[^\\s/${UNSTORABLE_CHARACTERS}]+:[0-9]{1,5}$`, example: '10.0.0.2:7070' });
 
 export const CreateJoinTokenRequest = StrictObject({
-  ttl_seconds: Type.Optional(
-    Int32({ minimum: 60, maximum: JOIN_TOKEN_MAX_TTL_SECONDS, default: JOIN_TOKEN_DEFAULT_TTL_SECONDS }),
+  ttl_seconds: Type.Optional(Int32({ minimum: 60, maximum: JOIN_TOKEN_MAX_TTL_SECONDS, default: JOIN_TOKEN_DEFAULT_TTL_SECONDS })),
+  replace_host: Type.Optional(
+    Text(63, {
+      ...HOST_NAME_RULES,
+      description:
+        'The name of an existing host this token may replace while it is ready (its agent is locked out). Without it, enrolling under the name of a ready host is refused (409)',
+    }),
   ),
-  replace_host: Type.Optional(Text(63, {
-    ...HOST_NAME_RULES,
-    description: 'The name of an existing host this token may replace while it is ready (its agent is locked out). Without it, enrolling under the name of a ready host is refused (409)',
-  })),
 });
 export type CreateJoinTokenRequest = Static<typeof CreateJoinTokenRequest>;
 
@@ -53,7 +54,9 @@ export const JoinToken = Type.Object(
     id: Uuid,
     token: Secret('The join token; only its hash is stored'),
     expires_at: Timestamp,
-    replace_host: Type.Union([Type.String(), Type.Null()], { description: 'The host it may replace while ready; null: it enrolls a new or unreachable host only' }),
+    replace_host: Type.Union([Type.String(), Type.Null()], {
+      description: 'The host it may replace while ready; null: it enrolls a new or unreachable host only',
+    }),
   },
   { additionalProperties: false },
 );

@@ -16,13 +16,18 @@ export type LogTailQuery = Static<typeof LogTailQuery>;
 export const LogStreamQuery = StrictObject({
   source: Type.Optional(LogSource),
   tail: Type.Optional(
-    Int32({ minimum: 0, maximum: LOG_TAIL_MAX_LINES, default: 0, description: 'Lines already written to send first (ignored when resuming with Last-Event-ID)' }),
+    Int32({
+      minimum: 0,
+      maximum: LOG_TAIL_MAX_LINES,
+      default: 0,
+      description: 'Lines already written to send first (ignored when resuming with Last-Event-ID)',
+    }),
   ),
 });
 export type LogStreamQuery = Static<typeof LogStreamQuery>;
 
 const pathTail = {
-  path: Text(4096, { minLength: 1, description: "An absolute path under the VM folders (<run-dir>/vms/)" }),
+  path: Text(4096, { minLength: 1, description: 'An absolute path under the VM folders (<run-dir>/vms/)' }),
   tail: Type.Optional(Int32({ minimum: 0, maximum: LOG_TAIL_MAX_LINES, default: 200 })),
 };
 
@@ -81,7 +86,12 @@ export type VmMetricsRecord = Static<typeof VmMetricsRecord>;
 
 export const MetricsWindowQuery = StrictObject({
   window: Type.Optional(
-    Text(5, { pattern: '^[0-9]{1,4}(s|m)?$', example: '60s', default: '60s', description: 'How far back: seconds (60 or 60s) or minutes (5m), at most 1 hour' }),
+    Text(5, {
+      pattern: '^[0-9]{1,4}(s|m)?$',
+      example: '60s',
+      default: '60s',
+      description: 'How far back: seconds (60 or 60s) or minutes (5m), at most 1 hour',
+    }),
   ),
 });
 export type MetricsWindowQuery = Static<typeof MetricsWindowQuery>;

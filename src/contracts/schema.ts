@@ -78,11 +78,7 @@ function boundedInteger(options: IntegerOptions, lowest: number, highest: number
  * 3.0 document; here keys are checked by `propertyNames`, which Ajv enforces and the published
  * document shows, and their number by `maxProperties`.
  */
-export function TextMap<V extends TSchema>(
-  key: TString,
-  value: V,
-  options: { maxEntries: number; description: string; default?: Record<string, never> },
-) {
+export function TextMap<V extends TSchema>(key: TString, value: V, options: { maxEntries: number; description: string; default?: Record<string, never> }) {
   const { maxEntries, ...rest } = options;
   return Type.Record(Type.String(), value, { ...rest, maxProperties: maxEntries, propertyNames: key });
 }

@@ -16,7 +16,10 @@ export const SecretWithheld = Type.Object(
     fault_message: Type.String({ description: 'Why they are left out' }),
     suggestion: Type.String({ description: 'How to get a new secret' }),
   },
-  { additionalProperties: false, description: 'Present on a replayed answer (same Idempotency-Key): its secrets were shown once, in the first answer, and are not kept' },
+  {
+    additionalProperties: false,
+    description: 'Present on a replayed answer (same Idempotency-Key): its secrets were shown once, in the first answer, and are not kept',
+  },
 );
 export type SecretWithheld = Static<typeof SecretWithheld>;
 
@@ -26,7 +29,9 @@ export interface SecretAnswerMark {
   renew: string;
 }
 
-type WithheldProperties<T extends TProperties, K extends keyof T> = Omit<T, K> & { [P in K]: TOptional<T[P]> } & { secret_withheld: TOptional<typeof SecretWithheld> };
+type WithheldProperties<T extends TProperties, K extends keyof T> = Omit<T, K> & { [P in K]: TOptional<T[P]> } & {
+  secret_withheld: TOptional<typeof SecretWithheld>;
+};
 
 /**
  * The answer of a call that mints secrets (`fields`, each declared with {@link Secret}), as the
@@ -35,11 +40,16 @@ type WithheldProperties<T extends TProperties, K extends keyof T> = Omit<T, K> &
  * Declared once, on the route's response schema: the idempotency hook reads it from there, and
  * refuses to start a route that answers a {@link Secret} without it.
  */
-export function SecretAnswer<T extends TProperties, K extends keyof T & string>(schema: TObject<T>, fields: readonly K[], renew: string): TObject<WithheldProperties<T, K>> {
+export function SecretAnswer<T extends TProperties, K extends keyof T & string>(
+  schema: TObject<T>,
+  fields: readonly K[],
+  renew: string,
+): TObject<WithheldProperties<T, K>> {
   const properties: TProperties = { ...schema.properties };
   for (const field of fields) {
     const property = schema.properties[field];
-    if (!property || (property as Record<string, unknown>)[SECRET_FIELD] !== true) throw new Error(`SecretAnswer: ${field} is not a Secret() field of the schema`);
+    if (!property || (property as Record<string, unknown>)[SECRET_FIELD] !== true)
+      throw new Error(`SecretAnswer: ${field} is not a Secret() field of the schema`);
     properties[field] = Type.Optional(property);
   }
   properties.secret_withheld = Type.Optional(SecretWithheld);

@@ -21,7 +21,12 @@ export const ObservedState = Type.Union([
 ]);
 export type ObservedState = Static<typeof ObservedState>;
 
-export const VmName = Text(63, { minLength: 1, pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$', example: 'web-1', description: 'Unique per project; DNS-label style' });
+export const VmName = Text(63, {
+  minLength: 1,
+  pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$',
+  example: 'web-1',
+  description: 'Unique per project; DNS-label style',
+});
 
 /** A file given by a host path (dev mode) or by the id of an image in the registry. */
 const HostPath = Text(4096, { minLength: 1, description: 'A path on the host: dev mode only' });
@@ -36,11 +41,11 @@ export const ExtraDrive = StrictObject({
 /** At most this many tags per VM: they are labels to find VMs by, not a key-value store. */
 export const MAX_VM_TAGS = 50;
 
-export const VmTags = TextMap(
-  Text(63, { minLength: 1, pattern: '^[a-zA-Z0-9_.-]+$', example: 'env' }),
-  Text(255),
-  { maxEntries: MAX_VM_TAGS, default: {}, description: `Labels: at most ${MAX_VM_TAGS}; keys 1 to 63 of a-z A-Z 0-9 _ . -, values at most 255 characters` },
-);
+export const VmTags = TextMap(Text(63, { minLength: 1, pattern: '^[a-zA-Z0-9_.-]+$', example: 'env' }), Text(255), {
+  maxEntries: MAX_VM_TAGS,
+  default: {},
+  description: `Labels: at most ${MAX_VM_TAGS}; keys 1 to 63 of a-z A-Z 0-9 _ . -, values at most 255 characters`,
+});
 
 export const DEFAULT_BOOT_ARGS = 'console=ttyS0 reboot=t panic=1 root=/dev/vda rw';
 
@@ -51,23 +56,34 @@ export const DEFAULT_BOOT_ARGS = 'console=ttyS0 reboot=t panic=1 root=/dev/vda r
  */
 export const CreateVmRequest = StrictObject({
   name: VmName,
-  project: Type.Optional(Text(63, { minLength: 1, pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$', example: 'default', description: "Default: the token's project (admin tokens: default)" })),
+  project: Type.Optional(
+    Text(63, {
+      minLength: 1,
+      pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$',
+      example: 'default',
+      description: "Default: the token's project (admin tokens: default)",
+    }),
+  ),
   vcpu: Int32({ minimum: 1, maximum: 32 }),
   mem_mib: Int32({ minimum: 128, maximum: 1024 * 1024 }),
   kernel_image_id: Type.Optional(Uuid),
   kernel_path: Type.Optional(HostPath),
   initrd_image_id: Type.Optional(Uuid),
   initrd_path: Type.Optional(HostPath),
-  boot_args: Type.Optional(
-    Text(4096, { description: `Default: the kernel image's boot_args, else '${DEFAULT_BOOT_ARGS}'` }),
-  ),
+  boot_args: Type.Optional(Text(4096, { description: `Default: the kernel image's boot_args, else '${DEFAULT_BOOT_ARGS}'` })),
   rootfs_image_id: Type.Optional(Uuid),
   rootfs_path: Type.Optional(HostPath),
   extra_drives: Type.Optional(Type.Array(ExtraDrive, { maxItems: 7, default: [] })),
   nic: Type.Optional(Type.Boolean({ default: true, description: 'One NIC on the host bridge' })),
   desired_state: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('stopped')], { default: 'running' })),
   tags: Type.Optional(VmTags),
-  ttl_seconds: Type.Optional(Int32({ minimum: 10, maximum: 30 * 24 * 3600, description: 'An ephemeral VM: stopped and deleted this long after creation, even while the manager is down' })),
+  ttl_seconds: Type.Optional(
+    Int32({
+      minimum: 10,
+      maximum: 30 * 24 * 3600,
+      description: 'An ephemeral VM: stopped and deleted this long after creation, even while the manager is down',
+    }),
+  ),
 });
 export type CreateVmRequest = Static<typeof CreateVmRequest>;
 
@@ -124,10 +140,7 @@ export const VmListQuery = StrictObject({
 });
 export type VmListQuery = Static<typeof VmListQuery>;
 
-export const VmList = Type.Object(
-  { items: Type.Array(Vm), next_cursor: Type.Union([Type.String(), Type.Null()]) },
-  { additionalProperties: false },
-);
+export const VmList = Type.Object({ items: Type.Array(Vm), next_cursor: Type.Union([Type.String(), Type.Null()]) }, { additionalProperties: false });
 
 export const EventLevel = Type.Union([Type.Literal('info'), Type.Literal('warn'), Type.Literal('error')]);
 

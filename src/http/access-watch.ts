@@ -41,11 +41,20 @@ export class AccessLapsed extends NexusError {
 }
 
 function lapseAnswer(reason: string): ConstructorParameters<typeof NexusError> {
-  if (reason === 'forbidden') return ['forbidden', 'the API token may no longer make this call (it lost the right while the call waited)', { suggestion: 'Ask an admin.' }];
+  if (reason === 'forbidden')
+    return ['forbidden', 'the API token may no longer make this call (it lost the right while the call waited)', { suggestion: 'Ask an admin.' }];
   if (reason === ACCESS_UNVERIFIED) {
-    return ['unavailable', 'the API token could not be checked again while the call waited (the database did not answer)', { suggestion: 'Retry once GET /readyz answers 200.', terminal: false }];
+    return [
+      'unavailable',
+      'the API token could not be checked again while the call waited (the database did not answer)',
+      { suggestion: 'Retry once GET /readyz answers 200.', terminal: false },
+    ];
   }
-  return ['unauthorized', `the API token lapsed while the call waited (${reason}); what the call changed before it waited stays changed`, { suggestion: 'Ask an admin for a new token.' }];
+  return [
+    'unauthorized',
+    `the API token lapsed while the call waited (${reason}); what the call changed before it waited stays changed`,
+    { suggestion: 'Ask an admin for a new token.' },
+  ];
 }
 
 /**

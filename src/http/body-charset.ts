@@ -8,7 +8,10 @@ export function foreignCharsetOf(contentType: string | undefined): string | unde
   for (const parameter of contentType.split(';').slice(1)) {
     const equals = parameter.indexOf('=');
     if (equals === -1 || parameter.slice(0, equals).trim().toLowerCase() !== 'charset') continue;
-    const charset = parameter.slice(equals + 1).trim().replace(/^"(.*)"$/, '$1');
+    const charset = parameter
+      .slice(equals + 1)
+      .trim()
+      .replace(/^"(.*)"$/, '$1');
     if (charset.toLowerCase() !== 'utf-8') return charset;
   }
   return undefined;

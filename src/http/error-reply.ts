@@ -51,8 +51,7 @@ export function errorReplyOf(error: unknown, requestId: string, contentType?: st
   }
   const known = fastifyError.code ? FASTIFY_CODES[fastifyError.code] : undefined;
   if (known) {
-    const message =
-      known.error === 'unsupported_media_type' ? `Content-Type '${contentType ?? '(none)'}' is not accepted` : fastifyError.message;
+    const message = known.error === 'unsupported_media_type' ? `Content-Type '${contentType ?? '(none)'}' is not accepted` : fastifyError.message;
     return reply(statusOfErrorCode(known.error), known.error, requestId, message, known.suggestion, false);
   }
   if (error instanceof SyntaxError && fastifyError.statusCode === 400) {
@@ -73,13 +72,27 @@ export function errorReplyOf(error: unknown, requestId: string, contentType?: st
  */
 export function clientErrorReplyOf(error: { code?: string; reason?: string }, requestId: string, maxHeaderBytes: number): ErrorReply {
   if (error.code === 'HPE_HEADER_OVERFLOW') {
-    return reply(431, 'headers_too_large', requestId, `the request line and headers are larger than ${maxHeaderBytes} bytes`, 'Send a shorter URL or fewer headers.', false);
+    return reply(
+      431,
+      'headers_too_large',
+      requestId,
+      `the request line and headers are larger than ${maxHeaderBytes} bytes`,
+      'Send a shorter URL or fewer headers.',
+      false,
+    );
   }
   if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
     return reply(408, 'timeout', requestId, 'the request did not arrive in time', 'Send the whole request promptly.', false);
   }
   const what = typeof error.reason === 'string' && error.reason.length > 0 ? error.reason : (error.code ?? 'malformed request');
-  return reply(400, 'bad_request', requestId, `the request is not valid HTTP/1.1: ${what}`, 'Send one Content-Length or Transfer-Encoding, and header values without CR, LF, NUL or line folding.', false);
+  return reply(
+    400,
+    'bad_request',
+    requestId,
+    `the request is not valid HTTP/1.1: ${what}`,
+    'Send one Content-Length or Transfer-Encoding, and header values without CR, LF, NUL or line folding.',
+    false,
+  );
 }
 
 function reply(
@@ -108,7 +121,8 @@ function describeValidation(context: string, issues: AjvIssue[]): string {
       const where = context + (issue.instancePath ?? '').replaceAll('/', '.');
       if (issue.keyword === 'additionalProperties') return `${where} has unknown field '${String(issue.params?.additionalProperty)}'`;
       const subject = issue.propertyName === undefined ? where : `${where} key ${JSON.stringify(clipped(issue.propertyName))}`;
-      if (issue.keyword === 'pattern' && issue.params?.pattern === STORABLE_TEXT_PATTERN) return `${subject} must not contain NUL or unpaired surrogate characters`;
+      if (issue.keyword === 'pattern' && issue.params?.pattern === STORABLE_TEXT_PATTERN)
+        return `${subject} must not contain NUL or unpaired surrogate characters`;
       return `${subject} ${issue.message ?? 'is invalid'}`;
     })
     .concat(more)

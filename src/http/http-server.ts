@@ -26,13 +26,7 @@ import { clientErrorReplyOf, errorReplyOf } from './error-reply.js';
 import { HttpMetrics } from './http-metrics.js';
 import { MethodIndex } from './method-index.js';
 
-export type HttpServer = FastifyInstance<
-  RawServerDefault,
-  RawRequestDefaultExpression,
-  RawReplyDefaultExpression,
-  FastifyBaseLogger,
-  TypeBoxTypeProvider
->;
+export type HttpServer = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, TypeBoxTypeProvider>;
 
 export interface HttpServerOptions {
   logger: FastifyBaseLogger;
@@ -66,8 +60,7 @@ function makeValidatorCompiler() {
   const common: AjvOptions = { removeAdditional: false, useDefaults: true, allErrors: true, strict: false };
   const body = withFormats(new Ajv({ ...common, coerceTypes: false }));
   const text = withFormats(new Ajv({ ...common, coerceTypes: 'array' }));
-  return ({ schema, httpPart }: { schema: object; httpPart?: string }) =>
-    (httpPart === 'body' ? body : text).compile(schema);
+  return ({ schema, httpPart }: { schema: object; httpPart?: string }) => (httpPart === 'body' ? body : text).compile(schema);
 }
 
 /**
@@ -108,7 +101,9 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     const charset = foreignCharsetOf(request.headers['content-type']);
     const hasBody = request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length'] ?? 0) > 0;
     if (charset !== undefined && hasBody) {
-      throw new NexusError('unsupported_media_type', `a body in charset '${charset}' is not accepted`, { suggestion: 'Send the JSON body as UTF-8 (charset=utf-8, or no charset).' });
+      throw new NexusError('unsupported_media_type', `a body in charset '${charset}' is not accepted`, {
+        suggestion: 'Send the JSON body as UTF-8 (charset=utf-8, or no charset).',
+      });
     }
     return payload;
   });
@@ -136,10 +131,7 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     const route = request.routeOptions.url ?? 'unmatched';
     const latencyMs = reply.elapsedTime;
     metrics.observe(request.method, route, reply.statusCode, latencyMs / 1000);
-    request.log.info(
-      { method: request.method, url: request.url, route, status: reply.statusCode, latency_ms: Math.round(latencyMs * 100) / 100 },
-      'request',
-    );
+    request.log.info({ method: request.method, url: request.url, route, status: reply.statusCode, latency_ms: Math.round(latencyMs * 100) / 100 }, 'request');
   });
 
   app.setErrorHandler(answerError);
@@ -199,7 +191,10 @@ function answerClientError(error: Error & { code?: string; reason?: string }, so
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
   const requestId = randomUUID();
   const answer = clientErrorReplyOf(error, requestId, maxHeaderSize);
-  log.info({ request_id: requestId, status: answer.status, error: answer.body.error, fault_message: answer.body.fault_message, parser_code: error.code }, 'request rejected by the HTTP parser');
+  log.info(
+    { request_id: requestId, status: answer.status, error: answer.body.error, fault_message: answer.body.fault_message, parser_code: error.code },
+    'request rejected by the HTTP parser',
+  );
   // Node's own answer to a client error checks the same (`_httpMessage` is the response in flight, if any).
   const inFlight = (socket as Duplex & { _httpMessage?: { _headerSent?: boolean } | null })._httpMessage;
   if (socket.writable && !inFlight?._headerSent) {

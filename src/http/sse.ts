@@ -25,7 +25,11 @@ export class SseStream {
   private readonly keepalive: NodeJS.Timeout;
   private readonly watch: AccessWatch;
 
-  constructor(request: FastifyRequest, private readonly reply: FastifyReply, options: SseStreamOptions = {}) {
+  constructor(
+    request: FastifyRequest,
+    private readonly reply: FastifyReply,
+    options: SseStreamOptions = {},
+  ) {
     takeOverForEvents(request, reply);
     this.keepalive = setInterval(() => this.write(': keepalive\n\n'), options.keepaliveMs ?? 15_000);
     this.watch = new AccessWatch(request.accessGuard, options.watch);

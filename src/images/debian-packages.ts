@@ -79,11 +79,7 @@ export async function resolveDebianPackages(names: readonly string[]): Promise<D
  * SHA256 from apt's lists is already there. Downloads land in a private partial dir and are
  * renamed into place, so the cache never holds a truncated file under a final name.
  */
-export async function fetchDebianPackage(
-  pkg: DebianPackage,
-  cacheDir: string,
-  onProgress: (line: string) => void,
-): Promise<string> {
+export async function fetchDebianPackage(pkg: DebianPackage, cacheDir: string, onProgress: (line: string) => void): Promise<string> {
   await mkdir(cacheDir, { recursive: true });
   const path = join(cacheDir, cachedDebName(pkg));
   if (await matchesRecord(path, pkg)) {

@@ -32,7 +32,7 @@ export function pvhEntryAddress(elf: Buffer): number | undefined {
     if (ph + 56 > elf.length || elf.readUInt32LE(ph) !== PT_NOTE) continue;
     const start = Number(elf.readBigUInt64LE(ph + 8));
     const end = Math.min(elf.length, start + Number(elf.readBigUInt64LE(ph + 0x20)));
-    for (let note = start; note + 12 <= end; ) {
+    for (let note = start; note + 12 <= end;) {
       const nameSize = elf.readUInt32LE(note);
       const descSize = elf.readUInt32LE(note + 4);
       const type = elf.readUInt32LE(note + 8);
@@ -69,9 +69,13 @@ export async function extractVmlinux(bzImagePath: string, destPath: string): Pro
     offset = findXzMagicOffset(image, offset + 1);
   }
   await rm(destPath, { force: true });
-  throw new NexusError('unavailable', `extracting vmlinux from ${bzImagePath}: no XZ payload gave a PVH-bootable ELF${failures.length ? ` (${failures.join('; ')})` : ' (no XZ magic found)'}`, {
-    suggestion: 'The kernel package is not an XZ-compressed x86_64 bzImage with CONFIG_PVH, as Debian 12 amd64 kernels are.',
-  });
+  throw new NexusError(
+    'unavailable',
+    `extracting vmlinux from ${bzImagePath}: no XZ payload gave a PVH-bootable ELF${failures.length ? ` (${failures.join('; ')})` : ' (no XZ magic found)'}`,
+    {
+      suggestion: 'The kernel package is not an XZ-compressed x86_64 bzImage with CONFIG_PVH, as Debian 12 amd64 kernels are.',
+    },
+  );
 }
 
 async function decompressXz(path: string, offset: number, destPath: string): Promise<void> {

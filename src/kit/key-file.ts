@@ -28,7 +28,8 @@ export async function loadOrCreateKeyFile(path: string, bytes: number): Promise<
   try {
     await link(staged, path);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new NexusError('bad_request', `cannot create the key file ${path}: ${(error as Error).message}`, { cause: error });
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
+      throw new NexusError('bad_request', `cannot create the key file ${path}: ${(error as Error).message}`, { cause: error });
     created = false;
   } finally {
     await unlink(staged);

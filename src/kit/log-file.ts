@@ -56,10 +56,12 @@ export function splitLines(buffer: Buffer, base: number, includePartial: boolean
   return lines;
 }
 
+/** A serial console ends lines with \r\n and may carry other control bytes: what does not print. */
+// eslint-disable-next-line no-control-regex -- removing control bytes is the point
+const UNPRINTABLE = /[\r\x00-\x08\x0b-\x1f\x7f]/g;
+
 function lineText(bytes: Buffer): string {
-  // A serial console ends lines with \r\n and may carry other control bytes: keep what prints.
-  // eslint-disable-next-line no-control-regex -- removing control bytes is the point
-  return bytes.subarray(0, MAX_LINE_BYTES).toString('utf8').replace(/[\r\x00-\x08\x0b-\x1f\x7f]/g, '');
+  return bytes.subarray(0, MAX_LINE_BYTES).toString('utf8').replace(UNPRINTABLE, '');
 }
 
 function countNewlines(buffer: Buffer): number {

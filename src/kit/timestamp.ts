@@ -56,9 +56,13 @@ export function isStorableTimestamp(text: string): boolean {
 export function parseTimestamp(text: string, field: string): Date {
   const instant = instantOf(text);
   if (!instant) {
-    throw new NexusError('validation_failed', `${field} must be an RFC 3339 date-time between years 0001 and 9999 whose fields exist (got ${JSON.stringify(text.slice(0, 64))})`, {
-      suggestion: 'Give a time like 2026-01-31T12:00:00Z: no leap second (:60), no day past the end of its month.',
-    });
+    throw new NexusError(
+      'validation_failed',
+      `${field} must be an RFC 3339 date-time between years 0001 and 9999 whose fields exist (got ${JSON.stringify(text.slice(0, 64))})`,
+      {
+        suggestion: 'Give a time like 2026-01-31T12:00:00Z: no leap second (:60), no day past the end of its month.',
+      },
+    );
   }
   return instant;
 }

@@ -33,9 +33,10 @@ export function readTlsSettings(files: TlsFileNames, labels: { cert: string; key
       suggestion: `Set ${missing} too, or neither to serve plain HTTP.`,
     });
   }
-  const server = files.cert !== undefined && files.key !== undefined
-    ? { cert: readPem(files.cert, labels.cert, 'CERTIFICATE'), key: readPem(files.key, labels.key, 'PRIVATE KEY') }
-    : undefined;
+  const server =
+    files.cert !== undefined && files.key !== undefined
+      ? { cert: readPem(files.cert, labels.cert, 'CERTIFICATE'), key: readPem(files.key, labels.key, 'PRIVATE KEY') }
+      : undefined;
   const ca = files.ca === undefined ? undefined : readPem(files.ca, labels.ca, 'CERTIFICATE');
   return { server, ca };
 }

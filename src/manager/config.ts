@@ -108,7 +108,10 @@ export function resolveManagerConfig(options: ManagerOptions, env: NodeJS.Proces
 
 /** Exact origins (`https://console.example.com`), no wildcards: a browser page elsewhere gets no CORS grant. */
 function corsOrigins(text: string): string[] {
-  const origins = text.split(',').map((origin) => origin.trim()).filter(Boolean);
+  const origins = text
+    .split(',')
+    .map((origin) => origin.trim())
+    .filter(Boolean);
   for (const origin of origins) {
     if (!/^https?:\/\/[^/*\s]+$/.test(origin)) {
       throw new NexusError('bad_request', `NEXUS_CORS_ORIGINS takes exact origins like https://console.example.com (got '${origin}')`);

@@ -99,7 +99,10 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
   const undo = new UndoStack(log);
   undo.push('close the database', () => database.close());
   try {
-    const access = new AccessService(new SqlTokenRepo(database.db), new SqlProjectRepo(database.db), systemClock, log, { cacheMs: 500, wrongSecretsPerTokenPerMinute: 10 });
+    const access = new AccessService(new SqlTokenRepo(database.db), new SqlProjectRepo(database.db), systemClock, log, {
+      cacheMs: 500,
+      wrongSecretsPerTokenPerMinute: 10,
+    });
     const { secrets, then: bootstrapAdminToken } = await prepareDatabase(database, config, log, () => access.bootstrap());
     if (bootstrapAdminToken) {
       log.warn({ event: 'bootstrap_admin_token' }, 'the database had no API token: minted the first admin token (shown once, on standard error)');
@@ -122,14 +125,23 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
     refusals.start();
     undo.push('write the counted refusals', () => refusals.stop());
     const hosts = new HostRegistry(hostRepo, images, agents, audit, refusals, systemClock, log, { heartbeatIntervalMs: config.heartbeatIntervalMs });
-    const reconciler = new VmReconciler(vmRepo, hostRepo, imageRepo, agents, systemClock, log, {
-      resyncMs: config.resyncMs,
-      vcpuOvercommit: config.vcpuOvercommit,
-      startRetryBudget: 3,
-      pollMs: 250,
-      // The embedded database is one session: more workers would only queue behind each other.
-      concurrency: database.kind === 'pglite' ? 4 : 8,
-    }, leadership);
+    const reconciler = new VmReconciler(
+      vmRepo,
+      hostRepo,
+      imageRepo,
+      agents,
+      systemClock,
+      log,
+      {
+        resyncMs: config.resyncMs,
+        vcpuOvercommit: config.vcpuOvercommit,
+        startRetryBudget: 3,
+        pollMs: 250,
+        // The embedded database is one session: more workers would only queue behind each other.
+        concurrency: database.kind === 'pglite' ? 4 : 8,
+      },
+      leadership,
+    );
     // A follower's writes reach the leader's queue over the database; the embedded one has no followers.
     const wakes = config.databaseUrl ? new PgWakeChannel(config.databaseUrl, database.db, log, Math.min(config.resyncMs, 5000)) : undefined;
     if (wakes) {
@@ -140,13 +152,19 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
       if (leadership.isLeader()) reconciler.wake(id, userAction);
       else wakes?.publish(id, userAction);
     };
-    const vms = new VmManager(vmRepo, hostRepo, images, (project, vcpu, memMib) => access.quotaCheck(project, vcpu, memMib), wake, systemClock, { mode: config.mode });
+    const vms = new VmManager(vmRepo, hostRepo, images, (project, vcpu, memMib) => access.quotaCheck(project, vcpu, memMib), wake, systemClock, {
+      mode: config.mode,
+    });
     const idempotency = new SqlIdempotencyRepo(database.db);
     const server = await createManagerServer(
       { database, hosts, images, vms, access, audit, auditLog: new AuditLog(audit), refusals, idempotency, observer: new VmObserver(vms, agents, hostRepo) },
       {
         logger: log,
-        rateLimits: { readsPerMinute: config.readsPerMinute, writesPerMinute: config.writesPerMinute, requestsPerAddressPerMinute: config.requestsPerAddressPerMinute },
+        rateLimits: {
+          readsPerMinute: config.readsPerMinute,
+          writesPerMinute: config.writesPerMinute,
+          requestsPerAddressPerMinute: config.requestsPerAddressPerMinute,
+        },
         corsOrigins: config.corsOrigins,
         tls: config.tls.server,
         devRoutes: config.mode === 'dev',
@@ -163,7 +181,16 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
     undo.push('stop the host liveness loop', () => liveness.stop());
     reconciler.start();
     undo.push('stop the VM reconciler', () => reconciler.stop());
-    const collector = new OrphanCollector(hostRepo, vmRepo, agents, systemClock, log, { graceMs: config.orphanGraceMs, everyMs: config.resyncMs }, leadership, server.metrics.registry);
+    const collector = new OrphanCollector(
+      hostRepo,
+      vmRepo,
+      agents,
+      systemClock,
+      log,
+      { graceMs: config.orphanGraceMs, everyMs: config.resyncMs },
+      leadership,
+      server.metrics.registry,
+    );
     collector.start();
     undo.push('stop orphan collection', () => collector.stop());
     // Idempotency keys are kept a day; the leader drops older answers and abandoned claims.

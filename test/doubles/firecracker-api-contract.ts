@@ -73,7 +73,12 @@ const LINK_LOCAL_IPV4 = '^169\\.254\\.(?:25[0-4]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0
 /** The schemas of main (1.17.0-dev), by subject. */
 const DEFINITIONS: Record<string, JsonSchema> = {
   // The instance
-  InstanceInfo: object({ app_name: string, id: string, state: oneOf('Not started', 'Running', 'Paused'), vmm_version: string }, ['app_name', 'id', 'state', 'vmm_version']),
+  InstanceInfo: object({ app_name: string, id: string, state: oneOf('Not started', 'Running', 'Paused'), vmm_version: string }, [
+    'app_name',
+    'id',
+    'state',
+    'vmm_version',
+  ]),
   FirecrackerVersion: object({ firecracker_version: string }, ['firecracker_version']),
   InstanceActionInfo: object({ action_type: oneOf('FlushMetrics', 'InstanceStart', 'SendCtrlAltDel') }, ['action_type']),
   Vm: object({ state: oneOf('Paused', 'Resumed') }, ['state']),
@@ -100,10 +105,12 @@ const DEFINITIONS: Record<string, JsonSchema> = {
     reg_modifiers: arrayOf(ref('ArmRegisterModifier')),
     vcpu_features: arrayOf(ref('VcpuFeatures')),
   }),
-  CpuidLeafModifier: object(
-    { leaf: string, subleaf: string, flags: integer({ format: 'int32' }), modifiers: arrayOf(ref('CpuidRegisterModifier')) },
-    ['leaf', 'subleaf', 'flags', 'modifiers'],
-  ),
+  CpuidLeafModifier: object({ leaf: string, subleaf: string, flags: integer({ format: 'int32' }), modifiers: arrayOf(ref('CpuidRegisterModifier')) }, [
+    'leaf',
+    'subleaf',
+    'flags',
+    'modifiers',
+  ]),
   CpuidRegisterModifier: object({ register: oneOf('eax', 'ebx', 'ecx', 'edx'), bitmap: string }, ['register', 'bitmap']),
   MsrModifier: object({ addr: string, bitmap: string }, ['addr', 'bitmap']),
   ArmRegisterModifier: object({ addr: string, bitmap: string }, ['addr', 'bitmap']),
@@ -143,7 +150,11 @@ const DEFINITIONS: Record<string, JsonSchema> = {
   // Rate limiting: a bucket of bytes and one of operations; serial takes a bare bucket.
   RateLimiter: object({ bandwidth: ref('TokenBucket'), ops: ref('TokenBucket') }),
   TokenBucket: object(
-    { one_time_burst: integer({ format: 'int64', minimum: 0 }), refill_time: integer({ format: 'int64', minimum: 0 }), size: integer({ format: 'int64', minimum: 0 }) },
+    {
+      one_time_burst: integer({ format: 'int64', minimum: 0 }),
+      refill_time: integer({ format: 'int64', minimum: 0 }),
+      size: integer({ format: 'int64', minimum: 0 }),
+    },
     ['refill_time', 'size'],
   ),
 
@@ -198,10 +209,22 @@ const DEFINITIONS: Record<string, JsonSchema> = {
     block_size_mib: integer({ minimum: 2, maximum: U32_MAX }),
   }),
   MemoryHotplugSizeUpdate: object({ requested_size_mib: integer({ minimum: 0, maximum: U32_MAX }) }),
-  MemoryHotplugStatus: object({ total_size_mib: integer(), slot_size_mib: integer(), block_size_mib: integer(), plugged_size_mib: integer(), requested_size_mib: integer() }),
+  MemoryHotplugStatus: object({
+    total_size_mib: integer(),
+    slot_size_mib: integer(),
+    block_size_mib: integer(),
+    plugged_size_mib: integer(),
+    requested_size_mib: integer(),
+  }),
 
   // Logger and metrics. Metrics stays open: Firecracker ignores fields it does not know there.
-  Logger: object({ level: oneOf('Error', 'Warning', 'Info', 'Debug', 'Trace', 'Off'), log_path: string, show_level: boolean, show_log_origin: boolean, module: string }),
+  Logger: object({
+    level: oneOf('Error', 'Warning', 'Info', 'Debug', 'Trace', 'Off'),
+    log_path: string,
+    show_level: boolean,
+    show_log_origin: boolean,
+    module: string,
+  }),
   Metrics: {
     type: 'object',
     required: ['metrics_path'],
@@ -296,7 +319,11 @@ const OPERATIONS: FirecrackerApiContract['operations'] = {
   '/logger': { put: change(ref('Logger')) },
   '/metrics': { put: change(ref('Metrics')) },
   // The data store is free-form JSON; Firecracker's code never answers the listed 404.
-  '/mmds': { get: read({ type: 'object', additionalProperties: true }, [404]), put: change(ref('MmdsContentsObject')), patch: change(ref('MmdsContentsObject')) },
+  '/mmds': {
+    get: read({ type: 'object', additionalProperties: true }, [404]),
+    put: change(ref('MmdsContentsObject')),
+    patch: change(ref('MmdsContentsObject')),
+  },
   '/mmds/config': { put: change(ref('MmdsConfig')) },
   '/snapshot/create': { put: change(ref('SnapshotCreateParams')) },
   '/snapshot/load': { put: change(ref('SnapshotLoadParams')) },

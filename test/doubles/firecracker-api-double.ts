@@ -91,7 +91,8 @@ let metrics: DoubleMetrics | undefined;
 function configureMetrics(body: Body): void {
   if (metrics) throw new Fault('Reinitialization of metrics not allowed.');
   // emit_id and properties exist only on main; v1.16.1 parses and drops them.
-  const extras = version === '1.17' ? { ...(body.emit_id === true ? { id: instanceId } : {}), ...(body.properties ? { properties: body.properties } : {}) } : {};
+  const extras =
+    version === '1.17' ? { ...(body.emit_id === true ? { id: instanceId } : {}), ...(body.properties ? { properties: body.properties } : {}) } : {};
   metrics = new DoubleMetrics(body.metrics_path, extras);
 }
 
@@ -105,7 +106,9 @@ function requireFile(path: string, what: string): void {
 
 function requireTap(name: string): void {
   if (!existsSync(`/sys/class/net/${name}`)) {
-    throw new Fault(`Could not create the network device: Open tap device failed: Error while creating ifreq structure: No such device (os error 19). Invalid TUN/TAP Backend provided by ${name}.`);
+    throw new Fault(
+      `Could not create the network device: Open tap device failed: Error while creating ifreq structure: No such device (os error 19). Invalid TUN/TAP Backend provided by ${name}.`,
+    );
   }
 }
 
@@ -152,7 +155,10 @@ function createSnapshot(body: Body): void {
   if (vmState !== 'Paused') throw new Fault('Create snapshot error: Cannot save the microVM state: the microVM must be paused.');
   const config = vmConfig();
   delete config['boot-source'];
-  writeFileSync(body.snapshot_path, JSON.stringify({ format: 'firecracker-double-snapshot', format_version: SNAPSHOT_VERSION[version], id: instanceId, serial_console: guestSerial, config }));
+  writeFileSync(
+    body.snapshot_path,
+    JSON.stringify({ format: 'firecracker-double-snapshot', format_version: SNAPSHOT_VERSION[version], id: instanceId, serial_console: guestSerial, config }),
+  );
   const sizeBytes = machine.mem_size_mib * MIB;
   // A diff onto a memory file of the right size merges in place; anything else starts over (sparse).
   const memory = body.mem_file_path;
@@ -178,12 +184,14 @@ function loadSnapshot(body: Body): void {
   if (saved?.format !== 'firecracker-double-snapshot' || typeof saved.config !== 'object') fail(`${body.snapshot_path} is not a snapshot state file`);
   const [major, minor] = String(saved.format_version).split('.').map(Number);
   const [ourMajor, ourMinor] = SNAPSHOT_VERSION[version].split('.').map(Number);
-  if (major !== ourMajor || minor! > ourMinor!) fail(`unsupported snapshot format version ${saved.format_version} (this binary reads ${SNAPSHOT_VERSION[version]})`);
+  if (major !== ourMajor || minor! > ourMinor!)
+    fail(`unsupported snapshot format version ${saved.format_version} (this binary reads ${SNAPSHOT_VERSION[version]})`);
   const backend = body.mem_backend ?? { backend_type: 'File', backend_path: body.mem_file_path };
   if (backend.backend_type !== 'File') fail('the Firecracker double serves only the File memory backend');
   const config = saved.config as Body;
   const sizeBytes = config['machine-config'].mem_size_mib * MIB;
-  if (!existsSync(backend.backend_path) || statSync(backend.backend_path).size < sizeBytes) fail(`memory file ${backend.backend_path} is missing or smaller than ${sizeBytes} bytes`);
+  if (!existsSync(backend.backend_path) || statSync(backend.backend_path).size < sizeBytes)
+    fail(`memory file ${backend.backend_path} is missing or smaller than ${sizeBytes} bytes`);
   for (const override of body.network_overrides ?? []) {
     const net = (config['network-interfaces'] ?? []).find((entry: Body) => entry.iface_id === override.iface_id);
     if (!net) fail(`network override for unknown interface ${override.iface_id}`);
@@ -235,7 +243,15 @@ const PRE_BOOT = new Set([
   ...['machine-config', 'boot-source', 'drives', 'network-interfaces', 'pmem', 'logger', 'metrics', 'snapshot/load'].map((resource) => `PUT ${resource}`),
   'PATCH machine-config',
 ]);
-const POST_BOOT = new Set(['PATCH drives', 'PATCH network-interfaces', 'PATCH pmem', 'PATCH vm', 'PUT snapshot/create', 'PATCH balloon', 'PATCH hotplug/memory']);
+const POST_BOOT = new Set([
+  'PATCH drives',
+  'PATCH network-interfaces',
+  'PATCH pmem',
+  'PATCH vm',
+  'PUT snapshot/create',
+  'PATCH balloon',
+  'PATCH hotplug/memory',
+]);
 
 /** Runs one API call: its answer body for a 200, undefined for a 204; throws Fault for a 400. */
 function execute(method: string, path: string, body: Body | undefined): Body | undefined {
@@ -324,7 +340,8 @@ function execute(method: string, path: string, body: Body | undefined): Body | u
   }
   const recorded = method === 'PUT' ? RECORDED[resource] : undefined;
   if (!recorded) throw new Fault(`The Firecracker double does not implement ${method} ${path}.`);
-  if (resource === 'mmds/config') for (const iface of b.network_interfaces) if (!nets.has(iface)) throw new Fault(`The MMDS could not be configured: interface ${iface} does not exist.`);
+  if (resource === 'mmds/config')
+    for (const iface of b.network_interfaces) if (!nets.has(iface)) throw new Fault(`The MMDS could not be configured: interface ${iface} does not exist.`);
   if (recorded.key) devices[recorded.key] = b;
   if (recorded.boot) bootResourcesConfigured = true;
   return undefined;
@@ -396,8 +413,22 @@ function bootFromConfigFile(file: string): void {
     fail((error as Error).message);
   }
   if (!config['boot-source'] || !Array.isArray(config.drives)) fail('`boot-source` and `drives` are required.');
-  const single: Record<string, string> = { logger: '/logger', metrics: '/metrics', 'machine-config': '/machine-config', 'cpu-config': '/cpu-config', 'boot-source': '/boot-source', vsock: '/vsock', balloon: '/balloon', entropy: '/entropy', 'memory-hotplug': '/hotplug/memory' };
-  const listed: Record<string, [string, string]> = { drives: ['/drives/', 'drive_id'], 'network-interfaces': ['/network-interfaces/', 'iface_id'], pmem: ['/pmem/', 'id'] };
+  const single: Record<string, string> = {
+    logger: '/logger',
+    metrics: '/metrics',
+    'machine-config': '/machine-config',
+    'cpu-config': '/cpu-config',
+    'boot-source': '/boot-source',
+    vsock: '/vsock',
+    balloon: '/balloon',
+    entropy: '/entropy',
+    'memory-hotplug': '/hotplug/memory',
+  };
+  const listed: Record<string, [string, string]> = {
+    drives: ['/drives/', 'drive_id'],
+    'network-interfaces': ['/network-interfaces/', 'iface_id'],
+    pmem: ['/pmem/', 'id'],
+  };
   const calls: [string, Body][] = [];
   for (const [key, value] of Object.entries(config)) {
     if (single[key]) calls.push([single[key], value]);

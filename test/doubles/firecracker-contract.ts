@@ -7,7 +7,13 @@
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { type FirecrackerApiContract, type FirecrackerApiVersion, type FirecrackerOperation, type JsonSchema, firecrackerApiContract } from './firecracker-api-contract.js';
+import {
+  type FirecrackerApiContract,
+  type FirecrackerApiVersion,
+  type FirecrackerOperation,
+  type JsonSchema,
+  firecrackerApiContract,
+} from './firecracker-api-contract.js';
 
 export type { FirecrackerApiVersion } from './firecracker-api-contract.js';
 

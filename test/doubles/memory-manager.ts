@@ -21,16 +21,7 @@ import type { AgentGateway, AgentTarget } from '../../src/manager/ports/agent-ga
 import type { HostRecord, HostRepo } from '../../src/manager/ports/host-repo.js';
 import type { ImageFilter, ImageRecord, ImageRepo } from '../../src/manager/ports/image-repo.js';
 import type { Leadership } from '../../src/manager/ports/leadership.js';
-import type {
-  HostAllocation,
-  NewVm,
-  Observation,
-  QuotaCheck,
-  VmEventRecord,
-  VmFilter,
-  VmRecord,
-  VmRepo,
-} from '../../src/manager/ports/vm-repo.js';
+import type { HostAllocation, NewVm, Observation, QuotaCheck, VmEventRecord, VmFilter, VmRecord, VmRepo } from '../../src/manager/ports/vm-repo.js';
 
 /**
  * Ids that pass as UUIDs and sort in the order they were made (events of one millisecond keep
@@ -215,7 +206,13 @@ export class MemoryVmRepo implements VmRepo {
     return this.sortedEvents().filter((event) => event.vmId === id);
   }
 
-  async eventsAfter(filter: { after: { at: Date; id?: string }; minLevel: 'info' | 'warn' | 'error'; projects?: string[]; vmId?: string; limit: number }): Promise<VmEventRecord[]> {
+  async eventsAfter(filter: {
+    after: { at: Date; id?: string };
+    minLevel: 'info' | 'warn' | 'error';
+    projects?: string[];
+    vmId?: string;
+    limit: number;
+  }): Promise<VmEventRecord[]> {
     const levels = { info: ['info', 'warn', 'error'], warn: ['warn', 'error'], error: ['error'] }[filter.minLevel];
     const { at, id } = filter.after;
     // With an id, the position is that event's own time when it is still stored, `at` otherwise.
@@ -462,7 +459,10 @@ export class MemoryImageRepo implements ImageRepo {
   }
 
   private withHosts(image: ImageRecord): ImageRecord {
-    const hostIds = [...this.held].filter(([, holdings]) => holdings.has(image.id)).map(([hostId]) => hostId).sort();
+    const hostIds = [...this.held]
+      .filter(([, holdings]) => holdings.has(image.id))
+      .map(([hostId]) => hostId)
+      .sort();
     return { ...copy(image), hostIds };
   }
 }

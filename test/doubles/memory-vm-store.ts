@@ -48,7 +48,9 @@ export class MemoryVmStore implements VmStore {
 
   async listing(): Promise<{ vms: string[]; strays: string[] }> {
     const root = vmsDir(this.runDir);
-    const names = [...new Set([...this.folders, ...this.files.keys()].filter((path) => posix.dirname(path) === root).map((path) => posix.basename(path)))].sort();
+    const names = [
+      ...new Set([...this.folders, ...this.files.keys()].filter((path) => posix.dirname(path) === root).map((path) => posix.basename(path))),
+    ].sort();
     const listing = { vms: [] as string[], strays: [] as string[] };
     for (const name of names) {
       if (VM_ID_PATTERN.test(name) && this.files.has(`${root}/${name}/spec.json`)) listing.vms.push(name);
@@ -59,7 +61,10 @@ export class MemoryVmStore implements VmStore {
 
   async ids(): Promise<string[]> {
     const root = vmsDir(this.runDir);
-    return [...this.folders].filter((path) => posix.dirname(path) === root && VM_ID_PATTERN.test(posix.basename(path))).map((path) => posix.basename(path)).sort();
+    return [...this.folders]
+      .filter((path) => posix.dirname(path) === root && VM_ID_PATTERN.test(posix.basename(path)))
+      .map((path) => posix.basename(path))
+      .sort();
   }
 
   async hasFolder(vm: VmLayout): Promise<boolean> {

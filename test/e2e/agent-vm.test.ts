@@ -50,7 +50,10 @@ describe('agent runs a real guest', () => {
   const spec = (id: string, ip: string) => ({
     vcpu: 1,
     mem_mib: 128,
-    kernel: { path: join(runDir, 'images', 'test', 'vmlinux'), cmdline: `console=ttyS0 reboot=t panic=1 root=/dev/vda rw nexus.ip=${ip}/24 nexus.gw=${subnet}.1` },
+    kernel: {
+      path: join(runDir, 'images', 'test', 'vmlinux'),
+      cmdline: `console=ttyS0 reboot=t panic=1 root=/dev/vda rw nexus.ip=${ip}/24 nexus.gw=${subnet}.1`,
+    },
     initrd: { path: join(runDir, 'images', 'test', 'initrd.img') },
     drives: [{ id: 'rootfs', path: join(runDir, 'images', 'test', 'rootfs.ext4'), is_root: true }],
     nics: [{}],
@@ -71,14 +74,15 @@ describe('agent runs a real guest', () => {
     assert.equal(response.status, 200, JSON.stringify(response.body));
     return response.body;
   };
-  const qemuPids = () => descendantsOf(1).filter((pid) => {
-    try {
-      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      return cmdline.startsWith('qemu-system') && cmdline.includes(runDir);
-    } catch {
-      return false;
-    }
-  });
+  const qemuPids = () =>
+    descendantsOf(1).filter((pid) => {
+      try {
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        return cmdline.startsWith('qemu-system') && cmdline.includes(runDir);
+      } catch {
+        return false;
+      }
+    });
 
   it('boots, answers ping through the bridge, pauses and resumes, snapshots and restores, and stops without leftovers', async () => {
     const id = testVmId();
@@ -96,19 +100,29 @@ describe('agent runs a real guest', () => {
 
     const started = await act(id, 'start');
     assert.ok(started.vm.pid > 0);
-    const cgroup2 = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((line) => line.split(' ')).find((f) => f[2] === 'cgroup2')?.[1];
-    if (cgroup2) assert.match(readFileSync(`/proc/${started.vm.pid}/cgroup`, 'utf8'), new RegExp(`^0::/nexus/fc-${id}$`, 'm'), 'the VMM runs in a cgroup of its own');
+    const cgroup2 = readFileSync('/proc/self/mounts', 'utf8')
+      .split('\n')
+      .map((line) => line.split(' '))
+      .find((f) => f[2] === 'cgroup2')?.[1];
+    if (cgroup2)
+      assert.match(readFileSync(`/proc/${started.vm.pid}/cgroup`, 'utf8'), new RegExp(`^0::/nexus/fc-${id}$`, 'm'), 'the VMM runs in a cgroup of its own');
     await eventually('the boot marker', () => consoleOf(id).includes('NEXUS_BOOT_OK'), 90_000);
-    await eventually('the guest answers ping', async () => {
-      const { stdout } = await run('busybox', ['ping', '-c', '1', '-W', '2', ip]).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? '' }));
-      return /1 packets received/.test(stdout);
-    }, 30_000);
+    await eventually(
+      'the guest answers ping',
+      async () => {
+        const { stdout } = await run('busybox', ['ping', '-c', '1', '-W', '2', ip]).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? '' }));
+        return /1 packets received/.test(stdout);
+      },
+      30_000,
+    );
 
     // Throttle the root drive at runtime: QEMU applies it at once, the spec keeps it.
     const limited = await agent.call('PATCH', `/agent/v1/vms/${id}/drives/rootfs`, { bytes_per_second: 1048576, ops_per_second: 200 });
     assert.equal(limited.status, 200, JSON.stringify(limited.body));
     assert.deepEqual(limited.body.spec.drives[0].rate_limit, { bytes_per_second: 1048576, ops_per_second: 200 });
-    const block = await withQmp(join(runDir, 'vms', id, 'sock', 'qmp.sock'), (qmp) => qmp.execute<Array<{ device: string; qdev?: string; inserted?: { bps: number; iops: number } }>>('query-block'));
+    const block = await withQmp(join(runDir, 'vms', id, 'sock', 'qmp.sock'), (qmp) =>
+      qmp.execute<Array<{ device: string; qdev?: string; inserted?: { bps: number; iops: number } }>>('query-block'),
+    );
     const root = block.find((entry) => entry.device === 'rootfs' || entry.qdev === 'rootfs');
     assert.equal(root?.inserted?.bps, 1048576);
     assert.equal(root?.inserted?.iops, 200);
@@ -185,7 +199,10 @@ describe('agent runs a real guest', () => {
       assert.deepEqual(orphans.dirs, [join(runDir, 'vms', 'not-a-vm')]);
       assert.ok(orphans.taps.includes(strayTap));
       assert.ok(!orphans.taps.includes(tapNameOf(id)), "a VM's own TAP is not an orphan");
-      assert.deepEqual(orphans.processes.map((entry: { pid: number; vm_id: string }) => [entry.pid, entry.vm_id]), [[pid, id]]);
+      assert.deepEqual(
+        orphans.processes.map((entry: { pid: number; vm_id: string }) => [entry.pid, entry.vm_id]),
+        [[pid, id]],
+      );
     } finally {
       await run('mv', [`${pidFile}.aside`, pidFile]);
       await run('ip', ['link', 'del', 'dev', strayTap]);
@@ -316,7 +333,7 @@ describe('agent runs a real guest', () => {
       }
     });
 
-    it('a kernel that is not a kernel fails at start with the VMM\'s words, and leaves no process', async () => {
+    it("a kernel that is not a kernel fails at start with the VMM's words, and leaves no process", async () => {
       const id = testVmId();
       created.push(id);
       const bad = spec(id, `${subnet}.9`);

@@ -38,7 +38,12 @@ describe('real Firecracker', () => {
     const runDir = join(dir.path, 'run');
     mkdirSync(runDir, { recursive: true });
     symlinkSync(join(image.dir, '..'), join(runDir, 'images'));
-    agent = await startAgentProcess(runDir, { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: testBridgeCidr(), NEXUS_NAT: 'off', NEXUS_FIRECRACKER_BIN: binary ?? '' });
+    agent = await startAgentProcess(runDir, {
+      NEXUS_BRIDGE: bridge,
+      NEXUS_BRIDGE_CIDR: testBridgeCidr(),
+      NEXUS_NAT: 'off',
+      NEXUS_FIRECRACKER_BIN: binary ?? '',
+    });
     const id = testVmId();
     const images = join(runDir, 'images', 'test');
     const ensured = await agent.call('PUT', `/agent/v1/vms/${id}`, {

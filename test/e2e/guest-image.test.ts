@@ -40,12 +40,35 @@ async function bootGuest(image: GuestImage, dir: string, options: { cmdline: str
   const consoleLog = join(dir, 'console.log');
   const qmpSocket = join(dir, 'qmp.sock');
   const args = [
-    '-M', 'microvm,x-option-roms=off,isa-serial=on', '-accel', 'tcg', '-cpu', 'max', '-m', '128', '-smp', '1',
-    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-    '-kernel', image.kernelPath, '-initrd', image.initrdPath, '-append', options.cmdline,
-    '-serial', `file:${consoleLog}`,
-    '-drive', `id=root,file=${disk},format=raw,if=none`, '-device', 'virtio-blk-device,drive=root',
-    '-qmp', `unix:${qmpSocket},server=on,wait=off`,
+    '-M',
+    'microvm,x-option-roms=off,isa-serial=on',
+    '-accel',
+    'tcg',
+    '-cpu',
+    'max',
+    '-m',
+    '128',
+    '-smp',
+    '1',
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-no-reboot',
+    '-kernel',
+    image.kernelPath,
+    '-initrd',
+    image.initrdPath,
+    '-append',
+    options.cmdline,
+    '-serial',
+    `file:${consoleLog}`,
+    '-drive',
+    `id=root,file=${disk},format=raw,if=none`,
+    '-device',
+    'virtio-blk-device,drive=root',
+    '-qmp',
+    `unix:${qmpSocket},server=on,wait=off`,
     ...(options.nic ? ['-netdev', 'user,id=n0', '-device', 'virtio-net-device,netdev=n0'] : []),
   ];
   const child = spawn(QEMU, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -126,10 +149,13 @@ describe('guest test image', () => {
   let image: GuestImage;
   let tscKhz: number | undefined;
 
-  before(async () => {
-    image = await testGuestImage();
-    tscKhz = await hostTscKhz();
-  }, { timeout: 600_000 });
+  before(
+    async () => {
+      image = await testGuestImage();
+      tscKhz = await hostTscKhz();
+    },
+    { timeout: 600_000 },
+  );
 
   after(async () => {
     await Promise.all(started.map((child) => stopChild(child, 5_000)));
@@ -161,7 +187,10 @@ describe('guest test image', () => {
     const again = await buildGuestImage({ runDir: TEST_IMAGE_RUN_DIR, name: TEST_IMAGE_NAME, onProgress: (line) => lines.push(line) });
     assert.equal(again.reused, true);
     assert.deepEqual(again.manifest, image.manifest);
-    assert.ok(lines.some((line) => /reusing/.test(line)), lines.join('\n'));
+    assert.ok(
+      lines.some((line) => /reusing/.test(line)),
+      lines.join('\n'),
+    );
   });
 
   it('boots under QEMU microvm: marker, no network without nexus.ip, a counter that goes up', { timeout: TEST_TIMEOUT_MS }, async () => {
@@ -188,7 +217,11 @@ describe('guest test image', () => {
     const { code, signal } = await guest.exited;
     clearTimeout(timer);
     const after = await guest.console();
-    assert.deepEqual({ code, signal }, { code: 0, signal: null }, `QEMU should exit by itself once the guest powers off\n${guest.stderr()}\n--- console ---\n${after.slice(-3000)}`);
+    assert.deepEqual(
+      { code, signal },
+      { code: 0, signal: null },
+      `QEMU should exit by itself once the guest powers off\n${guest.stderr()}\n--- console ---\n${after.slice(-3000)}`,
+    );
     assert.match(after, new RegExp(POWEROFF_MARKER));
   });
 

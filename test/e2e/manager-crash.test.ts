@@ -42,12 +42,17 @@ describe('manager crash mid-create', () => {
     port = await freePort();
     await startManager();
     const token = JSON.parse((await runNexus(['hosts', 'join-token', '--json', '--api', `http://127.0.0.1:${port}`, '--data-dir', dataDir])).output).token;
-    agent = await startAgentProcess(runDir, { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: testBridgeCidr(), NEXUS_NAT: 'off', NEXUS_JOIN_TOKEN: token }, `http://127.0.0.1:${port}`);
+    agent = await startAgentProcess(
+      runDir,
+      { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: testBridgeCidr(), NEXUS_NAT: 'off', NEXUS_JOIN_TOKEN: token },
+      `http://127.0.0.1:${port}`,
+    );
   });
 
   after(async () => {
     const api = `http://127.0.0.1:${port}`;
-    for (const vm of (await send(`${api}/v1/vms`).catch(() => ({ body: { items: [] } }))).body?.items ?? []) await send(`${api}/v1/vms/${vm.id}?wait=30`, { method: 'DELETE' });
+    for (const vm of (await send(`${api}/v1/vms`).catch(() => ({ body: { items: [] } }))).body?.items ?? [])
+      await send(`${api}/v1/vms/${vm.id}?wait=30`, { method: 'DELETE' });
     await agent?.process.stop();
     await manager?.stop();
     await run('ip', ['link', 'del', 'dev', bridge]).catch(() => undefined);
@@ -57,7 +62,14 @@ describe('manager crash mid-create', () => {
   it('converges to one running VM after kill -9 and restart', async () => {
     const api = `http://127.0.0.1:${port}`;
     const created = await send(`${api}/v1/vms`, {
-      body: { name: 'crash-1', vcpu: 1, mem_mib: 128, kernel_path: join(images, 'vmlinux'), initrd_path: join(images, 'initrd.img'), rootfs_path: join(images, 'rootfs.ext4') },
+      body: {
+        name: 'crash-1',
+        vcpu: 1,
+        mem_mib: 128,
+        kernel_path: join(images, 'vmlinux'),
+        initrd_path: join(images, 'initrd.img'),
+        rootfs_path: join(images, 'rootfs.ext4'),
+      },
     });
     assert.equal(created.status, 201);
     manager?.child.kill('SIGKILL');
@@ -65,6 +77,10 @@ describe('manager crash mid-create', () => {
     await startManager();
     await eventually('running after the restart', async () => (await send(`${api}/v1/vms/${created.body.id}`)).body.state === 'running', 60_000);
     const onHost = (await agent?.call('GET', '/agent/v1/inventory'))?.body.vms ?? [];
-    assert.deepEqual(onHost.map((vm: { id: string }) => vm.id), [created.body.id], 'exactly one VM on the host');
+    assert.deepEqual(
+      onHost.map((vm: { id: string }) => vm.id),
+      [created.body.id],
+      'exactly one VM on the host',
+    );
   });
 });

@@ -118,13 +118,20 @@ describe('VM lifecycle through the manager', () => {
     await eventually('running', async () => (await send(url(`/v1/vms/${id}`))).body.state === 'running', 30_000);
     const pid = (await agent.call('GET', `/agent/v1/vms/${id}`)).body.pid;
     process.kill(pid, 'SIGKILL');
-    await eventually('a new VMM runs', async () => {
-      const now = (await agent.call('GET', `/agent/v1/vms/${id}`)).body;
-      return now.state === 'running' && now.pid !== pid;
-    }, 30_000);
+    await eventually(
+      'a new VMM runs',
+      async () => {
+        const now = (await agent.call('GET', `/agent/v1/vms/${id}`)).body;
+        return now.state === 'running' && now.pid !== pid;
+      },
+      30_000,
+    );
     assert.ok(!isAlive(pid));
     const events = (await send(url(`/v1/vms/${id}/events`))).body.items.map((event: { message: string }) => event.message);
-    assert.ok(events.some((message: string) => /VMM exited while the VM should run/.test(message)), events.join('\n'));
+    assert.ok(
+      events.some((message: string) => /VMM exited while the VM should run/.test(message)),
+      events.join('\n'),
+    );
     assert.equal((await send(url(`/v1/vms/${id}?wait=60`), { method: 'DELETE' })).status, 200);
   });
 
@@ -150,13 +157,20 @@ describe('VM lifecycle through the manager', () => {
     await eventually('running', async () => (await stateOf(id)) === 'running', 30_000);
     const pid = (await agent.call('GET', `/agent/v1/vms/${id}`)).body.pid;
     await run('ip', ['link', 'del', 'dev', tapNameOf(id)]);
-    await eventually('running again on a new TAP', async () => {
-      const now = (await agent.call('GET', `/agent/v1/vms/${id}`)).body;
-      return now.state === 'running' && now.pid !== pid && now.tap_present === true;
-    }, 30_000);
+    await eventually(
+      'running again on a new TAP',
+      async () => {
+        const now = (await agent.call('GET', `/agent/v1/vms/${id}`)).body;
+        return now.state === 'running' && now.pid !== pid && now.tap_present === true;
+      },
+      30_000,
+    );
     assert.equal((await readLink(tapNameOf(id)))?.master, bridge);
     const messages = (await send(url(`/v1/vms/${id}/events`))).body.items.map((event: { message: string }) => event.message);
-    assert.ok(messages.some((message: string) => /TAP .* is gone from the host/.test(message)), messages.join('\n'));
+    assert.ok(
+      messages.some((message: string) => /TAP .* is gone from the host/.test(message)),
+      messages.join('\n'),
+    );
     assert.equal((await send(url(`/v1/vms/${id}?wait=60`), { method: 'DELETE' })).status, 200);
   });
 
@@ -184,12 +198,21 @@ describe('VM lifecycle through the manager', () => {
     mkdirSync(strayDir, { recursive: true });
     const unknownVm = testVmId();
     const ensured = await agent.call('PUT', `/agent/v1/vms/${unknownVm}`, {
-      vcpu: 1, mem_mib: 128, kernel: { path: join(images, 'vmlinux'), cmdline: 'console=ttyS0 root=/dev/vda rw' },
-      initrd: { path: join(images, 'initrd.img') }, drives: [{ id: 'rootfs', path: join(images, 'rootfs.ext4'), is_root: true }], nics: [{}],
+      vcpu: 1,
+      mem_mib: 128,
+      kernel: { path: join(images, 'vmlinux'), cmdline: 'console=ttyS0 root=/dev/vda rw' },
+      initrd: { path: join(images, 'initrd.img') },
+      drives: [{ id: 'rootfs', path: join(images, 'rootfs.ext4'), is_root: true }],
+      nics: [{}],
     });
     assert.equal(ensured.status, 200);
-    await eventually('the leftovers are gone', async () =>
-      (await readLink(strayTap)) === undefined && !existsSync(strayDir) && !existsSync(join(runDir, 'vms', unknownVm)) && (await readLink(tapNameOf(unknownVm))) === undefined,
+    await eventually(
+      'the leftovers are gone',
+      async () =>
+        (await readLink(strayTap)) === undefined &&
+        !existsSync(strayDir) &&
+        !existsSync(join(runDir, 'vms', unknownVm)) &&
+        (await readLink(tapNameOf(unknownVm))) === undefined,
       60_000,
     );
     assert.equal((await agent.call('GET', `/agent/v1/vms/${keeper}`)).status, 200, 'a VM the manager knows is kept');
@@ -246,7 +269,7 @@ describe('VM lifecycle through the manager', () => {
       assertErrorContract(await send(url(`/v1/vms/${unknown}/start`), { method: 'POST' }), 404, 'not_found');
       assertErrorContract(await send(url(`/v1/vms/${unknown}`), { method: 'DELETE' }), 404, 'not_found');
     });
-    it('a kernel outside the agent allow-list fails the VM with the agent\'s reason', async () => {
+    it("a kernel outside the agent allow-list fails the VM with the agent's reason", async () => {
       const vm = (await create('outside-1', { kernel_path: '/etc/hostname' })).body;
       await eventually('failed', async () => (await send(url(`/v1/vms/${vm.id}`))).body.state === 'failed', 30_000);
       const failed = (await send(url(`/v1/vms/${vm.id}`))).body;
@@ -260,9 +283,15 @@ describe('VM lifecycle through the manager', () => {
     const ids: string[] = [];
     for (const name of ['list-a', 'list-b', 'list-c']) ids.push((await create(name, { desired_state: 'stopped' })).body.id);
     const page1 = (await send(url('/v1/vms?name_prefix=list-&limit=2'))).body;
-    assert.deepEqual(page1.items.map((vm: { name: string }) => vm.name), ['list-a', 'list-b']);
+    assert.deepEqual(
+      page1.items.map((vm: { name: string }) => vm.name),
+      ['list-a', 'list-b'],
+    );
     const page2 = (await send(url(`/v1/vms?name_prefix=list-&limit=2&cursor=${page1.next_cursor}`))).body;
-    assert.deepEqual(page2.items.map((vm: { name: string }) => vm.name), ['list-c']);
+    assert.deepEqual(
+      page2.items.map((vm: { name: string }) => vm.name),
+      ['list-c'],
+    );
     assert.equal(page2.next_cursor, null);
     for (const id of ids) await send(url(`/v1/vms/${id}?wait=30`), { method: 'DELETE' });
   });

@@ -88,7 +88,11 @@ async function startDevIn(
  */
 const bridge = testBridgeName();
 const bridgeEnv = { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: testBridgeCidr(), NEXUS_NAT: 'off' };
-const removeBridge = () => promisify(execFile)('ip', ['link', 'del', 'dev', bridge]).then(() => undefined, () => undefined);
+const removeBridge = () =>
+  promisify(execFile)('ip', ['link', 'del', 'dev', bridge]).then(
+    () => undefined,
+    () => undefined,
+  );
 
 /**
  * `nexus dev` as an operator runs it: the real binary, manager + local agent, embedded database.
@@ -247,7 +251,11 @@ function vmmPidsIn(runDir: string): number[] {
 }
 
 const run = promisify(execFile);
-const deviceExists = (name: string) => run('ip', ['link', 'show', 'dev', name]).then(() => true, () => false);
+const deviceExists = (name: string) =>
+  run('ip', ['link', 'show', 'dev', name]).then(
+    () => true,
+    () => false,
+  );
 const nftTables = async () => (await run('nft', ['list', 'tables'])).stdout;
 
 describe('nexus dev stopped with VMs running', () => {
@@ -327,7 +335,10 @@ describe('nexus dev stopped with VMs running', () => {
       for (const vm of vms) {
         const folder = join(runDir, 'vms', vm.id);
         assert.ok(existsSync(join(folder, 'spec.json')), `the folder of VM ${vm.id} stays`);
-        assert.ok(readdirSync(join(folder, 'drives')).some((file) => file.endsWith('.img')), `the disk of VM ${vm.id} stays`);
+        assert.ok(
+          readdirSync(join(folder, 'drives')).some((file) => file.endsWith('.img')),
+          `the disk of VM ${vm.id} stays`,
+        );
       }
       assert.ok(dev.output().includes(`stopping ${VMS_AT_ONCE} VMs`), `nexus dev says what it waits for:\n${tailOf(dev.output())}`);
     } catch (error) {

@@ -36,10 +36,14 @@ describe('observing real guests through the manager: logs, metrics, failures', (
 
   const failedVm = async (id: string, timeoutMs: number) => {
     let vm: any;
-    await eventually(`VM ${id} is failed`, async () => {
-      vm = (await send(`${manager.url}/v1/vms/${id}`)).body;
-      return vm.state === 'failed' && vm.last_error !== null;
-    }, timeoutMs);
+    await eventually(
+      `VM ${id} is failed`,
+      async () => {
+        vm = (await send(`${manager.url}/v1/vms/${id}`)).body;
+        return vm.state === 'failed' && vm.last_error !== null;
+      },
+      timeoutMs,
+    );
     return vm;
   };
 
@@ -50,10 +54,14 @@ describe('observing real guests through the manager: logs, metrics, failures', (
     const created = await send(url('/v1/vms?wait=30'), { body: guest('logs-1', { desired_state: 'stopped' }) });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     id = created.body.id;
-    await eventually('the VM is made on its host, not started', async () => {
-      const vm = (await send(url(`/v1/vms/${id}`))).body;
-      return vm.host_id !== null && vm.state === 'configured';
-    }, 30_000);
+    await eventually(
+      'the VM is made on its host, not started',
+      async () => {
+        const vm = (await send(url(`/v1/vms/${id}`))).body;
+        return vm.host_id !== null && vm.state === 'configured';
+      },
+      30_000,
+    );
     const stream = await openEventStream(url(`/v1/vms/${id}/logs/stream`));
     try {
       assert.equal(stream.status, 200);
@@ -65,7 +73,10 @@ describe('observing real guests through the manager: logs, metrics, failures', (
       for (let i = 1; i < seen.length; i++) assert.ok(Number(seen[i]!.id) > Number(seen[i - 1]!.id), 'ids grow');
       // The guest prints a counter every second: the lines after the marker, as this stream saw them.
       const afterMarker = [await stream.next(30_000), await stream.next(30_000)];
-      assert.ok(afterMarker.every((event) => event?.event === 'message' && Number(event.id) > Number(marker.id)), JSON.stringify(afterMarker));
+      assert.ok(
+        afterMarker.every((event) => event?.event === 'message' && Number(event.id) > Number(marker.id)),
+        JSON.stringify(afterMarker),
+      );
       stream.close();
 
       // Resuming after the marker gives exactly those lines again, the first one first: not the
@@ -87,7 +98,10 @@ describe('observing real guests through the manager: logs, metrics, failures', (
     assert.equal(three.body.source, 'console');
     assert.equal(three.body.lines.length, 3);
     const all = await send(url(`/v1/vms/${id}/logs?tail=10000`));
-    assert.ok(all.body.lines.some((line: string) => line.includes('NEXUS_BOOT_OK')), 'the boot marker is in the whole log');
+    assert.ok(
+      all.body.lines.some((line: string) => line.includes('NEXUS_BOOT_OK')),
+      'the boot marker is in the whole log',
+    );
     assert.ok(all.body.lines.join('\n').includes(three.body.lines.join('\n')), 'the last 3 lines are lines of the whole log, in order');
     assert.ok(three.body.next_offset > 0, JSON.stringify(three.body));
     // The VMM's log is QEMU's standard error, not the console: a guest that booted well leaves it
@@ -131,7 +145,13 @@ describe('observing real guests through the manager: logs, metrics, failures', (
     const tailed = await send(url(`/v1/logs/tail?path=${encodeURIComponent(consoleLog)}&tail=2`));
     assert.equal(tailed.status, 200, JSON.stringify(tailed.body));
     assert.equal(tailed.body.lines.length, 2);
-    for (const path of ['/etc/passwd', join(runDir, 'agent', 'identity.json'), `${runDir}/vms/../agent/identity.json`, `${runDir}/vms/${id}/../../agent/identity.json`, `${runDir}/images/test/vmlinux`]) {
+    for (const path of [
+      '/etc/passwd',
+      join(runDir, 'agent', 'identity.json'),
+      `${runDir}/vms/../agent/identity.json`,
+      `${runDir}/vms/${id}/../../agent/identity.json`,
+      `${runDir}/images/test/vmlinux`,
+    ]) {
       assertErrorContract(await send(url(`/v1/logs/tail?path=${encodeURIComponent(path)}`)), 403, 'forbidden');
     }
     assertErrorContract(await send(url('/v1/logs/tail?path=vms/x.log')), 400, 'bad_request');
@@ -149,7 +169,11 @@ describe('observing real guests through the manager: logs, metrics, failures', (
     const created = await send(url('/v1/vms?wait=30'), { body: guest('busy', { boot_args: bootArgs }) });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const busy = created.body.id;
-    await eventually('the guest booted', async () => (await send(url(`/v1/vms/${busy}/logs?tail=50`))).body.lines?.some((line: string) => line.includes('NEXUS_BOOT_OK')), 120_000);
+    await eventually(
+      'the guest booted',
+      async () => (await send(url(`/v1/vms/${busy}/logs?tail=50`))).body.lines?.some((line: string) => line.includes('NEXUS_BOOT_OK')),
+      120_000,
+    );
     const recent = async () => (await send(url(`/v1/vms/${busy}/metrics/recent?window=30s`))).body.items as any[];
     const first = (await recent()).at(-1);
     assert.ok(first, 'records exist once the VMM runs');
@@ -185,7 +209,7 @@ describe('observing real guests through the manager: logs, metrics, failures', (
     assert.equal((await send(url(`/v1/vms/${busy}?wait=30`), { method: 'DELETE' })).status, 200);
   });
 
-  it('a kernel that is not a kernel: failed, with QEMU\'s own message and a suggestion', async () => {
+  it("a kernel that is not a kernel: failed, with QEMU's own message and a suggestion", async () => {
     const created = await send(url('/v1/vms'), { body: guest('not-a-kernel', { kernel_path: join(runDir, 'images', `junk-${process.pid}`, 'vmlinux') }) });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const vm = await failedVm(created.body.id, 60_000);
@@ -193,7 +217,10 @@ describe('observing real guests through the manager: logs, metrics, failures', (
     assert.match(vm.last_error.message, /QEMU exited while starting: .*qemu/i);
     assert.match(vm.last_error.suggestion, /kernel/);
     const events = (await send(url(`/v1/vms/${created.body.id}/events`))).body.items;
-    assert.ok(events.some((event: any) => event.level === 'error' && /QEMU exited while starting/.test(event.message)), JSON.stringify(events));
+    assert.ok(
+      events.some((event: any) => event.level === 'error' && /QEMU exited while starting/.test(event.message)),
+      JSON.stringify(events),
+    );
     // QEMU's own words are in its log (source=vmm), where the error quoted them from.
     const vmm = await send(url(`/v1/vms/${created.body.id}/logs?source=vmm`));
     assert.equal(vmm.status, 200, JSON.stringify(vmm.body));
@@ -242,8 +269,14 @@ describe('observing real guests through the manager: logs, metrics, failures', (
       assert.ok(manager$.has(name), `the manager's /metrics has ${name}`);
     }
     const actions = manager$.get('nexus_manager_reconcile_actions_total')!.metrics;
-    assert.ok(actions.some((sample) => sample.labels?.action === 'start' && sample.labels?.result === 'ok' && Number(sample.value) > 0), JSON.stringify(actions));
-    assert.ok(actions.some((sample) => sample.labels?.action === 'start' && sample.labels?.result === 'failed'), `the kernel that is not one: ${JSON.stringify(actions)}`);
+    assert.ok(
+      actions.some((sample) => sample.labels?.action === 'start' && sample.labels?.result === 'ok' && Number(sample.value) > 0),
+      JSON.stringify(actions),
+    );
+    assert.ok(
+      actions.some((sample) => sample.labels?.action === 'start' && sample.labels?.result === 'failed'),
+      `the kernel that is not one: ${JSON.stringify(actions)}`,
+    );
     // By host and state, as GET /v1/vms tells them (the first guest still runs; the others were deleted after their checks).
     const fleet = manager$.get('nexus_manager_vms')!.metrics;
     const hostNames = new Map(((await send(url('/v1/hosts'))).body.items as Array<{ id: string; name: string }>).map((one) => [one.id, one.name]));
@@ -279,7 +312,10 @@ describe('observing real guests through the manager: logs, metrics, failures', (
     const launched = /^nexus_agent_vmm_launch_seconds_count\{driver="qemu",result="ok"\} (\d+)$/m.exec(agentText);
     assert.ok(launched && Number(launched[1]) >= 3, `launches of QEMU counted: ${launched?.[0]}`);
     const errors = agent$.get('nexus_agent_driver_errors_total')!.metrics;
-    assert.ok(errors.some((sample) => sample.labels?.operation === 'start' && sample.labels?.code === 'vmm_failed'), JSON.stringify(errors));
+    assert.ok(
+      errors.some((sample) => sample.labels?.operation === 'start' && sample.labels?.code === 'vmm_failed'),
+      JSON.stringify(errors),
+    );
   });
 
   it('a stream of a VM being deleted ends with a final end event', async () => {

@@ -58,7 +58,14 @@ describe('access control', () => {
   const bodyFor = (route: Route): unknown => {
     const key = `${route.method.toUpperCase()} ${route.path}`;
     const bodies: Record<string, unknown> = {
-      'POST /v1/vms': { name: `made-${randomUUID().slice(0, 8)}`, vcpu: 1, mem_mib: 128, kernel_path: hollow.image.kernel, rootfs_path: hollow.image.rootfs, desired_state: 'stopped' },
+      'POST /v1/vms': {
+        name: `made-${randomUUID().slice(0, 8)}`,
+        vcpu: 1,
+        mem_mib: 128,
+        kernel_path: hollow.image.kernel,
+        rootfs_path: hollow.image.rootfs,
+        desired_state: 'stopped',
+      },
       'POST /v1/vms/actions': { ids: [vmA], action: 'stop' },
       'POST /v1/hosts/join-tokens': {},
       'POST /v1/tokens': { owner: 'table-test', role: 'viewer', project: 'alpha' },
@@ -116,7 +123,8 @@ describe('access control', () => {
     for (const route of guarded().filter((candidate) => MUTATING.has(candidate.method))) {
       assertErrorContract(await call(route, tokens.viewerA.token), 403, 'forbidden');
     }
-    for (const path of ['/v1/hosts', '/v1/tokens', '/v1/projects', '/v1/audit']) assertErrorContract(await send(url(path), { headers: as(tokens.viewerA.token) }), 403, 'forbidden');
+    for (const path of ['/v1/hosts', '/v1/tokens', '/v1/projects', '/v1/audit'])
+      assertErrorContract(await send(url(path), { headers: as(tokens.viewerA.token) }), 403, 'forbidden');
     assert.equal((await send(url(`/v1/vms/${vmA}`), { headers: as(tokens.viewerA.token) })).status, 200, 'a viewer reads its project');
     assert.equal((await send(url('/v1/images'), { headers: as(tokens.viewerA.token) })).status, 200, 'images are shared');
   });
@@ -129,7 +137,10 @@ describe('access control', () => {
     assert.deepEqual(bulk.body.results, [{ id: vmA, ok: false, error: 'not_found', fault_message: `no VM ${vmA}` }]);
     assert.deepEqual((await send(url('/v1/vms'), { headers: as(tokens.operatorB.token) })).body.items, []);
     assert.equal((await send(url('/v1/vms'), { headers: as(tokens.operatorA.token) })).body.items.length >= 1, true);
-    const elsewhere = await send(url('/v1/vms'), { headers: as(tokens.operatorB.token), body: { name: 'sneaky', project: 'alpha', vcpu: 1, mem_mib: 128, kernel_path: '/k', rootfs_path: '/r' } });
+    const elsewhere = await send(url('/v1/vms'), {
+      headers: as(tokens.operatorB.token),
+      body: { name: 'sneaky', project: 'alpha', vcpu: 1, mem_mib: 128, kernel_path: '/k', rootfs_path: '/r' },
+    });
     assertErrorContract(elsewhere, 404, 'not_found');
   });
 
@@ -206,16 +217,23 @@ describe('access control', () => {
 
   it("a VM's audit export shows each step with actor, time, request id and result, and a denied attempt", async () => {
     const operator = as(tokens.operatorA.token);
-    const created = await send(url('/v1/vms?wait=10'), { headers: operator, body: { name: 'audited', vcpu: 1, mem_mib: 128, kernel_path: hollow.image.kernel, rootfs_path: hollow.image.rootfs } });
+    const created = await send(url('/v1/vms?wait=10'), {
+      headers: operator,
+      body: { name: 'audited', vcpu: 1, mem_mib: 128, kernel_path: hollow.image.kernel, rootfs_path: hollow.image.rootfs },
+    });
     assert.equal(created.body.state, 'running', JSON.stringify(created.body));
     const id = created.body.id as string;
-    for (const action of ['pause', 'resume', 'stop']) assert.equal((await send(url(`/v1/vms/${id}/${action}?wait=10`), { method: 'POST', headers: operator })).status, 200, action);
+    for (const action of ['pause', 'resume', 'stop'])
+      assert.equal((await send(url(`/v1/vms/${id}/${action}?wait=10`), { method: 'POST', headers: operator })).status, 200, action);
     assertErrorContract(await send(url(`/v1/vms/${id}/start`), { method: 'POST', headers: as(tokens.viewerA.token) }), 403, 'forbidden');
     assert.equal((await send(url(`/v1/vms/${id}?wait=10`), { method: 'DELETE', headers: operator })).status, 200);
 
     const exported = await fetch(url(`/v1/audit?vm_id=${id}&format=ndjson`), { headers: as(manager.adminToken) });
     assert.equal(exported.headers.get('content-type')?.startsWith('application/x-ndjson'), true);
-    const rows = (await exported.text()).trim().split('\n').map((line) => JSON.parse(line));
+    const rows = (await exported.text())
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     assert.deepEqual(
       rows.map((row) => `${row.action} ${row.result}`),
       ['vm.create success', 'vm.pause success', 'vm.resume success', 'vm.stop success', 'vm.start denied', 'vm.delete success'],
@@ -242,7 +260,11 @@ describe('access control', () => {
     const calls: string[] = [];
     for (let index = 0; index < 7; index++) {
       calls.push(randomUUID());
-      assertErrorContract(await send(url(`/v1/vms/${vmA}`), { method: 'DELETE', headers: { ...as(minted.body.token), 'x-request-id': calls.at(-1) ?? '' } }), 403, 'forbidden');
+      assertErrorContract(
+        await send(url(`/v1/vms/${vmA}`), { method: 'DELETE', headers: { ...as(minted.body.token), 'x-request-id': calls.at(-1) ?? '' } }),
+        403,
+        'forbidden',
+      );
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     type Entry = { request_id: string; created_at: string };
@@ -261,27 +283,52 @@ describe('access control', () => {
     const newestFirst = [...calls].reverse();
 
     const whole = await pages('');
-    assert.deepEqual(whole.flat().map((entry) => entry.request_id), newestFirst, 'one page, newest first');
+    assert.deepEqual(
+      whole.flat().map((entry) => entry.request_id),
+      newestFirst,
+      'one page, newest first',
+    );
     const paged = await pages('limit=3');
-    assert.deepEqual(paged.map((page) => page.length), [3, 3, 1]);
-    assert.deepEqual(paged.flat().map((entry) => entry.request_id), newestFirst, 'pages go on to older entries, none skipped or repeated');
+    assert.deepEqual(
+      paged.map((page) => page.length),
+      [3, 3, 1],
+    );
+    assert.deepEqual(
+      paged.flat().map((entry) => entry.request_id),
+      newestFirst,
+      'pages go on to older entries, none skipped or repeated',
+    );
 
     const byCall = new Map(whole.flat().map((entry) => [entry.request_id, entry.created_at]));
     const window = `since=${encodeURIComponent(byCall.get(calls[2] ?? '') ?? '')}&until=${encodeURIComponent(byCall.get(calls[5] ?? '') ?? '')}`;
     const narrowed = await pages(`${window}&limit=2`);
-    assert.deepEqual(narrowed.map((page) => page.length), [2, 1]);
-    assert.deepEqual(narrowed.flat().map((entry) => entry.request_id), [calls[4], calls[3], calls[2]], 'since is inclusive, until exclusive');
+    assert.deepEqual(
+      narrowed.map((page) => page.length),
+      [2, 1],
+    );
+    assert.deepEqual(
+      narrowed.flat().map((entry) => entry.request_id),
+      [calls[4], calls[3], calls[2]],
+      'since is inclusive, until exclusive',
+    );
 
     const unfiltered = (await send(url('/v1/audit?limit=5'))).body.items as Entry[];
     const times = unfiltered.map((entry) => Date.parse(entry.created_at));
-    assert.deepEqual(times, [...times].sort((a, b) => b - a), 'without filters too, the newest come first');
+    assert.deepEqual(
+      times,
+      [...times].sort((a, b) => b - a),
+      'without filters too, the newest come first',
+    );
     assert.ok((times[0] ?? 0) >= Date.parse(byCall.get(calls[6] ?? '') ?? ''), 'the first page holds the latest entries, not the oldest');
 
     const exported = async (query: string) => {
       const response = await fetch(url(`/v1/audit?actor=${encodeURIComponent(actor)}&format=ndjson${query}`), { headers: as(manager.adminToken) });
       assert.equal(response.status, 200);
       assert.equal(response.headers.get('content-type')?.startsWith('application/x-ndjson'), true);
-      return (await response.text()).trim().split('\n').map((line) => (JSON.parse(line) as Entry).request_id);
+      return (await response.text())
+        .trim()
+        .split('\n')
+        .map((line) => (JSON.parse(line) as Entry).request_id);
     };
     assert.deepEqual(await exported(''), calls, 'the export holds every entry, oldest first');
     assert.deepEqual(await exported(`&${window}`), calls.slice(2, 5));
@@ -344,10 +391,29 @@ describe('audit of calls refused 401', () => {
     // One action each: refusals of one action from one address and actor are one source.
     const refused = [
       { what: 'no token', bearer: undefined, path: '/v1/projects', body: { name: 'never-made' }, action: 'project.create' },
-      { what: 'a malformed token', bearer: 'nxat_not-a-token', path: '/v1/tokens', body: { owner: 'x', role: 'viewer', project: 'default' }, action: 'token.create' },
+      {
+        what: 'a malformed token',
+        bearer: 'nxat_not-a-token',
+        path: '/v1/tokens',
+        body: { owner: 'x', role: 'viewer', project: 'default' },
+        action: 'token.create',
+      },
       { what: 'an unknown token', bearer: unknown, path: '/v1/hosts/join-tokens', body: {}, action: 'host.join_token' },
-      { what: 'a known token with a wrong secret', bearer: wrongSecret, path: '/v1/vms', body: { name: 'never-made', vcpu: 1, mem_mib: 128, kernel_path: '/k', rootfs_path: '/r' }, action: 'vm.create' },
-      { what: 'a revoked token', bearer: revokedToken.body.token as string, path: '/v1/projects/default', method: 'PATCH', body: { max_vms: 1 }, action: 'project.quota' },
+      {
+        what: 'a known token with a wrong secret',
+        bearer: wrongSecret,
+        path: '/v1/vms',
+        body: { name: 'never-made', vcpu: 1, mem_mib: 128, kernel_path: '/k', rootfs_path: '/r' },
+        action: 'vm.create',
+      },
+      {
+        what: 'a revoked token',
+        bearer: revokedToken.body.token as string,
+        path: '/v1/projects/default',
+        method: 'PATCH',
+        body: { max_vms: 1 },
+        action: 'project.quota',
+      },
     ].map((call) => ({ ...call, requestId: randomUUID() }));
     for (const call of refused) {
       const answer = await send(`${running.url}${call.path}`, {
@@ -361,15 +427,23 @@ describe('audit of calls refused 401', () => {
     // Two more like the first: counted, not itemized.
     const repeats: string[] = [randomUUID(), randomUUID()];
     for (const requestId of repeats) {
-      assertErrorContract(await send(`${running.url}/v1/projects`, { headers: { 'x-request-id': requestId }, anonymous: true, body: { name: 'never-made' } }), 401, 'unauthorized');
+      assertErrorContract(
+        await send(`${running.url}/v1/projects`, { headers: { 'x-request-id': requestId }, anonymous: true, body: { name: 'never-made' } }),
+        401,
+        'unauthorized',
+      );
     }
 
     // A refusal's row is written without holding up the 401: wait for it, not for a time.
     let rows: Row[] = [];
-    await eventually('each refused call has its audit row', async () => {
-      rows = await auditRows(running);
-      return refused.every((call) => rows.some((row) => row.request_id === call.requestId));
-    }, 15_000);
+    await eventually(
+      'each refused call has its audit row',
+      async () => {
+        rows = await auditRows(running);
+        return refused.every((call) => rows.some((row) => row.request_id === call.requestId));
+      },
+      15_000,
+    );
     for (const call of refused) {
       const row = rows.find((entry) => entry.request_id === call.requestId);
       assert.deepEqual(
@@ -387,7 +461,13 @@ describe('audit of calls refused 401', () => {
     const counted = (await auditRows(manager)).filter((row) => row.request_id === repeats[1]);
     assert.equal(counted.length, 1, `one row counts the repeats: ${JSON.stringify(counted)}`);
     assert.deepEqual(
-      { actor: counted[0]?.actor, action: counted[0]?.action, result: counted[0]?.result, status: counted[0]?.status, remote_address: counted[0]?.remote_address },
+      {
+        actor: counted[0]?.actor,
+        action: counted[0]?.action,
+        result: counted[0]?.result,
+        status: counted[0]?.status,
+        remote_address: counted[0]?.remote_address,
+      },
       { actor: 'anonymous', action: 'project.create', result: 'denied', status: 401, remote_address: '127.0.0.1' },
     );
     assert.match(counted[0]?.detail ?? '', /^2 more refused \(.*\) from anonymous at 127\.0\.0\.1 between /, 'it says how many, from whom');

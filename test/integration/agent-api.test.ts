@@ -71,7 +71,10 @@ describe('agent API (standalone)', () => {
     assert.ok(body.disk_total_mib >= body.disk_available_mib && body.disk_available_mib > 0);
     assert.equal(typeof body.kvm.usable, 'boolean');
     if (!body.kvm.usable) assert.ok(body.kvm.reason);
-    assert.deepEqual(body.drivers.map((driver: { name: string }) => driver.name), ['qemu', 'firecracker']);
+    assert.deepEqual(
+      body.drivers.map((driver: { name: string }) => driver.name),
+      ['qemu', 'firecracker'],
+    );
     assert.equal(body.drivers[0].available, true, 'QEMU is installed on test machines (.ci/run installs it)');
   });
 

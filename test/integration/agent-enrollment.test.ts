@@ -200,7 +200,11 @@ describe('agent enrollment (real agent process)', () => {
     assert.equal(replaced.result, 'success');
 
     // The replaced agent still beats with its old credential: refused, and audited as that host.
-    await eventually('the old agent is refused', async () => (await auditRows((entry) => entry.action === 'host.heartbeat' && entry.actor === `host:${before?.id}`)).length > 0, 20_000);
+    await eventually(
+      'the old agent is refused',
+      async () => (await auditRows((entry) => entry.action === 'host.heartbeat' && entry.actor === `host:${before?.id}`)).length > 0,
+      20_000,
+    );
     const [refused] = await auditRows((entry) => entry.action === 'host.heartbeat' && entry.actor === `host:${before?.id}`);
     assert.equal(refused?.result, 'denied');
     assert.equal(refused?.status, 401);
@@ -228,8 +232,15 @@ describe('agent enrollment (real agent process)', () => {
     const counted = rows.filter((row) => /^\d+ more refused/.test(row.detail ?? ''));
     assert.equal(rows.length - counted.length, 1 + counted.length, `itemized: the first of each window (${rows.length} rows)`);
     assert.ok(rows.length <= 3, `20 refusals from one address, not a row each (${rows.length})`);
-    assert.equal(rows.some((row) => row.request_id === answers[0]?.body.request_id), true, 'the first refusal has its own row');
-    assert.ok(rows.every((row) => row.resource_id === unknown), 'naming the host id called');
+    assert.equal(
+      rows.some((row) => row.request_id === answers[0]?.body.request_id),
+      true,
+      'the first refusal has its own row',
+    );
+    assert.ok(
+      rows.every((row) => row.resource_id === unknown),
+      'naming the host id called',
+    );
     const first = rows.find((row) => row.request_id === answers[0]?.body.request_id);
     assert.match(first?.detail ?? '', /^heartbeat for an unknown host; /);
     assert.match(first?.remote_address ?? '', /127\.0\.0\.1/);
@@ -237,7 +248,7 @@ describe('agent enrollment (real agent process)', () => {
     assert.equal(first?.result, 'denied');
   });
 
-  it('refused enrollments (a wrong join token, a ready host\'s name) are audited once per source and window, not once each', async () => {
+  it("refused enrollments (a wrong join token, a ready host's name) are audited once per source and window, not once each", async () => {
     const enroll = (joinToken: string, name: string) =>
       send(`${manager.url}/v1/hosts/enroll`, { anonymous: true, body: { join_token: joinToken, name, address: '127.0.0.1:5', capacity: CAPACITY } });
     const guesses: Array<Awaited<ReturnType<typeof enroll>>> = [];
@@ -249,7 +260,11 @@ describe('agent enrollment (real agent process)', () => {
     for (let n = 0; n < 10; n++) takeovers.push(await enroll(joinToken.token, 'agent-a'));
     for (const answer of takeovers) assertErrorContract(answer, 409, 'conflict');
 
-    await eventually('the first of each source is audited', async () => (await auditRows((entry) => entry.request_id === takeovers[0]?.body.request_id)).length === 1, 5000);
+    await eventually(
+      'the first of each source is audited',
+      async () => (await auditRows((entry) => entry.request_id === takeovers[0]?.body.request_id)).length === 1,
+      5000,
+    );
     const anonymous = await auditRows((entry) => entry.action === 'host.enroll' && entry.actor === 'anonymous');
     assert.ok(anonymous.length <= 3, `20 refused guesses from one address, not a row each (${anonymous.length})`);
     const first = anonymous.find((row) => row.request_id === guesses[0]?.body.request_id);

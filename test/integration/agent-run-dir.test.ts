@@ -34,7 +34,10 @@ describe('the agent and its run dir', () => {
         assert.ok(error instanceof NexusError, `a NexusError: ${String(error)}`);
         assert.equal(error.code, 'conflict');
         assert.equal(error.message, `${runDir} is locked by process ${process.pid} (nexus agent, API on 127.0.0.1:0)`);
-        assert.match(error.suggestion ?? '', /Another agent \(process \d+\) runs on this run dir: stop it first, or give this one a run dir of its own \(--run-dir, FC_RUN_DIR\)/);
+        assert.match(
+          error.suggestion ?? '',
+          /Another agent \(process \d+\) runs on this run dir: stop it first, or give this one a run dir of its own \(--run-dir, FC_RUN_DIR\)/,
+        );
         return true;
       });
     } finally {
@@ -50,7 +53,13 @@ describe('the agent and its run dir', () => {
     const keeper = await startAgent(configOf(), captureLogger('keeper').log, host);
     try {
       const headers = { authorization: `Bearer ${keeper.identity.credential}` };
-      const spec = { vcpu: 1, mem_mib: 128, kernel: { path: join(images, 'vmlinux'), cmdline: 'console=ttyS0' }, drives: [{ id: 'rootfs', path: join(images, 'rootfs.ext4'), is_root: true }], nics: [{}] };
+      const spec = {
+        vcpu: 1,
+        mem_mib: 128,
+        kernel: { path: join(images, 'vmlinux'), cmdline: 'console=ttyS0' },
+        drives: [{ id: 'rootfs', path: join(images, 'rootfs.ext4'), is_root: true }],
+        nics: [{}],
+      };
       const ensured = await send(`${keeper.url}/agent/v1/vms/${id}`, { method: 'PUT', body: spec, headers });
       assert.equal(ensured.status, 200, JSON.stringify(ensured.body));
       assert.equal((await send(`${keeper.url}/agent/v1/vms/${id}/actions`, { body: { action: 'start' }, headers })).status, 200);

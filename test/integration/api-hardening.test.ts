@@ -56,7 +56,10 @@ describe('API hardening', () => {
 
   it('CORS: nothing by default; exactly the configured origins when set', async () => {
     const preflight = (target: string, origin: string) =>
-      fetch(`${target}/v1/vms`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' } });
+      fetch(`${target}/v1/vms`, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' },
+      });
     assert.equal((await preflight(manager.url, 'https://console.example.com')).headers.get('access-control-allow-origin'), null);
     const open = await startTestManager({});
     const configured = await startTestManager({}, { NEXUS_CORS_ORIGINS: 'https://console.example.com' });

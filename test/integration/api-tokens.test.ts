@@ -36,7 +36,10 @@ describe('API tokens', () => {
     assert.equal(statSync(file).mode & 0o777, 0o600);
     const listed = (await send(url('/v1/tokens'))).body.items;
     assert.equal(listed.filter((token: { owner: string }) => token.owner === 'bootstrap-admin').length, 1);
-    assert.ok(listed.every((token: Record<string, unknown>) => !('token' in token) && !('secret_hash' in token)), 'no secret is ever listed');
+    assert.ok(
+      listed.every((token: Record<string, unknown>) => !('token' in token) && !('secret_hash' in token)),
+      'no secret is ever listed',
+    );
   });
 
   it('a replayed mint or rotation (same Idempotency-Key) answers the token without its secret, saying so and how to get a new one', async () => {
@@ -84,15 +87,23 @@ describe('API tokens', () => {
   it('an expired token is refused; an expiry in the past is refused at minting', async () => {
     const token = await mint({ expires_at: new Date(Date.now() + 3600_000).toISOString() });
     assert.ok(await works(token.token), 'the token works before its expiry');
-    await manager.database.db.updateTable('api_token').set({ expires_at: new Date(Date.now() - 1000) }).where('id', '=', token.id).execute();
+    await manager.database.db
+      .updateTable('api_token')
+      .set({ expires_at: new Date(Date.now() - 1000) })
+      .where('id', '=', token.id)
+      .execute();
     await eventually('the expired token is refused', async () => !(await works(token.token)), CACHE_MS + LOADED_MACHINE_MARGIN_MS);
     assertErrorContract(await send(url('/v1/vms'), { headers: as(token.token) }), 401, 'unauthorized');
-    assertErrorContract(await send(url('/v1/tokens'), { body: { owner: 'x', role: 'viewer', project: 'team', expires_at: '2020-01-01T00:00:00Z' } }), 400, 'validation_failed');
+    assertErrorContract(
+      await send(url('/v1/tokens'), { body: { owner: 'x', role: 'viewer', project: 'team', expires_at: '2020-01-01T00:00:00Z' } }),
+      400,
+      'validation_failed',
+    );
     assertErrorContract(await send(url('/v1/tokens'), { body: { owner: 'x', role: 'viewer' } }), 400, 'validation_failed');
     assertErrorContract(await send(url('/v1/tokens'), { body: { owner: 'x', role: 'viewer', project: 'nowhere' } }), 404, 'not_found');
   });
 
-  it("rotation: the old secret is refused at once, or after the overlap; the new one works", async () => {
+  it('rotation: the old secret is refused at once, or after the overlap; the new one works', async () => {
     const token = await mint();
     const rotated = (await send(url(`/v1/tokens/${token.id}/rotate`), { body: {} })).body;
     assert.equal(rotated.id, token.id);
@@ -103,8 +114,16 @@ describe('API tokens', () => {
     const overlapped = (await send(url(`/v1/tokens/${token.id}/rotate`), { body: { overlap_seconds: 3600 } })).body;
     assert.ok(await works(overlapped.token));
     assert.ok(await works(rotated.token), 'the previous secret works during the overlap');
-    await manager.database.db.updateTable('api_token').set({ previous_valid_until: new Date(Date.now() - 1000) }).where('id', '=', token.id).execute();
-    await eventually('the previous secret is refused once the overlap has ended', async () => !(await works(rotated.token)), CACHE_MS + LOADED_MACHINE_MARGIN_MS);
+    await manager.database.db
+      .updateTable('api_token')
+      .set({ previous_valid_until: new Date(Date.now() - 1000) })
+      .where('id', '=', token.id)
+      .execute();
+    await eventually(
+      'the previous secret is refused once the overlap has ended',
+      async () => !(await works(rotated.token)),
+      CACHE_MS + LOADED_MACHINE_MARGIN_MS,
+    );
     assert.ok(await works(overlapped.token));
     assertErrorContract(await send(url(`/v1/tokens/00000000-0000-4000-8000-000000000000/rotate`), { body: {} }), 404, 'not_found');
   });
@@ -115,7 +134,11 @@ describe('API tokens', () => {
     assert.match(scoped.body.fault_message, /admin token spans every project/);
     assert.match(scoped.body.suggestion, /operator token with project team/);
     const listed = (await send(url('/v1/tokens'))).body.items as Array<{ owner: string; role: string; project: string | null }>;
-    assert.equal(listed.some((token) => token.owner === 'team-admin'), false, 'nothing was minted');
+    assert.equal(
+      listed.some((token) => token.owner === 'team-admin'),
+      false,
+      'nothing was minted',
+    );
     assert.equal(listed.find((token) => token.owner === 'bootstrap-admin')?.project, null, 'the first admin token names no project');
 
     const admin = await send(url('/v1/tokens'), { body: { owner: 'second-admin', role: 'admin' } });
@@ -131,7 +154,10 @@ describe('API tokens', () => {
     const token = await mint();
     assert.equal((await send(url('/v1/projects/team'), { method: 'PATCH', body: { max_vms: 1, max_memory_mib: 256 } })).status, 200);
     const create = (name: string, memMib = 128) =>
-      send(url('/v1/vms'), { headers: as(token.token), body: { name, vcpu: 1, mem_mib: memMib, kernel_path: '/k', rootfs_path: '/r', desired_state: 'stopped' } });
+      send(url('/v1/vms'), {
+        headers: as(token.token),
+        body: { name, vcpu: 1, mem_mib: memMib, kernel_path: '/k', rootfs_path: '/r', desired_state: 'stopped' },
+      });
     assert.equal((await create('first')).status, 201);
     const over = await create('second');
     assertErrorContract(over, 403, 'quota_exceeded');

@@ -88,7 +88,10 @@ describe('bridge network (real bridge, TAPs and NAT)', () => {
 
   it('adds the iptables masquerade rule once, however often it is ensured, and removes it', async () => {
     const subnet = `${cidr.address.split('.').slice(0, 3).join('.')}.0/24`;
-    const rules = () => execFileSync('iptables', ['-t', 'nat', '-S', 'POSTROUTING'], { encoding: 'utf8' }).split('\n').filter((line) => line.includes(`nexus:${bridge}`));
+    const rules = () =>
+      execFileSync('iptables', ['-t', 'nat', '-S', 'POSTROUTING'], { encoding: 'utf8' })
+        .split('\n')
+        .filter((line) => line.includes(`nexus:${bridge}`));
     // iptables-nft makes the `ip nat` table on first use: if this test made it, this test removes it.
     const natTableBefore = /table ip nat\b/.test(execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' }));
     try {
@@ -223,7 +226,7 @@ describe('bridge network tear-down (for an agent whose VMs end with it)', () => 
     }
   });
 
-  it("leaves a bridge Nexus did not make when no Nexus TAP was on it, and still removes the NAT it added", async () => {
+  it('leaves a bridge Nexus did not make when no Nexus TAP was on it, and still removes the NAT it added', async () => {
     const { bridge, network, taps, cleanUp } = ownNetwork();
     try {
       ip('link', 'add', 'name', bridge, 'type', 'bridge');
@@ -256,7 +259,10 @@ describe('bridge network tear-down (for an agent whose VMs end with it)', () => 
 
   it('with iptables, removes the masquerade rule with the bridge', async () => {
     const { bridge, network, taps, cleanUp } = ownNetwork({ natBackend: 'iptables' });
-    const rules = () => execFileSync('iptables', ['-t', 'nat', '-S', 'POSTROUTING'], { encoding: 'utf8' }).split('\n').filter((line) => line.includes(`nexus:${bridge}`));
+    const rules = () =>
+      execFileSync('iptables', ['-t', 'nat', '-S', 'POSTROUTING'], { encoding: 'utf8' })
+        .split('\n')
+        .filter((line) => line.includes(`nexus:${bridge}`));
     // iptables-nft makes the `ip nat` table on first use: if this test made it, this test removes it.
     const natTableBefore = /table ip nat\b/.test(nftTables());
     try {

@@ -33,7 +33,10 @@ describe('nexus CLI', () => {
     const first = await runNexus(['migrate', '--data-dir', dataDir, '--json']);
     assert.equal(first.code, 0, first.output);
     // The answer on standard output; on standard error, that a key to seal secrets was made.
-    const answer = first.output.split('\n').filter((line) => !line.startsWith('{"level"')).join('\n');
+    const answer = first.output
+      .split('\n')
+      .filter((line) => !line.startsWith('{"level"'))
+      .join('\n');
     assert.deepEqual(JSON.parse(answer).applied, MIGRATION_NAMES);
     assert.match(first.output, /made a new key that seals secrets in the database/);
     assert.equal(statSync(join(dataDir, 'secret.key')).mode & 0o777, 0o600);
@@ -73,7 +76,14 @@ describe('nexus CLI', () => {
     assert.equal(none.code, 1);
     assert.match(none.output, /nexus: an API token is required/);
     assert.match(none.output, /hint: .*admin\.token/);
-    const wrong = await runNexus(['hosts', 'list', '--api', manager.url, '--token', 'nxat_00000000000000000000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA']);
+    const wrong = await runNexus([
+      'hosts',
+      'list',
+      '--api',
+      manager.url,
+      '--token',
+      'nxat_00000000000000000000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
+    ]);
     assert.match(wrong.output, /not valid/);
     for (const env of [{ NEXUS_TOKEN: manager.adminToken }, { NEXUS_DATA_DIR: manager.dataDir }]) {
       assert.equal((await runNexus(['hosts', 'list', '--api', manager.url], env)).code, 0, JSON.stringify(Object.keys(env)));

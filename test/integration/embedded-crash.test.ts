@@ -19,12 +19,25 @@ describe('the manager killed with -9 on the embedded database', () => {
       const dataDir = join(dir.path, 'data');
       const report = await crashManagerRepeatedly({ dataDir, kills: KILLS });
       const writing = report.rounds.filter((round) => round.killedWhile === 'writing');
-      assert.ok(writing.length >= 2 && writing.every((round) => round.acknowledged > 0), `writes were acknowledged before each kill: ${JSON.stringify(report.rounds)}`);
-      assert.ok(report.rounds.some((round) => round.killedWhile === 'starting'), 'one kill lands while the manager starts');
+      assert.ok(
+        writing.length >= 2 && writing.every((round) => round.acknowledged > 0),
+        `writes were acknowledged before each kill: ${JSON.stringify(report.rounds)}`,
+      );
+      assert.ok(
+        report.rounds.some((round) => round.killedWhile === 'starting'),
+        'one kill lands while the manager starts',
+      );
       // A life killed while serving held the lock: the next one found it left behind, and still opened.
       const afterServing = report.rounds.filter((round, i) => i > 0 && report.rounds[i - 1]?.killedWhile === 'writing');
-      assert.ok(afterServing.every((round) => round.staleLock), `a dead manager's lock was left behind: ${JSON.stringify(report.rounds)}`);
-      assert.deepEqual(report.rounds.flatMap((round) => round.lost), [], 'no acknowledged write was missing after a kill');
+      assert.ok(
+        afterServing.every((round) => round.staleLock),
+        `a dead manager's lock was left behind: ${JSON.stringify(report.rounds)}`,
+      );
+      assert.deepEqual(
+        report.rounds.flatMap((round) => round.lost),
+        [],
+        'no acknowledged write was missing after a kill',
+      );
       assert.deepEqual(report.lostAtEnd, [], 'no acknowledged write was missing after the last kill');
       assert.ok(report.acknowledged > 0, 'writes were acknowledged');
       // The last life stopped cleanly and gave its lock back.

@@ -43,7 +43,10 @@ async function startDouble(
   options.prepare?.(dir.path);
   const socketPath = join(dir.path, 'api.sock');
   const versionArgs = options.version ? ['--api-version', options.version] : [];
-  const child = spawn(options.shim ?? SHIM, ['--api-sock', socketPath, '--id', 'vm-1', ...versionArgs, ...args], { cwd: dir.path, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(options.shim ?? SHIM, ['--api-sock', socketPath, '--id', 'vm-1', ...versionArgs, ...args], {
+    cwd: dir.path,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -62,16 +65,27 @@ async function startDouble(
     const text = await response.body.text();
     const reply = { status: response.statusCode, headers: response.headers, text, body: text ? JSON.parse(text) : undefined };
     // Every answer the double gives to a known GET must be one the swagger allows: it cannot drift.
-    if (method === 'GET' && reply.status === 200) assert.equal(contract.checkResponse(method, path, reply.status, reply.body), undefined, `GET ${path}: ${text}`);
+    if (method === 'GET' && reply.status === 200)
+      assert.equal(contract.checkResponse(method, path, reply.status, reply.body), undefined, `GET ${path}: ${text}`);
     return reply;
   };
 
   const double = { dir: dir.path, socketPath, child, exited, output: () => output, call };
   if (options.waitForApi !== false) {
-    await eventually('the double answers GET /', async () => {
-      if (child.exitCode !== null) throw new Error(`the double exited ${child.exitCode}: ${output}`);
-      return existsSync(socketPath) && (await call('GET', '/').then((reply) => reply.status === 200, () => false));
-    }, 20_000);
+    await eventually(
+      'the double answers GET /',
+      async () => {
+        if (child.exitCode !== null) throw new Error(`the double exited ${child.exitCode}: ${output}`);
+        return (
+          existsSync(socketPath) &&
+          (await call('GET', '/').then(
+            (reply) => reply.status === 200,
+            () => false,
+          ))
+        );
+      },
+      20_000,
+    );
   }
   return double;
 }
@@ -147,7 +161,10 @@ describe('Firecracker API double', () => {
     const double = await startDouble();
     assertFault(await double.call('PUT', '/machine-config', { vcpu_count: 2, mem_size_mib: 64, cpus: 2 }), /unknown field `cpus`/);
     assertFault(await double.call('PUT', '/machine-config', { vcpu_count: 'two', mem_size_mib: 64 }), /invalid type at \/vcpu_count/);
-    assertFault(await double.call('PUT', '/drives/rootfs', { drive_id: 'other', is_root_device: true, path_on_host: 'rootfs.ext4' }), /^The id from the path does not match the id from the body!$/);
+    assertFault(
+      await double.call('PUT', '/drives/rootfs', { drive_id: 'other', is_root_device: true, path_on_host: 'rootfs.ext4' }),
+      /^The id from the path does not match the id from the body!$/,
+    );
     assertFault(await double.call('PUT', '/vm', { state: 'Paused' }), /^Invalid request method and\/or path: PUT vm/);
     assertFault(await double.call('GET', '/nothing'), /^Invalid request method and\/or path/);
     assertFault(await double.call('PUT', '/boot-source', '{"kernel_image_path": '), /deserializing the json body/);
@@ -214,20 +231,30 @@ describe('Firecracker API double', () => {
 
     const configured = await startDouble();
     await configured.call('PUT', '/machine-config', { vcpu_count: 1, mem_size_mib: 64 });
-    assertFault(await configured.call('PUT', '/snapshot/load', { snapshot_path: snapshot.snapshot_path, mem_file_path: snapshot.mem_file_path }), /not allowed after configuring boot-specific resources/);
+    assertFault(
+      await configured.call('PUT', '/snapshot/load', { snapshot_path: snapshot.snapshot_path, mem_file_path: snapshot.mem_file_path }),
+      /not allowed after configuring boot-specific resources/,
+    );
 
     const fresh = await startDouble();
     // Logger and metrics may come first, and the disk must be where the snapshot says (cwd-relative).
     writeFileSync(join(fresh.dir, 'rootfs.ext4'), 'copied disk');
     assert.equal((await fresh.call('PUT', '/logger', { log_path: 'fc.log' })).status, 204);
-    const load = { snapshot_path: snapshot.snapshot_path, mem_backend: { backend_type: 'File', backend_path: snapshot.mem_file_path }, network_overrides: [{ iface_id: 'eth0', host_dev_name: 'lo' }] };
+    const load = {
+      snapshot_path: snapshot.snapshot_path,
+      mem_backend: { backend_type: 'File', backend_path: snapshot.mem_file_path },
+      network_overrides: [{ iface_id: 'eth0', host_dev_name: 'lo' }],
+    };
     assert.equal((await fresh.call('PUT', '/snapshot/load', load)).status, 204);
     assert.equal(await stateOf(fresh), 'Paused');
     const config = (await fresh.call('GET', '/vm/config')).body;
     assert.equal(config['boot-source'], undefined);
     assert.equal(config['machine-config'].mem_size_mib, 64);
     assert.equal(config['machine-config'].smt, undefined);
-    assert.deepEqual(config.drives.map((drive: { drive_id: string }) => drive.drive_id), ['rootfs']);
+    assert.deepEqual(
+      config.drives.map((drive: { drive_id: string }) => drive.drive_id),
+      ['rootfs'],
+    );
 
     const resumed = await startDouble();
     assert.equal((await resumed.call('PUT', '/snapshot/load', { ...snapshot, resume_vm: true })).status, 204);
@@ -305,7 +332,11 @@ describe('Firecracker API double', () => {
     assert.equal(existsSync(noApi.socketPath), false);
     assert.ok(isAlive(noApi.child.pid!));
 
-    const broken = await startDouble(['--config-file', 'vm.json'], { prepare: (dir) => writeFileSync(join(dir, 'vm.json'), JSON.stringify({ ...config, drives: [{ drive_id: 'rootfs', is_root_device: true, path_on_host: 'gone.ext4' }] })), waitForApi: false });
+    const broken = await startDouble(['--config-file', 'vm.json'], {
+      prepare: (dir) =>
+        writeFileSync(join(dir, 'vm.json'), JSON.stringify({ ...config, drives: [{ drive_id: 'rootfs', is_root_device: true, path_on_host: 'gone.ext4' }] })),
+      waitForApi: false,
+    });
     assert.equal(await broken.exited, 152);
   });
 

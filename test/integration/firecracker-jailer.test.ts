@@ -7,7 +7,15 @@ import { tapNameOf } from '../../src/contracts/host-names.js';
 import { vmLayout } from '../../src/contracts/vm-layout.js';
 import { readLink } from '../../src/agent/host/net/ip-command.js';
 import { assertErrorContract } from '../support/error-contract.js';
-import { FIRECRACKER_DOUBLE, type FirecrackerAgent, JAILED_ID, JAILER_DOUBLE, doubleImage, doubleVmSpec, startFirecrackerAgent } from '../support/firecracker-agent.js';
+import {
+  FIRECRACKER_DOUBLE,
+  type FirecrackerAgent,
+  JAILED_ID,
+  JAILER_DOUBLE,
+  doubleImage,
+  doubleVmSpec,
+  startFirecrackerAgent,
+} from '../support/firecracker-agent.js';
 import { eventually, isAlive } from '../support/nexus-process.js';
 import { testVmId } from '../support/net-names.js';
 import { tempDir } from '../support/temp-dir.js';
@@ -68,7 +76,11 @@ describe('Firecracker through the jailer (doubles)', () => {
     assert.equal(statSync(join(root, 'vm', 'kernel')).ino, statSync(doubleImage(runDir).kernel).ino, 'the kernel is linked, not copied');
     assert.equal(statSync(join(root, 'fc.sock')).uid, JAILED_ID, 'Firecracker runs as the jailed user');
     assert.equal(realpathSync(join(runDir, 'vms', id, 'sock', 'fc.sock')), join(root, 'fc.sock'), "the VM's socket path leads into the jail");
-    await eventually('the guest console reaches the VM console log', () => readFileSync(join(runDir, 'vms', id, 'logs', 'console.log'), 'utf8').includes('NEXUS_BOOT_OK'), 10_000);
+    await eventually(
+      'the guest console reaches the VM console log',
+      () => readFileSync(join(runDir, 'vms', id, 'logs', 'console.log'), 'utf8').includes('NEXUS_BOOT_OK'),
+      10_000,
+    );
     const firecrackerLog = join(runDir, 'vms', id, 'logs', 'firecracker.log');
     assert.match(readFileSync(firecrackerLog, 'utf8'), /Running Firecracker|InstanceStart|successfully/, "Firecracker's own log lands in the VM folder");
     const tap = await readLink(tapNameOf(id));
@@ -186,7 +198,7 @@ describe('jailed VMs: a uid of their own each (doubles)', () => {
   };
   const orphanDirs = async (): Promise<string[]> => (await fc.call('GET', '/agent/v1/inventory')).body.orphans.dirs;
 
-  it('runs two VMs as two users, refuses a third, and gives a deleted VM\'s uid to the next', async () => {
+  it("runs two VMs as two users, refuses a third, and gives a deleted VM's uid to the next", async () => {
     const [a, b, c] = [testVmId(), testVmId(), testVmId()];
     const pidA = await started(a);
     const pidB = await started(b);
@@ -234,7 +246,7 @@ describe('jailed VMs: a uid of their own each (doubles)', () => {
     const collect = (body: Record<string, unknown>) => fc.call('POST', '/agent/v1/gc', { processes: [], taps: [], sockets: [], dirs: [], ...body });
     const swept = await collect({ taps: inventory.orphans.taps, dirs: [unknownJail, bJail, notAJail, noRoot, linked] });
     assert.equal(swept.status, 200, JSON.stringify(swept.body));
-    assert.deepEqual(swept.body.removed.dirs, [unknownJail], 'only the jail that was a leftover when asked: b\'s still runs');
+    assert.deepEqual(swept.body.removed.dirs, [unknownJail], "only the jail that was a leftover when asked: b's still runs");
     assert.deepEqual(swept.body.removed.taps, [tapNameOf(b)], "b's TAP, which has no VM now");
     assert.ok(isAlive(bPid), "b's VMM still runs");
     assert.deepEqual((await collect({ processes: [bPid] })).body.removed.processes, [bPid], "the orphan collector ends b's VMM by its pid");
@@ -278,11 +290,25 @@ describe('the jailer double', () => {
     const base = join(dir.path, 'base');
     mkdirSync(base);
     const launch = async (jailId: string, extra: string[]) => {
-      const child = spawn(JAILER_DOUBLE, [...['--id', jailId, '--exec-file', FIRECRACKER_DOUBLE, '--uid', String(JAILED_ID), '--gid', String(JAILED_ID)], ...['--chroot-base-dir', base, '--cgroup-version', '2'], ...extra, '--', '--api-sock', '/fc.sock'], { stdio: 'ignore' });
+      const child = spawn(
+        JAILER_DOUBLE,
+        [
+          ...['--id', jailId, '--exec-file', FIRECRACKER_DOUBLE, '--uid', String(JAILED_ID), '--gid', String(JAILED_ID)],
+          ...['--chroot-base-dir', base, '--cgroup-version', '2'],
+          ...extra,
+          '--',
+          '--api-sock',
+          '/fc.sock',
+        ],
+        { stdio: 'ignore' },
+      );
       const root = join(base, 'firecracker-double', jailId, 'root');
       try {
         await eventually(`the double of ${jailId} serves its socket`, () => existsSync(join(root, 'fc.sock')), 20_000);
-        return { pid: child.pid ?? 0, pidFile: existsSync(join(root, 'firecracker-double.pid')) ? readFileSync(join(root, 'firecracker-double.pid'), 'utf8') : undefined };
+        return {
+          pid: child.pid ?? 0,
+          pidFile: existsSync(join(root, 'firecracker-double.pid')) ? readFileSync(join(root, 'firecracker-double.pid'), 'utf8') : undefined,
+        };
       } finally {
         child.kill('SIGKILL');
         await new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(undefined) : child.once('exit', resolve)));

@@ -97,7 +97,11 @@ describe('the agent builds its Firecracker driver from its settings and probe (d
     const firecrackerLog = join(runDir, 'vms', id, 'logs', 'firecracker.log');
     await eventually('the refusal is logged', () => existsSync(firecrackerLog) && readFileSync(firecrackerLog, 'utf8').includes(':ERROR]'), 10_000);
     const lines = readFileSync(firecrackerLog, 'utf8').split('\n').filter(Boolean);
-    assert.deepEqual(lines.filter((line) => !line.includes(':ERROR]')), [], 'only errors at level Error: the requests served are not logged');
+    assert.deepEqual(
+      lines.filter((line) => !line.includes(':ERROR]')),
+      [],
+      'only errors at level Error: the requests served are not logged',
+    );
 
     assert.equal((await call('DELETE', `/agent/v1/vms/${id}`)).status, 200);
     await eventually('the VMM exited', () => !isAlive(pid), 10_000);

@@ -165,7 +165,11 @@ describe('host credential rotation', () => {
     const vms: string[] = [];
     // As if sealed with another key (or damaged): it no longer opens with the manager's.
     const row = await manager.database.db.selectFrom('host').select('credential_sealed').where('id', '=', hostId).executeTakeFirstOrThrow();
-    await manager.database.db.updateTable('host').set({ credential_sealed: new SecretBox(randomBytes(32)).seal(mintSecret('nxhc'), SEALED_PURPOSE.hostCredential) }).where('id', '=', hostId).execute();
+    await manager.database.db
+      .updateTable('host')
+      .set({ credential_sealed: new SecretBox(randomBytes(32)).seal(mintSecret('nxhc'), SEALED_PURPOSE.hostCredential) })
+      .where('id', '=', hostId)
+      .execute();
     try {
       await eventually('the second host is ready', async () => (await manager.hosts.get(intactId)).status === 'ready');
       const hosts = await send(`${manager.url}/v1/hosts`);
@@ -181,7 +185,10 @@ describe('host credential rotation', () => {
       const stuck = await send(`${manager.url}/v1/vms`, { body: body('on-rotating') });
       assert.equal(stuck.status, 201, JSON.stringify(stuck.body));
       vms.push(stuck.body.id);
-      await eventually('the second VM is placed on the host with the unreadable credential', async () => (await send(`${manager.url}/v1/vms/${stuck.body.id}`)).body.host_id === hostId);
+      await eventually(
+        'the second VM is placed on the host with the unreadable credential',
+        async () => (await send(`${manager.url}/v1/vms/${stuck.body.id}`)).body.host_id === hostId,
+      );
       const logs = await send(`${manager.url}/v1/vms/${stuck.body.id}/logs`);
       assertErrorContract(logs, 502, 'host_credential_unreadable');
       assert.match(logs.body.fault_message, /the stored credential of host rotating does not open with this manager's key/);

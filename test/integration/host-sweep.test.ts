@@ -55,7 +55,10 @@ describe('host sweep (what nexus dev runs when its agent did not clean up)', () 
     const stray = standIn(join(vmDir, 'logs', 'serial.log'));
     // Another run dir whose path holds this one's (`…/elsewhere/<run dir>/vms/<id>/`): not ours.
     const elsewhere = standIn(join(dir.path, 'elsewhere', runDir, 'vms', testVmId(), 'logs', 'console.log'));
-    await eventually('the stand-ins run', async () => (await readProcessStartTicks(recorded)) !== undefined && (await readProcessStartTicks(stray)) !== undefined);
+    await eventually(
+      'the stand-ins run',
+      async () => (await readProcessStartTicks(recorded)) !== undefined && (await readProcessStartTicks(stray)) !== undefined,
+    );
     writeFileSync(join(vmDir, 'pid'), JSON.stringify({ pid: recorded, start_ticks: await readProcessStartTicks(recorded) }));
     await network.ensureTap(tap);
     const host = await agentHostSweep(config, captureLogger().log);

@@ -103,8 +103,18 @@ describe('requests refused by the HTTP parser and the router', () => {
   const cases: [string, string | Buffer, number, string][] = [
     ['a bare CR in a header value', 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Note: one\rtwo\r\n\r\n', 400, 'bad_request'],
     ['a NUL in a header value', 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Note: one\0two\r\n\r\n', 400, 'bad_request'],
-    ['Transfer-Encoding with Content-Length', 'POST /v1/projects HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400, 'bad_request'],
-    ['two Content-Lengths', 'POST /v1/projects HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}', 400, 'bad_request'],
+    [
+      'Transfer-Encoding with Content-Length',
+      'POST /v1/projects HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+      400,
+      'bad_request',
+    ],
+    [
+      'two Content-Lengths',
+      'POST /v1/projects HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}',
+      400,
+      'bad_request',
+    ],
     ['a folded header', 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Note: one\r\n  two\r\n\r\n', 400, 'bad_request'],
     ['a 20 KB URL', `GET /v1/vms?name_prefix=${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`, 431, 'headers_too_large'],
     ['a path that is not percent-encoded UTF-8', 'GET /v1/vms/%E0%A4%A HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 400, 'bad_request'],
@@ -144,11 +154,18 @@ describe('bodies in a charset other than UTF-8', () => {
 
   it('are refused with 415 before they are parsed', async () => {
     for (const charset of ['latin1', 'utf-16', 'ISO-8859-1', '"utf-16le"']) {
-      const answer = await send(url('/v1/projects'), { raw: JSON.stringify({ name: 'charset-x' }), headers: { 'content-type': `application/json; charset=${charset}` } });
+      const answer = await send(url('/v1/projects'), {
+        raw: JSON.stringify({ name: 'charset-x' }),
+        headers: { 'content-type': `application/json; charset=${charset}` },
+      });
       assertErrorContract(answer, 415, 'unsupported_media_type');
       assert.match(answer.body.fault_message, /charset/);
     }
-    assert.equal((await send(url('/v1/projects'))).body.items.some((project: { name: string }) => project.name === 'charset-x'), false, 'nothing was created');
+    assert.equal(
+      (await send(url('/v1/projects'))).body.items.some((project: { name: string }) => project.name === 'charset-x'),
+      false,
+      'nothing was created',
+    );
   });
 
   it('UTF-8 in any case, or no charset, is accepted', async () => {

@@ -84,7 +84,9 @@ describe('two managers on one Postgres', () => {
   });
 
   const create = async (url: string, name: string): Promise<string> => {
-    const created = await send(`${url}/v1/vms`, { body: { name, vcpu: 1, mem_mib: 128, kernel_path: hollow?.image.kernel, rootfs_path: hollow?.image.rootfs } });
+    const created = await send(`${url}/v1/vms`, {
+      body: { name, vcpu: 1, mem_mib: 128, kernel_path: hollow?.image.kernel, rootfs_path: hollow?.image.rootfs },
+    });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     return created.body.id as string;
   };
@@ -146,7 +148,11 @@ describe('managers starting at once on an empty database', () => {
           );
           const applied = starting.flatMap(({ lines }) => lines.filter((line) => line.msg === 'database ready').flatMap((line) => line.applied as string[]));
           assert.deepEqual([...applied].sort(), [...MIGRATION_NAMES].sort(), `round ${round}: each migration applied once, by one of them`);
-          assert.equal(managers.filter((manager: RunningManager) => manager.bootstrapAdminToken !== undefined).length, 1, `round ${round}: one of them minted the first admin token`);
+          assert.equal(
+            managers.filter((manager: RunningManager) => manager.bootstrapAdminToken !== undefined).length,
+            1,
+            `round ${round}: one of them minted the first admin token`,
+          );
           const minted = starting.flatMap(({ lines }) => lines.filter((line) => line.event === 'bootstrap_admin_token'));
           assert.equal(minted.length, 1, `round ${round}: one says so in its log`);
           const client = new pg.Client({ connectionString: databaseUrl });
@@ -172,7 +178,9 @@ describe('managers starting at once on an empty database', () => {
   it('embedded database: of two `nexus manager` processes started at once on one empty data dir, one serves and the other is refused by the dir lock', async () => {
     const dir = tempDir('nexus-start-race-');
     const ports = [await freePort(), await freePort()];
-    const processes = ports.map((port) => spawnNexus(['manager', '--dev', '--listen', `127.0.0.1:${port}`, '--data-dir', dir.path], { NEXUS_LOG_LEVEL: 'info' }));
+    const processes = ports.map((port) =>
+      spawnNexus(['manager', '--dev', '--listen', `127.0.0.1:${port}`, '--data-dir', dir.path], { NEXUS_LOG_LEVEL: 'info' }),
+    );
     try {
       // The refused one exits; the other serves until stopped.
       const refused = await Promise.race(processes.map(async (process, n) => ({ n, exit: await process.exited })));

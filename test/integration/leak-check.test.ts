@@ -91,7 +91,9 @@ function childRun(args: string[]): Promise<{ code: number | null; output: string
   delete env.NEXUS_TEST_RUN;
   delete env.NODE_TEST_CONTEXT;
   return new Promise((done) => {
-    const child = execFile(process.execPath, args, { cwd: repo, env, maxBuffer: 16 * 1024 * 1024 }, (_error, stdout, stderr) => done({ code: child.exitCode, output: `${stdout}${stderr}` }));
+    const child = execFile(process.execPath, args, { cwd: repo, env, maxBuffer: 16 * 1024 * 1024 }, (_error, stdout, stderr) =>
+      done({ code: child.exitCode, output: `${stdout}${stderr}` }),
+    );
   });
 }
 
@@ -118,7 +120,9 @@ function removeLeaks(): void {
   writeFileSync('/proc/sys/net/ipv4/ip_forward', `${forwardingBefore}\n`);
   if (iptablesLegacy) {
     quietly(() =>
-      execFileSync('iptables-legacy', ['-D', 'INPUT', '-s', '192.0.2.1/32', '-m', 'comment', '--comment', leaks.iptablesComment, '-j', 'ACCEPT'], { stdio: 'ignore' }),
+      execFileSync('iptables-legacy', ['-D', 'INPUT', '-s', '192.0.2.1/32', '-m', 'comment', '--comment', leaks.iptablesComment, '-j', 'ACCEPT'], {
+        stdio: 'ignore',
+      }),
     );
   }
 }
@@ -178,7 +182,10 @@ describe('the leak check', () => {
   });
 
   it('passes runs whose test removes what it made, by the runner and by the hook', async () => {
-    for (const args of [['scripts/run-tests.mjs', tidy], ['--require', './test/support/leak-hook.cjs', '--test-reporter=spec', '--test', tidy]]) {
+    for (const args of [
+      ['scripts/run-tests.mjs', tidy],
+      ['--require', './test/support/leak-hook.cjs', '--test-reporter=spec', '--test', tidy],
+    ]) {
       const { code, output } = await childRun(args);
       assert.doesNotMatch(output, /left these behind/, `nothing reported by ${args[0]}`);
       assert.match(output, /leak check: no process/, `the clean check is reported by ${args[0]}`);

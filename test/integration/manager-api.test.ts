@@ -31,10 +31,18 @@ describe('manager API', () => {
 
   describe('error contract', () => {
     it('malformed JSON -> 400 malformed_json', async () => {
-      assertErrorContract(await send(url('/v1/hosts/join-tokens'), { raw: '{"ttl_seconds": ', headers: { 'content-type': 'application/json' } }), 400, 'malformed_json');
+      assertErrorContract(
+        await send(url('/v1/hosts/join-tokens'), { raw: '{"ttl_seconds": ', headers: { 'content-type': 'application/json' } }),
+        400,
+        'malformed_json',
+      );
     });
     it('an empty JSON body -> 400 malformed_json', async () => {
-      assertErrorContract(await send(url('/v1/hosts/join-tokens'), { method: 'POST', raw: '', headers: { 'content-type': 'application/json' } }), 400, 'malformed_json');
+      assertErrorContract(
+        await send(url('/v1/hosts/join-tokens'), { method: 'POST', raw: '', headers: { 'content-type': 'application/json' } }),
+        400,
+        'malformed_json',
+      );
     });
     it('a wrong type is not coerced -> 400 validation_failed naming the field', async () => {
       const response = await send(url('/v1/hosts/join-tokens'), { body: { ttl_seconds: '3600' } });
@@ -57,7 +65,10 @@ describe('manager API', () => {
       assert.match(response.body.fault_message, /body\.capacity has unknown field 'extra'/);
     });
     it('an oversize body -> 413', async () => {
-      const response = await send(url('/v1/hosts/join-tokens'), { raw: JSON.stringify({ pad: 'x'.repeat(1_100_000) }), headers: { 'content-type': 'application/json' } });
+      const response = await send(url('/v1/hosts/join-tokens'), {
+        raw: JSON.stringify({ pad: 'x'.repeat(1_100_000) }),
+        headers: { 'content-type': 'application/json' },
+      });
       assertErrorContract(response, 413, 'payload_too_large');
     });
     it('a body that is not JSON -> 415', async () => {
@@ -107,7 +118,10 @@ describe('manager API', () => {
     });
     it('an expired join token -> 401', async () => {
       const token = await mint();
-      await manager.database.db.updateTable('join_token').set({ expires_at: new Date(Date.now() - 1000) }).execute();
+      await manager.database.db
+        .updateTable('join_token')
+        .set({ expires_at: new Date(Date.now() - 1000) })
+        .execute();
       assertErrorContract(await enroll(token, 'host-late'), 401, 'join_token_invalid');
       assert.equal(manager.logs.find((entry) => entry.event === 'enrollment_rejected' && entry.host_name === 'host-late')?.reason, 'expired');
     });
@@ -117,7 +131,11 @@ describe('manager API', () => {
       const body = { address: '127.0.0.1:9999', capacity: CAPACITY };
       assertErrorContract(await send(path, { body }), 401, 'unauthorized');
       assertErrorContract(await send(path, { body, headers: { authorization: 'Bearer nxhc_wrong' } }), 401, 'unauthorized');
-      assertErrorContract(await send(url(`/v1/hosts/${UNKNOWN_ID}/heartbeat`), { body, headers: { authorization: `Bearer ${enrolled.credential}` } }), 401, 'unauthorized');
+      assertErrorContract(
+        await send(url(`/v1/hosts/${UNKNOWN_ID}/heartbeat`), { body, headers: { authorization: `Bearer ${enrolled.credential}` } }),
+        401,
+        'unauthorized',
+      );
       const ok = await send(path, { body, headers: { authorization: `Bearer ${enrolled.credential}` } });
       assert.equal(ok.status, 200);
       assert.equal(ok.body.heartbeat_interval_ms, HEARTBEAT_INTERVAL_MS);

@@ -64,7 +64,16 @@ describe('manager lifecycle on a Firecracker host', () => {
   it('create -> running, stop -> stopped, start, restart after kill -9, delete -> every host resource gone', async () => {
     const image = doubleImage(runDir);
     cleanup.push('remove the VMs and their host resources', removeVms);
-    const created = await send(url('/v1/vms?wait=15'), { body: { name: 'on-firecracker', vcpu: 1, mem_mib: 128, kernel_path: image.kernel, rootfs_path: image.rootfs, boot_args: 'console=ttyS0 reboot=k panic=1' } });
+    const created = await send(url('/v1/vms?wait=15'), {
+      body: {
+        name: 'on-firecracker',
+        vcpu: 1,
+        mem_mib: 128,
+        kernel_path: image.kernel,
+        rootfs_path: image.rootfs,
+        boot_args: 'console=ttyS0 reboot=k panic=1',
+      },
+    });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const vm = created.body;
     assert.equal(vm.state, 'running');
@@ -84,14 +93,18 @@ describe('manager lifecycle on a Firecracker host', () => {
 
     const first = pidOf(vm.id);
     process.kill(first, 'SIGKILL');
-    await eventually('the reconciler starts a new Firecracker process', () => {
-      try {
-        const pid = pidOf(vm.id);
-        return pid !== first && isAlive(pid);
-      } catch {
-        return false;
-      }
-    }, 20_000);
+    await eventually(
+      'the reconciler starts a new Firecracker process',
+      () => {
+        try {
+          const pid = pidOf(vm.id);
+          return pid !== first && isAlive(pid);
+        } catch {
+          return false;
+        }
+      },
+      20_000,
+    );
     await eventually('running again', async () => (await send(url(`/v1/vms/${vm.id}`))).body.state === 'running', 10_000);
     const events = (await send(url(`/v1/vms/${vm.id}/events`))).body.items.map((event: { message: string }) => event.message);
     assert.ok(events.some((message: string) => /the VMM exited while the VM should run/.test(message)));

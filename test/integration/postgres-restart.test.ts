@@ -83,7 +83,11 @@ describe('Postgres restarted under write load', () => {
       }
 
       const other = writers.refused.filter((answer) => answer.status !== 503 || answer.body?.error !== 'database_unavailable');
-      assert.deepEqual(other.map((answer) => [answer.status, answer.body]), [], 'every refused write was a 503 database_unavailable');
+      assert.deepEqual(
+        other.map((answer) => [answer.status, answer.body]),
+        [],
+        'every refused write was a 503 database_unavailable',
+      );
       assert.equal(writers.unanswered(), 0, 'the manager answered every write');
       for (const [name, id] of acknowledged) {
         const found = await send(`${manager.url}/v1/vms/${id}`);

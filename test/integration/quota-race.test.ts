@@ -63,7 +63,11 @@ function defineQuotaRace(kind: 'pglite' | 'postgres', start: () => Promise<TestM
 // A limit on writes far above what the rounds send: the quota, not the rate limit, must refuse.
 const options = { resyncMs: 60_000, writesPerMinute: 10_000 };
 
-defineQuotaRace('pglite', () => startTestManager(options), async () => undefined);
+defineQuotaRace(
+  'pglite',
+  () => startTestManager(options),
+  async () => undefined,
+);
 
 let postgres: PostgresServer | undefined;
 defineQuotaRace(

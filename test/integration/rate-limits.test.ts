@@ -12,12 +12,16 @@ const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 /** The manager's count of slow-hash checks of token secrets, run and refused (the seam: its /metrics registry). */
 async function secretChecks(manager: TestManager): Promise<{ hashed: number; refused: number }> {
   const text = await manager.server.metrics.registry.metrics();
-  const value = (outcome: string) => Number(new RegExp(`^nexus_manager_token_secret_checks_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+  const value = (outcome: string) =>
+    Number(new RegExp(`^nexus_manager_token_secret_checks_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
   return { hashed: value('hashed'), refused: value('refused') };
 }
 
 async function auditRows(manager: TestManager): Promise<number> {
-  const found = await manager.database.db.selectFrom('audit').select((eb) => eb.fn.countAll<number>().as('rows')).executeTakeFirstOrThrow();
+  const found = await manager.database.db
+    .selectFrom('audit')
+    .select((eb) => eb.fn.countAll<number>().as('rows'))
+    .executeTakeFirstOrThrow();
   return Number(found.rows);
 }
 
@@ -171,13 +175,15 @@ describe('rate limit by token', () => {
     for (let i = 0; i < 23; i++) statuses.push((await send(url('/v1/projects'), { body: { name: `limited-${i}` } })).status);
     assert.deepEqual(statuses, [...Array(3).fill(201), ...Array(20).fill(429)]);
     // The first refusal of the source is written at once (and not awaited); the others are counted into one row a minute later.
-    const limited = async () =>
-      manager.database.db.selectFrom('audit').select(['actor', 'status', 'result', 'detail']).where('status', '=', 429).execute();
+    const limited = async () => manager.database.db.selectFrom('audit').select(['actor', 'status', 'result', 'detail']).where('status', '=', 429).execute();
     await eventually('the first refusal is audited', async () => (await limited()).length > 0, 5000);
     const rows = await limited();
     assert.equal(rows.length, 1, JSON.stringify(rows));
     assert.match(rows[0]?.actor ?? '', /^token:[0-9a-f-]{36} \(bootstrap-admin\)$/);
-    assert.match(rows[0]?.detail ?? '', /more than 3 writes a minute with this token; more from token:\S+ \(bootstrap-admin\) at \S+ within 60 s are counted in one row/);
+    assert.match(
+      rows[0]?.detail ?? '',
+      /more than 3 writes a minute with this token; more from token:\S+ \(bootstrap-admin\) at \S+ within 60 s are counted in one row/,
+    );
     assert.equal((await auditRows(manager)) - rowsBefore, 4, 'three writes and one refusal');
   });
 });

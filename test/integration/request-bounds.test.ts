@@ -30,7 +30,9 @@ function refusalProblem(answer: Answer, where: string): string | null {
     return `broke the error contract: ${(error as Error).message}`;
   }
   // Each issue reads "<where> <what is wrong>", issues joined by "; ".
-  const named = String(answer.body.fault_message).split('; ').some((issue) => issue === where || issue.startsWith(`${where} `));
+  const named = String(answer.body.fault_message)
+    .split('; ')
+    .some((issue) => issue === where || issue.startsWith(`${where} `));
   return named ? null : `was refused for something else: ${answer.body.fault_message}`;
 }
 
@@ -77,7 +79,10 @@ function walkRequestFields(shapes: () => RequestShape[], call: () => Call, skipB
 function walkUnknownQuery(shapes: () => RequestShape[], call: () => Call, kitPaths: string[]): void {
   it('every operation refuses an unknown query parameter (400, naming it)', async () => {
     const problems: string[] = [];
-    const requests = [...shapes().map((shape) => requestFor(shape, undefined, { nexus_unknown: '1' })), ...kitPaths.map((path) => ({ method: 'GET', path: `${path}?nexus_unknown=1` }))];
+    const requests = [
+      ...shapes().map((shape) => requestFor(shape, undefined, { nexus_unknown: '1' })),
+      ...kitPaths.map((path) => ({ method: 'GET', path: `${path}?nexus_unknown=1` })),
+    ];
     for (const request of requests) {
       const answer = await call()(request);
       const problem = refusalProblem(answer, "querystring has unknown field 'nexus_unknown'");
@@ -100,11 +105,19 @@ describe('manager: request bounds', () => {
   });
   after(async () => manager?.dispose());
 
-  walkRequestFields(() => shapes, () => call);
-  walkUnknownQuery(() => shapes, () => call, ['/metrics', '/openapi.json']);
+  walkRequestFields(
+    () => shapes,
+    () => call,
+  );
+  walkUnknownQuery(
+    () => shapes,
+    () => call,
+    ['/metrics', '/openapi.json'],
+  );
 
   describe('tags', () => {
-    const vm = (name: string, tags: unknown) => send(url('/v1/vms'), { body: { name, vcpu: 1, mem_mib: 128, kernel_path: '/k', rootfs_path: '/r', desired_state: 'stopped', tags } });
+    const vm = (name: string, tags: unknown) =>
+      send(url('/v1/vms'), { body: { name, vcpu: 1, mem_mib: 128, kernel_path: '/k', rootfs_path: '/r', desired_state: 'stopped', tags } });
     const many = (count: number) => Object.fromEntries(Array.from({ length: count }, (_, i) => [`k${i}`, 'v']));
 
     for (const [label, tags] of [
@@ -112,7 +125,7 @@ describe('manager: request bounds', () => {
       ['a 1000-character key', { ['k'.repeat(1000)]: 'v' }],
       ['a 64-character key', { ['k'.repeat(64)]: 'v' }],
       ['an empty key', { '': 'v' }],
-      ['a unicode key', { 'clé': 'v' }],
+      ['a unicode key', { clé: 'v' }],
       ['an emoji key', { '😀': 'v' }],
       ['a SQL-looking key', { "x'); DROP TABLE vm; --": 'v' }],
       ['a key with a NUL', { 'a\u0000b': 'v' }],
@@ -148,16 +161,25 @@ describe('manager: request bounds', () => {
   });
 
   it('If-Match past what a resource version can be is a 400, not a database error', async () => {
-    const created = await send(url('/v1/vms'), { body: { name: 'etag-bounds', vcpu: 1, mem_mib: 128, kernel_path: '/k', rootfs_path: '/r', desired_state: 'stopped' } });
+    const created = await send(url('/v1/vms'), {
+      body: { name: 'etag-bounds', vcpu: 1, mem_mib: 128, kernel_path: '/k', rootfs_path: '/r', desired_state: 'stopped' },
+    });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     for (const etag of ['"99999999999999999999"', '9223372036854775808', `"${'9'.repeat(16)}"`]) {
-      for (const [method, path] of [['POST', `/v1/vms/${created.body.id}/start`], ['DELETE', `/v1/vms/${created.body.id}`]] as const) {
+      for (const [method, path] of [
+        ['POST', `/v1/vms/${created.body.id}/start`],
+        ['DELETE', `/v1/vms/${created.body.id}`],
+      ] as const) {
         const answer = await send(url(path), { method, headers: { 'if-match': etag } });
         assertErrorContract(answer, 400, 'validation_failed');
         assert.match(answer.body.fault_message, /headers\.if-match/);
       }
     }
-    assert.equal((await send(url(`/v1/vms/${created.body.id}/start`), { method: 'POST', headers: { 'if-match': '"1"' } })).status, 200, 'a real ETag still works');
+    assert.equal(
+      (await send(url(`/v1/vms/${created.body.id}/start`), { method: 'POST', headers: { 'if-match': '"1"' } })).status,
+      200,
+      'a real ETag still works',
+    );
   });
 });
 
@@ -179,6 +201,14 @@ describe('agent: request bounds', () => {
   });
 
   // A valid credential replacement would lock this test out of its agent; its refusals are still tried.
-  walkRequestFields(() => shapes, () => call, (shape) => shape.path.endsWith('/credential'));
-  walkUnknownQuery(() => shapes.filter((shape) => !shape.path.endsWith('/credential')), () => call, ['/metrics', '/openapi.json']);
+  walkRequestFields(
+    () => shapes,
+    () => call,
+    (shape) => shape.path.endsWith('/credential'),
+  );
+  walkUnknownQuery(
+    () => shapes.filter((shape) => !shape.path.endsWith('/credential')),
+    () => call,
+    ['/metrics', '/openapi.json'],
+  );
 });

@@ -86,7 +86,11 @@ function defineSecretsAtRest(kind: 'pglite' | 'postgres', start: () => Promise<T
       assert.equal('token' in replay.body, false, 'its secret is not shown again');
       assert.deepEqual(replay.body.secret_withheld.fields, ['token']);
       assert.match(replay.body.secret_withheld.suggestion, /POST \/v1\/tokens\/:id\/rotate/);
-      assert.equal((await send(url('/v1/vms'), { headers: { authorization: `Bearer ${first.body.token}` } })).status, 200, 'the first answer holds the working secret');
+      assert.equal(
+        (await send(url('/v1/vms'), { headers: { authorization: `Bearer ${first.body.token}` } })).status,
+        200,
+        'the first answer holds the working secret',
+      );
 
       const rotateHeaders = { 'idempotency-key': `rotate-${kind}` };
       const rotated = await send(url(`/v1/tokens/${first.body.id}/rotate`), { headers: rotateHeaders, body: { overlap_seconds: 60 } });
@@ -178,13 +182,13 @@ function defineSealingUpgrade(kind: 'pglite' | 'postgres', open: () => Promise<D
       const dump = await dumpDatabase(database);
       for (const needle of [...needlesOf(credential), ...needlesOf(next)]) assert.ok(!dump.includes(needle), 'no clear credential is left');
       const columns = await sql<{ column_name: string }>`SELECT column_name FROM information_schema.columns WHERE table_name = 'host'`.execute(database.db);
-      assert.deepEqual(columns.rows.map((row) => row.column_name).filter((name) => name.includes('credential')).sort(), [
-        'credential_hash',
-        'credential_rotated_at',
-        'credential_sealed',
-        'next_credential_hash',
-        'next_credential_sealed',
-      ]);
+      assert.deepEqual(
+        columns.rows
+          .map((row) => row.column_name)
+          .filter((name) => name.includes('credential'))
+          .sort(),
+        ['credential_hash', 'credential_rotated_at', 'credential_sealed', 'next_credential_hash', 'next_credential_sealed'],
+      );
 
       const repo = new SqlHostRepo(database.db, secrets);
       const [host] = await repo.list();
@@ -194,18 +198,33 @@ function defineSealingUpgrade(kind: 'pglite' | 'postgres', open: () => Promise<D
       assert.equal(opened((await repo.get(host?.id ?? ''))?.credentialSealed), next);
 
       await verifySecretKey(database.db, secrets, '/keys/right');
-      await assert.rejects(verifySecretKey(database.db, new SecretBox(randomBytes(32)), '/keys/wrong'), /sealed secrets do not open with the key in \/keys\/wrong/);
+      await assert.rejects(
+        verifySecretKey(database.db, new SecretBox(randomBytes(32)), '/keys/wrong'),
+        /sealed secrets do not open with the key in \/keys\/wrong/,
+      );
     });
   });
 }
 
 const upgradeDir = tempDir('nexus-seal-pglite-');
-defineSecretsAtRest('pglite', () => startTestManager({ resyncMs: 2000 }), async () => undefined);
-defineSealingUpgrade('pglite', () => openDatabase({ dataDir: upgradeDir.path, log: captureLogger().log }), async () => upgradeDir.remove());
+defineSecretsAtRest(
+  'pglite',
+  () => startTestManager({ resyncMs: 2000 }),
+  async () => undefined,
+);
+defineSealingUpgrade(
+  'pglite',
+  () => openDatabase({ dataDir: upgradeDir.path, log: captureLogger().log }),
+  async () => upgradeDir.remove(),
+);
 
 let postgres: PostgresServer | undefined;
 const postgresServer = async () => (postgres ??= await startPostgres());
-defineSecretsAtRest('postgres', async () => startTestManager({ resyncMs: 2000, databaseUrl: await (await postgresServer()).createDatabase() }), async () => undefined);
+defineSecretsAtRest(
+  'postgres',
+  async () => startTestManager({ resyncMs: 2000, databaseUrl: await (await postgresServer()).createDatabase() }),
+  async () => undefined,
+);
 defineSealingUpgrade(
   'postgres',
   async () => openDatabase({ url: await (await postgresServer()).createDatabase(), dataDir: '/nonexistent', log: captureLogger().log }),
@@ -243,7 +262,8 @@ describe('a database that holds sealed secrets, opened without its key file', ()
   const dir = tempDir('nexus-missing-key-');
   after(() => dir.remove());
   const open = (dataDir: string) => openDatabase({ dataDir, log: captureLogger().log });
-  const applied = async (database: Database) => (await sql<{ name: string }>`SELECT name FROM kysely_migration ORDER BY name`.execute(database.db)).rows.map((row) => row.name);
+  const applied = async (database: Database) =>
+    (await sql<{ name: string }>`SELECT name FROM kysely_migration ORDER BY name`.execute(database.db)).rows.map((row) => row.name);
 
   it('refuses to start or migrate, naming NEXUS_SECRET_KEY_FILE, before migrating or writing anything, and makes no key', async () => {
     const dataDir = join(dir.path, 'sealed');
@@ -282,13 +302,21 @@ describe('a database that holds sealed secrets, opened without its key file', ()
     const database = await open(dataDir);
     await migrateTo(database.db, { secrets: new SecretBox(randomBytes(32)) }, '0005-host-credential-rotation');
     await sql`INSERT INTO host (name, address, status, capacity, credential, last_seen_at)
-      VALUES ('old-host', '10.0.0.1:9090', 'unreachable', ${JSON.stringify(CAPACITY)}, ${`nxhc_${randomBytes(32).toString('base64url')}`}, now())`.execute(database.db);
+      VALUES ('old-host', '10.0.0.1:9090', 'unreachable', ${JSON.stringify(CAPACITY)}, ${`nxhc_${randomBytes(32).toString('base64url')}`}, now())`.execute(
+      database.db,
+    );
     await database.close();
     const manager = await startTestManager({ dataDir });
     try {
       assert.equal(existsSync(join(dataDir, 'secret.key')), true, 'the key was made');
-      assert.deepEqual((await manager.hosts.list()).map((host) => host.name), ['old-host']);
-      assert.ok(manager.logs.some((line) => /made a new key that seals secrets/.test(String(line.msg))), 'and said so');
+      assert.deepEqual(
+        (await manager.hosts.list()).map((host) => host.name),
+        ['old-host'],
+      );
+      assert.ok(
+        manager.logs.some((line) => /made a new key that seals secrets/.test(String(line.msg))),
+        'and said so',
+      );
     } finally {
       await manager.dispose();
     }

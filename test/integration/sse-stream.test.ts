@@ -27,7 +27,9 @@ describe('SseStream and its guard', () => {
     });
     app.get('/own', async (request, reply) => {
       // Checked every 100 ms, and unverified for 1 s at most, so the test takes no 30 s.
-      const stream = new SseStream(request, reply, { watch: { everyMs: 100, unverifiedLimitMs: String(request.headers['x-case']).startsWith('bounded') ? 1000 : 60_000 } });
+      const stream = new SseStream(request, reply, {
+        watch: { everyMs: 100, unverifiedLimitMs: String(request.headers['x-case']).startsWith('bounded') ? 1000 : 60_000 },
+      });
       stream.send({ event: 'hello', data: 'first' });
       await new Promise<void>((resolve) => stream.closed.addEventListener('abort', () => resolve(), { once: true }));
     });

@@ -30,7 +30,21 @@ export const CAPACITY: HostCapacity = {
   drivers: [{ name: 'qemu', available: true, version: 'QEMU emulator version 7.2.0' }],
 };
 
-const CORE_TABLES = ['api_token', 'audit', 'host', 'host_image', 'idempotency_key', 'image', 'join_token', 'project', 'secret_key_check', 'snapshot', 'template', 'vm', 'vm_event'];
+const CORE_TABLES = [
+  'api_token',
+  'audit',
+  'host',
+  'host_image',
+  'idempotency_key',
+  'image',
+  'join_token',
+  'project',
+  'secret_key_check',
+  'snapshot',
+  'template',
+  'vm',
+  'vm_event',
+];
 const T0 = new Date('2026-01-01T00:00:00Z');
 const later = (ms: number) => new Date(T0.getTime() + ms);
 
@@ -65,7 +79,10 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       const rows = await sql<{ table_name: string }>`
         SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name NOT LIKE 'kysely_%'
         ORDER BY table_name`.execute(database.db);
-      assert.deepEqual(rows.rows.map((row) => row.table_name), CORE_TABLES);
+      assert.deepEqual(
+        rows.rows.map((row) => row.table_name),
+        CORE_TABLES,
+      );
       assert.deepEqual((await migrateToLatest(database.db, { secrets })).applied, []);
     });
 
@@ -174,7 +191,10 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       assert.ok(!JSON.stringify(rotated).includes(next), 'the record holds the credential sealed only');
       // Reading opens nothing: a store with another key lists the host, whose credential it cannot open.
       const elsewhere = await new SqlHostRepo(database.db, new SecretBox(randomBytes(32))).list();
-      assert.ok(elsewhere.some((host) => host.id === enrolled.host.id), 'listed all the same');
+      assert.ok(
+        elsewhere.some((host) => host.id === enrolled.host.id),
+        'listed all the same',
+      );
     });
 
     it('marks hosts unreachable when their heartbeat is late, and ready again on the next one', async () => {
@@ -189,7 +209,11 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       // count(*) is int8: it must come back as a number on both databases.
       assert.equal(typeof (await repo.countReady()), 'number');
 
-      assert.equal(await repo.recordHeartbeat(enrolled.host.id, 'a:2', { ...CAPACITY, vms_running: 3 }, later(21_000)), 'unreachable', 'the beat that brings it back says so');
+      assert.equal(
+        await repo.recordHeartbeat(enrolled.host.id, 'a:2', { ...CAPACITY, vms_running: 3 }, later(21_000)),
+        'unreachable',
+        'the beat that brings it back says so',
+      );
       assert.equal(await repo.recordHeartbeat(enrolled.host.id, 'a:2', { ...CAPACITY, vms_running: 3 }, later(21_000)), 'ready');
       assert.equal(await repo.recordHeartbeat('00000000-0000-4000-8000-000000000000', 'a:2', CAPACITY, later(21_000)), undefined);
       const back = await repo.get(enrolled.host.id);
@@ -207,8 +231,14 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       assert.equal(a.observedState, 'requested');
       assert.equal(a.project, 'default');
       assert.deepEqual(a.tags, { team: 'x' });
-      await assert.rejects(vms.create({ project: 'default', name: 'a', spec, desiredState: 'running', tags: {}, expiresAt: null }, unlimited), (error: Error & { code?: string }) => error.code === 'conflict');
-      const b = await vms.create({ project: 'default', name: 'b', spec: { ...spec, vcpu: 1, mem_mib: 128 }, desiredState: 'stopped', tags: {}, expiresAt: null }, unlimited);
+      await assert.rejects(
+        vms.create({ project: 'default', name: 'a', spec, desiredState: 'running', tags: {}, expiresAt: null }, unlimited),
+        (error: Error & { code?: string }) => error.code === 'conflict',
+      );
+      const b = await vms.create(
+        { project: 'default', name: 'b', spec: { ...spec, vcpu: 1, mem_mib: 128 }, desiredState: 'stopped', tags: {}, expiresAt: null },
+        unlimited,
+      );
 
       await vms.observe(a.id, { to: 'starting', message: 'starting' });
       await vms.observe(a.id, { to: 'starting', message: 'again' }); // no change, no event
@@ -217,7 +247,13 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       assert.equal(failed?.observedState, 'failed');
       assert.equal(failed?.lastError?.reason, 'vmm_failed');
       const events = await vms.events(a.id);
-      assert.deepEqual(events.map((event) => [event.fromState, event.toState, event.level]), [['requested', 'starting', 'info'], ['starting', 'failed', 'error']]);
+      assert.deepEqual(
+        events.map((event) => [event.fromState, event.toState, event.level]),
+        [
+          ['requested', 'starting', 'info'],
+          ['starting', 'failed', 'error'],
+        ],
+      );
 
       await repo.createJoinToken('vm-t', later(60_000));
       const host = await repo.enroll('vm-t', { name: 'h', address: 'a:1', capacity: CAPACITY, credential: 'c' }, later(0));
@@ -225,12 +261,32 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       await vms.setHost(a.id, host.host.id, { 'img-1': '/srv/fc/images/img-1/vmlinux' });
       await vms.setHost(b.id, host.host.id, {});
       assert.deepEqual(await vms.allocations(), [{ hostId: host.host.id, vcpus: 3, memoryMib: 384 }]);
-      assert.deepEqual((await vms.get(a.id))?.status, { driver: null, apiSocket: null, consoleLog: null, placedPaths: { 'img-1': '/srv/fc/images/img-1/vmlinux' }, startFailures: 0, startedAt: null });
+      assert.deepEqual((await vms.get(a.id))?.status, {
+        driver: null,
+        apiSocket: null,
+        consoleLog: null,
+        placedPaths: { 'img-1': '/srv/fc/images/img-1/vmlinux' },
+        startFailures: 0,
+        startedAt: null,
+      });
 
-      assert.deepEqual((await vms.list({ limit: 1 })).map((vm) => vm.name), ['a']);
-      assert.deepEqual((await vms.list({ limit: 10, afterName: 'a' })).map((vm) => vm.name), ['b']);
-      assert.deepEqual((await vms.list({ limit: 10, state: 'failed' })).map((vm) => vm.name), ['a']);
-      assert.deepEqual((await vms.list({ limit: 10, namePrefix: '%' })).map((vm) => vm.name), [], 'LIKE wildcards are literal');
+      assert.deepEqual(
+        (await vms.list({ limit: 1 })).map((vm) => vm.name),
+        ['a'],
+      );
+      assert.deepEqual(
+        (await vms.list({ limit: 10, afterName: 'a' })).map((vm) => vm.name),
+        ['b'],
+      );
+      assert.deepEqual(
+        (await vms.list({ limit: 10, state: 'failed' })).map((vm) => vm.name),
+        ['a'],
+      );
+      assert.deepEqual(
+        (await vms.list({ limit: 10, namePrefix: '%' })).map((vm) => vm.name),
+        [],
+        'LIKE wildcards are literal',
+      );
 
       const running = await vms.setDesired(b.id, 'running');
       assert.ok(running && running !== 'stale');
@@ -252,7 +308,14 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       await vms.recordStarts(vm.id, { failures: 2, startedAt: T0 });
       await vms.recordStarts(vm.id, { failures: 3 });
       const status = (await vms.get(vm.id))?.status;
-      assert.deepEqual(status, { driver: 'qemu', apiSocket: '/srv/fc/vms/x/sock/qmp.sock', consoleLog: '/srv/fc/vms/x/logs/console.log', placedPaths: {}, startFailures: 3, startedAt: T0 });
+      assert.deepEqual(status, {
+        driver: 'qemu',
+        apiSocket: '/srv/fc/vms/x/sock/qmp.sock',
+        consoleLog: '/srv/fc/vms/x/logs/console.log',
+        placedPaths: {},
+        startFailures: 3,
+        startedAt: T0,
+      });
       assert.deepEqual((await vms.get(vm.id))?.spec, spec, "the user's spec is left as asked");
       const asked = await vms.setDesired(vm.id, 'running');
       assert.ok(asked && asked !== 'stale', 'the VM is there');
@@ -273,13 +336,24 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
         if (broken) throw new Error(broken);
       };
       const outcomes = await Promise.allSettled(
-        Array.from({ length: 8 }, (_, index) => vms.create({ project: 'store-quota', name: `q${index}`, spec, desiredState: 'stopped', tags: {}, expiresAt: null }, check)),
+        Array.from({ length: 8 }, (_, index) =>
+          vms.create({ project: 'store-quota', name: `q${index}`, spec, desiredState: 'stopped', tags: {}, expiresAt: null }, check),
+        ),
       );
       assert.equal(outcomes.filter((outcome) => outcome.status === 'fulfilled').length, 2, 'two VMs of 2 vCPUs fit in 5');
-      assert.deepEqual(seen.sort((x, y) => x - y), [0, 2, 4, 4, 4, 4, 4, 4], 'each check counted the VMs inserted before it');
-      const stored = await sql<{ n: number }>`SELECT count(*) AS n FROM vm JOIN project ON project.id = vm.project_id WHERE project.name = 'store-quota'`.execute(database.db);
+      assert.deepEqual(
+        seen.sort((x, y) => x - y),
+        [0, 2, 4, 4, 4, 4, 4, 4],
+        'each check counted the VMs inserted before it',
+      );
+      const stored = await sql<{
+        n: number;
+      }>`SELECT count(*) AS n FROM vm JOIN project ON project.id = vm.project_id WHERE project.name = 'store-quota'`.execute(database.db);
       assert.equal(stored.rows[0]?.n, 2);
-      await assert.rejects(vms.create({ project: 'nowhere', name: 'x', spec, desiredState: 'stopped', tags: {}, expiresAt: null }, check), (error: Error & { code?: string }) => error.code === 'not_found');
+      await assert.rejects(
+        vms.create({ project: 'nowhere', name: 'x', spec, desiredState: 'stopped', tags: {}, expiresAt: null }, check),
+        (error: Error & { code?: string }) => error.code === 'not_found',
+      );
     });
 
     it('keeps host names unique at the database level: a second host of a name is refused, whatever else differs', async () => {
@@ -298,7 +372,10 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
         updated_at: later(2),
       });
       await assert.rejects(twin.execute(), /duplicate key|unique/i);
-      assert.deepEqual((await repo.list()).map((host) => [host.name, host.id]), [['only-one', enrolled.host.id]]);
+      assert.deepEqual(
+        (await repo.list()).map((host) => [host.name, host.id]),
+        [['only-one', enrolled.host.id]],
+      );
     });
 
     it('keeps join-token hashes and project names unique at the database level', async () => {
@@ -336,7 +413,10 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       assert.equal(kernel.sizeBytes, 5_000_000_000);
       assert.equal(kernel.bootArgs, 'console=ttyS0');
       assert.deepEqual(kernel.hostIds, [a, b].sort());
-      assert.deepEqual((await images.list({ kind: 'rootfs' })).map((image) => image.name), ['v1']);
+      assert.deepEqual(
+        (await images.list({ kind: 'rootfs' })).map((image) => image.name),
+        ['v1'],
+      );
       assert.deepEqual(await images.list({ name: 'v2' }), []);
       assert.equal((await images.getMany([kernel.id, '00000000-0000-4000-8000-000000000000'])).length, 1);
 
@@ -356,7 +436,9 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       // Rows within one millisecond, two of them at the same microsecond: a cursor rounded to a Date would skip or repeat them.
       const times = ['000100', '000200', '000300', '000300', '001000', '002000'].map((micros) => `2026-01-01T00:00:00.${micros}Z`);
       for (const [index, at] of times.entries()) {
-        await sql`INSERT INTO audit (actor, action, resource, request_id, result, created_at) VALUES ('store-pager', 'vm.stop', 'vm', ${`r${index}`}, 'success', ${at}::timestamptz)`.execute(database.db);
+        await sql`INSERT INTO audit (actor, action, resource, request_id, result, created_at) VALUES ('store-pager', 'vm.stop', 'vm', ${`r${index}`}, 'success', ${at}::timestamptz)`.execute(
+          database.db,
+        );
       }
       const rows = await sql<{ id: string; request_id: string }>`SELECT id, request_id FROM audit WHERE actor = 'store-pager'`.execute(database.db);
       const idOf = new Map(rows.rows.map((row) => [row.request_id, row.id]));
@@ -368,7 +450,11 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       const paged: string[] = [];
       let cursor: string | null = null;
       do {
-        const page: { items: Array<{ request_id: string }>; next_cursor: string | null } = await log.page({ actor: 'store-pager', limit: 2, ...(cursor ? { cursor } : {}) });
+        const page: { items: Array<{ request_id: string }>; next_cursor: string | null } = await log.page({
+          actor: 'store-pager',
+          limit: 2,
+          ...(cursor ? { cursor } : {}),
+        });
         paged.push(...page.items.map((entry) => entry.request_id));
         cursor = page.next_cursor;
         assert.ok(paged.length <= times.length + 2, 'the pages end');
@@ -384,13 +470,16 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
     it('indexes the audit log in the order its pages and exports read it: (created_at, id), behind actor and resource too', async () => {
       const indexes = await sql<{ indexdef: string }>`SELECT indexdef FROM pg_indexes WHERE tablename = 'audit' ORDER BY indexname`.execute(database.db);
       const columns = indexes.rows.map((row) => /\((.*)\)$/.exec(row.indexdef)?.[1] ?? row.indexdef);
-      for (const wanted of ['created_at, id', 'actor, created_at, id', 'resource_id, created_at, id']) assert.ok(columns.includes(wanted), `an index on (${wanted}): ${columns.join('; ')}`);
-      for (const replaced of ['created_at', 'actor, created_at', 'resource_id, created_at']) assert.ok(!columns.includes(replaced), `(${replaced}) is replaced, not kept beside it`);
+      for (const wanted of ['created_at, id', 'actor, created_at, id', 'resource_id, created_at, id'])
+        assert.ok(columns.includes(wanted), `an index on (${wanted}): ${columns.join('; ')}`);
+      for (const replaced of ['created_at', 'actor, created_at', 'resource_id, created_at'])
+        assert.ok(!columns.includes(replaced), `(${replaced}) is replaced, not kept beside it`);
     });
 
     it('an admin token names no project: the migration clears older ones, and the database refuses new ones', async () => {
       const project = await database.db.selectFrom('project').select('id').where('name', '=', 'default').executeTakeFirstOrThrow();
-      const insert = (owner: string) => sql`INSERT INTO api_token (project_id, owner, role, secret_hash) VALUES (${project.id}, ${owner}, 'admin', 'not-a-hash')`.execute(database.db);
+      const insert = (owner: string) =>
+        sql`INSERT INTO api_token (project_id, owner, role, secret_hash) VALUES (${project.id}, ${owner}, 'admin', 'not-a-hash')`.execute(database.db);
       await adminTokenScope.down(database.db);
       await insert('scoped-admin-of-old');
       await adminTokenScope.up(database.db);

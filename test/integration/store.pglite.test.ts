@@ -4,4 +4,8 @@ import { defineStoreSuite } from './store-suite.js';
 import { captureLogger } from '../support/capture-logger.js';
 
 const dir = tempDir('nexus-store-pglite-');
-defineStoreSuite('pglite', () => openDatabase({ dataDir: dir.path, log: captureLogger().log }), async () => dir.remove());
+defineStoreSuite(
+  'pglite',
+  () => openDatabase({ dataDir: dir.path, log: captureLogger().log }),
+  async () => dir.remove(),
+);

@@ -108,7 +108,7 @@ describe('streams end when their caller may no longer read', () => {
     }
   });
 
-  it("a stream whose caller keeps its right goes on (the check does not end streams by itself)", async () => {
+  it('a stream whose caller keeps its right goes on (the check does not end streams by itself)', async () => {
     const viewer = await mintViewer(manager.url);
     const events = await openEventStream(url(`/v1/vms/${vmId}/events/stream`), bearer(viewer.token));
     try {
@@ -167,12 +167,19 @@ describe('waits and exports end when their caller may no longer be served', () =
     await new Promise((resolve) => setTimeout(resolve, 1500));
     for (const id of [operator.id, viewer.id]) assert.equal((await send(url(`/v1/tokens/${id}`), { method: 'DELETE' })).status, 200);
 
-    for (const [what, answer] of [['the create', await creating], ['the wait', await waiting]] as const) {
+    for (const [what, answer] of [
+      ['the create', await creating],
+      ['the wait', await waiting],
+    ] as const) {
       assertErrorContract(answer, 401, 'unauthorized');
       assert.match(answer.body.fault_message, /token_revoked/, what);
     }
     assert.notEqual((await send(url(`/v1/vms/${vmId}`))).body.state, 'running', 'they ended before the VM ran');
-    const rows = (await send(url(`/v1/audit?actor=${encodeURIComponent(`token:${operator.id} (waiting-operator)`)}`))).body.items as Array<{ action: string; status: number; detail: string }>;
+    const rows = (await send(url(`/v1/audit?actor=${encodeURIComponent(`token:${operator.id} (waiting-operator)`)}`))).body.items as Array<{
+      action: string;
+      status: number;
+      detail: string;
+    }>;
     const row = rows.find((entry) => entry.action === 'vm.create');
     assert.equal(row?.status, 401, `the audit row says how the create answered: ${JSON.stringify(rows)}`);
     assert.match(row?.detail ?? '', /token_revoked/);
@@ -228,7 +235,9 @@ describe('a revocation made through another manager on the same database ends th
     const [streaming, revoking] = managers as [TestManager, TestManager];
     assert.equal((await send(`${streaming.url}/v1/projects`, { body: { name: PROJECT } })).status, 201);
     // No host: the VM fails to place, which is an event to stream.
-    const vm = await send(`${streaming.url}/v1/vms`, { body: { name: 'elsewhere', project: PROJECT, vcpu: 1, mem_mib: 128, kernel_path: '/k', rootfs_path: '/r' } });
+    const vm = await send(`${streaming.url}/v1/vms`, {
+      body: { name: 'elsewhere', project: PROJECT, vcpu: 1, mem_mib: 128, kernel_path: '/k', rootfs_path: '/r' },
+    });
     assert.equal(vm.status, 201, JSON.stringify(vm.body));
     const viewer = await mintViewer(streaming.url);
     const events = await openEventStream(`${streaming.url}/v1/vms/${vm.body.id}/events/stream`, bearer(viewer.token));

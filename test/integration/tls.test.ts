@@ -82,7 +82,9 @@ describe('TLS between manager, agents and clients', () => {
     // Both enroll (each trusts the manager) and heartbeat; only the manager's calls to them are refused.
     const enroll = async (name: string, served: { cert: string; key: string }) => {
       const joinToken = (await manager.hosts.mintJoinToken(600)).token;
-      others.push(await startHollowAgent(manager.url, joinToken, join(dir.path, `run-${name}`), name, {}, { tlsCert: served.cert, tlsKey: served.key, ca: ca.cert }));
+      others.push(
+        await startHollowAgent(manager.url, joinToken, join(dir.path, `run-${name}`), name, {}, { tlsCert: served.cert, tlsKey: served.key, ca: ca.cert }),
+      );
     };
     await enroll('foreign-cert-host', stranger.issue('agent'));
     await enroll('misnamed-cert-host', ca.issue('misnamed', ['DNS:elsewhere.invalid', 'IP:192.0.2.7']));
@@ -105,10 +107,13 @@ describe('TLS between manager, agents and clients', () => {
     const handshake = (url: string, version: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2') =>
       new Promise<string>((resolve) => {
         const { hostname, port } = new URL(url);
-        const socket = connect({ host: hostname, port: Number(port), ca: readFileSync(ca.cert), minVersion: version, maxVersion: version, ciphers: 'DEFAULT@SECLEVEL=0' }, () => {
-          resolve(`negotiated ${socket.getProtocol()}`);
-          socket.destroy();
-        });
+        const socket = connect(
+          { host: hostname, port: Number(port), ca: readFileSync(ca.cert), minVersion: version, maxVersion: version, ciphers: 'DEFAULT@SECLEVEL=0' },
+          () => {
+            resolve(`negotiated ${socket.getProtocol()}`);
+            socket.destroy();
+          },
+        );
         socket.on('error', (error: NodeJS.ErrnoException) => resolve(`refused: ${error.code}`));
       });
     for (const url of [manager.url, hollow.agent.url]) {

@@ -57,7 +57,7 @@ function describeVmEvents(database: 'embedded' | 'postgres'): void {
     /** The next `count` events of a stream. */
     const take = async (stream: EventStream, count: number): Promise<SseEvent[]> => (count === 0 ? [] : stream.until(() => --count === 0, 20_000));
 
-    it('GET /v1/events lists every VM\'s events oldest first, filtered by level and time', async () => {
+    it("GET /v1/events lists every VM's events oldest first, filtered by level and time", async () => {
       const started = new Date().toISOString();
       const fine = await send(url('/v1/vms?wait=10'), { body: vmBody('fine') });
       assert.equal(fine.status, 201, JSON.stringify(fine.body));
@@ -69,17 +69,29 @@ function describeVmEvents(database: 'embedded' | 'postgres'): void {
 
       // One structured log line per reconciler action, naming the VM, the step and its result.
       const actionLines = manager.logs.filter((line) => line.msg === 'reconcile action' && line.vm_id === fine.body.id);
-      assert.ok(actionLines.some((line) => line.action === 'start' && line.result === 'ok' && typeof line.duration_ms === 'number'), JSON.stringify(actionLines));
+      assert.ok(
+        actionLines.some((line) => line.action === 'start' && line.result === 'ok' && typeof line.duration_ms === 'number'),
+        JSON.stringify(actionLines),
+      );
 
       const all = (await send(url(`/v1/events?since=${encodeURIComponent(started)}`))).body.items as any[];
-      assert.ok(all.some((event) => event.vm_id === fine.body.id && event.to_state === 'running'), JSON.stringify(all));
-      assert.ok(all.some((event) => event.vm_id === huge.body.id && event.level === 'error'), JSON.stringify(all));
+      assert.ok(
+        all.some((event) => event.vm_id === fine.body.id && event.to_state === 'running'),
+        JSON.stringify(all),
+      );
+      assert.ok(
+        all.some((event) => event.vm_id === huge.body.id && event.level === 'error'),
+        JSON.stringify(all),
+      );
       for (let i = 1; i < all.length; i++) assert.ok(all[i].created_at >= all[i - 1].created_at, 'oldest first');
 
       const errors = (await send(url(`/v1/events?since=${encodeURIComponent(started)}&level=error`))).body.items as any[];
       assert.ok(errors.length > 0 && errors.every((event) => event.level === 'error' && event.vm_id === huge.body.id), JSON.stringify(errors));
       const warnings = (await send(url(`/v1/events?since=${encodeURIComponent(started)}&level=warn`))).body.items as any[];
-      assert.ok(warnings.length > 0 && warnings.every((event) => event.level === 'warn' || event.level === 'error'), `warn and above, the huge VM's error among them: ${JSON.stringify(warnings)}`);
+      assert.ok(
+        warnings.length > 0 && warnings.every((event) => event.level === 'warn' || event.level === 'error'),
+        `warn and above, the huge VM's error among them: ${JSON.stringify(warnings)}`,
+      );
       assert.deepEqual((await send(url(`/v1/events?since=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`))).body.items, []);
       assert.equal((await send(url(`/v1/events?since=${encodeURIComponent(started)}&limit=1`))).body.items.length, 1);
 
@@ -103,13 +115,24 @@ function describeVmEvents(database: 'embedded' | 'postgres'): void {
       try {
         assert.equal(stream.status, 200);
         const history = await take(stream, before.length);
-        assert.ok(history.every((event) => event.event === 'vm_event'), JSON.stringify(history));
-        assert.deepEqual(history.map((event) => event.id), before, 'the history, in the order GET /events answers it');
+        assert.ok(
+          history.every((event) => event.event === 'vm_event'),
+          JSON.stringify(history),
+        );
+        assert.deepEqual(
+          history.map((event) => event.id),
+          before,
+          'the history, in the order GET /events answers it',
+        );
         assert.deepEqual(JSON.parse(history.at(-1)!.data), (await send(url(`/v1/vms/${vm.id}/events`))).body.items.at(-1), 'each event is the VmEvent');
         // Live: what happens next comes once, after the history, each event once (none given again at the next poll).
         await act(vm.id, 'stop', 'stopped');
         const live = await stream.until((event) => JSON.parse(event.data).to_state === 'stopped', 20_000);
-        assert.deepEqual([...history, ...live].map((event) => event.id), await historyIds(vm.id), 'history then live events: no repeat, no hole');
+        assert.deepEqual(
+          [...history, ...live].map((event) => event.id),
+          await historyIds(vm.id),
+          'history then live events: no repeat, no hole',
+        );
       } finally {
         stream.close();
       }
@@ -122,10 +145,18 @@ function describeVmEvents(database: 'embedded' | 'postgres'): void {
       try {
         assert.equal(resumed.status, 200);
         const backlog = await take(resumed, all.length - middle - 1);
-        assert.deepEqual(backlog.map((event) => event.id), all.slice(middle + 1), `resumed after event ${middle} of ${all.length}`);
+        assert.deepEqual(
+          backlog.map((event) => event.id),
+          all.slice(middle + 1),
+          `resumed after event ${middle} of ${all.length}`,
+        );
         await act(vm.id, 'start', 'running');
         const next = await resumed.until((event) => JSON.parse(event.data).to_state === 'running', 20_000);
-        assert.deepEqual([...backlog, ...next].map((event) => event.id), (await historyIds(vm.id)).slice(middle + 1), 'and it goes on without a hole');
+        assert.deepEqual(
+          [...backlog, ...next].map((event) => event.id),
+          (await historyIds(vm.id)).slice(middle + 1),
+          'and it goes on without a hole',
+        );
 
         assert.equal((await send(url(`/v1/vms/${vm.id}?wait=30`), { method: 'DELETE' })).status, 200);
         const end = await resumed.until((event) => event.event === 'end', 20_000);
@@ -144,7 +175,11 @@ function describeVmEvents(database: 'embedded' | 'postgres'): void {
       try {
         await act(vm.id, 'stop', 'stopped');
         const next = await resumed.until((event) => JSON.parse(event.data).to_state === 'stopped', 20_000);
-        assert.deepEqual(next.map((event) => event.id), (await historyIds(vm.id)).slice(all.length), 'only the events after the newest one');
+        assert.deepEqual(
+          next.map((event) => event.id),
+          (await historyIds(vm.id)).slice(all.length),
+          'only the events after the newest one',
+        );
       } finally {
         resumed.close();
       }

@@ -43,7 +43,9 @@ describe('VM log stream: Last-Event-ID and rotation', () => {
     manager = await startTestManager();
     hollow = await startHollowAgent(manager.url, (await manager.hosts.mintJoinToken(600)).token, join(dir.path, 'run'), 'log-stream-host');
     await eventually('the host is ready', async () => (await manager.hosts.list()).some((host) => host.status === 'ready'));
-    const created = await send(url('/v1/vms?wait=30'), { body: { name: 'printer', vcpu: 1, mem_mib: 128, kernel_path: hollow.image.kernel, rootfs_path: hollow.image.rootfs } });
+    const created = await send(url('/v1/vms?wait=30'), {
+      body: { name: 'printer', vcpu: 1, mem_mib: 128, kernel_path: hollow.image.kernel, rootfs_path: hollow.image.rootfs },
+    });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     vm = vmLayout(hollow.runDir, created.body.id);
     mkdirSync(vm.logsDir, { recursive: true });

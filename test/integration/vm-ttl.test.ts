@@ -57,7 +57,10 @@ describe('a VM with ttl_seconds is deleted by its agent, manager or not', () => 
     await eventually('the agent deleted the VM', async () => (await onAgent(id)).status === 404, TTL_SECONDS * 1000 + 60_000);
     const deletion = hollow.logs.find((line) => line.msg === 'VM expired: deleted by the agent' && line.vm_id === id);
     assert.ok(deletion, `deleted by the agent's own expiry (the manager was stopped ${TTL_SECONDS} s early), not by a call`);
-    assert.ok(Date.parse(String(deletion.time)) >= Date.parse(expiresAt), `not before its expiry: deleted at ${String(deletion.time)}, expiring at ${expiresAt}`);
+    assert.ok(
+      Date.parse(String(deletion.time)) >= Date.parse(expiresAt),
+      `not before its expiry: deleted at ${String(deletion.time)}, expiring at ${expiresAt}`,
+    );
     assert.equal(hollow.host.supervisor.processes.has(id), false, 'its VMM is gone');
     assert.equal(hollow.host.network.taps.has(tapNameOf(id)), false, 'its TAP is gone');
     assert.equal(existsSync(join(hollow.runDir, 'vms', id)), false, 'its folder is gone');

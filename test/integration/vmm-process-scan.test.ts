@@ -28,7 +28,9 @@ describe('VMM process scan', () => {
 
   after(async () => {
     for (const child of children) child.kill('SIGKILL');
-    await Promise.all(children.map((child) => (child.exitCode !== null || child.signalCode !== null ? undefined : new Promise((resolve) => child.once('exit', resolve)))));
+    await Promise.all(
+      children.map((child) => (child.exitCode !== null || child.signalCode !== null ? undefined : new Promise((resolve) => child.once('exit', resolve)))),
+    );
     dir.remove();
   });
 
@@ -44,7 +46,9 @@ describe('VMM process scan', () => {
   /** A process chrooted in `root`, carrying `args`; resolves once it runs there. */
   const jailed = async (root: string, args: string[]): Promise<number> => {
     mkdirSync(root, { recursive: true });
-    const child = spawn(ENTER_JAIL, [root, '54321', '54321', process.execPath, '-e', 'console.log("in"); setTimeout(() => {}, 60_000)', '--', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(ENTER_JAIL, [root, '54321', '54321', process.execPath, '-e', 'console.log("in"); setTimeout(() => {}, 60_000)', '--', ...args], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     children.push(child);
     await new Promise<void>((resolve, reject) => {
       child.stdout?.once('data', () => resolve());

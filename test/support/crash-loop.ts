@@ -120,7 +120,11 @@ async function startLife(dataDir: string): Promise<Life> {
   const started = performance.now();
   const unlimited = { NEXUS_RATE_LIMIT_READS: '100000000', NEXUS_RATE_LIMIT_WRITES: '100000000', NEXUS_RATE_LIMIT_ADDRESS: '100000000' };
   // A short resync: the reconciler writes (each VM fails for want of a host) while the API does.
-  const child = spawnNexus(['manager', '--dev', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], { NEXUS_LOG_LEVEL: 'warn', NEXUS_RESYNC_MS: '500', ...unlimited });
+  const child = spawnNexus(['manager', '--dev', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], {
+    NEXUS_LOG_LEVEL: 'warn',
+    NEXUS_RESYNC_MS: '500',
+    ...unlimited,
+  });
   return {
     process: child,
     url,
@@ -141,7 +145,10 @@ async function missing(dispatcher: Agent, url: string, token: string, acknowledg
   const found = new Map<string, string>();
   let cursor: string | null = null;
   do {
-    const response = await request(`${url}/v1/vms?limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, { dispatcher, headers: { authorization: `Bearer ${token}` } });
+    const response = await request(`${url}/v1/vms?limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, {
+      dispatcher,
+      headers: { authorization: `Bearer ${token}` },
+    });
     const page = (await response.body.json()) as { items?: { id: string; name: string }[]; next_cursor?: string | null };
     if (response.statusCode !== 200 || !page.items) throw new Error(`listing VMs answered ${response.statusCode}: ${JSON.stringify(page)}`);
     for (const vm of page.items) found.set(vm.name, vm.id);

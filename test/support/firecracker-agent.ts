@@ -73,7 +73,11 @@ export async function startFirecrackerAgent(options: FirecrackerAgentOptions): P
       NEXUS_METRICS_INTERVAL_MS: '300',
       // The jailer settings as an operator gives them, with the jailer double as the binary.
       ...(options.jailed
-        ? { NEXUS_JAILER_BIN: JAILER_DOUBLE, NEXUS_JAILER_UID_RANGE: `${JAILED_ID}-${JAILED_ID + (options.jailedIds ?? 8) - 1}`, NEXUS_JAILER_CHROOT_BASE: join(options.runDir, 'jail') }
+        ? {
+            NEXUS_JAILER_BIN: JAILER_DOUBLE,
+            NEXUS_JAILER_UID_RANGE: `${JAILED_ID}-${JAILED_ID + (options.jailedIds ?? 8) - 1}`,
+            NEXUS_JAILER_CHROOT_BASE: join(options.runDir, 'jail'),
+          }
         : {}),
     },
   );
@@ -95,7 +99,8 @@ export async function startFirecrackerAgent(options: FirecrackerAgentOptions): P
   };
   const agent = await startAgent(config, log, host);
   const credential = agent.identity.credential;
-  const call: FirecrackerAgent['call'] = (method, path, body) => send(`${agent.url}${path}`, { method, body, headers: { authorization: `Bearer ${credential}` } });
+  const call: FirecrackerAgent['call'] = (method, path, body) =>
+    send(`${agent.url}${path}`, { method, body, headers: { authorization: `Bearer ${credential}` } });
   return {
     agent,
     host,
@@ -108,7 +113,9 @@ export async function startFirecrackerAgent(options: FirecrackerAgentOptions): P
       const leftTap = (await readLink(tap)) !== undefined;
       if (leftTap) await run('ip', ['link', 'del', 'dev', tap]);
       if (deleted.status !== 200 || leftTap) {
-        throw new Error(`removing VM ${id}: the agent's delete answered ${deleted.status} ${JSON.stringify(deleted.body)}${leftTap ? `, and its TAP ${tap} was left (now removed)` : ''}`);
+        throw new Error(
+          `removing VM ${id}: the agent's delete answered ${deleted.status} ${JSON.stringify(deleted.body)}${leftTap ? `, and its TAP ${tap} was left (now removed)` : ''}`,
+        );
       }
     },
     close: async () => {

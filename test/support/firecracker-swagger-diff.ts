@@ -17,7 +17,18 @@ const PROSE = new Set(['description', 'default', 'example', 'readOnly', 'title']
 /** Formats that are formats; any other `format` in Firecracker's swagger is a regex (the MMDS address). */
 const REAL_FORMATS = new Set(['int32', 'int64']);
 /** Patterns cannot be compared as text: two regexes agree when they judge these alike. */
-const PATTERN_PROBES = ['169.254.169.254', '169.254.1.0', '169.254.254.255', '169.254.0.1', '169.254.255.1', '169.254.1.256', '169.253.1.1', '10.0.0.1', '169.254.1', ''];
+const PATTERN_PROBES = [
+  '169.254.169.254',
+  '169.254.1.0',
+  '169.254.254.255',
+  '169.254.0.1',
+  '169.254.255.1',
+  '169.254.1.256',
+  '169.253.1.1',
+  '10.0.0.1',
+  '169.254.1',
+  '',
+];
 
 /**
  * Differences between our contract and an official swagger, one readable line each; empty when
@@ -54,9 +65,12 @@ export function firecrackerSwaggerDiff(ours: FirecrackerApiContract, swagger: Sw
   }
 
   const theirOperations = new Map<string, SwaggerOperation>();
-  for (const [path, methods] of Object.entries(swagger.paths)) for (const [method, operation] of Object.entries(methods)) theirOperations.set(`${method.toUpperCase()} ${path}`, operation);
+  for (const [path, methods] of Object.entries(swagger.paths))
+    for (const [method, operation] of Object.entries(methods)) theirOperations.set(`${method.toUpperCase()} ${path}`, operation);
   const ourOperations = new Map<string, FirecrackerOperation>(
-    Object.entries(ours.operations).flatMap(([path, methods]) => Object.entries(methods).map(([method, operation]) => [`${method.toUpperCase()} ${path}`, operation] as const)),
+    Object.entries(ours.operations).flatMap(([path, methods]) =>
+      Object.entries(methods).map(([method, operation]) => [`${method.toUpperCase()} ${path}`, operation] as const),
+    ),
   );
   for (const key of union([...ourOperations.keys()], [...theirOperations.keys()])) {
     const mine = ourOperations.get(key);
@@ -71,12 +85,14 @@ export function firecrackerSwaggerDiff(ours: FirecrackerApiContract, swagger: Sw
     }
     const bodyParam = theirs.parameters?.find((param) => param.in === 'body');
     let theirBody = bodyParam?.schema ? normalize(bodyParam.schema, true) : undefined;
-    if (key === 'PATCH /machine-config' && theirBody?.$ref === '#/definitions/MachineConfiguration') theirBody = { $ref: '#/definitions/MachineConfigurationUpdate' };
+    if (key === 'PATCH /machine-config' && theirBody?.$ref === '#/definitions/MachineConfiguration')
+      theirBody = { $ref: '#/definitions/MachineConfigurationUpdate' };
     if (!mine.body !== !theirBody) differences.push(`${key} body: ${mine.body ? 'ours has one, the swagger none' : 'the swagger has one, ours none'}`);
     if (mine.body && theirBody) {
       // Firecracker refuses an empty PUT/PATCH unless the swagger says the body may be left out.
       const optional = bodyParam?.required === false;
-      if (Boolean(mine.body.optional) !== optional) differences.push(`${key} body: ${mine.body.optional ? 'optional' : 'required'} in ours, ${optional ? 'optional' : 'required'} in the swagger`);
+      if (Boolean(mine.body.optional) !== optional)
+        differences.push(`${key} body: ${mine.body.optional ? 'optional' : 'required'} in ours, ${optional ? 'optional' : 'required'} in the swagger`);
       compareSchema(mine.body.schema, theirBody, `${key} body`, differences);
     }
     const theirResponses = theirs.responses ?? {};
@@ -87,7 +103,8 @@ export function firecrackerSwaggerDiff(ours: FirecrackerApiContract, swagger: Sw
       else {
         const mySchema = mine.responses[status] ?? null;
         const theirSchema = theirResponses[status]!.schema;
-        if ((mySchema === null) !== (theirSchema === undefined)) differences.push(`${where}: ${mySchema === null ? 'no body in ours, a body in the swagger' : 'a body in ours, none in the swagger'}`);
+        if ((mySchema === null) !== (theirSchema === undefined))
+          differences.push(`${where}: ${mySchema === null ? 'no body in ours, a body in the swagger' : 'a body in ours, none in the swagger'}`);
         else if (mySchema && theirSchema) compareSchema(mySchema, normalize(theirSchema, true), where, differences);
       }
     }
@@ -105,7 +122,8 @@ function normalize(node: unknown, close: boolean): SwaggerSchema {
   for (const [key, value] of Object.entries(schema)) {
     if (PROSE.has(key)) continue;
     if (key === 'format' && typeof value === 'string' && !REAL_FORMATS.has(value)) out.pattern = `^(?:${value})$`;
-    else if (key === 'properties') out.properties = Object.fromEntries(Object.entries(value as SwaggerSchema).map(([name, field]) => [name, normalize(field, close)]));
+    else if (key === 'properties')
+      out.properties = Object.fromEntries(Object.entries(value as SwaggerSchema).map(([name, field]) => [name, normalize(field, close)]));
     else if ((key === 'items' || key === 'additionalProperties') && typeof value === 'object' && value !== null) out[key] = normalize(value, close);
     else out[key] = value;
   }

@@ -51,7 +51,11 @@ export async function startGuestHost(options: { manager?: ManagerOptions; agentE
   };
   try {
     const token = (await manager.hosts.mintJoinToken(600)).token;
-    agent = await startAgentProcess(runDir, { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: cidr, NEXUS_NAT: 'off', NEXUS_JOIN_TOKEN: token, ...options.agentEnv }, manager.url);
+    agent = await startAgentProcess(
+      runDir,
+      { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: cidr, NEXUS_NAT: 'off', NEXUS_JOIN_TOKEN: token, ...options.agentEnv },
+      manager.url,
+    );
     await eventually('the host is ready', async () => (await manager.hosts.list()).some((host) => host.status === 'ready'));
   } catch (error) {
     await close();

@@ -32,7 +32,8 @@ const NEXUS_PROCESS = /qemu-system|bin\/nexus\.js|nexus-pg-|firecracker|jailer/;
 const imageCacheDir = () => process.env.NEXUS_TEST_IMAGE_DIR || join(tmpdir(), 'nexus-test-images');
 
 /** What a run may add to the image cache: Debian packages, build locks, finished images. */
-const IMAGE_CACHE_FILES = /^(\.cache|\.locks|\.cache\/[^/.][^/]*\.deb|\.locks\/[^/]+|[^/.][^/]*|[^/.][^/]*\/(vmlinux|initrd\.img|rootfs\.ext4|manifest\.json))$/;
+const IMAGE_CACHE_FILES =
+  /^(\.cache|\.locks|\.cache\/[^/.][^/]*\.deb|\.locks\/[^/]+|[^/.][^/]*|[^/.][^/]*\/(vmlinux|initrd\.img|rootfs\.ext4|manifest\.json))$/;
 
 /** Entries of tmpdir() a run keeps on purpose: the image cache, and the Node CI installs. */
 const KEPT_TEMP = /^(nexus-test-images|nexus-node-[\d.]+)$/;

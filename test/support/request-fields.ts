@@ -298,7 +298,8 @@ function stringProblems(schema: FieldSchema, where: string, rules: StringRules):
   const pattern = schema.pattern;
   if (pattern === undefined) return [...problems, `${where}: string without a pattern (a NUL would reach the database)`];
   if (pattern === rules.storableTextPattern) return problems;
-  if (patternAdmitsUnstorable(pattern, rules.unstorableCharacters)) problems.push(`${where}: pattern ${pattern} may let a NUL or an unpaired surrogate through`);
+  if (patternAdmitsUnstorable(pattern, rules.unstorableCharacters))
+    problems.push(`${where}: pattern ${pattern} may let a NUL or an unpaired surrogate through`);
   const example = exampleOf(schema);
   if (typeof example !== 'string') return [...problems, `${where}: pattern ${pattern} without an example`];
   const matches = (text: string) => new RegExp(pattern, 'u').test(text);

@@ -43,11 +43,7 @@ export interface TestManager extends RunningManager {
  * `options.databaseUrl`. A manager joining a database another test manager already holds mints no
  * admin token: pass that manager's as `sharedAdminToken`, and its `secretKeyFile` in `options`.
  */
-export async function startTestManager(
-  options: ManagerOptions = {},
-  env: NodeJS.ProcessEnv = {},
-  sharedAdminToken?: string,
-): Promise<TestManager> {
+export async function startTestManager(options: ManagerOptions = {}, env: NodeJS.ProcessEnv = {}, sharedAdminToken?: string): Promise<TestManager> {
   // A data dir of the test's own (options.dataDir) stays the test's to remove; else one is made here.
   const dir = options.dataDir === undefined ? tempDir('nexus-manager-') : { path: options.dataDir, remove: () => {} };
   const { log, lines } = captureLogger('manager');

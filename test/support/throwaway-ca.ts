@@ -38,8 +38,23 @@ export function throwawayCa(dir: string, name = 'ca'): ThrowawayCa {
       openssl('req', '-new', '-key', key, '-subj', `/CN=${server}`, '-out', csr);
       writeFileSync(extensions, `subjectAltName=${names.join(',')}\nextendedKeyUsage=serverAuth\n`);
       openssl(
-        'x509', '-req', '-in', csr, '-CA', file(`${name}.crt`), '-CAkey', file(`${name}.key`),
-        '-set_serial', String(serial++), '-days', '1', '-sha256', '-extfile', extensions, '-out', cert,
+        'x509',
+        '-req',
+        '-in',
+        csr,
+        '-CA',
+        file(`${name}.crt`),
+        '-CAkey',
+        file(`${name}.key`),
+        '-set_serial',
+        String(serial++),
+        '-days',
+        '1',
+        '-sha256',
+        '-extfile',
+        extensions,
+        '-out',
+        cert,
       );
       return { cert, key };
     },

@@ -62,11 +62,10 @@ export class ManagerLink {
       this.log.info({ host_id: enrolled.host_id, manager: this.config.managerUrl, identity_file: store.path }, 'enrolled with the manager');
       return identity;
     } catch (error) {
-      throw new NexusError(
-        error instanceof NexusError ? error.code : 'unavailable',
-        `enrolling with ${this.config.managerUrl}: ${messageOf(error)}`,
-        { cause: error, suggestion: error instanceof NexusError ? error.suggestion : undefined },
-      );
+      throw new NexusError(error instanceof NexusError ? error.code : 'unavailable', `enrolling with ${this.config.managerUrl}: ${messageOf(error)}`, {
+        cause: error,
+        suggestion: error instanceof NexusError ? error.suggestion : undefined,
+      });
     } finally {
       await manager.close();
     }

@@ -62,7 +62,8 @@ export class VmService {
       const stored = await this.ctx.requireStored(vm);
       if (stored.spec.nics.length === 0) throw new NexusError('conflict', `VM ${id} has no NIC`, { suggestion: 'Ensure it with nics: [{}].' });
       const driver = this.ctx.driverFor(stored.driver);
-      if (!(await this.ctx.liveProcess(vm))) await runPlan('make TAP', [makeTap(this.ctx.ports.network, tapNameOf(id), async () => driver.vmmUser?.(vm))], this.ctx.log);
+      if (!(await this.ctx.liveProcess(vm)))
+        await runPlan('make TAP', [makeTap(this.ctx.ports.network, tapNameOf(id), async () => driver.vmmUser?.(vm))], this.ctx.log);
       return { tap: tapNameOf(id) };
     });
   }
@@ -85,7 +86,9 @@ export class VmService {
       const stored = await this.ctx.requireStored(vm);
       const driver = this.ctx.driverFor(stored.driver);
       if (!stored.spec.drives.some((drive) => drive.id === driveId)) {
-        throw new NexusError('not_found', `VM ${id} has no drive ${driveId}`, { suggestion: `Its drives: ${stored.spec.drives.map((d) => d.id).join(', ') || 'none'}.` });
+        throw new NexusError('not_found', `VM ${id} has no drive ${driveId}`, {
+          suggestion: `Its drives: ${stored.spec.drives.map((d) => d.id).join(', ') || 'none'}.`,
+        });
       }
       if (!driver.capabilities.driveRateLimits) throw new NexusError('conflict', `the ${driver.name} driver cannot limit drives`);
       if (await this.ctx.liveProcess(vm)) await driver.updateDriveRateLimit(vm, driveId, limit);

@@ -22,7 +22,8 @@ const WRITABLE: ReadonlyArray<{ methods: readonly string[]; path: RegExp }> = [
  * normalized, so what is judged is exactly what Firecracker would be sent.
  */
 export function isProxyAllowed(method: string, path: string): boolean {
-  if (!path.startsWith('/') || path.includes('%') || path.includes('//') || path.split('/').some((segment) => segment === '.' || segment === '..')) return false;
+  if (!path.startsWith('/') || path.includes('%') || path.includes('//') || path.split('/').some((segment) => segment === '.' || segment === '..'))
+    return false;
   if (method === 'GET') return READABLE.includes(path);
   return WRITABLE.some((rule) => rule.methods.includes(method) && rule.path.test(path));
 }

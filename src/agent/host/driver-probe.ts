@@ -31,12 +31,18 @@ export async function probeFirecracker(firecrackerBinary: string, kvm: KvmProbeR
   if (!('version' in found)) return { name: 'firecracker', available: false, reason: `${found.reason} (set NEXUS_FIRECRACKER_BIN)` };
   const api = firecrackerApiVersionOf(found.version);
   if (!api) {
-    return { name: 'firecracker', available: false, version: found.version, reason: `unsupported version: the driver speaks the API of Firecracker ${FIRECRACKER_API_VERSIONS.join(' and ')}` };
+    return {
+      name: 'firecracker',
+      available: false,
+      version: found.version,
+      reason: `unsupported version: the driver speaks the API of Firecracker ${FIRECRACKER_API_VERSIONS.join(' and ')}`,
+    };
   }
   if (!kvm.usable) return { name: 'firecracker', available: false, version: found.version, reason: `KVM unusable: ${kvm.reason ?? 'unknown'}` };
   if (jailerBinary) {
     const jailer = await versionOf(jailerBinary);
-    if (!('version' in jailer)) return { name: 'firecracker', available: false, version: found.version, reason: `the jailer: ${jailer.reason} (NEXUS_JAILER_BIN)` };
+    if (!('version' in jailer))
+      return { name: 'firecracker', available: false, version: found.version, reason: `the jailer: ${jailer.reason} (NEXUS_JAILER_BIN)` };
   }
   return { name: 'firecracker', available: true, version: found.version };
 }

@@ -28,11 +28,20 @@ export function kvmProbeFirmware(): Buffer {
   const image = Buffer.alloc(64 * 1024, 0xf4); // hlt everywhere
   const n = LOOP_ITERATIONS;
   const code = [
-    0x66, 0xb9, n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, (n >>> 24) & 0xff, // mov ecx, n
-    0x66, 0x49, //                                                               dec ecx
-    0x75, 0xfc, //                                                               jnz dec
-    0xb0, EXIT_VALUE, //                                                         mov al, EXIT_VALUE
-    0xe6, EXIT_PORT, //                                                          out EXIT_PORT, al
+    0x66,
+    0xb9,
+    n & 0xff,
+    (n >> 8) & 0xff,
+    (n >> 16) & 0xff,
+    (n >>> 24) & 0xff, // mov ecx, n
+    0x66,
+    0x49, //                                                               dec ecx
+    0x75,
+    0xfc, //                                                               jnz dec
+    0xb0,
+    EXIT_VALUE, //                                                         mov al, EXIT_VALUE
+    0xe6,
+    EXIT_PORT, //                                                          out EXIT_PORT, al
     0xf4, //                                                                     hlt
   ];
   Buffer.from(code).copy(image, 0);
@@ -44,8 +53,20 @@ export function kvmProbeFirmware(): Buffer {
 /** QEMU arguments that run the probe firmware; it exits with {@link KVM_PROBE_EXIT_CODE} when done. */
 export function kvmProbeArgs(firmware: string, accel: 'kvm' | 'tcg'): string[] {
   return [
-    '-accel', accel, '-M', 'microvm,x-option-roms=off,rtc=off,acpi=off', '-nodefaults', '-no-user-config',
-    '-display', 'none', '-m', '16', '-bios', firmware, '-device', `isa-debug-exit,iobase=${EXIT_PORT},iosize=0x04`,
+    '-accel',
+    accel,
+    '-M',
+    'microvm,x-option-roms=off,rtc=off,acpi=off',
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-m',
+    '16',
+    '-bios',
+    firmware,
+    '-device',
+    `isa-debug-exit,iobase=${EXIT_PORT},iosize=0x04`,
   ];
 }
 

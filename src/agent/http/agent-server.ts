@@ -23,10 +23,7 @@ export interface AgentServices {
 }
 
 /** The agent's HTTP API. Every route, /metrics included, needs the agent's bearer credential. */
-export async function createAgentServer(
-  services: AgentServices,
-  options: { logger: Logger; proxyTimeoutMs?: number; tls?: ServerTls },
-): Promise<HttpServer> {
+export async function createAgentServer(services: AgentServices, options: { logger: Logger; proxyTimeoutMs?: number; tls?: ServerTls }): Promise<HttpServer> {
   const app = await createHttpServer({
     logger: options.logger,
     tls: options.tls,
@@ -50,16 +47,12 @@ export async function createAgentServer(
   });
 
   const unauthorized = { 401: ErrorBody };
-  app.get(
-    `${AGENT_API_PREFIX}/health`,
-    { schema: { summary: 'The agent answers', response: { 200: AgentHealth, ...unauthorized } } },
-    async () => ({
-      status: 'ok' as const,
-      version: NEXUS_VERSION,
-      uptime_seconds: Math.round((Date.now() - services.startedAt) / 100) / 10,
-      host_id: services.credentials.current()?.enrollment?.hostId ?? null,
-    }),
-  );
+  app.get(`${AGENT_API_PREFIX}/health`, { schema: { summary: 'The agent answers', response: { 200: AgentHealth, ...unauthorized } } }, async () => ({
+    status: 'ok' as const,
+    version: NEXUS_VERSION,
+    uptime_seconds: Math.round((Date.now() - services.startedAt) / 100) / 10,
+    host_id: services.credentials.current()?.enrollment?.hostId ?? null,
+  }));
   app.put(
     `${AGENT_API_PREFIX}/credential`,
     {

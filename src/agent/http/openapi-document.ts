@@ -8,7 +8,14 @@ import { createAgentServer } from './agent-server.js';
  * are registered but never called. Used to publish docs/agent-api.md.
  */
 export async function buildAgentOpenApiDocument(logger: Logger): Promise<Record<string, unknown>> {
-  const unused = new Proxy({}, { get: () => { throw new Error('no services while building the OpenAPI document'); } });
+  const unused = new Proxy(
+    {},
+    {
+      get: () => {
+        throw new Error('no services while building the OpenAPI document');
+      },
+    },
+  );
   // The routes take their use cases at registration: each one is there, and throws if called.
   const useCases = new Proxy({}, { get: () => unused }) as VmUseCases;
   const app = await createAgentServer(

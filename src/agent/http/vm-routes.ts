@@ -1,6 +1,15 @@
 import { Type } from 'typebox';
 import { AGENT_API_PREFIX } from '../../contracts/agent-api.js';
-import { AgentVm, CollectOrphansRequest, CollectOrphansResponse, Inventory, VmActionRequest, VmActionResponse, VmDriveParams, VmIdParams } from '../../contracts/agent-vm-api.js';
+import {
+  AgentVm,
+  CollectOrphansRequest,
+  CollectOrphansResponse,
+  Inventory,
+  VmActionRequest,
+  VmActionResponse,
+  VmDriveParams,
+  VmIdParams,
+} from '../../contracts/agent-vm-api.js';
 import { ErrorBody } from '../../contracts/errors.js';
 import { MachineSpec, RateLimit } from '../../contracts/machine-spec.js';
 import type { HttpServer } from '../../http/http-server.js';
@@ -10,7 +19,16 @@ import type { VmUseCases } from '../app/vm-use-cases.js';
 import { hostResourceFieldIn, isProxyAllowed } from '../domain/proxy-policy.js';
 import { relay } from '../proxy/socket-proxy.js';
 import { StrictObject, Text } from '../../contracts/schema.js';
-import { FileTailQuery, LOG_STREAM_EVENTS, MetricsRecent, MetricsWindowQuery, windowSeconds, LogStreamQuery, LogTail, LogTailQuery } from '../../contracts/observe-api.js';
+import {
+  FileTailQuery,
+  LOG_STREAM_EVENTS,
+  MetricsRecent,
+  MetricsWindowQuery,
+  windowSeconds,
+  LogStreamQuery,
+  LogTail,
+  LogTailQuery,
+} from '../../contracts/observe-api.js';
 import { SseStream, lastEventOffset } from '../../http/sse.js';
 import { followFile, tailLines } from '../../kit/log-file.js';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -32,7 +50,14 @@ export function registerVmRoutes(app: HttpServer, { vms, snapshots, metrics, lef
 
   app.post(
     `${AGENT_API_PREFIX}/vms/:id/actions`,
-    { schema: { summary: 'start | pause | resume | stop | snapshot | restore', params: VmIdParams, body: VmActionRequest, response: { 200: VmActionResponse, ...errors } } },
+    {
+      schema: {
+        summary: 'start | pause | resume | stop | snapshot | restore',
+        params: VmIdParams,
+        body: VmActionRequest,
+        response: { 200: VmActionResponse, ...errors },
+      },
+    },
     async (request) => {
       const { id } = request.params;
       const { action, timeout_ms: timeoutMs, snapshot_id: snapshotId } = request.body;
@@ -40,7 +65,8 @@ export function registerVmRoutes(app: HttpServer, { vms, snapshots, metrics, lef
         case 'snapshot':
           return snapshots.snapshot(id);
         case 'restore':
-          if (!snapshotId) throw new NexusError('validation_failed', 'restore needs snapshot_id', { suggestion: 'Use the snapshot_id a snapshot action answered.' });
+          if (!snapshotId)
+            throw new NexusError('validation_failed', 'restore needs snapshot_id', { suggestion: 'Use the snapshot_id a snapshot action answered.' });
           return { vm: await snapshots.restore(id, snapshotId) };
         default:
           return { vm: await vms.act(id, action, timeoutMs) };
@@ -50,7 +76,9 @@ export function registerVmRoutes(app: HttpServer, { vms, snapshots, metrics, lef
 
   app.get(
     `${AGENT_API_PREFIX}/vms/:id/logs`,
-    { schema: { summary: "The last lines of a VM's console or VMM log", params: VmIdParams, querystring: LogTailQuery, response: { 200: LogTail, ...errors } } },
+    {
+      schema: { summary: "The last lines of a VM's console or VMM log", params: VmIdParams, querystring: LogTailQuery, response: { 200: LogTail, ...errors } },
+    },
     async (request) => {
       const source = request.query.source ?? 'console';
       const { path } = await vms.logFile(request.params.id, source);
@@ -78,7 +106,14 @@ export function registerVmRoutes(app: HttpServer, { vms, snapshots, metrics, lef
 
   app.get(
     `${AGENT_API_PREFIX}/vms/:id/metrics/recent`,
-    { schema: { summary: "The VM's metrics records of the last window (normalized, with the VMM's raw record)", params: VmIdParams, querystring: MetricsWindowQuery, response: { 200: MetricsRecent, ...errors } } },
+    {
+      schema: {
+        summary: "The VM's metrics records of the last window (normalized, with the VMM's raw record)",
+        params: VmIdParams,
+        querystring: MetricsWindowQuery,
+        response: { 200: MetricsRecent, ...errors },
+      },
+    },
     async (request) => ({ items: await metrics.recent(request.params.id, windowOf(request.query.window)) }),
   );
 
@@ -106,7 +141,13 @@ export function registerVmRoutes(app: HttpServer, { vms, snapshots, metrics, lef
 
   app.post(
     `${AGENT_API_PREFIX}/vms/:id/tap`,
-    { schema: { summary: "Make the VM's TAP, attached to the bridge (idempotent)", params: VmIdParams, response: { 200: Type.Object({ tap: Type.String() }), ...errors } } },
+    {
+      schema: {
+        summary: "Make the VM's TAP, attached to the bridge (idempotent)",
+        params: VmIdParams,
+        response: { 200: Type.Object({ tap: Type.String() }), ...errors },
+      },
+    },
     async (request) => vms.ensureTap(request.params.id),
   );
 
@@ -118,7 +159,13 @@ export function registerVmRoutes(app: HttpServer, { vms, snapshots, metrics, lef
 
   app.delete(
     `${AGENT_API_PREFIX}/vms/:id`,
-    { schema: { summary: 'Stop the VM and remove its TAP, sockets and folder', params: VmIdParams, response: { 200: Type.Object({ ok: Type.Literal(true) }), ...errors } } },
+    {
+      schema: {
+        summary: 'Stop the VM and remove its TAP, sockets and folder',
+        params: VmIdParams,
+        response: { 200: Type.Object({ ok: Type.Literal(true) }), ...errors },
+      },
+    },
     async (request) => {
       await vms.delete(request.params.id);
       return { ok: true as const };
@@ -127,7 +174,13 @@ export function registerVmRoutes(app: HttpServer, { vms, snapshots, metrics, lef
 
   app.post(
     `${AGENT_API_PREFIX}/gc`,
-    { schema: { summary: 'Remove the named leftovers that are still orphans (processes, TAPs, sockets, folders)', body: CollectOrphansRequest, response: { 200: CollectOrphansResponse, ...errors } } },
+    {
+      schema: {
+        summary: 'Remove the named leftovers that are still orphans (processes, TAPs, sockets, folders)',
+        body: CollectOrphansRequest,
+        response: { 200: CollectOrphansResponse, ...errors },
+      },
+    },
     async (request) => ({ removed: await leftovers.collectOrphans(request.body) }),
   );
 

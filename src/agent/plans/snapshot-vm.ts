@@ -27,7 +27,9 @@ export function snapshotVmPlan(store: VmStore, input: SnapshotVmInput): { steps:
       info.size_bytes = files.sizeBytes;
       if (files.memoryFile) info.memory_file = files.memoryFile;
     }),
-    ...stored.spec.drives.filter((drive) => !drive.read_only).map((drive) => copySnapshotDrive(store, drive, store.snapshotDrivePath(dir, drive.id), (entry) => info.drives.push(entry))),
+    ...stored.spec.drives
+      .filter((drive) => !drive.read_only)
+      .map((drive) => copySnapshotDrive(store, drive, store.snapshotDrivePath(dir, drive.id), (entry) => info.drives.push(entry))),
     recordSnapshot(store, dir, snapshot),
   ];
   return { steps, snapshot };

@@ -22,7 +22,12 @@ export function captureVmm(driver: VmmDriver, store: VmStore, vm: VmLayout, dir:
 }
 
 /** Copies a writable drive beside the snapshot, taken while the guest is paused: the disk as the memory knows it. */
-export function copySnapshotDrive(store: VmStore, drive: { id: string; path: string }, copy: string, copied: (entry: SnapshotInfo['drives'][number]) => void): Step {
+export function copySnapshotDrive(
+  store: VmStore,
+  drive: { id: string; path: string },
+  copy: string,
+  copied: (entry: SnapshotInfo['drives'][number]) => void,
+): Step {
   return {
     name: `copy drive ${drive.id} into the snapshot`,
     isNeeded: async () => true,

@@ -29,26 +29,25 @@ export function registerAgent(program: Command): void {
     .option('--name <name>', 'host name in the registry (env NEXUS_HOST_NAME, default the hostname)')
     .addOption(program.createOption('--exit-with-parent', 'stop when the parent process goes away (used by nexus dev)').hideHelp())
     .addOption(program.createOption('--stop-vms-on-exit', 'stop every VM when the agent stops (used by nexus dev)').hideHelp());
-  withTlsFlags(command, "an https manager's")
-    .action(async (flags: AgentFlags & TlsFlags) => {
-      const config = resolveAgentConfig(
-        {
-          bind: flags.bind,
-          advertise: flags.advertise,
-          runDir: flags.runDir,
-          stateDir: flags.stateDir,
-          managerUrl: flags.manager,
-          joinToken: flags.joinToken,
-          name: flags.name,
-          exitWithParent: flags.exitWithParent,
-          stopVmsOnExit: flags.stopVmsOnExit,
-          tlsCert: flags.tlsCert,
-          tlsKey: flags.tlsKey,
-          ca: flags.ca,
-        },
-        process.env,
-      );
-      const log = createLogger({ name: 'agent', level: config.logLevel });
-      await runService(log, () => startAgent(config, log), { exitWithParent: config.exitWithParent });
-    });
+  withTlsFlags(command, "an https manager's").action(async (flags: AgentFlags & TlsFlags) => {
+    const config = resolveAgentConfig(
+      {
+        bind: flags.bind,
+        advertise: flags.advertise,
+        runDir: flags.runDir,
+        stateDir: flags.stateDir,
+        managerUrl: flags.manager,
+        joinToken: flags.joinToken,
+        name: flags.name,
+        exitWithParent: flags.exitWithParent,
+        stopVmsOnExit: flags.stopVmsOnExit,
+        tlsCert: flags.tlsCert,
+        tlsKey: flags.tlsKey,
+        ca: flags.ca,
+      },
+      process.env,
+    );
+    const log = createLogger({ name: 'agent', level: config.logLevel });
+    await runService(log, () => startAgent(config, log), { exitWithParent: config.exitWithParent });
+  });
 }

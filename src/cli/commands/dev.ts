@@ -247,4 +247,3 @@ async function waitUntilReady(manager: RunningManager, name: string, sinceMs: nu
     suggestion: 'Read the agent log lines above.',
   });
 }
-

@@ -31,8 +31,11 @@ export function registerDoctor(program: Command): void {
         const mark = (ok: boolean) => (ok ? 'ok     ' : 'MISSING');
         const tested = report.node.tested ? '' : `; not a tested version: Nexus is tested on Node.js ${TESTED_NODE_MAJORS.join(' and ')}`;
         const out: string[] = [`${mark(report.node.ok)} node ${report.node.version} (need >= ${MIN_NODE_MAJOR}${tested})`];
-        for (const check of requirements) out.push(`${mark(Boolean(check.path))} ${check.binary} ${check.path ?? `(package ${check.debianPackage})`}: ${check.why}`);
-        out.push(`${kvm.usable ? 'ok     ' : 'note   '} KVM ${kvm.usable ? 'runs guests' : `unusable: ${kvm.reason}; guests run under TCG emulation (slower)`}`);
+        for (const check of requirements)
+          out.push(`${mark(Boolean(check.path))} ${check.binary} ${check.path ?? `(package ${check.debianPackage})`}: ${check.why}`);
+        out.push(
+          `${kvm.usable ? 'ok     ' : 'note   '} KVM ${kvm.usable ? 'runs guests' : `unusable: ${kvm.reason}; guests run under TCG emulation (slower)`}`,
+        );
         out.push(`note    database: ${report.database}`);
         if (report.fix) out.push('', `To fix, as root: ${report.fix}`);
         process.stdout.write(`${out.join('\n')}\n`);

@@ -15,7 +15,11 @@ export function registerHostsList(hosts: Command): void {
           vcpus: String(host.capacity.vcpus),
           memory: `${host.capacity.memory_available_mib}/${host.capacity.memory_mib} MiB`,
           kvm: host.capacity.kvm.usable ? 'yes' : 'no',
-          drivers: host.capacity.drivers.filter((driver) => driver.available).map((driver) => driver.name).join(',') || '-',
+          drivers:
+            host.capacity.drivers
+              .filter((driver) => driver.available)
+              .map((driver) => driver.name)
+              .join(',') || '-',
           'last seen': ago(host.last_seen_at),
           id: host.id,
         })),

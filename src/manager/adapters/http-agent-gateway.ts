@@ -93,12 +93,16 @@ export class HttpAgentGateway implements AgentGateway {
     try {
       return this.options.openCredential(sealed);
     } catch (error) {
-      throw new NexusError('host_credential_unreadable', `the stored credential of host ${target.hostName} does not open with this manager's key: its agent cannot be called`, {
-        cause: error,
-        suggestion:
-          'If NEXUS_SECRET_KEY_FILE names another key than the one this database was sealed with, point it at that one (every manager of the database needs the same file). ' +
-          `If the stored value itself was damaged, give the host a new credential: \`nexus hosts join-token --replace ${target.hostName}\`, and start its agent with that token.`,
-      });
+      throw new NexusError(
+        'host_credential_unreadable',
+        `the stored credential of host ${target.hostName} does not open with this manager's key: its agent cannot be called`,
+        {
+          cause: error,
+          suggestion:
+            'If NEXUS_SECRET_KEY_FILE names another key than the one this database was sealed with, point it at that one (every manager of the database needs the same file). ' +
+            `If the stored value itself was damaged, give the host a new credential: \`nexus hosts join-token --replace ${target.hostName}\`, and start its agent with that token.`,
+        },
+      );
     }
   }
 
@@ -146,5 +150,7 @@ type AgentOperation =
   | 'replace_credential';
 
 function queryString(query: Record<string, string | number | undefined>): string {
-  return new URLSearchParams(Object.entries(query).flatMap(([name, value]) => (value === undefined ? [] : [[name, String(value)] as [string, string]]))).toString();
+  return new URLSearchParams(
+    Object.entries(query).flatMap(([name, value]) => (value === undefined ? [] : [[name, String(value)] as [string, string]])),
+  ).toString();
 }

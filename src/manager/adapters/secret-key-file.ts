@@ -20,7 +20,10 @@ export async function loadSecretBox(keyFile: string, log: Logger, options: { may
     });
   }
   if ('created' in found && found.created) {
-    log.warn({ key_file: keyFile }, 'made a new key that seals secrets in the database: back it up with the database; managers sharing the database need the same file (NEXUS_SECRET_KEY_FILE)');
+    log.warn(
+      { key_file: keyFile },
+      'made a new key that seals secrets in the database: back it up with the database; managers sharing the database need the same file (NEXUS_SECRET_KEY_FILE)',
+    );
   }
   if (found.exposed) log.warn({ key_file: keyFile }, 'the secret key file may be read by other users: chmod 600 it');
   return new SecretBox(found.key);

@@ -77,7 +77,11 @@ export class AccessService {
   /** The caller a bearer token names: 401 for a missing, unknown, expired, revoked or wrong one. */
   async authenticate(bearer: string | undefined): Promise<Principal> {
     if (bearer === undefined) {
-      throw new TokenRefused('token_missing', 'an API token is required', 'Send Authorization: Bearer <token>; `nexus dev` keeps the first admin token in <data-dir>/admin.token.');
+      throw new TokenRefused(
+        'token_missing',
+        'an API token is required',
+        'Send Authorization: Bearer <token>; `nexus dev` keeps the first admin token in <data-dir>/admin.token.',
+      );
     }
     const now = this.clock.now().getTime();
     const key = createHash('sha256').update(bearer).digest('hex');
@@ -92,7 +96,8 @@ export class AccessService {
   }
 
   private async verify(bearer: string, key: string, now: number): Promise<Principal> {
-    const refused = (reason: RefusalReason) => new TokenRefused(reason, 'the API token is not valid (unknown, expired, revoked or rotated)', 'Ask an admin for a new token.');
+    const refused = (reason: RefusalReason) =>
+      new TokenRefused(reason, 'the API token is not valid (unknown, expired, revoked or rotated)', 'Ask an admin for a new token.');
     const match = TOKEN_PATTERN.exec(bearer);
     if (!match) throw refused('token_malformed');
     const record = await this.tokens.get(uuidOf(match[1] ?? ''));
@@ -119,7 +124,9 @@ export class AccessService {
     const limits = [now + this.config.cacheMs, record.expiresAt?.getTime(), previous ? record.previousValidUntil?.getTime() : undefined];
     this.verified.set(key, { principal, until: Math.min(...limits.filter((limit): limit is number => limit !== undefined)) });
     if (!record.lastUsedAt || now - record.lastUsedAt.getTime() > TOUCH_EVERY_MS) {
-      this.tokens.touch(record.id, this.clock.now()).catch((error: unknown) => this.log.warn({ err: error, token_id: record.id }, 'could not record the token use'));
+      this.tokens
+        .touch(record.id, this.clock.now())
+        .catch((error: unknown) => this.log.warn({ err: error, token_id: record.id }, 'could not record the token use'));
     }
     return principal;
   }
@@ -160,7 +167,9 @@ export class AccessService {
 
   async mint(request: CreateTokenRequest): Promise<TokenWithSecret> {
     if (request.role !== 'admin' && !request.project) {
-      throw new NexusError('validation_failed', `a ${request.role} token needs a project`, { suggestion: 'Give project; only admin tokens span every project.' });
+      throw new NexusError('validation_failed', `a ${request.role} token needs a project`, {
+        suggestion: 'Give project; only admin tokens span every project.',
+      });
     }
     // An admin acts on every project (domain/access-policy): a project on its token would promise
     // a limit nothing enforces.
@@ -172,7 +181,13 @@ export class AccessService {
     const expiresAt = request.expires_at === undefined ? null : parseTimestamp(request.expires_at, 'expires_at');
     if (expiresAt && expiresAt <= this.clock.now()) throw new NexusError('validation_failed', 'expires_at is in the past');
     const secret = randomBytes(32).toString('base64url');
-    const record = await this.tokens.create({ project: request.project ?? null, owner: request.owner, role: request.role, secretHash: await slowHash(secret), expiresAt });
+    const record = await this.tokens.create({
+      project: request.project ?? null,
+      owner: request.owner,
+      role: request.role,
+      secretHash: await slowHash(secret),
+      expiresAt,
+    });
     this.log.info({ event: 'token_minted', token_id: record.id, owner: record.owner, role: record.role, project: record.project }, 'API token minted');
     return { ...toToken(record), token: tokenString(record.id, secret) };
   }
@@ -212,7 +227,13 @@ export class AccessService {
   }
 
   async createProject(request: CreateProjectRequest): Promise<Project> {
-    return toProject(await this.projects.create(request.name, { maxVms: request.max_vms ?? null, maxVcpus: request.max_vcpus ?? null, maxMemoryMib: request.max_memory_mib ?? null }));
+    return toProject(
+      await this.projects.create(request.name, {
+        maxVms: request.max_vms ?? null,
+        maxVcpus: request.max_vcpus ?? null,
+        maxMemoryMib: request.max_memory_mib ?? null,
+      }),
+    );
   }
 
   async setQuotas(name: string, quotas: ProjectQuotas): Promise<Project> {
@@ -264,5 +285,11 @@ function toToken(record: TokenRecord): Token {
 }
 
 function toProject(record: ProjectRecord): Project {
-  return { name: record.name, max_vms: record.maxVms, max_vcpus: record.maxVcpus, max_memory_mib: record.maxMemoryMib, created_at: record.createdAt.toISOString() };
+  return {
+    name: record.name,
+    max_vms: record.maxVms,
+    max_vcpus: record.maxVcpus,
+    max_memory_mib: record.maxMemoryMib,
+    created_at: record.createdAt.toISOString(),
+  };
 }

@@ -36,9 +36,13 @@ export class AuditLog {
    */
   async export(query: AuditQuery): Promise<AsyncIterable<AuditEntry>> {
     if (query.limit !== undefined || query.cursor !== undefined) {
-      throw new NexusError('validation_failed', `${query.limit !== undefined ? 'limit' : 'cursor'} pages format=json; format=ndjson exports every entry the filters match`, {
-        suggestion: 'Leave limit and cursor out of an export, and narrow it with since, until, actor or vm_id.',
-      });
+      throw new NexusError(
+        'validation_failed',
+        `${query.limit !== undefined ? 'limit' : 'cursor'} pages format=json; format=ndjson exports every entry the filters match`,
+        {
+          suggestion: 'Leave limit and cursor out of an export, and narrow it with since, until, actor or vm_id.',
+        },
+      );
     }
     const filter = filterOf(query);
     const first = await this.audit.query({ ...filter, order: 'oldest', limit: this.exportBatch });
@@ -66,10 +70,7 @@ function filterOf(query: AuditQuery): Omit<AuditFilter, 'order' | 'limit'> {
 }
 
 /** A position as the store gives it out: the row's time to the microsecond, and its id. */
-const POSITION_FIELDS = [
-  (at: string) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(at) && isStorableTimestamp(at),
-  (id: string) => UUID_PATTERN.test(id),
-];
+const POSITION_FIELDS = [(at: string) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(at) && isStorableTimestamp(at), (id: string) => UUID_PATTERN.test(id)];
 
 function positionOf(cursor: string): AuditPosition {
   const [at = '', id = ''] = decodeCursor(cursor, POSITION_FIELDS);

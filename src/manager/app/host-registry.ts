@@ -44,12 +44,17 @@ export class HostRegistry {
    */
   async mintJoinToken(ttlSeconds: number, replaceHost?: string): Promise<JoinToken> {
     if (replaceHost !== undefined && !(await this.hosts.existsNamed(replaceHost))) {
-      throw new NexusError('not_found', `no host named ${replaceHost} to replace`, { suggestion: 'GET /v1/hosts lists the hosts; a new host needs no replace_host.' });
+      throw new NexusError('not_found', `no host named ${replaceHost} to replace`, {
+        suggestion: 'GET /v1/hosts lists the hosts; a new host needs no replace_host.',
+      });
     }
     const token = mintSecret('nxjt');
     const expiresAt = new Date(this.clock.now().getTime() + ttlSeconds * 1000);
     const { id } = await this.hosts.createJoinToken(hashSecret(token), expiresAt, replaceHost ?? null);
-    this.log.info({ event: 'join_token_minted', join_token_id: id, expires_at: expiresAt.toISOString(), replace_host: replaceHost ?? null }, 'join token minted');
+    this.log.info(
+      { event: 'join_token_minted', join_token_id: id, expires_at: expiresAt.toISOString(), replace_host: replaceHost ?? null },
+      'join token minted',
+    );
     return { id, token, expires_at: expiresAt.toISOString(), replace_host: replaceHost ?? null };
   }
 
@@ -70,13 +75,27 @@ export class HostRegistry {
       const existing = outcome.reason === 'host_ready' ? outcome.host : undefined;
       // Audit-worthy: someone holds a token that does not admit them (replay, expiry, guess, takeover).
       this.log.warn(
-        { event: 'enrollment_rejected', reason: outcome.reason, join_token_id: outcome.tokenId, host_name: request.name, host_id: existing?.id, remote_address: remoteAddress },
+        {
+          event: 'enrollment_rejected',
+          reason: outcome.reason,
+          join_token_id: outcome.tokenId,
+          host_name: request.name,
+          host_id: existing?.id,
+          remote_address: remoteAddress,
+        },
         'enrollment rejected',
       );
       return { ok: false, error: enrollmentRefused(outcome, request.name), joinTokenId: outcome.tokenId, hostId: existing?.id };
     }
     this.log.info(
-      { event: 'host_enrolled', host_id: outcome.host.id, host_name: outcome.host.name, kind: outcome.kind, join_token_id: outcome.tokenId, remote_address: remoteAddress },
+      {
+        event: 'host_enrolled',
+        host_id: outcome.host.id,
+        host_name: outcome.host.name,
+        kind: outcome.kind,
+        join_token_id: outcome.tokenId,
+        remote_address: remoteAddress,
+      },
       outcome.kind === 'replaced' ? 'host replaced: its previous agent is locked out' : 'host enrolled',
     );
     return { ok: true, kind: outcome.kind, host: outcome.host, credential, heartbeatIntervalMs: this.config.heartbeatIntervalMs, joinTokenId: outcome.tokenId };
@@ -196,11 +215,15 @@ export class HostRegistry {
 
 function enrollmentRefused(outcome: { reason: string; host?: HostRecord; replaceHost?: string }, name: string): NexusError {
   if (outcome.reason === 'host_ready') {
-    return new NexusError('conflict', `host ${name} is enrolled and ready (last heartbeat ${outcome.host?.lastSeenAt.toISOString()}): enrolling under its name would lock its agent out`, {
-      suggestion:
-        'If this machine is that host and lost its state dir, start the agent again once the host shows unreachable (it stops heartbeating). ' +
-        `To replace a working host, an admin mints a join token for it: \`nexus hosts join-token --replace ${name}\`. Otherwise choose another --name.`,
-    });
+    return new NexusError(
+      'conflict',
+      `host ${name} is enrolled and ready (last heartbeat ${outcome.host?.lastSeenAt.toISOString()}): enrolling under its name would lock its agent out`,
+      {
+        suggestion:
+          'If this machine is that host and lost its state dir, start the agent again once the host shows unreachable (it stops heartbeating). ' +
+          `To replace a working host, an admin mints a join token for it: \`nexus hosts join-token --replace ${name}\`. Otherwise choose another --name.`,
+      },
+    );
   }
   if (outcome.reason === 'wrong_host') {
     return new NexusError('join_token_invalid', `this join token was minted to replace host ${outcome.replaceHost}, not to enroll ${name}`, {

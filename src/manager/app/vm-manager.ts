@@ -1,4 +1,14 @@
-import { type CreateVmRequest, DEFAULT_BOOT_ARGS, type EventsQuery, type FleetEvent, type ObservedState, type Vm, type VmEvent, type VmLifecycleAction, type VmListQuery } from '../../contracts/vm-api.js';
+import {
+  type CreateVmRequest,
+  DEFAULT_BOOT_ARGS,
+  type EventsQuery,
+  type FleetEvent,
+  type ObservedState,
+  type Vm,
+  type VmEvent,
+  type VmLifecycleAction,
+  type VmListQuery,
+} from '../../contracts/vm-api.js';
 import type { Clock } from '../../kit/clock.js';
 import { tapNameOf } from '../../contracts/host-names.js';
 import { placedSpec } from '../domain/vm-spec.js';
@@ -68,26 +78,29 @@ export class VmManager {
     const kernelImage = kernel.imageId ? images.get(kernel.imageId) : undefined;
     // The quota is checked as the VM is inserted, in one step: checked apart, racing creates all fit.
     const check = this.quotaCheck(project, request.vcpu, request.mem_mib);
-    const record = await this.vms.create({
-      project,
-      name: request.name,
-      desiredState: request.desired_state ?? 'running',
-      tags: request.tags ?? {},
-      expiresAt: request.ttl_seconds === undefined ? null : new Date(this.clock.now().getTime() + request.ttl_seconds * 1000),
-      spec: {
-        vcpu: request.vcpu,
-        mem_mib: request.mem_mib,
-        kernel_path: kernel.path,
-        kernel_image_id: kernel.imageId,
-        initrd_path: initrd.path,
-        initrd_image_id: initrd.imageId,
-        boot_args: request.boot_args ?? kernelImage?.bootArgs ?? DEFAULT_BOOT_ARGS,
-        rootfs_path: rootfs.path,
-        rootfs_image_id: rootfs.imageId,
-        extra_drives: drives.map(({ drive, from }) => ({ id: drive.id, path: from.path, image_id: from.imageId, read_only: drive.read_only ?? false })),
-        nic: request.nic ?? true,
+    const record = await this.vms.create(
+      {
+        project,
+        name: request.name,
+        desiredState: request.desired_state ?? 'running',
+        tags: request.tags ?? {},
+        expiresAt: request.ttl_seconds === undefined ? null : new Date(this.clock.now().getTime() + request.ttl_seconds * 1000),
+        spec: {
+          vcpu: request.vcpu,
+          mem_mib: request.mem_mib,
+          kernel_path: kernel.path,
+          kernel_image_id: kernel.imageId,
+          initrd_path: initrd.path,
+          initrd_image_id: initrd.imageId,
+          boot_args: request.boot_args ?? kernelImage?.bootArgs ?? DEFAULT_BOOT_ARGS,
+          rootfs_path: rootfs.path,
+          rootfs_image_id: rootfs.imageId,
+          extra_drives: drives.map(({ drive, from }) => ({ id: drive.id, path: from.path, image_id: from.imageId, read_only: drive.read_only ?? false })),
+          nic: request.nic ?? true,
+        },
       },
-    }, check);
+      check,
+    );
     this.wake(record.id, true);
     return this.toVm(record);
   }
@@ -128,7 +141,14 @@ export class VmManager {
   async list(query: VmListQuery, caller: Principal): Promise<{ items: Vm[]; next_cursor: string | null }> {
     const limit = query.limit ?? 100;
     const afterName = query.cursor === undefined ? undefined : decodeCursor(query.cursor, NAME_FIELDS)[0];
-    const records = await this.vms.list({ state: query.state, hostId: query.host, namePrefix: query.name_prefix, afterName, limit, projects: visibleProjects(caller) });
+    const records = await this.vms.list({
+      state: query.state,
+      hostId: query.host,
+      namePrefix: query.name_prefix,
+      afterName,
+      limit,
+      projects: visibleProjects(caller),
+    });
     const items = records.map((record) => this.toVm(record));
     const last = records.at(-1);
     return { items, next_cursor: records.length === limit && last ? encodeCursor([last.name]) : null };
@@ -182,7 +202,11 @@ export class VmManager {
   }
 
   /** One action on many VMs; each answers on its own, so one refusal does not stop the rest. */
-  async bulk(ids: string[], action: VmLifecycleAction | 'delete', caller: Principal): Promise<Array<{ id: string; ok: boolean; error?: string; fault_message?: string }>> {
+  async bulk(
+    ids: string[],
+    action: VmLifecycleAction | 'delete',
+    caller: Principal,
+  ): Promise<Array<{ id: string; ok: boolean; error?: string; fault_message?: string }>> {
     const results = [];
     for (const id of ids) {
       try {
@@ -205,7 +229,12 @@ export class VmManager {
   /** Events across the VMs the caller may read, oldest first. */
   async fleetEvents(query: EventsQuery, caller: Principal): Promise<FleetEvent[]> {
     const since = query.since ? parseTimestamp(query.since, 'since') : new Date(this.clock.now().getTime() - 3600_000);
-    const records = await this.vms.eventsAfter({ after: { at: since }, minLevel: query.level ?? 'info', projects: visibleProjects(caller), limit: query.limit ?? 500 });
+    const records = await this.vms.eventsAfter({
+      after: { at: since },
+      minLevel: query.level ?? 'info',
+      projects: visibleProjects(caller),
+      limit: query.limit ?? 500,
+    });
     return records.map((event) => ({ ...toVmEvent(event), vm_id: event.vmId }));
   }
 
@@ -267,7 +296,8 @@ export class VmManager {
   /** The VM, if the caller may see it: another project's VM is a 404, as if it did not exist. */
   private async require(id: string, caller: Principal, verb: Verb): Promise<VmRecord> {
     const vm = await this.vms.get(id);
-    if (!vm || decide(caller, 'vm', verb, vm.project) === 'hide') throw new NexusError('not_found', `no VM ${id}`, { suggestion: 'GET /v1/vms lists the VMs.' });
+    if (!vm || decide(caller, 'vm', verb, vm.project) === 'hide')
+      throw new NexusError('not_found', `no VM ${id}`, { suggestion: 'GET /v1/vms lists the VMs.' });
     return vm;
   }
 

@@ -32,7 +32,9 @@ export function registerIdempotency(app: HttpServer, store: IdempotencyRepo): vo
       if (!/^2/.test(status) || schema[SECRET_ANSWER] !== undefined) continue;
       const secrets = secretFieldsOf(schema);
       if (secrets.length > 0) {
-        throw new Error(`${methods.join(',')} ${route.url} answers ${status} with secret field(s) ${secrets.join(', ')} but does not declare it with SecretAnswer(): a replay would show the secret again`);
+        throw new Error(
+          `${methods.join(',')} ${route.url} answers ${status} with secret field(s) ${secrets.join(', ')} but does not declare it with SecretAnswer(): a replay would show the secret again`,
+        );
       }
     }
   });
@@ -45,7 +47,9 @@ export function registerIdempotency(app: HttpServer, store: IdempotencyRepo): vo
     }
     // Keys are the caller's own: another token's request with the same key is another request.
     const scoped = `${request.principal?.tokenId ?? ''}\n${request.routeOptions.url ?? request.url}\n${key}`;
-    const hash = createHash('sha256').update(`${request.url}\n${JSON.stringify(request.body ?? null)}`).digest('hex');
+    const hash = createHash('sha256')
+      .update(`${request.url}\n${JSON.stringify(request.body ?? null)}`)
+      .digest('hex');
     const claim = await store.claim(scoped, hash);
     if (claim.kind === 'mismatch') {
       throw new NexusError('conflict', 'this Idempotency-Key was used for a different request', { suggestion: 'Use a new key for a new request.' });

@@ -16,7 +16,6 @@ import { registerHealthRoutes } from './routes/health-routes.js';
 import { registerHostRoutes } from './routes/host-routes.js';
 import { registerImageRoutes } from './routes/image-routes.js';
 
-
 export interface ManagerServerOptions {
   logger: Logger;
   bodyLimitBytes?: number;
@@ -45,7 +44,11 @@ export async function createManagerServer(services: ManagerServices, options: Ma
   // The first request hook after the request id: a flood is turned away before anything else looks at it.
   const rateLimits = await registerRateLimits(app, options.rateLimits ?? { readsPerMinute: 1000, writesPerMinute: 100, requestsPerAddressPerMinute: 6000 });
   if (options.corsOrigins && options.corsOrigins.length > 0) {
-    await app.register(cors, { origin: options.corsOrigins, methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'], allowedHeaders: ['authorization', 'content-type', 'idempotency-key', 'if-match', 'x-request-id'] });
+    await app.register(cors, {
+      origin: options.corsOrigins,
+      methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
+      allowedHeaders: ['authorization', 'content-type', 'idempotency-key', 'if-match', 'x-request-id'],
+    });
   }
   // authn -> per-token limit -> authz and audit: a token past its limit is turned away before
   // its call costs a database write (the audit row, the VM's state for it).

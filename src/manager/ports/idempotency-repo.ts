@@ -1,8 +1,4 @@
-export type IdempotencyClaim =
-  | { kind: 'claimed' }
-  | { kind: 'replay'; statusCode: number; response: unknown }
-  | { kind: 'in_progress' }
-  | { kind: 'mismatch' };
+export type IdempotencyClaim = { kind: 'claimed' } | { kind: 'replay'; statusCode: number; response: unknown } | { kind: 'in_progress' } | { kind: 'mismatch' };
 
 /** First answers to POSTs that carried an Idempotency-Key. */
 export interface IdempotencyRepo {

@@ -158,7 +158,13 @@ export interface VmRepo {
    * then id, for paging and streams; with an id, after that event as stored, `at` counting only
    * when it is not), oldest first, at most `limit`.
    */
-  eventsAfter(filter: { after: { at: Date; id?: string }; minLevel: 'info' | 'warn' | 'error'; projects?: string[]; vmId?: string; limit: number }): Promise<VmEventRecord[]>;
+  eventsAfter(filter: {
+    after: { at: Date; id?: string };
+    minLevel: 'info' | 'warn' | 'error';
+    projects?: string[];
+    vmId?: string;
+    limit: number;
+  }): Promise<VmEventRecord[]>;
   /** What the VMs placed on each host take (VMs being deleted still count until gone). */
   allocations(): Promise<HostAllocation[]>;
   /** How many VMs each host has in each observed state (host null: not placed). */

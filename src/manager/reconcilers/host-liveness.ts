@@ -45,19 +45,21 @@ export class HostLiveness {
       const late = await this.hosts.markLateHostsUnreachable(new Date(now.getTime() - this.config.heartbeatTimeoutMs), now);
       for (const host of late) {
         this.log.warn({ event: 'host_unreachable', host_id: host.id, host_name: host.name }, 'host missed its heartbeats');
-        await this.audit.record({
-          actor: 'system',
-          action: 'host.unreachable',
-          resource: 'host',
-          resourceId: host.id,
-          requestId: 'none',
-          remoteAddress: null,
-          before: { name: host.name, status: 'ready' },
-          after: { name: host.name, status: 'unreachable' },
-          result: 'success',
-          status: null,
-          detail: `no heartbeat since ${host.lastSeenAt.toISOString()} (timeout ${this.config.heartbeatTimeoutMs} ms)`,
-        }).catch((error: unknown) => this.log.error({ err: messageOf(error), host_id: host.id }, 'could not audit the host status change'));
+        await this.audit
+          .record({
+            actor: 'system',
+            action: 'host.unreachable',
+            resource: 'host',
+            resourceId: host.id,
+            requestId: 'none',
+            remoteAddress: null,
+            before: { name: host.name, status: 'ready' },
+            after: { name: host.name, status: 'unreachable' },
+            result: 'success',
+            status: null,
+            detail: `no heartbeat since ${host.lastSeenAt.toISOString()} (timeout ${this.config.heartbeatTimeoutMs} ms)`,
+          })
+          .catch((error: unknown) => this.log.error({ err: messageOf(error), host_id: host.id }, 'could not audit the host status change'));
       }
     } catch (error) {
       this.log.error({ err: error }, `host liveness sweep failed: ${messageOf(error)}`);

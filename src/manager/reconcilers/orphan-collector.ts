@@ -48,8 +48,10 @@ export class OrphanCollector {
       labelNames: ['kind'],
       registers: [registry],
     });
-    this.loop = new PeriodicTask(config.everyMs, () => this.sweep(), (error) =>
-      this.log.warn({ err: messageOf(error) }, 'orphan collection failed; it runs again next period'),
+    this.loop = new PeriodicTask(
+      config.everyMs,
+      () => this.sweep(),
+      (error) => this.log.warn({ err: messageOf(error) }, 'orphan collection failed; it runs again next period'),
     );
   }
 

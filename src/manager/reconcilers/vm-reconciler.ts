@@ -73,11 +73,9 @@ export class VmReconciler {
     this.metrics = reconcilerMetrics(() => this.queue.depth);
     // Only the leader reconciles; a follower drops the key (its API writes reach the leader over the
     // wake channel, and the leader's resync covers anything lost).
-    this.queue = new WorkQueue(
-      (id) => (this.leadership.isLeader() ? inBackground(() => this.reconcile(id)) : Promise.resolve(undefined)),
-      log,
-      { concurrency: config.concurrency ?? 8 },
-    );
+    this.queue = new WorkQueue((id) => (this.leadership.isLeader() ? inBackground(() => this.reconcile(id)) : Promise.resolve(undefined)), log, {
+      concurrency: config.concurrency ?? 8,
+    });
     this.hostSlots = new KeyedSemaphore(config.perHostParallelism ?? 4);
     this.resync = new PeriodicTask(config.resyncMs, async () => {
       if (!this.leadership.isLeader()) return;
@@ -162,7 +160,12 @@ export class VmReconciler {
 
   /** A VM given up on, whose VMM is not running (never started, stopped or failed), stays as it is: failed, its error kept. */
   private staysFailed(vm: VmRecord, view: AgentView): boolean {
-    return isGivenUp(vm.status, this.budget) && vm.observedState === 'failed' && vm.desiredState === 'running' && (view === 'configured' || view === 'stopped' || view === 'failed');
+    return (
+      isGivenUp(vm.status, this.budget) &&
+      vm.observedState === 'failed' &&
+      vm.desiredState === 'running' &&
+      (view === 'configured' || view === 'stopped' || view === 'failed')
+    );
   }
 
   /** The VMM of a VM that should run, and did, has exited on its own. */
@@ -185,7 +188,13 @@ export class VmReconciler {
         to: 'failed',
         message,
         level: 'error',
-        lastError: await this.diagnose(target, vm, 'vmm_exited', message, 'The guest stopped on its own: console_tail holds its last words (a kernel panic names its cause). Fix the kernel, boot_args or disks, then start it again.'),
+        lastError: await this.diagnose(
+          target,
+          vm,
+          'vmm_exited',
+          message,
+          'The guest stopped on its own: console_tail holds its last words (a kernel panic names its cause). Fix the kernel, boot_args or disks, then start it again.',
+        ),
       });
     } else {
       await this.observe(vm, 'stopped', 'the VMM exited while the VM should run; restarting it', 'warn');
@@ -242,7 +251,10 @@ export class VmReconciler {
     } catch (error) {
       const retry = isRetryable(error);
       this.metrics.actions.inc({ action: step, result: retry ? 'retry' : 'failed' });
-      logAction(retry ? 'retry' : 'failed', { error: error instanceof NexusError ? error.code : 'internal', fault_message: error instanceof Error ? error.message : String(error) });
+      logAction(retry ? 'retry' : 'failed', {
+        error: error instanceof NexusError ? error.code : 'internal',
+        fault_message: error instanceof Error ? error.message : String(error),
+      });
       if (retry || !(error instanceof NexusError)) throw error; // the work queue backs off and tries again
       const failures = step === 'start' ? vm.status.startFailures + 1 : vm.status.startFailures;
       if (step === 'start') await this.vms.recordStarts(vm.id, { failures });
@@ -424,4 +436,3 @@ export function machineSpecOf(vm: VmRecord): MachineSpec {
     ...(vm.expiresAt ? { expires_at: vm.expiresAt.toISOString() } : {}),
   };
 }
-

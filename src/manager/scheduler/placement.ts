@@ -29,15 +29,11 @@ export function placeVm(request: PlacementRequest, allHosts: readonly HostLoad[]
   const hosts = allHosts.filter((host) => needed.every((id) => host.imageIds?.has(id)));
   if (hosts.length === 0 && allHosts.length > 0) {
     const missing = needed.filter((id) => !allHosts.some((host) => host.imageIds?.has(id)));
-    const message =
-      missing.length > 0
-        ? `no ready host holds image ${missing.join(', ')}`
-        : `no ready host holds all of images ${needed.join(', ')} at once`;
+    const message = missing.length > 0 ? `no ready host holds image ${missing.join(', ')}` : `no ready host holds all of images ${needed.join(', ')} at once`;
     return { ok: false, reason: 'image_unavailable', message };
   }
   const fits = hosts.filter(
-    (host) =>
-      host.allocatedMemoryMib + request.memMib <= host.memoryMib && host.allocatedVcpus + request.vcpu <= host.vcpus * vcpuOvercommit,
+    (host) => host.allocatedMemoryMib + request.memMib <= host.memoryMib && host.allocatedVcpus + request.vcpu <= host.vcpus * vcpuOvercommit,
   );
   if (fits.length === 0) {
     const biggest = [...hosts].sort((a, b) => freeMemory(b) - freeMemory(a))[0];

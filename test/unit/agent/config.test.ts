@@ -31,7 +31,11 @@ describe('resolveAgentConfig', () => {
   });
   it('reads the jailer, proxy and log settings, and refuses what the jailer cannot run', () => {
     const jail = { NEXUS_JAILER_BIN: '/usr/bin/jailer', NEXUS_JAILER_UID_RANGE: '900000-965535' };
-    assert.deepEqual(resolveAgentConfig({ runDir: '/srv/fc' }, jail).jailer, { binary: '/usr/bin/jailer', uidRange: { first: 900_000, last: 965_535 }, chrootBaseDir: '/srv/fc/jail' });
+    assert.deepEqual(resolveAgentConfig({ runDir: '/srv/fc' }, jail).jailer, {
+      binary: '/usr/bin/jailer',
+      uidRange: { first: 900_000, last: 965_535 },
+      chrootBaseDir: '/srv/fc/jail',
+    });
     assert.deepEqual(resolveAgentConfig({}, { ...jail, NEXUS_JAILER_UID_RANGE: '7-7' }).jailer?.uidRange, { first: 7, last: 7 }, 'a range of one id');
     assert.equal(resolveAgentConfig({}, {}).jailer, undefined, 'no jailer unless asked');
     assert.throws(() => resolveAgentConfig({}, { ...jail, NEXUS_FIRECRACKER_BIN: '/opt/fc' }), /file name contains "firecracker"/);

@@ -66,7 +66,11 @@ describe('Firecracker requests against the API contract', () => {
   for (const version of FIRECRACKER_API_VERSIONS) {
     it(`every request the driver sends is valid for Firecracker ${version}`, () => {
       for (const request of everyRequest(version)) {
-        assert.equal(firecrackerContract(version).check(request.method, request.path, request.body), undefined, `${request.method} ${request.path} ${JSON.stringify(request.body)}`);
+        assert.equal(
+          firecrackerContract(version).check(request.method, request.path, request.body),
+          undefined,
+          `${request.method} ${request.path} ${JSON.stringify(request.body)}`,
+        );
       }
     });
   }
@@ -93,7 +97,13 @@ describe('Firecracker requests against the API contract', () => {
     });
     assert.deepEqual(requests[6]?.body, { iface_id: 'eth0', host_dev_name: 'tap-0b5e8a3c', guest_mac: '06:00:0b:5e:8a:3c' });
     assert.throws(
-      () => configureRequests('1.17', { ...spec, drives: [...spec.drives, { id: 'data_1', path: '/z' }] }, { ...paths, drives: new Map([...paths.drives, ['data_1', '/z']]) }, []),
+      () =>
+        configureRequests(
+          '1.17',
+          { ...spec, drives: [...spec.drives, { id: 'data_1', path: '/z' }] },
+          { ...paths, drives: new Map([...paths.drives, ['data_1', '/z']]) },
+          [],
+        ),
       /collide/,
     );
   });

@@ -7,7 +7,23 @@ describe('id ranges (jailed VM uids)', () => {
     assert.deepEqual(parseIdRange('100000-165535'), { first: 100_000, last: 165_535 });
     assert.deepEqual(parseIdRange('5-5'), { first: 5, last: 5 });
     assert.deepEqual(parseIdRange(`1-${MAX_ID}`), { first: 1, last: 4_294_967_294 });
-    for (const text of ['', '5', '0-5', '00-5', '5-0', '6-5', `1-${MAX_ID + 1}`, '1-99999999999', '-1-5', '1e3-2e3', '1.5-3', ' 1-5', '1-5 ', '1..5', '1-5-9']) {
+    for (const text of [
+      '',
+      '5',
+      '0-5',
+      '00-5',
+      '5-0',
+      '6-5',
+      `1-${MAX_ID + 1}`,
+      '1-99999999999',
+      '-1-5',
+      '1e3-2e3',
+      '1.5-3',
+      ' 1-5',
+      '1-5 ',
+      '1..5',
+      '1-5-9',
+    ]) {
       assert.equal(parseIdRange(text), undefined, `'${text}' is not a range`);
     }
     assert.equal(idRangeSize({ first: 10, last: 19 }), 10);

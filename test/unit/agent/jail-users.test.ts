@@ -67,7 +67,9 @@ describe('JailUsers', () => {
     const jailRoot = join(config.chrootBaseDir, 'firecracker', `${testVmId()}-lq2x9k`, 'root');
     mkdirSync(jailRoot, { recursive: true });
     chownSync(jailRoot, 0, 0);
-    const jailed = spawn(ENTER_JAIL, [jailRoot, '900', '900', process.execPath, '-e', 'console.log("in"); setTimeout(() => {}, 60_000)'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const jailed = spawn(ENTER_JAIL, [jailRoot, '900', '900', process.execPath, '-e', 'console.log("in"); setTimeout(() => {}, 60_000)'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     try {
       await new Promise<void>((resolve, reject) => {
         jailed.stdout?.once('data', () => resolve());
@@ -78,7 +80,7 @@ describe('JailUsers', () => {
       jailed.kill('SIGKILL');
       await new Promise((resolve) => (jailed.exitCode !== null || jailed.signalCode !== null ? resolve(undefined) : jailed.once('exit', resolve)));
     }
-    assert.deepEqual(await users.of(vm()), { uid: 900, gid: 900 }, 'its process gone (the jail is root\'s): 900 is free again');
+    assert.deepEqual(await users.of(vm()), { uid: 900, gid: 900 }, "its process gone (the jail is root's): 900 is free again");
   });
 
   it('refuses a VM when every id is held, with what to do about it', async () => {

@@ -29,16 +29,27 @@ describe('jailer', () => {
   it("builds the argv: id, exec file, the VM's own uid/gid, chroot base, cgroup v2, then Firecracker flags after --", () => {
     const jail = jailLayout(config, '/opt/fc/firecracker', VM, 'a1');
     assert.deepEqual(jailerArgs(config, '/opt/fc/firecracker', jail, user), [
-      '--id', jail.id,
-      '--exec-file', '/opt/fc/firecracker',
-      '--uid', '123',
-      '--gid', '456',
-      '--chroot-base-dir', config.chrootBaseDir,
-      '--cgroup-version', '2',
+      '--id',
+      jail.id,
+      '--exec-file',
+      '/opt/fc/firecracker',
+      '--uid',
+      '123',
+      '--gid',
+      '456',
+      '--chroot-base-dir',
+      config.chrootBaseDir,
+      '--cgroup-version',
+      '2',
       '--',
-      '--api-sock', '/fc.sock',
+      '--api-sock',
+      '/fc.sock',
     ]);
-    assert.deepEqual(jailerArgs(config, '/opt/fc/firecracker', jail, { uid: 124, gid: 124 }).slice(4, 8), ['--uid', '124', '--gid', '124'], 'another VM, another user');
+    assert.deepEqual(
+      jailerArgs(config, '/opt/fc/firecracker', jail, { uid: 124, gid: 124 }).slice(4, 8),
+      ['--uid', '124', '--gid', '124'],
+      'another VM, another user',
+    );
     const withNetns = jailerArgs({ ...config, netns: '/var/run/netns/vm1' }, '/opt/fc/firecracker', jail, user);
     assert.deepEqual(withNetns.slice(12, 14), ['--netns', '/var/run/netns/vm1']);
     assert.equal(withNetns.indexOf('--netns') < withNetns.indexOf('--'), true, 'jailer flags come before --');
@@ -79,7 +90,9 @@ describe('jailer', () => {
     mkdirSync(outside, { recursive: true });
     symlinkSync(join(outside, '..'), join(exec, `${VM.replace(/^0/, '1')}-aa`)); // a link out of the base
     const found = await listJails({ chrootBaseDir: base }, '/opt/fc/firecracker');
-    assert.deepEqual(found, [{ vmId: VM, dir: join(exec, `${VM}-lq2x9k`), rootUid: statSync(join(exec, `${VM}-lq2x9k`, 'root')).uid, running: false, processUids: [] }]);
+    assert.deepEqual(found, [
+      { vmId: VM, dir: join(exec, `${VM}-lq2x9k`), rootUid: statSync(join(exec, `${VM}-lq2x9k`, 'root')).uid, running: false, processUids: [] },
+    ]);
     assert.deepEqual(await listJails({ chrootBaseDir: base }, '/opt/fc/other-firecracker'), [], "another exec file's folder is not looked at");
 
     // The exec folder itself a link out of the base: nothing under it is listed.
@@ -132,7 +145,9 @@ function spawnSleeper(args: string[]): ChildProcess {
 
 /** A process chrooted in `root` as `uid`, as the jailer leaves Firecracker (test/doubles/enter-jail); resolves once it runs there. */
 async function jailedSleeper(root: string, uid: number): Promise<ChildProcess> {
-  const child = spawn(ENTER_JAIL, [root, String(uid), String(uid), process.execPath, '-e', 'console.log("in"); setTimeout(() => {}, 60_000)'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(ENTER_JAIL, [root, String(uid), String(uid), process.execPath, '-e', 'console.log("in"); setTimeout(() => {}, 60_000)'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   await new Promise<void>((resolve, reject) => {
     child.stdout?.once('data', () => resolve());
     child.once('exit', (code) => reject(new Error(`enter-jail exited (${code})`)));

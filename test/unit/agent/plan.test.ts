@@ -35,7 +35,11 @@ describe('runPlan', () => {
     const world = new Set<string>(['before']);
     const journal: string[] = [];
     await assert.rejects(
-      runPlan('test', [thing(world, 'a', journal), thing(world, 'b', journal), thing(world, 'c', journal, { fails: true }), thing(world, 'd', journal)], captureLogger().log),
+      runPlan(
+        'test',
+        [thing(world, 'a', journal), thing(world, 'b', journal), thing(world, 'c', journal, { fails: true }), thing(world, 'd', journal)],
+        captureLogger().log,
+      ),
       /c failed/,
     );
     assert.deepEqual(journal, ['do a', 'do b', 'do c', 'undo b', 'undo a'], 'd never ran; b and a were undone, last first; c (which failed) was not undone');
@@ -45,7 +49,9 @@ describe('runPlan', () => {
   it('undoes only what this run did: a step found done is not undone when a later one fails', async () => {
     const world = new Set<string>(['a']);
     const journal: string[] = [];
-    await assert.rejects(runPlan('test', [thing(world, 'a', journal), thing(world, 'b', journal), thing(world, 'c', journal, { fails: true })], captureLogger().log));
+    await assert.rejects(
+      runPlan('test', [thing(world, 'a', journal), thing(world, 'b', journal), thing(world, 'c', journal, { fails: true })], captureLogger().log),
+    );
     assert.deepEqual(journal, ['do b', 'do c', 'undo b']);
     assert.deepEqual([...world], ['a'], 'a was there before the plan and stays');
   });
@@ -69,7 +75,10 @@ describe('runPlan', () => {
       /c failed/,
     );
     assert.deepEqual(journal, ['do a', 'do b', 'do c', 'undo b', 'undo a']);
-    assert.ok(logger.lines.some((line) => line.undo === 'b'), 'the failed undo is logged with its step');
+    assert.ok(
+      logger.lines.some((line) => line.undo === 'b'),
+      'the failed undo is logged with its step',
+    );
     assert.deepEqual([...world], ['b'], 'only what could not be undone is left');
   });
 

@@ -72,10 +72,10 @@ describe('relay', () => {
     await new Promise<void>((resolve) => server.listen(socket, resolve));
     try {
       for (const value of ['application/json\r\nX-Injected: 1', 'application/json\nX-Injected: 1', 'application/json\u0000']) {
-        await assert.rejects(
-          relay({ socket, method: 'PUT', path: '/machine-config', headers: { 'content-type': value }, body: '{}', timeoutMs: 2000 }),
-          { code: 'bad_request', message: /content-type header holds control characters/ },
-        );
+        await assert.rejects(relay({ socket, method: 'PUT', path: '/machine-config', headers: { 'content-type': value }, body: '{}', timeoutMs: 2000 }), {
+          code: 'bad_request',
+          message: /content-type header holds control characters/,
+        });
       }
       assert.equal(requests, 0);
     } finally {

@@ -129,7 +129,10 @@ describe('ensure (agent core on fakes)', () => {
     const agent = fakeAgentCore();
     const id = testVmId();
     await assert.rejects(agent.vms.ensure(id, agent.spec({ kernel: { path: '/etc/shadow', cmdline: '' } })), (error: NexusError) => error.code === 'forbidden');
-    await assert.rejects(agent.vms.ensure(id, agent.spec({ kernel: { path: `${agent.images}/missing`, cmdline: '' } })), (error: NexusError) => error.code === 'bad_request');
+    await assert.rejects(
+      agent.vms.ensure(id, agent.spec({ kernel: { path: `${agent.images}/missing`, cmdline: '' } })),
+      (error: NexusError) => error.code === 'bad_request',
+    );
     assert.deepEqual(agent.store.under(agent.store.layout(id).dir), []);
     assert.deepEqual(agent.store.log, []);
   });
@@ -140,7 +143,10 @@ describe('ensure (agent core on fakes)', () => {
     await agent.vms.ensure(id, agent.spec());
     const twin = `${id.slice(0, 8)}-0000-4000-8000-000000000000`;
     await assert.rejects(agent.vms.ensure(twin, agent.spec()), (error: NexusError) => error.code === 'conflict' && /already uses TAP/.test(error.message));
-    await assert.rejects(agent.vms.ensure(testVmId(), agent.spec({ driver: 'firecracker' })), (error: NexusError) => error.code === 'conflict' && /not available/.test(error.message));
+    await assert.rejects(
+      agent.vms.ensure(testVmId(), agent.spec({ driver: 'firecracker' })),
+      (error: NexusError) => error.code === 'conflict' && /not available/.test(error.message),
+    );
   });
 });
 
@@ -164,7 +170,12 @@ describe('VM actions (agent core on fakes)', () => {
     const agent = fakeAgentCore();
     const id = testVmId();
     await agent.vms.ensure(id, agent.spec());
-    const states = await statesOf(agent, id, [() => agent.vms.spawn(id), () => agent.vms.spawn(id), () => agent.vms.act(id, 'start'), () => agent.vms.act(id, 'start')]);
+    const states = await statesOf(agent, id, [
+      () => agent.vms.spawn(id),
+      () => agent.vms.spawn(id),
+      () => agent.vms.act(id, 'start'),
+      () => agent.vms.act(id, 'start'),
+    ]);
     assert.deepEqual(states, ['paused', 'paused', 'running', 'running']);
     assert.equal(agent.supervisor.processes.size, 1, 'one VMM, however often asked');
   });
@@ -250,7 +261,10 @@ describe('snapshots (agent core on fakes)', () => {
     const { snapshot } = await agent.snapshots.snapshot(id);
     const dir = `${layout.snapshotsDir}/${snapshot.snapshot_id}`;
     assert.equal(snapshot.state_file, `${dir}/state.bin`);
-    assert.deepEqual(snapshot.drives.map((drive) => drive.path), [`${dir}/drive-rootfs.img`]);
+    assert.deepEqual(
+      snapshot.drives.map((drive) => drive.path),
+      [`${dir}/drive-rootfs.img`],
+    );
     assert.deepEqual(JSON.parse(agent.store.files.get(`${dir}/snapshot.json`) ?? 'null'), snapshot);
   });
 
@@ -304,10 +318,16 @@ describe('leftovers, expiry and metrics (agent core on fakes)', () => {
     agent.store.sockets.add(agent.store.layout(id).qmpSocket);
 
     const { vms, orphans } = await agent.leftovers.inventory();
-    assert.deepEqual(vms.map((vm) => vm.id), [id]);
+    assert.deepEqual(
+      vms.map((vm) => vm.id),
+      [id],
+    );
     assert.deepEqual(orphans.dirs, [`${runDir}/vms/not-a-vm`]);
     assert.deepEqual(orphans.taps, ['nxforeign0']);
-    assert.deepEqual(orphans.processes.map((entry) => entry.pid), [424242]);
+    assert.deepEqual(
+      orphans.processes.map((entry) => entry.pid),
+      [424242],
+    );
     assert.deepEqual(orphans.sockets, [agent.store.layout(id).qmpSocket], 'the socket of a VM with no VMM is a leftover');
 
     // The VM starts meanwhile: its socket is its own again, and is not removed.
@@ -355,21 +375,35 @@ describe('the socket proxy guard (agent core on fakes)', () => {
     const id = testVmId();
     await agent.vms.ensure(id, agent.spec());
     const own = agent.store.layout(id).firecrackerSocket;
-    await assert.rejects(agent.proxy.proxy(id, undefined, async () => 'relayed'), (error: NexusError) => error.code === 'conflict', 'not running: nothing answers');
+    await assert.rejects(
+      agent.proxy.proxy(id, undefined, async () => 'relayed'),
+      (error: NexusError) => error.code === 'conflict',
+      'not running: nothing answers',
+    );
     await agent.vms.act(id, 'start');
     agent.store.sockets.add(own);
     assert.equal(await agent.proxy.proxy(id, undefined, async (socket) => socket), own);
     for (const wanted of ['/run/other.sock', 'relative.sock', `${agent.store.layout(id).dir}/spec.json`]) {
-      await assert.rejects(agent.proxy.proxy(id, wanted, async () => 'relayed'), (error: NexusError) => error.code === 'forbidden', `${wanted} is refused`);
+      await assert.rejects(
+        agent.proxy.proxy(id, wanted, async () => 'relayed'),
+        (error: NexusError) => error.code === 'forbidden',
+        `${wanted} is refused`,
+      );
     }
     agent.store.put(`${agent.store.layout(id).sockDir}/not-a-socket`);
-    await assert.rejects(agent.proxy.proxy(id, `${agent.store.layout(id).sockDir}/not-a-socket`, async () => 'relayed'), (error: NexusError) => error.code === 'forbidden');
+    await assert.rejects(
+      agent.proxy.proxy(id, `${agent.store.layout(id).sockDir}/not-a-socket`, async () => 'relayed'),
+      (error: NexusError) => error.code === 'forbidden',
+    );
   });
 
   it('a VM whose driver has no API socket is a 409', async () => {
     const agent = fakeAgentCore();
     const id = testVmId();
     await agent.vms.ensure(id, agent.spec());
-    await assert.rejects(agent.proxy.proxy(id, undefined, async () => 'relayed'), (error: NexusError) => error.code === 'conflict' && /no API socket/.test(error.message));
+    await assert.rejects(
+      agent.proxy.proxy(id, undefined, async () => 'relayed'),
+      (error: NexusError) => error.code === 'conflict' && /no API socket/.test(error.message),
+    );
   });
 });

@@ -33,7 +33,9 @@ describe('what nexus dev checks once its agent has exited', () => {
     const said: string[] = [];
     await sweepAgentLeftovers(host, { clean: true, reason: 'the local agent exited (code 0)' }, (line) => said.push(line));
     assert.equal(host.sweeps, 1, 'the network alone is reason to sweep');
-    assert.deepEqual(said, ['nexus: the local agent exited (code 0), leaving TAP tap-0a1b2c3d, bridge fcbr0, nftables table nexus_fcbr0; ending the VMs it left and removing their network']);
+    assert.deepEqual(said, [
+      'nexus: the local agent exited (code 0), leaving TAP tap-0a1b2c3d, bridge fcbr0, nftables table nexus_fcbr0; ending the VMs it left and removing their network',
+    ]);
   });
 
   it('an agent that failed or was killed: swept even when nothing shows', async () => {
@@ -44,13 +46,16 @@ describe('what nexus dev checks once its agent has exited', () => {
 
   it('what the sweep could not remove is an error naming it, never a clean stop', async () => {
     const host = hostLeaving({ vmms: [4242], network: ['TAP tap-0a1b2c3d'] }, { vmms: [4242], network: ['bridge fcbr0'] });
-    await assert.rejects(sweepAgentLeftovers(host, { clean: false, reason: 'the local agent exited (code 1)' }, () => undefined), (error: unknown) => {
-      assert.ok(error instanceof NexusError, `a NexusError: ${String(error)}`);
-      assert.equal(error.code, 'unavailable');
-      assert.equal(error.message, 'nexus dev could not remove all its agent ran: 1 VMM (pid 4242), bridge fcbr0 remain');
-      assert.match(error.suggestion ?? '', /Kill those VMMs by pid/);
-      return true;
-    });
+    await assert.rejects(
+      sweepAgentLeftovers(host, { clean: false, reason: 'the local agent exited (code 1)' }, () => undefined),
+      (error: unknown) => {
+        assert.ok(error instanceof NexusError, `a NexusError: ${String(error)}`);
+        assert.equal(error.code, 'unavailable');
+        assert.equal(error.message, 'nexus dev could not remove all its agent ran: 1 VMM (pid 4242), bridge fcbr0 remain');
+        assert.match(error.suggestion ?? '', /Kill those VMMs by pid/);
+        return true;
+      },
+    );
     assert.equal(host.sweeps, 1);
   });
 });

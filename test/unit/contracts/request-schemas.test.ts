@@ -46,7 +46,10 @@ describe('request schemas', () => {
     assert.match(problems({ type: 'integer', minimum: 0, maximum: 1e20 }).join(), /without a minimum and a maximum/);
     assert.match(problems({ type: 'array', items: { type: 'boolean' } }).join(), /without maxItems/);
     assert.match(problems({ type: 'object', properties: {} }).join(), /accepts unknown fields/);
-    assert.match(problems({ type: 'object', additionalProperties: { type: 'string', maxLength: 3, pattern: STORABLE_TEXT_PATTERN } }).join(), /without maxProperties.*without propertyNames/);
+    assert.match(
+      problems({ type: 'object', additionalProperties: { type: 'string', maxLength: 3, pattern: STORABLE_TEXT_PATTERN } }).join(),
+      /without maxProperties.*without propertyNames/,
+    );
     assert.match(problems({}).join(), /accepts anything/);
     assert.deepEqual(problems({ type: 'string', maxLength: 9, pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$', example: 'web-1' }), []);
     assert.deepEqual(problems({ type: 'string', format: 'uuid' }), []);
@@ -56,7 +59,8 @@ describe('request schemas', () => {
 describe('request schema builders', () => {
   it('Text refuses NUL and unpaired surrogates, past maxLength too, and keeps every other character', () => {
     const text = Text(10);
-    for (const good of ['', 'plain', 'héllo wörld'.slice(0, 10), '😀 emoji', 'tab\there', "x'); --"]) assert.equal(accepts(text, good), true, JSON.stringify(good));
+    for (const good of ['', 'plain', 'héllo wörld'.slice(0, 10), '😀 emoji', 'tab\there', "x'); --"])
+      assert.equal(accepts(text, good), true, JSON.stringify(good));
     for (const bad of ['a\u0000b', '\u0000', 'a\ud800b', 'a\udc00', '\ud83d', 'x'.repeat(11)]) assert.equal(accepts(text, bad), false, JSON.stringify(bad));
   });
 
@@ -86,7 +90,17 @@ describe('request schema builders', () => {
     const record = Type.Record(Type.String({ pattern: '^[a-z]+$' }), Type.String());
     assert.equal(accepts(record, { 'a b': 'v' }), true, 'the behaviour TextMap exists for');
     assert.equal(accepts(map, { env: 'prod', tier: 'web' }), true);
-    for (const bad of [{ 'a b': 'v' }, { ['k'.repeat(9)]: 'v' }, { '': 'v' }, { 'é': 'v' }, { 'a\u0000': 'v' }, { a: 'v', b: 'v', c: 'v' }, { env: 'x'.repeat(6) }, { env: 'a\u0000' }, { env: 1 }]) {
+    for (const bad of [
+      { 'a b': 'v' },
+      { ['k'.repeat(9)]: 'v' },
+      { '': 'v' },
+      { é: 'v' },
+      { 'a\u0000': 'v' },
+      { a: 'v', b: 'v', c: 'v' },
+      { env: 'x'.repeat(6) },
+      { env: 'a\u0000' },
+      { env: 1 },
+    ]) {
       assert.equal(accepts(map, bad), false, JSON.stringify(bad));
     }
   });

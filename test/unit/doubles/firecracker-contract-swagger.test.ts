@@ -57,7 +57,7 @@ describe('Firecracker contract against the official swagger', () => {
       'definition Drive.io_engine enum: ours ["Sync"], the swagger\'s ["Sync","Async"]',
       'definition Drive.is_root_device type: ours "string", the swagger\'s "boolean"',
       'definition MmdsConfig.ipv4_address pattern: ours and the swagger\'s judge ["169.254.0.1","169.254.255.1","169.254.1.256","169.254.1"] differently',
-      'definition NetworkInterface.mtu maximum: ours 9000, the swagger\'s 65535',
+      "definition NetworkInterface.mtu maximum: ours 9000, the swagger's 65535",
       'definition Vsock.cid_alias: in ours, not in the swagger',
       'PATCH /balloon/hinting/start body: required in ours, optional in the swagger',
       'PATCH /vm: in the swagger, not in ours',

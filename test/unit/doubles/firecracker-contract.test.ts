@@ -22,7 +22,10 @@ describe('Firecracker contract', () => {
 
   it('refuses unknown fields, also nested ones', () => {
     assert.match(v117.check('PUT', '/drives/rootfs', { ...rootfs, bucket_size: 1 }) ?? '', /unknown field `bucket_size`/);
-    assert.match(v117.check('PUT', '/drives/rootfs', { ...rootfs, rate_limiter: { ops: { size: 1, refill_time: 1, rate: 2 } } }) ?? '', /unknown field `rate` at \/rate_limiter\/ops/);
+    assert.match(
+      v117.check('PUT', '/drives/rootfs', { ...rootfs, rate_limiter: { ops: { size: 1, refill_time: 1, rate: 2 } } }) ?? '',
+      /unknown field `rate` at \/rate_limiter\/ops/,
+    );
   });
 
   it('refuses wrong types, enums and bounds', () => {
@@ -101,7 +104,11 @@ describe('Firecracker contract', () => {
     const bound = firecrackerApiContract('1.17').definitions;
     delete bound.MemoryHotplugSizeUpdate!.properties!.requested_size_mib!.maximum;
     assert.throws(() => withoutMainOnlyInputs(bound), /requested_size_mib names a maximum/);
-    assert.equal(v117.check('PATCH', '/hotplug/memory', { requested_size_mib: 2 ** 32 })?.includes('requested_size_mib'), true, 'a changed copy leaves the checker as it was');
+    assert.equal(
+      v117.check('PATCH', '/hotplug/memory', { requested_size_mib: 2 ** 32 })?.includes('requested_size_mib'),
+      true,
+      'a changed copy leaves the checker as it was',
+    );
   });
 
   it('checks responses against the swagger', () => {

@@ -10,7 +10,11 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('AccessWatch', () => {
   it('lapses on the first refusal, as 401 with the reason (403 for forbidden)', async () => {
-    for (const [reason, code] of [['token_revoked', 'unauthorized'], ['token_expired', 'unauthorized'], ['forbidden', 'forbidden']] as const) {
+    for (const [reason, code] of [
+      ['token_revoked', 'unauthorized'],
+      ['token_expired', 'unauthorized'],
+      ['forbidden', 'forbidden'],
+    ] as const) {
       let asked = 0;
       const watch = new AccessWatch(async () => (++asked >= 3 ? reason : undefined), { everyMs: 5 });
       const lapse = await lapseOf(watch.lapsed);
@@ -25,11 +29,14 @@ describe('AccessWatch', () => {
   it('keeps going while the guard cannot tell (throws), and lapses as access_unverified (503) only past the limit without an answer', async () => {
     let asked = 0;
     let failing = true;
-    const watch = new AccessWatch(async () => {
-      asked++;
-      if (failing) throw new Error('database_unavailable');
-      return undefined;
-    }, { everyMs: 5, unverifiedLimitMs: 10_000 });
+    const watch = new AccessWatch(
+      async () => {
+        asked++;
+        if (failing) throw new Error('database_unavailable');
+        return undefined;
+      },
+      { everyMs: 5, unverifiedLimitMs: 10_000 },
+    );
     await sleep(100);
     assert.equal(watch.lapsed.aborted, false, `${asked} failed checks within the limit end nothing`);
     failing = false;
@@ -37,9 +44,12 @@ describe('AccessWatch', () => {
     assert.equal(watch.lapsed.aborted, false);
     watch.stop();
 
-    const bounded = new AccessWatch(async () => {
-      throw new Error('database_unavailable');
-    }, { everyMs: 5, unverifiedLimitMs: 50 });
+    const bounded = new AccessWatch(
+      async () => {
+        throw new Error('database_unavailable');
+      },
+      { everyMs: 5, unverifiedLimitMs: 50 },
+    );
     const lapse = await lapseOf(bounded.lapsed);
     assert.equal(lapse.reason, ACCESS_UNVERIFIED);
     assert.equal(statusOfErrorCode(lapse.code), 503);
@@ -47,10 +57,13 @@ describe('AccessWatch', () => {
 
   it('asks nothing once stopped, and never lapses without a guard', async () => {
     let asked = 0;
-    const watch = new AccessWatch(async () => {
-      asked++;
-      return 'token_revoked';
-    }, { everyMs: 20 });
+    const watch = new AccessWatch(
+      async () => {
+        asked++;
+        return 'token_revoked';
+      },
+      { everyMs: 20 },
+    );
     watch.stop();
     await sleep(60);
     assert.equal(asked, 0);

@@ -4,7 +4,15 @@ import { foreignCharsetOf } from '../../../src/http/body-charset.js';
 
 describe('foreignCharsetOf', () => {
   it('accepts no charset and UTF-8 in any case, quoted or not', () => {
-    for (const type of [undefined, '', 'application/json', 'application/json; charset=utf-8', 'application/json;charset=UTF-8', 'application/json; Charset="Utf-8"', 'application/json; foo=bar']) {
+    for (const type of [
+      undefined,
+      '',
+      'application/json',
+      'application/json; charset=utf-8',
+      'application/json;charset=UTF-8',
+      'application/json; Charset="Utf-8"',
+      'application/json; foo=bar',
+    ]) {
       assert.equal(foreignCharsetOf(type), undefined, String(type));
     }
   });

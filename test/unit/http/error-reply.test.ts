@@ -36,9 +36,20 @@ describe('errorReplyOf', () => {
     const error = Object.assign(new Error('x'), {
       validationContext: 'body',
       validation: [
-        { instancePath: '/boot_args', keyword: 'pattern', params: { pattern: STORABLE_TEXT_PATTERN }, message: `must match pattern "${STORABLE_TEXT_PATTERN}"` },
+        {
+          instancePath: '/boot_args',
+          keyword: 'pattern',
+          params: { pattern: STORABLE_TEXT_PATTERN },
+          message: `must match pattern "${STORABLE_TEXT_PATTERN}"`,
+        },
         { instancePath: '/tags', keyword: 'pattern', propertyName: 'a b', params: { pattern: '^[a-z]+$' }, message: 'must match pattern "^[a-z]+$"' },
-        { instancePath: '/tags', keyword: 'maxLength', propertyName: 'k'.repeat(1000), params: { limit: 63 }, message: 'must NOT have more than 63 characters' },
+        {
+          instancePath: '/tags',
+          keyword: 'maxLength',
+          propertyName: 'k'.repeat(1000),
+          params: { limit: 63 },
+          message: 'must NOT have more than 63 characters',
+        },
       ],
     });
     assert.equal(
@@ -47,7 +58,12 @@ describe('errorReplyOf', () => {
     );
   });
   it('describes the first 20 issues of a request with thousands', () => {
-    const validation = Array.from({ length: 5000 }, (_, i) => ({ instancePath: `/ids/${i}`, keyword: 'format', params: {}, message: 'must match format "uuid"' }));
+    const validation = Array.from({ length: 5000 }, (_, i) => ({
+      instancePath: `/ids/${i}`,
+      keyword: 'format',
+      params: {},
+      message: 'must match format "uuid"',
+    }));
     const message = errorReplyOf(Object.assign(new Error('x'), { validationContext: 'body', validation }), 'r6').body.fault_message ?? '';
     assert.equal(message.split('; ').length, 21);
     assert.match(message, /^body\.ids\.0 must match format "uuid"; .*; body\.ids\.19 must match format "uuid"; and 4980 more$/);
@@ -68,7 +84,11 @@ describe('clientErrorReplyOf (requests the HTTP parser refused)', () => {
     });
     assert.equal(clientErrorReplyOf({ code: 'ERR_HTTP_REQUEST_TIMEOUT' }, 'r2', 16_384).body.error, 'timeout');
     assert.equal(clientErrorReplyOf({ code: 'ERR_HTTP_REQUEST_TIMEOUT' }, 'r2', 16_384).status, 408);
-    const smuggled = clientErrorReplyOf({ code: 'HPE_UNEXPECTED_CONTENT_LENGTH', reason: "Content-Length can't be present with Transfer-Encoding" }, 'r3', 16_384);
+    const smuggled = clientErrorReplyOf(
+      { code: 'HPE_UNEXPECTED_CONTENT_LENGTH', reason: "Content-Length can't be present with Transfer-Encoding" },
+      'r3',
+      16_384,
+    );
     assert.equal(smuggled.status, 400);
     assert.equal(smuggled.body.error, 'bad_request');
     assert.equal(smuggled.body.fault_message, "the request is not valid HTTP/1.1: Content-Length can't be present with Transfer-Encoding");

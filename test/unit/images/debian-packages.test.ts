@@ -39,7 +39,10 @@ describe('parsePackageRecords', () => {
     assert.equal(records[1]?.sha256, '3d3fdbe91d4660c873e14b092c213fe81c1da6362daa236eb25d0171eb108744');
   });
   it('skips records without a SHA256 and reads nothing from empty output', () => {
-    assert.equal(parsePackageRecords(SHOW).some((record) => record.name === 'broken'), false);
+    assert.equal(
+      parsePackageRecords(SHOW).some((record) => record.name === 'broken'),
+      false,
+    );
     assert.deepEqual(parsePackageRecords(''), []);
   });
 });

@@ -27,7 +27,11 @@ describe('guestKernelCmdline', () => {
       { hostname: '-vm' },
       { hostname: 'x'.repeat(64) },
     ]) {
-      assert.throws(() => guestKernelCmdline(options), (error: { code?: string }) => error.code === 'bad_request', JSON.stringify(options));
+      assert.throws(
+        () => guestKernelCmdline(options),
+        (error: { code?: string }) => error.code === 'bad_request',
+        JSON.stringify(options),
+      );
     }
   });
 });

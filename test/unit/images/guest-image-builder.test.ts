@@ -9,7 +9,11 @@ describe('image names', () => {
   });
   it('refuse names that could leave the images dir or hide there, as bad_request', () => {
     for (const name of ['', '..', '.cache', '.locks', 'a/b', 'Default', '-x', 'a b', 'x'.repeat(64)]) {
-      assert.throws(() => checkImageName(name), (error: { code?: string }) => error.code === 'bad_request', name);
+      assert.throws(
+        () => checkImageName(name),
+        (error: { code?: string }) => error.code === 'bad_request',
+        name,
+      );
     }
   });
 });

@@ -15,7 +15,10 @@ describe('KeyedMutex', () => {
         return name;
       });
     const results = await Promise.allSettled([step('a', 'a1', true), step('a', 'a2'), step('b', 'b1')]);
-    assert.deepEqual(results.map((r) => r.status), ['rejected', 'fulfilled', 'fulfilled']);
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['rejected', 'fulfilled', 'fulfilled'],
+    );
     assert.ok(events.indexOf('a1:end') < events.indexOf('a2:start'), 'a2 waits for a1');
     assert.ok(events.indexOf('b1:start') < events.indexOf('a1:end'), 'b1 does not wait for a');
   });

@@ -19,7 +19,12 @@ describe('KeyedSemaphore', () => {
     assert.equal(results.length, 9);
     assert.equal(peak.get('a'), 2);
     assert.equal(peak.get('b'), 2);
-    await assert.rejects(semaphore.run('a', async () => { throw new Error('boom'); }), /boom/);
+    await assert.rejects(
+      semaphore.run('a', async () => {
+        throw new Error('boom');
+      }),
+      /boom/,
+    );
     assert.equal(await semaphore.run('a', async () => 'still works'), 'still works');
   });
 });

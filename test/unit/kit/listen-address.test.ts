@@ -11,11 +11,14 @@ describe('parseListenAddress', () => {
   });
   for (const bad of ['8080', 'host:', 'host:99999', 'a:b', '::1:80', 'host:80/x', '']) {
     it(`refuses '${bad}', naming the setting`, () => {
-      assert.throws(() => parseListenAddress(bad, 'NEXUS_LISTEN'), (error: Error & { code?: string }) => {
-        assert.equal(error.code, 'bad_request');
-        assert.match(error.message, /NEXUS_LISTEN must be host:port/);
-        return true;
-      });
+      assert.throws(
+        () => parseListenAddress(bad, 'NEXUS_LISTEN'),
+        (error: Error & { code?: string }) => {
+          assert.equal(error.code, 'bad_request');
+          assert.match(error.message, /NEXUS_LISTEN must be host:port/);
+          return true;
+        },
+      );
     });
   }
   it('turns wildcards into loopback for local clients and brackets v6', () => {

@@ -17,7 +17,10 @@ describe('log files', () => {
       { end: 'one\r\ntwo\x1b[0m\nthree\n'.length, text: 'three' },
       { end: size, text: 'four' },
     ]);
-    assert.deepEqual((await tailLines(path, 10)).lines.map((line) => line.text), ['one', 'two[0m', 'three', 'four']);
+    assert.deepEqual(
+      (await tailLines(path, 10)).lines.map((line) => line.text),
+      ['one', 'two[0m', 'three', 'four'],
+    );
     assert.deepEqual(await tailLines(join(dir.path, 'none.log'), 5), { lines: [], size: 0 });
   });
 
@@ -25,7 +28,10 @@ describe('log files', () => {
     const path = join(dir.path, 'big.log');
     const all = Array.from({ length: 20_000 }, (_, i) => `line ${i} ${'x'.repeat(i % 50)}`);
     writeFileSync(path, `${all.join('\n')}\n`);
-    assert.deepEqual((await tailLines(path, 3000)).lines.map((line) => line.text), all.slice(-3000));
+    assert.deepEqual(
+      (await tailLines(path, 3000)).lines.map((line) => line.text),
+      all.slice(-3000),
+    );
     assert.ok((await tailLines(path, 5, 100)).lines.length < 5, 'a byte budget bounds the read');
   });
 
@@ -77,7 +83,13 @@ describe('log files', () => {
     const follow = steppedFollow(path, 100);
     try {
       assert.deepEqual(await follow.next(), { kind: 'rotated' });
-      assert.deepEqual(await follow.next(), { kind: 'lines', lines: [{ end: 6, text: 'first' }, { end: 13, text: 'second' }] });
+      assert.deepEqual(await follow.next(), {
+        kind: 'lines',
+        lines: [
+          { end: 6, text: 'first' },
+          { end: 13, text: 'second' },
+        ],
+      });
     } finally {
       await follow.stop();
     }
@@ -88,7 +100,13 @@ describe('log files', () => {
     writeFileSync(path, 'one\ntwo\nthree\n');
     const follow = steppedFollow(path, 4);
     try {
-      assert.deepEqual(await follow.next(), { kind: 'lines', lines: [{ end: 8, text: 'two' }, { end: 14, text: 'three' }] });
+      assert.deepEqual(await follow.next(), {
+        kind: 'lines',
+        lines: [
+          { end: 8, text: 'two' },
+          { end: 14, text: 'three' },
+        ],
+      });
       assert.equal(await follow.next(), 'waits');
     } finally {
       await follow.stop();

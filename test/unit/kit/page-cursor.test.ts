@@ -6,7 +6,8 @@ import { isStorableTimestamp } from '../../../src/kit/timestamp.js';
 
 const POSITION = [(at: string) => isStorableTimestamp(at), (id: string) => /^[0-9a-f-]{36}$/.test(id)];
 const ID = '0b7c1e52-8d4a-4f0e-9c61-2f3a5b6c7d8e';
-const refused = (error: unknown) => error instanceof NexusError && error.code === 'validation_failed' && /cursor is not one this API gave out/.test(error.faultMessage);
+const refused = (error: unknown) =>
+  error instanceof NexusError && error.code === 'validation_failed' && /cursor is not one this API gave out/.test(error.faultMessage);
 
 describe('page cursors', () => {
   it('gives back the fields it was made of', () => {

@@ -21,7 +21,10 @@ describe('PeriodicTask', () => {
     for (let waited = 0; runs < 3 && waited < 2000; waited += 10) await tick(10);
     await task.stop();
     assert.ok(runs >= 3, `the loop kept running after failures (${runs} runs)`);
-    assert.deepEqual(errors, Array.from({ length: runs }, (_, i) => `run ${i + 1} failed`));
+    assert.deepEqual(
+      errors,
+      Array.from({ length: runs }, (_, i) => `run ${i + 1} failed`),
+    );
   });
 
   it('without onError, a failed run is a process warning, not an unhandled rejection', async () => {

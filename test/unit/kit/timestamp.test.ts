@@ -54,7 +54,11 @@ describe('timestamps a request may carry', () => {
     assert.equal(parseTimestamp('2026-01-31T12:00:00Z', 'since').toISOString(), '2026-01-31T12:00:00.000Z');
     assert.throws(
       () => parseTimestamp('2026-12-31T23:59:60Z', 'expires_at'),
-      (error: unknown) => error instanceof NexusError && error.code === 'validation_failed' && /^expires_at /.test(error.faultMessage) && /leap second/.test(error.suggestion ?? ''),
+      (error: unknown) =>
+        error instanceof NexusError &&
+        error.code === 'validation_failed' &&
+        /^expires_at /.test(error.faultMessage) &&
+        /leap second/.test(error.suggestion ?? ''),
     );
   });
 });

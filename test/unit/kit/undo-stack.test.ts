@@ -17,7 +17,11 @@ describe('UndoStack', () => {
     await undo.unwind();
     assert.deepEqual(ran, ['last', 'first']);
     assert.equal(lines.filter((line) => line.undo === 'broken').length, 1);
-    assert.deepEqual(failures?.map((failure) => [failure.label, (failure.error as Error).message]), [['broken', 'boom']], 'the failed undo is answered, with its error');
+    assert.deepEqual(
+      failures?.map((failure) => [failure.label, (failure.error as Error).message]),
+      [['broken', 'boom']],
+      'the failed undo is answered, with its error',
+    );
     assert.equal(again, failures, 'a second call answers the same run');
   });
 });

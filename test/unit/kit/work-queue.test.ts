@@ -110,7 +110,13 @@ describe('WorkQueue', () => {
     await settle();
     assert.equal(calls, 1);
     // Failures 1-4 wait 10, 20, 40 -> 25 (the cap), 80 -> 25; then the handler's own 30.
-    for (const [delayMs, callsAfter] of [[10, 2], [20, 3], [25, 4], [25, 5], [30, 6]] as const) {
+    for (const [delayMs, callsAfter] of [
+      [10, 2],
+      [20, 3],
+      [25, 4],
+      [25, 5],
+      [30, 6],
+    ] as const) {
       await timers.advance(delayMs - 1);
       assert.equal(calls, callsAfter - 1, `not run again 1 ms before ${delayMs} ms`);
       await timers.advance(1);

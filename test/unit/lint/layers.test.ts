@@ -55,17 +55,37 @@ describe("lint keeps the agent's core free of I/O", () => {
 
 describe('lint keeps the other boundaries', () => {
   it('kit/ imports nothing of Nexus', async () => {
-    for (const code of ["import { ErrorBody as x } from '../contracts/errors.js';", "import { createHttpServer as x } from '../http/http-server.js';", "import { startManager as x } from '../manager/main.js';"]) {
+    for (const code of [
+      "import { ErrorBody as x } from '../contracts/errors.js';",
+      "import { createHttpServer as x } from '../http/http-server.js';",
+      "import { startManager as x } from '../manager/main.js';",
+    ]) {
       assert.notDeepEqual(await problemsOf('src/kit/new-helper.ts', code), [], `lint let kit/ run ${code}`);
     }
   });
 
   it('CLI commands reach the manager and the agent only through cli/launcher.ts, which takes only their entry points', async () => {
-    assert.notDeepEqual(await problemsOf('src/cli/commands/new.ts', "import { startManager as x } from '../../manager/main.js';"), [], 'a command imported the manager');
-    assert.notDeepEqual(await problemsOf('src/cli/commands/new.ts', "import { FsVmStore as x } from '../../agent/host/fs-vm-store.js';"), [], 'a command imported agent internals');
+    assert.notDeepEqual(
+      await problemsOf('src/cli/commands/new.ts', "import { startManager as x } from '../../manager/main.js';"),
+      [],
+      'a command imported the manager',
+    );
+    assert.notDeepEqual(
+      await problemsOf('src/cli/commands/new.ts', "import { FsVmStore as x } from '../../agent/host/fs-vm-store.js';"),
+      [],
+      'a command imported agent internals',
+    );
     assert.deepEqual(await problemsOf('src/cli/commands/new.ts', "import { startManager as x } from '../launcher.js';"), [], 'the launcher is the way');
-    assert.deepEqual(await problemsOf('src/cli/launcher.ts', "export { startManager as x } from '../manager/main.js';\nimport { startAgent as x } from '../agent/main.js';"), [], 'entry points are fine');
-    assert.notDeepEqual(await problemsOf('src/cli/launcher.ts', "import { openDatabase as x } from '../manager/adapters/sql/database.js';"), [], 'the launcher took a manager internal');
+    assert.deepEqual(
+      await problemsOf('src/cli/launcher.ts', "export { startManager as x } from '../manager/main.js';\nimport { startAgent as x } from '../agent/main.js';"),
+      [],
+      'entry points are fine',
+    );
+    assert.notDeepEqual(
+      await problemsOf('src/cli/launcher.ts', "import { openDatabase as x } from '../manager/adapters/sql/database.js';"),
+      [],
+      'the launcher took a manager internal',
+    );
   });
 });
 

@@ -26,9 +26,11 @@ describe('access policy', () => {
   }
   for (const role of ['viewer', 'operator'] as const) {
     table.push([role, 'image', 'read', 'none', 'allow'], [role, 'image', 'write', 'none', 'deny']);
-    for (const resource of ['host', 'token', 'project', 'audit'] as const) table.push([role, resource, 'read', 'none', 'deny'], [role, resource, 'write', 'none', 'deny']);
+    for (const resource of ['host', 'token', 'project', 'audit'] as const)
+      table.push([role, resource, 'read', 'none', 'deny'], [role, resource, 'write', 'none', 'deny']);
   }
-  for (const resource of ['image', 'host', 'token', 'project', 'audit'] as const) table.push(['admin', resource, 'read', 'none', 'allow'], ['admin', resource, 'write', 'none', 'allow']);
+  for (const resource of ['image', 'host', 'token', 'project', 'audit'] as const)
+    table.push(['admin', resource, 'read', 'none', 'allow'], ['admin', resource, 'write', 'none', 'allow']);
 
   for (const [role, resource, verb, where, expected] of table) {
     it(`${role} ${verb} ${resource} (${where} project) -> ${expected}`, () => {

@@ -13,7 +13,15 @@ class MemoryTokenRepo implements TokenRepo {
     return this.rows.size;
   }
   async create(token: NewToken): Promise<TokenRecord> {
-    const record: TokenRecord = { ...token, id: randomUUID(), previousSecretHash: null, previousValidUntil: null, revokedAt: null, lastUsedAt: null, createdAt: new Date(0) };
+    const record: TokenRecord = {
+      ...token,
+      id: randomUUID(),
+      previousSecretHash: null,
+      previousValidUntil: null,
+      revokedAt: null,
+      lastUsedAt: null,
+      createdAt: new Date(0),
+    };
     this.rows.set(record.id, record);
     return { ...record };
   }
@@ -56,7 +64,12 @@ function twoManagers() {
   let now = new Date('2026-03-01T12:00:00Z');
   const clock = { now: () => now };
   const manager = () => new AccessService(tokens, noProjects, clock, captureLogger().log, { cacheMs: CACHE_MS, wrongSecretsPerTokenPerMinute: 10 });
-  return { one: manager(), other: manager(), at: (ms: number) => (now = new Date(Date.parse('2026-03-01T12:00:00Z') + ms)), isoAt: (ms: number) => new Date(Date.parse('2026-03-01T12:00:00Z') + ms).toISOString() };
+  return {
+    one: manager(),
+    other: manager(),
+    at: (ms: number) => (now = new Date(Date.parse('2026-03-01T12:00:00Z') + ms)),
+    isoAt: (ms: number) => new Date(Date.parse('2026-03-01T12:00:00Z') + ms).toISOString(),
+  };
 }
 
 const refusedFor = (reason: RefusalReason) => (error: unknown) => {

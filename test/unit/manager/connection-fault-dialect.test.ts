@@ -39,7 +39,7 @@ describe('connection faults', () => {
     for (const fault of faults) assert.equal(isConnectionFault(fault), true, `${(fault as Error).message} is a connection fault`);
   });
 
-  it('leaves the query\'s own faults alone (they are bugs or bad input, not an absent server)', () => {
+  it("leaves the query's own faults alone (they are bugs or bad input, not an absent server)", () => {
     const faults: unknown[] = [
       withCode('duplicate key value violates unique constraint', '23505'),
       withCode('syntax error at or near "selec"', '42601'),

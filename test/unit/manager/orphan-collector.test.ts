@@ -16,8 +16,15 @@ const host: HostRecord = {
   address: '127.0.0.1:9090',
   status: 'ready',
   capacity: {
-    vcpus: 2, memory_mib: 4096, memory_available_mib: 2048, run_dir: '/srv/fc', disk_total_mib: 10_000, disk_available_mib: 5000, vms_running: 0,
-    kvm: { usable: false }, drivers: [],
+    vcpus: 2,
+    memory_mib: 4096,
+    memory_available_mib: 2048,
+    run_dir: '/srv/fc',
+    disk_total_mib: 10_000,
+    disk_available_mib: 5000,
+    vms_running: 0,
+    kvm: { usable: false },
+    drivers: [],
   },
   credentialSealed: 'sealed',
   credentialHash: 'hash',
@@ -66,7 +73,10 @@ describe('OrphanCollector applies the grace to what agents report', () => {
   const orphans: Inventory['orphans'] = {
     dirs: ['/srv/fc/vms/left-behind'],
     taps: ['nx-stray'],
-    processes: [{ pid: 4242, vm_id: STRAY_VM, command: 'qemu-system-x86_64' }, { pid: 4343, vm_id: KNOWN_VM, command: 'qemu-system-x86_64' }],
+    processes: [
+      { pid: 4242, vm_id: STRAY_VM, command: 'qemu-system-x86_64' },
+      { pid: 4343, vm_id: KNOWN_VM, command: 'qemu-system-x86_64' },
+    ],
     sockets: ['/srv/fc/vms/x/sock/qmp.sock'],
   };
 
@@ -77,7 +87,11 @@ describe('OrphanCollector applies the grace to what agents report', () => {
     await sweepAt(GRACE_MS - 1);
     assert.deepEqual(asked, [], 'nothing younger than the grace is asked for');
     await sweepAt(GRACE_MS);
-    assert.deepEqual(asked, [{ processes: [4242], taps: ['nx-stray'], sockets: ['/srv/fc/vms/x/sock/qmp.sock'], dirs: ['/srv/fc/vms/left-behind'] }], "all due at the grace, but never a known VM's process");
+    assert.deepEqual(
+      asked,
+      [{ processes: [4242], taps: ['nx-stray'], sockets: ['/srv/fc/vms/x/sock/qmp.sock'], dirs: ['/srv/fc/vms/left-behind'] }],
+      "all due at the grace, but never a known VM's process",
+    );
   });
 
   it('gives a leftover that appears later a grace of its own', async () => {
@@ -87,9 +101,17 @@ describe('OrphanCollector applies the grace to what agents report', () => {
     later.taps.push('nx-second');
     await sweepAt(GRACE_MS / 2);
     await sweepAt(GRACE_MS);
-    assert.deepEqual(asked.map((request) => request.taps), [['nx-first']], 'only the older TAP is due');
+    assert.deepEqual(
+      asked.map((request) => request.taps),
+      [['nx-first']],
+      'only the older TAP is due',
+    );
     await sweepAt(GRACE_MS + GRACE_MS / 2 - 1);
-    assert.deepEqual(asked.map((request) => request.taps), [['nx-first'], ['nx-first']], 'the newer one is still 1 ms short');
+    assert.deepEqual(
+      asked.map((request) => request.taps),
+      [['nx-first'], ['nx-first']],
+      'the newer one is still 1 ms short',
+    );
     await sweepAt(GRACE_MS + GRACE_MS / 2);
     assert.deepEqual(asked.at(-1)?.taps, ['nx-first', 'nx-second']);
   });

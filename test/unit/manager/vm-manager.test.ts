@@ -80,7 +80,14 @@ describe('VmManager.create', () => {
   it('stores the spec as asked and answers the new VM', async () => {
     const { manager, vms, images, request } = setup();
     const vm = await manager.create(
-      request('web-1', { vcpu: 2, mem_mib: 512, initrd_image_id: images.initrd.id, nic: false, tags: { env: 'test' }, extra_drives: [{ id: 'data', image_id: images.rootfs.id, read_only: true }] }),
+      request('web-1', {
+        vcpu: 2,
+        mem_mib: 512,
+        initrd_image_id: images.initrd.id,
+        nic: false,
+        tags: { env: 'test' },
+        extra_drives: [{ id: 'data', image_id: images.rootfs.id, read_only: true }],
+      }),
       operator,
     );
     const stored = await vms.get(vm.id);
@@ -149,7 +156,11 @@ describe('VmManager.create', () => {
     assert.deepEqual(quotaAsked, [{ project: 'default', vcpu: 2, memMib: 256 }], 'the check is built for this project and size');
     woken.length = 0;
     await rejectsWith(manager.create(request('three-cpus', { vcpu: 3 }), operator), 'quota_exceeded', /max_vcpus 4/);
-    assert.deepEqual((await vms.list({ limit: 10 })).map((vm) => vm.name), ['two-cpus'], 'the refused VM is not stored');
+    assert.deepEqual(
+      (await vms.list({ limit: 10 })).map((vm) => vm.name),
+      ['two-cpus'],
+      'the refused VM is not stored',
+    );
     assert.deepEqual(woken, [], 'a refused VM wakes nothing');
     await manager.create(request('two-more', { vcpu: 2 }), operator);
   });
@@ -191,7 +202,15 @@ describe('VmManager.create', () => {
   it('takes raw host paths in dev mode and stores them as given', async () => {
     const { manager, vms } = setup({ mode: 'dev' });
     const vm = await manager.create(
-      { name: 'dev-vm', vcpu: 1, mem_mib: 256, kernel_path: '/boot/vmlinux', initrd_path: '/boot/initrd', rootfs_path: '/disk.ext4', extra_drives: [{ id: 'data', path: '/data.ext4' }] },
+      {
+        name: 'dev-vm',
+        vcpu: 1,
+        mem_mib: 256,
+        kernel_path: '/boot/vmlinux',
+        initrd_path: '/boot/initrd',
+        rootfs_path: '/disk.ext4',
+        extra_drives: [{ id: 'data', path: '/data.ext4' }],
+      },
       operator,
     );
     const spec = (await vms.get(vm.id))?.spec;
@@ -205,7 +224,11 @@ describe('VmManager.create', () => {
 
   it('wants exactly one of path and image id for each file, in every mode (400)', async () => {
     const { manager, images, request } = setup({ mode: 'dev' });
-    await rejectsWith(manager.create(request('both', { kernel_path: '/boot/vmlinux' }), operator), 'validation_failed', /kernel_image_id or kernel_path, not both/);
+    await rejectsWith(
+      manager.create(request('both', { kernel_path: '/boot/vmlinux' }), operator),
+      'validation_failed',
+      /kernel_image_id or kernel_path, not both/,
+    );
     await rejectsWith(manager.create(request('neither', { rootfs_image_id: undefined }), operator), 'validation_failed', /rootfs_image_id is required/);
     await rejectsWith(
       manager.create(request('drive-both', { extra_drives: [{ id: 'data', path: '/d.ext4', image_id: images.rootfs.id }] }), operator),
@@ -219,14 +242,26 @@ describe('VmManager.create', () => {
 
   it('checks each image id names an image of the kind its field wants', async () => {
     const { manager, images, request } = setup();
-    await rejectsWith(manager.create(request('rootfs-as-kernel', { kernel_image_id: images.rootfs.id }), operator), 'validation_failed', /kernel_image_id: .* not a kernel image/);
-    await rejectsWith(manager.create(request('kernel-as-initrd', { initrd_image_id: images.kernel.id }), operator), 'validation_failed', /initrd_image_id: .* not a initrd image/);
+    await rejectsWith(
+      manager.create(request('rootfs-as-kernel', { kernel_image_id: images.rootfs.id }), operator),
+      'validation_failed',
+      /kernel_image_id: .* not a kernel image/,
+    );
+    await rejectsWith(
+      manager.create(request('kernel-as-initrd', { initrd_image_id: images.kernel.id }), operator),
+      'validation_failed',
+      /initrd_image_id: .* not a initrd image/,
+    );
     await rejectsWith(
       manager.create(request('kernel-as-drive', { extra_drives: [{ id: 'data', image_id: images.kernel.id }] }), operator),
       'validation_failed',
       /extra_drives\[0\]\.image_id: .* not a rootfs image/,
     );
-    await rejectsWith(manager.create(request('unknown', { rootfs_image_id: '99999999-0000-4000-8000-000000000000' }), operator), 'not_found', /rootfs_image_id/);
+    await rejectsWith(
+      manager.create(request('unknown', { rootfs_image_id: '99999999-0000-4000-8000-000000000000' }), operator),
+      'not_found',
+      /rootfs_image_id/,
+    );
   });
 
   it('creates in the project asked; another project than the caller’s is a 404, an unknown one too', async () => {
@@ -306,10 +341,13 @@ describe('VmManager.act', () => {
     const stopped = await vmIn('stopped', 'stopped-vm');
     const running = await vmIn('running', 'running-vm');
     const results = await manager.bulk([stopped.id, running.id], 'pause', operator);
-    assert.deepEqual(results.map(({ id, ok, error }) => ({ id, ok, error })), [
-      { id: stopped.id, ok: false, error: 'conflict' },
-      { id: running.id, ok: true, error: undefined },
-    ]);
+    assert.deepEqual(
+      results.map(({ id, ok, error }) => ({ id, ok, error })),
+      [
+        { id: stopped.id, ok: false, error: 'conflict' },
+        { id: running.id, ok: true, error: undefined },
+      ],
+    );
     assert.equal((await vms.get(running.id))?.desiredState, 'paused');
   });
 });
@@ -401,7 +439,11 @@ describe('VmManager shows a VM', () => {
       [images.initrd.id]: '/srv/fc/images/initrd.cpio.gz',
       [images.rootfs.id]: '/srv/fc/images/rootfs.ext4',
     });
-    await vms.setAgentView(vm.id, { driver: 'firecracker', apiSocket: `/srv/fc/vms/${vm.id}/sock/fc.sock`, consoleLog: `/srv/fc/vms/${vm.id}/logs/console.log` });
+    await vms.setAgentView(vm.id, {
+      driver: 'firecracker',
+      apiSocket: `/srv/fc/vms/${vm.id}/sock/fc.sock`,
+      consoleLog: `/srv/fc/vms/${vm.id}/logs/console.log`,
+    });
     const shown = await manager.get(vm.id, operator);
     assert.equal(shown.host_id, HOST.id);
     assert.equal(shown.kernel_image_id, images.kernel.id);

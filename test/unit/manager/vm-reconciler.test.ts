@@ -194,7 +194,17 @@ describe('VmReconciler (on fakes)', () => {
     assert.equal((await vms.get(vm.id))?.observedState, 'unknown');
     assert.equal(agents.calls.getVm, callsBefore, 'the agent is not called');
 
-    const big = await vms.create({ project: 'default', name: 'too-big', spec: { ...(await vms.get(vm.id))!.spec, mem_mib: 1_000_000 }, desiredState: 'running', tags: {}, expiresAt: null }, () => undefined);
+    const big = await vms.create(
+      {
+        project: 'default',
+        name: 'too-big',
+        spec: { ...(await vms.get(vm.id))!.spec, mem_mib: 1_000_000 },
+        desiredState: 'running',
+        tags: {},
+        expiresAt: null,
+      },
+      () => undefined,
+    );
     hosts.put(HOST);
     await reconciler.reconcile(big.id);
     assert.equal((await vms.get(big.id))?.lastError?.reason, 'no_capacity');
@@ -217,7 +227,10 @@ describe('VmReconciler (on fakes)', () => {
   it('an expired VM is deleted', async () => {
     const { vms, agents, reconciler, clock } = setup();
     const spec = (await setup().create('x')).spec;
-    const vm = await vms.create({ project: 'default', name: 'ephemeral', spec, desiredState: 'running', tags: {}, expiresAt: new Date(clock.now().getTime() + 60_000) }, () => undefined);
+    const vm = await vms.create(
+      { project: 'default', name: 'ephemeral', spec, desiredState: 'running', tags: {}, expiresAt: new Date(clock.now().getTime() + 60_000) },
+      () => undefined,
+    );
     const requeue = await settle(reconciler, vm.id);
     assert.ok(requeue !== undefined && requeue <= 60_000, `looked at again by its expiry (${requeue})`);
     clock.advance(60_000);

@@ -38,7 +38,18 @@ import {
   snapshotLoad,
 } from './firecracker-requests.js';
 import { JailUsers } from './jail-users.js';
-import { JAIL_LAUNCH_PATTERN, type JailLayout, type JailUser, type JailerConfig, type JailedFile, jailLayout, jailerArgs, listJails, populateJail, removeJail } from './jailer.js';
+import {
+  JAIL_LAUNCH_PATTERN,
+  type JailLayout,
+  type JailUser,
+  type JailerConfig,
+  type JailedFile,
+  jailLayout,
+  jailerArgs,
+  listJails,
+  populateJail,
+  removeJail,
+} from './jailer.js';
 
 /** A Firecracker VM's files: its API socket, its process output, and the logger file it writes. */
 export function firecrackerFilesOf(vm: VmLayout): VmmFiles {
@@ -336,7 +347,12 @@ export class FirecrackerDriver implements VmmDriver {
         metricsFile: '/metrics.json',
       };
       socket = vm.firecrackerSocket;
-      process = await this.supervisor.launch({ vm, binary: jailerConfig.binary, args: jailerArgs(jailerConfig, this.config.binary, jail, user), stdoutPath: vm.consoleLog });
+      process = await this.supervisor.launch({
+        vm,
+        binary: jailerConfig.binary,
+        args: jailerArgs(jailerConfig, this.config.binary, jail, user),
+        stdoutPath: vm.consoleLog,
+      });
     } else {
       paths = {
         kernel: spec.kernel.path,
@@ -425,7 +441,9 @@ export class FirecrackerDriver implements VmmDriver {
   private async withLog(vm: VmLayout, error: unknown): Promise<unknown> {
     if (!(error instanceof NexusError) || error.code !== 'vmm_failed') return error;
     const log = await lastLines(firecrackerLog(vm), 3);
-    return log === '(no log)' || log === '(no output)' ? error : new NexusError('vmm_failed', `${error.faultMessage} (log: ${log})`, { cause: error, suggestion: error.suggestion });
+    return log === '(no log)' || log === '(no output)'
+      ? error
+      : new NexusError('vmm_failed', `${error.faultMessage} (log: ${log})`, { cause: error, suggestion: error.suggestion });
   }
 }
 

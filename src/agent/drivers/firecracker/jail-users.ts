@@ -52,9 +52,13 @@ export class JailUsers {
       const id = lowestFreeId(this.config.uidRange, inUse);
       if (id === undefined) {
         const { first, last } = this.config.uidRange;
-        throw new NexusError('conflict', `no uid of NEXUS_JAILER_UID_RANGE ${first}-${last} is free: all ${idRangeSize(this.config.uidRange)} are held by other jailed VMs on this host`, {
-          suggestion: 'Delete VMs this host no longer needs, or widen NEXUS_JAILER_UID_RANGE (ids no account uses) and restart the agent.',
-        });
+        throw new NexusError(
+          'conflict',
+          `no uid of NEXUS_JAILER_UID_RANGE ${first}-${last} is free: all ${idRangeSize(this.config.uidRange)} are held by other jailed VMs on this host`,
+          {
+            suggestion: 'Delete VMs this host no longer needs, or widen NEXUS_JAILER_UID_RANGE (ids no account uses) and restart the agent.',
+          },
+        );
       }
       await writeFileAtomically(join(vm.dir, JAIL_USER_RECORD), `${JSON.stringify({ uid: id, gid: id })}\n`, 0o640);
       return { uid: id, gid: id };

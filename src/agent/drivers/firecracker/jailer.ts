@@ -56,15 +56,22 @@ export function jailLayout(config: Pick<JailerConfig, 'chrootBaseDir'>, firecrac
  */
 export function jailerArgs(config: JailerConfig, firecrackerBinary: string, jail: JailLayout, user: JailUser): string[] {
   return [
-    '--id', jail.id,
-    '--exec-file', firecrackerBinary,
-    '--uid', String(user.uid),
-    '--gid', String(user.gid),
-    '--chroot-base-dir', config.chrootBaseDir,
-    '--cgroup-version', '2',
+    '--id',
+    jail.id,
+    '--exec-file',
+    firecrackerBinary,
+    '--uid',
+    String(user.uid),
+    '--gid',
+    String(user.gid),
+    '--chroot-base-dir',
+    config.chrootBaseDir,
+    '--cgroup-version',
+    '2',
     ...(config.netns ? ['--netns', config.netns] : []),
     '--',
-    '--api-sock', '/fc.sock',
+    '--api-sock',
+    '/fc.sock',
   ];
 }
 
@@ -90,7 +97,9 @@ export async function populateJail(user: JailUser, jail: JailLayout, files: read
     await link(file.hostPath, target).catch(async (error: NodeJS.ErrnoException) => {
       // A copy of a writable file would take the guest's writes away from the VM's own file.
       if (error.code !== 'EXDEV' || file.writable) {
-        throw new Error(`cannot link ${file.hostPath} into the jail at ${target}: ${error.message}${error.code === 'EXDEV' ? ' (put the chroot base on the run dir filesystem)' : ''}`);
+        throw new Error(
+          `cannot link ${file.hostPath} into the jail at ${target}: ${error.message}${error.code === 'EXDEV' ? ' (put the chroot base on the run dir filesystem)' : ''}`,
+        );
       }
       await copyFile(file.hostPath, target);
     });

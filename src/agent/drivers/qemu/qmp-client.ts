@@ -26,7 +26,10 @@ export class QmpClient {
   readonly events: QmpEvent[] = [];
   private closedError: Error | undefined;
 
-  private constructor(private readonly socket: Socket, private readonly path: string) {
+  private constructor(
+    private readonly socket: Socket,
+    private readonly path: string,
+  ) {
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => this.onData(chunk));
     const fail = (error: Error) => {

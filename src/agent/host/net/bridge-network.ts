@@ -4,7 +4,16 @@ import { TAP_NAME_PATTERN } from '../../../contracts/host-names.js';
 import { type Ipv4Cidr, networkOf } from '../../domain/ipv4.js';
 import type { HostNetwork } from '../../ports/host-network.js';
 import { type LinkInfo, ip, listLinks, readLink } from './ip-command.js';
-import { type NatBackend, detectNatBackend, disableIpForwarding, enableIpForwarding, ensureMasquerade, hasMasquerade, masqueradeName, removeMasquerade } from './nat.js';
+import {
+  type NatBackend,
+  detectNatBackend,
+  disableIpForwarding,
+  enableIpForwarding,
+  ensureMasquerade,
+  hasMasquerade,
+  masqueradeName,
+  removeMasquerade,
+} from './nat.js';
 
 export interface BridgeNetworkConfig {
   /** The host's guest bridge. NEXUS_BRIDGE, default fcbr0. */

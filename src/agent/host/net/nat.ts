@@ -29,8 +29,12 @@ export async function ensureMasquerade(backend: NatBackend, bridge: string, subn
     const table = nftTable(bridge);
     await runHostTool('nft', ['delete', 'table', 'ip', table], { doing: 'removing the old NAT table' }).catch(() => undefined);
     await runHostTool('nft', ['add', 'table', 'ip', table], { doing: `adding nftables table ${table}` });
-    await runHostTool('nft', ['add', 'chain', 'ip', table, 'postrouting', '{ type nat hook postrouting priority srcnat ; }'], { doing: 'adding the NAT chain' });
-    await runHostTool('nft', ['add', 'rule', 'ip', table, 'postrouting', 'ip', 'saddr', subnet, 'oifname', '!=', bridge, 'masquerade'], { doing: 'adding the masquerade rule' });
+    await runHostTool('nft', ['add', 'chain', 'ip', table, 'postrouting', '{ type nat hook postrouting priority srcnat ; }'], {
+      doing: 'adding the NAT chain',
+    });
+    await runHostTool('nft', ['add', 'rule', 'ip', table, 'postrouting', 'ip', 'saddr', subnet, 'oifname', '!=', bridge, 'masquerade'], {
+      doing: 'adding the masquerade rule',
+    });
     return;
   }
   const rule = iptablesRule(bridge, subnet);
@@ -60,7 +64,9 @@ export async function removeMasquerade(backend: NatBackend, bridge: string, subn
 /** Whether the bridge's masquerade is there: the nftables table, or the tagged iptables rule. */
 export async function hasMasquerade(backend: NatBackend, bridge: string, subnet: string): Promise<boolean> {
   const [tool, args] =
-    backend === 'nftables' ? (['nft', ['list', 'table', 'ip', nftTable(bridge)]] as const) : (['iptables', ['-t', 'nat', '-C', 'POSTROUTING', ...iptablesRule(bridge, subnet)]] as const);
+    backend === 'nftables'
+      ? (['nft', ['list', 'table', 'ip', nftTable(bridge)]] as const)
+      : (['iptables', ['-t', 'nat', '-C', 'POSTROUTING', ...iptablesRule(bridge, subnet)]] as const);
   return runHostTool(tool, [...args], { doing: 'looking for the NAT' }).then(
     () => true,
     () => false,

@@ -26,10 +26,12 @@ export class DetachedSupervisor implements ProcessSupervisor {
     const { binary, args } = scopedCommand(this.placement, vm.id, vmmBinary, vmmArgs);
     await mkdir(vm.logsDir, { recursive: true });
     const log = await open(vm.vmmLog, 'a', 0o640);
-    const stdout = stdoutPath ? await open(stdoutPath, 'a', 0o640).catch(async (error: unknown) => {
-      await log.close();
-      throw error;
-    }) : log;
+    const stdout = stdoutPath
+      ? await open(stdoutPath, 'a', 0o640).catch(async (error: unknown) => {
+          await log.close();
+          throw error;
+        })
+      : log;
     try {
       const child = spawn(binary, args, { detached: true, stdio: ['ignore', stdout.fd, log.fd] });
       const [outcome] = (await Promise.race([once(child, 'spawn').then(() => ['spawned']), once(child, 'error')])) as [string | Error];

@@ -47,7 +47,8 @@ export function asDatabaseFault(error: unknown): unknown {
   const reason = typeof code === 'string' ? code : String(message);
   return new NexusError('database_unavailable', `the database is unavailable: ${String(message)}`, {
     faultMessage: `the database is unavailable (${reason})`,
-    suggestion: 'Retry after the Retry-After delay (with the same Idempotency-Key, if the call sent one). If it persists, check the database server (GET /readyz).',
+    suggestion:
+      'Retry after the Retry-After delay (with the same Idempotency-Key, if the call sent one). If it persists, check the database server (GET /readyz).',
     terminal: false,
     retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS,
     cause: error,

@@ -20,7 +20,10 @@ export class SqlTokenRepo implements TokenRepo {
   constructor(private readonly db: Kysely<Schema>) {}
 
   async count(): Promise<number> {
-    const row = await this.db.selectFrom('api_token').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    const row = await this.db
+      .selectFrom('api_token')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
     return Number(row.n);
   }
 
@@ -33,7 +36,17 @@ export class SqlTokenRepo implements TokenRepo {
     }
     const { id } = await this.db
       .insertInto('api_token')
-      .values({ project_id: projectId, owner: token.owner, role: token.role, secret_hash: token.secretHash, expires_at: token.expiresAt, previous_secret_hash: null, previous_valid_until: null, revoked_at: null, last_used_at: null })
+      .values({
+        project_id: projectId,
+        owner: token.owner,
+        role: token.role,
+        secret_hash: token.secretHash,
+        expires_at: token.expiresAt,
+        previous_secret_hash: null,
+        previous_valid_until: null,
+        revoked_at: null,
+        last_used_at: null,
+      })
       .returning('id')
       .executeTakeFirstOrThrow();
     return (await this.get(id)) as TokenRecord;

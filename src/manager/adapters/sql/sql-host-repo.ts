@@ -65,12 +65,12 @@ export class SqlHostRepo implements HostRepo {
       };
       const row = existing
         ? await trx.updateTable('host').set(values).where('id', '=', existing.id).returningAll().executeTakeFirstOrThrow()
-        : await trx.insertInto('host').values({ ...values, name: host.name }).returningAll().executeTakeFirstOrThrow();
-      await trx
-        .updateTable('join_token')
-        .set({ used_at: now, used_by_host_id: row.id, updated_at: now })
-        .where('id', '=', token.id)
-        .execute();
+        : await trx
+            .insertInto('host')
+            .values({ ...values, name: host.name })
+            .returningAll()
+            .executeTakeFirstOrThrow();
+      await trx.updateTable('join_token').set({ used_at: now, used_by_host_id: row.id, updated_at: now }).where('id', '=', token.id).execute();
       const kind = !existing ? 'enrolled' : existing.status === 'ready' ? 'replaced' : 'reenrolled';
       return { ok: true, host: toRecord(row), tokenId: token.id, kind } as const;
     });

@@ -59,13 +59,21 @@ export class SqlImageRepo implements ImageRepo {
 
   async getMany(ids: readonly string[]): Promise<ImageRecord[]> {
     if (ids.length === 0) return [];
-    return (await this.selectImages().where('image.id', 'in', [...ids]).execute()).map(toRecord);
+    return (
+      await this.selectImages()
+        .where('image.id', 'in', [...ids])
+        .execute()
+    ).map(toRecord);
   }
 
   async locate(ids: readonly string[]): Promise<Map<string, Map<string, string>>> {
     const located = new Map<string, Map<string, string>>();
     if (ids.length === 0) return located;
-    const rows = await this.db.selectFrom('host_image').select(['host_id', 'image_id', 'path']).where('image_id', 'in', [...ids]).execute();
+    const rows = await this.db
+      .selectFrom('host_image')
+      .select(['host_id', 'image_id', 'path'])
+      .where('image_id', 'in', [...ids])
+      .execute();
     for (const row of rows) {
       const paths = located.get(row.host_id) ?? new Map<string, string>();
       paths.set(row.image_id, row.path);

@@ -76,7 +76,11 @@ export class SqlVmRepo implements VmRepo {
   }
 
   async setHost(id: string, hostId: string, placedPaths: Record<string, string>): Promise<void> {
-    await this.db.updateTable('vm').set({ host_id: hostId, placed_paths: JSON.stringify(placedPaths), updated_at: new Date() }).where('id', '=', id).execute();
+    await this.db
+      .updateTable('vm')
+      .set({ host_id: hostId, placed_paths: JSON.stringify(placedPaths), updated_at: new Date() })
+      .where('id', '=', id)
+      .execute();
   }
 
   async setAgentView(id: string, view: { driver: VmmName; apiSocket: string; consoleLog: string }): Promise<void> {
@@ -127,7 +131,13 @@ export class SqlVmRepo implements VmRepo {
     return rows.map(toEventRecord);
   }
 
-  async eventsAfter(filter: { after: { at: Date; id?: string }; minLevel: 'info' | 'warn' | 'error'; projects?: string[]; vmId?: string; limit: number }): Promise<VmEventRecord[]> {
+  async eventsAfter(filter: {
+    after: { at: Date; id?: string };
+    minLevel: 'info' | 'warn' | 'error';
+    projects?: string[];
+    vmId?: string;
+    limit: number;
+  }): Promise<VmEventRecord[]> {
     const levels = { info: ['info', 'warn', 'error'], warn: ['warn', 'error'], error: ['error'] } as const;
     let query = this.db
       .selectFrom('vm_event')
@@ -142,11 +152,12 @@ export class SqlVmRepo implements VmRepo {
     // With an id, the position is that event's own created_at, read here: Postgres keeps
     // microseconds and a Date (so `at`, from a cursor) only milliseconds, and the event itself
     // would sort after `at` and be given again. `at` stands in for an event that is not (or no longer) stored.
-    query = id === undefined
-      ? query.where('vm_event.created_at', '>', at)
-      : query.where(
-          sql<boolean>`(vm_event.created_at, vm_event.id) > (coalesce((SELECT seen.created_at FROM vm_event seen WHERE seen.id = ${id}), ${at}), ${id}::uuid)`,
-        );
+    query =
+      id === undefined
+        ? query.where('vm_event.created_at', '>', at)
+        : query.where(
+            sql<boolean>`(vm_event.created_at, vm_event.id) > (coalesce((SELECT seen.created_at FROM vm_event seen WHERE seen.id = ${id}), ${at}), ${id}::uuid)`,
+          );
     if (filter.vmId) query = query.where('vm_event.vm_id', '=', filter.vmId);
     if (filter.projects) query = filter.projects.length > 0 ? query.where('project.name', 'in', filter.projects) : query.where(sql<boolean>`false`);
     return (await query.execute()).map(toEventRecord);
@@ -155,11 +166,7 @@ export class SqlVmRepo implements VmRepo {
   async allocations(): Promise<HostAllocation[]> {
     const rows = await this.db
       .selectFrom('vm')
-      .select((eb) => [
-        'host_id',
-        eb.fn.sum<number>(sql`(spec->>'vcpu')::int`).as('vcpus'),
-        eb.fn.sum<number>(sql`(spec->>'mem_mib')::int`).as('memory_mib'),
-      ])
+      .select((eb) => ['host_id', eb.fn.sum<number>(sql`(spec->>'vcpu')::int`).as('vcpus'), eb.fn.sum<number>(sql`(spec->>'mem_mib')::int`).as('memory_mib')])
       .where('host_id', 'is not', null)
       .groupBy('host_id')
       .execute();
@@ -240,7 +247,14 @@ function toRecord(row: VmRow): VmRecord {
     spec: row.spec,
     desiredState: row.desired_state,
     observedState: row.observed_state,
-    status: { driver: row.driver, apiSocket: row.api_socket, consoleLog: row.console_log, placedPaths: row.placed_paths, startFailures: row.start_failures, startedAt: row.started_at },
+    status: {
+      driver: row.driver,
+      apiSocket: row.api_socket,
+      consoleLog: row.console_log,
+      placedPaths: row.placed_paths,
+      startFailures: row.start_failures,
+      startedAt: row.started_at,
+    },
     lastError: row.last_error,
     tags: row.tags,
     expiresAt: row.expires_at,

@@ -38,6 +38,8 @@ export async function holdingStartLock<T>(url: string | undefined, log: Logger, 
     }
     return await work();
   } finally {
-    await client.end().catch((error: unknown) => log.warn({ err: messageOf(error) }, 'could not close the start lock connection; its session ends with the process'));
+    await client
+      .end()
+      .catch((error: unknown) => log.warn({ err: messageOf(error) }, 'could not close the start lock connection; its session ends with the process'));
   }
 }

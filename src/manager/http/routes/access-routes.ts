@@ -22,7 +22,11 @@ import type { ManagerServices } from '../manager-services.js';
 
 const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody };
 /** A token's answer when it carries a new secret; a replay of the call withholds it. */
-const MintedToken = SecretAnswer(TokenWithSecret, ['token'], 'POST /v1/tokens/:id/rotate gives the token a new secret (its id is in this answer); DELETE /v1/tokens/:id revokes it.');
+const MintedToken = SecretAnswer(
+  TokenWithSecret,
+  ['token'],
+  'POST /v1/tokens/:id/rotate gives the token a new secret (its id is in this answer); DELETE /v1/tokens/:id revokes it.',
+);
 
 /** Tokens, projects and the audit log: admin only (see domain/access-policy). */
 export function registerAccessRoutes(app: HttpServer, services: ManagerServices): void {
@@ -32,14 +36,22 @@ export function registerAccessRoutes(app: HttpServer, services: ManagerServices)
     '/v1/tokens',
     {
       config: { access: { resource: 'token', verb: 'write', action: 'token.create' } },
-      schema: { summary: 'Mint an API token; its secret is in this answer only', tags: ['access'], body: CreateTokenRequest, response: { 201: MintedToken, ...errors } },
+      schema: {
+        summary: 'Mint an API token; its secret is in this answer only',
+        tags: ['access'],
+        body: CreateTokenRequest,
+        response: { 201: MintedToken, ...errors },
+      },
     },
     async (request, reply) => reply.status(201).send(await access.mint(request.body)),
   );
 
   app.get(
     '/v1/tokens',
-    { config: { access: { resource: 'token', verb: 'read' } }, schema: { summary: 'List API tokens (never their secrets)', tags: ['access'], response: { 200: TokenList, ...errors } } },
+    {
+      config: { access: { resource: 'token', verb: 'read' } },
+      schema: { summary: 'List API tokens (never their secrets)', tags: ['access'], response: { 200: TokenList, ...errors } },
+    },
     async () => ({ items: await access.list() }),
   );
 
@@ -47,7 +59,13 @@ export function registerAccessRoutes(app: HttpServer, services: ManagerServices)
     '/v1/tokens/:id/rotate',
     {
       config: { access: { resource: 'token', verb: 'write', action: 'token.rotate' } },
-      schema: { summary: 'A new secret for a token; the old one works overlap_seconds longer', tags: ['access'], params: TokenIdParams, body: RotateTokenRequest, response: { 200: MintedToken, ...errors } },
+      schema: {
+        summary: 'A new secret for a token; the old one works overlap_seconds longer',
+        tags: ['access'],
+        params: TokenIdParams,
+        body: RotateTokenRequest,
+        response: { 200: MintedToken, ...errors },
+      },
     },
     async (request) => access.rotate(request.params.id, request.body?.overlap_seconds ?? 0),
   );
@@ -56,14 +74,22 @@ export function registerAccessRoutes(app: HttpServer, services: ManagerServices)
     '/v1/tokens/:id',
     {
       config: { access: { resource: 'token', verb: 'write', action: 'token.revoke' } },
-      schema: { summary: 'Revoke a token (refused by every manager within a second)', tags: ['access'], params: TokenIdParams, response: { 200: Token, ...errors } },
+      schema: {
+        summary: 'Revoke a token (refused by every manager within a second)',
+        tags: ['access'],
+        params: TokenIdParams,
+        response: { 200: Token, ...errors },
+      },
     },
     async (request) => access.revoke(request.params.id),
   );
 
   app.get(
     '/v1/projects',
-    { config: { access: { resource: 'project', verb: 'read' } }, schema: { summary: 'List projects and their quotas', tags: ['access'], response: { 200: ProjectList, ...errors } } },
+    {
+      config: { access: { resource: 'project', verb: 'read' } },
+      schema: { summary: 'List projects and their quotas', tags: ['access'], response: { 200: ProjectList, ...errors } },
+    },
     async () => ({ items: await access.listProjects() }),
   );
 
@@ -80,7 +106,13 @@ export function registerAccessRoutes(app: HttpServer, services: ManagerServices)
     '/v1/projects/:name',
     {
       config: { access: { resource: 'project', verb: 'write', action: 'project.quota' } },
-      schema: { summary: "Change a project's quotas (null: unlimited)", tags: ['access'], params: ProjectNameParams, body: ProjectQuotas, response: { 200: Project, ...errors } },
+      schema: {
+        summary: "Change a project's quotas (null: unlimited)",
+        tags: ['access'],
+        params: ProjectNameParams,
+        body: ProjectQuotas,
+        response: { 200: Project, ...errors },
+      },
     },
     async (request) => access.setQuotas(request.params.name, request.body),
   );

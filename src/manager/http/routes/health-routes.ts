@@ -15,7 +15,8 @@ export function registerHealthRoutes(app: HttpServer, services: ManagerServices)
     '/healthz',
     {
       config: { access: { public: true } },
-      schema: { summary: 'Liveness: the process answers', tags: ['health'], response: { 200: Type.Object({ status: Type.Literal('ok') }) } } },
+      schema: { summary: 'Liveness: the process answers', tags: ['health'], response: { 200: Type.Object({ status: Type.Literal('ok') }) } },
+    },
     async () => ({ status: 'ok' as const }),
   );
 

@@ -28,7 +28,8 @@ export function registerHostRoutes(app: HttpServer, services: ManagerServices): 
     '/v1/hosts',
     {
       config: { access: { resource: 'host', verb: 'read' } },
-      schema: { summary: 'List hosts', tags: ['hosts'], response: { 200: HostList } } },
+      schema: { summary: 'List hosts', tags: ['hosts'], response: { 200: HostList } },
+    },
     async () => ({ items: await hosts.list() }),
   );
 
@@ -36,7 +37,8 @@ export function registerHostRoutes(app: HttpServer, services: ManagerServices): 
     '/v1/hosts/:id',
     {
       config: { access: { resource: 'host', verb: 'read' } },
-      schema: { summary: 'One host', tags: ['hosts'], params: HostIdParams, response: { 200: Host, ...errors } } },
+      schema: { summary: 'One host', tags: ['hosts'], params: HostIdParams, response: { 200: Host, ...errors } },
+    },
     async (request) => hosts.get(request.params.id),
   );
 
@@ -48,7 +50,10 @@ export function registerHostRoutes(app: HttpServer, services: ManagerServices): 
         summary: 'Mint a single-use, time-limited join token for a new agent',
         tags: ['hosts'],
         body: CreateJoinTokenRequest,
-        response: { 201: SecretAnswer(JoinToken, ['token'], 'Mint another join token (POST /v1/hosts/join-tokens); an unused one expires by itself.'), ...errors },
+        response: {
+          201: SecretAnswer(JoinToken, ['token'], 'Mint another join token (POST /v1/hosts/join-tokens); an unused one expires by itself.'),
+          ...errors,
+        },
       },
     },
     async (request, reply) => {

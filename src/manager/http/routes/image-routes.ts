@@ -24,7 +24,8 @@ export function registerImageRoutes(app: HttpServer, services: ManagerServices):
     '/v1/images/:id',
     {
       config: { access: { resource: 'image', verb: 'read' } },
-      schema: { summary: 'One image', tags: ['images'], params: ImageIdParams, response: { 200: Image, 400: ErrorBody, 404: ErrorBody } } },
+      schema: { summary: 'One image', tags: ['images'], params: ImageIdParams, response: { 200: Image, 400: ErrorBody, 404: ErrorBody } },
+    },
     async (request) => images.get(request.params.id),
   );
 }

@@ -1,7 +1,18 @@
 import { Type } from 'typebox';
 import { ErrorBody } from '../../../contracts/errors.js';
 import { StrictObject, Text, Uuid } from '../../../contracts/schema.js';
-import { BulkActionRequest, BulkActionResponse, CreateVmRequest, OkResponse, StateWaitQuery, Vm, VmActionParams, VmEventList, VmList, VmListQuery } from '../../../contracts/vm-api.js';
+import {
+  BulkActionRequest,
+  BulkActionResponse,
+  CreateVmRequest,
+  OkResponse,
+  StateWaitQuery,
+  Vm,
+  VmActionParams,
+  VmEventList,
+  VmList,
+  VmListQuery,
+} from '../../../contracts/vm-api.js';
 import { whileAccessHolds } from '../../../http/access-watch.js';
 import type { HttpServer } from '../../../http/http-server.js';
 import { NexusError } from '../../../kit/nexus-error.js';
@@ -17,7 +28,11 @@ const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody,
  */
 const IfMatchHeaders = Type.Object({
   'if-match': Type.Optional(
-    Text(40, { pattern: '^\\s*(W/)?"?[0-9]{1,15}"?\\s*$', example: '"3"', description: 'The ETag of GET /v1/vms/{id}: refused with 412 when the VM changed since' }),
+    Text(40, {
+      pattern: '^\\s*(W/)?"?[0-9]{1,15}"?\\s*$',
+      example: '"3"',
+      description: 'The ETag of GET /v1/vms/{id}: refused with 412 when the VM changed since',
+    }),
   ),
 });
 
@@ -44,7 +59,14 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
     '/v1/vms',
     {
       config: { access: { resource: 'vm', verb: 'write', action: 'vm.create' } },
-      schema: { summary: 'Create a VM (it starts unless desired_state is stopped)', tags: ['vms'], querystring: SettleWaitQuery, body: CreateVmRequest, response: { 201: Vm, ...errors } } },
+      schema: {
+        summary: 'Create a VM (it starts unless desired_state is stopped)',
+        tags: ['vms'],
+        querystring: SettleWaitQuery,
+        body: CreateVmRequest,
+        response: { 201: Vm, ...errors },
+      },
+    },
     async (request, reply) => {
       const vm = await vms.create(request.body, callerOf(request));
       const wait = request.query.wait;
@@ -60,7 +82,8 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
     '/v1/vms',
     {
       config: { access: { resource: 'vm', verb: 'read' } },
-      schema: { summary: 'List VMs (filters, cursor pagination by name)', tags: ['vms'], querystring: VmListQuery, response: { 200: VmList, ...errors } } },
+      schema: { summary: 'List VMs (filters, cursor pagination by name)', tags: ['vms'], querystring: VmListQuery, response: { 200: VmList, ...errors } },
+    },
     async (request) => vms.list(request.query, callerOf(request)),
   );
 
@@ -68,7 +91,8 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
     '/v1/vms/:id',
     {
       config: { access: { resource: 'vm', verb: 'read' } },
-      schema: { summary: 'One VM: desired and observed state, host, paths, last error', tags: ['vms'], params: IdParams, response: { 200: Vm, ...errors } } },
+      schema: { summary: 'One VM: desired and observed state, host, paths, last error', tags: ['vms'], params: IdParams, response: { 200: Vm, ...errors } },
+    },
     async (request, reply) => {
       const vm = await vms.get(request.params.id, callerOf(request));
       reply.header('etag', `"${vm.resource_version}"`);
@@ -80,7 +104,8 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
     '/v1/vms/actions',
     {
       config: { access: { resource: 'vm', verb: 'write', action: 'vm.bulk' } },
-      schema: { summary: 'One action on many VMs, answered per VM', tags: ['vms'], body: BulkActionRequest, response: { 200: BulkActionResponse, ...errors } } },
+      schema: { summary: 'One action on many VMs, answered per VM', tags: ['vms'], body: BulkActionRequest, response: { 200: BulkActionResponse, ...errors } },
+    },
     async (request) => ({ results: await vms.bulk(request.body.ids, request.body.action, callerOf(request)) }),
   );
 
@@ -88,16 +113,26 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
     '/v1/vms/:id/wait',
     {
       config: { access: { resource: 'vm', verb: 'read' } },
-      schema: { summary: 'Blocks until the VM reaches a state (408 with the current state on timeout)', tags: ['vms'], params: IdParams, querystring: StateWaitQuery, response: { 200: Vm, ...errors } } },
+      schema: {
+        summary: 'Blocks until the VM reaches a state (408 with the current state on timeout)',
+        tags: ['vms'],
+        params: IdParams,
+        querystring: StateWaitQuery,
+        response: { 200: Vm, ...errors },
+      },
+    },
     async (request) =>
-      whileAccessHolds(request, (lapsed) => vms.waitForState(request.params.id, request.query.state, (request.query.timeout ?? 30) * 1000, callerOf(request), lapsed)),
+      whileAccessHolds(request, (lapsed) =>
+        vms.waitForState(request.params.id, request.query.state, (request.query.timeout ?? 30) * 1000, callerOf(request), lapsed),
+      ),
   );
 
   app.get(
     '/v1/vms/:id/events',
     {
       config: { access: { resource: 'vm', verb: 'read' } },
-      schema: { summary: "The VM's history: state changes and errors", tags: ['vms'], params: IdParams, response: { 200: VmEventList, ...errors } } },
+      schema: { summary: "The VM's history: state changes and errors", tags: ['vms'], params: IdParams, response: { 200: VmEventList, ...errors } },
+    },
     async (request) => ({ items: await vms.events(request.params.id, callerOf(request)) }),
   );
 
@@ -127,7 +162,15 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
     '/v1/vms/:id',
     {
       config: { access: { resource: 'vm', verb: 'write', action: 'vm.delete' } },
-      schema: { summary: 'Delete a VM: stops it, then removes it and its host resources', tags: ['vms'], params: IdParams, querystring: SettleWaitQuery, headers: IfMatchHeaders, response: { 200: OkResponse, ...errors } } },
+      schema: {
+        summary: 'Delete a VM: stops it, then removes it and its host resources',
+        tags: ['vms'],
+        params: IdParams,
+        querystring: SettleWaitQuery,
+        headers: IfMatchHeaders,
+        response: { 200: OkResponse, ...errors },
+      },
+    },
     async (request) => {
       const { id } = request.params;
       await vms.delete(id, callerOf(request), ifMatchOf(request.headers['if-match']));

@@ -75,7 +75,10 @@ describe('idempotency and minted secrets', () => {
       () => app.post('/leaky', { schema: { response: { 200: Minted } } }, async () => ({ id: 'x', key: 'y' })),
       /POST \/leaky answers 200 with secret field\(s\) key but does not declare it with SecretAnswer\(\)/,
     );
-    assert.throws(() => app.post('/leaky-union', { schema: { response: { 201: Type.Union([Minted, Type.Null()]) } } }, async () => null), /secret field\(s\) key/);
+    assert.throws(
+      () => app.post('/leaky-union', { schema: { response: { 201: Type.Union([Minted, Type.Null()]) } } }, async () => null),
+      /secret field\(s\) key/,
+    );
     await app.close();
   });
 

@@ -10,7 +10,9 @@ import { runStatements } from './run-statements.js';
  * was never written, so it is replaced rather than altered.
  */
 export async function up(db: Kysely<any>): Promise<void> {
-  await runStatements(db, `
+  await runStatements(
+    db,
+    `
     DROP TABLE image;
 
     CREATE TABLE image (
@@ -37,11 +39,14 @@ export async function up(db: Kysely<any>): Promise<void> {
       PRIMARY KEY (host_id, image_id)
     );
     CREATE INDEX host_image_image ON host_image (image_id);
-  `);
+  `,
+  );
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  await runStatements(db, `
+  await runStatements(
+    db,
+    `
     DROP TABLE host_image, image;
 
     CREATE TABLE image (
@@ -58,5 +63,6 @@ export async function down(db: Kysely<any>): Promise<void> {
       UNIQUE (project_id, name)
     );
     CREATE INDEX image_project_kind ON image (project_id, kind);
-  `);
+  `,
+  );
 }

@@ -9,8 +9,11 @@ import { runStatements } from './run-statements.js';
  * new credential, completes the rotation.
  */
 export async function up(db: Kysely<any>): Promise<void> {
-  await runStatements(db, `
+  await runStatements(
+    db,
+    `
     ALTER TABLE host ADD COLUMN next_credential text;
     ALTER TABLE host ADD COLUMN credential_rotated_at timestamptz;
-  `);
+  `,
+  );
 }

@@ -8,10 +8,13 @@ import { runStatements } from './run-statements.js';
  * list shows what they can do, and a check keeps the rule for every writer.
  */
 export async function up(db: Kysely<any>): Promise<void> {
-  await runStatements(db, `
+  await runStatements(
+    db,
+    `
     UPDATE api_token SET project_id = NULL, updated_at = now() WHERE role = 'admin' AND project_id IS NOT NULL;
     ALTER TABLE api_token ADD CONSTRAINT api_token_admin_every_project CHECK (role <> 'admin' OR project_id IS NULL);
-  `);
+  `,
+  );
 }
 
 /** The check goes; the projects cleared from admin tokens stay cleared (they never limited anything). */

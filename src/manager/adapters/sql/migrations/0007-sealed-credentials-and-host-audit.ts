@@ -17,12 +17,15 @@ import { runStatements } from './run-statements.js';
 export function sealedCredentialsAndHostAudit(secrets: SecretBox): Migration {
   return {
     async up(db: Kysely<any>): Promise<void> {
-      await runStatements(db, `
+      await runStatements(
+        db,
+        `
         ALTER TABLE host ADD COLUMN credential_hash text;
         ALTER TABLE host ADD COLUMN credential_sealed text;
         ALTER TABLE host ADD COLUMN next_credential_hash text;
         ALTER TABLE host ADD COLUMN next_credential_sealed text
-      `);
+      `,
+      );
       const hosts = await db.selectFrom('host').select(['id', 'credential', 'next_credential']).execute();
       for (const host of hosts as Array<{ id: string; credential: string; next_credential: string | null }>) {
         const next = host.next_credential;
@@ -37,7 +40,9 @@ export function sealedCredentialsAndHostAudit(secrets: SecretBox): Migration {
           .where('id', '=', host.id)
           .execute();
       }
-      await runStatements(db, `
+      await runStatements(
+        db,
+        `
         ALTER TABLE host ALTER COLUMN credential_hash SET NOT NULL;
         ALTER TABLE host ALTER COLUMN credential_sealed SET NOT NULL;
         ALTER TABLE host DROP COLUMN credential;
@@ -50,8 +55,12 @@ export function sealedCredentialsAndHostAudit(secrets: SecretBox): Migration {
         );
         ALTER TABLE join_token ADD COLUMN replace_host text;
         ALTER TABLE audit ADD COLUMN remote_address text
-      `);
-      await db.insertInto('secret_key_check').values({ id: 1, sealed: secrets.seal(KEY_CHECK_TEXT, SEALED_PURPOSE.keyCheck) }).execute();
+      `,
+      );
+      await db
+        .insertInto('secret_key_check')
+        .values({ id: 1, sealed: secrets.seal(KEY_CHECK_TEXT, SEALED_PURPOSE.keyCheck) })
+        .execute();
     },
   };
 }

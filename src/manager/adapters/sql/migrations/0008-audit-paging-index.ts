@@ -10,23 +10,29 @@ import { runStatements } from './run-statements.js';
  * as many indexes. Building them on a large audit table holds audit writes until it is done.
  */
 export async function up(db: Kysely<any>): Promise<void> {
-  await runStatements(db, `
+  await runStatements(
+    db,
+    `
     CREATE INDEX audit_created_id ON audit (created_at, id);
     CREATE INDEX audit_actor_created_id ON audit (actor, created_at, id);
     CREATE INDEX audit_resource_id_created_id ON audit (resource_id, created_at, id);
     DROP INDEX audit_created;
     DROP INDEX audit_actor_created;
     DROP INDEX audit_resource_id_created
-  `);
+  `,
+  );
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  await runStatements(db, `
+  await runStatements(
+    db,
+    `
     CREATE INDEX audit_created ON audit (created_at);
     CREATE INDEX audit_actor_created ON audit (actor, created_at);
     CREATE INDEX audit_resource_id_created ON audit (resource_id, created_at);
     DROP INDEX audit_created_id;
     DROP INDEX audit_actor_created_id;
     DROP INDEX audit_resource_id_created_id
-  `);
+  `,
+  );
 }

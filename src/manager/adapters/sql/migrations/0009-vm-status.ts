@@ -11,7 +11,9 @@ import { runStatements } from './run-statements.js';
  * started it again. Rows placed before keep their host paths in the spec, which still serve.
  */
 export async function up(db: Kysely<any>): Promise<void> {
-  await runStatements(db, `
+  await runStatements(
+    db,
+    `
     ALTER TABLE vm ADD COLUMN driver text NULL CHECK (driver IN ('qemu', 'firecracker'));
     ALTER TABLE vm ADD COLUMN api_socket text NULL;
     ALTER TABLE vm ADD COLUMN console_log text NULL;
@@ -19,11 +21,14 @@ export async function up(db: Kysely<any>): Promise<void> {
     ALTER TABLE vm ADD COLUMN start_failures integer NOT NULL DEFAULT 0 CHECK (start_failures >= 0);
     ALTER TABLE vm ADD COLUMN started_at timestamptz NULL;
     UPDATE vm SET driver = spec->>'driver', spec = spec - 'driver' WHERE spec ? 'driver'
-  `);
+  `,
+  );
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  await runStatements(db, `
+  await runStatements(
+    db,
+    `
     UPDATE vm SET spec = jsonb_set(spec, '{driver}', to_jsonb(driver)) WHERE driver IS NOT NULL;
     ALTER TABLE vm DROP COLUMN started_at;
     ALTER TABLE vm DROP COLUMN start_failures;
@@ -31,5 +36,6 @@ export async function down(db: Kysely<any>): Promise<void> {
     ALTER TABLE vm DROP COLUMN console_log;
     ALTER TABLE vm DROP COLUMN api_socket;
     ALTER TABLE vm DROP COLUMN driver
-  `);
+  `,
+  );
 }
