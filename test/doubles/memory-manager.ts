@@ -17,11 +17,22 @@ import { sameMachine } from '../../src/agent/domain/machine-spec-rules.js';
 import type { Clock } from '../../src/kit/clock.js';
 import { NexusError } from '../../src/kit/nexus-error.js';
 import type { ProjectQuota, ProjectUsage } from '../../src/manager/domain/access-policy.js';
+import type { StartHistory } from '../../src/manager/domain/vm-lifecycle.js';
 import type { AgentGateway, AgentTarget } from '../../src/manager/ports/agent-gateway.js';
 import type { HostRecord, HostRepo } from '../../src/manager/ports/host-repo.js';
 import type { ImageFilter, ImageRecord, ImageRepo } from '../../src/manager/ports/image-repo.js';
 import type { Leadership } from '../../src/manager/ports/leadership.js';
-import type { HostAllocation, NewVm, Observation, QuotaCheck, VmEventRecord, VmFilter, VmRecord, VmRepo } from '../../src/manager/ports/vm-repo.js';
+import type {
+  EventsFilter,
+  HostAllocation,
+  NewVm,
+  Observation,
+  QuotaCheck,
+  VmEventRecord,
+  VmFilter,
+  VmRecord,
+  VmRepo,
+} from '../../src/manager/ports/vm-repo.js';
 
 /**
  * Ids that pass as UUIDs and sort in the order they were made (events of one millisecond keep
@@ -166,11 +177,12 @@ export class MemoryVmRepo implements VmRepo {
     vm.status.consoleLog = view.consoleLog;
   }
 
-  async recordStarts(id: string, starts: { failures: number; startedAt?: Date | null }): Promise<void> {
+  async recordStarts(id: string, starts: { failures: number; startedAt?: Date | null }, seen: StartHistory): Promise<boolean> {
     const vm = this.vms.get(id);
-    if (!vm) return;
+    if (!vm || vm.status.startFailures !== seen.startFailures || vm.status.startedAt?.getTime() !== seen.startedAt?.getTime()) return false;
     vm.status.startFailures = starts.failures;
     if (starts.startedAt !== undefined) vm.status.startedAt = starts.startedAt && new Date(starts.startedAt);
+    return true;
   }
 
   /** As SqlVmRepo.observe: nothing is written unless the state changes or an error (or its clearing) is given; only a change or an error is an event. */
@@ -206,13 +218,7 @@ export class MemoryVmRepo implements VmRepo {
     return this.sortedEvents().filter((event) => event.vmId === id);
   }
 
-  async eventsAfter(filter: {
-    after: { at: Date; id?: string };
-    minLevel: 'info' | 'warn' | 'error';
-    projects?: string[];
-    vmId?: string;
-    limit: number;
-  }): Promise<VmEventRecord[]> {
+  async eventsAfter(filter: EventsFilter): Promise<VmEventRecord[]> {
     const levels = { info: ['info', 'warn', 'error'], warn: ['warn', 'error'], error: ['error'] }[filter.minLevel];
     const { at, id } = filter.after;
     // With an id, the position is that event's own time when it is still stored, `at` otherwise.

@@ -12,6 +12,7 @@ import { SqlVmRepo } from '../../src/manager/adapters/sql/sql-vm-repo.js';
 import { SqlIdempotencyRepo } from '../../src/manager/adapters/sql/sql-idempotency-repo.js';
 import { SqlAuditRepo } from '../../src/manager/adapters/sql/sql-access-repos.js';
 import * as adminTokenScope from '../../src/manager/adapters/sql/migrations/0006-admin-token-scope.js';
+import * as vmStatus from '../../src/manager/adapters/sql/migrations/0009-vm-status.js';
 import { AuditLog } from '../../src/manager/app/audit-log.js';
 import { SecretBox } from '../../src/kit/secret-box.js';
 import { hashSecret } from '../../src/kit/secret.js';
@@ -305,8 +306,13 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       const spec = { vcpu: 1, mem_mib: 128, kernel_path: '/k', initrd_path: null, boot_args: 'x', rootfs_path: '/r', extra_drives: [], nic: true };
       const vm = await vms.create({ project: 'default', name: 'status', spec, desiredState: 'running', tags: {}, expiresAt: null }, () => undefined);
       await vms.setAgentView(vm.id, { driver: 'qemu', apiSocket: '/srv/fc/vms/x/sock/qmp.sock', consoleLog: '/srv/fc/vms/x/logs/console.log' });
-      await vms.recordStarts(vm.id, { failures: 2, startedAt: T0 });
-      await vms.recordStarts(vm.id, { failures: 3 });
+      assert.equal(await vms.recordStarts(vm.id, { failures: 2, startedAt: T0 }, { startFailures: 0, startedAt: null }), true);
+      assert.equal(await vms.recordStarts(vm.id, { failures: 3 }, { startFailures: 2, startedAt: T0 }), true);
+      assert.equal(
+        await vms.recordStarts(vm.id, { failures: 9 }, { startFailures: 2, startedAt: T0 }),
+        false,
+        'a count taken from an older read is not written over a newer one',
+      );
       const status = (await vms.get(vm.id))?.status;
       assert.deepEqual(status, {
         driver: 'qemu',
@@ -487,6 +493,54 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       assert.deepEqual(cleared.rows, [{ project_id: null }], 'it acted on every project, and now says so');
       await assert.rejects(insert('scoped-admin-now'), /api_token_admin_every_project/);
       await sql`DELETE FROM api_token WHERE owner = 'scoped-admin-of-old'`.execute(database.db);
+    });
+
+    it("migration 0009 moves the agent's driver out of the spec and back, and down() puts placed image paths back into the spec", async () => {
+      const vms = new SqlVmRepo(database.db);
+      const spec = {
+        vcpu: 1,
+        mem_mib: 128,
+        kernel_path: null,
+        kernel_image_id: 'k-1',
+        initrd_path: null,
+        initrd_image_id: null,
+        boot_args: 'x',
+        rootfs_path: null,
+        rootfs_image_id: 'r-1',
+        extra_drives: [
+          { id: 'data', path: null, image_id: 'd-1', read_only: true },
+          { id: 'scratch', path: '/srv/fc/scratch.img', image_id: null, read_only: false },
+        ],
+        nic: true,
+      };
+      const vm = await vms.create({ project: 'default', name: 'migrated', spec, desiredState: 'stopped', tags: {}, expiresAt: null }, () => undefined);
+      await repo.createJoinToken('migrated-t', later(60_000));
+      const enrolled = await repo.enroll('migrated-t', { name: 'migrated-host', address: 'a:1', capacity: CAPACITY, credential: 'c' }, later(0));
+      assert.ok(enrolled.ok, 'the host enrolled');
+      await vms.setHost(vm.id, enrolled.host.id, {
+        'k-1': '/srv/fc/images/k/vmlinux',
+        'r-1': '/srv/fc/images/r/rootfs.ext4',
+        'd-1': '/srv/fc/images/d/data.ext4',
+      });
+      await vms.setAgentView(vm.id, { driver: 'firecracker', apiSocket: '/s', consoleLog: '/c' });
+      await vmStatus.down(database.db);
+      const old = await sql<{ spec: Record<string, unknown> }>`SELECT spec FROM vm WHERE id = ${vm.id}`.execute(database.db);
+      assert.deepEqual(old.rows[0]?.spec, {
+        ...spec,
+        driver: 'firecracker',
+        kernel_path: '/srv/fc/images/k/vmlinux',
+        rootfs_path: '/srv/fc/images/r/rootfs.ext4',
+        extra_drives: [
+          { id: 'data', path: '/srv/fc/images/d/data.ext4', image_id: 'd-1', read_only: true },
+          { id: 'scratch', path: '/srv/fc/scratch.img', image_id: null, read_only: false },
+        ],
+      });
+      await vmStatus.up(database.db);
+      const back = await vms.get(vm.id);
+      assert.equal(back?.status.driver, 'firecracker', 'the driver moved out of the spec again');
+      assert.equal((back?.spec as unknown as Record<string, unknown>).driver, undefined);
+      assert.equal(back?.spec.kernel_path, '/srv/fc/images/k/vmlinux', 'a row placed before 0009 keeps its paths in the spec, which still serve');
+      await vms.delete(vm.id);
     });
 
     it('frees an idempotency key whose claim was abandoned or whose answer expired, to one claimant, and prunes both', async () => {

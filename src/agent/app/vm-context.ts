@@ -88,7 +88,8 @@ export class VmContext {
       const vmmState = await driver.inspect(vm, process);
       state = vmmState === 'stopped' && !(await this.ports.store.isLaunched(vm)) ? 'configured' : vmmState;
     }
-    const files = this.drivers.files[stored.driver](vm);
+    // A spec.json naming no driver we know (damaged by hand) still describes the VM, failed.
+    const files = this.drivers.files[stored.driver]?.(vm) ?? { controlSocket: vm.sockDir, processLog: vm.vmmLog, vmmLog: vm.vmmLog };
     const tap = stored.spec.nics.length > 0 ? tapNameOf(vm.id) : null;
     return {
       id: vm.id,

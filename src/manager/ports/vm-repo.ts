@@ -1,6 +1,7 @@
 import type { VmmName } from '../../contracts/machine-spec.js';
 import type { DesiredState, ObservedState } from '../../contracts/vm-api.js';
 import type { ProjectQuota, ProjectUsage } from '../domain/access-policy.js';
+import type { StartHistory } from '../domain/vm-lifecycle.js';
 
 /**
  * What a VM is made of, as the user asked (the `spec` column). A file given by image id has a null
@@ -102,6 +103,15 @@ export interface Observation {
   lastError?: StoredVmError | null;
 }
 
+/** Which events {@link VmRepo.eventsAfter} answers. */
+export interface EventsFilter {
+  after: { at: Date; id?: string };
+  minLevel: 'info' | 'warn' | 'error';
+  projects?: string[];
+  vmId?: string;
+  limit: number;
+}
+
 export interface VmEventRecord {
   id: string;
   vmId: string;
@@ -147,8 +157,12 @@ export interface VmRepo {
   setHost(id: string, hostId: string, placedPaths: Record<string, string>): Promise<void>;
   /** Records the VMM the agent runs the VM with, and where its files are on the host, as the agent reports them. */
   setAgentView(id: string, view: { driver: VmmName; apiSocket: string; consoleLog: string }): Promise<void>;
-  /** Records the VM's start history: failed starts in a row, and (when given) when its VMM last started. */
-  recordStarts(id: string, starts: { failures: number; startedAt?: Date | null }): Promise<void>;
+  /**
+   * Records the VM's start history (failed starts in a row, and when given, when its VMM last
+   * started), but only if it is still `seen`: a user who asked again meanwhile renewed the budget,
+   * and a count taken before that must not overwrite it. Answers whether it was written.
+   */
+  recordStarts(id: string, starts: { failures: number; startedAt?: Date | null }, seen: StartHistory): Promise<boolean>;
   /** Records what the reconciler saw; a change of state (or an error) also becomes an event. */
   observe(id: string, observation: Observation): Promise<void>;
   delete(id: string): Promise<void>;
@@ -158,13 +172,7 @@ export interface VmRepo {
    * then id, for paging and streams; with an id, after that event as stored, `at` counting only
    * when it is not), oldest first, at most `limit`.
    */
-  eventsAfter(filter: {
-    after: { at: Date; id?: string };
-    minLevel: 'info' | 'warn' | 'error';
-    projects?: string[];
-    vmId?: string;
-    limit: number;
-  }): Promise<VmEventRecord[]>;
+  eventsAfter(filter: EventsFilter): Promise<VmEventRecord[]>;
   /** What the VMs placed on each host take (VMs being deleted still count until gone). */
   allocations(): Promise<HostAllocation[]>;
   /** How many VMs each host has in each observed state (host null: not placed). */

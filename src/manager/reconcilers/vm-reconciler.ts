@@ -148,24 +148,35 @@ export class VmReconciler {
     const target = agentTargetOf(host);
     const agentVm = await this.agents.getVm(target, vm.id);
     const view: AgentView = agentVm?.state ?? 'absent';
+    // Its driver and files as the agent says, whatever is decided next: a VM given up on shows its console too.
+    if (agentVm) vm = await this.recordAgentView(vm, agentVm);
     // Out of retries: it stays failed, with the reason recorded, until a user acts.
-    if (this.staysFailed(vm, view)) return this.later();
+    if (this.givenUpAndDown(vm, view)) return this.holdFailed(vm);
     if (this.crashed(vm, view)) {
-      vm = await this.countCrash(vm, target);
+      const counted = await this.countCrash(vm, target);
+      if (!counted) return { requeueAfterMs: 0 }; // a user asked again meanwhile: start over from the row
+      vm = counted;
       if (isGivenUp(vm.status, this.budget)) return this.later();
     } else if (agentVm) await this.observeAgent(vm, agentVm);
     if (agentVm && agentVm.pid !== null && agentVm.tap_present === false) return this.restartWithoutTap(vm, target, agentVm);
     return this.takeNextStep(vm, view, target, host.id);
   }
 
-  /** A VM given up on, whose VMM is not running (never started, stopped or failed), stays as it is: failed, its error kept. */
-  private staysFailed(vm: VmRecord, view: AgentView): boolean {
-    return (
-      isGivenUp(vm.status, this.budget) &&
-      vm.observedState === 'failed' &&
-      vm.desiredState === 'running' &&
-      (view === 'configured' || view === 'stopped' || view === 'failed')
-    );
+  /** Given up on, and its VMM is not running (never started, stopped or failed): nothing is started until a user acts. */
+  private givenUpAndDown(vm: VmRecord, view: AgentView): boolean {
+    return isGivenUp(vm.status, this.budget) && vm.desiredState === 'running' && (view === 'configured' || view === 'stopped' || view === 'failed');
+  }
+
+  /** Keeps a VM given up on `failed`, its error kept (it may have been seen otherwise meanwhile, its host lost and back). */
+  private async holdFailed(vm: VmRecord): Promise<ReconcileResult> {
+    if (vm.observedState !== 'failed') {
+      await this.vms.observe(vm.id, {
+        to: 'failed',
+        message: `given up after ${vm.status.startFailures} failed starts in a row: start it again to retry`,
+        level: 'warn',
+      });
+    }
+    return this.later();
   }
 
   /** The VMM of a VM that should run, and did, has exited on its own. */
@@ -176,11 +187,12 @@ export class VmReconciler {
   /**
    * Records a VMM that exited on its own. One that dies soon after starting (a guest that panics on
    * boot) is a failed start: past the budget the VM stays failed, with what its console said last,
-   * instead of looping. Answers the VM with its start history as now recorded.
+   * instead of looping. Answers the VM with its start history as now recorded, or undefined when a
+   * user renewed its budget meanwhile (nothing recorded).
    */
-  private async countCrash(vm: VmRecord, target: AgentTarget): Promise<VmRecord> {
+  private async countCrash(vm: VmRecord, target: AgentTarget): Promise<VmRecord | undefined> {
     const failures = failuresAfterExit(vm.status, this.clock.now(), this.budget);
-    await this.vms.recordStarts(vm.id, { failures });
+    if (!(await this.vms.recordStarts(vm.id, { failures }, vm.status))) return undefined;
     const counted = { ...vm, status: { ...vm.status, startFailures: failures } };
     if (isGivenUp(counted.status, this.budget)) {
       const message = `the VMM exited ${failures} times soon after starting`;
@@ -227,7 +239,7 @@ export class VmReconciler {
     this.converged(vm.id);
     if (vm.status.startFailures === 0) return this.later();
     if (view === 'running' && hasRunLongEnough(vm.status, this.clock.now(), this.budget)) {
-      await this.vms.recordStarts(vm.id, { failures: 0 });
+      await this.vms.recordStarts(vm.id, { failures: 0 }, vm.status);
       return this.later();
     }
     // Look again once the VMM has run long enough for its failures to be forgiven.
@@ -246,8 +258,9 @@ export class VmReconciler {
       const after = await this.take(step, target, vm);
       this.metrics.actions.inc({ action: step, result: 'ok' });
       logAction('ok', { agent_state: after.state });
+      await this.recordAgentView(vm, after);
       await this.observeAgent(vm, after);
-      if (step === 'start') await this.vms.recordStarts(vm.id, { failures: vm.status.startFailures, startedAt: this.clock.now() });
+      if (step === 'start') await this.vms.recordStarts(vm.id, { failures: vm.status.startFailures, startedAt: this.clock.now() }, vm.status);
     } catch (error) {
       const retry = isRetryable(error);
       this.metrics.actions.inc({ action: step, result: retry ? 'retry' : 'failed' });
@@ -257,7 +270,8 @@ export class VmReconciler {
       });
       if (retry || !(error instanceof NexusError)) throw error; // the work queue backs off and tries again
       const failures = step === 'start' ? vm.status.startFailures + 1 : vm.status.startFailures;
-      if (step === 'start') await this.vms.recordStarts(vm.id, { failures });
+      // Not written when a user asked again meanwhile: their renewed budget stands.
+      if (step === 'start') await this.vms.recordStarts(vm.id, { failures }, vm.status);
       await this.vms.observe(vm.id, {
         to: 'failed',
         message: `${step} failed: ${error.faultMessage}`,
@@ -335,12 +349,16 @@ export class VmReconciler {
     return undefined;
   }
 
-  /** Records what the agent reports: the VM's state, and its driver and files when they changed. */
-  private async observeAgent(vm: VmRecord, agentVm: AgentVm): Promise<void> {
+  /** Records the VM's driver and files as the agent reports them, when they changed; answers the VM as now recorded. */
+  private async recordAgentView(vm: VmRecord, agentVm: AgentVm): Promise<VmRecord> {
     const { status } = vm;
-    if (status.driver !== agentVm.driver || status.apiSocket !== agentVm.api_socket || status.consoleLog !== agentVm.console_log) {
-      await this.vms.setAgentView(vm.id, { driver: agentVm.driver, apiSocket: agentVm.api_socket, consoleLog: agentVm.console_log });
-    }
+    if (status.driver === agentVm.driver && status.apiSocket === agentVm.api_socket && status.consoleLog === agentVm.console_log) return vm;
+    await this.vms.setAgentView(vm.id, { driver: agentVm.driver, apiSocket: agentVm.api_socket, consoleLog: agentVm.console_log });
+    return { ...vm, status: { ...status, driver: agentVm.driver, apiSocket: agentVm.api_socket, consoleLog: agentVm.console_log } };
+  }
+
+  /** Records the VM's state as the agent reports it (clearing the last error once it is healthy). */
+  private async observeAgent(vm: VmRecord, agentVm: AgentVm): Promise<void> {
     const healthy = agentVm.state === 'running' || agentVm.state === 'paused' || agentVm.state === 'configured';
     await this.vms.observe(vm.id, {
       to: observedFromAgent(agentVm.state),

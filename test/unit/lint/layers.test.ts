@@ -90,7 +90,7 @@ describe('lint keeps the other boundaries', () => {
 });
 
 describe('the import cycle check (madge, in npm run lint)', () => {
-  it('finds a cycle written the way this code imports (.js names for .ts files), and none in src/', async () => {
+  it('finds a cycle written the way this code imports (.js names for .ts files); npm run lint runs it on src/', async () => {
     const { default: madge } = await import('madge');
     const dir = mkdtempSync(join(tmpdir(), 'nexus-cycle-'));
     try {
@@ -101,7 +101,5 @@ describe('the import cycle check (madge, in npm run lint)', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-    const src = await madge('src', { fileExtensions: ['ts'], tsConfig: 'tsconfig.json' });
-    assert.deepEqual(src.circular(), [], 'src/ has no import cycle');
   });
 });

@@ -3,37 +3,17 @@ import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import type { CollectOrphansRequest, Inventory } from '../../../src/contracts/agent-vm-api.js';
 import { OrphanCollector } from '../../../src/manager/reconcilers/orphan-collector.js';
-import type { HostRecord } from '../../../src/manager/ports/host-repo.js';
+import { hostRecord } from '../../doubles/memory-manager.js';
 import { captureLogger } from '../../support/capture-logger.js';
 
 const GRACE_MS = 60_000;
 const KNOWN_VM = '11111111-1111-4111-8111-111111111111';
 const STRAY_VM = '22222222-2222-4222-8222-222222222222';
 
-const host: HostRecord = {
+const host = hostRecord({
   id: 'host-1',
-  name: 'host-1',
-  address: '127.0.0.1:9090',
-  status: 'ready',
-  capacity: {
-    vcpus: 2,
-    memory_mib: 4096,
-    memory_available_mib: 2048,
-    run_dir: '/srv/fc',
-    disk_total_mib: 10_000,
-    disk_available_mib: 5000,
-    vms_running: 0,
-    kvm: { usable: false },
-    drivers: [],
-  },
-  credentialSealed: 'sealed',
-  credentialHash: 'hash',
-  nextCredentialHash: null,
-  credentialRotatedAt: null,
-  lastSeenAt: new Date(0),
-  createdAt: new Date(0),
-  updatedAt: new Date(0),
-};
+  capacity: { vcpus: 2, memory_mib: 4096, memory_available_mib: 2048, disk_total_mib: 10_000, disk_available_mib: 5000 },
+});
 
 /**
  * The collector over in-memory ports and a clock the test moves: the agent reports `orphans`, and

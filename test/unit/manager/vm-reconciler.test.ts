@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { NexusError } from '../../../src/kit/nexus-error.js';
 import { VmReconciler, type VmReconcilerConfig } from '../../../src/manager/reconcilers/vm-reconciler.js';
+import type { AgentTarget } from '../../../src/manager/ports/agent-gateway.js';
 import type { StoredVmSpec } from '../../../src/manager/ports/vm-repo.js';
 import { captureLogger } from '../../support/capture-logger.js';
 import { FakeAgentGateway, ManualClock, MemoryHostRepo, MemoryImageRepo, MemoryVmRepo, alwaysLeader, hostRecord } from '../../doubles/memory-manager.js';
@@ -137,10 +138,48 @@ describe('VmReconciler (on fakes)', () => {
     hosts.put(HOST);
     await settle(restarted, vm.id);
     assert.equal(agents.calls.act, actsBefore, 'nothing was started once its host came back either');
+    assert.equal((await vms.get(vm.id))?.observedState, 'failed', 'and it is shown failed again, not stopped');
     // A user asking again renews the budget.
     await vms.setDesired(vm.id, 'running');
     await settle(restarted, vm.id);
     assert.equal((await vms.get(vm.id))?.observedState, 'running');
+  });
+
+  it("a user's new start while a start is under way keeps its renewed budget: the failed start's older count is not written", async () => {
+    const { vms, agents, reconciler, create } = setup();
+    const vm = await create('raced');
+    await reconciler.reconcile(vm.id); // placed
+    await reconciler.reconcile(vm.id); // ensured
+    for (let attempt = 0; attempt < CONFIG.startRetryBudget - 1; attempt++) {
+      agents.failNext('act', new NexusError('vmm_failed', 'QEMU exited while starting'));
+      await reconciler.reconcile(vm.id);
+    }
+    assert.equal((await vms.get(vm.id))?.status.startFailures, 2);
+    // The last start of the budget: while the agent works on it, the user asks again; then it fails.
+    const act = agents.act.bind(agents);
+    agents.act = async (_target: AgentTarget, id: string) => {
+      await vms.setDesired(id, 'running');
+      agents.act = act;
+      throw new NexusError('vmm_failed', 'QEMU exited while starting');
+    };
+    await reconciler.reconcile(vm.id);
+    assert.equal((await vms.get(vm.id))?.status.startFailures, 0, "the user's renewed budget stands");
+    await settle(reconciler, vm.id);
+    assert.equal((await vms.get(vm.id))?.observedState, 'running', 'so the next start is made, and works');
+  });
+
+  it('a VM given up on still shows the files its agent reports (its console log)', async () => {
+    const { vms, agents, reconciler, create } = setup();
+    const vm = await create('quiet');
+    await reconciler.reconcile(vm.id);
+    await reconciler.reconcile(vm.id);
+    for (let attempt = 0; attempt < CONFIG.startRetryBudget; attempt++) {
+      agents.failNext('act', new NexusError('vmm_failed', 'QEMU exited while starting'));
+      await reconciler.reconcile(vm.id);
+    }
+    await vms.setAgentView(vm.id, { driver: 'qemu', apiSocket: 'stale', consoleLog: 'stale' });
+    await reconciler.reconcile(vm.id);
+    assert.equal((await vms.get(vm.id))?.status.consoleLog, agents.vm(HOST.id, vm.id)?.console_log);
   });
 
   it('a VMM that crashes soon after starting, again and again, is given up on; the count survives a manager restart', async () => {

@@ -3,7 +3,8 @@ import type { VmmName } from '../../../contracts/machine-spec.js';
 import type { DesiredState } from '../../../contracts/vm-api.js';
 import { NexusError } from '../../../kit/nexus-error.js';
 import type { ProjectQuota, ProjectUsage } from '../../domain/access-policy.js';
-import type { HostAllocation, NewVm, Observation, QuotaCheck, VmEventRecord, VmFilter, VmRecord, VmRepo } from '../../ports/vm-repo.js';
+import type { StartHistory } from '../../domain/vm-lifecycle.js';
+import type { EventsFilter, HostAllocation, NewVm, Observation, QuotaCheck, VmEventRecord, VmFilter, VmRecord, VmRepo } from '../../ports/vm-repo.js';
 import type { Schema, VmEventTable, VmTable } from './schema.js';
 
 type VmRow = Selectable<VmTable> & { project: string };
@@ -87,12 +88,15 @@ export class SqlVmRepo implements VmRepo {
     await this.db.updateTable('vm').set({ driver: view.driver, api_socket: view.apiSocket, console_log: view.consoleLog }).where('id', '=', id).execute();
   }
 
-  async recordStarts(id: string, starts: { failures: number; startedAt?: Date | null }): Promise<void> {
-    await this.db
+  async recordStarts(id: string, starts: { failures: number; startedAt?: Date | null }, seen: StartHistory): Promise<boolean> {
+    const written = await this.db
       .updateTable('vm')
       .set({ start_failures: starts.failures, ...(starts.startedAt !== undefined ? { started_at: starts.startedAt } : {}) })
       .where('id', '=', id)
-      .execute();
+      .where('start_failures', '=', seen.startFailures)
+      .where(sql<boolean>`started_at IS NOT DISTINCT FROM ${seen.startedAt}::timestamptz`)
+      .executeTakeFirst();
+    return Number(written.numUpdatedRows) > 0;
   }
 
   /**
@@ -131,13 +135,7 @@ export class SqlVmRepo implements VmRepo {
     return rows.map(toEventRecord);
   }
 
-  async eventsAfter(filter: {
-    after: { at: Date; id?: string };
-    minLevel: 'info' | 'warn' | 'error';
-    projects?: string[];
-    vmId?: string;
-    limit: number;
-  }): Promise<VmEventRecord[]> {
+  async eventsAfter(filter: EventsFilter): Promise<VmEventRecord[]> {
     const levels = { info: ['info', 'warn', 'error'], warn: ['warn', 'error'], error: ['error'] } as const;
     let query = this.db
       .selectFrom('vm_event')

@@ -25,11 +25,21 @@ export async function up(db: Kysely<any>): Promise<void> {
   );
 }
 
+/** Back to 0008: the driver into the spec again, and each placed image path into the spec beside its id, as placement wrote it then. */
 export async function down(db: Kysely<any>): Promise<void> {
   await runStatements(
     db,
     `
     UPDATE vm SET spec = jsonb_set(spec, '{driver}', to_jsonb(driver)) WHERE driver IS NOT NULL;
+    UPDATE vm SET spec = jsonb_set(jsonb_set(jsonb_set(spec,
+        '{kernel_path}', COALESCE(to_jsonb(placed_paths->>(spec->>'kernel_image_id')), spec->'kernel_path', 'null'::jsonb)),
+        '{initrd_path}', COALESCE(to_jsonb(placed_paths->>(spec->>'initrd_image_id')), spec->'initrd_path', 'null'::jsonb)),
+        '{rootfs_path}', COALESCE(to_jsonb(placed_paths->>(spec->>'rootfs_image_id')), spec->'rootfs_path', 'null'::jsonb))
+      WHERE placed_paths <> '{}'::jsonb;
+    UPDATE vm SET spec = jsonb_set(spec, '{extra_drives}', COALESCE((
+        SELECT jsonb_agg(CASE WHEN placed_paths ? (drive->>'image_id') THEN jsonb_set(drive, '{path}', to_jsonb(placed_paths->>(drive->>'image_id'))) ELSE drive END ORDER BY position)
+        FROM jsonb_array_elements(spec->'extra_drives') WITH ORDINALITY AS drives(drive, position)), '[]'::jsonb))
+      WHERE placed_paths <> '{}'::jsonb AND jsonb_typeof(spec->'extra_drives') = 'array';
     ALTER TABLE vm DROP COLUMN started_at;
     ALTER TABLE vm DROP COLUMN start_failures;
     ALTER TABLE vm DROP COLUMN placed_paths;
