@@ -4,7 +4,7 @@
 // Node 20's --test does not expand globs, so the files are found here. Afterwards it checks that
 // the tests left nothing behind on the host (test/support/leak-check.cjs says what it looks at).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { CLEAN_RUN, RUN_MARK, leakReport, leaksSince, newRunMark, snapshot } from '../test/support/leak-check.cjs';
@@ -57,13 +57,19 @@ function run(batch, concurrency) {
   return new Promise((resolve) => runner.on('exit', (code) => resolve(code ?? 1)));
 }
 
-// Unit tests run on in-memory fakes and their own temp dirs, so they run side by side, one per
-// core; the other tiers share the host (bridges, guests, ports, the leak check's view), one file at a time.
-const unit = files.filter((file) => file.startsWith('test/unit/'));
-const host = files.filter((file) => !file.startsWith('test/unit/'));
+// Three lanes. Unit tests run on in-memory fakes and their own temp dirs: one per core. Files
+// marked `// test-lane: parallel` use only their own managers, databases, temp dirs and ports
+// (no host network, guest, cgroup or host-wide scan): two at a time. Every other file shares the
+// host (bridges, guests, the leak check's view) and runs alone.
+const PARALLEL_MARK = '// test-lane: parallel';
+const laneOf = (file) => (file.startsWith('test/unit/') ? 'unit' : readFileSync(file, 'utf8').startsWith(PARALLEL_MARK) ? 'parallel' : 'alone');
+const lanes = [
+  { files: files.filter((file) => laneOf(file) === 'unit'), concurrency: availableParallelism() },
+  { files: files.filter((file) => laneOf(file) === 'parallel'), concurrency: Math.min(2, availableParallelism()) },
+  { files: files.filter((file) => laneOf(file) === 'alone'), concurrency: 1 },
+];
 let status = 0;
-if (unit.length > 0) status = Math.max(status, await run(unit, availableParallelism()));
-if (host.length > 0 && !overran) status = Math.max(status, await run(host, 1));
+for (const lane of lanes) if (lane.files.length > 0 && !overran) status = Math.max(status, await run(lane.files, lane.concurrency));
 clearTimeout(deadline);
 rmSync(shared, { recursive: true, force: true });
 

@@ -1,3 +1,4 @@
+// test-lane: parallel (its own managers, hollow hosts, databases, temp dirs and ports: no host network, guest, cgroup or host-wide scan)
 import { openDatabase } from '../../src/manager/adapters/sql/database.js';
 import { type PostgresServer, startPostgres } from '../support/postgres-server.js';
 import { defineStoreSuite } from './store-suite.js';
