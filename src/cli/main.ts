@@ -10,6 +10,14 @@ import { registerImageBuild } from './commands/image-build.js';
 import { registerImageList } from './commands/image-list.js';
 import { registerManager } from './commands/manager.js';
 import { registerMigrate } from './commands/migrate.js';
+import { registerNetworkCreate } from './commands/network-create.js';
+import { registerNetworkInspect } from './commands/network-inspect.js';
+import { registerNetworkList } from './commands/network-list.js';
+import { registerNetworkRemove } from './commands/network-remove.js';
+import { registerVmCreate } from './commands/vm-create.js';
+import { registerVmInspect } from './commands/vm-inspect.js';
+import { registerVmLifecycle } from './commands/vm-lifecycle.js';
+import { registerVmList } from './commands/vm-list.js';
 import { printError } from './output/print.js';
 
 /** The `nexus` command line. */
@@ -32,6 +40,16 @@ export async function main(argv: string[]): Promise<void> {
   const image = program.command('image').description('guest images');
   registerImageBuild(image);
   registerImageList(image);
+  const vm = program.command('vm').description('VMs');
+  registerVmCreate(vm);
+  registerVmList(vm);
+  registerVmInspect(vm);
+  registerVmLifecycle(vm);
+  const network = program.command('network').description('networks VMs get addresses on');
+  registerNetworkCreate(network);
+  registerNetworkList(network);
+  registerNetworkInspect(network);
+  registerNetworkRemove(network);
 
   try {
     await program.parseAsync(argv);

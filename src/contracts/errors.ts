@@ -41,6 +41,8 @@ export const ERROR_STATUS = {
   payload_too_large: 413,
   uri_too_long: 414,
   unsupported_media_type: 415,
+  /** Well-formed, but not something this resource can take: an address outside its network, the gateway's. */
+  unprocessable: 422,
   rate_limited: 429,
   headers_too_large: 431,
   internal: 500,

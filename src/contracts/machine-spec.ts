@@ -1,5 +1,6 @@
 import { Type, type Static } from 'typebox';
-import { Int32, Int64, StrictObject, Text } from './schema.js';
+import { Egress, Ipv4Address, MAX_DNS_SERVERS } from './network-api.js';
+import { Int32, Int64, StrictObject, Text, Uuid } from './schema.js';
 
 /** Drive ids name devices in QEMU and Firecracker alike: short, plain. */
 export const DriveId = Text(32, { pattern: '^[a-z0-9][a-z0-9_-]{0,31}$', example: 'data', description: 'Device id, e.g. `rootfs`' });
@@ -20,9 +21,21 @@ export const DriveSpec = StrictObject({
 });
 export type DriveSpec = Static<typeof DriveSpec>;
 
+/** The network a NIC is on, as its host needs it: to plumb the NIC, route its address, and apply the network's rules. */
+export const NicNetwork = StrictObject({
+  id: Uuid,
+  cidr: Text(18, { pattern: '^[0-9.]{7,15}/[0-9]{1,2}$', example: '10.220.8.0/24', description: 'The block; its first address is the gateway' }),
+  egress: Egress,
+  dns: Type.Array(Ipv4Address, { maxItems: MAX_DNS_SERVERS }),
+});
+export type NicNetwork = Static<typeof NicNetwork>;
+
 export const NicSpec = StrictObject({
   tap: Type.Optional(Text(12, { pattern: '^tap-[0-9a-f]{8}$', example: 'tap-0a1b2c3d', description: 'Default: derived from the VM id' })),
   mac: Type.Optional(Text(17, { pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$', example: '06:0a:1b:2c:3d:4e', description: 'Default: derived from the VM id' })),
+  /** With `ip`: the NIC is on this network at that address (the manager's IPAM). Without: on the host's flat bridge, unaddressed. */
+  network: Type.Optional(NicNetwork),
+  ip: Type.Optional(Ipv4Address),
 });
 export type NicSpec = Static<typeof NicSpec>;
 

@@ -1,5 +1,6 @@
 import { Type, type Static } from 'typebox';
 import { DriveId, VmmName } from './machine-spec.js';
+import { VmAddress, VmNetworks } from './network-api.js';
 import { Int32, StrictObject, Text, TextMap, Timestamp, Uuid } from './schema.js';
 
 /** What a user may ask of a VM. `deleted` is reached through DELETE, not set directly. */
@@ -74,7 +75,10 @@ export const CreateVmRequest = StrictObject({
   rootfs_image_id: Type.Optional(Uuid),
   rootfs_path: Type.Optional(HostPath),
   extra_drives: Type.Optional(Type.Array(ExtraDrive, { maxItems: 7, default: [] })),
-  nic: Type.Optional(Type.Boolean({ default: true, description: 'One NIC on the host bridge' })),
+  nic: Type.Optional(
+    Type.Boolean({ default: true, description: "false: no NIC at all. Default: one, on the project's default network unless networks say otherwise" }),
+  ),
+  networks: Type.Optional(VmNetworks),
   desired_state: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('stopped')], { default: 'running' })),
   tags: Type.Optional(VmTags),
   ttl_seconds: Type.Optional(
@@ -117,6 +121,7 @@ export const Vm = Type.Object(
     rootfs_path: Type.Union([Type.String(), Type.Null()]),
     nic: Type.Boolean(),
     tap: Type.Union([Type.String(), Type.Null()]),
+    addresses: Type.Array(VmAddress, { description: "Its NICs' addresses, assigned by the manager from their networks" }),
     driver: Type.Union([VmmName, Type.Null()], { description: 'The VMM its host runs it with; null until the agent has said' }),
     api_socket: Type.Union([Type.String(), Type.Null()], { description: "The VMM's control socket on the host (QMP or Firecracker API)" }),
     console_log: Type.Union([Type.String(), Type.Null()]),

@@ -1,4 +1,5 @@
 import { DEFAULT_BOOT_ARGS } from '../contracts/vm-api.js';
+import { guestNetworkArgs } from '../contracts/guest-network-args.js';
 import { NexusError } from '../kit/nexus-error.js';
 
 /**
@@ -20,6 +21,8 @@ export interface GuestCmdlineOptions {
   /** The default route's gateway; needs `ipCidr`. */
   gatewayIp?: string;
   hostname?: string;
+  /** DNS servers for /etc/resolv.conf. */
+  dns?: string[];
 }
 
 /** The full kernel command line for one VM: boot args, TSC rate, then the `nexus.*` parameters init reads. */
@@ -29,21 +32,17 @@ export function guestKernelCmdline(options: GuestCmdlineOptions = {}): string {
     if (!Number.isInteger(options.tscKhz) || options.tscKhz <= 0) throw badRequest(`tscKhz must be a positive whole number (got ${options.tscKhz})`);
     args.push(`tsc_early_khz=${options.tscKhz}`, 'tsc=reliable');
   }
-  if (options.ipCidr !== undefined) {
-    if (!isIpv4Cidr(options.ipCidr)) throw badRequest(`the guest address must be IPv4 with a prefix length, like 10.0.0.2/24 (got '${options.ipCidr}')`);
-    args.push(`nexus.ip=${options.ipCidr}`);
+  if (options.ipCidr !== undefined && !isIpv4Cidr(options.ipCidr)) {
+    throw badRequest(`the guest address must be IPv4 with a prefix length, like 10.0.0.2/24 (got '${options.ipCidr}')`);
   }
   if (options.gatewayIp !== undefined) {
     if (options.ipCidr === undefined) throw badRequest('a gateway needs a guest address (ipCidr) too');
     if (!isIpv4(options.gatewayIp)) throw badRequest(`the gateway must be an IPv4 address (got '${options.gatewayIp}')`);
-    args.push(`nexus.gw=${options.gatewayIp}`);
   }
-  if (options.hostname !== undefined) {
-    if (!/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(options.hostname)) {
-      throw badRequest(`the guest hostname must be one DNS label: letters, digits and inner hyphens, at most 63 (got '${options.hostname}')`);
-    }
-    args.push(`nexus.hostname=${options.hostname}`);
+  if (options.hostname !== undefined && !/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(options.hostname)) {
+    throw badRequest(`the guest hostname must be one DNS label: letters, digits and inner hyphens, at most 63 (got '${options.hostname}')`);
   }
+  args.push(...guestNetworkArgs(options));
   return args.join(' ');
 }
 

@@ -4,6 +4,12 @@ export const BOOT_MARKER = 'NEXUS_BOOT_OK';
 export const COUNTER_PREFIX = 'NEXUS_COUNTER';
 /** Prefix of init's network report: `NEXUS_NET eth0 <addr/prefix>[ via <gw>]`, `NEXUS_NET none` or `NEXUS_NET_FAILED …`. */
 export const NET_PREFIX = 'NEXUS_NET';
+/**
+ * Prefix of what init prints for each address of `nexus.ping=<ip>[,<ip>…]`: `NEXUS_PING <ip> up|down`,
+ * first after the marker, then whenever it changes (one ping a second each): a guest's view of
+ * its network, for operators and tests, without a way into the guest.
+ */
+export const PING_PREFIX = 'NEXUS_PING';
 /** What init prints when acpid is not listening after 5 s: the power button will be ignored. */
 export const ACPID_FAILED_MARKER = 'NEXUS_ACPID_FAILED';
 /** What the power-button handler prints just before it powers the guest off. */
@@ -78,7 +84,7 @@ exec switch_root /newroot "$init"
 /**
  * The root filesystem's /sbin/init (PID 1). Works after the initramfs and as the init of a kernel
  * that mounts the disk itself. Network settings come from Nexus's own kernel parameters
- * (`nexus.ip=<addr/prefix> nexus.gw=<ip> nexus.hostname=<name>`): the kernel's `ip=` cannot work
+ * (`nexus.ip=<addr/prefix> nexus.gw=<ip> nexus.dns=<ip,ip> nexus.hostname=<name>`): the kernel's `ip=` cannot work
  * when virtio_net is a module. `nexus.exercise=1` makes it write to its disk and ping the gateway
  * every second after the marker (a workload for metrics tests). The marker comes last, so a VM that printed it is ready to use:
  * eth0 configured and acpid listening for the power button.
@@ -99,11 +105,14 @@ mount -t tmpfs -o mode=1777 tmpfs /tmp
 net_ip=
 net_gw=
 exercise=
+probes=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     nexus.exercise=1) exercise=1 ;;
+    nexus.ping=*) probes=$(echo "\${arg#nexus.ping=}" | tr ',' ' ') ;;
     nexus.ip=*) net_ip="\${arg#nexus.ip=}" ;;
     nexus.gw=*) net_gw="\${arg#nexus.gw=}" ;;
+    nexus.dns=*) for server in $(echo "\${arg#nexus.dns=}" | tr ',' ' '); do echo "nameserver $server"; done > /etc/resolv.conf ;;
     nexus.hostname=*) hostname "\${arg#nexus.hostname=}" ;;
   esac
 done
@@ -145,6 +154,14 @@ while :; do
     dd if=/dev/zero of=/nexus-exercise bs=64k count=4 conv=fsync 2>/dev/null
     [ -z "$net_gw" ] || ping -c 1 -W 1 "$net_gw" >/dev/null 2>&1
   fi
+  for probe in $probes; do
+    if ping -c 1 -W 1 "$probe" >/dev/null 2>&1; then seen=up; else seen=down; fi
+    eval "was=\\$probe_$(echo "$probe" | tr '.' '_')"
+    if [ "$seen" != "$was" ]; then
+      echo "${PING_PREFIX} $probe $seen"
+      eval "probe_$(echo "$probe" | tr '.' '_')=$seen"
+    fi
+  done
   sleep 1
 done
 `;

@@ -30,6 +30,11 @@ export interface HostToolOptions {
   doing: string;
 }
 
+export interface RunHostToolOptions extends Omit<HostToolOptions, 'stdin'> {
+  /** Written to the program's stdin, which is then closed (`nft -f -`); default: no stdin. */
+  input?: string;
+}
+
 export interface HostToolResult {
   stdout: string;
   stderr: string;
@@ -40,8 +45,11 @@ export interface HostToolResult {
  * becomes an `unavailable` NexusError that says what we were doing, the command, and the tail
  * of its stderr, with the Debian package to install when the program is missing.
  */
-export function runHostTool(command: string, args: readonly string[], options: HostToolOptions): Promise<HostToolResult> {
-  const child = spawnHostTool(command, args, { ...options, stdout: 'pipe' });
+export function runHostTool(command: string, args: readonly string[], options: RunHostToolOptions): Promise<HostToolResult> {
+  const { input, ...rest } = options;
+  const child = spawnHostTool(command, args, { ...rest, stdout: 'pipe', ...(input !== undefined ? { stdin: 'pipe' as const } : {}) });
+  // A program that exits without reading it all closes the pipe: its exit status tells, not EPIPE.
+  if (input !== undefined) child.stdin?.on('error', () => undefined).end(input);
   let stdout = '';
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
   return waitForHostTool(child, command, args, options.doing).then((stderr) => ({ stdout, stderr }));

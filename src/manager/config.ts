@@ -1,5 +1,8 @@
 import { isAbsolute, join, resolve } from 'node:path';
 import { type ListenAddress, parseListenAddress } from '../kit/listen-address.js';
+import { parseIpv4Block } from '../kit/ipv4.js';
+import { LARGEST_PREFIX, SMALLEST_PREFIX } from './domain/network-rules.js';
+import type { DefaultNetworkPool } from './ports/network-repo.js';
 import { NexusError } from '../kit/nexus-error.js';
 import { type TlsOptions, type TlsSettings, tlsSettingsOf } from '../kit/tls-files.js';
 
@@ -65,6 +68,11 @@ export interface ManagerConfig {
   tls: TlsSettings;
   /** Browser origins allowed to call the API (CORS), exactly. NEXUS_CORS_ORIGINS, comma-separated; default none. */
   corsOrigins: string[];
+  /**
+   * Where each project's default network comes from: the first free block of NEXUS_NETWORK_PREFIX
+   * (default 24) in NEXUS_NETWORK_POOL (default 10.220.0.0/14: 1,024 networks of 254 VMs).
+   */
+  networkPool: DefaultNetworkPool;
 }
 
 export function resolveManagerConfig(options: ManagerOptions, env: NodeJS.ProcessEnv): ManagerConfig {
@@ -103,7 +111,24 @@ export function resolveManagerConfig(options: ManagerOptions, env: NodeJS.Proces
     requestsPerAddressPerMinute: options.requestsPerAddressPerMinute ?? positiveInt(env.NEXUS_RATE_LIMIT_ADDRESS, 'NEXUS_RATE_LIMIT_ADDRESS') ?? 6000,
     corsOrigins: corsOrigins(env.NEXUS_CORS_ORIGINS ?? ''),
     tls: tlsSettingsOf(options, env),
+    networkPool: networkPoolOf(env.NEXUS_NETWORK_POOL || '10.220.0.0/14', env.NEXUS_NETWORK_PREFIX || '24'),
   };
+}
+
+function networkPoolOf(poolText: string, prefixText: string): DefaultNetworkPool {
+  const pool = parseIpv4Block(poolText);
+  if (!pool || pool.hostBitsSet) {
+    throw new NexusError('bad_request', `NEXUS_NETWORK_POOL must be an IPv4 block like 10.220.0.0/14 (got '${poolText}')`);
+  }
+  const prefixLength = Number(prefixText);
+  if (!Number.isInteger(prefixLength) || prefixLength < Math.max(pool.prefixLength, LARGEST_PREFIX) || prefixLength > SMALLEST_PREFIX) {
+    throw new NexusError(
+      'bad_request',
+      `NEXUS_NETWORK_PREFIX must be a prefix length from /${Math.max(pool.prefixLength, LARGEST_PREFIX)} to /${SMALLEST_PREFIX} (got '${prefixText}')`,
+      { suggestion: 'Default networks are blocks of the pool: no larger than it, and /16 to /30.' },
+    );
+  }
+  return { pool: { base: pool.base, prefixLength: pool.prefixLength }, prefixLength };
 }
 
 /** Exact origins (`https://console.example.com`), no wildcards: a browser page elsewhere gets no CORS grant. */

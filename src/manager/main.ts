@@ -29,6 +29,8 @@ import { HostLiveness } from './reconcilers/host-liveness.js';
 import { VmReconciler } from './reconcilers/vm-reconciler.js';
 import { OrphanCollector } from './reconcilers/orphan-collector.js';
 import { VmManager } from './app/vm-manager.js';
+import { NetworkManager } from './app/network-manager.js';
+import { SqlNetworkRepo } from './adapters/sql/sql-network-repo.js';
 import { SqlVmRepo } from './adapters/sql/sql-vm-repo.js';
 import { SqlIdempotencyRepo } from './adapters/sql/sql-idempotency-repo.js';
 import { HttpAgentGateway } from './adapters/http-agent-gateway.js';
@@ -152,12 +154,25 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
       if (leadership.isLeader()) reconciler.wake(id, userAction);
       else wakes?.publish(id, userAction);
     };
-    const vms = new VmManager(vmRepo, hostRepo, images, (project, vcpu, memMib) => access.quotaCheck(project, vcpu, memMib), wake, systemClock, {
+    const networks = new NetworkManager(new SqlNetworkRepo(database.db), config.networkPool);
+    const vms = new VmManager(vmRepo, hostRepo, images, networks, (project, vcpu, memMib) => access.quotaCheck(project, vcpu, memMib), wake, systemClock, {
       mode: config.mode,
     });
     const idempotency = new SqlIdempotencyRepo(database.db);
     const server = await createManagerServer(
-      { database, hosts, images, vms, access, audit, auditLog: new AuditLog(audit), refusals, idempotency, observer: new VmObserver(vms, agents, hostRepo) },
+      {
+        database,
+        hosts,
+        images,
+        vms,
+        networks,
+        access,
+        audit,
+        auditLog: new AuditLog(audit),
+        refusals,
+        idempotency,
+        observer: new VmObserver(vms, agents, hostRepo),
+      },
       {
         logger: log,
         rateLimits: {

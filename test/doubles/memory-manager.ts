@@ -22,14 +22,20 @@ import type { AgentGateway, AgentTarget } from '../../src/manager/ports/agent-ga
 import type { HostRecord, HostRepo } from '../../src/manager/ports/host-repo.js';
 import type { ImageFilter, ImageRecord, ImageRepo } from '../../src/manager/ports/image-repo.js';
 import type { Leadership } from '../../src/manager/ports/leadership.js';
+import { checkNetworkCidr, freeBlockIn, networkBlockOf, overlapping, pickAddress } from '../../src/manager/domain/network-rules.js';
+import { formatIpv4Block } from '../../src/kit/ipv4.js';
+import type { Egress } from '../../src/contracts/network-api.js';
+import { DEFAULT_NETWORK, type DefaultNetworkPool, type NetworkRecord, type NetworkRepo, type NewNetwork } from '../../src/manager/ports/network-repo.js';
 import type {
   EventsFilter,
   HostAllocation,
   NewVm,
+  NicRequest,
   Observation,
   QuotaCheck,
   VmEventRecord,
   VmFilter,
+  VmNic,
   VmRecord,
   VmRepo,
 } from '../../src/manager/ports/vm-repo.js';
@@ -61,6 +67,9 @@ export class ManualClock implements Clock {
   }
 }
 
+/** The pool default networks come from in unit tests: /24s of 10.220.0.0/16. */
+export const TEST_NETWORK_POOL: DefaultNetworkPool = { pool: { base: 0x0adc0000, prefixLength: 16 }, prefixLength: 24 };
+
 /** This manager always leads. */
 export const alwaysLeader: Leadership = { isLeader: () => true, start: () => undefined, stop: async () => undefined };
 
@@ -80,12 +89,15 @@ export class MemoryVmRepo implements VmRepo {
   private readonly vmIds = new IdSequence('0000');
   private readonly eventIds = new IdSequence('eeee');
   private readonly projectIds = new IdSequence('dddd');
+  /** The networks its VMs' NICs are on: one store, as the two tables are one database. */
+  readonly networks: MemoryNetworkRepo;
 
   constructor(
     private readonly clock: Clock,
     projects: readonly string[] = ['default'],
   ) {
     for (const name of projects) this.addProject(name);
+    this.networks = new MemoryNetworkRepo(clock, this.projects, () => [...this.vms.values()]);
   }
 
   addProject(name: string, quota?: ProjectQuota): void {
@@ -104,8 +116,10 @@ export class MemoryVmRepo implements VmRepo {
       });
     }
     const now = this.clock.now();
+    const id = this.vmIds.take();
+    const nics = (vm.nics ?? []).map((nic, index) => this.networks.allocate(vm.project, index, nic));
     const record: VmRecord = {
-      id: this.vmIds.take(),
+      id,
       projectId,
       project: vm.project,
       name: vm.name,
@@ -116,6 +130,7 @@ export class MemoryVmRepo implements VmRepo {
       status: { driver: null, apiSocket: null, consoleLog: null, placedPaths: {}, startFailures: 0, startedAt: null },
       lastError: null,
       tags: copy(vm.tags),
+      nics,
       expiresAt: vm.expiresAt && new Date(vm.expiresAt),
       resourceVersion: 1,
       createdAt: now,
@@ -278,6 +293,101 @@ export class MemoryVmRepo implements VmRepo {
 
   private sortedEvents(): VmEventRecord[] {
     return [...this.eventLog].sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || compare(a.id, b.id)).map(copy);
+  }
+}
+
+/** Networks in a map, with the SQL store's rules: no two overlap (in any project), names unique per project, none deleted while a VM has an address in it. */
+export class MemoryNetworkRepo implements NetworkRepo {
+  private readonly networks = new Map<string, NetworkRecord>();
+  private readonly ids = new IdSequence('aaaa');
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly projects: ReadonlyMap<string, string>,
+    private readonly vms: () => VmRecord[],
+  ) {}
+
+  async create(network: NewNetwork): Promise<NetworkRecord> {
+    const projectId = this.projects.get(network.project);
+    if (!projectId) throw new NexusError('not_found', `no project ${network.project}`);
+    const clash = overlapping(checkNetworkCidr(network.cidr), [...this.networks.values()]);
+    if (clash) {
+      const whose = clash.project === network.project ? `network ${clash.name}` : 'a network of another project';
+      throw new NexusError('conflict', `cidr ${network.cidr} overlaps ${whose} (${clash.cidr})`);
+    }
+    if ([...this.networks.values()].some((other) => other.project === network.project && other.name === network.name)) {
+      throw new NexusError('conflict', `a network named ${network.name} already exists in project ${network.project}`);
+    }
+    const now = this.clock.now();
+    const record: NetworkRecord = { id: this.ids.take(), projectId, vmCount: 0, resourceVersion: 1, createdAt: now, updatedAt: now, ...copy(network) };
+    this.networks.set(record.id, record);
+    return this.withCount(record);
+  }
+
+  async ensureDefault(project: string, pool: DefaultNetworkPool): Promise<NetworkRecord> {
+    const existing = await this.byName(project, DEFAULT_NETWORK);
+    if (existing) return existing;
+    const block = freeBlockIn(
+      pool.pool,
+      pool.prefixLength,
+      [...this.networks.values()].map((network) => networkBlockOf(network.cidr)),
+    );
+    if (!block) throw new NexusError('conflict', `no free /${pool.prefixLength} is left in the default network pool`);
+    return this.create({ project, name: DEFAULT_NETWORK, cidr: formatIpv4Block(block), egress: 'allow', dns: [] });
+  }
+
+  async get(id: string): Promise<NetworkRecord | undefined> {
+    const network = this.networks.get(id);
+    return network && this.withCount(network);
+  }
+
+  async byName(project: string, name: string): Promise<NetworkRecord | undefined> {
+    const network = [...this.networks.values()].find((other) => other.project === project && other.name === name);
+    return network && this.withCount(network);
+  }
+
+  async list(projects?: string[]): Promise<NetworkRecord[]> {
+    return [...this.networks.values()]
+      .filter((network) => projects === undefined || projects.includes(network.project))
+      .sort((a, b) => compare(a.project, b.project) || compare(a.name, b.name))
+      .map((network) => this.withCount(network));
+  }
+
+  async update(id: string, change: { egress?: Egress; dns?: string[] }): Promise<NetworkRecord | undefined> {
+    const network = this.networks.get(id);
+    if (!network) return undefined;
+    if (change.egress) network.egress = change.egress;
+    if (change.dns) network.dns = [...change.dns];
+    network.resourceVersion += 1;
+    network.updatedAt = this.clock.now();
+    return this.withCount(network);
+  }
+
+  async delete(id: string): Promise<{ deleted: boolean; usedBy: string[] }> {
+    if (!this.networks.has(id)) return { deleted: false, usedBy: [] };
+    const usedBy = this.users(id)
+      .map((vm) => vm.name)
+      .sort();
+    if (usedBy.length > 0) return { deleted: false, usedBy };
+    this.networks.delete(id);
+    return { deleted: true, usedBy: [] };
+  }
+
+  /** A new VM's NIC and its address, as SqlVmRepo's allocateNic gives them. */
+  allocate(project: string, index: number, nic: NicRequest): VmNic {
+    const network = this.networks.get(nic.networkId);
+    if (!network || network.project !== project) throw new NexusError('not_found', `no network ${nic.networkId} in the VM's project`);
+    const used = new Map(this.users(network.id).map((vm) => [vm.nics.find((other) => other.networkId === network.id)?.ip ?? '', vm.name]));
+    const ip = pickAddress({ ...networkBlockOf(network.cidr), name: network.name }, used, nic.ip);
+    return { index, networkId: network.id, network: network.name, ip, cidr: network.cidr, egress: network.egress, dns: [...network.dns] };
+  }
+
+  private users(networkId: string): VmRecord[] {
+    return this.vms().filter((vm) => vm.nics.some((nic) => nic.networkId === networkId));
+  }
+
+  private withCount(network: NetworkRecord): NetworkRecord {
+    return copy({ ...network, vmCount: this.users(network.id).length });
   }
 }
 

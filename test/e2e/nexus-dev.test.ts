@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync } from 'n
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { tapNameOf } from '../../src/contracts/host-names.js';
+import { networkBridgeNameOf, networkTableNameOf, tapNameOf } from '../../src/contracts/host-names.js';
 import { seedEmbeddedDatabase } from '../support/embedded-db-template.js';
 import { TEST_IMAGE_RUN_DIR } from '../support/guest-image.js';
 import { testBridgeCidr, testBridgeName } from '../support/net-names.js';
@@ -305,7 +305,7 @@ describe('nexus dev stopped with VMs running', () => {
             headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
             body: JSON.stringify({ name: `vm-${index}`, vcpu: 1, mem_mib: 128, ...ids }),
           });
-          const vm = (await response.json()) as { id: string; state: string; console_log: string };
+          const vm = (await response.json()) as { id: string; state: string; console_log: string; addresses: Array<{ network_id: string }> };
           if (typeof vm.id === 'string') taps.add(tapNameOf(vm.id));
           assert.equal(response.status, 201, JSON.stringify(vm));
           assert.equal(vm.state, 'running', JSON.stringify(vm));
@@ -320,8 +320,14 @@ describe('nexus dev stopped with VMs running', () => {
       assert.ok(pids.every(isAlive), `every VMM runs: ${pids.join(', ')}`);
       assert.deepEqual(vmmPidsIn(runDir).sort(), [...pids].sort(), 'the scan finds the VMMs the VMs reported');
       for (const tap of taps) assert.ok(await deviceExists(tap), `TAP ${tap} is up while its VM runs`);
-      assert.ok(await deviceExists(ownBridge), `the bridge ${ownBridge} is there while VMs run`);
-      assert.equal((await nftTables()).includes(natTable), options.nat, `the NAT table ${natTable} is there exactly when NAT is on`);
+      // Their NICs are on the project's default network: its bridge and its rules (NAT included) are there while they run.
+      const networkIds = [...new Set(vms.map((vm) => vm.addresses[0]?.network_id ?? ''))];
+      assert.equal(networkIds.length, 1, 'the VMs share the default network');
+      const networkBridge = networkBridgeNameOf(networkIds[0] ?? '');
+      const networkTable = networkTableNameOf(networkIds[0] ?? '');
+      assert.ok(await deviceExists(networkBridge), `the network bridge ${networkBridge} is there while VMs run`);
+      assert.ok((await nftTables()).includes(networkTable), `the network's table ${networkTable} is there while VMs run`);
+      assert.equal(await deviceExists(ownBridge), false, `the flat bridge ${ownBridge} is not made: no NIC is on it`);
 
       await options.stop(dev, pids);
       const { code } = await dev.exited;
@@ -330,8 +336,10 @@ describe('nexus dev stopped with VMs running', () => {
       assert.deepEqual(pids.filter(isAlive), [], 'no VMM the VMs reported runs');
       assert.deepEqual(vmmPidsIn(runDir), [], 'no VMM process names the run dir');
       for (const tap of taps) assert.equal(await deviceExists(tap), false, `TAP ${tap} is gone`);
-      assert.equal(await deviceExists(ownBridge), false, `the bridge ${ownBridge} is gone`);
-      assert.equal((await nftTables()).includes(natTable), false, `the NAT table ${natTable} is gone`);
+      assert.equal(await deviceExists(networkBridge), false, `the network bridge ${networkBridge} is gone`);
+      assert.equal((await nftTables()).includes(networkTable), false, `the network's table ${networkTable} (its NAT with it) is gone`);
+      assert.equal(await deviceExists(ownBridge), false, `the flat bridge ${ownBridge} is not there`);
+      assert.equal((await nftTables()).includes(natTable), false, `the flat bridge's NAT table ${natTable} is not there`);
       for (const vm of vms) {
         const folder = join(runDir, 'vms', vm.id);
         assert.ok(existsSync(join(folder, 'spec.json')), `the folder of VM ${vm.id} stays`);

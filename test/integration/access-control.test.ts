@@ -30,6 +30,8 @@ describe('access control', () => {
   const url = (path: string) => `${manager.url}${path}`;
   const tokens: Record<'viewerA' | 'operatorA' | 'operatorB' | 'spare', { id: string; token: string }> = {} as never;
   let vmA: string;
+  let netA: string;
+  let networksMade = 0;
   let routes: Route[];
 
   const as = (token: string | undefined): Record<string, string> => (token ? { authorization: `Bearer ${token}` } : {});
@@ -46,6 +48,7 @@ describe('access control', () => {
     path
       .replace('/v1/vms/{id}/{action}', `/v1/vms/${vmA}/stop`)
       .replace('/v1/vms/{id}', `/v1/vms/${vmA}`)
+      .replace('/v1/networks/{id}', `/v1/networks/${netA}`)
       .replace('/v1/tokens/{id}', `/v1/tokens/${tokens.spare.id}`)
       .replace('{name}', 'alpha')
       .replace('{id}', randomUUID()) + (QUERIES[path]?.() ?? '');
@@ -68,6 +71,8 @@ describe('access control', () => {
         desired_state: 'stopped',
       },
       'POST /v1/vms/actions': { ids: [vmA], action: 'stop' },
+      'POST /v1/networks': { name: `net-${randomUUID().slice(0, 8)}`, cidr: `10.${100 + networksMade++}.0.0/24` },
+      'PATCH /v1/networks/{id}': { egress: 'deny' },
       'POST /v1/hosts/join-tokens': {},
       'POST /v1/tokens': { owner: 'table-test', role: 'viewer', project: 'alpha' },
       'POST /v1/tokens/{id}/rotate': { overlap_seconds: 0 },
@@ -98,6 +103,10 @@ describe('access control', () => {
     assert.equal(vm.status, 201, JSON.stringify(vm.body));
     assert.equal(vm.body.project, 'alpha', "an operator's VM goes to its project");
     vmA = vm.body.id;
+    const network = await send(url('/v1/networks'), { headers: as(tokens.operatorA.token), body: { name: 'alpha-net', cidr: '10.99.0.0/24' } });
+    assert.equal(network.status, 201, JSON.stringify(network.body));
+    assert.equal(network.body.project, 'alpha', "an operator's network goes to its project");
+    netA = network.body.id;
     // Settled before the walks, so what each route answers does not depend on when it is called.
     await eventually('alpha-vm is configured on its host', async () => (await send(url(`/v1/vms/${vmA}`))).body.state === 'configured');
     const document = (await send(url('/openapi.json'))).body as { paths: Record<string, Record<string, unknown>> };
@@ -131,12 +140,13 @@ describe('access control', () => {
   });
 
   it("an operator on another project's VM -> 404 on every route that names it; lists show only its project", async () => {
-    for (const route of guarded().filter((candidate) => candidate.path.startsWith('/v1/vms/{id}'))) {
+    for (const route of guarded().filter((candidate) => candidate.path.startsWith('/v1/vms/{id}') || candidate.path.startsWith('/v1/networks/{id}'))) {
       assertErrorContract(await call(route, tokens.operatorB.token), 404, 'not_found');
     }
     const bulk = await send(url('/v1/vms/actions'), { headers: as(tokens.operatorB.token), body: { ids: [vmA], action: 'start' } });
     assert.deepEqual(bulk.body.results, [{ id: vmA, ok: false, error: 'not_found', fault_message: `no VM ${vmA}` }]);
     assert.deepEqual((await send(url('/v1/vms'), { headers: as(tokens.operatorB.token) })).body.items, []);
+    assert.deepEqual((await send(url('/v1/networks'), { headers: as(tokens.operatorB.token) })).body.items, [], "another project's networks are not listed");
     assert.equal((await send(url('/v1/vms'), { headers: as(tokens.operatorA.token) })).body.items.length >= 1, true);
     const elsewhere = await send(url('/v1/vms'), {
       headers: as(tokens.operatorB.token),
@@ -181,6 +191,12 @@ describe('access control', () => {
     'GET /v1/vms/{id}/metrics/recent': 200,
     'GET /v1/metrics/recent': 200,
     'GET /v1/vms/{id}/logs/stream': 200,
+    'GET /v1/networks': 200,
+    'POST /v1/networks': 201,
+    'GET /v1/networks/{id}': 200,
+    'PATCH /v1/networks/{id}': 200,
+    // alpha-net has no VM: an admin may delete it (it is the walk's last use of it).
+    'DELETE /v1/networks/{id}': 200,
   };
 
   /** A stream's answer, its status and type only: its body never ends by itself. */

@@ -3,7 +3,9 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { tapNameOf } from '../../src/contracts/host-names.js';
+import { networkBridgeNameOf, networkTableNameOf, tapNameOf } from '../../src/contracts/host-names.js';
+import type { NicNetwork } from '../../src/contracts/machine-spec.js';
+import type { NexusError } from '../../src/kit/nexus-error.js';
 import { parseIpv4Cidr } from '../../src/agent/domain/ipv4.js';
 import { readLink } from '../../src/agent/host/net/ip-command.js';
 import { BridgeNetwork } from '../../src/agent/host/net/bridge-network.js';
@@ -278,5 +280,94 @@ describe('bridge network tear-down (for an agent whose VMs end with it)', () => 
       await cleanUp();
       if (!natTableBefore && /table ip nat\b/.test(nftTables())) execFileSync('nft', ['delete', 'table', 'ip', 'nat']);
     }
+  });
+});
+
+describe('network bridges (real bridges, TAPs and nftables tables)', () => {
+  const network = new BridgeNetwork(
+    { bridge: testBridgeName(), cidr: parseIpv4Cidr(testBridgeCidr()) ?? { address: '10.213.0.1', prefixLength: 24 }, nat: false },
+    captureLogger().log,
+  );
+  const third = (randomBytes(1)[0] ?? 0) & 0xfe;
+  /** A network of this run: an id whose bridge and table names are this run's too. */
+  const nicNetwork = (egress: 'allow' | 'deny' = 'allow', offset = 0): NicNetwork => ({
+    id: `${randomBytes(4).toString('hex')}-0000-4000-8000-000000000000`,
+    cidr: `10.217.${third + offset}.0/24`,
+    egress,
+    dns: [],
+  });
+  const tables = () => execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' });
+  const table = (net: NicNetwork) => execFileSync('nft', ['list', 'table', 'inet', networkTableNameOf(net.id)], { encoding: 'utf8' });
+  const foreign: string[] = [];
+
+  after(async () => {
+    for (const tap of await network.listTaps()) if (/^nxb-/.test((await readLink(tap))?.master ?? '')) await network.deleteTap(tap);
+    for (const device of foreign) ip('link', 'del', 'dev', device);
+    await network.tearDown([]);
+  });
+
+  it("makes a network's bridge with its gateway and its rules with the first TAP, and removes them with the last", async () => {
+    const net = nicNetwork('allow');
+    const bridge = networkBridgeNameOf(net.id);
+    const [first, second] = [tapNameOf(testVmId()), tapNameOf(testVmId())];
+    await network.ensureTap(first, undefined, net);
+    await network.ensureTap(second, undefined, net);
+    const device = await readLink(bridge);
+    assert.equal(device?.linkinfo?.info_kind, 'bridge');
+    assert.equal(device?.ifalias?.startsWith(`nexus network ${net.id}`), true, 'marked with its network id');
+    assert.ok(
+      device?.addr_info?.some((entry) => entry.local === `10.217.${third}.1` && entry.prefixlen === 24),
+      'the gateway is its address',
+    );
+    for (const tap of [first, second]) assert.equal((await readLink(tap))?.master, bridge, `${tap} is on the network's bridge`);
+    assert.match(table(net), /masquerade/, 'egress allow: NAT');
+    assert.deepEqual(await network.listTaps(), [first, second].sort(), 'TAPs on network bridges are listed');
+    await network.deleteTap(first);
+    assert.ok(await readLink(bridge), 'the bridge stays while a TAP is on it');
+    await network.deleteTap(second);
+    assert.equal(await readLink(bridge), undefined, 'the bridge goes with the last TAP');
+    assert.doesNotMatch(tables(), new RegExp(networkTableNameOf(net.id)), 'and its rules with it');
+  });
+
+  it('writes the rules whole again at each TAP: egress deny drops what leaves and has no NAT', async () => {
+    const net = nicNetwork('allow', 1);
+    const [first, second] = [tapNameOf(testVmId()), tapNameOf(testVmId())];
+    await network.ensureTap(first, undefined, net);
+    await network.ensureTap(second, undefined, { ...net, egress: 'deny' });
+    const rules = table(net);
+    assert.doesNotMatch(rules, /masquerade/, 'no NAT under deny');
+    assert.match(rules, /ct state established,related accept/);
+    assert.equal(rules.match(/type filter hook forward/g)?.length, 1, 'one forward chain: rewritten, not appended');
+    await network.deleteTap(first);
+    await network.deleteTap(second);
+  });
+
+  it("refuses a device with a network bridge's name that Nexus did not make for that network, and leaves it", async () => {
+    const net = nicNetwork('allow', 1);
+    const bridge = networkBridgeNameOf(net.id);
+    ip('link', 'add', bridge, 'type', 'bridge');
+    foreign.push(bridge);
+    const tap = tapNameOf(testVmId());
+    await assert.rejects(network.ensureTap(tap, undefined, net), (error: NexusError) => error.code === 'conflict' && /not made by Nexus/.test(error.message));
+    assert.equal((await readLink(bridge))?.linkinfo?.info_kind, 'bridge', 'the foreign bridge (no Nexus mark) is untouched');
+    assert.equal(await readLink(tap), undefined, 'no TAP was made');
+    assert.doesNotMatch(tables(), new RegExp(networkTableNameOf(net.id)), 'no rules were written');
+  });
+
+  it('a tear-down removes an empty network bridge and a table whose bridge is gone (what a crash leaves)', async () => {
+    const net = nicNetwork('deny', 1);
+    const tap = tapNameOf(testVmId());
+    await network.ensureTap(tap, undefined, net);
+    ip('link', 'del', 'dev', tap);
+    assert.ok(await readLink(networkBridgeNameOf(net.id)), 'an empty bridge is left');
+    const orphanTable = nicNetwork('allow', 1);
+    execFileSync('nft', ['add', 'table', 'inet', networkTableNameOf(orphanTable.id)]);
+    assert.deepEqual(
+      (await network.tearDownLeft([])).filter((thing) => thing.includes(net.id.slice(0, 8)) || thing.includes(orphanTable.id.slice(0, 8))),
+      [`bridge ${networkBridgeNameOf(net.id)}`, `nftables table ${networkTableNameOf(orphanTable.id)}`],
+    );
+    await network.tearDown([]);
+    assert.equal(await readLink(networkBridgeNameOf(net.id)), undefined);
+    assert.doesNotMatch(tables(), new RegExp(`${networkTableNameOf(net.id)}|${networkTableNameOf(orphanTable.id)}`));
   });
 });

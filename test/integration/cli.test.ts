@@ -5,9 +5,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MIGRATION_NAMES } from '../../src/manager/adapters/sql/migrator.js';
 import { freePort } from '../support/ports.js';
-import { runNexus } from '../support/nexus-process.js';
+import { writeFakeImageBuild } from '../support/fake-image-build.js';
+import { type HollowAgent, startHollowAgent } from '../support/hollow-agents.js';
+import { eventually, runNexus } from '../support/nexus-process.js';
 import { tempDir } from '../support/temp-dir.js';
-import { type TestManager, startTestManager } from '../support/test-manager.js';
+import { type TestManager, send, startTestManager } from '../support/test-manager.js';
 
 describe('nexus CLI', () => {
   const dir = tempDir('nexus-cli-');
@@ -23,7 +25,7 @@ describe('nexus CLI', () => {
   it('--help lists every command', async () => {
     const { code, output } = await runNexus(['--help']);
     assert.equal(code, 0);
-    for (const command of ['dev', 'manager', 'agent', 'migrate', 'doctor', 'hosts']) assert.match(output, new RegExp(`\\n  ${command}\\b`));
+    for (const command of ['dev', 'manager', 'agent', 'migrate', 'doctor', 'hosts', 'image', 'network']) assert.match(output, new RegExp(`\\n  ${command}\\b`));
     const hosts = await runNexus(['hosts', '--help']);
     assert.match(hosts.output, /list/);
     assert.match(hosts.output, /join-token/);
@@ -91,6 +93,37 @@ describe('nexus CLI', () => {
     }
   });
 
+  it('network create, ls, inspect and rm: tables for people, the API answer with --json, refusals as message and hint', async () => {
+    const env = { NEXUS_API: manager.url, NEXUS_TOKEN: manager.adminToken };
+    const created = await runNexus(
+      ['network', 'create', 'cli-net', '--cidr', '10.40.0.0/24', '--egress', 'deny', '--dns', '10.40.0.53, 9.9.9.9', '--json'],
+      env,
+    );
+    assert.equal(created.code, 0, created.output);
+    const network = JSON.parse(created.output);
+    assert.deepEqual(
+      [network.name, network.cidr, network.gateway, network.egress, network.dns],
+      ['cli-net', '10.40.0.0/24', '10.40.0.1', 'deny', ['10.40.0.53', '9.9.9.9']],
+    );
+    const listed = await runNexus(['network', 'ls'], env);
+    assert.equal(listed.code, 0, listed.output);
+    assert.match(listed.output, /^NAME\s+PROJECT\s+CIDR\s+GATEWAY\s+EGRESS\s+VMS\s+ID\n/);
+    assert.match(listed.output, new RegExp(`cli-net\\s+default\\s+10\\.40\\.0\\.0/24\\s+10\\.40\\.0\\.1\\s+deny\\s+0\\s+${network.id}`));
+    const inspected = await runNexus(['network', 'inspect', 'cli-net'], env);
+    assert.match(inspected.output, /^name {5}cli-net\n/);
+    assert.match(inspected.output, /dns {6}10\.40\.0\.53, 9\.9\.9\.9/);
+    const overlap = await runNexus(['network', 'create', 'cli-other', '--cidr', '10.40.0.0/25'], env);
+    assert.equal(overlap.code, 1);
+    assert.match(overlap.output, /nexus: cidr 10\.40\.0\.0\/25 overlaps network cli-net \(10\.40\.0\.0\/24\)\n {2}hint: Choose a block/);
+    assert.doesNotMatch(overlap.output, /at .+\.(js|ts):\d+/, 'no stack');
+    const removed = await runNexus(['network', 'rm', 'cli-net'], env);
+    assert.equal(removed.code, 0, removed.output);
+    assert.match(removed.output, /Deleted network cli-net \(10\.40\.0\.0\/24\)/);
+    const gone = await runNexus(['network', 'inspect', 'cli-net', '--json'], env);
+    assert.equal(gone.code, 1);
+    assert.equal(JSON.parse(gone.output.trim().split('\n').at(-1) ?? '{}').error, 'not_found');
+  });
+
   it('manager refuses a bad listen address, naming the setting', async () => {
     const { code, output } = await runNexus(['manager', '--listen', 'nowhere'], { NEXUS_DATA_DIR: join(dir.path, 'bad') });
     assert.equal(code, 1);
@@ -116,3 +149,52 @@ describe('nexus CLI', () => {
     }
   });
 });
+
+describe('nexus vm, on a hollow host', () => {
+  const dir = tempDir('nexus-cli-vm-');
+  let manager: TestManager;
+  let hollow: HollowAgent;
+  let env: Record<string, string>;
+  before(async () => {
+    manager = await startTestManager({ resyncMs: 500, heartbeatIntervalMs: 200 });
+    const runDir = join(dir.path, 'run');
+    await writeFakeImageBuild(join(runDir, 'images'), 'default', 'cli');
+    hollow = await startHollowAgent(manager.url, (await manager.hosts.mintJoinToken(600)).token, runDir, 'hollow-cli');
+    await eventually(
+      'the host reports its image',
+      async () => (await manager.hosts.list()).some((host) => host.status === 'ready') && (await imagesOf(manager)) === 3,
+    );
+    env = { NEXUS_API: manager.url, NEXUS_TOKEN: manager.adminToken };
+  });
+  after(async () => {
+    await hollow?.agent.close();
+    await manager?.dispose();
+    dir.remove();
+  });
+
+  it('create (on a network, at an address), ls, inspect, stop and rm, with --json; refusals as message and hint', async () => {
+    assert.equal((await runNexus(['network', 'create', 'cli-vms', '--cidr', '10.41.0.0/24'], env)).code, 0);
+    const created = await runNexus(['vm', 'create', 'web', '--network', 'cli-vms:10.41.0.9', '--wait', '30', '--json'], env);
+    assert.equal(created.code, 0, created.output);
+    const vm = JSON.parse(created.output);
+    assert.equal(vm.state, 'running');
+    assert.deepEqual([vm.addresses[0].network, vm.addresses[0].ip], ['cli-vms', '10.41.0.9']);
+    const listed = await runNexus(['vm', 'ls'], env);
+    assert.match(listed.output, /^NAME\s+STATE\s+DESIRED\s+ADDRESS\s+NETWORK\s+VCPU\s+MEM\s+PROJECT\s+CREATED\s+ID\n/);
+    assert.match(listed.output, new RegExp(`\\nweb\\s+running\\s+running\\s+10\\.41\\.0\\.9\\s+cli-vms\\s+1\\s+128 MiB\\s+default\\s+\\S+ ago\\s+${vm.id}\\n`));
+    const inspected = await runNexus(['vm', 'inspect', 'web'], env);
+    assert.match(inspected.output, /\naddress {4}10\.41\.0\.9\/24 on cli-vms via 10\.41\.0\.1 \(MAC 06(:[0-9a-f]{2}){5}\)\n/);
+    assert.match((await runNexus(['vm', 'stop', 'web', '--wait', '30'], env)).output, /VM web is stopped\./);
+    const nowhere = await runNexus(['vm', 'create', 'lost', '--network', 'nowhere'], env);
+    assert.equal(nowhere.code, 1);
+    assert.match(nowhere.output, /nexus: networks\[0\]: no network nowhere in project default\n {2}hint: GET \/v1\/networks/);
+    const malformed = await runNexus(['vm', 'create', 'lost', '--network', 'a:b:c'], env);
+    assert.match(malformed.output, /--network takes a network and an optional address/);
+    assert.match((await runNexus(['vm', 'rm', 'web', '--wait', '30'], env)).output, /VM web is deleted\./);
+    assert.deepEqual(JSON.parse((await runNexus(['vm', 'ls', '--json'], env)).output), []);
+  });
+});
+
+async function imagesOf(manager: TestManager): Promise<number> {
+  return (await send(`${manager.url}/v1/images`)).body.items.length;
+}

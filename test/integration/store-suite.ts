@@ -13,6 +13,9 @@ import { SqlIdempotencyRepo } from '../../src/manager/adapters/sql/sql-idempoten
 import { SqlAuditRepo } from '../../src/manager/adapters/sql/sql-access-repos.js';
 import * as adminTokenScope from '../../src/manager/adapters/sql/migrations/0006-admin-token-scope.js';
 import * as vmStatus from '../../src/manager/adapters/sql/migrations/0009-vm-status.js';
+import * as networksMigration from '../../src/manager/adapters/sql/migrations/0010-networks.js';
+import { SqlNetworkRepo } from '../../src/manager/adapters/sql/sql-network-repo.js';
+import { NexusError } from '../../src/kit/nexus-error.js';
 import { AuditLog } from '../../src/manager/app/audit-log.js';
 import { SecretBox } from '../../src/kit/secret-box.js';
 import { hashSecret } from '../../src/kit/secret.js';
@@ -39,12 +42,14 @@ const CORE_TABLES = [
   'idempotency_key',
   'image',
   'join_token',
+  'network',
   'project',
   'secret_key_check',
   'snapshot',
   'template',
   'vm',
   'vm_event',
+  'vm_nic',
 ];
 const T0 = new Date('2026-01-01T00:00:00Z');
 const later = (ms: number) => new Date(T0.getTime() + ms);
@@ -73,7 +78,7 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       await cleanup();
     });
     beforeEach(async () => {
-      await sql`TRUNCATE join_token, host, vm, vm_event, image, host_image CASCADE`.execute(database.db);
+      await sql`TRUNCATE join_token, host, vm, vm_event, vm_nic, network, image, host_image CASCADE`.execute(database.db);
     });
 
     it('creates every core table, and a second migration run applies nothing', async () => {
@@ -541,6 +546,139 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       assert.equal((back?.spec as unknown as Record<string, unknown>).driver, undefined);
       assert.equal(back?.spec.kernel_path, '/srv/fc/images/k/vmlinux', 'a row placed before 0009 keeps its paths in the spec, which still serve');
       await vms.delete(vm.id);
+    });
+
+    /** A stopped VM in `project` with one NIC on `networkId` (at `ip` when given). */
+    const vmOnNetwork = (vms: SqlVmRepo, name: string, networkId: string, options: { project?: string; ip?: string } = {}) =>
+      vms.create(
+        {
+          project: options.project ?? 'default',
+          name,
+          spec: { vcpu: 1, mem_mib: 128, kernel_path: '/k', initrd_path: null, boot_args: 'x', rootfs_path: '/r', extra_drives: [], nic: true },
+          desiredState: 'stopped',
+          tags: {},
+          expiresAt: null,
+          nics: [{ networkId, ...(options.ip ? { ip: options.ip } : {}) }],
+        },
+        () => undefined,
+      );
+    const refusedWith = (code: string, message: RegExp) => (error: unknown) => {
+      assert.ok(error instanceof NexusError, `a NexusError, not ${String(error)}`);
+      assert.equal(error.code, code, error.message);
+      assert.match(error.message, message);
+      return true;
+    };
+
+    it('keeps networks apart: no two blocks overlap, in one project or across, not even when created at once', async () => {
+      const networks = new SqlNetworkRepo(database.db);
+      await sql`INSERT INTO project (name) VALUES ('store-net-other') ON CONFLICT DO NOTHING`.execute(database.db);
+      const made = await networks.create({ project: 'default', name: 'backend', cidr: '10.1.0.0/16', egress: 'deny', dns: ['10.1.0.53'] });
+      assert.deepEqual(
+        { name: made.name, project: made.project, cidr: made.cidr, egress: made.egress, dns: made.dns, vmCount: made.vmCount },
+        { name: 'backend', project: 'default', cidr: '10.1.0.0/16', egress: 'deny', dns: ['10.1.0.53'], vmCount: 0 },
+      );
+      await assert.rejects(
+        networks.create({ project: 'default', name: 'inner', cidr: '10.1.8.0/24', egress: 'allow', dns: [] }),
+        refusedWith('conflict', /overlaps network backend/),
+      );
+      await assert.rejects(
+        networks.create({ project: 'store-net-other', name: 'theirs', cidr: '10.1.0.0/24', egress: 'allow', dns: [] }),
+        refusedWith('conflict', /overlaps a network of another project/),
+      );
+      await assert.rejects(
+        networks.create({ project: 'default', name: 'backend', cidr: '10.2.0.0/24', egress: 'allow', dns: [] }),
+        refusedWith('conflict', /already exists/),
+      );
+      const racing = await Promise.allSettled(
+        Array.from({ length: 6 }, (_, index) =>
+          networks.create({
+            project: index % 2 ? 'default' : 'store-net-other',
+            name: `race-${index}`,
+            cidr: index % 3 ? '10.3.0.0/23' : '10.3.1.0/24',
+            egress: 'allow',
+            dns: [],
+          }),
+        ),
+      );
+      assert.equal(racing.filter((outcome) => outcome.status === 'fulfilled').length, 1, 'of six overlapping networks created at once, one is made');
+      assert.deepEqual(
+        (await networks.list(['default'])).map((network) => network.name).filter((name) => !name.startsWith('race')),
+        ['backend'],
+      );
+      const changed = await networks.update(made.id, { egress: 'allow', dns: [] });
+      assert.equal(changed?.egress, 'allow');
+      assert.equal(changed?.resourceVersion, made.resourceVersion + 1);
+    });
+
+    it("makes a project's default network once, from the pool's first free block", async () => {
+      const networks = new SqlNetworkRepo(database.db);
+      const pool = { pool: { base: 0x0adc0000, prefixLength: 22 }, prefixLength: 24 };
+      await networks.create({ project: 'default', name: 'squatter', cidr: '10.220.0.0/24', egress: 'allow', dns: [] });
+      const defaults = await Promise.all([networks.ensureDefault('default', pool), networks.ensureDefault('default', pool)]);
+      assert.equal(defaults[0].id, defaults[1].id, 'asked twice at once, made once');
+      assert.equal(defaults[0].cidr, '10.220.1.0/24', 'the first block no network overlaps');
+      assert.equal(defaults[0].name, 'default');
+    });
+
+    it('gives each NIC an address: the lowest free, never one twice when VMs are created at once; one asked for is checked', async () => {
+      const vms = new SqlVmRepo(database.db);
+      const networks = new SqlNetworkRepo(database.db);
+      const net = await networks.create({ project: 'default', name: 'ipam', cidr: '10.4.0.0/24', egress: 'allow', dns: ['10.4.0.53'] });
+      const created = await Promise.all(Array.from({ length: 12 }, (_, index) => vmOnNetwork(vms, `ipam-${index}`, net.id)));
+      const addresses = created.map((vm) => vm.nics[0]?.ip).sort((a, b) => Number(a?.split('.')[3]) - Number(b?.split('.')[3]));
+      assert.deepEqual(
+        addresses,
+        Array.from({ length: 12 }, (_, index) => `10.4.0.${index + 2}`),
+        'twelve VMs at once: twelve addresses, the lowest ones',
+      );
+      const first = created[0];
+      assert.ok(first, 'a VM was created');
+      const read = await vms.get(first.id);
+      assert.deepEqual(read?.nics, first.nics, 'a VM read back has its NICs');
+      assert.deepEqual(
+        { network: read?.nics[0]?.network, cidr: read?.nics[0]?.cidr, egress: read?.nics[0]?.egress, dns: read?.nics[0]?.dns },
+        { network: 'ipam', cidr: '10.4.0.0/24', egress: 'allow', dns: ['10.4.0.53'] },
+      );
+      assert.deepEqual((await vms.list({ limit: 100 })).find((vm) => vm.id === first.id)?.nics, first.nics, 'a list has them too');
+      assert.equal((await vmOnNetwork(vms, 'asked', net.id, { ip: '10.4.0.200' })).nics[0]?.ip, '10.4.0.200');
+      const holder = created.find((vm) => vm.nics[0]?.ip === '10.4.0.5')?.name;
+      await assert.rejects(vmOnNetwork(vms, 'taken', net.id, { ip: '10.4.0.5' }), refusedWith('conflict', new RegExp(`taken by VM ${holder}`)));
+      await assert.rejects(vmOnNetwork(vms, 'outside', net.id, { ip: '10.5.0.5' }), refusedWith('unprocessable', /not in network ipam/));
+      await sql`INSERT INTO project (name) VALUES ('store-net-other') ON CONFLICT DO NOTHING`.execute(database.db);
+      await assert.rejects(vmOnNetwork(vms, 'elsewhere', net.id, { project: 'store-net-other' }), refusedWith('not_found', /no network/));
+      const refused = await sql<{ n: number }>`SELECT count(*) AS n FROM vm WHERE name IN ('taken', 'outside', 'elsewhere')`.execute(database.db);
+      assert.equal(Number(refused.rows[0]?.n), 0, 'a refused VM leaves no row, and holds no address');
+      assert.equal((await networks.get(net.id))?.vmCount, 13);
+    });
+
+    it('frees an address only with its VM row, and will not delete a network with NICs: it names their VMs', async () => {
+      const vms = new SqlVmRepo(database.db);
+      const networks = new SqlNetworkRepo(database.db);
+      const net = await networks.create({ project: 'default', name: 'busy', cidr: '10.6.0.0/29', egress: 'allow', dns: [] });
+      const a = await vmOnNetwork(vms, 'busy-a', net.id);
+      await vmOnNetwork(vms, 'busy-b', net.id);
+      assert.deepEqual(await networks.delete(net.id), { deleted: false, usedBy: ['busy-a', 'busy-b'] });
+      await vms.setDesired(a.id, 'deleted');
+      assert.equal((await vmOnNetwork(vms, 'busy-c', net.id)).nics[0]?.ip, '10.6.0.4', 'a VM being deleted still holds its address');
+      await vms.delete(a.id);
+      assert.equal((await vmOnNetwork(vms, 'busy-d', net.id)).nics[0]?.ip, a.nics[0]?.ip, 'its row gone, the address is free again');
+      await sql`DELETE FROM vm WHERE name LIKE 'busy-%'`.execute(database.db);
+      assert.deepEqual(await networks.delete(net.id), { deleted: true, usedBy: [] });
+      assert.equal(await networks.get(net.id), undefined);
+      await assert.rejects(
+        sql`INSERT INTO vm_nic (vm_id, nic_index, network_id, ip) VALUES (gen_random_uuid(), 0, gen_random_uuid(), '10.6.0.9')`.execute(database.db),
+        (error: Error & { code?: string }) => error.code === '23503',
+        'the database keeps NICs to real VMs and networks',
+      );
+    });
+
+    it('migration 0010 goes down and up again', async () => {
+      await networksMigration.down(database.db);
+      const gone = await sql<{ n: number }>`SELECT count(*) AS n FROM information_schema.tables WHERE table_name IN ('network', 'vm_nic')`.execute(database.db);
+      assert.equal(Number(gone.rows[0]?.n), 0);
+      await networksMigration.up(database.db);
+      const networks = new SqlNetworkRepo(database.db);
+      assert.equal((await networks.create({ project: 'default', name: 'again', cidr: '10.7.0.0/24', egress: 'allow', dns: [] })).cidr, '10.7.0.0/24');
     });
 
     it('frees an idempotency key whose claim was abandoned or whose answer expired, to one claimant, and prunes both', async () => {

@@ -15,3 +15,8 @@ export function testVmId(): string {
 export function testBridgeCidr(): string {
   return `10.213.${randomBytes(1)[0] ?? 1}.1/24`;
 }
+
+/** A /18 of 10.214.0.0/16 for a test manager's default networks (64 projects' /24s), one of four at random. */
+export function testNetworkPool(): string {
+  return `10.214.${(randomBytes(1)[0] ?? 0) & 0xc0}.0/18`;
+}

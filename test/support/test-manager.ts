@@ -3,6 +3,7 @@ import { type ManagerOptions, adminTokenFile, resolveManagerConfig } from '../..
 import { type RunningManager, startManager } from '../../src/manager/main.js';
 import { type CapturedLogger, captureLogger } from './capture-logger.js';
 import { seedEmbeddedDatabase } from './embedded-db-template.js';
+import { testNetworkPool } from './net-names.js';
 import { tempDir } from './temp-dir.js';
 
 /**
@@ -53,7 +54,9 @@ export async function startTestManager(options: ManagerOptions = {}, env: NodeJS
     // Every test calls from loopback, many of them quickly: the per-address limit is set out of reach
     // unless a test sets it (the default is for real clients, each from an address of its own).
     const outOfReach = env.NEXUS_RATE_LIMIT_ADDRESS === undefined ? { requestsPerAddressPerMinute: 1_000_000 } : {};
-    const config = resolveManagerConfig({ listen: '127.0.0.1:0', dataDir: dir.path, mode: 'dev', ...outOfReach, ...options }, env);
+    // Default networks from a pool of this manager's own: two test managers on one host never make two bridges of one block.
+    const pool = env.NEXUS_NETWORK_POOL === undefined ? { NEXUS_NETWORK_POOL: testNetworkPool() } : {};
+    const config = resolveManagerConfig({ listen: '127.0.0.1:0', dataDir: dir.path, mode: 'dev', ...outOfReach, ...options }, { ...pool, ...env });
     secretKeyFile = config.secretKeyFile;
     if (!config.databaseUrl) await seedEmbeddedDatabase(config.dataDir);
     manager = await startManager(config, log);

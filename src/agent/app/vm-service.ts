@@ -63,7 +63,11 @@ export class VmService {
       if (stored.spec.nics.length === 0) throw new NexusError('conflict', `VM ${id} has no NIC`, { suggestion: 'Ensure it with nics: [{}].' });
       const driver = this.ctx.driverFor(stored.driver);
       if (!(await this.ctx.liveProcess(vm)))
-        await runPlan('make TAP', [makeTap(this.ctx.ports.network, tapNameOf(id), async () => driver.vmmUser?.(vm))], this.ctx.log);
+        await runPlan(
+          'make TAP',
+          [makeTap(this.ctx.ports.network, tapNameOf(id), async () => driver.vmmUser?.(vm), stored.spec.nics[0]?.network)],
+          this.ctx.log,
+        );
       return { tap: tapNameOf(id) };
     });
   }

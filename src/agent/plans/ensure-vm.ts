@@ -1,5 +1,7 @@
 import { tapNameOf } from '../../contracts/host-names.js';
-import type { DriveSpec, MachineSpec } from '../../contracts/machine-spec.js';
+import type { DriveSpec, MachineSpec, NicSpec } from '../../contracts/machine-spec.js';
+import { blockContains, parseIpv4, parseIpv4Block } from '../../kit/ipv4.js';
+import { NexusError } from '../../kit/nexus-error.js';
 import type { VmLayout } from '../../contracts/vm-layout.js';
 import type { HostNetwork } from '../ports/host-network.js';
 import type { VmStore } from '../ports/vm-store.js';
@@ -14,6 +16,7 @@ import type { Step } from './plan.js';
  * guest). A private copy that exists already is kept, so a re-ensure does not need the image.
  */
 export async function resolveSpec(store: VmStore, vm: VmLayout, requested: MachineSpec, existing: MachineSpec | undefined): Promise<MachineSpec> {
+  for (const [index, nic] of requested.nics.entries()) checkNicAddress(index, nic);
   const kernel = await store.allowedFile(vm, 'kernel', requested.kernel.path);
   const initrd = requested.initrd ? await store.allowedFile(vm, 'initrd', requested.initrd.path) : undefined;
   const drives: DriveSpec[] = [];
@@ -33,8 +36,21 @@ export async function resolveSpec(store: VmStore, vm: VmLayout, requested: Machi
     kernel: { ...requested.kernel, path: kernel },
     ...(initrd ? { initrd: { path: initrd } } : {}),
     drives,
-    nics: requested.nics.map(() => ({})),
+    // The TAP and MAC are the agent's to name (from the VM id); the network and address are the manager's.
+    nics: requested.nics.map((nic) => (nic.network && nic.ip ? { network: nic.network, ip: nic.ip } : {})),
   };
+}
+
+/** A NIC on a network comes with its address in it; one without either goes on the flat bridge. */
+function checkNicAddress(index: number, nic: NicSpec): void {
+  if (!nic.network && !nic.ip) return;
+  const block = nic.network && parseIpv4Block(nic.network.cidr);
+  const address = nic.ip === undefined ? undefined : parseIpv4(nic.ip);
+  if (!block || block.hostBitsSet || address === undefined || !blockContains(block, address) || address === block.base + 1) {
+    throw new NexusError('bad_request', `nics[${index}]: a NIC on a network needs both, its address a guest address of the network's block`, {
+      suggestion: 'The manager assigns them: send network and ip together.',
+    });
+  }
 }
 
 export interface EnsureVmInput {
@@ -57,6 +73,7 @@ export function ensureVmPlan(store: VmStore, network: HostNetwork, input: Ensure
     const source = requested.drives[index]?.path;
     return source !== undefined && drive.path === store.privateDrivePath(vm, drive.id) ? [copyPrivateDrive(store, source, drive.path)] : [];
   });
-  const tap = spec.nics.length > 0 && !input.running ? [makeTap(network, tapNameOf(vm.id), async () => driver.vmmUser?.(vm))] : [];
+  const nic = spec.nics[0];
+  const tap = nic && !input.running ? [makeTap(network, tapNameOf(vm.id), async () => driver.vmmUser?.(vm), nic.network)] : [];
   return [createVmFolder(store, vm), ...copies, ...tap, storeSpec(store, vm, { spec, driver: driver.name })];
 }

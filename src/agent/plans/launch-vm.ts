@@ -24,7 +24,7 @@ export function launchVmPlan(store: VmStore, network: HostNetwork, input: Launch
   const { vm, stored, driver } = input;
   return [
     checkVmFiles(store, vm, stored),
-    ...(stored.spec.nics.length > 0 ? [makeTap(network, tapNameOf(vm.id), async () => driver.vmmUser?.(vm))] : []),
+    ...(stored.spec.nics[0] ? [makeTap(network, tapNameOf(vm.id), async () => driver.vmmUser?.(vm), stored.spec.nics[0].network)] : []),
     clearConsole(store, vm),
     markLaunched(store, vm, input.now),
     startVmm(driver, vm, stored.spec, { paused: input.paused, running: input.running }),

@@ -29,7 +29,7 @@ export function restoreVmPlan(store: VmStore, network: HostNetwork, supervisor: 
   return [
     ...stored.spec.drives.filter((drive) => !drive.read_only).map((drive) => putBackDrive(store, drive.path, store.snapshotDrivePath(input.dir, drive.id))),
     checkVmFiles(store, vm, stored),
-    ...(stored.spec.nics.length > 0 ? [makeTap(network, tapNameOf(vm.id), async () => driver.vmmUser?.(vm))] : []),
+    ...(stored.spec.nics[0] ? [makeTap(network, tapNameOf(vm.id), async () => driver.vmmUser?.(vm), stored.spec.nics[0].network)] : []),
     markLaunched(store, vm, input.now),
     restoreVmm(driver, supervisor, vm, stored.spec, input.snapshot),
     resumeVmm(driver, vm),

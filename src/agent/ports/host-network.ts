@@ -1,11 +1,18 @@
-/** The host side of guest networking: one bridge per host, one TAP per NIC attached to it. */
+import type { NicNetwork } from '../../contracts/machine-spec.js';
+
+/**
+ * The host side of guest networking: one TAP per NIC, on the bridge of the NIC's network (made
+ * with its first NIC on the host, with the network's rules, and removed with its last), or, for a
+ * NIC on no network, on the host's flat bridge.
+ */
 export interface HostNetwork {
   /**
-   * Creates the TAP (or recreates a stale one of ours), attached to the bridge and up; owned by
+   * Creates the TAP (or recreates a stale one of ours), attached to its bridge and up; owned by
    * `owner` when given (the VM's VMM runs as that user and must open it), else by root alone.
+   * With `network`, its bridge is made or corrected, and its rules written anew, first.
    */
-  ensureTap(name: string, owner?: { uid: number; gid: number }): Promise<void>;
-  /** Removes the TAP if it exists. */
+  ensureTap(name: string, owner?: { uid: number; gid: number }, network?: NicNetwork): Promise<void>;
+  /** Removes the TAP if it exists, and its network's bridge and rules when it was the last on it. */
   deleteTap(name: string): Promise<void>;
   /** Names of the TAP devices Nexus made that exist now. */
   listTaps(): Promise<string[]>;

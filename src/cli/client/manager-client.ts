@@ -1,6 +1,10 @@
 import type { Host, HostList, JoinToken } from '../../contracts/host-api.js';
 import type { Image, ImageListQuery } from '../../contracts/image-api.js';
+import type { CreateNetworkRequest, Network, NetworkList } from '../../contracts/network-api.js';
+import { UUID_PATTERN } from '../../contracts/schema.js';
+import type { CreateVmRequest, Vm } from '../../contracts/vm-api.js';
 import { JsonClient } from '../../kit/json-client.js';
+import { NexusError } from '../../kit/nexus-error.js';
 
 /** The CLI's typed view of the manager API. */
 export class ManagerClient {
@@ -26,6 +30,73 @@ export class ManagerClient {
   /** `replaceHost`: the ready host the token may replace (its agent is locked out). */
   mintJoinToken(ttlSeconds: number, replaceHost?: string): Promise<JoinToken> {
     return this.http.call('POST', '/v1/hosts/join-tokens', { ttl_seconds: ttlSeconds, ...(replaceHost === undefined ? {} : { replace_host: replaceHost }) });
+  }
+
+  createNetwork(request: CreateNetworkRequest): Promise<Network> {
+    return this.http.call('POST', '/v1/networks', request);
+  }
+
+  listNetworks(project?: string): Promise<NetworkList> {
+    return this.http.call('GET', `/v1/networks${project ? `?project=${encodeURIComponent(project)}` : ''}`);
+  }
+
+  /** A network by id, or by name (in `project`, else the only one of that name the token sees). */
+  async findNetwork(nameOrId: string, project?: string): Promise<Network> {
+    if (UUID_PATTERN.test(nameOrId)) return this.http.call('GET', `/v1/networks/${nameOrId}`);
+    const named = (await this.listNetworks(project)).items.filter((network) => network.name === nameOrId);
+    if (named.length === 1 && named[0]) return named[0];
+    if (named.length === 0) {
+      throw new NexusError('not_found', `no network named ${nameOrId}${project ? ` in project ${project}` : ''}`, {
+        suggestion: '`nexus network ls` lists them.',
+      });
+    }
+    throw new NexusError('conflict', `${named.length} networks are named ${nameOrId}, in projects ${named.map((network) => network.project).join(', ')}`, {
+      suggestion: 'Say which with --project, or give the id.',
+    });
+  }
+
+  deleteNetwork(id: string): Promise<{ ok: true }> {
+    return this.http.call('DELETE', `/v1/networks/${encodeURIComponent(id)}`);
+  }
+
+  /** `waitSeconds`: answer once the VM runs (or is configured, when created stopped), at most that long. */
+  createVm(request: CreateVmRequest, waitSeconds?: number): Promise<Vm> {
+    return this.http.call('POST', `/v1/vms${waitSeconds ? `?wait=${waitSeconds}` : ''}`, request);
+  }
+
+  /** Every VM the token sees, page after page, by name. */
+  async listVms(): Promise<Vm[]> {
+    const vms: Vm[] = [];
+    for (let cursor: string | null = null; ;) {
+      const page: { items: Vm[]; next_cursor: string | null } = await this.http.call(
+        'GET',
+        `/v1/vms?limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
+      );
+      vms.push(...page.items);
+      cursor = page.next_cursor;
+      if (cursor === null) return vms;
+    }
+  }
+
+  /** A VM by id, or by name (in `project`, else the only one of that name the token sees). */
+  async findVm(nameOrId: string, project?: string): Promise<Vm> {
+    if (UUID_PATTERN.test(nameOrId)) return this.http.call('GET', `/v1/vms/${nameOrId}`);
+    const page: { items: Vm[] } = await this.http.call('GET', `/v1/vms?limit=500&name_prefix=${encodeURIComponent(nameOrId)}`);
+    const named = page.items.filter((vm) => vm.name === nameOrId && (project === undefined || vm.project === project));
+    if (named.length === 1 && named[0]) return named[0];
+    if (named.length === 0)
+      throw new NexusError('not_found', `no VM named ${nameOrId}${project ? ` in project ${project}` : ''}`, { suggestion: '`nexus vm ls` lists them.' });
+    throw new NexusError('conflict', `${named.length} VMs are named ${nameOrId}, in projects ${named.map((vm) => vm.project).join(', ')}`, {
+      suggestion: 'Say which with --project, or give the id.',
+    });
+  }
+
+  vmAction(id: string, action: 'start' | 'stop', waitSeconds?: number): Promise<{ ok: true }> {
+    return this.http.call('POST', `/v1/vms/${encodeURIComponent(id)}/${action}${waitSeconds ? `?wait=${waitSeconds}` : ''}`);
+  }
+
+  deleteVm(id: string, waitSeconds?: number): Promise<{ ok: true }> {
+    return this.http.call('DELETE', `/v1/vms/${encodeURIComponent(id)}${waitSeconds ? `?wait=${waitSeconds}` : ''}`);
   }
 
   close(): Promise<void> {

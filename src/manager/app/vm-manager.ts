@@ -10,7 +10,10 @@ import {
   type VmListQuery,
 } from '../../contracts/vm-api.js';
 import type { Clock } from '../../kit/clock.js';
-import { tapNameOf } from '../../contracts/host-names.js';
+import { macOf, tapNameOf } from '../../contracts/host-names.js';
+import { formatIpv4 } from '../../kit/ipv4.js';
+import { networkBlockOf } from '../domain/network-rules.js';
+import type { NetworkManager } from './network-manager.js';
 import { placedSpec } from '../domain/vm-spec.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import { parseTimestamp } from '../../kit/timestamp.js';
@@ -45,6 +48,7 @@ export class VmManager {
     private readonly vms: VmRepo,
     private readonly hosts: HostRepo,
     private readonly images: ImageRegistry,
+    private readonly networks: Pick<NetworkManager, 'nicRequests'>,
     /** The quota rule a new VM must pass, applied by the VM store as it inserts the VM. */
     private readonly quotaCheck: (project: string, vcpu: number, memMib: number) => QuotaCheck,
     private readonly wake: WakeReconciler,
@@ -76,6 +80,7 @@ export class VmManager {
       });
     }
     const kernelImage = kernel.imageId ? images.get(kernel.imageId) : undefined;
+    const nics = await this.networks.nicRequests(project, request.networks, request.nic);
     // The quota is checked as the VM is inserted, in one step: checked apart, racing creates all fit.
     const check = this.quotaCheck(project, request.vcpu, request.mem_mib);
     const record = await this.vms.create(
@@ -85,6 +90,7 @@ export class VmManager {
         desiredState: request.desired_state ?? 'running',
         tags: request.tags ?? {},
         expiresAt: request.ttl_seconds === undefined ? null : new Date(this.clock.now().getTime() + request.ttl_seconds * 1000),
+        nics,
         spec: {
           vcpu: request.vcpu,
           mem_mib: request.mem_mib,
@@ -96,7 +102,7 @@ export class VmManager {
           rootfs_path: rootfs.path,
           rootfs_image_id: rootfs.imageId,
           extra_drives: drives.map(({ drive, from }) => ({ id: drive.id, path: from.path, image_id: from.imageId, read_only: drive.read_only ?? false })),
-          nic: request.nic ?? true,
+          nic: nics.length > 0,
         },
       },
       check,
@@ -327,6 +333,17 @@ export class VmManager {
       rootfs_path: spec.rootfs_path,
       nic: record.spec.nic,
       tap: record.spec.nic ? tapNameOf(record.id) : null,
+      addresses: record.nics.map((nic) => {
+        const block = networkBlockOf(nic.cidr);
+        return {
+          network_id: nic.networkId,
+          network: nic.network,
+          ip: nic.ip,
+          prefix_length: block.prefixLength,
+          gateway: formatIpv4(block.gateway),
+          mac: macOf(record.id),
+        };
+      }),
       driver: record.status.driver,
       api_socket: record.status.apiSocket,
       console_log: record.status.consoleLog,

@@ -8,7 +8,7 @@ export interface Principal {
 }
 
 /** What a route touches. Project-scoped resources live in one project each. */
-export type ResourceKind = 'vm' | 'snapshot' | 'template' | 'image' | 'host' | 'token' | 'project' | 'audit';
+export type ResourceKind = 'vm' | 'network' | 'snapshot' | 'template' | 'image' | 'host' | 'token' | 'project' | 'audit';
 export type Verb = 'read' | 'write';
 
 /**
@@ -17,7 +17,7 @@ export type Verb = 'read' | 'write';
  */
 export type Verdict = 'allow' | 'deny' | 'hide';
 
-const PROJECT_SCOPED: ReadonlySet<ResourceKind> = new Set(['vm', 'snapshot', 'template']);
+const PROJECT_SCOPED: ReadonlySet<ResourceKind> = new Set(['vm', 'network', 'snapshot', 'template']);
 /** Shared by every project: images come from the hosts' stores. */
 const SHARED_READABLE: ReadonlySet<ResourceKind> = new Set(['image']);
 
@@ -25,8 +25,8 @@ const SHARED_READABLE: ReadonlySet<ResourceKind> = new Set(['image']);
  * The access rule, pure. `resourceProject` is the project of the resource acted on (undefined for
  * collection calls, whose results the caller then filters with {@link visibleProjects}).
  * - admin: everything.
- * - viewer: reads its project's VMs, snapshots and templates, and the shared images.
- * - operator: also creates, changes and deletes its project's VMs, snapshots and templates.
+ * - viewer: reads its project's VMs, networks, snapshots and templates, and the shared images.
+ * - operator: also creates, changes and deletes its project's VMs, networks, snapshots and templates.
  * - hosts, tokens, projects and the audit log: admin only.
  * A viewer's write is denied before the resource is looked at, so the 403 leaks nothing; a
  * resource in another project is hidden (404), whatever the verb.

@@ -11,6 +11,7 @@ import { registerAuthentication, registerAuthorization } from './access-control.
 import { type RateLimits, registerRateLimits } from './rate-limits.js';
 import { registerAccessRoutes } from './routes/access-routes.js';
 import { registerVmRoutes } from './routes/vm-routes.js';
+import { registerNetworkRoutes } from './routes/network-routes.js';
 import { registerIdempotency } from './idempotency.js';
 import { registerHealthRoutes } from './routes/health-routes.js';
 import { registerHostRoutes } from './routes/host-routes.js';
@@ -54,13 +55,16 @@ export async function createManagerServer(services: ManagerServices, options: Ma
   // its call costs a database write (the audit row, the VM's state for it).
   registerAuthentication(app, services.access);
   rateLimits.registerTokenLimits();
-  registerAuthorization(app, services.audit, services.refusals, (resource, id) => (resource === 'vm' ? services.vms.auditSummary(id) : Promise.resolve(null)));
+  registerAuthorization(app, services.audit, services.refusals, (resource, id) =>
+    resource === 'vm' ? services.vms.auditSummary(id) : resource === 'network' ? services.networks.auditSummary(id) : Promise.resolve(null),
+  );
   registerIdempotency(app, services.idempotency);
   registerHealthRoutes(app, services);
   registerHostRoutes(app, services);
   registerImageRoutes(app, services);
   registerAccessRoutes(app, services);
   registerVmRoutes(app, services);
+  registerNetworkRoutes(app, services);
   registerObserveRoutes(app, services, options.devRoutes ?? false);
   return app;
 }

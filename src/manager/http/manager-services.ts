@@ -5,6 +5,7 @@ import type { HostRegistry } from '../app/host-registry.js';
 import type { ImageRegistry } from '../app/image-registry.js';
 import type { RefusalAudit } from '../app/refusal-audit.js';
 import type { VmManager } from '../app/vm-manager.js';
+import type { NetworkManager } from '../app/network-manager.js';
 import type { VmObserver } from '../app/vm-observer.js';
 import type { AuditRepo } from '../ports/access-repos.js';
 import type { IdempotencyRepo } from '../ports/idempotency-repo.js';
@@ -15,6 +16,7 @@ export interface ManagerServices {
   hosts: HostRegistry;
   images: ImageRegistry;
   vms: VmManager;
+  networks: NetworkManager;
   access: AccessService;
   audit: AuditRepo;
   auditLog: AuditLog;

@@ -21,6 +21,7 @@ export async function buildOpenApiDocument(logger: Logger, options: { devRoutes?
       hosts: unused as HostRegistry,
       images: unused as never,
       vms: unused as never,
+      networks: unused as never,
       access: unused as never,
       audit: unused as never,
       auditLog: unused as never,

@@ -1,4 +1,5 @@
 import type { VmmName } from '../../contracts/machine-spec.js';
+import type { Egress } from '../../contracts/network-api.js';
 import type { DesiredState, ObservedState } from '../../contracts/vm-api.js';
 import type { ProjectQuota, ProjectUsage } from '../domain/access-policy.js';
 import type { StartHistory } from '../domain/vm-lifecycle.js';
@@ -56,6 +57,24 @@ export interface StoredVmError {
   console_tail?: string[];
 }
 
+/** A NIC of a VM: its address, and what the guest and its host need of the network it is on. */
+export interface VmNic {
+  index: number;
+  networkId: string;
+  network: string;
+  ip: string;
+  /** The network's block, e.g. 10.220.8.0/24. */
+  cidr: string;
+  egress: Egress;
+  dns: string[];
+}
+
+/** A NIC a new VM asks for: the network (already resolved to an id of the VM's project) and, optionally, its address. */
+export interface NicRequest {
+  networkId: string;
+  ip?: string;
+}
+
 export interface VmRecord {
   id: string;
   projectId: string;
@@ -68,6 +87,8 @@ export interface VmRecord {
   status: VmStatus;
   lastError: StoredVmError | null;
   tags: Record<string, string>;
+  /** Its NICs' addresses, by index. */
+  nics: VmNic[];
   expiresAt: Date | null;
   resourceVersion: number;
   createdAt: Date;
@@ -81,6 +102,8 @@ export interface NewVm {
   desiredState: DesiredState;
   tags: Record<string, string>;
   expiresAt: Date | null;
+  /** Each gets an address in its network as the VM is inserted (see `pickAddress`); none when absent. */
+  nics?: NicRequest[];
 }
 
 export interface VmFilter {
@@ -142,6 +165,9 @@ export interface VmRepo {
    * quota). The check and the insert are one step: VMs created at once in one project are
    * checked one after another, each counting the others, so together they never pass a quota.
    * Refuses an unknown project with `not_found` and a duplicate name in it with `conflict`.
+   * Each NIC gets its address in the same step (the lowest free one, or the one asked for), so a
+   * refused VM holds none, and an address is never handed out twice: refused as `pickAddress`
+   * says, or `not_found` for a network that is not (or no longer) the project's.
    */
   create(vm: NewVm, check: QuotaCheck): Promise<VmRecord>;
   get(id: string): Promise<VmRecord | undefined>;

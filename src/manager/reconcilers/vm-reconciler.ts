@@ -1,7 +1,10 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { AgentVm } from '../../contracts/agent-vm-api.js';
+import { withGuestNetwork } from '../../contracts/guest-network-args.js';
 import type { MachineSpec } from '../../contracts/machine-spec.js';
+import { formatIpv4 } from '../../kit/ipv4.js';
+import { networkBlockOf } from '../domain/network-rules.js';
 import type { ObservedState } from '../../contracts/vm-api.js';
 import type { Clock } from '../../kit/clock.js';
 import { NexusError } from '../../kit/nexus-error.js';
@@ -441,16 +444,28 @@ export function machineSpecOf(vm: VmRecord): MachineSpec {
     if (path === null) throw new Error(`VM ${vm.id} has no host path for its ${what}: it was never placed`);
     return path;
   };
+  const nic = vm.nics[0];
+  const block = nic && networkBlockOf(nic.cidr);
+  // Nexus images configure eth0 from these; other guests ask the host's DHCP server for the same.
+  const cmdline =
+    nic && block
+      ? withGuestNetwork(spec.boot_args, { ipCidr: `${nic.ip}/${block.prefixLength}`, gatewayIp: formatIpv4(block.gateway), dns: nic.dns, hostname: vm.name })
+      : spec.boot_args;
   return {
     vcpu: spec.vcpu,
     mem_mib: spec.mem_mib,
-    kernel: { path: placed(spec.kernel_path, 'kernel'), cmdline: spec.boot_args },
+    kernel: { path: placed(spec.kernel_path, 'kernel'), cmdline },
     ...(spec.initrd_path ? { initrd: { path: spec.initrd_path } } : {}),
     drives: [
       { id: 'rootfs', path: placed(spec.rootfs_path, 'rootfs'), is_root: true },
       ...spec.extra_drives.map((drive) => ({ id: drive.id, path: placed(drive.path, `drive ${drive.id}`), read_only: drive.read_only })),
     ],
-    nics: spec.nic ? [{}] : [],
+    nics:
+      vm.nics.length > 0
+        ? vm.nics.map((each) => ({ network: { id: each.networkId, cidr: each.cidr, egress: each.egress, dns: each.dns }, ip: each.ip }))
+        : spec.nic
+          ? [{}]
+          : [],
     ...(vm.expiresAt ? { expires_at: vm.expiresAt.toISOString() } : {}),
   };
 }

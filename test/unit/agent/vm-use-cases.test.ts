@@ -93,6 +93,32 @@ describe('ensure (agent core on fakes)', () => {
     });
   }
 
+  it("puts the TAP of a NIC on a network on that network's bridge, and keeps the network and address in the stored spec", async () => {
+    const agent = fakeAgentCore();
+    const id = testVmId();
+    const network = { id: '0a1b2c3d-0000-4000-8000-000000000001', cidr: '10.1.0.0/24', egress: 'deny' as const, dns: ['10.1.0.53'] };
+    const vm = await agent.vms.ensure(id, { ...agent.spec(), nics: [{ network, ip: '10.1.0.9', tap: 'tap-ffffffff' }] });
+    assert.deepEqual(agent.network.networkOf.get(tapNameOf(id)), network, 'the TAP is on the network');
+    assert.deepEqual(vm.spec.nics, [{ network, ip: '10.1.0.9' }], 'the TAP name stays the agent’s to give');
+    await agent.vms.act(id, 'start');
+    assert.deepEqual(agent.network.networkOf.get(tapNameOf(id)), network, 'a launch remakes it there');
+  });
+
+  it('refuses a NIC on a network without an address in it (or the other way round), storing nothing', async () => {
+    const agent = fakeAgentCore();
+    const id = testVmId();
+    const network = { id: '0a1b2c3d-0000-4000-8000-000000000001', cidr: '10.1.0.0/24', egress: 'allow' as const, dns: [] };
+    for (const nic of [{ network }, { ip: '10.1.0.9' }, { network, ip: '10.2.0.9' }, { network, ip: '10.1.0.1' }]) {
+      await assert.rejects(
+        agent.vms.ensure(id, { ...agent.spec(), nics: [nic] }),
+        (error: unknown) => error instanceof NexusError && error.code === 'bad_request' && /nics\[0\]/.test(error.message),
+        `refused: ${JSON.stringify(nic)}`,
+      );
+    }
+    assert.deepEqual(agent.store.under(agent.store.layout(id).dir), [], 'nothing of the VM is stored');
+    assert.deepEqual([...agent.network.taps], [], 'no TAP');
+  });
+
   it('a TAP that was there before a failed ensure stays', async () => {
     const agent = fakeAgentCore();
     const id = testVmId();

@@ -5,11 +5,12 @@ import { type CreateVmRequest, DEFAULT_BOOT_ARGS, type VmLifecycleAction } from 
 import { NexusError } from '../../../src/kit/nexus-error.js';
 import { ImageRegistry } from '../../../src/manager/app/image-registry.js';
 import { VmManager } from '../../../src/manager/app/vm-manager.js';
+import { NetworkManager } from '../../../src/manager/app/network-manager.js';
 import { type Principal, type ProjectQuota, brokenQuota } from '../../../src/manager/domain/access-policy.js';
 import type { HostRecord } from '../../../src/manager/ports/host-repo.js';
 import type { ObservedState } from '../../../src/contracts/vm-api.js';
 import { captureLogger } from '../../support/capture-logger.js';
-import { ManualClock, MemoryHostRepo, MemoryImageRepo, MemoryVmRepo, hostRecord } from '../../doubles/memory-manager.js';
+import { ManualClock, MemoryHostRepo, MemoryImageRepo, MemoryVmRepo, TEST_NETWORK_POOL, hostRecord } from '../../doubles/memory-manager.js';
 
 const HOST = hostRecord({ id: '11111111-0000-4000-8000-000000000001', name: 'host-1', capacity: { memory_mib: 4096, run_dir: '/srv/fc' } });
 
@@ -42,6 +43,7 @@ function setup(options: { mode?: 'dev' | 'production'; hosts?: HostRecord[] } = 
     vms,
     hosts,
     new ImageRegistry(imageRepo, clock, captureLogger('images').log),
+    new NetworkManager(vms.networks, TEST_NETWORK_POOL),
     quotaCheck,
     (vmId, userAction) => woken.push({ vmId, userAction }),
     clock,
@@ -114,6 +116,7 @@ describe('VmManager.create', () => {
     assert.equal(vm.mem_mib, 512);
     assert.equal(vm.nic, false);
     assert.equal(vm.tap, null, 'no NIC, no TAP');
+    assert.deepEqual(vm.addresses, [], 'no NIC, no address');
     assert.equal(vm.state, 'requested');
   });
 
@@ -270,6 +273,58 @@ describe('VmManager.create', () => {
     assert.equal((await manager.create(request('by-admin', { project: 'other' }), admin)).project, 'other');
     assert.equal((await manager.create(request('admin-default'), admin)).project, 'default', 'an admin token without project creates in default');
     await rejectsWith(manager.create(request('nowhere', { project: 'nowhere' }), admin), 'not_found', /no project nowhere/);
+  });
+});
+
+describe('VmManager.create: addresses', () => {
+  it("gives a VM one NIC on its project's default network, at the lowest free address, and shows it", async () => {
+    const { manager, vms, request } = setup();
+    const first = await manager.create(request('first'), operator);
+    const second = await manager.create(request('second'), operator);
+    const network = await vms.networks.byName('default', 'default');
+    assert.ok(network, 'the default network was made on first use');
+    assert.deepEqual(first.addresses, [
+      { network_id: network.id, network: 'default', ip: '10.220.0.2', prefix_length: 24, gateway: '10.220.0.1', mac: first.addresses[0]?.mac ?? '' },
+    ]);
+    assert.match(first.addresses[0]?.mac ?? '', /^06(:[0-9a-f]{2}){5}$/, 'the MAC derived from the VM id');
+    assert.equal(second.addresses[0]?.ip, '10.220.0.3', 'the next free address');
+    assert.equal(first.nic, true);
+    assert.deepEqual((await manager.get(first.id, operator)).addresses, first.addresses, 'GET shows the same');
+  });
+
+  it('puts a VM on the network it names, at the address it asks for', async () => {
+    const { manager, vms, request } = setup();
+    await vms.networks.create({ project: 'default', name: 'backend', cidr: '10.1.0.0/24', egress: 'deny', dns: [] });
+    const vm = await manager.create(request('db', { networks: [{ network: 'backend', ip: '10.1.0.50' }] }), operator);
+    assert.deepEqual(
+      vm.addresses.map((address) => [address.network, address.ip, address.gateway]),
+      [['backend', '10.1.0.50', '10.1.0.1']],
+    );
+    assert.equal(await vms.networks.byName('default', 'default'), undefined, 'no default network was made for it');
+  });
+
+  it('refuses an address that is taken (naming the holder) or outside the network, and stores no VM', async () => {
+    const { manager, vms, request } = setup();
+    await vms.networks.create({ project: 'default', name: 'backend', cidr: '10.1.0.0/24', egress: 'allow', dns: [] });
+    await manager.create(request('holder', { networks: [{ network: 'backend', ip: '10.1.0.7' }] }), operator);
+    await rejectsWith(manager.create(request('late', { networks: [{ network: 'backend', ip: '10.1.0.7' }] }), operator), 'conflict', /taken by VM holder/);
+    await rejectsWith(
+      manager.create(request('outside', { networks: [{ network: 'backend', ip: '10.9.0.7' }] }), operator),
+      'unprocessable',
+      /not in network backend/,
+    );
+    assert.deepEqual(
+      (await vms.list({ limit: 10 })).map((vm) => vm.name),
+      ['holder'],
+      'the refused VMs were not stored',
+    );
+  });
+
+  it('frees an address with its VM: the next VM gets it again', async () => {
+    const { manager, vms, request } = setup();
+    const gone = await manager.create(request('gone'), operator);
+    await vms.delete(gone.id);
+    assert.equal((await manager.create(request('next'), operator)).addresses[0]?.ip, gone.addresses[0]?.ip);
   });
 });
 

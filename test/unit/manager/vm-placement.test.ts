@@ -3,9 +3,10 @@ import { describe, it } from 'node:test';
 import { NexusError } from '../../../src/kit/nexus-error.js';
 import { ImageRegistry } from '../../../src/manager/app/image-registry.js';
 import { VmManager } from '../../../src/manager/app/vm-manager.js';
+import { NetworkManager } from '../../../src/manager/app/network-manager.js';
 import type { Principal } from '../../../src/manager/domain/access-policy.js';
 import { captureLogger } from '../../support/capture-logger.js';
-import { ManualClock, MemoryHostRepo, MemoryImageRepo, MemoryVmRepo, hostRecord } from '../../doubles/memory-manager.js';
+import { ManualClock, MemoryHostRepo, MemoryImageRepo, MemoryVmRepo, TEST_NETWORK_POOL, hostRecord } from '../../doubles/memory-manager.js';
 
 // VmManager.placement answers the logs, metrics and console routes of a VM that never reached a
 // host: its 409 must tell the caller why in words (it once printed the stored error object).
@@ -23,6 +24,7 @@ async function unplacedVm() {
     vms,
     new MemoryHostRepo([HOST]),
     new ImageRegistry(imageRepo, clock, captureLogger('images').log),
+    new NetworkManager(vms.networks, TEST_NETWORK_POOL),
     () => () => undefined,
     () => undefined,
     clock,

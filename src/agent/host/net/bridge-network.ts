@@ -1,18 +1,21 @@
 import type { Logger } from 'pino';
 import { NexusError } from '../../../kit/nexus-error.js';
-import { TAP_NAME_PATTERN } from '../../../contracts/host-names.js';
+import { NETWORK_BRIDGE_PATTERN, TAP_NAME_PATTERN, networkBridgeNameOf } from '../../../contracts/host-names.js';
+import type { NicNetwork } from '../../../contracts/machine-spec.js';
+import { NetworkBridges } from './network-bridges.js';
 import { type Ipv4Cidr, networkOf } from '../../domain/ipv4.js';
 import type { HostNetwork } from '../../ports/host-network.js';
 import { type LinkInfo, ip, listLinks, readLink } from './ip-command.js';
 import {
   type NatBackend,
+  FORWARDING_TURNED_ON,
   detectNatBackend,
-  disableIpForwarding,
   enableIpForwarding,
   ensureMasquerade,
   hasMasquerade,
   masqueradeName,
   removeMasquerade,
+  restoreForwarding,
 } from './nat.js';
 
 export interface BridgeNetworkConfig {
@@ -32,7 +35,7 @@ const BRIDGE_MARK = 'nexus guest bridge';
  * The mark of a bridge whose NAT set-up found IP forwarding off and turned it on: the tear-down
  * that removes the bridge turns it off again, whichever process (or start) does it.
  */
-const FORWARDING_MARK = `${BRIDGE_MARK}, ip_forward turned on`;
+const FORWARDING_MARK = `${BRIDGE_MARK}${FORWARDING_TURNED_ON}`;
 
 /**
  * One Linux bridge per host with an address and (optionally) NAT, and one TAP per NIC attached to
@@ -42,11 +45,14 @@ const FORWARDING_MARK = `${BRIDGE_MARK}, ip_forward turned on`;
 export class BridgeNetwork implements HostNetwork {
   private bridgeReady: Promise<void> | undefined;
   private natBackend: NatBackend | undefined;
+  private readonly networks: NetworkBridges;
 
   constructor(
     private readonly config: BridgeNetworkConfig,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.networks = new NetworkBridges(log);
+  }
 
   /** Creates the bridge if missing, gives it its address, brings it up, and sets up NAT. Idempotent. */
   ensureBridge(): Promise<void> {
@@ -57,9 +63,27 @@ export class BridgeNetwork implements HostNetwork {
     return this.bridgeReady;
   }
 
-  async ensureTap(name: string, owner?: { uid: number; gid: number }): Promise<void> {
+  async ensureTap(name: string, owner?: { uid: number; gid: number }, network?: NicNetwork): Promise<void> {
     assertTapName(name);
-    await this.ensureBridge();
+    if (!network) {
+      await this.ensureBridge();
+      return this.makeTap(name, this.config.bridge, owner);
+    }
+    const bridge = networkBridgeNameOf(network.id);
+    await this.networks.holding(bridge, async () => {
+      try {
+        await this.networks.ensure(network);
+        await this.makeTap(name, bridge, owner);
+      } catch (error) {
+        // A bridge this call made (or found empty) goes again: nothing is left for a failed start.
+        await this.networks.releaseIfUnused(bridge).catch((undoError: unknown) => this.log.error({ err: undoError }, `could not remove bridge ${bridge}`));
+        throw error;
+      }
+    });
+  }
+
+  /** Creates the TAP (replacing a stale one of ours), attached to `bridge` and up. */
+  private async makeTap(name: string, bridge: string, owner?: { uid: number; gid: number }): Promise<void> {
     const existing = await readLink(name);
     if (existing) {
       assertOurs(existing.ifname, existing.linkinfo?.info_kind);
@@ -69,7 +93,7 @@ export class BridgeNetwork implements HostNetwork {
     const ownerArgs = owner ? ['user', String(owner.uid), 'group', String(owner.gid)] : [];
     await ip(['tuntap', 'add', 'dev', name, 'mode', 'tap', ...ownerArgs], `creating TAP ${name}`);
     try {
-      await ip(['link', 'set', 'dev', name, 'master', this.config.bridge], `attaching TAP ${name} to ${this.config.bridge}`);
+      await ip(['link', 'set', 'dev', name, 'master', bridge], `attaching TAP ${name} to ${bridge}`);
       await ip(['link', 'set', 'dev', name, 'up'], `bringing TAP ${name} up`);
     } catch (error) {
       await ip(['link', 'del', 'dev', name], `removing the half-made TAP ${name}`).catch((undoError: unknown) =>
@@ -79,19 +103,28 @@ export class BridgeNetwork implements HostNetwork {
     }
   }
 
+  /** Removes the TAP; a network's bridge goes with its last TAP. */
   async deleteTap(name: string): Promise<void> {
     assertTapName(name);
     const existing = await readLink(name);
     if (!existing) return;
     assertOurs(existing.ifname, existing.linkinfo?.info_kind);
-    await ip(['link', 'del', 'dev', name], `deleting TAP ${name}`);
+    const master = existing.master;
+    if (master === undefined || !NETWORK_BRIDGE_PATTERN.test(master)) {
+      await ip(['link', 'del', 'dev', name], `deleting TAP ${name}`);
+      return;
+    }
+    await this.networks.holding(master, async () => {
+      await ip(['link', 'del', 'dev', name], `deleting TAP ${name}`);
+      await this.networks.releaseIfUnused(master);
+    });
   }
 
-  /** Nexus TAPs on this agent's bridge, or on none (detached leftovers); never another bridge's. */
+  /** Nexus TAPs on this agent's bridge or a network's, or on none (detached leftovers); never another bridge's. */
   async listTaps(): Promise<string[]> {
     return (await listLinks())
       .filter((link) => TAP_NAME_PATTERN.test(link.ifname) && link.linkinfo?.info_kind === 'tun')
-      .filter((link) => link.master === undefined || link.master === this.config.bridge)
+      .filter((link) => link.master === undefined || link.master === this.config.bridge || NETWORK_BRIDGE_PATTERN.test(link.master))
       .map((link) => link.ifname)
       .sort();
   }
@@ -113,6 +146,8 @@ export class BridgeNetwork implements HostNetwork {
     for (const tap of plan.taps) {
       await this.deleteTap(tap).catch((error: unknown) => failures.push(error instanceof Error ? error.message : String(error)));
     }
+    // Network bridges went with their last TAP; any a crash left behind (or their rules) go now.
+    await this.networks.sweep().catch((error: unknown) => failures.push(error instanceof Error ? error.message : String(error)));
     if (plan.kept.length > 0) {
       this.log.warn({ bridge, attached: plan.kept }, 'left the bridge and its NAT: other devices are still attached to it');
     } else {
@@ -123,7 +158,7 @@ export class BridgeNetwork implements HostNetwork {
       if (plan.bridgeIsOurs) {
         try {
           await ip(['link', 'del', 'dev', bridge], `deleting bridge ${bridge}`);
-          if (plan.forwardingTurnedOn) await this.restoreForwarding();
+          if (plan.forwardingTurnedOn) await restoreForwarding();
         } catch (error) {
           failures.push((error as Error).message);
         }
@@ -144,7 +179,7 @@ export class BridgeNetwork implements HostNetwork {
   async tearDownLeft(taps: string[]): Promise<string[]> {
     const { bridge, cidr } = this.config;
     const plan = await this.tearDownPlan(taps);
-    const left = plan.taps.map((tap) => `TAP ${tap}`);
+    const left = [...plan.taps.map((tap) => `TAP ${tap}`), ...(await this.networks.unused())];
     // With a device of someone else's attached, the bridge and its NAT rightly stay.
     if (plan.kept.length === 0) {
       if (plan.bridgeIsOurs) left.push(`bridge ${bridge}`);
@@ -180,12 +215,6 @@ export class BridgeNetwork implements HostNetwork {
     };
   }
 
-  /** Turns IP forwarding back off, unless another bridge's set-up also needs it (it carries the same mark). */
-  private async restoreForwarding(): Promise<void> {
-    const others = (await listLinks()).filter((link) => link.ifname !== this.config.bridge && link.ifalias === FORWARDING_MARK);
-    if (others.length === 0) await disableIpForwarding();
-  }
-
   private async backend(): Promise<NatBackend | undefined> {
     return this.natBackend ?? this.config.natBackend ?? (await detectNatBackend());
   }
@@ -197,7 +226,7 @@ export class BridgeNetwork implements HostNetwork {
     const device = await readLink(this.config.bridge);
     if (device) {
       await ip(['link', 'del', 'dev', this.config.bridge], `deleting bridge ${this.config.bridge}`);
-      if (device.ifalias === FORWARDING_MARK) await this.restoreForwarding();
+      if (device.ifalias === FORWARDING_MARK) await restoreForwarding();
     }
     this.bridgeReady = undefined;
   }

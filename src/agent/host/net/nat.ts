@@ -1,6 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { runHostTool } from '../../../kit/host-tool.js';
 import { which } from '../host-requirements.js';
+import { listLinks } from './ip-command.js';
 
 export type NatBackend = 'nftables' | 'iptables';
 
@@ -95,4 +96,16 @@ export async function enableIpForwarding(): Promise<boolean> {
 /** Turns forwarding back off: for a tear-down that removes the NAT of a bridge whose set-up turned it on. */
 export async function disableIpForwarding(): Promise<void> {
   await writeFile(IP_FORWARD, '0\n');
+}
+
+/**
+ * The end of the alias of a Nexus bridge whose set-up found IP forwarding off and turned it on:
+ * the tear-down that removes the last such bridge turns it off again.
+ */
+export const FORWARDING_TURNED_ON = ', ip_forward turned on';
+
+/** Turns IP forwarding back off once no Nexus bridge that turned it on is left (call after removing one). */
+export async function restoreForwarding(): Promise<void> {
+  const others = (await listLinks()).filter((link) => link.ifalias?.startsWith('nexus ') === true && link.ifalias.endsWith(FORWARDING_TURNED_ON));
+  if (others.length === 0) await disableIpForwarding();
 }

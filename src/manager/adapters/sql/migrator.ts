@@ -9,6 +9,7 @@ import * as adminTokenScope from './migrations/0006-admin-token-scope.js';
 import { sealedCredentialsAndHostAudit } from './migrations/0007-sealed-credentials-and-host-audit.js';
 import * as auditPagingIndex from './migrations/0008-audit-paging-index.js';
 import * as vmStatus from './migrations/0009-vm-status.js';
+import * as networks from './migrations/0010-networks.js';
 import type { SecretBox } from '../../../kit/secret-box.js';
 
 /** What some migrations need besides the database: the key that seals secrets at rest. */
@@ -28,6 +29,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0007-sealed-credentials-and-host-audit': sealedCredentialsAndHostAudit(context.secrets),
     '0008-audit-paging-index': auditPagingIndex,
     '0009-vm-status': vmStatus,
+    '0010-networks': networks,
   };
 }
 

@@ -1,6 +1,7 @@
 import type { ColumnType, Generated } from 'kysely';
 import type { HostCapacity } from '../../../contracts/agent-api.js';
 import type { ImageKind } from '../../../contracts/image-api.js';
+import type { Egress } from '../../../contracts/network-api.js';
 import type { VmmName } from '../../../contracts/machine-spec.js';
 import type { DesiredState, ObservedState } from '../../../contracts/vm-api.js';
 import type { StoredVmError, StoredVmSpec } from '../../ports/vm-repo.js';
@@ -139,6 +140,32 @@ export interface Schema {
   api_token: ApiTokenTable;
   audit: AuditTable;
   secret_key_check: SecretKeyCheckTable;
+  network: NetworkTable;
+  vm_nic: VmNicTable;
+}
+
+export interface NetworkTable {
+  id: Generated<string>;
+  project_id: string;
+  name: string;
+  /** A `cidr` column: select it as text (`cidr::text`). */
+  cidr: string;
+  egress: Egress;
+  dns: ColumnType<string[], string | undefined, string>;
+  resource_version: ColumnType<number, number | undefined, number>;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+}
+
+/** One NIC of a VM and its address in its network; goes with the VM's row. */
+export interface VmNicTable {
+  vm_id: string;
+  nic_index: number;
+  network_id: string;
+  /** An `inet` column: select it as text with `host(ip)`. */
+  ip: string;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
 }
 
 export interface IdempotencyKeyTable {

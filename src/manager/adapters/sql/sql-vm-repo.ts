@@ -4,10 +4,31 @@ import type { DesiredState } from '../../../contracts/vm-api.js';
 import { NexusError } from '../../../kit/nexus-error.js';
 import type { ProjectQuota, ProjectUsage } from '../../domain/access-policy.js';
 import type { StartHistory } from '../../domain/vm-lifecycle.js';
-import type { EventsFilter, HostAllocation, NewVm, Observation, QuotaCheck, VmEventRecord, VmFilter, VmRecord, VmRepo } from '../../ports/vm-repo.js';
+import { networkBlockOf, pickAddress } from '../../domain/network-rules.js';
+import type {
+  EventsFilter,
+  HostAllocation,
+  NewVm,
+  NicRequest,
+  Observation,
+  QuotaCheck,
+  VmEventRecord,
+  VmFilter,
+  VmNic,
+  VmRecord,
+  VmRepo,
+} from '../../ports/vm-repo.js';
 import type { Schema, VmEventTable, VmTable } from './schema.js';
 
-type VmRow = Selectable<VmTable> & { project: string };
+type VmRow = Selectable<VmTable> & { project: string; nics: VmNic[] | null };
+
+/** A VM's NICs, by index, as one JSON array: no second query per VM, in a list or anywhere. */
+const NICS = sql<VmNic[] | null>`(
+  SELECT jsonb_agg(jsonb_build_object(
+    'index', nic.nic_index, 'networkId', nic.network_id, 'network', net.name, 'ip', host(nic.ip),
+    'cidr', net.cidr::text, 'egress', net.egress, 'dns', net.dns) ORDER BY nic.nic_index)
+  FROM vm_nic nic JOIN network net ON net.id = nic.network_id
+  WHERE nic.vm_id = vm.id)`;
 
 export class SqlVmRepo implements VmRepo {
   constructor(private readonly db: Kysely<Schema>) {}
@@ -34,7 +55,8 @@ export class SqlVmRepo implements VmRepo {
         return insertVm(trx, project.id, vm);
       });
     } catch (error) {
-      if ((error as { code?: string }).code === '23505') {
+      // The address constraint cannot fire while allocations in a network take its row in turn; should it, it says so.
+      if ((error as { code?: string; constraint?: string }).code === '23505' && (error as { constraint?: string }).constraint !== 'vm_nic_address_unique') {
         throw new NexusError('conflict', `a VM named ${vm.name} already exists in project ${vm.project}`, {
           suggestion: 'Choose another name, or delete the other VM first.',
         });
@@ -70,7 +92,10 @@ export class SqlVmRepo implements VmRepo {
       .whereRef('project.id', '=', 'vm.project_id')
       .where('vm.id', '=', id);
     if (expectedVersion !== undefined) update = update.where('vm.resource_version', '=', expectedVersion);
-    const row = await update.returningAll('vm').returning('project.name as project').executeTakeFirst();
+    const row = await update
+      .returningAll('vm')
+      .returning(['project.name as project', NICS.as('nics')])
+      .executeTakeFirst();
     if (row) return toRecord(row);
     const exists = await this.db.selectFrom('vm').select('id').where('id', '=', id).executeTakeFirst();
     return exists ? 'stale' : undefined;
@@ -181,7 +206,11 @@ export class SqlVmRepo implements VmRepo {
   }
 
   private selectVms() {
-    return this.db.selectFrom('vm').innerJoin('project', 'project.id', 'vm.project_id').selectAll('vm').select('project.name as project');
+    return this.db
+      .selectFrom('vm')
+      .innerJoin('project', 'project.id', 'vm.project_id')
+      .selectAll('vm')
+      .select(['project.name as project', NICS.as('nics')]);
   }
 }
 
@@ -232,7 +261,34 @@ async function insertVm(trx: Transaction, projectId: string, vm: NewVm): Promise
     })
     .returningAll()
     .executeTakeFirstOrThrow();
-  return toRecord({ ...row, project: vm.project });
+  const nics: VmNic[] = [];
+  for (const [index, nic] of (vm.nics ?? []).entries()) nics.push(await allocateNic(trx, projectId, row.id, index, nic));
+  return toRecord({ ...row, project: vm.project, nics });
+}
+
+/**
+ * Gives the VM's NIC its address: under the network's row (NO KEY UPDATE: allocations in one
+ * network go one at a time; a delete of it, FOR UPDATE, waits or is waited for), the network's
+ * used addresses are read and `pickAddress` chooses; the unique constraint on (network, ip) backs it.
+ */
+async function allocateNic(trx: Transaction, projectId: string, vmId: string, index: number, nic: NicRequest): Promise<VmNic> {
+  const network = await trx
+    .selectFrom('network')
+    .select(['id', 'name', sql<string>`cidr::text`.as('cidr'), 'egress', 'dns'])
+    .where('id', '=', nic.networkId)
+    .where('project_id', '=', projectId)
+    .forNoKeyUpdate()
+    .executeTakeFirst();
+  if (!network) throw new NexusError('not_found', `no network ${nic.networkId} in the VM's project`, { suggestion: 'GET /v1/networks lists them.' });
+  const used = await trx
+    .selectFrom('vm_nic')
+    .innerJoin('vm', 'vm.id', 'vm_nic.vm_id')
+    .select([sql<string>`host(vm_nic.ip)`.as('ip'), 'vm.name'])
+    .where('vm_nic.network_id', '=', network.id)
+    .execute();
+  const ip = pickAddress({ ...networkBlockOf(network.cidr), name: network.name }, new Map(used.map((row) => [row.ip, row.name])), nic.ip);
+  await trx.insertInto('vm_nic').values({ vm_id: vmId, nic_index: index, network_id: network.id, ip }).execute();
+  return { index, networkId: network.id, network: network.name, ip, cidr: network.cidr, egress: network.egress, dns: network.dns };
 }
 
 function toRecord(row: VmRow): VmRecord {
@@ -255,6 +311,7 @@ function toRecord(row: VmRow): VmRecord {
     },
     lastError: row.last_error,
     tags: row.tags,
+    nics: row.nics ?? [],
     expiresAt: row.expires_at,
     resourceVersion: Number(row.resource_version),
     createdAt: row.created_at,

@@ -64,7 +64,8 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
         tags: ['vms'],
         querystring: SettleWaitQuery,
         body: CreateVmRequest,
-        response: { 201: Vm, ...errors },
+        // 422: an address asked for that its network cannot give (outside it, its gateway).
+        response: { 201: Vm, ...errors, 422: ErrorBody },
       },
     },
     async (request, reply) => {

@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { networkBridgeNameOf, tapNameOf } from '../../src/contracts/host-names.js';
+import { readLink } from '../../src/agent/host/net/ip-command.js';
+import { type AgentHarness, startAgentProcess } from '../support/agent-harness.js';
+import { testGuestImage } from '../support/guest-image.js';
+import { eventually } from '../support/nexus-process.js';
+import { testBridgeCidr, testBridgeName } from '../support/net-names.js';
+import { tempDir } from '../support/temp-dir.js';
+import { type TestManager, send, startTestManager } from '../support/test-manager.js';
+
+const run = promisify(execFile);
+
+/**
+ * Networks with real guests: each VM boots at the address IPAM gave it; VMs of one network reach
+ * each other, VMs of another cannot; egress allow reaches an "outside" address (a namespace this
+ * test makes), egress deny does not. Guests report what they reach with `nexus.ping=`.
+ */
+describe('networks with real guests', () => {
+  const dir = tempDir('nexus-networks-');
+  const runDir = join(dir.path, 'run');
+  const bridge = testBridgeName();
+  const hex = randomBytes(3).toString('hex');
+  // Blocks of this run only: 10.215.x.0/24 for the networks, 198.18.y.0/30 (a benchmarking range) outside.
+  const third = (randomBytes(1)[0] ?? 0) & 0xfc;
+  const blocks = { a: `10.215.${third}.0/24`, b: `10.215.${third + 1}.0/24`, closed: `10.215.${third + 2}.0/24` };
+  const ipIn = (block: string, host: number) => block.replace(/\.0\/24$/, `.${host}`);
+  const outside = { ns: `nxt-${hex}`, hostEnd: `nxo-${hex}`, nsEnd: `nxi-${hex}`, hostIp: `198.18.${third}.1`, nsIp: `198.18.${third}.2` };
+  let manager: TestManager;
+  let agent: AgentHarness;
+  let images: string;
+  const url = (path: string) => `${manager.url}${path}`;
+
+  before(async () => {
+    const image = await testGuestImage();
+    mkdirSync(runDir, { recursive: true });
+    symlinkSync(join(image.dir, '..'), join(runDir, 'images'));
+    images = join(runDir, 'images', image.manifest.name);
+    manager = await startTestManager({ resyncMs: 1000, heartbeatTimeoutMs: 10_000, heartbeatIntervalMs: 1000 });
+    const token = (await manager.hosts.mintJoinToken(600)).token;
+    agent = await startAgentProcess(
+      runDir,
+      { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: testBridgeCidr(), NEXUS_NAT: 'off', NEXUS_JOIN_TOKEN: token },
+      manager.url,
+    );
+    await eventually('the host is ready', async () => (await manager.hosts.list()).some((host) => host.status === 'ready'));
+    // The outside: a namespace behind a veth pair, reachable from the host by a route of its own.
+    await run('ip', ['netns', 'add', outside.ns]);
+    await run('ip', ['link', 'add', outside.hostEnd, 'type', 'veth', 'peer', 'name', outside.nsEnd, 'netns', outside.ns]);
+    await run('ip', ['addr', 'add', `${outside.hostIp}/30`, 'dev', outside.hostEnd]);
+    await run('ip', ['link', 'set', outside.hostEnd, 'up']);
+    await run('ip', ['-n', outside.ns, 'addr', 'add', `${outside.nsIp}/30`, 'dev', outside.nsEnd]);
+    await run('ip', ['-n', outside.ns, 'link', 'set', outside.nsEnd, 'up']);
+    await run('ip', ['-n', outside.ns, 'link', 'set', 'lo', 'up']);
+    await run('ip', ['-n', outside.ns, 'route', 'add', 'default', 'via', outside.hostIp]);
+    for (const [name, cidr, egress] of [
+      ['net-a', blocks.a, 'allow'],
+      ['net-b', blocks.b, 'allow'],
+      ['closed', blocks.closed, 'deny'],
+    ]) {
+      const made = await send(url('/v1/networks'), { body: { name, cidr, egress } });
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+    }
+  });
+
+  after(async () => {
+    for (const vm of (await send(url('/v1/vms'))).body?.items ?? []) await send(url(`/v1/vms/${vm.id}?wait=60`), { method: 'DELETE' });
+    for (const network of (await send(url('/v1/networks'))).body?.items ?? []) await send(url(`/v1/networks/${network.id}`), { method: 'DELETE' });
+    await agent?.process.stop();
+    await manager?.dispose();
+    await run('ip', ['netns', 'del', outside.ns]).catch(() => undefined);
+    await run('ip', ['link', 'del', 'dev', outside.hostEnd]).catch(() => undefined);
+    await run('ip', ['link', 'del', 'dev', bridge]).catch(() => undefined);
+    dir.remove();
+  });
+
+  const create = async (name: string, network: string, ip: string, pings: string[]) => {
+    const created = await send(url('/v1/vms'), {
+      body: {
+        name,
+        vcpu: 1,
+        mem_mib: 128,
+        kernel_path: join(images, 'vmlinux'),
+        initrd_path: join(images, 'initrd.img'),
+        rootfs_path: join(images, 'rootfs.ext4'),
+        boot_args: `console=ttyS0 reboot=t panic=1 root=/dev/vda rw nexus.ping=${pings.join(',')}`,
+        networks: [{ network, ip }],
+      },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    return created.body as { id: string; addresses: Array<{ ip: string; network_id: string }> };
+  };
+  const consoleOf = (id: string) => {
+    const path = join(runDir, 'vms', id, 'logs', 'console.log');
+    return existsSync(path) ? readFileSync(path, 'utf8') : '';
+  };
+  /** The last state the guest reported for `ip` (`up`, `down`), if any yet. */
+  const reachOf = (id: string, ip: string) => [...consoleOf(id).matchAll(new RegExp(`NEXUS_PING ${ip.replaceAll('.', '\\.')} (up|down)`, 'g'))].at(-1)?.[1];
+  const countOf = (id: string) => Number([...consoleOf(id).matchAll(/NEXUS_COUNTER (\d+)/g)].at(-1)?.[1] ?? 0);
+
+  it('VMs of one network reach each other at their addresses; a VM of another network reaches neither; egress follows the network', async () => {
+    const a1 = ipIn(blocks.a, 10);
+    const a2 = ipIn(blocks.a, 11);
+    const b1 = ipIn(blocks.b, 10);
+    const c1 = ipIn(blocks.closed, 10);
+    const gatewayOfClosed = ipIn(blocks.closed, 1);
+    const vmA1 = await create('a1', 'net-a', a1, [a2]);
+    const vmA2 = await create('a2', 'net-a', a2, [a1, b1, outside.nsIp]);
+    const vmB1 = await create('b1', 'net-b', b1, [a1, a2]);
+    const vmC1 = await create('c1', 'closed', c1, [gatewayOfClosed, outside.nsIp]);
+    assert.deepEqual(
+      [vmA1, vmA2, vmB1, vmC1].map((vm) => vm.addresses[0]?.ip),
+      [a1, a2, b1, c1],
+      'each VM at the address it asked for',
+    );
+    await eventually('the guests booted', () => [vmA1, vmA2, vmB1, vmC1].every((vm) => consoleOf(vm.id).includes('NEXUS_BOOT_OK')), 180_000);
+    for (const [vm, ip] of [
+      [vmA1, a1],
+      [vmB1, b1],
+    ] as const) {
+      assert.match(consoleOf(vm.id), new RegExp(`NEXUS_NET eth0 ${ip.replaceAll('.', '\\.')}/24 via`), 'the guest configured the address IPAM gave');
+    }
+    assert.equal((await readLink(tapNameOf(vmA1.id)))?.master, networkBridgeNameOf(vmA1.addresses[0]?.network_id ?? ''), "the TAP is on its network's bridge");
+
+    await eventually('a1 and a2 reach each other', () => reachOf(vmA2.id, a1) === 'up' && reachOf(vmA1.id, a2) === 'up', 60_000);
+    await eventually('a2 reaches the outside: egress allowed', () => reachOf(vmA2.id, outside.nsIp) === 'up', 60_000);
+    await eventually('c1 reaches its gateway: its network works', () => reachOf(vmC1.id, gatewayOfClosed) === 'up', 60_000);
+    // Give the isolated probes time to succeed if they could: ten more rounds of pings, each way.
+    const rounds = { a2: countOf(vmA2.id), b1: countOf(vmB1.id), c1: countOf(vmC1.id) };
+    await eventually(
+      'ten more rounds',
+      () => countOf(vmA2.id) > rounds.a2 + 10 && countOf(vmB1.id) > rounds.b1 + 10 && countOf(vmC1.id) > rounds.c1 + 10,
+      120_000,
+    );
+    assert.equal(reachOf(vmA2.id, b1), 'down', 'a2 cannot reach b1 on another network');
+    assert.equal(reachOf(vmB1.id, a1), 'down', 'b1 cannot reach a1');
+    assert.equal(reachOf(vmB1.id, a2), 'down', 'b1 cannot reach a2');
+    assert.doesNotMatch(consoleOf(vmB1.id), /NEXUS_PING \S+ up/, 'b1 never reached across, not even once');
+    assert.equal(reachOf(vmC1.id, outside.nsIp), 'down', 'c1 cannot leave its network: egress denied');
+    assert.doesNotMatch(consoleOf(vmC1.id), new RegExp(`NEXUS_PING ${outside.nsIp.replaceAll('.', '\\.')} up`), 'not even once');
+    const fromHost = await run('busybox', ['ping', '-c', '1', '-W', '2', a1]).then(
+      () => 'up',
+      () => 'down',
+    );
+    assert.equal(fromHost, 'up', 'the host reaches a guest at its address');
+  });
+
+  it('deleting the VMs removes their TAPs, and each network bridge with its rules once its last VM is gone', async () => {
+    const vms = (await send(url('/v1/vms'))).body.items as Array<{ id: string; addresses: Array<{ network_id: string }> }>;
+    const bridges = [...new Set(vms.map((vm) => networkBridgeNameOf(vm.addresses[0]?.network_id ?? '')))];
+    assert.ok(bridges.length > 0, 'the VMs of the first test are there');
+    for (const vm of vms) assert.equal((await send(url(`/v1/vms/${vm.id}?wait=60`), { method: 'DELETE' })).status, 200);
+    for (const vm of vms) assert.equal(await readLink(tapNameOf(vm.id)), undefined, `TAP of ${vm.id} gone`);
+    for (const name of bridges) assert.equal(await readLink(name), undefined, `bridge ${name} gone with its last VM`);
+    const { stdout } = await run('nft', ['list', 'tables']);
+    assert.doesNotMatch(stdout, /nexus_net_/, 'no network rules left');
+    for (const network of (await send(url('/v1/networks'))).body.items as Array<{ id: string; vm_count: number }>) {
+      assert.equal(network.vm_count, 0, 'every address is free again');
+      assert.equal((await send(url(`/v1/networks/${network.id}`), { method: 'DELETE' })).status, 200);
+    }
+  });
+});
