@@ -1,16 +1,17 @@
 /**
  * What a VM's network plumbing costs its start, on this host: making and removing its TAP on the
  * flat bridge (the path before networks), on its network's bridge while other VMs keep that bridge
- * up, and as the first VM of its network on the host (the bridge and its nftables rules made, then
- * removed with it). p50 and p99 over many VMs each, in milliseconds. Prints; asserts nothing.
+ * up (the rules rewritten, the DHCP server restarted with its lease), and as the first VM of its
+ * network on the host (the bridge, its nftables rules and its DHCP server made, then removed with it). p50 and p99 over many VMs each, in milliseconds. Prints; asserts nothing.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { BridgeNetwork } from '../src/agent/host/net/bridge-network.js';
 import { parseIpv4Cidr } from '../src/agent/domain/ipv4.js';
-import { tapNameOf } from '../src/contracts/host-names.js';
+import { macOf, tapNameOf } from '../src/contracts/host-names.js';
 import type { NicNetwork } from '../src/contracts/machine-spec.js';
 import { captureLogger } from '../test/support/capture-logger.js';
 import { testBridgeCidr, testBridgeName, testVmId } from '../test/support/net-names.js';
+import { tempDir } from '../test/support/temp-dir.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 100);
 
@@ -19,7 +20,9 @@ const percentile = (values: number[], p: number) =>
 
 const cidr = parseIpv4Cidr(testBridgeCidr());
 if (!cidr) throw new Error('no test bridge block');
-const network = new BridgeNetwork({ bridge: testBridgeName(), cidr, nat: false }, captureLogger('bench-network').log);
+const dhcpDir = tempDir('nexus-bench-dhcp-');
+// As an agent runs it: with a DHCP server per network, restarted with each NIC's lease.
+const network = new BridgeNetwork({ bridge: testBridgeName(), cidr, nat: false, dhcpDir: dhcpDir.path }, captureLogger('bench-network').log);
 const third = (randomBytes(1)[0] ?? 0) & 0xfe;
 const kept: NicNetwork = { id: randomUUID(), cidr: `10.216.${third}.0/24`, egress: 'allow', dns: [] };
 
@@ -27,9 +30,11 @@ const kept: NicNetwork = { id: randomUUID(), cidr: `10.216.${third}.0/24`, egres
 async function timed(on: () => NicNetwork | undefined): Promise<number[]> {
   const times: number[] = [];
   for (let i = 0; i < RUNS; i++) {
-    const tap = tapNameOf(testVmId());
+    const id = testVmId();
+    const tap = tapNameOf(id);
+    const onNetwork = on();
     const started = performance.now();
-    await network.ensureTap(tap, undefined, on());
+    await network.ensureTap(tap, undefined, onNetwork && { network: onNetwork, ip: onNetwork.cidr.replace(/0\/24$/, String(10 + (i % 200))), mac: macOf(id) });
     await network.deleteTap(tap);
     times.push(performance.now() - started);
   }
@@ -40,7 +45,7 @@ const holder = tapNameOf(testVmId());
 try {
   const flat = await timed(() => undefined);
   // Another VM of the network holds its bridge up: each VM pays for its TAP and the rules' rewrite.
-  await network.ensureTap(holder, undefined, kept);
+  await network.ensureTap(holder, undefined, { network: kept, ip: kept.cidr.replace(/0\/24$/, '2'), mac: '06:00:00:00:00:02' });
   const onNetwork = await timed(() => kept);
   await network.deleteTap(holder);
   // Each VM the first of its network on the host: the bridge and its table made and removed with it.
@@ -54,4 +59,5 @@ try {
 } finally {
   await network.deleteTap(holder).catch(() => undefined);
   await network.tearDown([]);
+  dhcpDir.remove();
 }

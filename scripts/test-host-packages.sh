@@ -4,11 +4,12 @@
 #   qemu-system-x86   boots guests, probes KVM
 #   postgresql        the harness starts a throwaway server (initdb + pg_ctl)
 #   iproute2 iptables nftables   host networking (bridges, TAPs, NAT, namespaces)
+#   dnsmasq-base   the agent's DHCP server per network
 #   busybox-static e2fsprogs cpio xz-utils   guest image building
 #   procps util-linux   ps, runuser
 #   openssl   throwaway certificate authorities for the TLS tests
 set -euo pipefail
-packages=(qemu-system-x86 postgresql iproute2 iptables nftables busybox-static e2fsprogs cpio xz-utils procps util-linux openssl)
+packages=(qemu-system-x86 postgresql iproute2 iptables nftables dnsmasq-base busybox-static e2fsprogs cpio xz-utils procps util-linux openssl)
 
 missing=()
 for p in "${packages[@]}"; do

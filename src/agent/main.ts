@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { type HttpServer, listenOn } from '../http/http-server.js';
 import { dialableHostPort, urlOf } from '../kit/listen-address.js';
@@ -87,7 +88,7 @@ export async function realAgentHost(config: AgentConfig, log: Logger, probes: Ho
   const placement = await detectPlacement();
   log.info({ placement: placement.kind }, 'VMM processes run detached, each in its own session');
   const supervisor = new DetachedSupervisor(placement, log);
-  const network = new BridgeNetwork({ bridge: config.bridge, cidr: config.bridgeCidr, nat: config.nat }, log);
+  const network = new BridgeNetwork({ bridge: config.bridge, cidr: config.bridgeCidr, nat: config.nat, dhcpDir: dhcpDirOf(config.runDir) }, log);
   const drivers = new Map<VmmName, VmmDriver>();
   const firecracker = facts.drivers.find((driver) => driver.name === 'firecracker');
   const apiVersion = firecracker?.available && firecracker.version ? firecrackerApiVersionOf(firecracker.version) : undefined;
@@ -126,7 +127,7 @@ export async function agentHostSweep(
   log: Logger,
 ): Promise<{ leftovers(): Promise<HostLeftovers>; runningVmms(): Promise<number>; sweep(): Promise<number> }> {
   const supervisor = new DetachedSupervisor(await detectPlacement(), log);
-  const network = new BridgeNetwork({ bridge: config.bridge, cidr: config.bridgeCidr, nat: config.nat }, log);
+  const network = new BridgeNetwork({ bridge: config.bridge, cidr: config.bridgeCidr, nat: config.nat, dhcpDir: dhcpDirOf(config.runDir) }, log);
   const sweep = new HostSweep(new FsVmStore(config.runDir), new ProcVmmProcessFinder(config.runDir, config.jailer?.chrootBaseDir), supervisor, network, log);
   return {
     leftovers: () => sweep.leftovers(),
@@ -289,4 +290,9 @@ async function startLocked(config: AgentConfig, log: Logger, host: AgentHost | u
     await undo.unwind();
     throw error;
   }
+}
+
+/** Where the agent's DHCP servers (one per network on the host) keep their leases and pid files. */
+function dhcpDirOf(runDir: string): string {
+  return join(runDir, 'net', 'dhcp');
 }

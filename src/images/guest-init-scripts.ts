@@ -84,7 +84,8 @@ exec switch_root /newroot "$init"
 /**
  * The root filesystem's /sbin/init (PID 1). Works after the initramfs and as the init of a kernel
  * that mounts the disk itself. Network settings come from Nexus's own kernel parameters
- * (`nexus.ip=<addr/prefix> nexus.gw=<ip> nexus.dns=<ip,ip> nexus.hostname=<name>`): the kernel's `ip=` cannot work
+ * (`nexus.ip=<addr/prefix> nexus.gw=<ip> nexus.dns=<ip,ip> nexus.hostname=<name>`), or DHCP with
+ * `nexus.net=dhcp` (busybox udhcpc, which wins over `nexus.ip=`): the kernel's `ip=` cannot work
  * when virtio_net is a module. `nexus.exercise=1` makes it write to its disk and ping the gateway
  * every second after the marker (a workload for metrics tests). The marker comes last, so a VM that printed it is ready to use:
  * eth0 configured and acpid listening for the power button.
@@ -104,6 +105,7 @@ mount -t tmpfs -o mode=1777 tmpfs /tmp
 
 net_ip=
 net_gw=
+net_mode=
 exercise=
 probes=
 for arg in $(cat /proc/cmdline); do
@@ -111,6 +113,7 @@ for arg in $(cat /proc/cmdline); do
     nexus.exercise=1) exercise=1 ;;
     nexus.ping=*) probes=$(echo "\${arg#nexus.ping=}" | tr ',' ' ') ;;
     nexus.ip=*) net_ip="\${arg#nexus.ip=}" ;;
+    nexus.net=dhcp) net_mode=dhcp ;;
     nexus.gw=*) net_gw="\${arg#nexus.gw=}" ;;
     nexus.dns=*) for server in $(echo "\${arg#nexus.dns=}" | tr ',' ' '); do echo "nameserver $server"; done > /etc/resolv.conf ;;
     nexus.hostname=*) hostname "\${arg#nexus.hostname=}" ;;
@@ -118,12 +121,35 @@ for arg in $(cat /proc/cmdline); do
 done
 
 ip link set lo up
-if [ -n "$net_ip" ]; then
-  tries=0
-  while [ ! -e /sys/class/net/eth0 ] && [ "$tries" -lt 30 ]; do
-    tries=$((tries + 1))
-    usleep 100000
-  done
+tries=0
+while [ -n "$net_ip$net_mode" ] && [ ! -e /sys/class/net/eth0 ] && [ "$tries" -lt 30 ]; do
+  tries=$((tries + 1))
+  usleep 100000
+done
+if [ "$net_mode" = dhcp ]; then
+  # nexus.net=dhcp: ask for the address (the host's DHCP server hands out the one IPAM gave).
+  cat > /run/udhcpc.script <<'SCRIPT'
+#!/bin/sh
+case "$1" in
+  deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/$mask" dev "$interface"
+    gw=
+    for gw in $router; do break; done
+    [ -z "$gw" ] || ip route replace default via "$gw"
+    [ -z "$dns" ] || for server in $dns; do echo "nameserver $server"; done > /etc/resolv.conf
+    echo "$ip/$mask $gw" > /run/udhcpc.lease ;;
+esac
+SCRIPT
+  chmod 755 /run/udhcpc.script
+  if udhcpc -i eth0 -n -q -t 10 -T 1 -s /run/udhcpc.script >/run/udhcpc.log 2>&1 && read -r lease gw < /run/udhcpc.lease; then
+    echo "${NET_PREFIX} eth0 $lease via $gw (dhcp)"
+    net_gw="$gw"
+  else
+    echo "${NET_PREFIX}_FAILED eth0 dhcp: $(tail -n 1 /run/udhcpc.log)"
+  fi
+elif [ -n "$net_ip" ]; then
   if ip addr add "$net_ip" dev eth0 && ip link set eth0 up && { [ -z "$net_gw" ] || ip route add default via "$net_gw"; }; then
     echo "${NET_PREFIX} eth0 $net_ip\${net_gw:+ via $net_gw}"
   else

@@ -15,6 +15,7 @@ const PACKAGE_OF_TOOL: Readonly<Record<string, string>> = {
   dmesg: 'util-linux',
   ip: 'iproute2',
   nft: 'nftables',
+  dnsmasq: 'dnsmasq-base',
   iptables: 'iptables',
 };
 

@@ -5,10 +5,10 @@
  * lives under test/, is never a production default, and is only ever passed to startAgent by a test.
  */
 import type { HostCapacity } from '../../src/contracts/agent-api.js';
-import type { MachineSpec, NicNetwork, RateLimit, VmmName } from '../../src/contracts/machine-spec.js';
+import type { MachineSpec, RateLimit, VmmName } from '../../src/contracts/machine-spec.js';
 import type { VmLayout } from '../../src/contracts/vm-layout.js';
 import type { AgentHost } from '../../src/agent/main.js';
-import type { HostNetwork } from '../../src/agent/ports/host-network.js';
+import type { HostNetwork, NetworkNic } from '../../src/agent/ports/host-network.js';
 import type { LaunchRequest, ProcessSupervisor } from '../../src/agent/ports/process-supervisor.js';
 import type { SnapshotFiles, VmmCapabilities, VmmDriver, VmmRunState } from '../../src/agent/ports/vmm-driver.js';
 import { NexusError } from '../../src/kit/nexus-error.js';
@@ -54,16 +54,16 @@ export class HollowSupervisor implements ProcessSupervisor {
 
 export class HollowNetwork implements HostNetwork {
   readonly taps = new Set<string>();
-  /** The network each TAP was last made on (absent: the flat bridge). */
-  readonly networkOf = new Map<string, NicNetwork>();
-  async ensureTap(name: string, _owner?: { uid: number; gid: number }, network?: NicNetwork): Promise<void> {
+  /** The network each TAP was last made on (absent: the flat bridge), with its address and MAC. */
+  readonly nicOf = new Map<string, NetworkNic>();
+  async ensureTap(name: string, _owner?: { uid: number; gid: number }, nic?: NetworkNic): Promise<void> {
     this.taps.add(name);
-    if (network) this.networkOf.set(name, structuredClone(network));
-    else this.networkOf.delete(name);
+    if (nic) this.nicOf.set(name, structuredClone(nic));
+    else this.nicOf.delete(name);
   }
   async deleteTap(name: string): Promise<void> {
     this.taps.delete(name);
-    this.networkOf.delete(name);
+    this.nicOf.delete(name);
   }
   async listTaps(): Promise<string[]> {
     return [...this.taps].sort();
@@ -71,7 +71,7 @@ export class HollowNetwork implements HostNetwork {
   /** No bridge here, and no process holds a hollow TAP: every TAP goes, given or not. */
   async tearDown(): Promise<void> {
     this.taps.clear();
-    this.networkOf.clear();
+    this.nicOf.clear();
   }
   async tearDownLeft(): Promise<string[]> {
     return [...this.taps].sort().map((tap) => `TAP ${tap}`);

@@ -150,6 +150,28 @@ describe('networks with real guests', () => {
     assert.equal(fromHost, 'up', 'the host reaches a guest at its address');
   });
 
+  it("a guest that asks by DHCP gets the address IPAM recorded, from the network's DHCP server on its host", async () => {
+    const created = await send(url('/v1/vms'), {
+      body: {
+        name: 'dhcp-guest',
+        vcpu: 1,
+        mem_mib: 128,
+        kernel_path: join(images, 'vmlinux'),
+        initrd_path: join(images, 'initrd.img'),
+        rootfs_path: join(images, 'rootfs.ext4'),
+        // nexus.net=dhcp: init ignores the nexus.ip= the manager adds and runs udhcpc instead.
+        boot_args: 'console=ttyS0 reboot=t panic=1 root=/dev/vda rw nexus.net=dhcp',
+        networks: [{ network: 'net-a' }],
+      },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const { id, addresses } = created.body as { id: string; addresses: Array<{ ip: string; gateway: string }> };
+    const [address] = addresses;
+    assert.ok(address, 'IPAM gave it an address');
+    await eventually('the guest configured eth0 by DHCP', () => /NEXUS_NET(_FAILED)? eth0 .*dhcp/.test(consoleOf(id)), 120_000);
+    assert.match(consoleOf(id), new RegExp(`NEXUS_NET eth0 ${address.ip.replaceAll('.', '\\.')}/24 via ${address.gateway.replaceAll('.', '\\.')} \\(dhcp\\)`));
+  });
+
   it('deleting the VMs removes their TAPs, and each network bridge with its rules once its last VM is gone', async () => {
     const vms = (await send(url('/v1/vms'))).body.items as Array<{ id: string; addresses: Array<{ network_id: string }> }>;
     const bridges = [...new Set(vms.map((vm) => networkBridgeNameOf(vm.addresses[0]?.network_id ?? '')))];

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { networkBridgeNameOf, networkTableNameOf, tapNameOf } from '../../src/contracts/host-names.js';
 import type { NicNetwork } from '../../src/contracts/machine-spec.js';
@@ -11,6 +12,9 @@ import { readLink } from '../../src/agent/host/net/ip-command.js';
 import { BridgeNetwork } from '../../src/agent/host/net/bridge-network.js';
 import { ensureMasquerade, removeMasquerade } from '../../src/agent/host/net/nat.js';
 import { captureLogger } from '../support/capture-logger.js';
+import { tempDir } from '../support/temp-dir.js';
+import { DhcpServers } from '../../src/agent/host/net/dhcp-servers.js';
+import type { NetworkNic } from '../../src/agent/ports/host-network.js';
 import { testBridgeCidr, testBridgeName, testVmId } from '../support/net-names.js';
 
 const ip = (...args: string[]) => execFileSync('ip', args, { encoding: 'utf8' });
@@ -284,8 +288,9 @@ describe('bridge network tear-down (for an agent whose VMs end with it)', () => 
 });
 
 describe('network bridges (real bridges, TAPs and nftables tables)', () => {
+  const dhcpDir = tempDir('nexus-net-dhcp-');
   const network = new BridgeNetwork(
-    { bridge: testBridgeName(), cidr: parseIpv4Cidr(testBridgeCidr()) ?? { address: '10.213.0.1', prefixLength: 24 }, nat: false },
+    { bridge: testBridgeName(), cidr: parseIpv4Cidr(testBridgeCidr()) ?? { address: '10.213.0.1', prefixLength: 24 }, nat: false, dhcpDir: dhcpDir.path },
     captureLogger().log,
   );
   const third = (randomBytes(1)[0] ?? 0) & 0xfe;
@@ -296,6 +301,12 @@ describe('network bridges (real bridges, TAPs and nftables tables)', () => {
     egress,
     dns: [],
   });
+  /** A NIC of that network at host address `host`, with a MAC of its own. */
+  const nicOn = (net: NicNetwork, host: number): NetworkNic => ({
+    network: net,
+    ip: net.cidr.replace(/0\/24$/, String(host)),
+    mac: `06:00:00:00:01:${host.toString(16).padStart(2, '0')}`,
+  });
   const tables = () => execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' });
   const table = (net: NicNetwork) => execFileSync('nft', ['list', 'table', 'inet', networkTableNameOf(net.id)], { encoding: 'utf8' });
   const foreign: string[] = [];
@@ -304,14 +315,15 @@ describe('network bridges (real bridges, TAPs and nftables tables)', () => {
     for (const tap of await network.listTaps()) if (/^nxb-/.test((await readLink(tap))?.master ?? '')) await network.deleteTap(tap);
     for (const device of foreign) ip('link', 'del', 'dev', device);
     await network.tearDown([]);
+    dhcpDir.remove();
   });
 
   it("makes a network's bridge with its gateway and its rules with the first TAP, and removes them with the last", async () => {
     const net = nicNetwork('allow');
     const bridge = networkBridgeNameOf(net.id);
     const [first, second] = [tapNameOf(testVmId()), tapNameOf(testVmId())];
-    await network.ensureTap(first, undefined, net);
-    await network.ensureTap(second, undefined, net);
+    await network.ensureTap(first, undefined, nicOn(net, 10));
+    await network.ensureTap(second, undefined, nicOn(net, 11));
     const device = await readLink(bridge);
     assert.equal(device?.linkinfo?.info_kind, 'bridge');
     assert.equal(device?.ifalias?.startsWith(`nexus network ${net.id}`), true, 'marked with its network id');
@@ -322,18 +334,39 @@ describe('network bridges (real bridges, TAPs and nftables tables)', () => {
     for (const tap of [first, second]) assert.equal((await readLink(tap))?.master, bridge, `${tap} is on the network's bridge`);
     assert.match(table(net), /masquerade/, 'egress allow: NAT');
     assert.deepEqual(await network.listTaps(), [first, second].sort(), 'TAPs on network bridges are listed');
+    // The network's DHCP server: one dnsmasq, bound to the bridge, with both static leases.
+    const dhcp = new DhcpServers(dhcpDir.path, captureLogger().log);
+    const pid = await dhcp.pidOf(net.id);
+    assert.ok(pid !== undefined, 'a DHCP server runs for the network');
+    const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    assert.ok(command.includes(`--interface=${bridge}`) && command.includes('--port=0') && command.includes('--conf-file=/dev/null'), command.join(' '));
+    const leases = (args: string[]) => args.filter((arg) => arg.startsWith('--dhcp-host='));
+    assert.deepEqual(
+      leases(command),
+      [`--dhcp-host=06:00:00:00:01:0a,10.217.${third}.10`, `--dhcp-host=06:00:00:00:01:0b,10.217.${third}.11`],
+      'a static lease per NIC',
+    );
     await network.deleteTap(first);
     assert.ok(await readLink(bridge), 'the bridge stays while a TAP is on it');
+    const after = await dhcp.pidOf(net.id);
+    assert.ok(after !== undefined, 'a server serves the rest');
+    assert.deepEqual(
+      leases(readFileSync(`/proc/${after}/cmdline`, 'utf8').split('\0')),
+      [`--dhcp-host=06:00:00:00:01:0b,10.217.${third}.11`],
+      "the first NIC's lease is gone",
+    );
     await network.deleteTap(second);
     assert.equal(await readLink(bridge), undefined, 'the bridge goes with the last TAP');
+    assert.equal(existsSync(`/proc/${after}`), false, 'its DHCP server with it');
+    assert.equal(existsSync(join(dhcpDir.path, net.id)), false, 'and its files');
     assert.doesNotMatch(tables(), new RegExp(networkTableNameOf(net.id)), 'and its rules with it');
   });
 
   it('writes the rules whole again at each TAP: egress deny drops what leaves and has no NAT', async () => {
     const net = nicNetwork('allow', 1);
     const [first, second] = [tapNameOf(testVmId()), tapNameOf(testVmId())];
-    await network.ensureTap(first, undefined, net);
-    await network.ensureTap(second, undefined, { ...net, egress: 'deny' });
+    await network.ensureTap(first, undefined, nicOn(net, 10));
+    await network.ensureTap(second, undefined, nicOn({ ...net, egress: 'deny' }, 11));
     const rules = table(net);
     assert.doesNotMatch(rules, /masquerade/, 'no NAT under deny');
     assert.match(rules, /ct state established,related accept/);
@@ -348,7 +381,10 @@ describe('network bridges (real bridges, TAPs and nftables tables)', () => {
     ip('link', 'add', bridge, 'type', 'bridge');
     foreign.push(bridge);
     const tap = tapNameOf(testVmId());
-    await assert.rejects(network.ensureTap(tap, undefined, net), (error: NexusError) => error.code === 'conflict' && /not made by Nexus/.test(error.message));
+    await assert.rejects(
+      network.ensureTap(tap, undefined, nicOn(net, 10)),
+      (error: NexusError) => error.code === 'conflict' && /not made by Nexus/.test(error.message),
+    );
     assert.equal((await readLink(bridge))?.linkinfo?.info_kind, 'bridge', 'the foreign bridge (no Nexus mark) is untouched');
     assert.equal(await readLink(tap), undefined, 'no TAP was made');
     assert.doesNotMatch(tables(), new RegExp(networkTableNameOf(net.id)), 'no rules were written');
@@ -357,7 +393,7 @@ describe('network bridges (real bridges, TAPs and nftables tables)', () => {
   it('a tear-down removes an empty network bridge and a table whose bridge is gone (what a crash leaves)', async () => {
     const net = nicNetwork('deny', 1);
     const tap = tapNameOf(testVmId());
-    await network.ensureTap(tap, undefined, net);
+    await network.ensureTap(tap, undefined, nicOn(net, 10));
     ip('link', 'del', 'dev', tap);
     assert.ok(await readLink(networkBridgeNameOf(net.id)), 'an empty bridge is left');
     const orphanTable = nicNetwork('allow', 1);

@@ -119,7 +119,11 @@ describe('networks and addresses through the API', () => {
         `nexus\\.ip=${String(address.ip).replaceAll('.', '\\.')}/24 nexus\\.gw=${String(network.gateway).replaceAll('.', '\\.')} nexus\\.hostname=addressed`,
       ),
     );
-    assert.equal(hollow.host.network.networkOf.get(tapNameOf(created.body.id))?.id, network.id, "the TAP is on the network's bridge");
+    assert.deepEqual(
+      hollow.host.network.nicOf.get(tapNameOf(created.body.id)),
+      { network: { id: network.id, cidr: network.cidr, egress: 'allow', dns: [] }, ip: address.ip, mac: address.mac },
+      "the TAP is on the network's bridge, with the VM's address and MAC for its lease",
+    );
   });
 
   it('refuses a bad NIC with the error contract, and leaves no VM and no address behind', async () => {

@@ -10,7 +10,7 @@ import { ensureVmPlan, resolveSpec } from '../plans/ensure-vm.js';
 import { launchVmPlan } from '../plans/launch-vm.js';
 import { runPlan } from '../plans/plan.js';
 import type { StoredVm } from '../ports/vm-store.js';
-import { makeTap } from '../steps/network-steps.js';
+import { makeTap, networkNicOf } from '../steps/network-steps.js';
 import type { VmContext } from './vm-context.js';
 
 /** How {@link VmService.stopAll} ends the VMs. */
@@ -65,7 +65,7 @@ export class VmService {
       if (!(await this.ctx.liveProcess(vm)))
         await runPlan(
           'make TAP',
-          [makeTap(this.ctx.ports.network, tapNameOf(id), async () => driver.vmmUser?.(vm), stored.spec.nics[0]?.network)],
+          [makeTap(this.ctx.ports.network, tapNameOf(id), async () => driver.vmmUser?.(vm), networkNicOf(id, stored.spec))],
           this.ctx.log,
         );
       return { tap: tapNameOf(id) };

@@ -14,7 +14,8 @@ export interface HostRequirement {
 export const HOST_REQUIREMENTS: readonly HostRequirement[] = [
   { binary: 'qemu-system-x86_64', debianPackage: 'qemu-system-x86', why: 'runs guests (QEMU microvm driver) and probes KVM' },
   { binary: 'ip', debianPackage: 'iproute2', why: 'makes the guest bridge and TAP devices' },
-  { binary: 'nft', debianPackage: 'nftables', why: 'masquerades guest traffic (NAT)' },
+  { binary: 'nft', debianPackage: 'nftables', why: 'masquerades guest traffic (NAT) and keeps networks apart' },
+  { binary: 'dnsmasq', debianPackage: 'dnsmasq-base', why: 'answers DHCP on each network with the addresses the manager gave' },
   { binary: 'mkfs.ext4', debianPackage: 'e2fsprogs', why: 'builds guest root filesystems' },
   { binary: 'xz', debianPackage: 'xz-utils', why: "unpacks the guest kernel from Debian's package" },
 ];

@@ -1,5 +1,12 @@
 import type { NicNetwork } from '../../contracts/machine-spec.js';
 
+/** A NIC on a network, as its host plumbs it: the network, the address IPAM gave it, its MAC (the DHCP server's static lease). */
+export interface NetworkNic {
+  network: NicNetwork;
+  ip: string;
+  mac: string;
+}
+
 /**
  * The host side of guest networking: one TAP per NIC, on the bridge of the NIC's network (made
  * with its first NIC on the host, with the network's rules, and removed with its last), or, for a
@@ -9,10 +16,11 @@ export interface HostNetwork {
   /**
    * Creates the TAP (or recreates a stale one of ours), attached to its bridge and up; owned by
    * `owner` when given (the VM's VMM runs as that user and must open it), else by root alone.
-   * With `network`, its bridge is made or corrected, and its rules written anew, first.
+   * With `nic`, the network's bridge is made or corrected, and its rules written anew, first, and
+   * its DHCP server (where the host runs them) gets the NIC's lease.
    */
-  ensureTap(name: string, owner?: { uid: number; gid: number }, network?: NicNetwork): Promise<void>;
-  /** Removes the TAP if it exists, and its network's bridge and rules when it was the last on it. */
+  ensureTap(name: string, owner?: { uid: number; gid: number }, nic?: NetworkNic): Promise<void>;
+  /** Removes the TAP if it exists, and its lease; its network's bridge, rules and DHCP server when it was the last on it. */
   deleteTap(name: string): Promise<void>;
   /** Names of the TAP devices Nexus made that exist now. */
   listTaps(): Promise<string[]>;

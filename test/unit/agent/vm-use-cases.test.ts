@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { SnapshotFiles, VmmCapabilities } from '../../../src/agent/ports/vmm-driver.js';
-import { tapNameOf } from '../../../src/contracts/host-names.js';
+import { macOf, tapNameOf } from '../../../src/contracts/host-names.js';
 import type { MachineSpec } from '../../../src/contracts/machine-spec.js';
 import type { VmLayout } from '../../../src/contracts/vm-layout.js';
 import { NexusError } from '../../../src/kit/nexus-error.js';
@@ -98,10 +98,14 @@ describe('ensure (agent core on fakes)', () => {
     const id = testVmId();
     const network = { id: '0a1b2c3d-0000-4000-8000-000000000001', cidr: '10.1.0.0/24', egress: 'deny' as const, dns: ['10.1.0.53'] };
     const vm = await agent.vms.ensure(id, { ...agent.spec(), nics: [{ network, ip: '10.1.0.9', tap: 'tap-ffffffff' }] });
-    assert.deepEqual(agent.network.networkOf.get(tapNameOf(id)), network, 'the TAP is on the network');
+    assert.deepEqual(
+      agent.network.nicOf.get(tapNameOf(id)),
+      { network, ip: '10.1.0.9', mac: macOf(id) },
+      'the TAP is on the network, its lease the address and the MAC',
+    );
     assert.deepEqual(vm.spec.nics, [{ network, ip: '10.1.0.9' }], 'the TAP name stays the agent’s to give');
     await agent.vms.act(id, 'start');
-    assert.deepEqual(agent.network.networkOf.get(tapNameOf(id)), network, 'a launch remakes it there');
+    assert.deepEqual(agent.network.nicOf.get(tapNameOf(id))?.network, network, 'a launch remakes it there');
   });
 
   it('refuses a NIC on a network without an address in it (or the other way round), storing nothing', async () => {

@@ -1,10 +1,10 @@
 import type { Logger } from 'pino';
 import { NexusError } from '../../../kit/nexus-error.js';
 import { NETWORK_BRIDGE_PATTERN, TAP_NAME_PATTERN, networkBridgeNameOf } from '../../../contracts/host-names.js';
-import type { NicNetwork } from '../../../contracts/machine-spec.js';
+import { DhcpServers } from './dhcp-servers.js';
 import { NetworkBridges } from './network-bridges.js';
 import { type Ipv4Cidr, networkOf } from '../../domain/ipv4.js';
-import type { HostNetwork } from '../../ports/host-network.js';
+import type { HostNetwork, NetworkNic } from '../../ports/host-network.js';
 import { type LinkInfo, ip, listLinks, readLink } from './ip-command.js';
 import {
   type NatBackend,
@@ -27,6 +27,8 @@ export interface BridgeNetworkConfig {
   nat: boolean;
   /** How to masquerade. Default: nftables when `nft` is installed, else iptables. */
   natBackend?: NatBackend;
+  /** Where each network's DHCP server keeps its files (`<run-dir>/net/dhcp`); without it, no DHCP server runs. */
+  dhcpDir?: string;
 }
 
 /** The alias (`ip link … alias`) of a bridge Nexus made, which it may therefore remove. */
@@ -51,7 +53,7 @@ export class BridgeNetwork implements HostNetwork {
     private readonly config: BridgeNetworkConfig,
     private readonly log: Logger,
   ) {
-    this.networks = new NetworkBridges(log);
+    this.networks = new NetworkBridges(log, config.dhcpDir === undefined ? undefined : new DhcpServers(config.dhcpDir, log));
   }
 
   /** Creates the bridge if missing, gives it its address, brings it up, and sets up NAT. Idempotent. */
@@ -63,20 +65,23 @@ export class BridgeNetwork implements HostNetwork {
     return this.bridgeReady;
   }
 
-  async ensureTap(name: string, owner?: { uid: number; gid: number }, network?: NicNetwork): Promise<void> {
+  async ensureTap(name: string, owner?: { uid: number; gid: number }, nic?: NetworkNic): Promise<void> {
     assertTapName(name);
-    if (!network) {
+    if (!nic) {
       await this.ensureBridge();
       return this.makeTap(name, this.config.bridge, owner);
     }
-    const bridge = networkBridgeNameOf(network.id);
+    const bridge = networkBridgeNameOf(nic.network.id);
     await this.networks.holding(bridge, async () => {
       try {
-        await this.networks.ensure(network);
+        await this.networks.ensure(nic.network);
         await this.makeTap(name, bridge, owner);
+        await this.networks.addLease(nic, bridge, name);
       } catch (error) {
-        // A bridge this call made (or found empty) goes again: nothing is left for a failed start.
-        await this.networks.releaseIfUnused(bridge).catch((undoError: unknown) => this.log.error({ err: undoError }, `could not remove bridge ${bridge}`));
+        // What this call made goes again: the TAP, and a bridge (and DHCP server) it left empty.
+        await this.deleteTapOn(name, bridge).catch((undoError: unknown) =>
+          this.log.error({ err: undoError }, `could not remove TAP ${name} and bridge ${bridge}`),
+        );
         throw error;
       }
     });
@@ -114,10 +119,14 @@ export class BridgeNetwork implements HostNetwork {
       await ip(['link', 'del', 'dev', name], `deleting TAP ${name}`);
       return;
     }
-    await this.networks.holding(master, async () => {
-      await ip(['link', 'del', 'dev', name], `deleting TAP ${name}`);
-      await this.networks.releaseIfUnused(master);
-    });
+    await this.networks.holding(master, () => this.deleteTapOn(name, master));
+  }
+
+  /** Removes a TAP of a network's bridge, its lease, and the bridge once it is empty. Call holding the bridge. */
+  private async deleteTapOn(name: string, bridge: string): Promise<void> {
+    if (await readLink(name)) await ip(['link', 'del', 'dev', name], `deleting TAP ${name}`);
+    await this.networks.removeLease(bridge, name);
+    await this.networks.releaseIfUnused(bridge);
   }
 
   /** Nexus TAPs on this agent's bridge or a network's, or on none (detached leftovers); never another bridge's. */

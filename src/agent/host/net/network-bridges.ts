@@ -6,6 +6,8 @@ import { KeyedMutex } from '../../../kit/keyed-mutex.js';
 import { runHostTool } from '../../../kit/host-tool.js';
 import { NexusError } from '../../../kit/nexus-error.js';
 import { networkRuleset } from '../../domain/network-ruleset.js';
+import type { NetworkNic } from '../../ports/host-network.js';
+import type { DhcpServers } from './dhcp-servers.js';
 import { type LinkInfo, ip, listLinks, readLink } from './ip-command.js';
 import { FORWARDING_TURNED_ON, enableIpForwarding, restoreForwarding } from './nat.js';
 
@@ -21,7 +23,24 @@ const NETWORK_MARK = 'nexus network ';
 export class NetworkBridges {
   private readonly locks = new KeyedMutex();
 
-  constructor(private readonly log: Logger) {}
+  constructor(
+    private readonly log: Logger,
+    /** Each network's DHCP server on this host; none when undefined. */
+    private readonly dhcp?: DhcpServers,
+  ) {}
+
+  /** Gives the NIC its static lease on the network's DHCP server (started with the first). Call holding the bridge. */
+  async addLease(nic: NetworkNic, bridge: string, tap: string): Promise<void> {
+    await this.dhcp?.addLease(nic.network, bridge, tap, { mac: nic.mac, ip: nic.ip });
+  }
+
+  /** Drops the lease of the NIC whose TAP this is. Call holding the bridge. */
+  async removeLease(bridge: string, tap: string): Promise<void> {
+    if (!this.dhcp) return;
+    const device = await readLink(bridge);
+    const networkId = device && networkIdOf(device);
+    if (networkId) await this.dhcp.removeLease(networkId, tap);
+  }
 
   /** Runs `work` while nothing else changes the network's bridge. */
   holding<T>(bridge: string, work: () => Promise<T>): Promise<T> {
@@ -79,7 +98,13 @@ export class NetworkBridges {
     const links = await listLinks();
     const bridges = links.filter((link) => isNetworkBridge(link) && !links.some((other) => other.master === link.ifname));
     const tables = (await networkTables()).filter((table) => !links.some((link) => isNetworkBridge(link) && tableOf(link) === table));
-    return [...bridges.map((link) => `bridge ${link.ifname}`), ...tables.map((table) => `nftables table ${table}`)];
+    const bridged = new Set(links.filter(isNetworkBridge).map(networkIdOf));
+    const servers = ((await this.dhcp?.networkIds()) ?? []).filter((id) => !bridged.has(id));
+    return [
+      ...bridges.map((link) => `bridge ${link.ifname}`),
+      ...tables.map((table) => `nftables table ${table}`),
+      ...servers.map((id) => `DHCP server of network ${id}`),
+    ];
   }
 
   /** Removes every unused network bridge (with its table) and every network table without a bridge: what a crash between two steps left. */
@@ -88,10 +113,13 @@ export class NetworkBridges {
     for (const link of links.filter(isNetworkBridge)) {
       await this.holding(link.ifname, () => this.releaseIfUnused(link.ifname));
     }
-    const bridged = new Set((await listLinks()).filter(isNetworkBridge).map(tableOf));
+    const bridges = (await listLinks()).filter(isNetworkBridge);
+    const bridged = new Set(bridges.map(tableOf));
     for (const table of await networkTables()) {
       if (!bridged.has(table)) await nft(`delete table inet ${table}\n`, `removing the rules of a network gone from this host (${table})`);
     }
+    const served = new Set(bridges.map(networkIdOf));
+    for (const id of (await this.dhcp?.networkIds()) ?? []) if (!served.has(id)) await this.dhcp?.stop(id);
   }
 
   private async remove(device: LinkInfo): Promise<void> {
@@ -99,13 +127,15 @@ export class NetworkBridges {
     if (table) await nft(`table inet ${table} {}\ndelete table inet ${table}\n`, `removing the rules of bridge ${device.ifname}`);
     await ip(['link', 'del', 'dev', device.ifname], `deleting bridge ${device.ifname}`);
     if (device.ifalias?.endsWith(FORWARDING_TURNED_ON)) await restoreForwarding();
+    const networkId = networkIdOf(device);
+    if (networkId) await this.dhcp?.stop(networkId);
     this.log.info({ bridge: device.ifname }, 'network bridge removed: no NIC left on it');
   }
 
   /** A device with a network bridge's name must be the bridge Nexus made for this very network. */
   private assertOurs(device: LinkInfo, networkId: string): void {
     const kind = device.linkinfo?.info_kind;
-    const owner = device.ifalias?.startsWith(NETWORK_MARK) ? device.ifalias.slice(NETWORK_MARK.length).split(',')[0] : undefined;
+    const owner = networkIdOf(device);
     if (kind === 'bridge' && owner === networkId) return;
     throw new NexusError(
       'conflict',
@@ -121,9 +151,14 @@ function isNetworkBridge(link: LinkInfo): boolean {
   return NETWORK_BRIDGE_PATTERN.test(link.ifname) && link.linkinfo?.info_kind === 'bridge' && link.ifalias?.startsWith(NETWORK_MARK) === true;
 }
 
+/** The network a Nexus network bridge is for, from its mark. */
+function networkIdOf(link: LinkInfo): string | undefined {
+  return link.ifalias?.startsWith(NETWORK_MARK) ? link.ifalias.slice(NETWORK_MARK.length).split(',')[0] : undefined;
+}
+
 /** The table of a network bridge, from the network id its mark names. */
 function tableOf(link: LinkInfo): string | undefined {
-  const id = link.ifalias?.startsWith(NETWORK_MARK) ? link.ifalias.slice(NETWORK_MARK.length).split(',')[0] : undefined;
+  const id = networkIdOf(link);
   return id ? networkTableNameOf(id) : undefined;
 }
 
