@@ -5,6 +5,7 @@ import { writeFileAtomically } from '../../../kit/atomic-file.js';
 import { formatIpv4, parseIpv4Block } from '../../../kit/ipv4.js';
 import { runHostTool } from '../../../kit/host-tool.js';
 import { NexusError } from '../../../kit/nexus-error.js';
+import { readProcessStartTicks } from '../../../kit/process-identity.js';
 
 /** A static lease: the one address a NIC's MAC is given. */
 export interface StaticLease {
@@ -116,8 +117,8 @@ export class DhcpServers {
     const pid = await this.pidOf(networkId);
     if (pid === undefined) return;
     process.kill(pid, 'SIGTERM');
-    for (let waited = 0; waited < 5000 && isRunning(pid); waited += 10) await new Promise((resolve) => setTimeout(resolve, 10));
-    if (isRunning(pid)) process.kill(pid, 'SIGKILL');
+    for (let waited = 0; waited < 5000 && (await isRunning(pid)); waited += 10) await new Promise((resolve) => setTimeout(resolve, 10));
+    if (await isRunning(pid)) process.kill(pid, 'SIGKILL');
   }
 
   /**
@@ -138,11 +139,7 @@ export class DhcpServers {
   }
 }
 
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+/** Whether the process still runs: an exited one waiting to be reaped (its parent is init) does not. */
+async function isRunning(pid: number): Promise<boolean> {
+  return (await readProcessStartTicks(pid)) !== undefined;
 }
