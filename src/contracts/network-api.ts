@@ -1,15 +1,15 @@
 import { Type, type Static } from 'typebox';
-import { StrictObject, Text, Timestamp, Uuid } from './schema.js';
+import { DNS_LABEL_PATTERN, ProjectField, StrictObject, Text, Timestamp, Uuid } from './schema.js';
 
 const DOTTED_QUAD = '(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}';
 
 /** An IPv4 address as four decimal parts. */
 export const Ipv4Address = Text(15, { pattern: `^${DOTTED_QUAD}$`, example: '10.220.0.2' });
 
-/** Names of networks, projects and VMs alike: DNS-label style. */
+/** Network names: DNS-label style, like VMs' and projects'. */
 const NetworkName = Text(63, {
   minLength: 1,
-  pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$',
+  pattern: DNS_LABEL_PATTERN,
   example: 'backend',
   description: 'Unique per project; DNS-label style',
 });
@@ -24,14 +24,7 @@ const DnsServers = Type.Array(Ipv4Address, { maxItems: MAX_DNS_SERVERS, descript
 
 export const CreateNetworkRequest = StrictObject({
   name: NetworkName,
-  project: Type.Optional(
-    Text(63, {
-      minLength: 1,
-      pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$',
-      example: 'default',
-      description: "Default: the token's project (admin tokens: default)",
-    }),
-  ),
+  project: Type.Optional(ProjectField),
   cidr: Text(18, {
     minLength: 9,
     pattern: `^${DOTTED_QUAD}/[0-9]{1,2}$`,
@@ -71,7 +64,7 @@ export type Network = Static<typeof Network>;
 export const NetworkList = Type.Object({ items: Type.Array(Network) }, { additionalProperties: false });
 export type NetworkList = Static<typeof NetworkList>;
 export const NetworkListQuery = StrictObject({
-  project: Type.Optional(Text(63, { minLength: 1, pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$', example: 'default' })),
+  project: Type.Optional(ProjectField),
 });
 export type NetworkListQuery = Static<typeof NetworkListQuery>;
 export const NetworkIdParams = StrictObject({ id: Uuid });

@@ -9,6 +9,10 @@ export function StrictObject<T extends TProperties>(properties: T, options: Reco
 }
 
 export const Uuid = Type.String({ format: 'uuid' });
+
+/** The pattern of names of VMs, networks and projects: one DNS label, lower case. */
+export const DNS_LABEL_PATTERN = '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$';
+
 /** A UUID as Nexus spells its ids (lower-case hex): for ids read from places no schema checks. */
 export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export const Timestamp = Type.String({ format: 'date-time' });
@@ -82,3 +86,11 @@ export function TextMap<V extends TSchema>(key: TString, value: V, options: { ma
   const { maxEntries, ...rest } = options;
   return Type.Record(Type.String(), value, { ...rest, maxProperties: maxEntries, propertyNames: key });
 }
+
+/** The project a new resource goes to, when a request names one. */
+export const ProjectField = Text(63, {
+  minLength: 1,
+  pattern: DNS_LABEL_PATTERN,
+  example: 'default',
+  description: "Default: the token's project (admin tokens: default)",
+});

@@ -1,7 +1,7 @@
 import { Type, type Static } from 'typebox';
 import { DriveId, VmmName } from './machine-spec.js';
 import { VmAddress, VmNetworks } from './network-api.js';
-import { Int32, StrictObject, Text, TextMap, Timestamp, Uuid } from './schema.js';
+import { DNS_LABEL_PATTERN, Int32, ProjectField, StrictObject, Text, TextMap, Timestamp, Uuid } from './schema.js';
 
 /** What a user may ask of a VM. `deleted` is reached through DELETE, not set directly. */
 export const DesiredState = Type.Union([Type.Literal('running'), Type.Literal('stopped'), Type.Literal('paused'), Type.Literal('deleted')]);
@@ -24,7 +24,7 @@ export type ObservedState = Static<typeof ObservedState>;
 
 export const VmName = Text(63, {
   minLength: 1,
-  pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$',
+  pattern: DNS_LABEL_PATTERN,
   example: 'web-1',
   description: 'Unique per project; DNS-label style',
 });
@@ -57,14 +57,7 @@ export const DEFAULT_BOOT_ARGS = 'console=ttyS0 reboot=t panic=1 root=/dev/vda r
  */
 export const CreateVmRequest = StrictObject({
   name: VmName,
-  project: Type.Optional(
-    Text(63, {
-      minLength: 1,
-      pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$',
-      example: 'default',
-      description: "Default: the token's project (admin tokens: default)",
-    }),
-  ),
+  project: Type.Optional(ProjectField),
   vcpu: Int32({ minimum: 1, maximum: 32 }),
   mem_mib: Int32({ minimum: 128, maximum: 1024 * 1024 }),
   kernel_image_id: Type.Optional(Uuid),

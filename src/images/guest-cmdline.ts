@@ -1,5 +1,6 @@
 import { DEFAULT_BOOT_ARGS } from '../contracts/vm-api.js';
 import { guestNetworkArgs } from '../contracts/guest-network-args.js';
+import { parseIpv4, parseIpv4Block } from '../kit/ipv4.js';
 import { NexusError } from '../kit/nexus-error.js';
 
 /**
@@ -48,14 +49,12 @@ export function guestKernelCmdline(options: GuestCmdlineOptions = {}): string {
 
 /** True for a dotted-quad IPv4 address without leading zeros. */
 export function isIpv4(text: string): boolean {
-  const parts = text.split('.');
-  return parts.length === 4 && parts.every((part) => /^(0|[1-9]\d{0,2})$/.test(part) && Number(part) <= 255);
+  return parseIpv4(text) !== undefined;
 }
 
 /** True for `<IPv4>/<0..32>`. */
 export function isIpv4Cidr(text: string): boolean {
-  const [address, prefix, ...rest] = text.split('/');
-  return rest.length === 0 && address !== undefined && isIpv4(address) && prefix !== undefined && /^(\d|[12]\d|3[0-2])$/.test(prefix);
+  return parseIpv4Block(text) !== undefined;
 }
 
 function badRequest(message: string): NexusError {

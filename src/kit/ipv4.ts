@@ -50,6 +50,7 @@ export function blocksOverlap(a: Ipv4Block, b: Ipv4Block): boolean {
   return (a.base & maskOf(shorter)) >>> 0 === (b.base & maskOf(shorter)) >>> 0;
 }
 
-function maskOf(prefixLength: number): number {
+/** The netmask of a prefix length as a number: 24 -> 0xffffff00. */
+export function maskOf(prefixLength: number): number {
   return prefixLength === 0 ? 0 : (0xffffffff << (32 - prefixLength)) >>> 0;
 }

@@ -43,16 +43,7 @@ export class ManagerClient {
   /** A network by id, or by name (in `project`, else the only one of that name the token sees). */
   async findNetwork(nameOrId: string, project?: string): Promise<Network> {
     if (UUID_PATTERN.test(nameOrId)) return this.http.call('GET', `/v1/networks/${nameOrId}`);
-    const named = (await this.listNetworks(project)).items.filter((network) => network.name === nameOrId);
-    if (named.length === 1 && named[0]) return named[0];
-    if (named.length === 0) {
-      throw new NexusError('not_found', `no network named ${nameOrId}${project ? ` in project ${project}` : ''}`, {
-        suggestion: '`nexus network ls` lists them.',
-      });
-    }
-    throw new NexusError('conflict', `${named.length} networks are named ${nameOrId}, in projects ${named.map((network) => network.project).join(', ')}`, {
-      suggestion: 'Say which with --project, or give the id.',
-    });
+    return theOneNamed('network', nameOrId, project, (await this.listNetworks(project)).items);
   }
 
   deleteNetwork(id: string): Promise<{ ok: true }> {
@@ -82,13 +73,7 @@ export class ManagerClient {
   async findVm(nameOrId: string, project?: string): Promise<Vm> {
     if (UUID_PATTERN.test(nameOrId)) return this.http.call('GET', `/v1/vms/${nameOrId}`);
     const page: { items: Vm[] } = await this.http.call('GET', `/v1/vms?limit=500&name_prefix=${encodeURIComponent(nameOrId)}`);
-    const named = page.items.filter((vm) => vm.name === nameOrId && (project === undefined || vm.project === project));
-    if (named.length === 1 && named[0]) return named[0];
-    if (named.length === 0)
-      throw new NexusError('not_found', `no VM named ${nameOrId}${project ? ` in project ${project}` : ''}`, { suggestion: '`nexus vm ls` lists them.' });
-    throw new NexusError('conflict', `${named.length} VMs are named ${nameOrId}, in projects ${named.map((vm) => vm.project).join(', ')}`, {
-      suggestion: 'Say which with --project, or give the id.',
-    });
+    return theOneNamed('VM', nameOrId, project, page.items);
   }
 
   vmAction(id: string, action: 'start' | 'stop', waitSeconds?: number): Promise<{ ok: true }> {
@@ -102,4 +87,18 @@ export class ManagerClient {
   close(): Promise<void> {
     return this.http.close();
   }
+}
+
+/** The one resource of `items` named `name` (in `project`, when given): none or several is an error saying what to do. */
+function theOneNamed<T extends { name: string; project: string }>(kind: 'VM' | 'network', name: string, project: string | undefined, items: T[]): T {
+  const named = items.filter((item) => item.name === name && (project === undefined || item.project === project));
+  if (named.length === 1 && named[0]) return named[0];
+  if (named.length === 0) {
+    throw new NexusError('not_found', `no ${kind} named ${name}${project ? ` in project ${project}` : ''}`, {
+      suggestion: `\`nexus ${kind.toLowerCase()} ls\` lists them.`,
+    });
+  }
+  throw new NexusError('conflict', `${named.length} ${kind}s are named ${name}, in projects ${named.map((item) => item.project).join(', ')}`, {
+    suggestion: 'Say which with --project, or give the id.',
+  });
 }

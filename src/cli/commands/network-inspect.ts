@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { type ClientFlags, runClient, withClientFlags } from '../client-command.js';
-import { printJson } from '../output/print.js';
+import { printFields, printJson } from '../output/print.js';
 
 export function registerNetworkInspect(network: Command): void {
   withClientFlags(
@@ -20,7 +20,7 @@ export function registerNetworkInspect(network: Command): void {
         ['vms', String(found.vm_count)],
         ['created', found.created_at],
       ];
-      for (const [key, value] of rows) process.stdout.write(`${key.padEnd(8)} ${value}\n`);
+      printFields(rows);
     }),
   );
 }

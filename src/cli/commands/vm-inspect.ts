@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { type ClientFlags, runClient, withClientFlags } from '../client-command.js';
-import { printJson } from '../output/print.js';
+import { printFields, printJson } from '../output/print.js';
 
 export function registerVmInspect(vm: Command): void {
   withClientFlags(
@@ -27,7 +27,7 @@ export function registerVmInspect(vm: Command): void {
         ['error', found.last_error ? `${found.last_error.reason}: ${found.last_error.message}` : '-'],
         ['created', found.created_at],
       ];
-      for (const [key, value] of rows) process.stdout.write(`${key.padEnd(10)} ${value}\n`);
+      printFields(rows);
     }),
   );
 }

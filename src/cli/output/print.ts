@@ -17,6 +17,12 @@ export function printTable(rows: Array<Record<string, string>>, empty: string): 
   for (const row of rows) process.stdout.write(`${line(columns.map((column) => row[column] ?? ''))}\n`);
 }
 
+/** Prints one resource as `key  value` lines, the keys padded to one width. */
+export function printFields(rows: Array<[string, string]>): void {
+  const width = Math.max(...rows.map(([key]) => key.length)) + 2;
+  for (const [key, value] of rows) process.stdout.write(`${key.padEnd(width)}${value}\n`);
+}
+
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }

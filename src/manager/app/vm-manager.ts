@@ -11,8 +11,7 @@ import {
 } from '../../contracts/vm-api.js';
 import type { Clock } from '../../kit/clock.js';
 import { macOf, tapNameOf } from '../../contracts/host-names.js';
-import { formatIpv4 } from '../../kit/ipv4.js';
-import { networkBlockOf } from '../domain/network-rules.js';
+import { placeOnNetwork } from '../domain/network-rules.js';
 import type { NetworkManager } from './network-manager.js';
 import { placedSpec } from '../domain/vm-spec.js';
 import { NexusError } from '../../kit/nexus-error.js';
@@ -334,13 +333,13 @@ export class VmManager {
       nic: record.spec.nic,
       tap: record.spec.nic ? tapNameOf(record.id) : null,
       addresses: record.nics.map((nic) => {
-        const block = networkBlockOf(nic.cidr);
+        const place = placeOnNetwork(nic);
         return {
           network_id: nic.networkId,
           network: nic.network,
-          ip: nic.ip,
-          prefix_length: block.prefixLength,
-          gateway: formatIpv4(block.gateway),
+          ip: place.ip,
+          prefix_length: place.prefixLength,
+          gateway: place.gateway,
           mac: macOf(record.id),
         };
       }),

@@ -48,6 +48,12 @@ export function networkBlockOf(cidr: string): NetworkBlock {
   return { base: block.base, prefixLength: block.prefixLength, gateway: block.base + 1 };
 }
 
+/** Where a NIC is on its network, as guests and the API see it: its prefix length and gateway beside its address. */
+export function placeOnNetwork(nic: { ip: string; cidr: string }): { ip: string; prefixLength: number; gateway: string } {
+  const block = networkBlockOf(nic.cidr);
+  return { ip: nic.ip, prefixLength: block.prefixLength, gateway: formatIpv4(block.gateway) };
+}
+
 /** The first of `others` that overlaps `block`, if any. */
 export function overlapping<T extends { cidr: string }>(block: Ipv4Block, others: readonly T[]): T | undefined {
   return others.find((other) => blocksOverlap(block, networkBlockOf(other.cidr)));

@@ -3,8 +3,7 @@ import type { Logger } from 'pino';
 import type { AgentVm } from '../../contracts/agent-vm-api.js';
 import { withGuestNetwork } from '../../contracts/guest-network-args.js';
 import type { MachineSpec } from '../../contracts/machine-spec.js';
-import { formatIpv4 } from '../../kit/ipv4.js';
-import { networkBlockOf } from '../domain/network-rules.js';
+import { placeOnNetwork } from '../domain/network-rules.js';
 import type { ObservedState } from '../../contracts/vm-api.js';
 import type { Clock } from '../../kit/clock.js';
 import { NexusError } from '../../kit/nexus-error.js';
@@ -445,11 +444,11 @@ export function machineSpecOf(vm: VmRecord): MachineSpec {
     return path;
   };
   const nic = vm.nics[0];
-  const block = nic && networkBlockOf(nic.cidr);
+  const place = nic && placeOnNetwork(nic);
   // Nexus images configure eth0 from these; other guests ask the host's DHCP server for the same.
   const cmdline =
-    nic && block
-      ? withGuestNetwork(spec.boot_args, { ipCidr: `${nic.ip}/${block.prefixLength}`, gatewayIp: formatIpv4(block.gateway), dns: nic.dns, hostname: vm.name })
+    nic && place
+      ? withGuestNetwork(spec.boot_args, { ipCidr: `${place.ip}/${place.prefixLength}`, gatewayIp: place.gateway, dns: nic.dns, hostname: vm.name })
       : spec.boot_args;
   return {
     vcpu: spec.vcpu,

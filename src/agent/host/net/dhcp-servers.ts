@@ -2,7 +2,7 @@ import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { writeFileAtomically } from '../../../kit/atomic-file.js';
-import { formatIpv4, parseIpv4Block } from '../../../kit/ipv4.js';
+import { formatIpv4, maskOf, parseIpv4Block } from '../../../kit/ipv4.js';
 import { runHostTool } from '../../../kit/host-tool.js';
 import { NexusError } from '../../../kit/nexus-error.js';
 import { readProcessStartTicks } from '../../../kit/process-identity.js';
@@ -76,7 +76,7 @@ export class DhcpServers {
     await this.end(network.id);
     const block = parseIpv4Block(network.cidr);
     if (!block) throw new NexusError('bad_request', `network ${network.id}: '${network.cidr}' is not a network block`);
-    const mask = formatIpv4(block.prefixLength === 0 ? 0 : (0xffffffff << (32 - block.prefixLength)) >>> 0);
+    const mask = formatIpv4(maskOf(block.prefixLength));
     await runHostTool(
       'dnsmasq',
       [

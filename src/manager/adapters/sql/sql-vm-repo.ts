@@ -55,7 +55,8 @@ export class SqlVmRepo implements VmRepo {
         return insertVm(trx, project.id, vm);
       });
     } catch (error) {
-      // The address constraint cannot fire while allocations in a network take its row in turn; should it, it says so.
+      // Only the name can clash here: allocations in a network take its row in turn, so the address
+      // constraint (vm_nic_address_unique) is a backstop that never fires; if it did, that is a bug, left to surface as one.
       if ((error as { code?: string; constraint?: string }).code === '23505' && (error as { constraint?: string }).constraint !== 'vm_nic_address_unique') {
         throw new NexusError('conflict', `a VM named ${vm.name} already exists in project ${vm.project}`, {
           suggestion: 'Choose another name, or delete the other VM first.',
