@@ -6,7 +6,7 @@
 #   iproute2 iptables nftables   host networking (bridges, TAPs, NAT, namespaces)
 #   dnsmasq-base   the agent's DHCP server per network
 #   busybox-static e2fsprogs cpio xz-utils   guest image building
-#   procps util-linux   ps, runuser
+#   procps util-linux   ps, runuser, nsenter
 #   openssl   throwaway certificate authorities for the TLS tests
 set -euo pipefail
 packages=(qemu-system-x86 postgresql iproute2 iptables nftables dnsmasq-base busybox-static e2fsprogs cpio xz-utils procps util-linux openssl)

@@ -19,8 +19,9 @@ export const AgentVm = Type.Object(
     driver: VmmName,
     state: AgentVmState,
     pid: Type.Union([Type.Integer(), Type.Null()]),
+    /** The host device carrying its traffic: the veth to its namespace (nxv-…), or its TAP on the flat bridge (tap-…). */
     tap: Type.Union([Type.String(), Type.Null()]),
-    /** False when the VM has a NIC but its TAP is gone from the host (someone deleted it): its network is cut. */
+    /** False when the VM has a NIC but that device is gone from the host (someone deleted it): its network is cut. */
     tap_present: Type.Union([Type.Boolean(), Type.Null()]),
     api_socket: Type.String({ description: 'QMP socket (QEMU) or API socket (Firecracker)' }),
     console_log: Type.String(),

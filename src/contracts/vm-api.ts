@@ -113,7 +113,10 @@ export const Vm = Type.Object(
     rootfs_image_id: Type.Union([Uuid, Type.Null()]),
     rootfs_path: Type.Union([Type.String(), Type.Null()]),
     nic: Type.Boolean(),
-    tap: Type.Union([Type.String(), Type.Null()]),
+    tap: Type.Union([Type.String(), Type.Null()], {
+      description:
+        "The host device carrying its traffic: the host end of the veth to its network namespace (nxv-…), or its TAP on the host's flat bridge (tap-…)",
+    }),
     addresses: Type.Array(VmAddress, { description: "Its NICs' addresses, assigned by the manager from their networks" }),
     driver: Type.Union([VmmName, Type.Null()], { description: 'The VMM its host runs it with; null until the agent has said' }),
     api_socket: Type.Union([Type.String(), Type.Null()], { description: "The VMM's control socket on the host (QMP or Firecracker API)" }),

@@ -13,6 +13,7 @@ const PACKAGE_OF_TOOL: Readonly<Record<string, string>> = {
   'mkfs.ext4': 'e2fsprogs',
   debugfs: 'e2fsprogs',
   dmesg: 'util-linux',
+  nsenter: 'util-linux',
   ip: 'iproute2',
   nft: 'nftables',
   dnsmasq: 'dnsmasq-base',

@@ -13,6 +13,7 @@ import type { LaunchRequest, ProcessSupervisor } from '../../src/agent/ports/pro
 import type { SnapshotFiles, VmmCapabilities, VmmDriver, VmmRunState } from '../../src/agent/ports/vmm-driver.js';
 import { NexusError } from '../../src/kit/nexus-error.js';
 import type { ProcessIdentity } from '../../src/kit/process-identity.js';
+import { nicDeviceOf } from '../../src/contracts/host-names.js';
 
 export interface HollowOptions {
   /** How long a hollow boot takes. Default 0. */
@@ -53,20 +54,25 @@ export class HollowSupervisor implements ProcessSupervisor {
 }
 
 export class HollowNetwork implements HostNetwork {
+  /** The devices made: TAPs of VMs on no network, namespaces of VMs on one (named as a real host names them). */
   readonly taps = new Set<string>();
-  /** The network each TAP was last made on (absent: the flat bridge), with its address and MAC. */
+  /** The network each device was last made on (absent: the flat bridge), with its address and MAC. */
   readonly nicOf = new Map<string, NetworkNic>();
-  async ensureTap(name: string, _owner?: { uid: number; gid: number }, nic?: NetworkNic): Promise<void> {
-    this.taps.add(name);
-    if (nic) this.nicOf.set(name, structuredClone(nic));
-    else this.nicOf.delete(name);
+  async ensureNic(vmId: string, _owner?: { uid: number; gid: number }, nic?: NetworkNic): Promise<void> {
+    const device = nicDeviceOf(vmId, nic !== undefined);
+    this.taps.add(device);
+    if (nic) this.nicOf.set(device, structuredClone(nic));
+    else this.nicOf.delete(device);
   }
-  async deleteTap(name: string): Promise<void> {
+  async removeDevice(name: string): Promise<void> {
     this.taps.delete(name);
     this.nicOf.delete(name);
   }
-  async listTaps(): Promise<string[]> {
+  async listDevices(): Promise<string[]> {
     return [...this.taps].sort();
+  }
+  async isConnected(name: string): Promise<boolean> {
+    return this.taps.has(name);
   }
   /** No bridge here, and no process holds a hollow TAP: every TAP goes, given or not. */
   async tearDown(): Promise<void> {

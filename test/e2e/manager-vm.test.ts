@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { networkBridgeNameOf, tapNameOf } from '../../src/contracts/host-names.js';
+import { tapNameOf, vmNetnsNameOf } from '../../src/contracts/host-names.js';
 import { readLink } from '../../src/agent/host/net/ip-command.js';
 import { type AgentHarness, startAgentProcess } from '../support/agent-harness.js';
 import { assertErrorContract } from '../support/error-contract.js';
@@ -73,7 +73,7 @@ describe('VM lifecycle through the manager', () => {
     await eventually('the VM is running', async () => (await send(url(`/v1/vms/${id}`))).body.state === 'running', 30_000);
     const vm = (await send(url(`/v1/vms/${id}`))).body;
     assert.ok(vm.host_id);
-    assert.equal(vm.tap, tapNameOf(id));
+    assert.equal(vm.tap, vmNetnsNameOf(id), 'on its default network: the veth to its namespace');
     assert.equal(vm.console_log, join(runDir, 'vms', id, 'logs', 'console.log'));
     assert.equal(vm.driver, 'qemu');
     assert.equal(vm.api_socket, join(runDir, 'vms', id, 'sock', 'qmp.sock'));
@@ -90,7 +90,8 @@ describe('VM lifecycle through the manager', () => {
     assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
     assertErrorContract(await send(url(`/v1/vms/${id}`)), 404, 'not_found');
     assertErrorContract(await agent.call('GET', `/agent/v1/vms/${id}`), 404, 'not_found');
-    assert.equal(await readLink(tapNameOf(id)), undefined, 'TAP gone');
+    assert.equal(await readLink(vmNetnsNameOf(id)), undefined, 'veth gone');
+    assert.equal(existsSync(`/run/netns/${vmNetnsNameOf(id)}`), false, 'namespace gone');
     assert.equal(existsSync(join(runDir, 'vms', id)), false, 'run dir and sockets gone');
   });
 
@@ -105,7 +106,8 @@ describe('VM lifecycle through the manager', () => {
       assert.equal((await send(url(`/v1/vms/${id}/stop?wait=60`), { method: 'POST' })).status, 200);
       assert.equal((await send(url(`/v1/vms/${id}?wait=60`), { method: 'DELETE' })).status, 200);
       assert.equal(existsSync(join(runDir, 'vms', id)), false);
-      assert.equal(await readLink(tapNameOf(id)), undefined);
+      for (const device of [tapNameOf(id), vmNetnsNameOf(id)]) assert.equal(await readLink(device), undefined, `${device} gone`);
+      assert.equal(existsSync(`/run/netns/${vmNetnsNameOf(id)}`), false, 'namespace gone');
     }
     const inventory = (await agent.call('GET', '/agent/v1/inventory')).body;
     assert.deepEqual(inventory.vms, []);
@@ -152,24 +154,23 @@ describe('VM lifecycle through the manager', () => {
     assert.equal((await send(url(`/v1/vms/${id}?wait=60`), { method: 'DELETE' })).status, 200);
   });
 
-  it('restarts a VM whose TAP was deleted by hand, with a fresh TAP', async () => {
+  it('restarts a VM whose veth was deleted by hand, with a fresh namespace', async () => {
     const id = (await create('cut-1')).body.id;
     await eventually('running', async () => (await stateOf(id)) === 'running', 30_000);
     const pid = (await agent.call('GET', `/agent/v1/vms/${id}`)).body.pid;
-    await run('ip', ['link', 'del', 'dev', tapNameOf(id)]);
+    await run('ip', ['link', 'del', 'dev', vmNetnsNameOf(id)]);
     await eventually(
-      'running again on a new TAP',
+      'running again with a fresh namespace',
       async () => {
         const now = (await agent.call('GET', `/agent/v1/vms/${id}`)).body;
         return now.state === 'running' && now.pid !== pid && now.tap_present === true;
       },
       30_000,
     );
-    const networkId = (await send(url(`/v1/vms/${id}`))).body.addresses[0]?.network_id as string;
-    assert.equal((await readLink(tapNameOf(id)))?.master, networkBridgeNameOf(networkId), "the fresh TAP is on its network's bridge");
+    assert.equal((await readLink(vmNetnsNameOf(id)))?.linkinfo?.info_kind, 'veth', 'the fresh veth is there');
     const messages = (await send(url(`/v1/vms/${id}/events`))).body.items.map((event: { message: string }) => event.message);
     assert.ok(
-      messages.some((message: string) => /TAP .* is gone from the host/.test(message)),
+      messages.some((message: string) => /network device .* is gone from the host/.test(message)),
       messages.join('\n'),
     );
     assert.equal((await send(url(`/v1/vms/${id}?wait=60`), { method: 'DELETE' })).status, 200);
@@ -195,6 +196,9 @@ describe('VM lifecycle through the manager', () => {
     await eventually('the keeper is configured', async () => ['configured', 'stopped'].includes(await stateOf(keeper)), 30_000);
     const strayTap = tapNameOf(testVmId());
     await run('ip', ['tuntap', 'add', 'dev', strayTap, 'mode', 'tap']);
+    // A VM namespace of no VM, as a crash mid-create leaves it.
+    const strayNetns = vmNetnsNameOf(testVmId());
+    await run('ip', ['netns', 'add', strayNetns]);
     const strayDir = join(runDir, 'vms', 'left-behind');
     mkdirSync(strayDir, { recursive: true });
     const unknownVm = testVmId();
@@ -211,6 +215,7 @@ describe('VM lifecycle through the manager', () => {
       'the leftovers are gone',
       async () =>
         (await readLink(strayTap)) === undefined &&
+        !existsSync(`/run/netns/${strayNetns}`) &&
         !existsSync(strayDir) &&
         !existsSync(join(runDir, 'vms', unknownVm)) &&
         (await readLink(tapNameOf(unknownVm))) === undefined,

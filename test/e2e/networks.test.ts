@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { networkBridgeNameOf, tapNameOf } from '../../src/contracts/host-names.js';
+import { networkTableNameOf, tapNameOf, vmNetnsNameOf } from '../../src/contracts/host-names.js';
 import { readLink } from '../../src/agent/host/net/ip-command.js';
 import { type AgentHarness, startAgentProcess } from '../support/agent-harness.js';
 import { testGuestImage } from '../support/guest-image.js';
@@ -125,7 +125,8 @@ describe('networks with real guests', () => {
     ] as const) {
       assert.match(consoleOf(vm.id), new RegExp(`NEXUS_NET eth0 ${ip.replaceAll('.', '\\.')}/24 via`), 'the guest configured the address IPAM gave');
     }
-    assert.equal((await readLink(tapNameOf(vmA1.id)))?.master, networkBridgeNameOf(vmA1.addresses[0]?.network_id ?? ''), "the TAP is on its network's bridge");
+    assert.equal((await readLink(vmNetnsNameOf(vmA1.id)))?.linkinfo?.info_kind, 'veth', 'the VM is in a namespace of its own, joined to the host by a veth');
+    assert.equal(await readLink(tapNameOf(vmA1.id)), undefined, 'and has no TAP on the host');
 
     await eventually('a1 and a2 reach each other', () => reachOf(vmA2.id, a1) === 'up' && reachOf(vmA1.id, a2) === 'up', 60_000);
     await eventually('a2 reaches the outside: egress allowed', () => reachOf(vmA2.id, outside.nsIp) === 'up', 60_000);
@@ -172,14 +173,17 @@ describe('networks with real guests', () => {
     assert.match(consoleOf(id), new RegExp(`NEXUS_NET eth0 ${address.ip.replaceAll('.', '\\.')}/24 via ${address.gateway.replaceAll('.', '\\.')} \\(dhcp\\)`));
   });
 
-  it('deleting the VMs removes their TAPs, and each network bridge with its rules once its last VM is gone', async () => {
+  it("deleting the VMs removes their namespaces, veths and DHCP servers, and each network's rules once its last VM is gone", async () => {
     const vms = (await send(url('/v1/vms'))).body.items as Array<{ id: string; addresses: Array<{ network_id: string }> }>;
-    const bridges = [...new Set(vms.map((vm) => networkBridgeNameOf(vm.addresses[0]?.network_id ?? '')))];
-    assert.ok(bridges.length > 0, 'the VMs of the first test are there');
+    const tables = [...new Set(vms.map((vm) => networkTableNameOf(vm.addresses[0]?.network_id ?? '')))];
+    assert.ok(tables.length > 0, 'the VMs of the first test are there');
     for (const vm of vms) assert.equal((await send(url(`/v1/vms/${vm.id}?wait=60`), { method: 'DELETE' })).status, 200);
-    for (const vm of vms) assert.equal(await readLink(tapNameOf(vm.id)), undefined, `TAP of ${vm.id} gone`);
-    for (const name of bridges) assert.equal(await readLink(name), undefined, `bridge ${name} gone with its last VM`);
+    for (const vm of vms) {
+      assert.equal(await readLink(vmNetnsNameOf(vm.id)), undefined, `veth of ${vm.id} gone`);
+      assert.equal(existsSync(`/run/netns/${vmNetnsNameOf(vm.id)}`), false, `namespace of ${vm.id} gone`);
+    }
     const { stdout } = await run('nft', ['list', 'tables']);
+    for (const table of tables) assert.doesNotMatch(stdout, new RegExp(table), `${table} gone with its network's last VM`);
     assert.doesNotMatch(stdout, /nexus_net_/, 'no network rules left');
     for (const network of (await send(url('/v1/networks'))).body.items as Array<{ id: string; vm_count: number }>) {
       assert.equal(network.vm_count, 0, 'every address is free again');

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync } from 'n
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { networkBridgeNameOf, networkTableNameOf, tapNameOf } from '../../src/contracts/host-names.js';
+import { networkTableNameOf, vmNetnsNameOf } from '../../src/contracts/host-names.js';
 import { seedEmbeddedDatabase } from '../support/embedded-db-template.js';
 import { TEST_IMAGE_RUN_DIR } from '../support/guest-image.js';
 import { testBridgeCidr, testBridgeName } from '../support/net-names.js';
@@ -306,7 +306,7 @@ describe('nexus dev stopped with VMs running', () => {
             body: JSON.stringify({ name: `vm-${index}`, vcpu: 1, mem_mib: 128, ...ids }),
           });
           const vm = (await response.json()) as { id: string; state: string; console_log: string; addresses: Array<{ network_id: string }> };
-          if (typeof vm.id === 'string') taps.add(tapNameOf(vm.id));
+          if (typeof vm.id === 'string') taps.add(vmNetnsNameOf(vm.id));
           assert.equal(response.status, 201, JSON.stringify(vm));
           assert.equal(vm.state, 'running', JSON.stringify(vm));
           return vm;
@@ -319,13 +319,11 @@ describe('nexus dev stopped with VMs running', () => {
       const pids = vms.map((vm) => (JSON.parse(readFileSync(join(runDir, 'vms', vm.id, 'pid'), 'utf8')) as { pid: number }).pid);
       assert.ok(pids.every(isAlive), `every VMM runs: ${pids.join(', ')}`);
       assert.deepEqual(vmmPidsIn(runDir).sort(), [...pids].sort(), 'the scan finds the VMMs the VMs reported');
-      for (const tap of taps) assert.ok(await deviceExists(tap), `TAP ${tap} is up while its VM runs`);
-      // Their NICs are on the project's default network: its bridge and its rules (NAT included) are there while they run.
+      for (const tap of taps) assert.ok((await deviceExists(tap)) && existsSync(`/run/netns/${tap}`), `namespace ${tap} and its veth are up while its VM runs`);
+      // Their NICs are on the project's default network: its rules (NAT included) are there while they run.
       const networkIds = [...new Set(vms.map((vm) => vm.addresses[0]?.network_id ?? ''))];
       assert.equal(networkIds.length, 1, 'the VMs share the default network');
-      const networkBridge = networkBridgeNameOf(networkIds[0] ?? '');
       const networkTable = networkTableNameOf(networkIds[0] ?? '');
-      assert.ok(await deviceExists(networkBridge), `the network bridge ${networkBridge} is there while VMs run`);
       assert.ok((await nftTables()).includes(networkTable), `the network's table ${networkTable} is there while VMs run`);
       assert.equal(await deviceExists(ownBridge), false, `the flat bridge ${ownBridge} is not made: no NIC is on it`);
 
@@ -335,8 +333,7 @@ describe('nexus dev stopped with VMs running', () => {
       // Checked at once, not eventually: nexus dev exits only once all of it is gone.
       assert.deepEqual(pids.filter(isAlive), [], 'no VMM the VMs reported runs');
       assert.deepEqual(vmmPidsIn(runDir), [], 'no VMM process names the run dir');
-      for (const tap of taps) assert.equal(await deviceExists(tap), false, `TAP ${tap} is gone`);
-      assert.equal(await deviceExists(networkBridge), false, `the network bridge ${networkBridge} is gone`);
+      for (const tap of taps) assert.ok(!(await deviceExists(tap)) && !existsSync(`/run/netns/${tap}`), `namespace ${tap} and its veth are gone`);
       assert.equal((await nftTables()).includes(networkTable), false, `the network's table ${networkTable} (its NAT with it) is gone`);
       assert.equal(await deviceExists(ownBridge), false, `the flat bridge ${ownBridge} is not there`);
       assert.equal((await nftTables()).includes(natTable), false, `the flat bridge's NAT table ${natTable} is not there`);
@@ -374,9 +371,10 @@ describe('nexus dev stopped with VMs running', () => {
         await eventually('the leftover VMMs have exited', () => vmmPidsIn(runDir).length === 0, 10_000);
       });
       await attempt('listing the VM folders', () => {
-        for (const id of existsSync(join(runDir, 'vms')) ? readdirSync(join(runDir, 'vms')) : []) if (/^[0-9a-f-]{36}$/.test(id)) taps.add(tapNameOf(id));
+        for (const id of existsSync(join(runDir, 'vms')) ? readdirSync(join(runDir, 'vms')) : []) if (/^[0-9a-f-]{36}$/.test(id)) taps.add(vmNetnsNameOf(id));
       });
       for (const tap of taps) await run('ip', ['link', 'del', 'dev', tap]).catch(() => undefined);
+      for (const tap of taps) await run('ip', ['netns', 'del', tap]).catch(() => undefined);
       await run('ip', ['link', 'del', 'dev', ownBridge]).catch(() => undefined);
       await run('nft', ['delete', 'table', 'ip', natTable]).catch(() => undefined);
       await attempt('removing the test dir', () => dir.remove());

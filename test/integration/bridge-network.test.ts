@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { networkBridgeNameOf, networkTableNameOf, tapNameOf } from '../../src/contracts/host-names.js';
+import { networkTableNameOf, tapNameOf, vmNetnsNameOf } from '../../src/contracts/host-names.js';
 import type { NicNetwork } from '../../src/contracts/machine-spec.js';
 import type { NexusError } from '../../src/kit/nexus-error.js';
 import { parseIpv4Cidr } from '../../src/agent/domain/ipv4.js';
@@ -19,6 +19,8 @@ import type { NetworkNic } from '../../src/agent/ports/host-network.js';
 import { testBridgeCidr, testBridgeName, testVmId } from '../support/net-names.js';
 
 const ip = (...args: string[]) => execFileSync('ip', args, { encoding: 'utf8' });
+/** A VM id whose TAP has this name. */
+const vmIdOf = (tap: string) => `${tap.slice('tap-'.length)}-0000-4000-8000-000000000000`;
 
 /**
  * A process holding the TAP open, as a running VMM does (its carrier comes up): Python opens
@@ -48,14 +50,14 @@ describe('bridge network (real bridge, TAPs and NAT)', () => {
   const foreign: string[] = [];
 
   after(async () => {
-    for (const tap of await network.listTaps()) if ((await readLink(tap))?.master === bridge) await network.deleteTap(tap);
+    for (const tap of await network.listDevices()) if ((await readLink(tap))?.master === bridge) await network.removeDevice(tap);
     for (const device of foreign) ip('link', 'del', 'dev', device);
     await network.removeBridge();
   });
 
   it('creates the bridge with its address and NAT on first use, and a TAP attached to it', async () => {
     const tap = tapNameOf(testVmId());
-    await network.ensureTap(tap);
+    await network.ensureNic(vmIdOf(tap));
     const bridgeLink = await readLink(bridge);
     assert.equal(bridgeLink?.linkinfo?.info_kind, 'bridge');
     assert.ok(bridgeLink?.addr_info?.some((entry) => entry.local === cidr.address && entry.prefixlen === cidr.prefixLength));
@@ -65,31 +67,31 @@ describe('bridge network (real bridge, TAPs and NAT)', () => {
     assert.match(execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' }), new RegExp(`nexus_${bridge}`));
 
     // Idempotent: again, and the TAP is recreated, still attached.
-    await network.ensureTap(tap);
+    await network.ensureNic(vmIdOf(tap));
     assert.equal((await readLink(tap))?.master, bridge);
-    assert.ok((await network.listTaps()).includes(tap));
+    assert.ok((await network.listDevices()).includes(tap));
 
-    await network.deleteTap(tap);
+    await network.removeDevice(tap);
     assert.equal(await readLink(tap), undefined);
-    await network.deleteTap(tap); // deleting what is gone succeeds
+    await network.removeDevice(tap); // deleting what is gone succeeds
   });
 
   it('never touches a foreign device that carries a TAP name', async () => {
     const name = tapNameOf(testVmId());
     ip('link', 'add', name, 'type', 'bridge');
     foreign.push(name);
-    await assert.rejects(network.ensureTap(name), (error: Error & { code?: string }) => {
+    await assert.rejects(network.ensureNic(vmIdOf(name)), (error: Error & { code?: string }) => {
       assert.equal(error.code, 'conflict');
       assert.match(error.message, /bridge device named .* was not made by Nexus/);
       return true;
     });
-    await assert.rejects(network.deleteTap(name), /not made by Nexus/);
+    await assert.rejects(network.removeDevice(name), /not made by Nexus/);
     assert.equal((await readLink(name))?.linkinfo?.info_kind, 'bridge', 'still there, untouched');
   });
 
-  it('refuses names that are not Nexus TAP names', async () => {
-    for (const bad of ['eth0', 'tap-xyz', 'tap-3f2a91c4-extra', 'fcbr0']) {
-      await assert.rejects(network.ensureTap(bad), (error: Error & { code?: string }) => error.code === 'bad_request');
+  it('refuses to remove a device whose name is not a Nexus TAP or VM namespace name', async () => {
+    for (const bad of ['eth0', 'tap-xyz', 'tap-3f2a91c4-extra', 'fcbr0', 'nxv-xyz']) {
+      await assert.rejects(network.removeDevice(bad), (error: Error & { code?: string }) => error.code === 'bad_request', bad);
     }
   });
 
@@ -142,7 +144,7 @@ describe('bridge network tear-down (for an agent whose VMs end with it)', () => 
   it('removes the TAPs it is given, then the NAT table and the bridge Nexus made', async () => {
     const { bridge, network, taps, cleanUp } = ownNetwork();
     try {
-      for (const tap of taps) await network.ensureTap(tap);
+      for (const tap of taps) await network.ensureNic(vmIdOf(tap));
       assert.ok(nftTables().includes(`nexus_${bridge}`), 'the NAT table is there');
 
       await network.tearDown(taps);
@@ -152,7 +154,7 @@ describe('bridge network tear-down (for an agent whose VMs end with it)', () => 
       assert.ok(!nftTables().includes(`nexus_${bridge}`), 'the NAT table is gone');
       await network.tearDown(taps); // again, with nothing left: succeeds
       // And the network comes back on the next use.
-      await network.ensureTap(taps[0] ?? '');
+      await network.ensureNic(vmIdOf(taps[0] ?? ''));
       assert.equal((await readLink(taps[0] ?? ''))?.master, bridge, 'made again on the next use');
     } finally {
       await cleanUp();
@@ -168,7 +170,7 @@ describe('bridge network tear-down (for an agent whose VMs end with it)', () => 
         setForwarding(before);
         const { bridge, cidr, network, taps, cleanUp } = ownNetwork();
         try {
-          for (const tap of taps) await network.ensureTap(tap);
+          for (const tap of taps) await network.ensureNic(vmIdOf(tap));
           assert.equal(forwarding(), '1', 'NAT needs forwarding on');
           // Another process (the next start, or nexus dev's own check) tears down what this one set up.
           await new BridgeNetwork({ bridge, cidr, nat: true }, captureLogger().log).tearDown(taps);
@@ -186,8 +188,8 @@ describe('bridge network tear-down (for an agent whose VMs end with it)', () => 
     const { bridge, network, taps, cleanUp } = ownNetwork();
     const strayVm = tapNameOf(testVmId());
     try {
-      await network.ensureTap(taps[0] ?? '');
-      await network.ensureTap(strayVm);
+      await network.ensureNic(vmIdOf(taps[0] ?? ''));
+      await network.ensureNic(vmIdOf(strayVm));
       assert.deepEqual(
         (await network.tearDownLeft(taps)).sort(),
         [`TAP ${taps[0]}`, `TAP ${strayVm}`, `bridge ${bridge}`, `nftables table nexus_${bridge}`].sort(),
@@ -212,10 +214,10 @@ describe('bridge network tear-down (for an agent whose VMs end with it)', () => 
     const held = tapNameOf(testVmId());
     let holder: ChildProcess | undefined;
     try {
-      for (const tap of taps) await network.ensureTap(tap);
+      for (const tap of taps) await network.ensureNic(vmIdOf(tap));
       ip('tuntap', 'add', 'dev', other, 'mode', 'tap'); // not a Nexus TAP name: someone else's
       ip('link', 'set', 'dev', other, 'master', bridge);
-      await network.ensureTap(held);
+      await network.ensureNic(vmIdOf(held));
       holder = await holdTap(held);
 
       await network.tearDown(taps);
@@ -252,7 +254,7 @@ describe('bridge network tear-down (for an agent whose VMs end with it)', () => 
     const { bridge, network, taps, cleanUp } = ownNetwork();
     try {
       ip('link', 'add', 'name', bridge, 'type', 'bridge');
-      await network.ensureTap(taps[0] ?? '');
+      await network.ensureNic(vmIdOf(taps[0] ?? ''));
       assert.equal((await readLink(bridge))?.ifalias, undefined, 'a bridge Nexus found gets no mark');
 
       await network.tearDown(taps);
@@ -273,7 +275,7 @@ describe('bridge network tear-down (for an agent whose VMs end with it)', () => 
     // iptables-nft makes the `ip nat` table on first use: if this test made it, this test removes it.
     const natTableBefore = /table ip nat\b/.test(nftTables());
     try {
-      await network.ensureTap(taps[0] ?? '');
+      await network.ensureNic(vmIdOf(taps[0] ?? ''));
       assert.equal(rules().length, 1, 'the masquerade rule is there');
 
       await network.tearDown(taps);
@@ -288,14 +290,15 @@ describe('bridge network tear-down (for an agent whose VMs end with it)', () => 
   });
 });
 
-describe('network bridges (real bridges, TAPs and nftables tables)', () => {
+describe('VM namespaces (real namespaces, veths, TAPs, nftables tables and dnsmasq)', () => {
   const dhcpDir = tempDir('nexus-net-dhcp-');
   const network = new BridgeNetwork(
     { bridge: testBridgeName(), cidr: parseIpv4Cidr(testBridgeCidr()) ?? { address: '10.213.0.1', prefixLength: 24 }, nat: false, dhcpDir: dhcpDir.path },
     captureLogger().log,
   );
+  const dhcp = new DhcpServers(dhcpDir.path, captureLogger().log);
   const third = (randomBytes(1)[0] ?? 0) & 0xfe;
-  /** A network of this run: an id whose bridge and table names are this run's too. */
+  /** A network of this run: an id whose table name is this run's too. */
   const nicNetwork = (egress: 'allow' | 'deny' = 'allow', offset = 0): NicNetwork => ({
     id: `${randomBytes(4).toString('hex')}-0000-4000-8000-000000000000`,
     cidr: `10.217.${third + offset}.0/24`,
@@ -310,102 +313,142 @@ describe('network bridges (real bridges, TAPs and nftables tables)', () => {
   });
   const tables = () => execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' });
   const table = (net: NicNetwork) => execFileSync('nft', ['list', 'table', 'inet', networkTableNameOf(net.id)], { encoding: 'utf8' });
+  const inNetns = (netns: string, ...command: string[]) => execFileSync('ip', ['netns', 'exec', netns, ...command], { encoding: 'utf8' });
+  const made: string[] = [];
   const foreign: string[] = [];
+  /** A VM id of this run, its namespace removed after the tests whatever happens. */
+  const vmId = () => {
+    const id = testVmId();
+    made.push(vmNetnsNameOf(id));
+    return id;
+  };
 
   after(async () => {
-    for (const tap of await network.listTaps()) if (/^nxb-/.test((await readLink(tap))?.master ?? '')) await network.deleteTap(tap);
+    for (const netns of made) await network.removeDevice(netns).catch(() => undefined);
     for (const device of foreign) ip('link', 'del', 'dev', device);
     await network.tearDown([]);
     dhcpDir.remove();
   });
 
-  it("makes a network's bridge with its gateway and its rules with the first TAP, and removes them with the last", async () => {
+  it('gives a VM a namespace of its own: tap0 with the gateway, a veth routed from the host, its rules and DHCP server', async () => {
     const net = nicNetwork('allow');
-    const bridge = networkBridgeNameOf(net.id);
-    const [first, second] = [tapNameOf(testVmId()), tapNameOf(testVmId())];
-    await network.ensureTap(first, undefined, nicOn(net, 10));
-    await network.ensureTap(second, undefined, nicOn(net, 11));
-    const device = await readLink(bridge);
-    assert.equal(device?.linkinfo?.info_kind, 'bridge');
-    assert.equal(device?.ifalias?.startsWith(`nexus network ${net.id}`), true, 'marked with its network id');
-    assert.ok(
-      device?.addr_info?.some((entry) => entry.local === `10.217.${third}.1` && entry.prefixlen === 24),
-      'the gateway is its address',
+    const [first, second] = [vmId(), vmId()];
+    const [netnsA, netnsB] = [vmNetnsNameOf(first), vmNetnsNameOf(second)];
+    await network.ensureNic(first, undefined, nicOn(net, 10));
+    await network.ensureNic(second, undefined, nicOn(net, 11));
+    assert.deepEqual(
+      (await network.listDevices()).filter((name) => name === netnsA || name === netnsB),
+      [netnsA, netnsB].sort(),
+      'both are listed',
     );
-    for (const tap of [first, second]) assert.equal((await readLink(tap))?.master, bridge, `${tap} is on the network's bridge`);
+    const veth = await readLink(netnsA);
+    assert.equal(veth?.linkinfo?.info_kind, 'veth', 'the host end of its veth is named like the namespace');
+    assert.equal(veth?.ifalias, `nexus vm ${first} on network ${net.id}`, 'marked with its VM and network');
+    assert.match(ip('route', 'show', `10.217.${third}.10/32`), new RegExp(`dev ${netnsA}`), "the host routes the VM's address to its veth");
+    const inside = inNetns(netnsA, 'ip', '-o', 'addr', 'show', 'dev', 'tap0');
+    assert.match(inside, new RegExp(`inet 10\\.217\\.${third}\\.1/32`), 'tap0 inside has the gateway as its address');
+    assert.match(inNetns(netnsA, 'ip', 'route'), new RegExp(`10\\.217\\.${third}\\.10 dev tap0`), 'the guest is routed to tap0');
+    assert.equal(inNetns(netnsA, 'cat', '/proc/sys/net/ipv4/conf/tap0/proxy_arp').trim(), '1', 'proxy ARP answers for its neighbours');
+    assert.match(
+      inNetns(netnsA, 'nft', 'list', 'table', 'inet', 'nexus_vm'),
+      new RegExp(`ip saddr 10\\.217\\.${third}\\.10 accept`),
+      'only its own address leaves',
+    );
+    const elements = (net: NicNetwork) =>
+      JSON.stringify(execFileSync('nft', ['-j', 'list', 'set', 'inet', networkTableNameOf(net.id), 'vms'], { encoding: 'utf8' }));
+    assert.ok(elements(net).includes(netnsA) && elements(net).includes(netnsB), "the network's set holds both veths");
     assert.match(table(net), /masquerade/, 'egress allow: NAT');
-    assert.deepEqual(await network.listTaps(), [first, second].sort(), 'TAPs on network bridges are listed');
-    // The network's DHCP server: one dnsmasq, bound to the bridge, with both static leases.
-    const dhcp = new DhcpServers(dhcpDir.path, captureLogger().log);
-    const pid = await dhcp.pidOf(net.id);
-    assert.ok(pid !== undefined, 'a DHCP server runs for the network');
+    // Its DHCP server: one dnsmasq in its namespace, bound to tap0, with its one static lease.
+    const pid = await dhcp.pidOf(netnsA);
+    assert.ok(pid !== undefined, 'a DHCP server runs for the VM');
     const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    assert.ok(command.includes(`--interface=${bridge}`) && command.includes('--port=0') && command.includes('--conf-file=/dev/null'), command.join(' '));
-    const leases = (args: string[]) => args.filter((arg) => arg.startsWith('--dhcp-host='));
+    assert.ok(command.includes('--interface=tap0') && command.includes('--port=0') && command.includes('--conf-file=/dev/null'), command.join(' '));
     assert.deepEqual(
-      leases(command),
-      [`--dhcp-host=06:00:00:00:01:0a,10.217.${third}.10`, `--dhcp-host=06:00:00:00:01:0b,10.217.${third}.11`],
-      'a static lease per NIC',
+      command.filter((arg) => arg.startsWith('--dhcp-host=')),
+      [`--dhcp-host=06:00:00:00:01:0a,10.217.${third}.10`],
+      'its one static lease',
     );
-    await network.deleteTap(first);
-    assert.ok(await readLink(bridge), 'the bridge stays while a TAP is on it');
-    const after = await dhcp.pidOf(net.id);
-    assert.ok(after !== undefined, 'a server serves the rest');
-    assert.deepEqual(
-      leases(readFileSync(`/proc/${after}/cmdline`, 'utf8').split('\0')),
-      [`--dhcp-host=06:00:00:00:01:0b,10.217.${third}.11`],
-      "the first NIC's lease is gone",
-    );
-    await network.deleteTap(second);
-    assert.equal(await readLink(bridge), undefined, 'the bridge goes with the last TAP');
-    // Ended: gone, or a zombie left for init to reap (this container's init may take its time).
-    assert.equal(await readProcessStartTicks(after ?? 0), undefined, 'its DHCP server with it');
-    assert.equal(existsSync(join(dhcpDir.path, net.id)), false, 'and its files');
-    assert.doesNotMatch(tables(), new RegExp(networkTableNameOf(net.id)), 'and its rules with it');
+    assert.equal(readlinkSync(`/proc/${pid}/ns/net`), inNetns(netnsA, 'readlink', '/proc/self/ns/net').trim(), 'it runs in the namespace');
+
+    await network.removeDevice(netnsA);
+    assert.equal(await readLink(netnsA), undefined, 'the veth is gone');
+    assert.equal(existsSync(`/run/netns/${netnsA}`), false, 'the namespace is gone');
+    assert.equal(await readProcessStartTicks(pid ?? 0), undefined, 'its DHCP server ended');
+    assert.equal(existsSync(join(dhcpDir.path, netnsA)), false, 'and its files');
+    assert.equal(ip('route', 'show', `10.217.${third}.10/32`).trim(), '', 'its route went with the veth');
+    assert.ok(!elements(net).includes(netnsA) && elements(net).includes(netnsB), 'it is out of the network set');
+    await network.removeDevice(netnsB);
+    assert.doesNotMatch(tables(), new RegExp(networkTableNameOf(net.id)), "the network's rules go with its last VM here");
+    await network.removeDevice(netnsB); // removing what is gone succeeds
   });
 
-  it('writes the rules whole again at each TAP: egress deny drops what leaves and has no NAT', async () => {
+  it("writes the network's rules whole at each VM: egress deny drops what leaves and has no NAT", async () => {
     const net = nicNetwork('allow', 1);
-    const [first, second] = [tapNameOf(testVmId()), tapNameOf(testVmId())];
-    await network.ensureTap(first, undefined, nicOn(net, 10));
-    await network.ensureTap(second, undefined, nicOn({ ...net, egress: 'deny' }, 11));
+    const [first, second] = [vmId(), vmId()];
+    await network.ensureNic(first, undefined, nicOn(net, 10));
+    await network.ensureNic(second, undefined, nicOn({ ...net, egress: 'deny' }, 11));
     const rules = table(net);
     assert.doesNotMatch(rules, /masquerade/, 'no NAT under deny');
     assert.match(rules, /ct state established,related accept/);
     assert.equal(rules.match(/type filter hook forward/g)?.length, 1, 'one forward chain: rewritten, not appended');
-    await network.deleteTap(first);
-    await network.deleteTap(second);
+    await network.removeDevice(vmNetnsNameOf(first));
+    await network.removeDevice(vmNetnsNameOf(second));
   });
 
-  it("refuses a device with a network bridge's name that Nexus did not make for that network, and leaves it", async () => {
+  it("translates between a clone's frozen address and its own inside its namespace", async () => {
     const net = nicNetwork('allow', 1);
-    const bridge = networkBridgeNameOf(net.id);
-    ip('link', 'add', bridge, 'type', 'bridge');
-    foreign.push(bridge);
-    const tap = tapNameOf(testVmId());
+    const clone = vmId();
+    const netns = vmNetnsNameOf(clone);
+    await network.ensureNic(clone, undefined, { ...nicOn(net, 12), guestIp: net.cidr.replace(/0\/24$/, '10') });
+    const rules = inNetns(netns, 'nft', 'list', 'table', 'inet', 'nexus_vm');
+    assert.match(rules, new RegExp(`ip daddr 10\\.217\\.${third + 1}\\.12 dnat ip to 10\\.217\\.${third + 1}\\.10`), 'in: its own address to the frozen one');
+    assert.match(rules, new RegExp(`ip saddr 10\\.217\\.${third + 1}\\.10 snat ip to 10\\.217\\.${third + 1}\\.12`), 'out: the frozen address to its own');
+    assert.match(ip('route', 'show', `10.217.${third + 1}.12/32`), new RegExp(`dev ${netns}`), 'the host routes its own address');
+    const pid = await dhcp.pidOf(netns);
+    assert.ok(readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`10.217.${third + 1}.10`), 'DHCP hands out the address the guest knows');
+    await network.removeDevice(netns);
+  });
+
+  it("refuses a device with a VM namespace's name that Nexus did not make, and leaves it", async () => {
+    const net = nicNetwork('allow', 1);
+    const id = vmId();
+    const name = vmNetnsNameOf(id);
+    ip('link', 'add', name, 'type', 'bridge');
+    foreign.push(name);
     await assert.rejects(
-      network.ensureTap(tap, undefined, nicOn(net, 10)),
+      network.ensureNic(id, undefined, nicOn(net, 10)),
       (error: NexusError) => error.code === 'conflict' && /not made by Nexus/.test(error.message),
     );
-    assert.equal((await readLink(bridge))?.linkinfo?.info_kind, 'bridge', 'the foreign bridge (no Nexus mark) is untouched');
-    assert.equal(await readLink(tap), undefined, 'no TAP was made');
+    assert.equal((await readLink(name))?.linkinfo?.info_kind, 'bridge', 'the foreign device is untouched');
+    assert.equal(existsSync(`/run/netns/${name}`), false, 'no namespace was made');
     assert.doesNotMatch(tables(), new RegExp(networkTableNameOf(net.id)), 'no rules were written');
   });
 
-  it('a tear-down removes an empty network bridge and a table whose bridge is gone (what a crash leaves)', async () => {
+  it('undoes a half-made namespace: nothing of it is left when a step fails', async () => {
+    const net = nicNetwork('allow', 1);
+    const id = vmId();
+    const netns = vmNetnsNameOf(id);
+    // A DNS server dnsmasq refuses fails the DHCP step, after the namespace is plumbed.
+    await assert.rejects(network.ensureNic(id, undefined, nicOn({ ...net, dns: ['not-an-address'] }, 10)), /dnsmasq/);
+    assert.equal(await readLink(netns), undefined, 'no veth is left');
+    assert.equal(existsSync(`/run/netns/${netns}`), false, 'no namespace is left');
+    assert.equal(ip('route', 'show', `10.217.${third + 1}.10/32`).trim(), '', 'no route is left');
+    assert.equal(existsSync(join(dhcpDir.path, netns)), false, 'no DHCP files are left');
+    assert.doesNotMatch(tables(), new RegExp(networkTableNameOf(net.id)), 'no rules were written');
+  });
+
+  it('a tear-down removes the namespaces given, a network table with no VM here, and a DHCP server without its namespace', async () => {
     const net = nicNetwork('deny', 1);
-    const tap = tapNameOf(testVmId());
-    await network.ensureTap(tap, undefined, nicOn(net, 10));
-    ip('link', 'del', 'dev', tap);
-    assert.ok(await readLink(networkBridgeNameOf(net.id)), 'an empty bridge is left');
+    const id = vmId();
+    const netns = vmNetnsNameOf(id);
+    await network.ensureNic(id, undefined, nicOn(net, 10));
     const orphanTable = nicNetwork('allow', 1);
     execFileSync('nft', ['add', 'table', 'inet', networkTableNameOf(orphanTable.id)]);
-    assert.deepEqual(
-      (await network.tearDownLeft([])).filter((thing) => thing.includes(net.id.slice(0, 8)) || thing.includes(orphanTable.id.slice(0, 8))),
-      [`bridge ${networkBridgeNameOf(net.id)}`, `nftables table ${networkTableNameOf(orphanTable.id)}`],
-    );
-    await network.tearDown([]);
-    assert.equal(await readLink(networkBridgeNameOf(net.id)), undefined);
+    const mine = (things: string[]) => things.filter((thing) => [net.id, orphanTable.id, id].some((each) => thing.includes(each.slice(0, 8))));
+    assert.deepEqual(mine(await network.tearDownLeft([netns])), [`namespace ${netns}`, `nftables table ${networkTableNameOf(orphanTable.id)}`]);
+    await network.tearDown([netns]);
+    assert.deepEqual(mine(await network.tearDownLeft([netns])), [], 'nothing is left');
+    assert.equal(existsSync(`/run/netns/${netns}`), false);
     assert.doesNotMatch(tables(), new RegExp(`${networkTableNameOf(net.id)}|${networkTableNameOf(orphanTable.id)}`));
   });
 });

@@ -60,7 +60,7 @@ describe('host sweep (what nexus dev runs when its agent did not clean up)', () 
       async () => (await readProcessStartTicks(recorded)) !== undefined && (await readProcessStartTicks(stray)) !== undefined,
     );
     writeFileSync(join(vmDir, 'pid'), JSON.stringify({ pid: recorded, start_ticks: await readProcessStartTicks(recorded) }));
-    await network.ensureTap(tap);
+    await network.ensureNic(vmId);
     const host = await agentHostSweep(config, captureLogger().log);
 
     const before = await host.leftovers();

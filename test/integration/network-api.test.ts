@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { tapNameOf } from '../../src/contracts/host-names.js';
+import { vmNetnsNameOf } from '../../src/contracts/host-names.js';
 import { assertErrorContract } from '../support/error-contract.js';
 import { type HollowAgent, startHollowAgent } from '../support/hollow-agents.js';
 import { eventually } from '../support/nexus-process.js';
@@ -120,9 +120,9 @@ describe('networks and addresses through the API', () => {
       ),
     );
     assert.deepEqual(
-      hollow.host.network.nicOf.get(tapNameOf(created.body.id)),
+      hollow.host.network.nicOf.get(vmNetnsNameOf(created.body.id)),
       { network: { id: network.id, cidr: network.cidr, egress: 'allow', dns: [] }, ip: address.ip, mac: address.mac },
-      "the TAP is on the network's bridge, with the VM's address and MAC for its lease",
+      "the VM's namespace is on the network, with the VM's address and MAC for its lease",
     );
   });
 
@@ -158,7 +158,7 @@ describe('networks and addresses through the API', () => {
     assertErrorContract(refused, 409, 'conflict');
     assert.match(refused.body.fault_message, /in use by VMs user/);
     assert.equal((await send(url(`/v1/vms/${vm.id}?wait=30`), { method: 'DELETE' })).status, 200);
-    assert.equal(hollow.host.network.taps.has(tapNameOf(vm.id)), false, 'the agent removed its TAP');
+    assert.equal(hollow.host.network.taps.has(vmNetnsNameOf(vm.id)), false, 'the agent removed its namespace');
     const again = (await send(url('/v1/vms'), { body: vmBody('reuser', { networks: [{ network: 'in-use' }] }) })).body;
     assert.equal(again.addresses[0].ip, vm.addresses[0].ip, 'the address is free again');
     await send(url(`/v1/vms/${again.id}?wait=30`), { method: 'DELETE' });

@@ -26,7 +26,7 @@ function newRunMark() {
 }
 
 /** The processes Nexus or its tests start, recognised by name when their environment is not ours. */
-const NEXUS_PROCESS = /qemu-system|bin\/nexus\.js|nexus-pg-|firecracker|jailer|dnsmasq .*--dhcp-hostsfile/;
+const NEXUS_PROCESS = /qemu-system|bin\/nexus\.js|nexus-pg-|firecracker|jailer|dnsmasq .*--dhcp-host=/;
 
 /** The shared image cache of test/support/guest-image.ts (the same default). */
 const imageCacheDir = () => process.env.NEXUS_TEST_IMAGE_DIR || join(tmpdir(), 'nexus-test-images');

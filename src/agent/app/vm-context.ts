@@ -1,6 +1,5 @@
 import type { Logger } from 'pino';
 import type { AgentVm, AgentVmState } from '../../contracts/agent-vm-api.js';
-import { tapNameOf } from '../../contracts/host-names.js';
 import type { VmmName } from '../../contracts/machine-spec.js';
 import type { VmLayout } from '../../contracts/vm-layout.js';
 import { KeyedMutex } from '../../kit/keyed-mutex.js';
@@ -13,6 +12,7 @@ import type { ProcessSupervisor } from '../ports/process-supervisor.js';
 import type { StoredVm, VmStore } from '../ports/vm-store.js';
 import type { VmmDriver, VmmFilesByDriver } from '../ports/vmm-driver.js';
 import type { VmmProcessFinder } from '../ports/vmm-processes.js';
+import { hostDeviceOf } from '../steps/network-steps.js';
 
 /** The drivers this host has, and what the agent knows of every driver's files. */
 export interface VmDrivers {
@@ -90,14 +90,14 @@ export class VmContext {
     }
     // A spec.json naming no driver we know (damaged by hand) still describes the VM, failed.
     const files = this.drivers.files[stored.driver]?.(vm) ?? { controlSocket: vm.sockDir, processLog: vm.vmmLog, vmmLog: vm.vmmLog };
-    const tap = stored.spec.nics.length > 0 ? tapNameOf(vm.id) : null;
+    const tap = hostDeviceOf(vm.id, stored.spec);
     return {
       id: vm.id,
       driver: stored.driver,
       state,
       pid: process?.pid ?? null,
       tap,
-      tap_present: tap ? (await this.ports.network.listTaps()).includes(tap) : null,
+      tap_present: tap ? await this.ports.network.isConnected(tap) : null,
       api_socket: files.controlSocket,
       console_log: vm.consoleLog,
       vmm_log: files.processLog,

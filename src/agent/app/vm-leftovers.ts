@@ -1,7 +1,7 @@
 import type { AgentVm, CollectOrphansRequest, CollectOrphansResponse, Inventory } from '../../contracts/agent-vm-api.js';
-import { tapNameOf } from '../../contracts/host-names.js';
 import { VM_ID_PATTERN } from '../../contracts/vm-layout.js';
 import type { VmContext } from './vm-context.js';
+import { devicesOf } from '../steps/network-steps.js';
 
 /**
  * What is on the host and what of it belongs to no VM: the inventory the manager's garbage
@@ -30,8 +30,8 @@ export class VmLeftovers {
         this.ctx.log.error({ err: error, vm_id: id }, 'a VM folder could not be read; it is left alone');
       }
     }
-    const ownTaps = new Set((await store.ids()).map(tapNameOf));
-    orphans.taps = (await network.listTaps()).filter((tap) => !ownTaps.has(tap));
+    const own = new Set((await store.ids()).flatMap(devicesOf));
+    orphans.taps = (await network.listDevices()).filter((device) => !own.has(device));
     for (const process of await processes.scan()) {
       if (!VM_ID_PATTERN.test(process.vmId)) continue;
       // Re-read the pid file now: a VMM started since the listing above is not an orphan.
@@ -62,7 +62,7 @@ export class VmLeftovers {
       if (await supervisor.waitForExit(process, 5000)) removed.processes.push(pid);
     }
     for (const tap of request.taps.filter((name) => orphans.taps.includes(name))) {
-      await network.deleteTap(tap);
+      await network.removeDevice(tap);
       removed.taps.push(tap);
     }
     for (const socket of request.sockets.filter((path) => orphans.sockets.includes(path))) {

@@ -1,6 +1,6 @@
-import { tapNameOf } from '../../contracts/host-names.js';
 import type { VmMetricsRecord } from '../../contracts/observe-api.js';
 import type { VmContext } from './vm-context.js';
+import { hostDeviceOf } from '../steps/network-steps.js';
 
 /** Each running VM's usage, sampled into its folder: what the metrics API and the fleet view read. */
 export class VmMetricsSampler {
@@ -8,7 +8,7 @@ export class VmMetricsSampler {
 
   /**
    * Appends one metrics record for every VM whose VMM runs: the VMM's block counters, the
-   * process's CPU time and memory, the TAP's counters. A VM that stops meanwhile is skipped.
+   * process's CPU time and memory, the counters of its TAP (or its namespace's veth). A VM that stops meanwhile is skipped.
    */
   async sample(): Promise<number> {
     const { store, supervisor, counters } = this.ctx.ports;
@@ -23,7 +23,7 @@ export class VmMetricsSampler {
         const [vmm, usage, net] = await Promise.all([
           driver.sampleMetrics(vm),
           counters.processUsage(process.pid),
-          counters.guestNet(stored.spec.nics.length > 0 ? tapNameOf(id) : null),
+          counters.guestNet(hostDeviceOf(id, stored.spec)),
         ]);
         if (!usage) continue;
         await store.appendMetrics(vm, {

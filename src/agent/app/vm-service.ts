@@ -10,7 +10,7 @@ import { ensureVmPlan, resolveSpec } from '../plans/ensure-vm.js';
 import { launchVmPlan } from '../plans/launch-vm.js';
 import { runPlan } from '../plans/plan.js';
 import type { StoredVm } from '../ports/vm-store.js';
-import { makeTap, networkNicOf } from '../steps/network-steps.js';
+import { hostDeviceOf, makeNic, networkNicOf } from '../steps/network-steps.js';
 import type { VmContext } from './vm-context.js';
 
 /** How {@link VmService.stopAll} ends the VMs. */
@@ -63,12 +63,8 @@ export class VmService {
       if (stored.spec.nics.length === 0) throw new NexusError('conflict', `VM ${id} has no NIC`, { suggestion: 'Ensure it with nics: [{}].' });
       const driver = this.ctx.driverFor(stored.driver);
       if (!(await this.ctx.liveProcess(vm)))
-        await runPlan(
-          'make TAP',
-          [makeTap(this.ctx.ports.network, tapNameOf(id), async () => driver.vmmUser?.(vm), networkNicOf(id, stored.spec))],
-          this.ctx.log,
-        );
-      return { tap: tapNameOf(id) };
+        await runPlan('make TAP', [makeNic(this.ctx.ports.network, id, async () => driver.vmmUser?.(vm), networkNicOf(id, stored.spec))], this.ctx.log);
+      return { tap: hostDeviceOf(id, stored.spec) ?? tapNameOf(id) };
     });
   }
 

@@ -13,7 +13,8 @@ export interface HostRequirement {
 /** What the agent needs on its host. Later features add theirs here, and `doctor` and `dev` follow. */
 export const HOST_REQUIREMENTS: readonly HostRequirement[] = [
   { binary: 'qemu-system-x86_64', debianPackage: 'qemu-system-x86', why: 'runs guests (QEMU microvm driver) and probes KVM' },
-  { binary: 'ip', debianPackage: 'iproute2', why: 'makes the guest bridge and TAP devices' },
+  { binary: 'ip', debianPackage: 'iproute2', why: "makes each VM's network namespace, veth and TAP, and the flat guest bridge" },
+  { binary: 'nsenter', debianPackage: 'util-linux', why: "starts each VM's VMM and DHCP server in the VM's network namespace" },
   { binary: 'nft', debianPackage: 'nftables', why: 'masquerades guest traffic (NAT) and keeps networks apart' },
   { binary: 'dnsmasq', debianPackage: 'dnsmasq-base', why: 'answers DHCP on each network with the addresses the manager gave' },
   { binary: 'mkfs.ext4', debianPackage: 'e2fsprogs', why: 'builds guest root filesystems' },

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { tapNameOf } from '../../contracts/host-names.js';
+import { devicesOf } from '../steps/network-steps.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import type { ProcessIdentity } from '../../kit/process-identity.js';
 import type { HostNetwork } from '../ports/host-network.js';
@@ -52,7 +52,7 @@ export class HostSweep implements HostSweeper {
   /** What is left of the run dir on the host: nothing, once a sweep (or a clean stop of every VM) is done. */
   async leftovers(): Promise<HostLeftovers> {
     const vmms = (await this.runningVmms()).map((process) => process.pid);
-    return { vmms, network: await this.network.tearDownLeft(await this.taps()) };
+    return { vmms, network: await this.network.tearDownLeft(await this.devices()) };
   }
 
   /** Kills every VMM of the run dir, forgets their pid files and cgroups, removes the guest network. Answers how many VMMs it killed. */
@@ -62,7 +62,7 @@ export class HostSweep implements HostSweeper {
       const vm = this.store.layout(id);
       if (!(await this.supervisor.adopt(vm))) await this.supervisor.forget(vm);
     }
-    await this.network.tearDown(await this.taps());
+    await this.network.tearDown(await this.devices());
     return killed;
   }
 
@@ -89,7 +89,7 @@ export class HostSweep implements HostSweeper {
     }
   }
 
-  private async taps(): Promise<string[]> {
-    return (await this.store.ids()).map(tapNameOf);
+  private async devices(): Promise<string[]> {
+    return (await this.store.ids()).flatMap(devicesOf);
   }
 }

@@ -1,4 +1,3 @@
-import { tapNameOf } from '../../contracts/host-names.js';
 import type { VmLayout } from '../../contracts/vm-layout.js';
 import type { HostNetwork } from '../ports/host-network.js';
 import type { ProcessSupervisor } from '../ports/process-supervisor.js';
@@ -6,7 +5,7 @@ import type { VmStore } from '../ports/vm-store.js';
 import type { VmmDriver } from '../ports/vmm-driver.js';
 import type { VmmProcessFinder } from '../ports/vmm-processes.js';
 import { removeVmFolder } from '../steps/folder-steps.js';
-import { deleteTap } from '../steps/network-steps.js';
+import { deleteNic } from '../steps/network-steps.js';
 import { forgetVmm, killStrayVmms, releaseDriver, stopVmm } from '../steps/vmm-steps.js';
 import type { Step } from './plan.js';
 
@@ -21,7 +20,7 @@ export interface DeleteVmInput {
 
 /**
  * Removes a VM from the host: its VMM (and any stray one running from its folder), its pid file,
- * what its driver made elsewhere, its TAP, its folder. Every step is safe to repeat: deleting a
+ * what its driver made elsewhere, its network devices, its folder. Every step is safe to repeat: deleting a
  * VM that is half gone, or not here, finishes the job.
  */
 export function deleteVmPlan(store: VmStore, network: HostNetwork, supervisor: ProcessSupervisor, processes: VmmProcessFinder, input: DeleteVmInput): Step[] {
@@ -31,7 +30,7 @@ export function deleteVmPlan(store: VmStore, network: HostNetwork, supervisor: P
     killStrayVmms(processes, supervisor, vm.id),
     forgetVmm(supervisor, vm),
     ...[releaseDriver(input.owner, vm)].filter((step): step is Step => step !== undefined),
-    deleteTap(network, tapNameOf(vm.id)),
+    deleteNic(network, vm.id),
     removeVmFolder(store, vm),
   ];
 }

@@ -1,4 +1,3 @@
-import { tapNameOf } from '../../contracts/host-names.js';
 import type { DriveSpec, MachineSpec, NicSpec } from '../../contracts/machine-spec.js';
 import { blockContains, parseIpv4, parseIpv4Block } from '../../kit/ipv4.js';
 import { NexusError } from '../../kit/nexus-error.js';
@@ -7,7 +6,7 @@ import type { HostNetwork } from '../ports/host-network.js';
 import type { VmStore } from '../ports/vm-store.js';
 import type { VmmDriver } from '../ports/vmm-driver.js';
 import { copyPrivateDrive, createVmFolder, storeSpec } from '../steps/folder-steps.js';
-import { makeTap, networkNicOf } from '../steps/network-steps.js';
+import { makeNic, networkNicOf } from '../steps/network-steps.js';
 import type { Step } from './plan.js';
 
 /**
@@ -74,6 +73,6 @@ export function ensureVmPlan(store: VmStore, network: HostNetwork, input: Ensure
     return source !== undefined && drive.path === store.privateDrivePath(vm, drive.id) ? [copyPrivateDrive(store, source, drive.path)] : [];
   });
   const nic = spec.nics[0];
-  const tap = nic && !input.running ? [makeTap(network, tapNameOf(vm.id), async () => driver.vmmUser?.(vm), networkNicOf(vm.id, spec))] : [];
+  const tap = nic && !input.running ? [makeNic(network, vm.id, async () => driver.vmmUser?.(vm), networkNicOf(vm.id, spec))] : [];
   return [createVmFolder(store, vm), ...copies, ...tap, storeSpec(store, vm, { spec, driver: driver.name })];
 }

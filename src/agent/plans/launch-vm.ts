@@ -1,10 +1,9 @@
-import { tapNameOf } from '../../contracts/host-names.js';
 import type { VmLayout } from '../../contracts/vm-layout.js';
 import type { HostNetwork } from '../ports/host-network.js';
 import type { StoredVm, VmStore } from '../ports/vm-store.js';
 import type { VmmDriver } from '../ports/vmm-driver.js';
 import { checkVmFiles, clearConsole, markLaunched } from '../steps/folder-steps.js';
-import { makeTap, networkNicOf } from '../steps/network-steps.js';
+import { makeNic, networkNicOf } from '../steps/network-steps.js';
 import { startVmm } from '../steps/vmm-steps.js';
 import type { Step } from './plan.js';
 
@@ -24,7 +23,7 @@ export function launchVmPlan(store: VmStore, network: HostNetwork, input: Launch
   const { vm, stored, driver } = input;
   return [
     checkVmFiles(store, vm, stored),
-    ...(stored.spec.nics[0] ? [makeTap(network, tapNameOf(vm.id), async () => driver.vmmUser?.(vm), networkNicOf(vm.id, stored.spec))] : []),
+    ...(stored.spec.nics[0] ? [makeNic(network, vm.id, async () => driver.vmmUser?.(vm), networkNicOf(vm.id, stored.spec))] : []),
     clearConsole(store, vm),
     markLaunched(store, vm, input.now),
     startVmm(driver, vm, stored.spec, { paused: input.paused, running: input.running }),

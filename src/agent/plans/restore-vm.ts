@@ -1,11 +1,10 @@
-import { tapNameOf } from '../../contracts/host-names.js';
 import type { VmLayout } from '../../contracts/vm-layout.js';
 import type { HostNetwork } from '../ports/host-network.js';
 import type { ProcessSupervisor } from '../ports/process-supervisor.js';
 import type { StoredVm, VmStore } from '../ports/vm-store.js';
 import type { SnapshotFiles, VmmDriver } from '../ports/vmm-driver.js';
 import { checkVmFiles, markLaunched } from '../steps/folder-steps.js';
-import { makeTap, networkNicOf } from '../steps/network-steps.js';
+import { makeNic, networkNicOf } from '../steps/network-steps.js';
 import { putBackDrive } from '../steps/snapshot-steps.js';
 import { restoreVmm, resumeVmm } from '../steps/vmm-steps.js';
 import type { Step } from './plan.js';
@@ -29,7 +28,7 @@ export function restoreVmPlan(store: VmStore, network: HostNetwork, supervisor: 
   return [
     ...stored.spec.drives.filter((drive) => !drive.read_only).map((drive) => putBackDrive(store, drive.path, store.snapshotDrivePath(input.dir, drive.id))),
     checkVmFiles(store, vm, stored),
-    ...(stored.spec.nics[0] ? [makeTap(network, tapNameOf(vm.id), async () => driver.vmmUser?.(vm), networkNicOf(vm.id, stored.spec))] : []),
+    ...(stored.spec.nics[0] ? [makeNic(network, vm.id, async () => driver.vmmUser?.(vm), networkNicOf(vm.id, stored.spec))] : []),
     markLaunched(store, vm, input.now),
     restoreVmm(driver, supervisor, vm, stored.spec, input.snapshot),
     resumeVmm(driver, vm),

@@ -7,6 +7,8 @@ export interface LaunchRequest {
   args: string[];
   /** Where stdout goes (appended) instead of the VM's vmm.log, e.g. a VMM that writes the guest console there. */
   stdoutPath?: string;
+  /** A network namespace (its path) the process runs in, where the VM's TAP is; default: the agent's own. */
+  netns?: string;
 }
 
 /**

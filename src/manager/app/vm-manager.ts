@@ -10,7 +10,7 @@ import {
   type VmListQuery,
 } from '../../contracts/vm-api.js';
 import type { Clock } from '../../kit/clock.js';
-import { macOf, tapNameOf } from '../../contracts/host-names.js';
+import { macOf, nicDeviceOf } from '../../contracts/host-names.js';
 import { placeOnNetwork } from '../domain/network-rules.js';
 import type { NetworkManager } from './network-manager.js';
 import { placedSpec } from '../domain/vm-spec.js';
@@ -331,7 +331,7 @@ export class VmManager {
       rootfs_image_id: record.spec.rootfs_image_id ?? null,
       rootfs_path: spec.rootfs_path,
       nic: record.spec.nic,
-      tap: record.spec.nic ? tapNameOf(record.id) : null,
+      tap: record.spec.nic ? nicDeviceOf(record.id, record.nics.length > 0) : null,
       addresses: record.nics.map((nic) => {
         const place = placeOnNetwork(nic);
         return {

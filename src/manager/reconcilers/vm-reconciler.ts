@@ -217,11 +217,11 @@ export class VmReconciler {
   }
 
   /**
-   * The TAP was deleted under a running VMM: the guest's network is cut and cannot be re-plugged.
-   * A restart makes a fresh TAP.
+   * The VM's network device (its TAP, or its namespace's veth) was deleted under a running VMM:
+   * the guest's network is cut and cannot be re-plugged. A restart plumbs it afresh.
    */
   private async restartWithoutTap(vm: VmRecord, target: AgentTarget, agentVm: AgentVm): Promise<ReconcileResult> {
-    await this.vms.observe(vm.id, { to: 'stopping', message: `its TAP ${agentVm.tap} is gone from the host; restarting the VM`, level: 'warn' });
+    await this.vms.observe(vm.id, { to: 'stopping', message: `its network device ${agentVm.tap} is gone from the host; restarting the VM`, level: 'warn' });
     await this.agents.act(target, vm.id, 'stop', 1000);
     return { requeueAfterMs: 0 };
   }

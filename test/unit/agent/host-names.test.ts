@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { TAP_NAME_PATTERN, macOf, tapNameOf } from '../../../src/contracts/host-names.js';
+import { TAP_NAME_PATTERN, VM_NETNS_PATTERN, macOf, nicDeviceOf, tapNameOf, tapPlacementOf, vmNetnsNameOf } from '../../../src/contracts/host-names.js';
 import { isUnderAllowedRoot } from '../../../src/agent/domain/path-policy.js';
 import { networkOf, parseIpv4Cidr } from '../../../src/agent/domain/ipv4.js';
 import { vmLayout } from '../../../src/contracts/vm-layout.js';
@@ -12,6 +12,16 @@ describe('host resource names', () => {
     assert.equal(tapNameOf(ID), 'tap-3f2a91c4');
     assert.ok(tapNameOf(ID).length <= 15);
     assert.match(tapNameOf(ID), TAP_NAME_PATTERN);
+  });
+  it("names a VM's namespace and its veth's host end alike from the id, within 15 characters", () => {
+    assert.equal(vmNetnsNameOf(ID), 'nxv-3f2a91c4');
+    assert.match(vmNetnsNameOf(ID), VM_NETNS_PATTERN);
+    assert.equal(nicDeviceOf(ID, true), 'nxv-3f2a91c4', 'on a network: the veth');
+    assert.equal(nicDeviceOf(ID, false), 'tap-3f2a91c4', 'on the flat bridge: the TAP');
+  });
+  it("puts a VM on a network's TAP, always tap0, in its namespace, where the VMM starts", () => {
+    assert.deepEqual(tapPlacementOf(ID, true), { tap: 'tap0', netns: '/run/netns/nxv-3f2a91c4' });
+    assert.deepEqual(tapPlacementOf(ID, false), { tap: 'tap-3f2a91c4' });
   });
   it('derives a locally administered unicast MAC from the id, the same every time', () => {
     assert.equal(macOf(ID), '06:3f:2a:91:c4:7b');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { SnapshotFiles, VmmCapabilities } from '../../../src/agent/ports/vmm-driver.js';
-import { macOf, tapNameOf } from '../../../src/contracts/host-names.js';
+import { macOf, tapNameOf, vmNetnsNameOf } from '../../../src/contracts/host-names.js';
 import type { MachineSpec } from '../../../src/contracts/machine-spec.js';
 import type { VmLayout } from '../../../src/contracts/vm-layout.js';
 import { NexusError } from '../../../src/kit/nexus-error.js';
@@ -93,19 +93,20 @@ describe('ensure (agent core on fakes)', () => {
     });
   }
 
-  it("puts the TAP of a NIC on a network on that network's bridge, and keeps the network and address in the stored spec", async () => {
+  it('puts a NIC on a network in a namespace of its own, and keeps the network and address in the stored spec', async () => {
     const agent = fakeAgentCore();
     const id = testVmId();
     const network = { id: '0a1b2c3d-0000-4000-8000-000000000001', cidr: '10.1.0.0/24', egress: 'deny' as const, dns: ['10.1.0.53'] };
     const vm = await agent.vms.ensure(id, { ...agent.spec(), nics: [{ network, ip: '10.1.0.9', tap: 'tap-ffffffff' }] });
     assert.deepEqual(
-      agent.network.nicOf.get(tapNameOf(id)),
+      agent.network.nicOf.get(vmNetnsNameOf(id)),
       { network, ip: '10.1.0.9', mac: macOf(id) },
-      'the TAP is on the network, its lease the address and the MAC',
+      'the namespace is on the network, its lease the address and the MAC',
     );
     assert.deepEqual(vm.spec.nics, [{ network, ip: '10.1.0.9' }], 'the TAP name stays the agent’s to give');
     await agent.vms.act(id, 'start');
-    assert.deepEqual(agent.network.nicOf.get(tapNameOf(id))?.network, network, 'a launch remakes it there');
+    assert.deepEqual(agent.network.nicOf.get(vmNetnsNameOf(id))?.network, network, 'a launch remakes it there');
+    assert.equal(agent.network.taps.has(tapNameOf(id)), false, 'no TAP on the flat bridge');
   });
 
   it('refuses a NIC on a network without an address in it (or the other way round), storing nothing', async () => {
@@ -126,7 +127,7 @@ describe('ensure (agent core on fakes)', () => {
   it('a TAP that was there before a failed ensure stays', async () => {
     const agent = fakeAgentCore();
     const id = testVmId();
-    await agent.network.ensureTap(tapNameOf(id));
+    await agent.network.ensureNic(id);
     agent.store.failNext('write', agent.store.layout(id).specFile);
     await assert.rejects(agent.vms.ensure(id, agent.spec()), /injected/);
     assert.deepEqual([...agent.network.taps], [tapNameOf(id)]);
@@ -223,7 +224,7 @@ describe('VM actions (agent core on fakes)', () => {
     const agent = agentWithSnapshots();
     const id = testVmId();
     await agent.vms.ensure(id, agent.spec());
-    await agent.network.deleteTap(tapNameOf(id));
+    await agent.network.removeDevice(tapNameOf(id));
     agent.snapshotDriver.failStart = true;
     await assert.rejects(agent.vms.act(id, 'start'), /did not start/);
     assert.deepEqual([...agent.network.taps], []);
@@ -343,7 +344,7 @@ describe('leftovers, expiry and metrics (agent core on fakes)', () => {
     await agent.vms.ensure(id, agent.spec());
     const runDir = agent.store.runDir;
     agent.store.folders.add(`${runDir}/vms/not-a-vm`);
-    await agent.network.ensureTap('nxforeign0');
+    agent.network.taps.add('nxforeign0');
     agent.processes.strays.push({ pid: 424242, vmId: testVmId(), command: 'qemu-system-x86_64 (orphan)' });
     agent.store.sockets.add(agent.store.layout(id).qmpSocket);
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { tapNameOf } from '../../../src/contracts/host-names.js';
+import { vmNetnsNameOf } from '../../../src/contracts/host-names.js';
 import { type CreateVmRequest, DEFAULT_BOOT_ARGS, type VmLifecycleAction } from '../../../src/contracts/vm-api.js';
 import { NexusError } from '../../../src/kit/nexus-error.js';
 import { ImageRegistry } from '../../../src/manager/app/image-registry.js';
@@ -508,7 +508,7 @@ describe('VmManager shows a VM', () => {
     assert.equal(shown.driver, 'firecracker');
     assert.equal(shown.api_socket, `/srv/fc/vms/${vm.id}/sock/fc.sock`);
     assert.equal(shown.console_log, `/srv/fc/vms/${vm.id}/logs/console.log`);
-    assert.equal(shown.tap, tapNameOf(vm.id));
+    assert.equal(shown.tap, vmNetnsNameOf(vm.id), 'on its default network: the veth to its namespace');
     const listed = (await manager.list({}, operator)).items[0];
     assert.deepEqual(listed, shown, 'the list shows it as get does');
   });

@@ -2,7 +2,7 @@ import type { VmMetricsRecord } from '../../../contracts/observe-api.js';
 import { splitLines } from '../../../kit/log-file.js';
 import { lstat, mkdir, open, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { macOf, tapNameOf } from '../../../contracts/host-names.js';
+import { macOf, tapNameOf, tapPlacementOf } from '../../../contracts/host-names.js';
 import type { MachineSpec, RateLimit } from '../../../contracts/machine-spec.js';
 import type { VmLayout } from '../../../contracts/vm-layout.js';
 import { pathExists, writeFileAtomically } from '../../../kit/atomic-file.js';
@@ -118,7 +118,8 @@ export class FirecrackerDriver implements VmmDriver {
   }
 
   async start(vm: VmLayout, spec: MachineSpec, options: { paused?: boolean } = {}): Promise<ProcessIdentity> {
-    const taps = spec.nics.map((nic) => ({ tap: nic.tap ?? tapNameOf(vm.id), mac: nic.mac ?? macOf(vm.id) }));
+    // A NIC on a network: `tap0` in the VM's namespace, where Firecracker is started.
+    const taps = spec.nics.map((nic) => ({ tap: nic.network ? tapPlacementOf(vm.id, true).tap : (nic.tap ?? tapNameOf(vm.id)), mac: nic.mac ?? macOf(vm.id) }));
     const { process, paths, socket } = await this.launch(vm, spec);
     try {
       for (const request of configureRequests(this.config.apiVersion, spec, paths, taps, this.config.logLevel)) await this.api.call(socket, request);
@@ -318,6 +319,7 @@ export class FirecrackerDriver implements VmmDriver {
     await writeFile(metricsFile, '', { mode: 0o640 });
 
     const jailerConfig = this.config.jailer;
+    const { netns } = tapPlacementOf(vm.id, spec.nics[0]?.network !== undefined);
     let process: ProcessIdentity;
     let paths: FirecrackerPaths;
     let socket: string;
@@ -350,7 +352,7 @@ export class FirecrackerDriver implements VmmDriver {
       process = await this.supervisor.launch({
         vm,
         binary: jailerConfig.binary,
-        args: jailerArgs(jailerConfig, this.config.binary, jail, user),
+        args: jailerArgs(jailerConfig, this.config.binary, jail, user, netns),
         stdoutPath: vm.consoleLog,
       });
     } else {
@@ -367,6 +369,7 @@ export class FirecrackerDriver implements VmmDriver {
         binary: this.config.binary,
         args: ['--api-sock', socket, '--id', vm.id],
         stdoutPath: vm.consoleLog,
+        ...(netns ? { netns } : {}),
       });
     }
     try {

@@ -54,7 +54,8 @@ export function jailLayout(config: Pick<JailerConfig, 'chrootBaseDir'>, firecrac
  * place, so the pid the supervisor sees is Firecracker's, and its exit status is Firecracker's.
  * (Hence no `<exec name>.pid` in the jail: the jailer writes one only with --new-pid-ns.)
  */
-export function jailerArgs(config: JailerConfig, firecrackerBinary: string, jail: JailLayout, user: JailUser): string[] {
+/** `netns`: the VM's own namespace, where its TAP is; else the agent-wide one configured, if any. */
+export function jailerArgs(config: JailerConfig, firecrackerBinary: string, jail: JailLayout, user: JailUser, netns = config.netns): string[] {
   return [
     '--id',
     jail.id,
@@ -68,7 +69,7 @@ export function jailerArgs(config: JailerConfig, firecrackerBinary: string, jail
     config.chrootBaseDir,
     '--cgroup-version',
     '2',
-    ...(config.netns ? ['--netns', config.netns] : []),
+    ...(netns ? ['--netns', netns] : []),
     '--',
     '--api-sock',
     '/fc.sock',

@@ -1,5 +1,5 @@
 import type { MachineSpec } from '../../../contracts/machine-spec.js';
-import { macOf, tapNameOf } from '../../../contracts/host-names.js';
+import { macOf, tapNameOf, tapPlacementOf } from '../../../contracts/host-names.js';
 import type { VmLayout } from '../../../contracts/vm-layout.js';
 
 export interface QemuLaunchOptions {
@@ -76,7 +76,9 @@ export function qemuArgs(vm: VmLayout, spec: MachineSpec, options: QemuLaunchOpt
     args.push('-device', `virtio-blk-device,drive=${drive.id},id=${drive.id}`);
   }
   spec.nics.forEach((nic, index) => {
-    args.push('-netdev', `tap,id=net${index},ifname=${nic.tap ?? tapNameOf(vm.id)},script=no,downscript=no`);
+    // A NIC on a network: `tap0` in the VM's namespace, where the driver starts QEMU.
+    const tap = nic.network ? tapPlacementOf(vm.id, true).tap : (nic.tap ?? tapNameOf(vm.id));
+    args.push('-netdev', `tap,id=net${index},ifname=${tap},script=no,downscript=no`);
     args.push('-device', `virtio-net-device,netdev=net${index},mac=${nic.mac ?? macOf(vm.id)}`);
   });
   if (options.paused) args.push('-S');

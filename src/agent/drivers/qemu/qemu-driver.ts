@@ -10,6 +10,7 @@ import { SNAPSHOT_STATE_FILE, type SnapshotFiles, type VmmCapabilities, type Vmm
 import { type QemuLaunchOptions, qemuArgs, shellQuote } from './qemu-command.js';
 import { lastLines } from '../../../kit/log-tail.js';
 import { QmpClient, withQmp } from './qmp-client.js';
+import { tapPlacementOf } from '../../../contracts/host-names.js';
 
 /** A QEMU VM's files: its QMP socket, and its standard error, which is its log. */
 export function qemuFilesOf(vm: VmLayout): VmmFiles {
@@ -185,7 +186,8 @@ export class QemuDriver implements VmmDriver {
     await mkdir(vm.logsDir, { recursive: true });
     await rm(vm.qmpSocket, { force: true });
     const args = qemuArgs(vm, spec, { accel: this.config.accel, tscKhz: this.config.tscKhz, ...extra });
-    const process = await this.supervisor.launch({ vm, binary: this.config.binary, args });
+    const { netns } = tapPlacementOf(vm.id, spec.nics[0]?.network !== undefined);
+    const process = await this.supervisor.launch({ vm, binary: this.config.binary, args, ...(netns ? { netns } : {}) });
     try {
       await this.waitForMonitor(vm, process);
       return process;

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import { NexusError } from '../../../kit/nexus-error.js';
-import { NETWORK_BRIDGE_PATTERN, TAP_NAME_PATTERN, networkBridgeNameOf } from '../../../contracts/host-names.js';
+import { TAP_NAME_PATTERN, VM_NETNS_PATTERN, tapNameOf } from '../../../contracts/host-names.js';
 import { DhcpServers } from './dhcp-servers.js';
-import { NetworkBridges } from './network-bridges.js';
+import { VmNamespaces } from './vm-namespaces.js';
 import { type Ipv4Cidr, networkOf } from '../../domain/ipv4.js';
 import type { HostNetwork, NetworkNic } from '../../ports/host-network.js';
 import { type LinkInfo, ip, listLinks, readLink } from './ip-command.js';
@@ -27,7 +27,7 @@ export interface BridgeNetworkConfig {
   nat: boolean;
   /** How to masquerade. Default: nftables when `nft` is installed, else iptables. */
   natBackend?: NatBackend;
-  /** Where each network's DHCP server keeps its files (`<run-dir>/net/dhcp`); without it, no DHCP server runs. */
+  /** Where each VM's DHCP server keeps its files (`<run-dir>/net/dhcp`); without it, no DHCP server runs. */
   dhcpDir?: string;
 }
 
@@ -40,20 +40,21 @@ const BRIDGE_MARK = 'nexus guest bridge';
 const FORWARDING_MARK = `${BRIDGE_MARK}${FORWARDING_TURNED_ON}`;
 
 /**
- * One Linux bridge per host with an address and (optionally) NAT, and one TAP per NIC attached to
- * it. The bridge is made on first use and kept (only an agent whose VMs end with it tears it down);
- * TAPs come and go with their VMs.
+ * A host's guest networking: for VMs on networks, a namespace each ({@link VmNamespaces}); for
+ * VMs on no network, one Linux bridge per host with an address and (optionally) NAT, and a TAP per
+ * NIC attached to it. The bridge is made on first use and kept (only an agent whose VMs end with it
+ * tears it down); TAPs and namespaces come and go with their VMs.
  */
 export class BridgeNetwork implements HostNetwork {
   private bridgeReady: Promise<void> | undefined;
   private natBackend: NatBackend | undefined;
-  private readonly networks: NetworkBridges;
+  private readonly namespaces: VmNamespaces;
 
   constructor(
     private readonly config: BridgeNetworkConfig,
     private readonly log: Logger,
   ) {
-    this.networks = new NetworkBridges(log, config.dhcpDir === undefined ? undefined : new DhcpServers(config.dhcpDir, log));
+    this.namespaces = new VmNamespaces(log, config.dhcpDir === undefined ? undefined : new DhcpServers(config.dhcpDir, log));
   }
 
   /** Creates the bridge if missing, gives it its address, brings it up, and sets up NAT. Idempotent. */
@@ -65,26 +66,10 @@ export class BridgeNetwork implements HostNetwork {
     return this.bridgeReady;
   }
 
-  async ensureTap(name: string, owner?: { uid: number; gid: number }, nic?: NetworkNic): Promise<void> {
-    assertTapName(name);
-    if (!nic) {
-      await this.ensureBridge();
-      return this.makeTap(name, this.config.bridge, owner);
-    }
-    const bridge = networkBridgeNameOf(nic.network.id);
-    await this.networks.holding(bridge, async () => {
-      try {
-        await this.networks.ensure(nic.network);
-        await this.makeTap(name, bridge, owner);
-        await this.networks.addLease(nic, bridge, name);
-      } catch (error) {
-        // What this call made goes again: the TAP, and a bridge (and DHCP server) it left empty.
-        await this.deleteTapOn(name, bridge).catch((undoError: unknown) =>
-          this.log.error({ err: undoError }, `could not remove TAP ${name} and bridge ${bridge}`),
-        );
-        throw error;
-      }
-    });
+  async ensureNic(vmId: string, owner?: { uid: number; gid: number }, nic?: NetworkNic): Promise<void> {
+    if (nic) return this.namespaces.ensure(vmId, nic, owner);
+    await this.ensureBridge();
+    return this.makeTap(tapNameOf(vmId), this.config.bridge, owner);
   }
 
   /** Creates the TAP (replacing a stale one of ours), attached to `bridge` and up. */
@@ -108,39 +93,32 @@ export class BridgeNetwork implements HostNetwork {
     }
   }
 
-  /** Removes the TAP; a network's bridge goes with its last TAP. */
-  async deleteTap(name: string): Promise<void> {
+  async removeDevice(name: string): Promise<void> {
+    if (VM_NETNS_PATTERN.test(name)) return this.namespaces.remove(name);
     assertTapName(name);
     const existing = await readLink(name);
     if (!existing) return;
     assertOurs(existing.ifname, existing.linkinfo?.info_kind);
-    const master = existing.master;
-    if (master === undefined || !NETWORK_BRIDGE_PATTERN.test(master)) {
-      await ip(['link', 'del', 'dev', name], `deleting TAP ${name}`);
-      return;
-    }
-    await this.networks.holding(master, () => this.deleteTapOn(name, master));
+    await ip(['link', 'del', 'dev', name], `deleting TAP ${name}`);
   }
 
-  /** Removes a TAP of a network's bridge, its lease, and the bridge once it is empty. Call holding the bridge. */
-  private async deleteTapOn(name: string, bridge: string): Promise<void> {
-    if (await readLink(name)) await ip(['link', 'del', 'dev', name], `deleting TAP ${name}`);
-    await this.networks.removeLease(bridge, name);
-    await this.networks.releaseIfUnused(bridge);
+  async isConnected(name: string): Promise<boolean> {
+    if (VM_NETNS_PATTERN.test(name)) return this.namespaces.isConnected(name);
+    return (await readLink(name))?.linkinfo?.info_kind === 'tun';
   }
 
-  /** Nexus TAPs on this agent's bridge or a network's, or on none (detached leftovers); never another bridge's. */
-  async listTaps(): Promise<string[]> {
-    return (await listLinks())
+  /** Nexus TAPs on this agent's bridge, or on none (detached leftovers), never another bridge's; and the VM namespaces. */
+  async listDevices(): Promise<string[]> {
+    const taps = (await listLinks())
       .filter((link) => TAP_NAME_PATTERN.test(link.ifname) && link.linkinfo?.info_kind === 'tun')
-      .filter((link) => link.master === undefined || link.master === this.config.bridge || NETWORK_BRIDGE_PATTERN.test(link.master))
-      .map((link) => link.ifname)
-      .sort();
+      .filter((link) => link.master === undefined || link.master === this.config.bridge)
+      .map((link) => link.ifname);
+    return [...taps, ...(await this.namespaces.list())].sort();
   }
 
   /**
    * Removes the guest network of an agent whose VMs end with it, once none of its VMMs runs: the
-   * TAPs in `taps` (its VMs'), and every other Nexus TAP attached to this bridge that no process
+   * devices in `devices` (its VMs' TAPs and namespaces), what a crash left of networks, and every other Nexus TAP attached to this bridge that no process
    * holds open (a VM whose folder is gone; one held open belongs to a VMM still running, another
    * agent's on a shared bridge). Then, when nothing else is attached to the bridge, the NAT and the
    * bridge itself if it is Nexus's: it carries Nexus's mark, or (made by an older Nexus, which did
@@ -148,15 +126,15 @@ export class BridgeNetwork implements HostNetwork {
    * someone else's on it stays, with its NAT. Every removal is tried; the ones that failed are
    * reported together at the end.
    */
-  async tearDown(taps: string[]): Promise<void> {
+  async tearDown(devices: string[]): Promise<void> {
     const { bridge, cidr } = this.config;
-    const plan = await this.tearDownPlan(taps);
+    const plan = await this.tearDownPlan(devices);
     const failures: string[] = [];
-    for (const tap of plan.taps) {
-      await this.deleteTap(tap).catch((error: unknown) => failures.push(error instanceof Error ? error.message : String(error)));
+    for (const device of [...plan.taps, ...plan.namespaces]) {
+      await this.removeDevice(device).catch((error: unknown) => failures.push(error instanceof Error ? error.message : String(error)));
     }
-    // Network bridges went with their last TAP; any a crash left behind (or their rules) go now.
-    await this.networks.sweep().catch((error: unknown) => failures.push(error instanceof Error ? error.message : String(error)));
+    // Network rules went with their last VM; any a crash left behind (or DHCP servers) go now.
+    await this.namespaces.sweep().catch((error: unknown) => failures.push(error instanceof Error ? error.message : String(error)));
     if (plan.kept.length > 0) {
       this.log.warn({ bridge, attached: plan.kept }, 'left the bridge and its NAT: other devices are still attached to it');
     } else {
@@ -184,11 +162,11 @@ export class BridgeNetwork implements HostNetwork {
     }
   }
 
-  /** What {@link tearDown} with these `taps` would remove that is still there, each named for a message (`TAP tap-…`, `bridge …`, the NAT). */
-  async tearDownLeft(taps: string[]): Promise<string[]> {
+  /** What {@link tearDown} with these `devices` would remove that is still there, each named for a message (`TAP tap-…`, `bridge …`, the NAT). */
+  async tearDownLeft(devices: string[]): Promise<string[]> {
     const { bridge, cidr } = this.config;
-    const plan = await this.tearDownPlan(taps);
-    const left = [...plan.taps.map((tap) => `TAP ${tap}`), ...(await this.networks.unused())];
+    const plan = await this.tearDownPlan(devices);
+    const left = [...plan.taps.map((tap) => `TAP ${tap}`), ...plan.namespaces.map((netns) => `namespace ${netns}`), ...(await this.namespaces.unused())];
     // With a device of someone else's attached, the bridge and its NAT rightly stay.
     if (plan.kept.length === 0) {
       if (plan.bridgeIsOurs) left.push(`bridge ${bridge}`);
@@ -200,14 +178,21 @@ export class BridgeNetwork implements HostNetwork {
 
   /**
    * Which TAPs a tear-down removes (those given that exist, and the Nexus TAPs on the bridge no
-   * process holds: no carrier), which devices stay attached after it, and whether the bridge is Nexus's.
+   * process holds: no carrier), which namespaces (those given that exist), which devices stay
+   * attached after it, and whether the bridge is Nexus's.
    */
-  private async tearDownPlan(
-    taps: string[],
-  ): Promise<{ taps: string[]; kept: string[]; bridgeExists: boolean; bridgeIsOurs: boolean; forwardingTurnedOn: boolean }> {
+  private async tearDownPlan(devices: string[]): Promise<{
+    taps: string[];
+    namespaces: string[];
+    kept: string[];
+    bridgeExists: boolean;
+    bridgeIsOurs: boolean;
+    forwardingTurnedOn: boolean;
+  }> {
     const { bridge } = this.config;
     const links = await listLinks();
-    const given = new Set(taps);
+    const given = new Set(devices);
+    const namespaces = (await this.namespaces.list()).filter((name) => given.has(name));
     const isNexusTap = (link: LinkInfo) => TAP_NAME_PATTERN.test(link.ifname) && link.linkinfo?.info_kind === 'tun';
     const removed = links.filter((link) => isNexusTap(link) && (given.has(link.ifname) || (link.master === bridge && !link.flags?.includes('LOWER_UP'))));
     const attached = links.filter((link) => link.master === bridge);
@@ -217,6 +202,7 @@ export class BridgeNetwork implements HostNetwork {
     const nexusTapsOnly = attached.length > 0 && attached.every(isNexusTap);
     return {
       taps: removed.map((link) => link.ifname).sort(),
+      namespaces,
       kept,
       bridgeExists,
       bridgeIsOurs: bridgeExists && (device?.ifalias?.startsWith(BRIDGE_MARK) === true || nexusTapsOnly),

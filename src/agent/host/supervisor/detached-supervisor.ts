@@ -22,8 +22,10 @@ export class DetachedSupervisor implements ProcessSupervisor {
     private readonly log: Logger,
   ) {}
 
-  async launch({ vm, binary: vmmBinary, args: vmmArgs, stdoutPath }: LaunchRequest): Promise<ProcessIdentity> {
-    const { binary, args } = scopedCommand(this.placement, vm.id, vmmBinary, vmmArgs);
+  async launch({ vm, binary: vmmBinary, args: vmmArgs, stdoutPath, netns }: LaunchRequest): Promise<ProcessIdentity> {
+    // nsenter joins the namespace and execs the VMM: the pid stays the VMM's.
+    const entered = netns ? { binary: 'nsenter', args: [`--net=${netns}`, '--', vmmBinary, ...vmmArgs] } : { binary: vmmBinary, args: vmmArgs };
+    const { binary, args } = scopedCommand(this.placement, vm.id, entered.binary, entered.args);
     await mkdir(vm.logsDir, { recursive: true });
     const log = await open(vm.vmmLog, 'a', 0o640);
     const stdout = stdoutPath

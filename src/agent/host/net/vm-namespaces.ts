@@ -1,0 +1,266 @@
+import { access, readdir } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { GUEST_TAP, NETWORK_TABLE_PATTERN, VM_NETNS_PATTERN, macOf, netnsPathOf, networkTableNameOf, vmNetnsNameOf } from '../../../contracts/host-names.js';
+import type { NicNetwork } from '../../../contracts/machine-spec.js';
+import { formatIpv4, parseIpv4Block } from '../../../kit/ipv4.js';
+import { KeyedMutex } from '../../../kit/keyed-mutex.js';
+import { runHostTool } from '../../../kit/host-tool.js';
+import { NexusError } from '../../../kit/nexus-error.js';
+import { networkRuleset, vmNetnsRuleset } from '../../domain/network-ruleset.js';
+import type { NetworkNic } from '../../ports/host-network.js';
+import type { DhcpServers } from './dhcp-servers.js';
+import { type LinkInfo, ip, listLinks, readLink } from './ip-command.js';
+import { FORWARDING_TURNED_ON, enableIpForwarding, restoreForwarding } from './nat.js';
+
+/** The veth's end inside every VM namespace. */
+const NETNS_VETH = 'veth0';
+/**
+ * The next hop a VM namespace routes everything to: the host end of its veth, by a neighbour entry
+ * written in (no ARP on the veth, and the host end needs no address of its own).
+ */
+const HOST_HOP = '169.254.0.1';
+/** The table inside each VM namespace. */
+const NETNS_TABLE = 'nexus_vm';
+/** The alias of the host end of a VM's veth: says it is Nexus's, and whose: `nexus vm <vm id> on network <network id>`. */
+const VETH_MARK = /^nexus vm (\S+) on network ([0-9a-f-]{36})(,.*)?$/;
+
+/**
+ * Each VM on a network lives in a network namespace of its own, `nxv-<vm id>`:
+ *
+ *     guest eth0 (A) ── tap0 [gateway/32] ─ namespace ─ veth0 ══ nxv-<id> ── host routing ── other VMs, outside
+ *
+ * Inside it the TAP always has one name (`tap0`) and the guest's gateway as its address, so a
+ * guest restored from a snapshot finds the network it was frozen with; proxy ARP on `tap0` answers
+ * for every other address, so the guest's neighbours are reached by routing. The host routes the
+ * VM's fleet address to its veth. When the guest's address is not its fleet address (a clone), the
+ * namespace translates between them. The namespace also holds the VM's DHCP server and its own
+ * rules (no spoofing). A network's rules on the host are one nftables table whose set lists the
+ * network's veths here; it is written with each VM that comes or goes and removed with the last.
+ */
+export class VmNamespaces {
+  private readonly locks = new KeyedMutex();
+
+  constructor(
+    private readonly log: Logger,
+    /** Each VM's DHCP server; none when undefined. */
+    private readonly dhcp?: DhcpServers,
+  ) {}
+
+  /**
+   * Makes the VM's namespace, its veth and TAP (owned by `owner` when given), its routes and rules,
+   * its DHCP server, and enters it in its network's rules: anything of a previous one is removed
+   * first. On failure, what it made goes again.
+   */
+  async ensure(vmId: string, nic: NetworkNic, owner?: { uid: number; gid: number }): Promise<void> {
+    const netns = vmNetnsNameOf(vmId);
+    const { network } = nic;
+    const block = parseIpv4Block(network.cidr);
+    if (!block || block.hostBitsSet) throw new NexusError('bad_request', `network ${network.id}: '${network.cidr}' is not a network block`);
+    const gateway = formatIpv4(block.base + 1);
+    const guestIp = nic.guestIp ?? nic.ip;
+    await this.remove(netns);
+    // The mark of the VM whose plumbing found forwarding off: the last VM's removal turns it off again.
+    const turnedOn = (await enableIpForwarding()) ? FORWARDING_TURNED_ON : '';
+    const hostMac = vethMac(vmId, '0a');
+    const netnsMac = vethMac(vmId, '0e');
+    try {
+      await ipBatch(
+        [
+          `netns add ${netns}`,
+          `link add ${netns} address ${hostMac} type veth peer name ${NETNS_VETH} address ${netnsMac} netns ${netns}`,
+          `link set dev ${netns} alias "nexus vm ${vmId} on network ${network.id}${turnedOn}"`,
+          `link set dev ${netns} up`,
+        ],
+        [],
+        `making the network namespace ${netns} of VM ${vmId}`,
+      );
+      const ownerArgs = owner ? ` user ${owner.uid} group ${owner.gid}` : '';
+      await ipBatch(
+        [
+          'link set dev lo up',
+          `tuntap add dev ${GUEST_TAP} mode tap${ownerArgs}`,
+          `addr add ${gateway}/32 dev ${GUEST_TAP}`,
+          `link set dev ${GUEST_TAP} up`,
+          `link set dev ${NETNS_VETH} up`,
+          `route add ${guestIp}/32 dev ${GUEST_TAP}`,
+          `neigh replace ${HOST_HOP} lladdr ${hostMac} dev ${NETNS_VETH} nud permanent`,
+          `route add ${HOST_HOP}/32 dev ${NETNS_VETH} scope link`,
+          `route add default via ${HOST_HOP} dev ${NETNS_VETH}`,
+        ],
+        ['-n', netns],
+        `plumbing the network namespace ${netns}`,
+      );
+      await inNetns(netns, 'sh', ['-c', namespaceSysctls()], { doing: `turning on forwarding and proxy ARP in ${netns}` });
+      await inNetns(netns, 'nft', ['-f', '-'], {
+        input: vmNetnsRuleset({ table: NETNS_TABLE, tap: GUEST_TAP, veth: NETNS_VETH, guestIp, ip: nic.ip }),
+        doing: `writing the rules of ${netns}`,
+      });
+      await this.dhcp?.start(netns, GUEST_TAP, network, { mac: nic.mac, ip: guestIp });
+      await ipBatch(
+        [`neigh replace ${nic.ip} lladdr ${netnsMac} dev ${netns} nud permanent`, `route replace ${nic.ip}/32 dev ${netns}`],
+        [],
+        `routing ${nic.ip} to ${netns}`,
+      );
+      await this.locks.run(network.id, () => this.writeNetworkRules(network));
+    } catch (error) {
+      await this.remove(netns).catch((undoError: unknown) => this.log.error({ err: undoError }, `could not remove the half-made namespace ${netns}`));
+      throw error;
+    }
+  }
+
+  /**
+   * Removes a VM's namespace by its name, with its veth (and so its route), DHCP server and TAP,
+   * and takes it out of its network's rules (which go with the network's last VM here). Nothing
+   * there is fine; a device of that name that is not a veth Nexus made is refused and left alone.
+   */
+  async remove(netns: string): Promise<void> {
+    assertNetnsName(netns);
+    const device = await readLink(netns);
+    if (device) assertOurs(device);
+    const networkId = device && markOf(device)?.networkId;
+    await this.dhcp?.stop(netns);
+    if (device) await ip(['link', 'del', 'dev', netns], `deleting the veth ${netns}`);
+    if (device?.ifalias?.endsWith(FORWARDING_TURNED_ON)) await handOnForwardingMark();
+    if (await netnsExists(netns)) await ip(['netns', 'del', netns], `deleting the network namespace ${netns}`);
+    if (networkId) await this.locks.run(networkId, () => this.dropFromNetworkRules(networkId, netns));
+  }
+
+  /** The VM namespaces and host-side veths of VMs that exist now (a veth is named like its namespace), sorted. */
+  async list(): Promise<string[]> {
+    const names = new Set(await namespaces());
+    for (const link of await listLinks()) if (isVmVeth(link)) names.add(link.ifname);
+    return [...names].sort();
+  }
+
+  /** Whether the VM's namespace is there with its veth to the host (deleting either end of a veth deletes both). */
+  async isConnected(netns: string): Promise<boolean> {
+    const device = await readLink(netns);
+    return device !== undefined && isVmVeth(device) && (await netnsExists(netns));
+  }
+
+  /** Network tables whose network has no VM here, and DHCP servers whose namespace is gone: what {@link sweep} removes. */
+  async unused(): Promise<string[]> {
+    const { tables, servers } = await this.unusedParts();
+    return [...tables.map((table) => `nftables table ${table}`), ...servers.map((netns) => `DHCP server of ${netns}`)];
+  }
+
+  /** Removes network tables with no VM of theirs here and DHCP servers without a namespace: what a crash between two steps left. */
+  async sweep(): Promise<void> {
+    const { tables, servers } = await this.unusedParts();
+    for (const table of tables)
+      await nft(`table inet ${table} {}\ndelete table inet ${table}\n`, `removing the rules of a network gone from this host (${table})`);
+    for (const netns of servers) await this.dhcp?.stop(netns);
+  }
+
+  private async unusedParts(): Promise<{ tables: string[]; servers: string[] }> {
+    const links = await listLinks();
+    const used = new Set(links.flatMap((link) => (isVmVeth(link) ? [networkTableNameOf(markOf(link)?.networkId ?? '')] : [])));
+    const tables = (await networkTables()).filter((table) => !used.has(table));
+    const present = new Set(await namespaces());
+    const servers = ((await this.dhcp?.names()) ?? []).filter((netns) => !present.has(netns));
+    return { tables, servers };
+  }
+
+  /** Writes the network's table whole, its set holding the network's veths on this host. Call holding the network. */
+  private async writeNetworkRules(network: NicNetwork): Promise<void> {
+    const table = networkTableNameOf(network.id);
+    const first = !(await networkTables()).includes(table);
+    const vms = (await listLinks()).filter((link) => isVmVeth(link) && markOf(link)?.networkId === network.id).map((link) => link.ifname);
+    await nft(networkRuleset({ table, cidr: network.cidr, egress: network.egress, vms }), `writing the rules of network ${network.id}`);
+    if (first) this.log.info({ network: network.id, cidr: network.cidr, egress: network.egress }, 'network rules written: its first VM on this host');
+  }
+
+  /** Takes a veth out of its network's set; removes the table once it has no VM left here. Call holding the network. */
+  private async dropFromNetworkRules(networkId: string, veth: string): Promise<void> {
+    const table = networkTableNameOf(networkId);
+    if (!(await networkTables()).includes(table)) return;
+    const others = (await listLinks()).some((link) => isVmVeth(link) && link.ifname !== veth && markOf(link)?.networkId === networkId);
+    if (others) {
+      await nft(`delete element inet ${table} vms { "${veth}" }\n`, `taking ${veth} out of the rules of network ${networkId}`).catch(() => undefined);
+      return;
+    }
+    await nft(`table inet ${table} {}\ndelete table inet ${table}\n`, `removing the rules of network ${networkId}: its last VM here is gone`);
+    this.log.info({ network: networkId }, 'network rules removed: no VM of it left on this host');
+  }
+}
+
+/**
+ * A VM whose plumbing turned IP forwarding on is gone: another VM's veth carries the mark on, or,
+ * with none left, forwarding goes off again (unless the flat bridge still needs it).
+ */
+async function handOnForwardingMark(): Promise<void> {
+  const heir = (await listLinks()).find((link) => isVmVeth(link) && !link.ifalias?.endsWith(FORWARDING_TURNED_ON));
+  if (heir)
+    await ip(
+      ['link', 'set', 'dev', heir.ifname, 'alias', `${heir.ifalias ?? ''}${FORWARDING_TURNED_ON}`],
+      `noting on ${heir.ifname} that IP forwarding was off`,
+    );
+  else await restoreForwarding();
+}
+
+function namespaceSysctls(): string {
+  return [
+    'echo 1 > /proc/sys/net/ipv4/ip_forward',
+    `echo 1 > /proc/sys/net/ipv4/conf/${GUEST_TAP}/proxy_arp`,
+    // Proxy ARP answers at once, not after a random wait of up to 0.8 s.
+    `echo 0 > /proc/sys/net/ipv4/neigh/${GUEST_TAP}/proxy_delay`,
+  ].join(' && ');
+}
+
+/** A MAC for one end of a VM's veth: locally administered, unicast, the VM's own octets after `first`. */
+function vethMac(vmId: string, first: '0a' | '0e'): string {
+  return `${first}${macOf(vmId).slice(2)}`;
+}
+
+function isVmVeth(link: LinkInfo): boolean {
+  return VM_NETNS_PATTERN.test(link.ifname) && link.linkinfo?.info_kind === 'veth' && markOf(link) !== undefined;
+}
+
+function markOf(link: LinkInfo): { vmId: string; networkId: string } | undefined {
+  const match = VETH_MARK.exec(link.ifalias ?? '');
+  return match?.[1] && match[2] ? { vmId: match[1], networkId: match[2] } : undefined;
+}
+
+function assertNetnsName(name: string): void {
+  if (!VM_NETNS_PATTERN.test(name)) throw new NexusError('bad_request', `'${name}' is not a Nexus VM namespace name (nxv- and 8 hex digits of the VM id)`);
+}
+
+/** A device with a VM namespace's name must be the host end of a veth Nexus made; anything else is someone else's. */
+function assertOurs(device: LinkInfo): void {
+  if (device.linkinfo?.info_kind === 'veth' && markOf(device)) return;
+  throw new NexusError('conflict', `a ${device.linkinfo?.info_kind ?? 'network'} device named ${device.ifname} already exists and was not made by Nexus`, {
+    suggestion: `Remove or rename ${device.ifname}; Nexus names each VM's veth from its id.`,
+  });
+}
+
+async function netnsExists(name: string): Promise<boolean> {
+  return access(netnsPathOf(name)).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** The Nexus VM namespaces `ip netns` knows. */
+async function namespaces(): Promise<string[]> {
+  return (await readdir('/run/netns').catch(() => [])).filter((name) => VM_NETNS_PATTERN.test(name));
+}
+
+/** Runs `ip` commands as one batch (one process); the first that fails stops it, and its line is in the error. */
+async function ipBatch(commands: string[], options: string[], doing: string): Promise<void> {
+  await runHostTool('ip', [...options, '-batch', '-'], { input: `${commands.join('\n')}\n`, doing });
+}
+
+/** Runs a program inside a VM's namespace. */
+function inNetns(netns: string, command: string, args: string[], options: { doing: string; input?: string }): Promise<unknown> {
+  return runHostTool('nsenter', [`--net=${netnsPathOf(netns)}`, '--', command, ...args], options);
+}
+
+async function networkTables(): Promise<string[]> {
+  const { stdout } = await runHostTool('nft', ['-j', 'list', 'tables', 'inet'], { doing: 'listing nftables tables' });
+  const entries = (JSON.parse(stdout) as { nftables?: Array<{ table?: { name: string } }> }).nftables ?? [];
+  return entries.flatMap((entry) => (entry.table && NETWORK_TABLE_PATTERN.test(entry.table.name) ? [entry.table.name] : []));
+}
+
+async function nft(script: string, doing: string): Promise<void> {
+  await runHostTool('nft', ['-f', '-'], { input: script, doing });
+}
