@@ -60,6 +60,13 @@ export function networkTableNameOf(networkId: string): string {
 
 export const NETWORK_TABLE_PATTERN = /^nexus_net_[0-9a-f]{8}$/;
 
+/** The nftables table (family inet) on a host holding the ports a VM publishes there. */
+export function publishTableNameOf(vmId: string): string {
+  return `nexus_pub_${hexOf(vmId).slice(0, 8)}`;
+}
+
+export const PUBLISH_TABLE_PATTERN = /^nexus_pub_[0-9a-f]{8}$/;
+
 function hexOf(vmId: string): string {
   return vmId.toLowerCase().replace(/[^0-9a-f]/g, '');
 }

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { Egress, Ipv4Address, MAX_DNS_SERVERS } from './network-api.js';
+import { Egress, Ipv4Address, MAX_DNS_SERVERS, MAX_VM_PORTS, PortProtocol } from './network-api.js';
 import { Int32, Int64, StrictObject, Text, Uuid } from './schema.js';
 
 /** Drive ids name devices in QEMU and Firecracker alike: short, plain. */
@@ -30,12 +30,22 @@ export const NicNetwork = StrictObject({
 });
 export type NicNetwork = Static<typeof NicNetwork>;
 
+/** A guest port the host publishes: DNAT from `host_port` on the host's addresses to the NIC's address. */
+export const NicPort = StrictObject({
+  host_port: Int32({ minimum: 1, maximum: 65535 }),
+  guest_port: Int32({ minimum: 1, maximum: 65535 }),
+  protocol: PortProtocol,
+});
+export type NicPort = Static<typeof NicPort>;
+
 export const NicSpec = StrictObject({
   tap: Type.Optional(Text(12, { pattern: '^tap-[0-9a-f]{8}$', example: 'tap-0a1b2c3d', description: 'Default: derived from the VM id' })),
   mac: Type.Optional(Text(17, { pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$', example: '06:0a:1b:2c:3d:4e', description: 'Default: derived from the VM id' })),
   /** With `ip`: the NIC is on this network at that address (the manager's IPAM). Without: on the host's flat bridge, unaddressed. */
   network: Type.Optional(NicNetwork),
   ip: Type.Optional(Ipv4Address),
+  /** Only on a network: published on the host, to `ip`. */
+  ports: Type.Optional(Type.Array(NicPort, { maxItems: MAX_VM_PORTS })),
 });
 export type NicSpec = Static<typeof NicSpec>;
 

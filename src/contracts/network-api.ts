@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { DNS_LABEL_PATTERN, ProjectField, StrictObject, Text, Timestamp, Uuid } from './schema.js';
+import { DNS_LABEL_PATTERN, Int32, ProjectField, StrictObject, Text, Timestamp, Uuid } from './schema.js';
 
 const DOTTED_QUAD = '(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}';
 
@@ -97,3 +97,36 @@ export const VmNetworks = Type.Array(VmNetworkRequest, {
   maxItems: MAX_VM_NICS,
   description: "The VM's NICs, each on a network with an address from it. Default: one NIC on the project's default network (none with nic: false).",
 });
+
+/** At most this many published ports per VM. */
+export const MAX_VM_PORTS = 16;
+
+/** Host ports below this one are privileged: only an admin may publish them. */
+export const FIRST_UNPRIVILEGED_PORT = 1024;
+
+export const PortProtocol = Type.Union([Type.Literal('tcp'), Type.Literal('udp')]);
+
+/** A guest port published on its host: traffic to `host_port` on the host's addresses reaches `guest_port` on the guest. */
+export const PublishedPort = StrictObject({
+  host_port: Int32({ minimum: 1, maximum: 65535, description: `On the VM's host; below ${FIRST_UNPRIVILEGED_PORT} only for admins` }),
+  guest_port: Int32({ minimum: 1, maximum: 65535 }),
+  protocol: Type.Optional(Type.Union([Type.Literal('tcp'), Type.Literal('udp')], { default: 'tcp', description: 'Default: tcp' })),
+});
+export type PublishedPort = Static<typeof PublishedPort>;
+
+export const PublishedPorts = Type.Array(PublishedPort, {
+  maxItems: MAX_VM_PORTS,
+  description: `Guest ports published on the VM's host (DNAT to its address): at most ${MAX_VM_PORTS}, each host port and protocol once. Needs a NIC.`,
+});
+
+/** A published port as the VM answer shows it: where it is reachable. */
+export const VmPort = Type.Object(
+  {
+    host_port: Type.Integer(),
+    guest_port: Type.Integer(),
+    protocol: PortProtocol,
+    reachable_at: Type.Union([Type.String(), Type.Null()], { description: '`<host address>:<host_port>` once the VM is placed; null before' }),
+  },
+  { additionalProperties: false },
+);
+export type VmPort = Static<typeof VmPort>;

@@ -1,6 +1,6 @@
 import { Type, type Static } from 'typebox';
 import { DriveId, VmmName } from './machine-spec.js';
-import { VmAddress, VmNetworks } from './network-api.js';
+import { PublishedPorts, VmAddress, VmNetworks, VmPort } from './network-api.js';
 import { DNS_LABEL_PATTERN, Int32, ProjectField, StrictObject, Text, TextMap, Timestamp, Uuid } from './schema.js';
 
 /** What a user may ask of a VM. `deleted` is reached through DELETE, not set directly. */
@@ -72,6 +72,7 @@ export const CreateVmRequest = StrictObject({
     Type.Boolean({ default: true, description: "false: no NIC at all. Default: one, on the project's default network unless networks say otherwise" }),
   ),
   networks: Type.Optional(VmNetworks),
+  ports: Type.Optional(PublishedPorts),
   desired_state: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('stopped')], { default: 'running' })),
   tags: Type.Optional(VmTags),
   ttl_seconds: Type.Optional(
@@ -118,6 +119,7 @@ export const Vm = Type.Object(
         "The host device carrying its traffic: the host end of the veth to its network namespace (nxv-…), or its TAP on the host's flat bridge (tap-…)",
     }),
     addresses: Type.Array(VmAddress, { description: "Its NICs' addresses, assigned by the manager from their networks" }),
+    ports: Type.Array(VmPort, { description: 'Its published ports, and where each is reachable' }),
     driver: Type.Union([VmmName, Type.Null()], { description: 'The VMM its host runs it with; null until the agent has said' }),
     api_socket: Type.Union([Type.String(), Type.Null()], { description: "The VMM's control socket on the host (QMP or Firecracker API)" }),
     console_log: Type.Union([Type.String(), Type.Null()]),

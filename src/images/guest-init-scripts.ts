@@ -10,6 +10,11 @@ export const NET_PREFIX = 'NEXUS_NET';
  * its network, for operators and tests, without a way into the guest.
  */
 export const PING_PREFIX = 'NEXUS_PING';
+/**
+ * What init prints once `nexus.httpd=<port>` has busybox httpd serving on that port:
+ * `NEXUS_HTTPD <port>`. It serves one page, `nexus <hostname>`.
+ */
+export const HTTPD_PREFIX = 'NEXUS_HTTPD';
 /** What init prints when acpid is not listening after 5 s: the power button will be ignored. */
 export const ACPID_FAILED_MARKER = 'NEXUS_ACPID_FAILED';
 /** What the power-button handler prints just before it powers the guest off. */
@@ -108,9 +113,11 @@ net_gw=
 net_mode=
 exercise=
 probes=
+httpd_port=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     nexus.exercise=1) exercise=1 ;;
+    nexus.httpd=*) httpd_port="\${arg#nexus.httpd=}" ;;
     nexus.ping=*) probes=$(echo "\${arg#nexus.ping=}" | tr ',' ' ') ;;
     nexus.ip=*) net_ip="\${arg#nexus.ip=}" ;;
     nexus.net=dhcp) net_mode=dhcp ;;
@@ -169,6 +176,13 @@ while [ ! -s /run/acpid.pid ] && [ "$tries" -lt 50 ]; do
   usleep 100000
 done
 [ -s /run/acpid.pid ] || echo "${ACPID_FAILED_MARKER} see /run/acpid.log"
+
+# nexus.httpd=<port>: a web server with one page, for published-port tests.
+if [ -n "$httpd_port" ]; then
+  mkdir -p /run/www
+  echo "nexus $(hostname)" > /run/www/index.html
+  if httpd -p "$httpd_port" -h /run/www; then echo "${HTTPD_PREFIX} $httpd_port"; else echo "${HTTPD_PREFIX}_FAILED $httpd_port"; fi
+fi
 
 echo "${BOOT_MARKER}"
 n=0

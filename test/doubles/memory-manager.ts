@@ -32,6 +32,7 @@ import type {
   NewVm,
   NicRequest,
   Observation,
+  PortHolder,
   QuotaCheck,
   VmEventRecord,
   VmFilter,
@@ -176,12 +177,29 @@ export class MemoryVmRepo implements VmRepo {
     return copy(vm);
   }
 
-  async setHost(id: string, hostId: string, placedPaths: Record<string, string>): Promise<void> {
+  async setHost(id: string, hostId: string, placedPaths: Record<string, string>): Promise<PortHolder[]> {
     const vm = this.vms.get(id);
-    if (!vm) return;
+    if (!vm) return [];
+    const wanted = (vm.spec.ports ?? []).map((port) => ({ protocol: port.protocol, hostPort: port.host_port }));
+    const taken = (await this.portHolders(wanted)).filter((holder) => holder.hostId === hostId && holder.vmId !== id);
+    if (taken.length > 0) return taken;
     vm.hostId = hostId;
     vm.status.placedPaths = copy(placedPaths);
     vm.updatedAt = this.clock.now();
+    return [];
+  }
+
+  async portHolders(ports: ReadonlyArray<{ protocol: 'tcp' | 'udp'; hostPort: number }>): Promise<PortHolder[]> {
+    const holders: PortHolder[] = [];
+    for (const vm of this.vms.values()) {
+      if (vm.hostId === null) continue;
+      for (const port of vm.spec.ports ?? []) {
+        if (ports.some((each) => each.protocol === port.protocol && each.hostPort === port.host_port)) {
+          holders.push({ hostId: vm.hostId, protocol: port.protocol, hostPort: port.host_port, vmId: vm.id, vmName: vm.name });
+        }
+      }
+    }
+    return holders.sort((a, b) => a.hostPort - b.hostPort || a.vmName.localeCompare(b.vmName));
   }
 
   async setAgentView(id: string, view: { driver: VmmName; apiSocket: string; consoleLog: string }): Promise<void> {

@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { networkTableNameOf, tapNameOf, vmNetnsNameOf } from '../../src/contracts/host-names.js';
+import { networkTableNameOf, publishTableNameOf, tapNameOf, vmNetnsNameOf } from '../../src/contracts/host-names.js';
 import { readLink } from '../../src/agent/host/net/ip-command.js';
 import { type AgentHarness, startAgentProcess } from '../support/agent-harness.js';
 import { testGuestImage } from '../support/guest-image.js';
@@ -28,12 +28,13 @@ describe('networks with real guests', () => {
   const hex = randomBytes(3).toString('hex');
   // Blocks of this run only: 10.215.x.0/24 for the networks, 198.18.y.0/30 (a benchmarking range) outside.
   const third = (randomBytes(1)[0] ?? 0) & 0xfc;
-  const blocks = { a: `10.215.${third}.0/24`, b: `10.215.${third + 1}.0/24`, closed: `10.215.${third + 2}.0/24` };
+  const blocks = { a: `10.215.${third}.0/24`, b: `10.215.${third + 1}.0/24`, closed: `10.215.${third + 2}.0/24`, churn: `10.215.${third + 3}.0/24` };
   const ipIn = (block: string, host: number) => block.replace(/\.0\/24$/, `.${host}`);
   const outside = { ns: `nxt-${hex}`, hostEnd: `nxo-${hex}`, nsEnd: `nxi-${hex}`, hostIp: `198.18.${third}.1`, nsIp: `198.18.${third}.2` };
   let manager: TestManager;
   let agent: AgentHarness;
   let images: string;
+  const agentEnv = { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: testBridgeCidr(), NEXUS_NAT: 'off' };
   const url = (path: string) => `${manager.url}${path}`;
 
   before(async () => {
@@ -41,13 +42,13 @@ describe('networks with real guests', () => {
     mkdirSync(runDir, { recursive: true });
     symlinkSync(join(image.dir, '..'), join(runDir, 'images'));
     images = join(runDir, 'images', image.manifest.name);
-    manager = await startTestManager({ resyncMs: 1000, heartbeatTimeoutMs: 10_000, heartbeatIntervalMs: 1000 });
-    const token = (await manager.hosts.mintJoinToken(600)).token;
-    agent = await startAgentProcess(
-      runDir,
-      { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: testBridgeCidr(), NEXUS_NAT: 'off', NEXUS_JOIN_TOKEN: token },
-      manager.url,
+    // Tiny guests, most of them never booted: the churn test has ten at once beside the others, and makes 200 writes.
+    manager = await startTestManager(
+      { resyncMs: 1000, heartbeatTimeoutMs: 10_000, heartbeatIntervalMs: 1000, writesPerMinute: 1000 },
+      { NEXUS_VCPU_OVERCOMMIT: '32' },
     );
+    const token = (await manager.hosts.mintJoinToken(600)).token;
+    agent = await startAgentProcess(runDir, { ...agentEnv, NEXUS_JOIN_TOKEN: token }, manager.url);
     await eventually('the host is ready', async () => (await manager.hosts.list()).some((host) => host.status === 'ready'));
     // The outside: a namespace behind a veth pair, reachable from the host by a route of its own.
     await run('ip', ['netns', 'add', outside.ns]);
@@ -171,6 +172,115 @@ describe('networks with real guests', () => {
     assert.ok(address, 'IPAM gave it an address');
     await eventually('the guest configured eth0 by DHCP', () => /NEXUS_NET(_FAILED)? eth0 .*dhcp/.test(consoleOf(id)), 120_000);
     assert.match(consoleOf(id), new RegExp(`NEXUS_NET eth0 ${address.ip.replaceAll('.', '\\.')}/24 via ${address.gateway.replaceAll('.', '\\.')} \\(dhcp\\)`));
+  });
+
+  it('the host reaches a service a guest publishes on a host port, on a network whose egress is denied', async () => {
+    const hostPort = 20_000 + (randomBytes(2).readUInt16BE(0) % 10_000);
+    const created = await send(url('/v1/vms'), {
+      body: {
+        name: 'published',
+        vcpu: 1,
+        mem_mib: 128,
+        kernel_path: join(images, 'vmlinux'),
+        initrd_path: join(images, 'initrd.img'),
+        rootfs_path: join(images, 'rootfs.ext4'),
+        // nexus.httpd=80: busybox httpd serves `nexus <hostname>` on port 80.
+        boot_args: 'console=ttyS0 reboot=t panic=1 root=/dev/vda rw nexus.httpd=80',
+        networks: [{ network: 'closed' }],
+        ports: [{ host_port: hostPort, guest_port: 80 }],
+      },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const { id } = created.body as { id: string };
+    await eventually('the guest serves on port 80', () => /NEXUS_HTTPD(_FAILED)? 80/.test(consoleOf(id)), 120_000);
+    assert.match(consoleOf(id), /NEXUS_HTTPD 80/);
+    const shown = (await send(url(`/v1/vms/${id}`))).body as { ports: Array<{ reachable_at: string | null }> };
+    assert.match(shown.ports[0]?.reachable_at ?? '', new RegExp(`:${hostPort}$`), 'the VM answer says where the port is');
+    let page = '';
+    await eventually(
+      'the published port answers on the host',
+      async () => {
+        page = await fetch(`http://127.0.0.1:${hostPort}/`, { signal: AbortSignal.timeout(2000) }).then(
+          (response) => response.text(),
+          () => '',
+        );
+        return page.length > 0;
+      },
+      30_000,
+    );
+    assert.equal(page.trim(), 'nexus published', "the guest's page, through the host port");
+    assert.equal((await send(url(`/v1/vms/${id}?wait=60`), { method: 'DELETE' })).status, 200);
+    const { stdout } = await run('nft', ['list', 'tables']);
+    assert.doesNotMatch(stdout, new RegExp(publishTableNameOf(id)), 'its port rules went with it');
+    const after = await fetch(`http://127.0.0.1:${hostPort}/`, { signal: AbortSignal.timeout(2000) }).then(
+      () => 'answered',
+      () => 'refused',
+    );
+    assert.equal(after, 'refused', 'nothing answers on the port any more');
+  });
+
+  it('100 creates and deletes on one network leave nothing behind and free every address; an agent killed among them converges', async () => {
+    const network = await send(url('/v1/networks'), { body: { name: 'churn', cidr: blocks.churn } });
+    assert.equal(network.status, 201, JSON.stringify(network.body));
+    const body = (name: string) => ({
+      name,
+      vcpu: 1,
+      mem_mib: 128,
+      kernel_path: join(images, 'vmlinux'),
+      initrd_path: join(images, 'initrd.img'),
+      rootfs_path: join(images, 'rootfs.ext4'),
+      // Configured, not booted: the agent plumbs a VM's namespace as it ensures it.
+      desired_state: 'stopped',
+      networks: [{ network: 'churn' }],
+    });
+    const ids: string[] = [];
+    for (let round = 0; round < 10; round++) {
+      const killed = round === 5;
+      const created = await Promise.all(
+        Array.from({ length: 10 }, (_, index) => send(url(`/v1/vms${killed ? '' : '?wait=60'}`), { body: body(`churn-${round}-${index}`) })),
+      );
+      for (const each of created) assert.equal(each.status, 201, JSON.stringify(each.body));
+      const vms = created.map((each) => each.body as { id: string; addresses: Array<{ ip: string }> });
+      ids.push(...vms.map((vm) => vm.id));
+      if (killed) {
+        // The agent dies among the creates: half-made namespaces and all, it must converge.
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        agent.process.child.kill('SIGKILL');
+        await agent.process.exited;
+        agent = await startAgentProcess(runDir, agentEnv, manager.url);
+        await eventually(
+          'every VM of the round is configured after the agent came back',
+          async () => {
+            const states = await Promise.all(vms.map(async (vm) => (await send(url(`/v1/vms/${vm.id}`))).body.state as string));
+            return states.every((state) => state === 'configured');
+          },
+          90_000,
+        );
+      }
+      const addresses = vms.map((vm) => vm.addresses[0]?.ip);
+      assert.equal(new Set(addresses).size, 10, `round ${round}: ten VMs, ten addresses (${addresses.join(', ')})`);
+      for (const vm of vms) {
+        assert.equal((await readLink(vmNetnsNameOf(vm.id)))?.linkinfo?.info_kind, 'veth', `round ${round}: ${vm.id} is plumbed`);
+      }
+      const deleted = await Promise.all(vms.map((vm) => send(url(`/v1/vms/${vm.id}?wait=60`), { method: 'DELETE' })));
+      for (const each of deleted) assert.equal(each.status, 200, JSON.stringify(each.body));
+    }
+    const namespaces = (await run('ip', ['netns', 'list'])).stdout;
+    const links = (await run('ip', ['-o', 'link', 'show'])).stdout;
+    const processes = (await run('ps', ['-eo', 'args'])).stdout;
+    for (const id of ids) {
+      const name = vmNetnsNameOf(id);
+      assert.doesNotMatch(namespaces, new RegExp(name), `no namespace of ${id}`);
+      assert.doesNotMatch(links, new RegExp(name), `no veth of ${id}`);
+      assert.doesNotMatch(processes, new RegExp(`net/dhcp/${name}/`), `no DHCP server of ${id}`);
+      assert.equal(existsSync(join(runDir, 'net', 'dhcp', name)), false, `no DHCP files of ${id}`);
+    }
+    const churn = network.body as { id: string };
+    assert.doesNotMatch((await run('nft', ['list', 'tables'])).stdout, new RegExp(networkTableNameOf(churn.id)), 'no rules of the network');
+    assert.equal((await send(url(`/v1/networks/${churn.id}`))).body.vm_count, 0, 'every address is free again');
+    const next = await send(url('/v1/vms'), { body: body('churn-after') });
+    assert.equal(next.body.addresses[0]?.ip, ipIn(blocks.churn, 2), 'the next VM gets the lowest address again');
+    assert.equal((await send(url(`/v1/vms/${next.body.id}?wait=60`), { method: 'DELETE' })).status, 200);
   });
 
   it("deleting the VMs removes their namespaces, veths and DHCP servers, and each network's rules once its last VM is gone", async () => {

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { networkTableNameOf, tapNameOf, vmNetnsNameOf } from '../../src/contracts/host-names.js';
+import { networkTableNameOf, publishTableNameOf, tapNameOf, vmNetnsNameOf } from '../../src/contracts/host-names.js';
 import type { NicNetwork } from '../../src/contracts/machine-spec.js';
 import type { NexusError } from '../../src/kit/nexus-error.js';
 import { parseIpv4Cidr } from '../../src/agent/domain/ipv4.js';
@@ -409,6 +409,20 @@ describe('VM namespaces (real namespaces, veths, TAPs, nftables tables and dnsma
     await network.removeDevice(netns);
   });
 
+  it("publishes a VM's ports on the host with a table of its own, removed with its namespace", async () => {
+    const net = nicNetwork('deny', 1);
+    const id = vmId();
+    const netns = vmNetnsNameOf(id);
+    const ip = net.cidr.replace(/0\/24$/, '13');
+    await network.ensureNic(id, undefined, { ...nicOn(net, 13), ports: [{ host_port: 18080, guest_port: 80, protocol: 'tcp' }] });
+    const rules = execFileSync('nft', ['list', 'table', 'inet', publishTableNameOf(id)], { encoding: 'utf8' });
+    assert.equal(rules.match(new RegExp(`tcp dport 18080 dnat ip to ${ip.replaceAll('.', '\\.')}:80`, 'g'))?.length, 2, 'DNAT from outside and from the host');
+    assert.match(rules, new RegExp(`oifname "${netns}" ip saddr 127\\.0\\.0\\.0/8 masquerade`), 'loopback clients masqueraded');
+    assert.equal(readFileSync(`/proc/sys/net/ipv4/conf/${netns}/route_localnet`, 'utf8').trim(), '1', 'route_localnet on its veth');
+    await network.removeDevice(netns);
+    assert.doesNotMatch(tables(), new RegExp(publishTableNameOf(id)), 'its ports go with it');
+  });
+
   it("refuses a device with a VM namespace's name that Nexus did not make, and leaves it", async () => {
     const net = nicNetwork('allow', 1);
     const id = vmId();
@@ -444,11 +458,18 @@ describe('VM namespaces (real namespaces, veths, TAPs, nftables tables and dnsma
     await network.ensureNic(id, undefined, nicOn(net, 10));
     const orphanTable = nicNetwork('allow', 1);
     execFileSync('nft', ['add', 'table', 'inet', networkTableNameOf(orphanTable.id)]);
-    const mine = (things: string[]) => things.filter((thing) => [net.id, orphanTable.id, id].some((each) => thing.includes(each.slice(0, 8))));
-    assert.deepEqual(mine(await network.tearDownLeft([netns])), [`namespace ${netns}`, `nftables table ${networkTableNameOf(orphanTable.id)}`]);
+    // Published ports of a VM whose namespace is gone.
+    const goneVm = vmId();
+    execFileSync('nft', ['add', 'table', 'inet', publishTableNameOf(goneVm)]);
+    const mine = (things: string[]) => things.filter((thing) => [net.id, orphanTable.id, id, goneVm].some((each) => thing.includes(each.slice(0, 8))));
+    assert.deepEqual(mine(await network.tearDownLeft([netns])), [
+      `namespace ${netns}`,
+      `nftables table ${networkTableNameOf(orphanTable.id)}`,
+      `nftables table ${publishTableNameOf(goneVm)}`,
+    ]);
     await network.tearDown([netns]);
     assert.deepEqual(mine(await network.tearDownLeft([netns])), [], 'nothing is left');
     assert.equal(existsSync(`/run/netns/${netns}`), false);
-    assert.doesNotMatch(tables(), new RegExp(`${networkTableNameOf(net.id)}|${networkTableNameOf(orphanTable.id)}`));
+    assert.doesNotMatch(tables(), new RegExp(`${networkTableNameOf(net.id)}|${networkTableNameOf(orphanTable.id)}|${publishTableNameOf(goneVm)}`));
   });
 });

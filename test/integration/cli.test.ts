@@ -174,22 +174,32 @@ describe('nexus vm, on a hollow host', () => {
 
   it('create (on a network, at an address), ls, inspect, stop and rm, with --json; refusals as message and hint', async () => {
     assert.equal((await runNexus(['network', 'create', 'cli-vms', '--cidr', '10.41.0.0/24'], env)).code, 0);
-    const created = await runNexus(['vm', 'create', 'web', '--network', 'cli-vms:10.41.0.9', '--wait', '30', '--json'], env);
+    const created = await runNexus(
+      ['vm', 'create', 'web', '--network', 'cli-vms:10.41.0.9', '--publish', '18090:80', '--publish', '18053:53/udp', '--wait', '30', '--json'],
+      env,
+    );
     assert.equal(created.code, 0, created.output);
     const vm = JSON.parse(created.output);
     assert.equal(vm.state, 'running');
     assert.deepEqual([vm.addresses[0].network, vm.addresses[0].ip], ['cli-vms', '10.41.0.9']);
+    assert.deepEqual(
+      vm.ports.map((port: { host_port: number; guest_port: number; protocol: string }) => `${port.host_port}:${port.guest_port}/${port.protocol}`),
+      ['18090:80/tcp', '18053:53/udp'],
+      '--publish host:guest[/udp]',
+    );
     const listed = await runNexus(['vm', 'ls'], env);
     assert.match(listed.output, /^NAME\s+STATE\s+DESIRED\s+ADDRESS\s+NETWORK\s+VCPU\s+MEM\s+PROJECT\s+CREATED\s+ID\n/);
     assert.match(listed.output, new RegExp(`\\nweb\\s+running\\s+running\\s+10\\.41\\.0\\.9\\s+cli-vms\\s+1\\s+128 MiB\\s+default\\s+\\S+ ago\\s+${vm.id}\\n`));
     const inspected = await runNexus(['vm', 'inspect', 'web'], env);
     assert.match(inspected.output, /\naddress {4}10\.41\.0\.9\/24 on cli-vms via 10\.41\.0\.1 \(MAC 06(:[0-9a-f]{2}){5}\)\n/);
+    assert.match(inspected.output, /\nport {7}18090\/tcp -> 80 \(at [^)]+:18090\)\n/);
     assert.match((await runNexus(['vm', 'stop', 'web', '--wait', '30'], env)).output, /VM web is stopped\./);
     const nowhere = await runNexus(['vm', 'create', 'lost', '--network', 'nowhere'], env);
     assert.equal(nowhere.code, 1);
     assert.match(nowhere.output, /nexus: networks\[0\]: no network nowhere in project default\n {2}hint: GET \/v1\/networks/);
     const malformed = await runNexus(['vm', 'create', 'lost', '--network', 'a:b:c'], env);
     assert.match(malformed.output, /--network takes a network and an optional address/);
+    assert.match((await runNexus(['vm', 'create', 'lost', '--publish', '80'], env)).output, /--publish takes host:guest/);
     assert.match((await runNexus(['vm', 'rm', 'web', '--wait', '30'], env)).output, /VM web is deleted\./);
     assert.deepEqual(JSON.parse((await runNexus(['vm', 'ls', '--json'], env)).output), []);
   });

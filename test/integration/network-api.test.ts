@@ -164,4 +164,59 @@ describe('networks and addresses through the API', () => {
     await send(url(`/v1/vms/${again.id}?wait=30`), { method: 'DELETE' });
     assert.equal((await send(url(`/v1/networks/${network.id}`), { method: 'DELETE' })).status, 200, 'with no VM left, it goes');
   });
+
+  it('publishes ports: shown where reachable, sent to the agent, each host port held once; every bad one refused with the error contract', async () => {
+    const ports = [{ host_port: 18080, guest_port: 80 }];
+    const web = await send(url('/v1/vms?wait=30'), { body: vmBody('web-ports', { desired_state: 'running', ports }) });
+    assert.equal(web.status, 201, JSON.stringify(web.body));
+    const host = (await manager.hosts.list())[0];
+    const hostName = new URL(`http://${host?.address}`).hostname;
+    assert.deepEqual(web.body.ports, [{ host_port: 18080, guest_port: 80, protocol: 'tcp', reachable_at: `${hostName}:18080` }], 'where the port is reachable');
+    const onAgent = await send(`${hollow.agent.url}/agent/v1/vms/${web.body.id}`, { headers: { authorization: `Bearer ${hollow.agent.identity.credential}` } });
+    assert.deepEqual(onAgent.body.spec.nics[0].ports, [{ host_port: 18080, guest_port: 80, protocol: 'tcp' }], 'the agent is asked to publish it');
+    assert.deepEqual(
+      hollow.host.network.nicOf.get(vmNetnsNameOf(web.body.id))?.ports,
+      [{ host_port: 18080, guest_port: 80, protocol: 'tcp' }],
+      'and plumbs it',
+    );
+
+    const minted = await send(url('/v1/tokens'), { body: { owner: 'ports-op', role: 'operator', project: 'default' } });
+    assert.equal(minted.status, 201, JSON.stringify(minted.body));
+    const asOperator = { authorization: `Bearer ${minted.body.token}` };
+    const refusals: Array<[string, Record<string, unknown>, number, string, RegExp, Record<string, string>?]> = [
+      ['taken', { ports: [{ host_port: 18080, guest_port: 81 }] }, 409, 'conflict', /18080\/tcp by VM web-ports/],
+      [
+        'twice',
+        {
+          ports: [
+            { host_port: 18081, guest_port: 80 },
+            { host_port: 18081, guest_port: 81 },
+          ],
+        },
+        400,
+        'validation_failed',
+        /published twice/,
+      ],
+      ['no-nic', { nic: false, ports: [{ host_port: 18082, guest_port: 80 }] }, 400, 'validation_failed', /need a NIC/],
+      ['privileged', { ports: [{ host_port: 80, guest_port: 80 }] }, 403, 'forbidden', /only an admin/, asOperator],
+      ['zero', { ports: [{ host_port: 0, guest_port: 80 }] }, 400, 'validation_failed', /host_port/],
+      ['too-high', { ports: [{ host_port: 18083, guest_port: 65536 }] }, 400, 'validation_failed', /guest_port/],
+      ['protocol', { ports: [{ host_port: 18084, guest_port: 80, protocol: 'sctp' }] }, 400, 'validation_failed', /protocol/],
+      ['too-many', { ports: Array.from({ length: 17 }, (_, index) => ({ host_port: 20000 + index, guest_port: 80 })) }, 400, 'validation_failed', /ports/],
+    ];
+    for (const [name, extra, status, code, message, headers] of refusals) {
+      const refused = await send(url('/v1/vms'), { body: vmBody(`refused-${name}`, extra), ...(headers ? { headers } : {}) });
+      assertErrorContract(refused, status, code);
+      assert.match(`${refused.body.fault_message}`, message, `${name}: ${refused.body.fault_message}`);
+    }
+    const names = ((await send(url('/v1/vms'))).body.items as Array<{ name: string }>).map((vm) => vm.name);
+    assert.deepEqual(
+      names.filter((name) => name.startsWith('refused-')),
+      [],
+      'nothing refused was created',
+    );
+    assert.equal((await send(url(`/v1/vms/${web.body.id}?wait=30`), { method: 'DELETE' })).status, 200);
+    const again = await send(url('/v1/vms'), { body: vmBody('web-ports-again', { ports }) });
+    assert.equal(again.status, 201, `the port is free again once its VM is gone: ${JSON.stringify(again.body)}`);
+  });
 });

@@ -50,6 +50,7 @@ const CORE_TABLES = [
   'vm',
   'vm_event',
   'vm_nic',
+  'vm_port',
 ];
 const T0 = new Date('2026-01-01T00:00:00Z');
 const later = (ms: number) => new Date(T0.getTime() + ms);
@@ -618,6 +619,72 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       assert.equal(defaults[0].id, defaults[1].id, 'asked twice at once, made once');
       assert.equal(defaults[0].cidr, '10.220.1.0/24', 'the first block no network overlaps');
       assert.equal(defaults[0].name, 'default');
+    });
+
+    it('reserves the host ports a VM publishes as it is placed: one VM per port and host, even when placed at once', async () => {
+      const vms = new SqlVmRepo(database.db);
+      const publishing = (name: string) =>
+        vms.create(
+          {
+            project: 'default',
+            name,
+            spec: {
+              vcpu: 1,
+              mem_mib: 128,
+              kernel_path: '/k',
+              initrd_path: null,
+              boot_args: 'x',
+              rootfs_path: '/r',
+              extra_drives: [],
+              nic: true,
+              ports: [{ host_port: 8080, guest_port: 80, protocol: 'tcp' }],
+            },
+            desiredState: 'stopped',
+            tags: {},
+            expiresAt: null,
+          },
+          () => undefined,
+        );
+      const enroll = async (name: string) => {
+        await repo.createJoinToken(`port-${name}`, later(60_000));
+        const enrolled = await repo.enroll(`port-${name}`, { name, address: 'a:1', capacity: CAPACITY, credential: name }, later(0));
+        assert.ok(enrolled.ok, `host ${name} enrolled`);
+        return enrolled.host.id;
+      };
+      const [hostA, hostB] = [await enroll('ports-a'), await enroll('ports-b')];
+      const racers = await Promise.all(Array.from({ length: 6 }, (_, index) => publishing(`port-${index}`)));
+      const results = await Promise.all(racers.map((vm) => vms.setHost(vm.id, hostA, {})));
+      const winners = racers.filter((_, index) => results[index]?.length === 0);
+      assert.equal(winners.length, 1, 'six placed on one host at once: one holds the port');
+      const winner = winners[0];
+      const losers = racers.filter((vm) => vm !== winner);
+      for (const [index, result] of results.entries()) {
+        if (racers[index] !== winner)
+          assert.deepEqual(
+            result.map((holder) => holder.vmName),
+            [winner?.name],
+            'a loser is told who holds it',
+          );
+      }
+      for (const loser of losers) assert.equal((await vms.get(loser.id))?.hostId, null, `${loser.name} is not placed`);
+      const [second, third] = losers;
+      assert.ok(second && third && winner);
+      assert.deepEqual(await vms.setHost(second.id, hostB, {}), [], 'on another host the port is free');
+      assert.deepEqual(
+        (await vms.portHolders([{ protocol: 'tcp', hostPort: 8080 }])).map((holder) => [holder.hostId, holder.vmName]).sort(),
+        [
+          [hostA, winner.name],
+          [hostB, second.name],
+        ].sort(),
+      );
+      assert.deepEqual(await vms.portHolders([{ protocol: 'udp', hostPort: 8080 }]), [], 'udp/8080 is another port');
+      await vms.delete(winner.id);
+      assert.deepEqual(await vms.setHost(third.id, hostA, {}), [], "a port is free again once its VM's row is gone");
+      assert.deepEqual(
+        await vms.setHost(second.id, hostA, {}),
+        [third].map((vm) => ({ hostId: hostA, protocol: 'tcp', hostPort: 8080, vmId: vm.id, vmName: vm.name })),
+      );
+      assert.equal((await vms.get(second.id))?.hostId, hostB, 'a refused placement leaves the VM where it was');
     });
 
     it('gives each NIC an address: the lowest free, never one twice when VMs are created at once; one asked for is checked', async () => {

@@ -1,6 +1,7 @@
 import type { VmMetricsRecord } from '../../contracts/observe-api.js';
 import type { VmContext } from './vm-context.js';
-import { hostDeviceOf } from '../steps/network-steps.js';
+import { GUEST_TAP } from '../../contracts/host-names.js';
+import { hostDeviceOf, networkNicOf } from '../steps/network-steps.js';
 
 /** Each running VM's usage, sampled into its folder: what the metrics API and the fleet view read. */
 export class VmMetricsSampler {
@@ -23,7 +24,8 @@ export class VmMetricsSampler {
         const [vmm, usage, net] = await Promise.all([
           driver.sampleMetrics(vm),
           counters.processUsage(process.pid),
-          counters.guestNet(hostDeviceOf(id, stored.spec)),
+          // A VM on a network: its tap0, in the namespace its VMM runs in.
+          networkNicOf(id, stored.spec) ? counters.guestNet(GUEST_TAP, process.pid) : counters.guestNet(hostDeviceOf(id, stored.spec)),
         ]);
         if (!usage) continue;
         await store.appendMetrics(vm, {

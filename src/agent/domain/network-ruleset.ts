@@ -102,3 +102,44 @@ export function vmNetnsRuleset(rules: VmNetnsRules): string {
   ];
   return `${lines.join('\n')}\n`;
 }
+
+/** What a VM's published ports on its host are made from. */
+export interface PublishRules {
+  /** The table (family inet) on the host: one per VM. */
+  table: string;
+  /** The host end of the VM's veth, and the VM's address. */
+  veth: string;
+  ip: string;
+  ports: ReadonlyArray<{ host_port: number; guest_port: number; protocol: 'tcp' | 'udp' }>;
+}
+
+/**
+ * The rules that publish a VM's ports on its host, written whole: what comes in for a host port on
+ * any of the host's own addresses, from outside (prerouting) or from the host itself (output), is
+ * sent to the VM's address and guest port. A client on the host's loopback is masqueraded as it
+ * leaves for the VM (whose answer could not go back to 127.0.0.1), which the veth allows with
+ * `route_localnet`.
+ */
+export function publishRuleset(rules: PublishRules): string {
+  const { table, veth, ip, ports } = rules;
+  const dnat = ports.map((port) => `    fib daddr type local ${port.protocol} dport ${port.host_port} dnat ip to ${ip}:${port.guest_port}`);
+  const lines = [
+    `table inet ${table} {}`,
+    `delete table inet ${table}`,
+    `table inet ${table} {`,
+    '  chain prerouting {',
+    '    type nat hook prerouting priority dstnat; policy accept;',
+    ...dnat,
+    '  }',
+    '  chain output {',
+    '    type nat hook output priority -100; policy accept;',
+    ...dnat,
+    '  }',
+    '  chain postrouting {',
+    '    type nat hook postrouting priority srcnat; policy accept;',
+    `    oifname "${veth}" ip saddr 127.0.0.0/8 masquerade`,
+    '  }',
+    '}',
+  ];
+  return `${lines.join('\n')}\n`;
+}

@@ -25,12 +25,33 @@ export async function processUsage(pid: number): Promise<{ cpuSeconds: number; r
 
 /**
  * A TAP's counters seen from the guest: what the TAP transmits, the guest receives. Zeros for a
- * VM without a TAP (or one gone).
+ * VM without a TAP (or one gone). With `pid`, the TAP in that process's network namespace, from
+ * its `/proc/<pid>/net/dev`: a VM on a network has its TAP in a namespace of its own, where the
+ * guest's traffic to its gateway and DHCP server never reaches the host's side.
  */
-export async function guestNetCounters(tap: string | null): Promise<VmMetricsRecord['net']> {
+export async function guestNetCounters(tap: string | null, pid?: number): Promise<VmMetricsRecord['net']> {
+  if (tap && pid !== undefined) return namespacedTapCounters(tap, pid);
   const read = async (name: string) => (tap ? Number((await readFile(`/sys/class/net/${tap}/statistics/${name}`, 'utf8').catch(() => '0')).trim()) : 0);
   const [rxBytes, txBytes, rxPackets, txPackets] = await Promise.all([read('tx_bytes'), read('rx_bytes'), read('tx_packets'), read('rx_packets')]);
   return { rx_bytes: rxBytes, tx_bytes: txBytes, rx_packets: rxPackets, tx_packets: txPackets };
+}
+
+async function namespacedTapCounters(tap: string, pid: number): Promise<VmMetricsRecord['net']> {
+  return guestCountersIn(await readFile(`/proc/${pid}/net/dev`, 'utf8').catch(() => ''), tap);
+}
+
+/** A TAP's counters seen from the guest, from a `/proc/net/dev` table; zeros when the TAP is not in it. */
+export function guestCountersIn(netDev: string, tap: string): VmMetricsRecord['net'] {
+  const line = netDev.split('\n').find((each) => each.trimStart().startsWith(`${tap}:`));
+  // Receive: bytes packets errs drop fifo frame compressed multicast; then transmit: bytes packets …
+  const fields = (
+    line
+      ?.slice(line.indexOf(':') + 1)
+      .trim()
+      .split(/\s+/) ?? []
+  ).map(Number);
+  const at = (index: number) => (Number.isFinite(fields[index]) ? (fields[index] ?? 0) : 0);
+  return { rx_bytes: at(8), tx_bytes: at(0), rx_packets: at(9), tx_packets: at(1) };
 }
 
 /** This machine's counters, from /proc and /sys. */

@@ -36,13 +36,23 @@ export async function resolveSpec(store: VmStore, vm: VmLayout, requested: Machi
     ...(initrd ? { initrd: { path: initrd } } : {}),
     drives,
     // The TAP and MAC are the agent's to name (from the VM id); the network and address are the manager's.
-    nics: requested.nics.map((nic) => (nic.network && nic.ip ? { network: nic.network, ip: nic.ip } : {})),
+    nics: requested.nics.map((nic) => (nic.network && nic.ip ? { network: nic.network, ip: nic.ip, ...(nic.ports?.length ? { ports: nic.ports } : {}) } : {})),
   };
 }
 
-/** A NIC on a network comes with its address in it; one without either goes on the flat bridge. */
+/**
+ * A NIC on a network comes with its address in it; one without either goes on the flat bridge.
+ * Only a NIC on a network publishes ports, each host port and protocol once.
+ */
 function checkNicAddress(index: number, nic: NicSpec): void {
-  if (!nic.network && !nic.ip) return;
+  const ports = nic.ports ?? [];
+  const names = ports.map((port) => `${port.host_port}/${port.protocol}`);
+  const twice = names.find((name, at) => names.indexOf(name) !== at);
+  if (twice) throw new NexusError('bad_request', `nics[${index}]: host port ${twice} is published twice`);
+  if (!nic.network && !nic.ip) {
+    if (ports.length > 0) throw new NexusError('bad_request', `nics[${index}]: only a NIC on a network publishes ports`);
+    return;
+  }
   const block = nic.network && parseIpv4Block(nic.network.cidr);
   const address = nic.ip === undefined ? undefined : parseIpv4(nic.ip);
   if (!block || block.hostBitsSet || address === undefined || !blockContains(block, address) || address === block.base + 1) {

@@ -1,4 +1,4 @@
-import type { NicNetwork } from '../../contracts/machine-spec.js';
+import type { NicNetwork, NicPort } from '../../contracts/machine-spec.js';
 
 /** A NIC on a network, as its host plumbs it: the network, the address IPAM gave it, its MAC (the DHCP server's static lease). */
 export interface NetworkNic {
@@ -10,6 +10,8 @@ export interface NetworkNic {
    * the address frozen in its memory, and its namespace translates between the two.
    */
   guestIp?: string;
+  /** Guest ports published on the host's addresses (DNAT to `ip`). */
+  ports?: readonly NicPort[];
 }
 
 /**

@@ -6,7 +6,9 @@ import type { HostNetwork, NetworkNic } from '../ports/host-network.js';
 /** The VM's NIC as its host plumbs it, when it is on a network (its MAC, as the driver gives it, from the VM id). */
 export function networkNicOf(vmId: string, spec: MachineSpec): NetworkNic | undefined {
   const nic = spec.nics[0];
-  return nic?.network && nic.ip ? { network: nic.network, ip: nic.ip, mac: nic.mac ?? macOf(vmId) } : undefined;
+  return nic?.network && nic.ip
+    ? { network: nic.network, ip: nic.ip, mac: nic.mac ?? macOf(vmId), ...(nic.ports?.length ? { ports: nic.ports } : {}) }
+    : undefined;
 }
 
 /** The host device that carries the VM's traffic (its TAP, or its namespace's veth), or null for a VM without a NIC. */

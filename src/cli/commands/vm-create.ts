@@ -10,6 +10,7 @@ interface Flags extends ClientFlags {
   vcpu: string;
   mem: string;
   network?: string[];
+  publish?: string[];
   nic: boolean;
   bootArgs?: string;
   project?: string;
@@ -28,6 +29,7 @@ export function registerVmCreate(vm: Command): void {
       .option('--vcpu <n>', 'vCPUs', '1')
       .option('--mem <mib>', 'memory in MiB', '128')
       .option('--network <network[:ip]>', "a NIC on this network (name or id), at this address if given; default: the project's default network", collect)
+      .option('--publish <host:guest[/udp]>', "publish a guest port on its host's addresses (repeatable; tcp unless /udp)", collect)
       .option('--no-nic', 'no NIC at all')
       .option('--boot-args <args>', "the whole kernel command line (default: the image's)")
       .option('--project <name>', "default: the token's project")
@@ -43,6 +45,7 @@ export function registerVmCreate(vm: Command): void {
         ...(await imageIdsOf(client, flags.image)),
         ...(flags.nic ? {} : { nic: false }),
         ...(flags.network ? { networks: flags.network.map(nicOf) } : {}),
+        ...(flags.publish ? { ports: flags.publish.map(portOf) } : {}),
         ...(flags.bootArgs ? { boot_args: flags.bootArgs } : {}),
         ...(flags.project ? { project: flags.project } : {}),
         ...(flags.stopped ? { desired_state: 'stopped' as const } : {}),
@@ -51,6 +54,9 @@ export function registerVmCreate(vm: Command): void {
       const made = await client.createVm(request, flags.wait ? wholeNumber(flags.wait, '--wait') : undefined);
       if (flags.json) return printJson(made);
       process.stdout.write(`Created VM ${made.name} (${made.state}) ${describeAddresses(made)}: ${made.id}\n`);
+      for (const port of made.ports) {
+        process.stdout.write(`  port ${port.host_port}/${port.protocol} -> ${port.guest_port}${port.reachable_at ? ` at ${port.reachable_at}` : ''}\n`);
+      }
     }),
   );
 }
@@ -71,6 +77,13 @@ function nicOf(text: string): { network: string; ip?: string } {
   if (!network || rest.length > 0)
     throw new NexusError('validation_failed', `--network takes a network and an optional address, like backend:10.220.8.7 (got '${text}')`);
   return ip ? { network, ip } : { network };
+}
+
+/** `8080:80` or `5353:53/udp`. */
+function portOf(text: string): { host_port: number; guest_port: number; protocol: 'tcp' | 'udp' } {
+  const match = /^(\d{1,5}):(\d{1,5})(?:\/(tcp|udp))?$/.exec(text);
+  if (!match) throw new NexusError('validation_failed', `--publish takes host:guest with an optional /tcp or /udp, like 8080:80 (got '${text}')`);
+  return { host_port: Number(match[1]), guest_port: Number(match[2]), protocol: (match[3] ?? 'tcp') as 'tcp' | 'udp' };
 }
 
 function wholeNumber(text: string, flag: string): number {

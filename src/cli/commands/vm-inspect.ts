@@ -20,6 +20,10 @@ export function registerVmInspect(vm: Command): void {
           'address',
           `${address.ip}/${address.prefix_length} on ${address.network} via ${address.gateway} (MAC ${address.mac})`,
         ]),
+        ...found.ports.map((port): [string, string] => [
+          'port',
+          `${port.host_port}/${port.protocol} -> ${port.guest_port}${port.reachable_at ? ` (at ${port.reachable_at})` : ' (not placed yet)'}`,
+        ]),
         ['boot args', found.boot_args],
         ['driver', found.driver ?? '-'],
         ['console', found.console_log ?? '-'],

@@ -23,6 +23,7 @@ import { type Principal, type Verb, decide, visibleProjects } from '../domain/ac
 import type { HostRecord, HostRepo } from '../ports/host-repo.js';
 import type { ImageRegistry } from './image-registry.js';
 import type { QuotaCheck, VmEventRecord, VmRecord, VmRepo } from '../ports/vm-repo.js';
+import { checkPorts, refuseTakenPorts, shownPorts } from '../domain/port-rules.js';
 
 export interface VmManagerConfig {
   /** `dev` accepts raw host paths for kernels and disks; production takes images by id only. */
@@ -71,13 +72,17 @@ export class VmManager {
       ...(rootfs.imageId ? [{ id: rootfs.imageId, kind: 'rootfs' as const, field: 'rootfs_image_id' }] : []),
       ...drives.flatMap(({ from }, index) => (from.imageId ? [{ id: from.imageId, kind: 'rootfs' as const, field: `extra_drives[${index}].image_id` }] : [])),
     ];
+    const ports = checkPorts(request.ports ?? [], { hasNic: request.nic !== false, callerIsAdmin: caller.role === 'admin' });
     const images = await this.images.resolve(wanted);
-    const largest = Math.max(0, ...(await this.hosts.list()).filter((host) => host.status === 'ready').map((host) => host.capacity.memory_mib));
+    const ready = (await this.hosts.list()).filter((host) => host.status === 'ready');
+    const largest = Math.max(0, ...ready.map((host) => host.capacity.memory_mib));
     if (largest > 0 && request.mem_mib > largest) {
       throw new NexusError('validation_failed', `mem_mib ${request.mem_mib} is more than the largest host has (${largest} MiB)`, {
         suggestion: `Ask for ${largest} MiB or less.`,
       });
     }
+    if (ports.length > 0)
+      refuseTakenPorts(ports, await this.vms.portHolders(ports.map((port) => ({ protocol: port.protocol, hostPort: port.host_port }))), ready);
     const kernelImage = kernel.imageId ? images.get(kernel.imageId) : undefined;
     const nics = await this.networks.nicRequests(project, request.networks, request.nic);
     // The quota is checked as the VM is inserted, in one step: checked apart, racing creates all fit.
@@ -102,6 +107,7 @@ export class VmManager {
           rootfs_image_id: rootfs.imageId,
           extra_drives: drives.map(({ drive, from }) => ({ id: drive.id, path: from.path, image_id: from.imageId, read_only: drive.read_only ?? false })),
           nic: nics.length > 0,
+          ...(ports.length > 0 ? { ports } : {}),
         },
       },
       check,
@@ -140,7 +146,7 @@ export class VmManager {
   }
 
   async get(id: string, caller: Principal): Promise<Vm> {
-    return this.toVm(await this.require(id, caller, 'read'));
+    return this.shown(await this.require(id, caller, 'read'));
   }
 
   async list(query: VmListQuery, caller: Principal): Promise<{ items: Vm[]; next_cursor: string | null }> {
@@ -154,7 +160,9 @@ export class VmManager {
       limit,
       projects: visibleProjects(caller),
     });
-    const items = records.map((record) => this.toVm(record));
+    const publishing = records.some((record) => record.hostId && record.spec.ports?.length);
+    const addresses = new Map(publishing ? (await this.hosts.list()).map((host) => [host.id, host.address]) : []);
+    const items = records.map((record) => this.toVm(record, record.hostId ? addresses.get(record.hostId) : undefined));
     const last = records.at(-1);
     return { items, next_cursor: records.length === limit && last ? encodeCursor([last.name]) : null };
   }
@@ -196,7 +204,7 @@ export class VmManager {
     for (;;) {
       stop?.throwIfAborted();
       const vm = await this.require(id, caller, 'read');
-      if (vm.observedState === state) return this.toVm(vm);
+      if (vm.observedState === state) return this.shown(vm);
       if (this.clock.now().getTime() >= deadline) {
         throw new NexusError('timeout', `VM ${id} is ${vm.observedState}, not ${state}, after ${timeoutMs / 1000} s`, {
           suggestion: vm.lastError ? `Its last error: ${vm.lastError.message}` : 'Wait longer, or GET /v1/vms/:id/events.',
@@ -312,7 +320,14 @@ export class VmManager {
     return vm ? { state: vm.observedState, desired_state: vm.desiredState, project: vm.project, resource_version: vm.resourceVersion } : null;
   }
 
-  private toVm(record: VmRecord): Vm {
+  /** The VM answer of one VM, its host looked up when it publishes ports. */
+  private async shown(record: VmRecord): Promise<Vm> {
+    const host = record.hostId && record.spec.ports?.length ? await this.hosts.get(record.hostId) : undefined;
+    return this.toVm(record, host?.address);
+  }
+
+  /** The VM answer; `hostAddress` (its host's) says where its published ports are reachable. */
+  private toVm(record: VmRecord, hostAddress?: string): Vm {
     const spec = placedSpec(record);
     return {
       id: record.id,
@@ -332,6 +347,7 @@ export class VmManager {
       rootfs_path: spec.rootfs_path,
       nic: record.spec.nic,
       tap: record.spec.nic ? nicDeviceOf(record.id, record.nics.length > 0) : null,
+      ports: shownPorts(record.spec.ports ?? [], hostAddress),
       addresses: record.nics.map((nic) => {
         const place = placeOnNetwork(nic);
         return {

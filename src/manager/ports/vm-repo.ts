@@ -21,6 +21,17 @@ export interface StoredVmSpec {
   rootfs_image_id?: string | null;
   extra_drives: StoredDrive[];
   nic: boolean;
+  /** Guest ports published on its host (absent in rows older than published ports). */
+  ports?: Array<{ host_port: number; guest_port: number; protocol: 'tcp' | 'udp' }>;
+}
+
+/** A host port a placed VM holds. */
+export interface PortHolder {
+  hostId: string;
+  protocol: 'tcp' | 'udp';
+  hostPort: number;
+  vmId: string;
+  vmName: string;
 }
 
 /**
@@ -180,7 +191,13 @@ export interface VmRepo {
    */
   setDesired(id: string, desired: DesiredState, expectedVersion?: number): Promise<VmRecord | 'stale' | undefined>;
   /** Binds the VM to its host for life, recording where its images are there. */
-  setHost(id: string, hostId: string, placedPaths: Record<string, string>): Promise<void>;
+  /**
+   * Places the VM on the host, reserving there the host ports its spec publishes, in one
+   * transaction. Answers the ports other VMs already hold there: then nothing was written.
+   */
+  setHost(id: string, hostId: string, placedPaths: Record<string, string>): Promise<PortHolder[]>;
+  /** Which VMs hold any of these host ports, on any host. */
+  portHolders(ports: ReadonlyArray<{ protocol: 'tcp' | 'udp'; hostPort: number }>): Promise<PortHolder[]>;
   /** Records the VMM the agent runs the VM with, and where its files are on the host, as the agent reports them. */
   setAgentView(id: string, view: { driver: VmmName; apiSocket: string; consoleLog: string }): Promise<void>;
   /**

@@ -28,6 +28,7 @@ import type { ImageRepo } from '../ports/image-repo.js';
 import type { StoredVmError, VmRecord, VmRepo } from '../ports/vm-repo.js';
 import { placeVm } from '../scheduler/placement.js';
 import type { Leadership } from '../ports/leadership.js';
+import { portName } from '../domain/port-rules.js';
 
 export interface VmReconcilerConfig {
   /** Every VM is looked at this often even without a write. Default 15 s. */
@@ -304,11 +305,18 @@ export class VmReconciler {
 
   /**
    * Places an unplaced VM, on a host holding every image it names, and records that host's paths
-   * for them. When nothing fits it goes `failed` with reason `no_capacity` (or `image_unavailable`).
+   * for them, reserving there the host ports it publishes. When nothing fits it goes `failed` with
+   * reason `no_capacity` (or `image_unavailable`, `port_unavailable`).
    */
   private async place(vm: VmRecord): Promise<boolean> {
     const imageIds = imageIdsOf(vm.spec);
-    const [hosts, allocations, located] = await Promise.all([this.hosts.list(), this.vms.allocations(), this.images.locate(imageIds)]);
+    const wanted = (vm.spec.ports ?? []).map((port) => ({ protocol: port.protocol, hostPort: port.host_port }));
+    const [hosts, allocations, located, holders] = await Promise.all([
+      this.hosts.list(),
+      this.vms.allocations(),
+      this.images.locate(imageIds),
+      this.vms.portHolders(wanted),
+    ]);
     const ready = hosts.filter((host) => host.status === 'ready' && host.capacity.drivers.some((driver) => driver.available));
     const loads = ready.map((host) => {
       const used = allocations.find((allocation) => allocation.hostId === host.id);
@@ -320,9 +328,12 @@ export class VmReconciler {
         allocatedVcpus: used?.vcpus ?? 0,
         allocatedMemoryMib: used?.memoryMib ?? 0,
         imageIds: new Set(located.get(host.id)?.keys()),
+        takenPorts: new Map(
+          holders.filter((holder) => holder.hostId === host.id && holder.vmId !== vm.id).map((holder) => [portName(holder), `VM ${holder.vmName}`]),
+        ),
       };
     });
-    const placement = placeVm({ vcpu: vm.spec.vcpu, memMib: vm.spec.mem_mib, imageIds }, loads, this.config.vcpuOvercommit);
+    const placement = placeVm({ vcpu: vm.spec.vcpu, memMib: vm.spec.mem_mib, imageIds, ports: wanted.map(portName) }, loads, this.config.vcpuOvercommit);
     if (!placement.ok) {
       await this.vms.observe(vm.id, {
         to: 'failed',
@@ -332,7 +343,12 @@ export class VmReconciler {
       });
       return false;
     }
-    await this.vms.setHost(vm.id, placement.hostId, Object.fromEntries(located.get(placement.hostId) ?? []));
+    const taken = await this.vms.setHost(vm.id, placement.hostId, Object.fromEntries(located.get(placement.hostId) ?? []));
+    if (taken.length > 0) {
+      // Another VM took one of its ports there since we looked: the next pass places it elsewhere, or says why not.
+      this.log.info({ vm_id: vm.id, host_id: placement.hostId, taken: taken.map(portName) }, 'a port was taken on the chosen host meanwhile; placing again');
+      return false;
+    }
     this.log.info({ vm_id: vm.id, host_id: placement.hostId }, 'VM placed');
     return true;
   }
@@ -461,7 +477,12 @@ export function machineSpecOf(vm: VmRecord): MachineSpec {
     ],
     nics:
       vm.nics.length > 0
-        ? vm.nics.map((each) => ({ network: { id: each.networkId, cidr: each.cidr, egress: each.egress, dns: each.dns }, ip: each.ip }))
+        ? vm.nics.map((each, index) => ({
+            network: { id: each.networkId, cidr: each.cidr, egress: each.egress, dns: each.dns },
+            ip: each.ip,
+            // Published ports go to the first NIC's address.
+            ...(index === 0 && spec.ports?.length ? { ports: spec.ports } : {}),
+          }))
         : spec.nic
           ? [{}]
           : [],

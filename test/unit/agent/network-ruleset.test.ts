@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { networkRuleset, vmNetnsRuleset } from '../../../src/agent/domain/network-ruleset.js';
+import { networkRuleset, publishRuleset, vmNetnsRuleset } from '../../../src/agent/domain/network-ruleset.js';
 
 const rules = (egress: 'allow' | 'deny', vms: string[] = ['nxv-0a0a0a0a', 'nxv-0b0b0b0b']) =>
   networkRuleset({ table: 'nexus_net_0a1b2c3d', cidr: '10.1.0.0/24', egress, vms });
@@ -73,5 +73,28 @@ describe("the rules inside a VM's namespace", () => {
     assert.deepEqual(chain(clone, 'prerouting'), ['iifname "veth0" ip daddr 10.1.0.9 dnat ip to 10.1.0.5']);
     assert.deepEqual(chain(clone, 'postrouting'), ['oifname "veth0" ip saddr 10.1.0.5 snat ip to 10.1.0.9']);
     assert.deepEqual(chain(clone, 'forward')[0], 'iifname "tap0" oifname "veth0" ip saddr 10.1.0.5 accept', 'the frozen address leaves');
+  });
+});
+
+describe("the rules publishing a VM's ports on its host", () => {
+  const rules = publishRuleset({
+    table: 'nexus_pub_0a0a0a0a',
+    veth: 'nxv-0a0a0a0a',
+    ip: '10.1.0.9',
+    ports: [
+      { host_port: 8080, guest_port: 80, protocol: 'tcp' },
+      { host_port: 5353, guest_port: 53, protocol: 'udp' },
+    ],
+  });
+  const dnat = ['fib daddr type local tcp dport 8080 dnat ip to 10.1.0.9:80', 'fib daddr type local udp dport 5353 dnat ip to 10.1.0.9:53'];
+
+  it("send what comes for a host port on the host's own addresses to the guest, from outside and from the host itself", () => {
+    assert.deepEqual(chain(rules, 'prerouting'), dnat, 'from outside');
+    assert.deepEqual(chain(rules, 'output'), dnat, 'from the host');
+  });
+
+  it("masquerade clients on the host's loopback as they leave for the VM, and replace the table whole", () => {
+    assert.deepEqual(chain(rules, 'postrouting'), ['oifname "nxv-0a0a0a0a" ip saddr 127.0.0.0/8 masquerade']);
+    assert.deepEqual(rules.split('\n').slice(0, 2), ['table inet nexus_pub_0a0a0a0a {}', 'delete table inet nexus_pub_0a0a0a0a']);
   });
 });

@@ -109,11 +109,29 @@ describe('ensure (agent core on fakes)', () => {
     assert.equal(agent.network.taps.has(tapNameOf(id)), false, 'no TAP on the flat bridge');
   });
 
-  it('refuses a NIC on a network without an address in it (or the other way round), storing nothing', async () => {
+  it("publishes a NIC's ports with its namespace, and keeps them in the stored spec", async () => {
     const agent = fakeAgentCore();
     const id = testVmId();
     const network = { id: '0a1b2c3d-0000-4000-8000-000000000001', cidr: '10.1.0.0/24', egress: 'allow' as const, dns: [] };
-    for (const nic of [{ network }, { ip: '10.1.0.9' }, { network, ip: '10.2.0.9' }, { network, ip: '10.1.0.1' }]) {
+    const ports = [{ host_port: 8080, guest_port: 80, protocol: 'tcp' as const }];
+    const vm = await agent.vms.ensure(id, { ...agent.spec(), nics: [{ network, ip: '10.1.0.9', ports }] });
+    assert.deepEqual(vm.spec.nics, [{ network, ip: '10.1.0.9', ports }], 'stored');
+    assert.deepEqual(agent.network.nicOf.get(vmNetnsNameOf(id))?.ports, ports, 'plumbed with the namespace');
+  });
+
+  it('refuses a NIC on a network without an address in it (or the other way round), ports on no network or twice, storing nothing', async () => {
+    const agent = fakeAgentCore();
+    const id = testVmId();
+    const network = { id: '0a1b2c3d-0000-4000-8000-000000000001', cidr: '10.1.0.0/24', egress: 'allow' as const, dns: [] };
+    const port = { host_port: 8080, guest_port: 80, protocol: 'tcp' as const };
+    for (const nic of [
+      { network },
+      { ip: '10.1.0.9' },
+      { network, ip: '10.2.0.9' },
+      { network, ip: '10.1.0.1' },
+      { ports: [port] },
+      { network, ip: '10.1.0.9', ports: [port, { ...port, guest_port: 81 }] },
+    ]) {
       await assert.rejects(
         agent.vms.ensure(id, { ...agent.spec(), nics: [nic] }),
         (error: unknown) => error instanceof NexusError && error.code === 'bad_request' && /nics\[0\]/.test(error.message),

@@ -30,6 +30,12 @@ describe('the root filesystem scripts', () => {
     assert.ok(ROOTFS_INIT.indexOf('/run/acpid.pid ]') < ROOTFS_INIT.indexOf(`echo "${BOOT_MARKER}"`), 'waits for acpid before the marker');
     assert.ok(ROOTFS_INIT.indexOf(`echo "${BOOT_MARKER}"`) < ROOTFS_INIT.indexOf('NEXUS_COUNTER'));
   });
+  it('serves one page with busybox httpd on the port nexus.httpd names, before the marker', () => {
+    assert.ok(ROOTFS_INIT.includes('nexus.httpd=*'), 'reads nexus.httpd');
+    assert.match(ROOTFS_INIT, /httpd -p "\$httpd_port" -h \/run\/www/, 'serves /run/www on that port');
+    assert.ok(ROOTFS_INIT.indexOf('httpd -p') < ROOTFS_INIT.indexOf(`echo "${BOOT_MARKER}"`), 'before the boot marker');
+  });
+
   it('the power button handler parses and powers off without going through init', () => {
     assert.equal(syntaxError(POWER_BUTTON_HANDLER), undefined);
     assert.match(POWER_BUTTON_HANDLER, /poweroff -f/);

@@ -12,6 +12,15 @@ const host = (name: string, memoryMib: number, allocatedMemoryMib = 0, vcpus = 2
 });
 
 describe('placeVm', () => {
+  it('places a VM that publishes ports only where all of them are free, and says who holds them when none has', () => {
+    const taken = (name: string, ports: Record<string, string>) => ({ ...host(name, 4096), takenPorts: new Map(Object.entries(ports)) });
+    const hosts = [taken('a', { '8080/tcp': 'VM web' }), taken('b', { '9090/tcp': 'VM api' }), taken('c', {})];
+    assert.deepEqual(placeVm({ vcpu: 1, memMib: 128, ports: ['8080/tcp', '9090/tcp'] }, hosts, 4), { ok: true, hostId: 'id-c' });
+    const none = placeVm({ vcpu: 1, memMib: 128, ports: ['8080/tcp'] }, [taken('a', { '8080/tcp': 'VM web' })], 4);
+    assert.deepEqual(none, { ok: false, reason: 'port_unavailable', message: 'no ready host has every port it publishes free: 8080/tcp by VM web on a' });
+    assert.equal(placeVm({ vcpu: 1, memMib: 128, ports: ['8080/udp'] }, [taken('a', { '8080/tcp': 'VM web' })], 4).ok, true, 'another protocol');
+  });
+
   it('spreads to the least loaded host that fits', () => {
     const placed = placeVm({ vcpu: 1, memMib: 512 }, [host('a', 4096, 3000), host('b', 4096, 1000), host('c', 1024, 0)], 4);
     assert.deepEqual(placed, { ok: true, hostId: 'id-b' });

@@ -541,3 +541,90 @@ describe('VmManager shows a VM', () => {
     assert.deepEqual(shown.last_error, lastError);
   });
 });
+
+describe('VmManager: published ports', () => {
+  it('keeps the ports (tcp unless said) and shows where each is reachable once placed', async () => {
+    const { manager, vms, request } = setup();
+    const vm = await manager.create(
+      request('web', {
+        ports: [
+          { host_port: 8080, guest_port: 80 },
+          { host_port: 5353, guest_port: 53, protocol: 'udp' },
+        ],
+      }),
+      operator,
+    );
+    assert.deepEqual(
+      vm.ports,
+      [
+        { host_port: 8080, guest_port: 80, protocol: 'tcp', reachable_at: null },
+        { host_port: 5353, guest_port: 53, protocol: 'udp', reachable_at: null },
+      ],
+      'not placed: reachable nowhere yet',
+    );
+    assert.deepEqual(await vms.setHost(vm.id, HOST.id, {}), [], 'placed, its ports reserved');
+    const shown = await manager.get(vm.id, operator);
+    assert.deepEqual(
+      shown.ports.map((port) => port.reachable_at),
+      ['127.0.0.1:8080', '127.0.0.1:5353'],
+      "at the host's address",
+    );
+    assert.deepEqual((await manager.list({}, operator)).items[0]?.ports, shown.ports, 'the list shows them as get does');
+  });
+
+  it('refuses a host port another VM holds on the only host (409 naming it), a port twice (400), ports without a NIC (400)', async () => {
+    const { manager, vms, request } = setup();
+    const holder = await manager.create(request('holder', { ports: [{ host_port: 8080, guest_port: 80 }] }), operator);
+    await vms.setHost(holder.id, HOST.id, {});
+    await rejectsWith(
+      manager.create(request('second', { ports: [{ host_port: 8080, guest_port: 81 }] }), operator),
+      'conflict',
+      /8080\/tcp by VM holder .* on host host-1/,
+    );
+    assert.equal(
+      (await manager.create(request('udp', { ports: [{ host_port: 8080, guest_port: 80, protocol: 'udp' }] }), operator)).ports.length,
+      1,
+      'udp/8080 is another port',
+    );
+    await rejectsWith(
+      manager.create(
+        request('twice', {
+          ports: [
+            { host_port: 9000, guest_port: 80 },
+            { host_port: 9000, guest_port: 81 },
+          ],
+        }),
+        operator,
+      ),
+      'validation_failed',
+      /9000\/tcp is published twice/,
+    );
+    await rejectsWith(
+      manager.create(request('bare', { nic: false, ports: [{ host_port: 9001, guest_port: 80 }] }), operator),
+      'validation_failed',
+      /need a NIC/,
+    );
+    assert.deepEqual((await manager.list({}, operator)).items.map((vm) => vm.name).sort(), ['holder', 'udp'], 'nothing refused was created');
+  });
+
+  it('lets a VM take a port held on one host when another host has it free', async () => {
+    const other = hostRecord({ id: '11111111-0000-4000-8000-000000000002', name: 'host-2', capacity: { memory_mib: 4096, run_dir: '/srv/fc' } });
+    const { manager, vms, request } = setup({ hosts: [HOST, other] });
+    const holder = await manager.create(request('holder', { ports: [{ host_port: 8080, guest_port: 80 }] }), operator);
+    await vms.setHost(holder.id, HOST.id, {});
+    const second = await manager.create(request('second', { ports: [{ host_port: 8080, guest_port: 80 }] }), operator);
+    assert.deepEqual(
+      (await vms.setHost(second.id, HOST.id, {})).map((taken) => taken.vmName),
+      ['holder'],
+      'not on the host where it is held: the store says who holds it',
+    );
+    assert.equal((await vms.get(second.id))?.hostId, null, 'and does not place it');
+    assert.deepEqual(await vms.setHost(second.id, other.id, {}), [], 'on the other host it is free');
+  });
+
+  it('lets only an admin publish a host port below 1024 (403 for an operator)', async () => {
+    const { manager, request } = setup();
+    await rejectsWith(manager.create(request('low', { ports: [{ host_port: 80, guest_port: 80 }] }), operator), 'forbidden', /below 1024, which only an admin/);
+    assert.equal((await manager.create(request('low', { project: 'default', ports: [{ host_port: 80, guest_port: 80 }] }), admin)).ports[0]?.host_port, 80);
+  });
+});

@@ -1,12 +1,22 @@
-import { access, readdir } from 'node:fs/promises';
+import { access, readdir, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { GUEST_TAP, NETWORK_TABLE_PATTERN, VM_NETNS_PATTERN, macOf, netnsPathOf, networkTableNameOf, vmNetnsNameOf } from '../../../contracts/host-names.js';
+import {
+  GUEST_TAP,
+  NETWORK_TABLE_PATTERN,
+  PUBLISH_TABLE_PATTERN,
+  VM_NETNS_PATTERN,
+  macOf,
+  netnsPathOf,
+  networkTableNameOf,
+  publishTableNameOf,
+  vmNetnsNameOf,
+} from '../../../contracts/host-names.js';
 import type { NicNetwork } from '../../../contracts/machine-spec.js';
 import { formatIpv4, parseIpv4Block } from '../../../kit/ipv4.js';
 import { KeyedMutex } from '../../../kit/keyed-mutex.js';
 import { runHostTool } from '../../../kit/host-tool.js';
 import { NexusError } from '../../../kit/nexus-error.js';
-import { networkRuleset, vmNetnsRuleset } from '../../domain/network-ruleset.js';
+import { networkRuleset, publishRuleset, vmNetnsRuleset } from '../../domain/network-ruleset.js';
 import type { NetworkNic } from '../../ports/host-network.js';
 import type { DhcpServers } from './dhcp-servers.js';
 import { type LinkInfo, ip, listLinks, readLink } from './ip-command.js';
@@ -101,6 +111,7 @@ export class VmNamespaces {
         [],
         `routing ${nic.ip} to ${netns}`,
       );
+      if (nic.ports?.length) await this.publish(vmId, netns, nic.ip, nic.ports);
       await this.locks.run(network.id, () => this.writeNetworkRules(network));
     } catch (error) {
       await this.remove(netns).catch((undoError: unknown) => this.log.error({ err: undoError }, `could not remove the half-made namespace ${netns}`));
@@ -119,16 +130,24 @@ export class VmNamespaces {
     if (device) assertOurs(device);
     const networkId = device && markOf(device)?.networkId;
     await this.dhcp?.stop(netns);
+    const published = publishTableOf(netns);
+    if ((await nftTables()).includes(published)) await nft(`delete table inet ${published}\n`, `removing the published ports of ${netns}`);
     if (device) await ip(['link', 'del', 'dev', netns], `deleting the veth ${netns}`);
     if (device?.ifalias?.endsWith(FORWARDING_TURNED_ON)) await handOnForwardingMark();
     if (await netnsExists(netns)) await ip(['netns', 'del', netns], `deleting the network namespace ${netns}`);
     if (networkId) await this.locks.run(networkId, () => this.dropFromNetworkRules(networkId, netns));
   }
 
-  /** The VM namespaces and host-side veths of VMs that exist now (a veth is named like its namespace), sorted. */
+  /**
+   * The VMs that have anything here, by their namespace's name: a namespace, a veth (named like
+   * it), a DHCP server's files or a published-ports table. {@link remove} removes all of it, so a
+   * leftover of any of these kinds is listed, and removed, as one.
+   */
   async list(): Promise<string[]> {
     const names = new Set(await namespaces());
     for (const link of await listLinks()) if (isVmVeth(link)) names.add(link.ifname);
+    for (const netns of (await this.dhcp?.names()) ?? []) if (VM_NETNS_PATTERN.test(netns)) names.add(netns);
+    for (const table of await nftTables()) if (PUBLISH_TABLE_PATTERN.test(table)) names.add(netnsOfPublishTable(table));
     return [...names].sort();
   }
 
@@ -155,10 +174,23 @@ export class VmNamespaces {
   private async unusedParts(): Promise<{ tables: string[]; servers: string[] }> {
     const links = await listLinks();
     const used = new Set(links.flatMap((link) => (isVmVeth(link) ? [networkTableNameOf(markOf(link)?.networkId ?? '')] : [])));
-    const tables = (await networkTables()).filter((table) => !used.has(table));
+    const veths = new Set(links.filter(isVmVeth).map((link) => link.ifname));
+    const tables = [
+      ...(await networkTables()).filter((table) => !used.has(table)),
+      ...(await nftTables()).filter((table) => PUBLISH_TABLE_PATTERN.test(table) && !veths.has(netnsOfPublishTable(table))),
+    ];
     const present = new Set(await namespaces());
     const servers = ((await this.dhcp?.names()) ?? []).filter((netns) => !present.has(netns));
     return { tables, servers };
+  }
+
+  /**
+   * Publishes the VM's ports on the host: its table of DNAT rules, and `route_localnet` on its
+   * veth so clients on the host's loopback reach it too.
+   */
+  private async publish(vmId: string, veth: string, ip: string, ports: NonNullable<NetworkNic['ports']>): Promise<void> {
+    await writeFile(`/proc/sys/net/ipv4/conf/${veth}/route_localnet`, '1\n');
+    await nft(publishRuleset({ table: publishTableNameOf(vmId), veth, ip, ports }), `publishing the ports of VM ${vmId}`);
   }
 
   /** Writes the network's table whole, its set holding the network's veths on this host. Call holding the network. */
@@ -255,10 +287,24 @@ function inNetns(netns: string, command: string, args: string[], options: { doin
   return runHostTool('nsenter', [`--net=${netnsPathOf(netns)}`, '--', command, ...args], options);
 }
 
-async function networkTables(): Promise<string[]> {
+/** The names of the host's nftables tables of family inet. */
+async function nftTables(): Promise<string[]> {
   const { stdout } = await runHostTool('nft', ['-j', 'list', 'tables', 'inet'], { doing: 'listing nftables tables' });
   const entries = (JSON.parse(stdout) as { nftables?: Array<{ table?: { name: string } }> }).nftables ?? [];
-  return entries.flatMap((entry) => (entry.table && NETWORK_TABLE_PATTERN.test(entry.table.name) ? [entry.table.name] : []));
+  return entries.flatMap((entry) => (entry.table ? [entry.table.name] : []));
+}
+
+async function networkTables(): Promise<string[]> {
+  return (await nftTables()).filter((table) => NETWORK_TABLE_PATTERN.test(table));
+}
+
+/** A VM's published-ports table, from its namespace's name (both carry the VM id's first 8 hex digits), and back. */
+function publishTableOf(netns: string): string {
+  return `nexus_pub_${netns.slice('nxv-'.length)}`;
+}
+
+function netnsOfPublishTable(table: string): string {
+  return `nxv-${table.slice('nexus_pub_'.length)}`;
 }
 
 async function nft(script: string, doing: string): Promise<void> {

@@ -142,6 +142,7 @@ export interface Schema {
   secret_key_check: SecretKeyCheckTable;
   network: NetworkTable;
   vm_nic: VmNicTable;
+  vm_port: VmPortTable;
 }
 
 export interface NetworkTable {
@@ -158,6 +159,15 @@ export interface NetworkTable {
 }
 
 /** One NIC of a VM and its address in its network; goes with the VM's row. */
+export interface VmPortTable {
+  vm_id: string;
+  host_id: string;
+  protocol: 'tcp' | 'udp';
+  host_port: number;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
+}
+
 export interface VmNicTable {
   vm_id: string;
   nic_index: number;

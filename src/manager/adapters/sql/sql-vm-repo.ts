@@ -6,6 +6,8 @@ import type { ProjectQuota, ProjectUsage } from '../../domain/access-policy.js';
 import type { StartHistory } from '../../domain/vm-lifecycle.js';
 import { networkBlockOf, pickAddress } from '../../domain/network-rules.js';
 import type {
+  PortHolder,
+  StoredVmSpec,
   EventsFilter,
   HostAllocation,
   NewVm,
@@ -102,12 +104,50 @@ export class SqlVmRepo implements VmRepo {
     return exists ? 'stale' : undefined;
   }
 
-  async setHost(id: string, hostId: string, placedPaths: Record<string, string>): Promise<void> {
-    await this.db
-      .updateTable('vm')
-      .set({ host_id: hostId, placed_paths: JSON.stringify(placedPaths), updated_at: new Date() })
-      .where('id', '=', id)
+  async setHost(id: string, hostId: string, placedPaths: Record<string, string>): Promise<PortHolder[]> {
+    const ports = await this.db
+      .transaction()
+      .execute(async (trx) => {
+        const row = await trx.selectFrom('vm').select('spec').where('id', '=', id).forUpdate().executeTakeFirst();
+        const wanted = ((row?.spec as StoredVmSpec | undefined)?.ports ?? []).map((port) => ({ protocol: port.protocol, hostPort: port.host_port }));
+        // A VM placed again (its host gone) gives up what it held on the old one.
+        await trx.deleteFrom('vm_port').where('vm_id', '=', id).execute();
+        if (wanted.length > 0) {
+          const reserved = await trx
+            .insertInto('vm_port')
+            .values(wanted.map((port) => ({ vm_id: id, host_id: hostId, protocol: port.protocol, host_port: port.hostPort })))
+            .onConflict((conflict) => conflict.constraint('vm_port_host_unique').doNothing())
+            .returning('host_port')
+            .execute();
+          // Another VM holds one there: undo, and say who.
+          if (reserved.length < wanted.length) throw new PortsTaken(wanted);
+        }
+        await trx
+          .updateTable('vm')
+          .set({ host_id: hostId, placed_paths: JSON.stringify(placedPaths), updated_at: new Date() })
+          .where('id', '=', id)
+          .execute();
+        return [];
+      })
+      .catch((error: unknown) => {
+        if (error instanceof PortsTaken) return error.ports;
+        throw error;
+      });
+    if (ports.length === 0) return [];
+    return (await this.portHolders(ports)).filter((holder) => holder.hostId === hostId && holder.vmId !== id);
+  }
+
+  async portHolders(ports: ReadonlyArray<{ protocol: 'tcp' | 'udp'; hostPort: number }>): Promise<PortHolder[]> {
+    if (ports.length === 0) return [];
+    const rows = await this.db
+      .selectFrom('vm_port')
+      .innerJoin('vm', 'vm.id', 'vm_port.vm_id')
+      .select(['vm_port.host_id', 'vm_port.protocol', 'vm_port.host_port', 'vm.id', 'vm.name'])
+      .where((eb) => eb.or(ports.map((port) => eb.and([eb('vm_port.protocol', '=', port.protocol), eb('vm_port.host_port', '=', port.hostPort)]))))
+      .orderBy('vm_port.host_port')
+      .orderBy('vm.name')
       .execute();
+    return rows.map((row) => ({ hostId: row.host_id, protocol: row.protocol, hostPort: row.host_port, vmId: row.id, vmName: row.name }));
   }
 
   async setAgentView(id: string, view: { driver: VmmName; apiSocket: string; consoleLog: string }): Promise<void> {
@@ -331,4 +371,11 @@ function toEventRecord(row: Selectable<VmEventTable>): VmEventRecord {
     message: row.message,
     createdAt: row.created_at,
   };
+}
+
+/** Thrown inside a placement's transaction to roll it back: a port it would reserve is held. */
+class PortsTaken extends Error {
+  constructor(readonly ports: Array<{ protocol: 'tcp' | 'udp'; hostPort: number }>) {
+    super('a host port is taken');
+  }
 }
