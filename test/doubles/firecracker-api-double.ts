@@ -3,7 +3,7 @@
  * the API on a unix socket, enforces the API contract (firecracker-api-contract.ts) and
  * Firecracker's phase rules, and fakes a guest on stdout. Driver tests spawn it through the
  * `firecracker-double` shim where a host has no KVM. It runs no guest: files named in bodies are
- * checked for existence, TAPs for presence in /sys/class/net, and snapshots are small JSON files
+ * checked for existence, TAPs for presence in its network namespace, and snapshots are small JSON files
  * plus a sparse memory file of the guest's size. Only ever started by tests.
  */
 import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -104,8 +104,12 @@ function requireFile(path: string, what: string): void {
   if (!existsSync(path) || !statSync(path).isFile()) throw new Fault(`${what} ${path} cannot be opened: No such file or directory (os error 2)`);
 }
 
+/** The TAP must exist in this process's network namespace (a VM's own, where the driver starts it): /proc/self/net/dev lists that one's devices. */
 function requireTap(name: string): void {
-  if (!existsSync(`/sys/class/net/${name}`)) {
+  const devices = readFileSync('/proc/self/net/dev', 'utf8')
+    .split('\n')
+    .map((line) => line.split(':')[0]?.trim());
+  if (!devices.includes(name)) {
     throw new Fault(
       `Could not create the network device: Open tap device failed: Error while creating ifreq structure: No such device (os error 19). Invalid TUN/TAP Backend provided by ${name}.`,
     );

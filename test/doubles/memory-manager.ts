@@ -195,7 +195,7 @@ export class MemoryVmRepo implements VmRepo {
       if (vm.hostId === null) continue;
       for (const port of vm.spec.ports ?? []) {
         if (ports.some((each) => each.protocol === port.protocol && each.hostPort === port.host_port)) {
-          holders.push({ hostId: vm.hostId, protocol: port.protocol, hostPort: port.host_port, vmId: vm.id, vmName: vm.name });
+          holders.push({ hostId: vm.hostId, protocol: port.protocol, hostPort: port.host_port, vmId: vm.id, vmName: vm.name, project: vm.project });
         }
       }
     }

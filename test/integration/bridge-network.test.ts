@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { networkTableNameOf, publishTableNameOf, tapNameOf, vmNetnsNameOf } from '../../src/contracts/host-names.js';
@@ -349,6 +350,7 @@ describe('VM namespaces (real namespaces, veths, TAPs, nftables tables and dnsma
     assert.match(inside, new RegExp(`inet 10\\.217\\.${third}\\.1/32`), 'tap0 inside has the gateway as its address');
     assert.match(inNetns(netnsA, 'ip', 'route'), new RegExp(`10\\.217\\.${third}\\.10 dev tap0`), 'the guest is routed to tap0');
     assert.equal(inNetns(netnsA, 'cat', '/proc/sys/net/ipv4/conf/tap0/proxy_arp').trim(), '1', 'proxy ARP answers for its neighbours');
+    assert.equal(inNetns(netnsA, 'cat', '/sys/class/net/tap0/address').trim(), '02:00:00:00:00:01', 'tap0 has the one MAC every tap0 has');
     assert.match(
       inNetns(netnsA, 'nft', 'list', 'table', 'inet', 'nexus_vm'),
       new RegExp(`ip saddr 10\\.217\\.${third}\\.10 accept`),
@@ -421,6 +423,27 @@ describe('VM namespaces (real namespaces, veths, TAPs, nftables tables and dnsma
     assert.equal(readFileSync(`/proc/sys/net/ipv4/conf/${netns}/route_localnet`, 'utf8').trim(), '1', 'route_localnet on its veth');
     await network.removeDevice(netns);
     assert.doesNotMatch(tables(), new RegExp(publishTableNameOf(id)), 'its ports go with it');
+  });
+
+  it('refuses to publish a host port a process of the host listens on, and makes nothing', async () => {
+    const listener = createServer();
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    const port = (listener.address() as AddressInfo).port;
+    const net = nicNetwork('allow', 1);
+    const id = vmId();
+    try {
+      await assert.rejects(
+        network.ensureNic(id, undefined, { ...nicOn(net, 14), ports: [{ host_port: port, guest_port: 80, protocol: 'tcp' }] }),
+        (error: NexusError) => error.code === 'conflict' && error.message.includes(`host port ${port}/tcp is in use on this host`),
+      );
+      assert.equal(existsSync(`/run/netns/${vmNetnsNameOf(id)}`), false, 'no namespace was made');
+      assert.doesNotMatch(tables(), new RegExp(publishTableNameOf(id)), 'no rules were written');
+      await network.ensureNic(id, undefined, { ...nicOn(net, 14), ports: [{ host_port: port, guest_port: 80, protocol: 'udp' }] });
+      assert.match(tables(), new RegExp(publishTableNameOf(id)), 'the same port over UDP is free');
+    } finally {
+      await new Promise((resolve) => listener.close(resolve));
+      await network.removeDevice(vmNetnsNameOf(id));
+    }
   });
 
   it("refuses a device with a VM namespace's name that Nexus did not make, and leaves it", async () => {

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, realpathSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, realpathSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { tapNameOf } from '../../src/contracts/host-names.js';
+import { tapNameOf, vmNetnsNameOf } from '../../src/contracts/host-names.js';
 import { vmLayout } from '../../src/contracts/vm-layout.js';
 import { readLink } from '../../src/agent/host/net/ip-command.js';
 import { assertErrorContract } from '../support/error-contract.js';
@@ -197,6 +198,36 @@ describe('jailed VMs: a uid of their own each (doubles)', () => {
     assert.equal(await readLink(tapNameOf(id)), undefined, 'nor a TAP');
   };
   const orphanDirs = async (): Promise<string[]> => (await fc.call('GET', '/agent/v1/inventory')).body.orphans.dirs;
+
+  it('runs a VM on a network jailed in its own namespace: the jailer joins it, and tap0 there is the jailed user’s', async () => {
+    // Not in `created`: the tests after this one count the VMs there.
+    const id = testVmId();
+    const third = randomBytes(1)[0] ?? 0;
+    const network = { id: `${randomBytes(4).toString('hex')}-0000-4000-8000-000000000000`, cidr: `10.214.${third}.0/24`, egress: 'allow', dns: [] };
+    const image = doubleImage(runDir);
+    const ensured = await fc.call('PUT', `/agent/v1/vms/${id}`, {
+      vcpu: 1,
+      mem_mib: 128,
+      kernel: { path: image.kernel, cmdline: 'console=ttyS0 reboot=k panic=1' },
+      drives: [{ id: 'rootfs', path: image.rootfs, is_root: true }],
+      nics: [{ network, ip: `10.214.${third}.2` }],
+    });
+    try {
+      assert.equal(ensured.status, 200, JSON.stringify(ensured.body));
+      const pid = (await act(id, 'start')).vm.pid as number;
+      const netns = vmNetnsNameOf(id);
+      const inNetns = execFileSync('ip', ['netns', 'exec', netns, 'readlink', '/proc/self/ns/net'], { encoding: 'utf8' }).trim();
+      assert.equal(readlinkSync(`/proc/${pid}/ns/net`), inNetns, "the jailed process runs in the VM's namespace");
+      const [tap] = JSON.parse(execFileSync('ip', ['-n', netns, '-j', '-d', 'link', 'show', 'tap0'], { encoding: 'utf8' })) as Array<{
+        linkinfo?: { info_data?: { user?: number } };
+      }>;
+      const uid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+      assert.equal(tap?.linkinfo?.info_data?.user, uid, 'tap0 belongs to the jailed user, who opened it');
+    } finally {
+      assert.equal((await fc.call('DELETE', `/agent/v1/vms/${id}`)).status, 200);
+    }
+    assert.equal(existsSync(`/run/netns/${vmNetnsNameOf(id)}`), false, 'its namespace goes with it');
+  });
 
   it("runs two VMs as two users, refuses a third, and gives a deleted VM's uid to the next", async () => {
     const [a, b, c] = [testVmId(), testVmId(), testVmId()];

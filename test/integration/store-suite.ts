@@ -682,7 +682,7 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       assert.deepEqual(await vms.setHost(third.id, hostA, {}), [], "a port is free again once its VM's row is gone");
       assert.deepEqual(
         await vms.setHost(second.id, hostA, {}),
-        [third].map((vm) => ({ hostId: hostA, protocol: 'tcp', hostPort: 8080, vmId: vm.id, vmName: vm.name })),
+        [third].map((vm) => ({ hostId: hostA, protocol: 'tcp', hostPort: 8080, vmId: vm.id, vmName: vm.name, project: 'default' })),
       );
       assert.equal((await vms.get(second.id))?.hostId, hostB, 'a refused placement leaves the VM where it was');
     });

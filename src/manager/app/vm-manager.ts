@@ -72,7 +72,6 @@ export class VmManager {
       ...(rootfs.imageId ? [{ id: rootfs.imageId, kind: 'rootfs' as const, field: 'rootfs_image_id' }] : []),
       ...drives.flatMap(({ from }, index) => (from.imageId ? [{ id: from.imageId, kind: 'rootfs' as const, field: `extra_drives[${index}].image_id` }] : [])),
     ];
-    const ports = checkPorts(request.ports ?? [], { hasNic: request.nic !== false, callerIsAdmin: caller.role === 'admin' });
     const images = await this.images.resolve(wanted);
     const ready = (await this.hosts.list()).filter((host) => host.status === 'ready');
     const largest = Math.max(0, ...ready.map((host) => host.capacity.memory_mib));
@@ -81,10 +80,12 @@ export class VmManager {
         suggestion: `Ask for ${largest} MiB or less.`,
       });
     }
-    if (ports.length > 0)
-      refuseTakenPorts(ports, await this.vms.portHolders(ports.map((port) => ({ protocol: port.protocol, hostPort: port.host_port }))), ready);
     const kernelImage = kernel.imageId ? images.get(kernel.imageId) : undefined;
     const nics = await this.networks.nicRequests(project, request.networks, request.nic);
+    const ports = checkPorts(request.ports ?? [], { hasNic: nics.length > 0, callerIsAdmin: caller.role === 'admin' });
+    if (ports.length > 0) {
+      refuseTakenPorts(ports, await this.vms.portHolders(ports.map((port) => ({ protocol: port.protocol, hostPort: port.host_port }))), ready, project);
+    }
     // The quota is checked as the VM is inserted, in one step: checked apart, racing creates all fit.
     const check = this.quotaCheck(project, request.vcpu, request.mem_mib);
     const record = await this.vms.create(

@@ -15,7 +15,9 @@ export function portName(port: { protocol: string; hostPort: number }): string {
  */
 export function checkPorts(ports: readonly PublishedPort[], vm: { hasNic: boolean; callerIsAdmin: boolean }): StoredPort[] {
   if (ports.length > 0 && !vm.hasNic) {
-    throw new NexusError('validation_failed', 'ports need a NIC: this VM has none (nic: false)', { suggestion: 'Drop nic: false, or the ports.' });
+    throw new NexusError('validation_failed', 'ports need a NIC: this VM has none (nic: false, or networks: [])', {
+      suggestion: 'Give it a NIC, or drop the ports.',
+    });
   }
   const checked = ports.map((port) => ({ host_port: port.host_port, guest_port: port.guest_port, protocol: port.protocol ?? 'tcp' }));
   const seen = new Set<string>();
@@ -33,17 +35,27 @@ export function checkPorts(ports: readonly PublishedPort[], vm: { hasNic: boolea
   return checked;
 }
 
+/** Who holds a port, as a caller of `project` may be told: a VM of its own project by name, any other not. */
+export function holderName(holder: PortHolder, project: string): string {
+  return holder.project === project ? `VM ${holder.vmName} (${holder.vmId})` : 'a VM of another project';
+}
+
 /**
- * Whether a VM publishing `ports` can be placed anywhere: a 409 naming the holders when, on every
- * ready host, another VM already holds one of them. (Placement then picks a host where all are
- * free; one placed meanwhile is caught there.)
+ * Whether a VM of `project` publishing `ports` can be placed anywhere: a 409 naming the holders
+ * (those of its own project) when, on every ready host, another VM already holds one of them.
+ * (Placement then picks a host where all are free; one placed meanwhile is caught there.)
  */
-export function refuseTakenPorts(ports: readonly StoredPort[], holders: readonly PortHolder[], readyHosts: ReadonlyArray<{ id: string; name: string }>): void {
+export function refuseTakenPorts(
+  ports: readonly StoredPort[],
+  holders: readonly PortHolder[],
+  readyHosts: ReadonlyArray<{ id: string; name: string }>,
+  project: string,
+): void {
   if (ports.length === 0 || readyHosts.length === 0) return;
   const blocking = readyHosts.map((host) => holders.find((holder) => holder.hostId === host.id));
   if (blocking.some((holder) => holder === undefined)) return;
   const named = blocking.map(
-    (holder, index) => `${portName(holder as PortHolder)} by VM ${holder?.vmName} (${holder?.vmId}) on host ${readyHosts[index]?.name}`,
+    (holder, index) => `${portName(holder as PortHolder)} by ${holderName(holder as PortHolder, project)} on host ${readyHosts[index]?.name}`,
   );
   throw new NexusError('conflict', `host port ${named.length === 1 ? 'taken' : 'taken on every ready host'}: ${named.join('; ')}`, {
     suggestion: 'Publish another host port, or delete the VM that holds it.',

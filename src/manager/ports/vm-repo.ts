@@ -32,6 +32,8 @@ export interface PortHolder {
   hostPort: number;
   vmId: string;
   vmName: string;
+  /** The holder's project: a caller of another project is not told its name. */
+  project: string;
 }
 
 /**

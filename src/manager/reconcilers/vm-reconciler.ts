@@ -28,7 +28,7 @@ import type { ImageRepo } from '../ports/image-repo.js';
 import type { StoredVmError, VmRecord, VmRepo } from '../ports/vm-repo.js';
 import { placeVm } from '../scheduler/placement.js';
 import type { Leadership } from '../ports/leadership.js';
-import { portName } from '../domain/port-rules.js';
+import { holderName, portName } from '../domain/port-rules.js';
 
 export interface VmReconcilerConfig {
   /** Every VM is looked at this often even without a write. Default 15 s. */
@@ -329,7 +329,7 @@ export class VmReconciler {
         allocatedMemoryMib: used?.memoryMib ?? 0,
         imageIds: new Set(located.get(host.id)?.keys()),
         takenPorts: new Map(
-          holders.filter((holder) => holder.hostId === host.id && holder.vmId !== vm.id).map((holder) => [portName(holder), `VM ${holder.vmName}`]),
+          holders.filter((holder) => holder.hostId === host.id && holder.vmId !== vm.id).map((holder) => [portName(holder), holderName(holder, vm.project)]),
         ),
       };
     });

@@ -604,6 +604,11 @@ describe('VmManager: published ports', () => {
       'validation_failed',
       /need a NIC/,
     );
+    await rejectsWith(
+      manager.create(request('bare', { networks: [], ports: [{ host_port: 9001, guest_port: 80 }] }), operator),
+      'validation_failed',
+      /need a NIC/,
+    );
     assert.deepEqual((await manager.list({}, operator)).items.map((vm) => vm.name).sort(), ['holder', 'udp'], 'nothing refused was created');
   });
 
@@ -620,6 +625,18 @@ describe('VmManager: published ports', () => {
     );
     assert.equal((await vms.get(second.id))?.hostId, null, 'and does not place it');
     assert.deepEqual(await vms.setHost(second.id, other.id, {}), [], 'on the other host it is free');
+  });
+
+  it('names a holder of another project to no one outside it', async () => {
+    const { manager, vms, request } = setup();
+    const theirs = await manager.create(request('secret-name', { project: 'other', ports: [{ host_port: 8080, guest_port: 80 }] }), otherOperator);
+    await vms.setHost(theirs.id, HOST.id, {});
+    await assert.rejects(manager.create(request('mine', { ports: [{ host_port: 8080, guest_port: 80 }] }), operator), (error: unknown) => {
+      assert.ok(error instanceof NexusError && error.code === 'conflict', String(error));
+      assert.match(error.message, /8080\/tcp by a VM of another project on host host-1/);
+      assert.doesNotMatch(error.message, new RegExp(`secret-name|${theirs.id}`), 'neither its name nor its id');
+      return true;
+    });
   });
 
   it('lets only an admin publish a host port below 1024 (403 for an operator)', async () => {

@@ -21,6 +21,8 @@ import type { NetworkNic } from '../../ports/host-network.js';
 import type { DhcpServers } from './dhcp-servers.js';
 import { type LinkInfo, ip, listLinks, readLink } from './ip-command.js';
 import { FORWARDING_TURNED_ON, enableIpForwarding, restoreForwarding } from './nat.js';
+import { which } from '../host-requirements.js';
+import { portsInUse } from './host-ports.js';
 
 /** The veth's end inside every VM namespace. */
 const NETNS_VETH = 'veth0';
@@ -29,6 +31,10 @@ const NETNS_VETH = 'veth0';
  * written in (no ARP on the veth, and the host end needs no address of its own).
  */
 const HOST_HOP = '169.254.0.1';
+/** The MAC of every VM namespace's `tap0` (locally administered, unicast): the guest's gateway, and every neighbour answered by proxy ARP. */
+const GUEST_TAP_MAC = '02:00:00:00:00:01';
+/** The key under which IP forwarding and its mark change (network ids are the other keys). */
+const FORWARDING_LOCK = 'ip_forward';
 /** The table inside each VM namespace. */
 const NETNS_TABLE = 'nexus_vm';
 /** The alias of the host end of a VM's veth: says it is Nexus's, and whose: `nexus vm <vm id> on network <network id>`. */
@@ -68,27 +74,45 @@ export class VmNamespaces {
     if (!block || block.hostBitsSet) throw new NexusError('bad_request', `network ${network.id}: '${network.cidr}' is not a network block`);
     const gateway = formatIpv4(block.base + 1);
     const guestIp = nic.guestIp ?? nic.ip;
+    const busy = await portsInUse(nic.ports ?? []);
+    if (busy.length > 0) {
+      throw new NexusError('conflict', `host port ${busy.join(', ')} is in use on this host: a process of the host listens on it`, {
+        suggestion: 'Publish another host port; a published port would take that process’s traffic.',
+      });
+    }
+    const existing = await readLink(netns);
+    const holder = existing && markOf(existing)?.vmId;
+    if (holder && holder !== vmId) {
+      throw new NexusError('conflict', `VM ${holder} on this host already has the namespace ${netns}: their ids share their first 8 hex digits`, {
+        suggestion: 'Create the VM with another id.',
+      });
+    }
     await this.remove(netns);
-    // The mark of the VM whose plumbing found forwarding off: the last VM's removal turns it off again.
-    const turnedOn = (await enableIpForwarding()) ? FORWARDING_TURNED_ON : '';
     const hostMac = vethMac(vmId, '0a');
     const netnsMac = vethMac(vmId, '0e');
     try {
-      await ipBatch(
-        [
-          `netns add ${netns}`,
-          `link add ${netns} address ${hostMac} type veth peer name ${NETNS_VETH} address ${netnsMac} netns ${netns}`,
-          `link set dev ${netns} alias "nexus vm ${vmId} on network ${network.id}${turnedOn}"`,
-          `link set dev ${netns} up`,
-        ],
-        [],
-        `making the network namespace ${netns} of VM ${vmId}`,
-      );
+      // Forwarding and its mark change under one lock, so a VM coming never meets the last one going.
+      await this.locks.run(FORWARDING_LOCK, async () => {
+        // The mark of the VM whose plumbing found forwarding off: the last VM's removal turns it off again.
+        const turnedOn = (await enableIpForwarding()) ? FORWARDING_TURNED_ON : '';
+        await ipBatch(
+          [
+            `netns add ${netns}`,
+            `link add ${netns} address ${hostMac} type veth peer name ${NETNS_VETH} address ${netnsMac} netns ${netns}`,
+            `link set dev ${netns} alias "nexus vm ${vmId} on network ${network.id}${turnedOn}"`,
+            `link set dev ${netns} up`,
+          ],
+          [],
+          `making the network namespace ${netns} of VM ${vmId}`,
+        );
+      });
       const ownerArgs = owner ? ` user ${owner.uid} group ${owner.gid}` : '';
       await ipBatch(
         [
           'link set dev lo up',
           `tuntap add dev ${GUEST_TAP} mode tap${ownerArgs}`,
+          // One MAC for every tap0: a guest restored from a snapshot still knows its gateway's.
+          `link set dev ${GUEST_TAP} address ${GUEST_TAP_MAC}`,
           `addr add ${gateway}/32 dev ${GUEST_TAP}`,
           `link set dev ${GUEST_TAP} up`,
           `link set dev ${NETNS_VETH} up`,
@@ -132,8 +156,12 @@ export class VmNamespaces {
     await this.dhcp?.stop(netns);
     const published = publishTableOf(netns);
     if ((await nftTables()).includes(published)) await nft(`delete table inet ${published}\n`, `removing the published ports of ${netns}`);
-    if (device) await ip(['link', 'del', 'dev', netns], `deleting the veth ${netns}`);
-    if (device?.ifalias?.endsWith(FORWARDING_TURNED_ON)) await handOnForwardingMark();
+    if (device) {
+      await this.locks.run(FORWARDING_LOCK, async () => {
+        await ip(['link', 'del', 'dev', netns], `deleting the veth ${netns}`);
+        if (device.ifalias?.endsWith(FORWARDING_TURNED_ON)) await handOnForwardingMark();
+      });
+    }
     if (await netnsExists(netns)) await ip(['netns', 'del', netns], `deleting the network namespace ${netns}`);
     if (networkId) await this.locks.run(networkId, () => this.dropFromNetworkRules(networkId, netns));
   }
@@ -289,6 +317,7 @@ function inNetns(netns: string, command: string, args: string[], options: { doin
 
 /** The names of the host's nftables tables of family inet. */
 async function nftTables(): Promise<string[]> {
+  if (!(await which('nft'))) return []; // No nftables, no tables: a host whose VMs are all on the flat bridge.
   const { stdout } = await runHostTool('nft', ['-j', 'list', 'tables', 'inet'], { doing: 'listing nftables tables' });
   const entries = (JSON.parse(stdout) as { nftables?: Array<{ table?: { name: string } }> }).nftables ?? [];
   return entries.flatMap((entry) => (entry.table ? [entry.table.name] : []));

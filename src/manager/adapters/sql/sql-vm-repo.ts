@@ -104,7 +104,7 @@ export class SqlVmRepo implements VmRepo {
     return exists ? 'stale' : undefined;
   }
 
-  async setHost(id: string, hostId: string, placedPaths: Record<string, string>): Promise<PortHolder[]> {
+  async setHost(id: string, hostId: string, placedPaths: Record<string, string>, attempt = 1): Promise<PortHolder[]> {
     const ports = await this.db
       .transaction()
       .execute(async (trx) => {
@@ -134,7 +134,10 @@ export class SqlVmRepo implements VmRepo {
         throw error;
       });
     if (ports.length === 0) return [];
-    return (await this.portHolders(ports)).filter((holder) => holder.hostId === hostId && holder.vmId !== id);
+    const holders = (await this.portHolders(ports)).filter((holder) => holder.hostId === hostId && holder.vmId !== id);
+    // The holder went in between: try again, so an empty answer always means placed.
+    if (holders.length === 0 && attempt < 3) return this.setHost(id, hostId, placedPaths, attempt + 1);
+    return holders;
   }
 
   async portHolders(ports: ReadonlyArray<{ protocol: 'tcp' | 'udp'; hostPort: number }>): Promise<PortHolder[]> {
@@ -142,12 +145,13 @@ export class SqlVmRepo implements VmRepo {
     const rows = await this.db
       .selectFrom('vm_port')
       .innerJoin('vm', 'vm.id', 'vm_port.vm_id')
-      .select(['vm_port.host_id', 'vm_port.protocol', 'vm_port.host_port', 'vm.id', 'vm.name'])
+      .innerJoin('project', 'project.id', 'vm.project_id')
+      .select(['vm_port.host_id', 'vm_port.protocol', 'vm_port.host_port', 'vm.id', 'vm.name', 'project.name as project'])
       .where((eb) => eb.or(ports.map((port) => eb.and([eb('vm_port.protocol', '=', port.protocol), eb('vm_port.host_port', '=', port.hostPort)]))))
       .orderBy('vm_port.host_port')
       .orderBy('vm.name')
       .execute();
-    return rows.map((row) => ({ hostId: row.host_id, protocol: row.protocol, hostPort: row.host_port, vmId: row.id, vmName: row.name }));
+    return rows.map((row) => ({ hostId: row.host_id, protocol: row.protocol, hostPort: row.host_port, vmId: row.id, vmName: row.name, project: row.project }));
   }
 
   async setAgentView(id: string, view: { driver: VmmName; apiSocket: string; consoleLog: string }): Promise<void> {
