@@ -6,6 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { tapNameOf, vmNetnsNameOf } from '../../src/contracts/host-names.js';
 import { readLink } from '../../src/agent/host/net/ip-command.js';
+import { endGuests } from '../support/guest-teardown.js';
+import { guestVm } from '../support/guest-host.js';
 import { type AgentHarness, startAgentProcess } from '../support/agent-harness.js';
 import { assertErrorContract } from '../support/error-contract.js';
 import { testGuestImage } from '../support/guest-image.js';
@@ -39,9 +41,8 @@ describe('VM lifecycle through the manager', () => {
   });
 
   after(async () => {
-    // Whatever a failed test left: delete through the manager, then stop everything.
-    for (const vm of (await send(`${manager.url}/v1/vms`)).body?.items ?? []) await send(`${manager.url}/v1/vms/${vm.id}?wait=30`, { method: 'DELETE' });
-    await agent?.process.stop();
+    // Whatever a failed test left: delete through the manager, stop the agent, sweep what still runs.
+    await endGuests(manager?.url, agent, runDir, agentEnv());
     await manager?.dispose();
     await run('ip', ['link', 'del', 'dev', bridge]).catch(() => undefined);
     dir.remove();
@@ -51,18 +52,7 @@ describe('VM lifecycle through the manager', () => {
   const cidr = testBridgeCidr();
   const agentEnv = (token?: string) => ({ NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: cidr, NEXUS_NAT: 'off', ...(token ? { NEXUS_JOIN_TOKEN: token } : {}) });
   const stateOf = async (id: string) => (await send(url(`/v1/vms/${id}`))).body.state as string;
-  const create = (name: string, extra: Record<string, unknown> = {}) =>
-    send(url('/v1/vms'), {
-      body: {
-        name,
-        vcpu: 1,
-        mem_mib: 128,
-        kernel_path: join(images, 'vmlinux'),
-        initrd_path: join(images, 'initrd.img'),
-        rootfs_path: join(images, 'rootfs.ext4'),
-        ...extra,
-      },
-    });
+  const create = (name: string, extra: Record<string, unknown> = {}) => send(url('/v1/vms'), { body: guestVm(images, name, extra) });
 
   it('create -> running with the boot marker; stop -> stopping, stopped; delete -> gone on the host too', async () => {
     const created = await create('web-1');

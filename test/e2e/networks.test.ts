@@ -8,6 +8,8 @@ import { promisify } from 'node:util';
 import { networkTableNameOf, publishTableNameOf, tapNameOf, vmNetnsNameOf } from '../../src/contracts/host-names.js';
 import { readLink } from '../../src/agent/host/net/ip-command.js';
 import { type AgentHarness, startAgentProcess } from '../support/agent-harness.js';
+import { guestVm } from '../support/guest-host.js';
+import { endGuests } from '../support/guest-teardown.js';
 import { testGuestImage } from '../support/guest-image.js';
 import { eventually } from '../support/nexus-process.js';
 import { testBridgeCidr, testBridgeName } from '../support/net-names.js';
@@ -70,9 +72,7 @@ describe('networks with real guests', () => {
   });
 
   after(async () => {
-    for (const vm of (await send(url('/v1/vms'))).body?.items ?? []) await send(url(`/v1/vms/${vm.id}?wait=60`), { method: 'DELETE' });
-    for (const network of (await send(url('/v1/networks'))).body?.items ?? []) await send(url(`/v1/networks/${network.id}`), { method: 'DELETE' });
-    await agent?.process.stop();
+    await endGuests(manager?.url, agent, runDir, agentEnv);
     await manager?.dispose();
     await run('ip', ['netns', 'del', outside.ns]).catch(() => undefined);
     await run('ip', ['link', 'del', 'dev', outside.hostEnd]).catch(() => undefined);
@@ -82,16 +82,10 @@ describe('networks with real guests', () => {
 
   const create = async (name: string, network: string, ip: string, pings: string[]) => {
     const created = await send(url('/v1/vms'), {
-      body: {
-        name,
-        vcpu: 1,
-        mem_mib: 128,
-        kernel_path: join(images, 'vmlinux'),
-        initrd_path: join(images, 'initrd.img'),
-        rootfs_path: join(images, 'rootfs.ext4'),
+      body: guestVm(images, name, {
         boot_args: `console=ttyS0 reboot=t panic=1 root=/dev/vda rw nexus.ping=${pings.join(',')}`,
         networks: [{ network, ip }],
-      },
+      }),
     });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     return created.body as { id: string; addresses: Array<{ ip: string; network_id: string }> };
@@ -154,17 +148,11 @@ describe('networks with real guests', () => {
 
   it("a guest that asks by DHCP gets the address IPAM recorded, from the network's DHCP server on its host", async () => {
     const created = await send(url('/v1/vms'), {
-      body: {
-        name: 'dhcp-guest',
-        vcpu: 1,
-        mem_mib: 128,
-        kernel_path: join(images, 'vmlinux'),
-        initrd_path: join(images, 'initrd.img'),
-        rootfs_path: join(images, 'rootfs.ext4'),
+      body: guestVm(images, 'dhcp-guest', {
         // nexus.net=dhcp: init ignores the nexus.ip= the manager adds and runs udhcpc instead.
         boot_args: 'console=ttyS0 reboot=t panic=1 root=/dev/vda rw nexus.net=dhcp',
         networks: [{ network: 'net-a' }],
-      },
+      }),
     });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const { id, addresses } = created.body as { id: string; addresses: Array<{ ip: string; gateway: string }> };
@@ -177,18 +165,12 @@ describe('networks with real guests', () => {
   it('the host reaches a service a guest publishes on a host port, on a network whose egress is denied', async () => {
     const hostPort = 20_000 + (randomBytes(2).readUInt16BE(0) % 10_000);
     const created = await send(url('/v1/vms'), {
-      body: {
-        name: 'published',
-        vcpu: 1,
-        mem_mib: 128,
-        kernel_path: join(images, 'vmlinux'),
-        initrd_path: join(images, 'initrd.img'),
-        rootfs_path: join(images, 'rootfs.ext4'),
+      body: guestVm(images, 'published', {
         // nexus.httpd=80: busybox httpd serves `nexus <hostname>` on port 80.
         boot_args: 'console=ttyS0 reboot=t panic=1 root=/dev/vda rw nexus.httpd=80',
         networks: [{ network: 'closed' }],
         ports: [{ host_port: hostPort, guest_port: 80 }],
-      },
+      }),
     });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const { id } = created.body as { id: string };
@@ -222,17 +204,12 @@ describe('networks with real guests', () => {
   it('100 creates and deletes on one network leave nothing behind and free every address; an agent killed among them converges', async () => {
     const network = await send(url('/v1/networks'), { body: { name: 'churn', cidr: blocks.churn } });
     assert.equal(network.status, 201, JSON.stringify(network.body));
-    const body = (name: string) => ({
-      name,
-      vcpu: 1,
-      mem_mib: 128,
-      kernel_path: join(images, 'vmlinux'),
-      initrd_path: join(images, 'initrd.img'),
-      rootfs_path: join(images, 'rootfs.ext4'),
-      // Configured, not booted: the agent plumbs a VM's namespace as it ensures it.
-      desired_state: 'stopped',
-      networks: [{ network: 'churn' }],
-    });
+    const body = (name: string) =>
+      guestVm(images, name, {
+        // Configured, not booted: the agent plumbs a VM's namespace as it ensures it.
+        desired_state: 'stopped',
+        networks: [{ network: 'churn' }],
+      });
     const ids: string[] = [];
     for (let round = 0; round < 10; round++) {
       const killed = round === 5;

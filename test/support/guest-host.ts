@@ -7,8 +7,9 @@ import { type AgentHarness, startAgentProcess } from './agent-harness.js';
 import { testGuestImage } from './guest-image.js';
 import { eventually } from './nexus-process.js';
 import { testBridgeCidr, testBridgeName } from './net-names.js';
+import { endGuests } from './guest-teardown.js';
 import { tempDir } from './temp-dir.js';
-import { type TestManager, send, startTestManager } from './test-manager.js';
+import { type TestManager, startTestManager } from './test-manager.js';
 
 export interface GuestHost {
   manager: TestManager;
@@ -42,20 +43,16 @@ export async function startGuestHost(options: { manager?: ManagerOptions; agentE
   const images = join(runDir, 'images', image.manifest.name);
   const manager = await startTestManager({ resyncMs: 1000, ...options.manager });
   let agent: AgentHarness | undefined;
+  const agentEnv = { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: cidr, NEXUS_NAT: 'off', ...options.agentEnv };
   const close = async () => {
-    for (const vm of (await send(`${manager.url}/v1/vms`)).body?.items ?? []) await send(`${manager.url}/v1/vms/${vm.id}?wait=30`, { method: 'DELETE' });
-    await agent?.process.stop();
+    await endGuests(manager.url, agent, runDir, agentEnv);
     await manager.dispose();
     await promisify(execFile)('ip', ['link', 'del', 'dev', bridge]).catch(() => undefined);
     dir.remove();
   };
   try {
     const token = (await manager.hosts.mintJoinToken(600)).token;
-    agent = await startAgentProcess(
-      runDir,
-      { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: cidr, NEXUS_NAT: 'off', NEXUS_JOIN_TOKEN: token, ...options.agentEnv },
-      manager.url,
-    );
+    agent = await startAgentProcess(runDir, { ...agentEnv, NEXUS_JOIN_TOKEN: token }, manager.url);
     await eventually('the host is ready', async () => (await manager.hosts.list()).some((host) => host.status === 'ready'));
   } catch (error) {
     await close();
@@ -68,15 +65,20 @@ export async function startGuestHost(options: { manager?: ManagerOptions; agentE
     images,
     imageStore,
     subnet: cidr.split('.').slice(0, 3).join('.'),
-    guest: (name, extra = {}) => ({
-      name,
-      vcpu: 1,
-      mem_mib: 128,
-      kernel_path: join(images, 'vmlinux'),
-      initrd_path: join(images, 'initrd.img'),
-      rootfs_path: join(images, 'rootfs.ext4'),
-      ...extra,
-    }),
+    guest: (name, extra = {}) => guestVm(images, name, extra),
     close,
+  };
+}
+
+/** A POST /v1/vms body for a 1-vCPU, 128 MiB guest of the test image in `images` (its folder), with `extra`. */
+export function guestVm(images: string, name: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    name,
+    vcpu: 1,
+    mem_mib: 128,
+    kernel_path: join(images, 'vmlinux'),
+    initrd_path: join(images, 'initrd.img'),
+    rootfs_path: join(images, 'rootfs.ext4'),
+    ...extra,
   };
 }

@@ -1,3 +1,8 @@
+/** An `nft -f` script that makes `table` (family inet) exactly `body`, in one transaction: declared, deleted, written whole (a re-run replaces, never appends). */
+function wholeTable(table: string, body: readonly string[]): string {
+  return `${[`table inet ${table} {}`, `delete table inet ${table}`, `table inet ${table} {`, ...body, '}'].join('\n')}\n`;
+}
+
 /** What a network's rules on a host are made from. */
 export interface NetworkRules {
   /** The nftables table (family inet) the rules live in: one per network, so removing them is one command. */
@@ -23,10 +28,7 @@ export interface NetworkRules {
 export function networkRuleset(rules: NetworkRules): string {
   const { table, cidr, egress, vms } = rules;
   const elements = vms.length > 0 ? ` elements = { ${vms.map((name) => `"${name}"`).join(', ')} };` : '';
-  const lines = [
-    `table inet ${table} {}`,
-    `delete table inet ${table}`,
-    `table inet ${table} {`,
+  return wholeTable(table, [
     `  set vms { type ifname;${elements} }`,
     '  chain forward {',
     '    type filter hook forward priority filter; policy accept;',
@@ -42,9 +44,7 @@ export function networkRuleset(rules: NetworkRules): string {
     ...(egress === 'allow'
       ? ['  chain postrouting {', '    type nat hook postrouting priority srcnat; policy accept;', `    ip saddr ${cidr} oifname != @vms masquerade`, '  }']
       : []),
-    '}',
-  ];
-  return `${lines.join('\n')}\n`;
+  ]);
 }
 
 /** What the rules inside one VM's namespace are made from. */
@@ -71,10 +71,7 @@ export interface VmNetnsRules {
 export function vmNetnsRuleset(rules: VmNetnsRules): string {
   const { table, tap, veth, guestIp, ip } = rules;
   const nat = guestIp !== ip;
-  const lines = [
-    `table inet ${table} {}`,
-    `delete table inet ${table}`,
-    `table inet ${table} {`,
+  return wholeTable(table, [
     '  chain forward {',
     '    type filter hook forward priority filter; policy drop;',
     `    iifname "${tap}" oifname "${veth}" ip saddr ${guestIp} accept`,
@@ -98,9 +95,7 @@ export function vmNetnsRuleset(rules: VmNetnsRules): string {
           '  }',
         ]
       : []),
-    '}',
-  ];
-  return `${lines.join('\n')}\n`;
+  ]);
 }
 
 /** What a VM's published ports on its host are made from. */
@@ -123,10 +118,7 @@ export interface PublishRules {
 export function publishRuleset(rules: PublishRules): string {
   const { table, veth, ip, ports } = rules;
   const dnat = ports.map((port) => `    fib daddr type local ${port.protocol} dport ${port.host_port} dnat ip to ${ip}:${port.guest_port}`);
-  const lines = [
-    `table inet ${table} {}`,
-    `delete table inet ${table}`,
-    `table inet ${table} {`,
+  return wholeTable(table, [
     '  chain prerouting {',
     '    type nat hook prerouting priority dstnat; policy accept;',
     ...dnat,
@@ -139,7 +131,5 @@ export function publishRuleset(rules: PublishRules): string {
     '    type nat hook postrouting priority srcnat; policy accept;',
     `    oifname "${veth}" ip saddr 127.0.0.0/8 masquerade`,
     '  }',
-    '}',
-  ];
-  return `${lines.join('\n')}\n`;
+  ]);
 }
