@@ -21,9 +21,9 @@ const percentile = (values: number[], p: number) =>
 
 const cidr = parseIpv4Cidr(testBridgeCidr());
 if (!cidr) throw new Error('no test bridge block');
-const dhcpDir = tempDir('nexus-bench-dhcp-');
+const netDir = tempDir('nexus-bench-net-');
 // As an agent runs it: with a DHCP server per VM on a network.
-const network = new BridgeNetwork({ bridge: testBridgeName(), cidr, nat: false, dhcpDir: dhcpDir.path }, captureLogger('bench-network').log);
+const network = new BridgeNetwork({ bridge: testBridgeName(), cidr, nat: false, netDir: netDir.path }, captureLogger('bench-network').log);
 const third = (randomBytes(1)[0] ?? 0) & 0xfe;
 const kept: NicNetwork = { id: randomUUID(), cidr: `10.216.${third}.0/24`, egress: 'allow', dns: [] };
 
@@ -59,5 +59,5 @@ try {
 } finally {
   await network.removeDevice(nicDeviceOf(holder, true)).catch(() => undefined);
   await network.tearDown([]);
-  dhcpDir.remove();
+  netDir.remove();
 }

@@ -69,6 +69,12 @@ export interface AgentConfig {
   bridgeCidr: Ipv4Cidr;
   /** Masquerade guest traffic out of the host. NEXUS_NAT (on|off), default on. */
   nat: boolean;
+  /**
+   * Where the agent keeps its rules (the bridge's NAT, networks' isolation and egress, published
+   * ports). NEXUS_FIREWALL (auto|nftables|iptables), default auto: nftables when `nft` is installed,
+   * else iptables.
+   */
+  firewall?: 'nftables' | 'iptables';
   /** Each running VM's metrics are sampled this often. NEXUS_METRICS_INTERVAL_MS, default 5000 (at least 200). */
   metricsIntervalMs: number;
   /** After a credential rotation, the old credential is still accepted this long. NEXUS_CREDENTIAL_OVERLAP_MS, default 60000. */
@@ -121,6 +127,7 @@ export function resolveAgentConfig(options: AgentOptions, env: NodeJS.ProcessEnv
     tls: tlsSettingsOf(options, env),
     bridgeCidr: bridgeCidr(env.NEXUS_BRIDGE_CIDR ?? '172.31.0.1/24'),
     nat: onOff(env.NEXUS_NAT ?? 'on', 'NEXUS_NAT'),
+    firewall: firewallOf(env.NEXUS_FIREWALL ?? 'auto'),
     metricsIntervalMs: metricsInterval(env.NEXUS_METRICS_INTERVAL_MS ?? '5000'),
     credentialOverlapMs: options.credentialOverlapMs ?? positiveMs(env.NEXUS_CREDENTIAL_OVERLAP_MS ?? '60000', 'NEXUS_CREDENTIAL_OVERLAP_MS'),
     proxyTimeoutMs: positiveMs(env.NEXUS_PROXY_TIMEOUT_MS ?? '10000', 'NEXUS_PROXY_TIMEOUT_MS'),
@@ -202,6 +209,12 @@ function bridgeCidr(text: string): Ipv4Cidr {
   const cidr = parseIpv4Cidr(text);
   if (!cidr) throw new NexusError('bad_request', `NEXUS_BRIDGE_CIDR must be an IPv4 address with a /8../30 prefix, like 172.31.0.1/24 (got '${text}')`);
   return cidr;
+}
+
+function firewallOf(text: string): AgentConfig['firewall'] {
+  if (text === 'nftables' || text === 'iptables') return text;
+  if (text === 'auto' || text === '') return undefined;
+  throw new NexusError('bad_request', `NEXUS_FIREWALL must be auto, nftables or iptables (got '${text}')`);
 }
 
 function onOff(text: string, name: string): boolean {

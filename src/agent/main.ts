@@ -88,7 +88,7 @@ export async function realAgentHost(config: AgentConfig, log: Logger, probes: Ho
   const placement = await detectPlacement();
   log.info({ placement: placement.kind }, 'VMM processes run detached, each in its own session');
   const supervisor = new DetachedSupervisor(placement, log);
-  const network = new BridgeNetwork({ bridge: config.bridge, cidr: config.bridgeCidr, nat: config.nat, dhcpDir: dhcpDirOf(config.runDir) }, log);
+  const network = networkOf(config, log);
   const drivers = new Map<VmmName, VmmDriver>();
   const firecracker = facts.drivers.find((driver) => driver.name === 'firecracker');
   const apiVersion = firecracker?.available && firecracker.version ? firecrackerApiVersionOf(firecracker.version) : undefined;
@@ -127,7 +127,7 @@ export async function agentHostSweep(
   log: Logger,
 ): Promise<{ leftovers(): Promise<HostLeftovers>; runningVmms(): Promise<number>; sweep(): Promise<number> }> {
   const supervisor = new DetachedSupervisor(await detectPlacement(), log);
-  const network = new BridgeNetwork({ bridge: config.bridge, cidr: config.bridgeCidr, nat: config.nat, dhcpDir: dhcpDirOf(config.runDir) }, log);
+  const network = networkOf(config, log);
   const sweep = new HostSweep(new FsVmStore(config.runDir), new ProcVmmProcessFinder(config.runDir, config.jailer?.chrootBaseDir), supervisor, network, log);
   return {
     leftovers: () => sweep.leftovers(),
@@ -292,7 +292,10 @@ async function startLocked(config: AgentConfig, log: Logger, host: AgentHost | u
   }
 }
 
-/** Where the agent's DHCP servers (one per network on the host) keep their leases and pid files. */
-function dhcpDirOf(runDir: string): string {
-  return join(runDir, 'net', 'dhcp');
+/** The host's guest networking as the agent's configuration has it; its VMs' records and DHCP servers live in `<run-dir>/net`. */
+function networkOf(config: AgentConfig, log: Logger): BridgeNetwork {
+  return new BridgeNetwork(
+    { bridge: config.bridge, cidr: config.bridgeCidr, nat: config.nat, natBackend: config.firewall, netDir: join(config.runDir, 'net') },
+    log,
+  );
 }

@@ -23,7 +23,7 @@ export const TAP_NAME_PATTERN = /^tap-[0-9a-f]{8}$/;
  * it to the host: both `nxv-` + 8 hex of the VM id (namespace names and device names are apart).
  */
 export function vmNetnsNameOf(vmId: string): string {
-  return `nxv-${hexOf(vmId).slice(0, 8)}`;
+  return `nxv-${vmKeyOf(vmId)}`;
 }
 
 /** Names of VM namespaces and of their host-side veths: anything else with this prefix is foreign. */
@@ -53,19 +53,28 @@ export function tapPlacementOf(vmId: string, onNetwork: boolean): { tap: string;
   return onNetwork ? { tap: GUEST_TAP, netns: netnsPathOf(vmNetnsNameOf(vmId)) } : { tap: tapNameOf(vmId) };
 }
 
-/** The nftables table (family inet) holding a network's rules on a host: isolation, egress, NAT. */
-export function networkTableNameOf(networkId: string): string {
-  return `nexus_net_${hexOf(networkId).slice(0, 8)}`;
+/**
+ * The key a network's rules on a host are named from: 8 hex digits of its id (the nftables table
+ * `nexus_net_<key>`, or the iptables chains `NXN-<key>-…`).
+ */
+export function networkKeyOf(networkId: string): string {
+  return hexOf(networkId).slice(0, 8);
 }
 
-export const NETWORK_TABLE_PATTERN = /^nexus_net_[0-9a-f]{8}$/;
+/** The nftables table (family inet) holding a network's rules on a host: isolation, egress, NAT. */
+export function networkTableNameOf(networkId: string): string {
+  return `nexus_net_${networkKeyOf(networkId)}`;
+}
+
+/** The key a VM's published ports on its host are named from (`nexus_pub_<key>`, `NXP-<key>-…`): its namespace's, 8 hex digits of its id. */
+export function vmKeyOf(vmId: string): string {
+  return hexOf(vmId).slice(0, 8);
+}
 
 /** The nftables table (family inet) on a host holding the ports a VM publishes there. */
 export function publishTableNameOf(vmId: string): string {
-  return `nexus_pub_${hexOf(vmId).slice(0, 8)}`;
+  return `nexus_pub_${vmKeyOf(vmId)}`;
 }
-
-export const PUBLISH_TABLE_PATTERN = /^nexus_pub_[0-9a-f]{8}$/;
 
 function hexOf(vmId: string): string {
   return vmId.toLowerCase().replace(/[^0-9a-f]/g, '');

@@ -18,6 +18,8 @@ const PACKAGE_OF_TOOL: Readonly<Record<string, string>> = {
   nft: 'nftables',
   dnsmasq: 'dnsmasq-base',
   iptables: 'iptables',
+  'iptables-restore': 'iptables',
+  'iptables-save': 'iptables',
 };
 
 /** Keep the end of a tool's stderr: the reason for a failure is on its last lines. */

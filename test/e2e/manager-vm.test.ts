@@ -181,14 +181,19 @@ describe('VM lifecycle through the manager', () => {
     assert.equal((await send(url(`/v1/vms/${id}?wait=60`), { method: 'DELETE' })).status, 200);
   });
 
-  it('collects leftovers that belong to no VM after the grace period, and nothing else', async () => {
+  it('collects leftovers that belong to no VM after the grace period, and nothing else', async (t) => {
     const keeper = (await create('keeper-1', { desired_state: 'stopped' })).body.id;
     await eventually('the keeper is configured', async () => ['configured', 'stopped'].includes(await stateOf(keeper)), 30_000);
     const strayTap = tapNameOf(testVmId());
     await run('ip', ['tuntap', 'add', 'dev', strayTap, 'mode', 'tap']);
-    // A VM namespace of no VM, as a crash mid-create leaves it.
+    // A VM namespace of no VM, as a crash mid-create leaves it: its record made, the namespace too.
     const strayNetns = vmNetnsNameOf(testVmId());
+    mkdirSync(join(runDir, 'net', 'vms', strayNetns), { recursive: true });
     await run('ip', ['netns', 'add', strayNetns]);
+    // A namespace this agent has no record of: another agent's on this host, never collected.
+    const foreignNetns = vmNetnsNameOf(testVmId());
+    await run('ip', ['netns', 'add', foreignNetns]);
+    t.after(() => run('ip', ['netns', 'del', foreignNetns]));
     const strayDir = join(runDir, 'vms', 'left-behind');
     mkdirSync(strayDir, { recursive: true });
     const unknownVm = testVmId();
@@ -212,6 +217,7 @@ describe('VM lifecycle through the manager', () => {
       60_000,
     );
     assert.equal((await agent.call('GET', `/agent/v1/vms/${keeper}`)).status, 200, 'a VM the manager knows is kept');
+    assert.ok(existsSync(`/run/netns/${foreignNetns}`), "another agent's namespace is kept");
     const metrics = (await send(url('/metrics'))).body as string;
     for (const kind of ['vm', 'tap', 'dir']) assert.match(metrics, new RegExp(`nexus_manager_orphans_removed_total\\{kind="${kind}"\\} [1-9]`));
     assert.equal((await send(url(`/v1/vms/${keeper}?wait=30`), { method: 'DELETE' })).status, 200);

@@ -5,11 +5,12 @@ import { existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { networkTableNameOf, publishTableNameOf, tapNameOf, vmNetnsNameOf } from '../../src/contracts/host-names.js';
+import { tapNameOf, vmNetnsNameOf } from '../../src/contracts/host-names.js';
 import { readLink } from '../../src/agent/host/net/ip-command.js';
 import { type AgentHarness, startAgentProcess } from '../support/agent-harness.js';
 import { guestVm } from '../support/guest-host.js';
 import { endGuests } from '../support/guest-teardown.js';
+import { type Backend, firewallView, iptablesTablesGuard } from '../support/firewall-view.js';
 import { testGuestImage } from '../support/guest-image.js';
 import { eventually } from '../support/nexus-process.js';
 import { testBridgeCidr, testBridgeName } from '../support/net-names.js';
@@ -21,9 +22,18 @@ const run = promisify(execFile);
 /**
  * Networks with real guests: each VM boots at the address IPAM gave it; VMs of one network reach
  * each other, VMs of another cannot; egress allow reaches an "outside" address (a namespace this
- * test makes), egress deny does not. Guests report what they reach with `nexus.ping=`.
+ * test makes), egress deny does not. Guests report what they reach with `nexus.ping=`. The rules
+ * are proven under both backends; what does not depend on them (DHCP, churn), under nftables only.
  */
-describe('networks with real guests', () => {
+for (const backend of ['nftables', 'iptables'] as const) {
+  describe(`networks with real guests (${backend})`, () => networksSuite(backend));
+}
+
+function networksSuite(backend: Backend): void {
+  const view = firewallView(backend);
+  const tables = backend === 'iptables' ? iptablesTablesGuard() : undefined;
+  /** The tests that do not depend on the backend (DHCP, churn) are made under nftables only. */
+  const everyTest = backend === 'nftables';
   const dir = tempDir('nexus-networks-');
   const runDir = join(dir.path, 'run');
   const bridge = testBridgeName();
@@ -36,7 +46,7 @@ describe('networks with real guests', () => {
   let manager: TestManager;
   let agent: AgentHarness;
   let images: string;
-  const agentEnv = { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: testBridgeCidr(), NEXUS_NAT: 'off' };
+  const agentEnv = { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: testBridgeCidr(), NEXUS_NAT: 'off', NEXUS_FIREWALL: backend };
   const url = (path: string) => `${manager.url}${path}`;
 
   before(async () => {
@@ -77,6 +87,7 @@ describe('networks with real guests', () => {
     await run('ip', ['netns', 'del', outside.ns]).catch(() => undefined);
     await run('ip', ['link', 'del', 'dev', outside.hostEnd]).catch(() => undefined);
     await run('ip', ['link', 'del', 'dev', bridge]).catch(() => undefined);
+    tables?.restore();
     dir.remove();
   });
 
@@ -146,21 +157,25 @@ describe('networks with real guests', () => {
     assert.equal(fromHost, 'up', 'the host reaches a guest at its address');
   });
 
-  it("a guest that asks by DHCP gets the address IPAM recorded, from the network's DHCP server on its host", async () => {
-    const created = await send(url('/v1/vms'), {
-      body: guestVm(images, 'dhcp-guest', {
-        // nexus.net=dhcp: init ignores the nexus.ip= the manager adds and runs udhcpc instead.
-        boot_args: 'console=ttyS0 reboot=t panic=1 root=/dev/vda rw nexus.net=dhcp',
-        networks: [{ network: 'net-a' }],
-      }),
+  if (everyTest)
+    it("a guest that asks by DHCP gets the address IPAM recorded, from the network's DHCP server on its host", async () => {
+      const created = await send(url('/v1/vms'), {
+        body: guestVm(images, 'dhcp-guest', {
+          // nexus.net=dhcp: init ignores the nexus.ip= the manager adds and runs udhcpc instead.
+          boot_args: 'console=ttyS0 reboot=t panic=1 root=/dev/vda rw nexus.net=dhcp',
+          networks: [{ network: 'net-a' }],
+        }),
+      });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      const { id, addresses } = created.body as { id: string; addresses: Array<{ ip: string; gateway: string }> };
+      const [address] = addresses;
+      assert.ok(address, 'IPAM gave it an address');
+      await eventually('the guest configured eth0 by DHCP', () => /NEXUS_NET(_FAILED)? eth0 .*dhcp/.test(consoleOf(id)), 120_000);
+      assert.match(
+        consoleOf(id),
+        new RegExp(`NEXUS_NET eth0 ${address.ip.replaceAll('.', '\\.')}/24 via ${address.gateway.replaceAll('.', '\\.')} \\(dhcp\\)`),
+      );
     });
-    assert.equal(created.status, 201, JSON.stringify(created.body));
-    const { id, addresses } = created.body as { id: string; addresses: Array<{ ip: string; gateway: string }> };
-    const [address] = addresses;
-    assert.ok(address, 'IPAM gave it an address');
-    await eventually('the guest configured eth0 by DHCP', () => /NEXUS_NET(_FAILED)? eth0 .*dhcp/.test(consoleOf(id)), 120_000);
-    assert.match(consoleOf(id), new RegExp(`NEXUS_NET eth0 ${address.ip.replaceAll('.', '\\.')}/24 via ${address.gateway.replaceAll('.', '\\.')} \\(dhcp\\)`));
-  });
 
   it('the host reaches a service a guest publishes on a host port, on a network whose egress is denied', async () => {
     const hostPort = 20_000 + (randomBytes(2).readUInt16BE(0) % 10_000);
@@ -192,8 +207,7 @@ describe('networks with real guests', () => {
     );
     assert.equal(page.trim(), 'nexus published', "the guest's page, through the host port");
     assert.equal((await send(url(`/v1/vms/${id}?wait=60`), { method: 'DELETE' })).status, 200);
-    const { stdout } = await run('nft', ['list', 'tables']);
-    assert.doesNotMatch(stdout, new RegExp(publishTableNameOf(id)), 'its port rules went with it');
+    assert.equal(view.publishRules(id), '', 'its port rules went with it');
     const after = await fetch(`http://127.0.0.1:${hostPort}/`, { signal: AbortSignal.timeout(2000) }).then(
       () => 'answered',
       () => 'refused',
@@ -201,80 +215,80 @@ describe('networks with real guests', () => {
     assert.equal(after, 'refused', 'nothing answers on the port any more');
   });
 
-  it('100 creates and deletes on one network leave nothing behind and free every address; an agent killed among them converges', async () => {
-    const network = await send(url('/v1/networks'), { body: { name: 'churn', cidr: blocks.churn } });
-    assert.equal(network.status, 201, JSON.stringify(network.body));
-    const body = (name: string) =>
-      guestVm(images, name, {
-        // Configured, not booted: the agent plumbs a VM's namespace as it ensures it.
-        desired_state: 'stopped',
-        networks: [{ network: 'churn' }],
-      });
-    const ids: string[] = [];
-    for (let round = 0; round < 10; round++) {
-      const killed = round === 5;
-      const created = await Promise.all(
-        Array.from({ length: 10 }, (_, index) => send(url(`/v1/vms${killed ? '' : '?wait=60'}`), { body: body(`churn-${round}-${index}`) })),
-      );
-      for (const each of created) assert.equal(each.status, 201, JSON.stringify(each.body));
-      const vms = created.map((each) => each.body as { id: string; addresses: Array<{ ip: string }> });
-      ids.push(...vms.map((vm) => vm.id));
-      if (killed) {
-        // The agent dies among the creates: half-made namespaces and all, it must converge.
-        await new Promise((resolve) => setTimeout(resolve, 300));
-        agent.process.child.kill('SIGKILL');
-        await agent.process.exited;
-        agent = await startAgentProcess(runDir, agentEnv, manager.url);
-        await eventually(
-          'every VM of the round is configured after the agent came back',
-          async () => {
-            const states = await Promise.all(vms.map(async (vm) => (await send(url(`/v1/vms/${vm.id}`))).body.state as string));
-            return states.every((state) => state === 'configured');
-          },
-          90_000,
+  if (everyTest)
+    it('100 creates and deletes on one network leave nothing behind and free every address; an agent killed among them converges', async () => {
+      const network = await send(url('/v1/networks'), { body: { name: 'churn', cidr: blocks.churn } });
+      assert.equal(network.status, 201, JSON.stringify(network.body));
+      const body = (name: string) =>
+        guestVm(images, name, {
+          // Configured, not booted: the agent plumbs a VM's namespace as it ensures it.
+          desired_state: 'stopped',
+          networks: [{ network: 'churn' }],
+        });
+      const ids: string[] = [];
+      for (let round = 0; round < 10; round++) {
+        const killed = round === 5;
+        const created = await Promise.all(
+          Array.from({ length: 10 }, (_, index) => send(url(`/v1/vms${killed ? '' : '?wait=60'}`), { body: body(`churn-${round}-${index}`) })),
         );
+        for (const each of created) assert.equal(each.status, 201, JSON.stringify(each.body));
+        const vms = created.map((each) => each.body as { id: string; addresses: Array<{ ip: string }> });
+        ids.push(...vms.map((vm) => vm.id));
+        if (killed) {
+          // The agent dies among the creates: half-made namespaces and all, it must converge.
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          agent.process.child.kill('SIGKILL');
+          await agent.process.exited;
+          agent = await startAgentProcess(runDir, agentEnv, manager.url);
+          await eventually(
+            'every VM of the round is configured after the agent came back',
+            async () => {
+              const states = await Promise.all(vms.map(async (vm) => (await send(url(`/v1/vms/${vm.id}`))).body.state as string));
+              return states.every((state) => state === 'configured');
+            },
+            90_000,
+          );
+        }
+        const addresses = vms.map((vm) => vm.addresses[0]?.ip);
+        assert.equal(new Set(addresses).size, 10, `round ${round}: ten VMs, ten addresses (${addresses.join(', ')})`);
+        for (const vm of vms) {
+          assert.equal((await readLink(vmNetnsNameOf(vm.id)))?.linkinfo?.info_kind, 'veth', `round ${round}: ${vm.id} is plumbed`);
+        }
+        const deleted = await Promise.all(vms.map((vm) => send(url(`/v1/vms/${vm.id}?wait=60`), { method: 'DELETE' })));
+        for (const each of deleted) assert.equal(each.status, 200, JSON.stringify(each.body));
       }
-      const addresses = vms.map((vm) => vm.addresses[0]?.ip);
-      assert.equal(new Set(addresses).size, 10, `round ${round}: ten VMs, ten addresses (${addresses.join(', ')})`);
-      for (const vm of vms) {
-        assert.equal((await readLink(vmNetnsNameOf(vm.id)))?.linkinfo?.info_kind, 'veth', `round ${round}: ${vm.id} is plumbed`);
+      const namespaces = (await run('ip', ['netns', 'list'])).stdout;
+      const links = (await run('ip', ['-o', 'link', 'show'])).stdout;
+      const processes = (await run('ps', ['-eo', 'args'])).stdout;
+      for (const id of ids) {
+        const name = vmNetnsNameOf(id);
+        assert.doesNotMatch(namespaces, new RegExp(name), `no namespace of ${id}`);
+        assert.doesNotMatch(links, new RegExp(name), `no veth of ${id}`);
+        assert.doesNotMatch(processes, new RegExp(`net/dhcp/${name}/`), `no DHCP server of ${id}`);
+        assert.equal(existsSync(join(runDir, 'net', 'dhcp', name)), false, `no DHCP files of ${id}`);
       }
-      const deleted = await Promise.all(vms.map((vm) => send(url(`/v1/vms/${vm.id}?wait=60`), { method: 'DELETE' })));
-      for (const each of deleted) assert.equal(each.status, 200, JSON.stringify(each.body));
-    }
-    const namespaces = (await run('ip', ['netns', 'list'])).stdout;
-    const links = (await run('ip', ['-o', 'link', 'show'])).stdout;
-    const processes = (await run('ps', ['-eo', 'args'])).stdout;
-    for (const id of ids) {
-      const name = vmNetnsNameOf(id);
-      assert.doesNotMatch(namespaces, new RegExp(name), `no namespace of ${id}`);
-      assert.doesNotMatch(links, new RegExp(name), `no veth of ${id}`);
-      assert.doesNotMatch(processes, new RegExp(`net/dhcp/${name}/`), `no DHCP server of ${id}`);
-      assert.equal(existsSync(join(runDir, 'net', 'dhcp', name)), false, `no DHCP files of ${id}`);
-    }
-    const churn = network.body as { id: string };
-    assert.doesNotMatch((await run('nft', ['list', 'tables'])).stdout, new RegExp(networkTableNameOf(churn.id)), 'no rules of the network');
-    assert.equal((await send(url(`/v1/networks/${churn.id}`))).body.vm_count, 0, 'every address is free again');
-    const next = await send(url('/v1/vms'), { body: body('churn-after') });
-    assert.equal(next.body.addresses[0]?.ip, ipIn(blocks.churn, 2), 'the next VM gets the lowest address again');
-    assert.equal((await send(url(`/v1/vms/${next.body.id}?wait=60`), { method: 'DELETE' })).status, 200);
-  });
+      const churn = network.body as { id: string };
+      assert.equal(view.networkRules(churn.id), '', 'no rules of the network');
+      assert.equal((await send(url(`/v1/networks/${churn.id}`))).body.vm_count, 0, 'every address is free again');
+      const next = await send(url('/v1/vms'), { body: body('churn-after') });
+      assert.equal(next.body.addresses[0]?.ip, ipIn(blocks.churn, 2), 'the next VM gets the lowest address again');
+      assert.equal((await send(url(`/v1/vms/${next.body.id}?wait=60`), { method: 'DELETE' })).status, 200);
+    });
 
   it("deleting the VMs removes their namespaces, veths and DHCP servers, and each network's rules once its last VM is gone", async () => {
     const vms = (await send(url('/v1/vms'))).body.items as Array<{ id: string; addresses: Array<{ network_id: string }> }>;
-    const tables = [...new Set(vms.map((vm) => networkTableNameOf(vm.addresses[0]?.network_id ?? '')))];
-    assert.ok(tables.length > 0, 'the VMs of the first test are there');
+    const networks = [...new Set(vms.map((vm) => vm.addresses[0]?.network_id ?? ''))];
+    assert.ok(networks.length > 0, 'the VMs of the first test are there');
+    for (const id of networks) assert.notEqual(view.networkRules(id), '', `network ${id} has rules while its VMs are there`);
     for (const vm of vms) assert.equal((await send(url(`/v1/vms/${vm.id}?wait=60`), { method: 'DELETE' })).status, 200);
     for (const vm of vms) {
       assert.equal(await readLink(vmNetnsNameOf(vm.id)), undefined, `veth of ${vm.id} gone`);
       assert.equal(existsSync(`/run/netns/${vmNetnsNameOf(vm.id)}`), false, `namespace of ${vm.id} gone`);
     }
-    const { stdout } = await run('nft', ['list', 'tables']);
-    for (const table of tables) assert.doesNotMatch(stdout, new RegExp(table), `${table} gone with its network's last VM`);
-    assert.doesNotMatch(stdout, /nexus_net_/, 'no network rules left');
+    for (const id of networks) assert.equal(view.networkRules(id), '', `the rules of ${id} went with its last VM`);
     for (const network of (await send(url('/v1/networks'))).body.items as Array<{ id: string; vm_count: number }>) {
       assert.equal(network.vm_count, 0, 'every address is free again');
       assert.equal((await send(url(`/v1/networks/${network.id}`), { method: 'DELETE' })).status, 200);
     }
   });
-});
+}

@@ -5,7 +5,7 @@ import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { networkTableNameOf, publishTableNameOf, tapNameOf, vmNetnsNameOf } from '../../src/contracts/host-names.js';
+import { tapNameOf, vmNetnsNameOf } from '../../src/contracts/host-names.js';
 import type { NicNetwork } from '../../src/contracts/machine-spec.js';
 import type { NexusError } from '../../src/kit/nexus-error.js';
 import { parseIpv4Cidr } from '../../src/agent/domain/ipv4.js';
@@ -18,6 +18,7 @@ import { readProcessStartTicks } from '../../src/kit/process-identity.js';
 import { DhcpServers } from '../../src/agent/host/net/dhcp-servers.js';
 import type { NetworkNic } from '../../src/agent/ports/host-network.js';
 import { testBridgeCidr, testBridgeName, testVmId } from '../support/net-names.js';
+import { type Backend, firewallView, iptablesTablesGuard } from '../support/firewall-view.js';
 
 const ip = (...args: string[]) => execFileSync('ip', args, { encoding: 'utf8' });
 /** A VM id whose TAP has this name. */
@@ -47,13 +48,15 @@ describe('bridge network (real bridge, TAPs and NAT)', () => {
   const bridge = testBridgeName();
   const cidr = parseIpv4Cidr(testBridgeCidr());
   assert.ok(cidr);
-  const network = new BridgeNetwork({ bridge, cidr, nat: true }, captureLogger().log);
+  const netDir = tempDir('nexus-net-flat-');
+  const network = new BridgeNetwork({ bridge, cidr, nat: true, netDir: netDir.path }, captureLogger().log);
   const foreign: string[] = [];
 
   after(async () => {
     for (const tap of await network.listDevices()) if ((await readLink(tap))?.master === bridge) await network.removeDevice(tap);
     for (const device of foreign) ip('link', 'del', 'dev', device);
     await network.removeBridge();
+    netDir.remove();
   });
 
   it('creates the bridge with its address and NAT on first use, and a TAP attached to it', async () => {
@@ -120,20 +123,22 @@ describe('bridge network (real bridge, TAPs and NAT)', () => {
     const taken = testBridgeName();
     ip('tuntap', 'add', 'dev', taken, 'mode', 'tap');
     foreign.push(taken);
-    const other = new BridgeNetwork({ bridge: taken, cidr, nat: false }, captureLogger().log);
+    const other = new BridgeNetwork({ bridge: taken, cidr, nat: false, netDir: netDir.path }, captureLogger().log);
     await assert.rejects(other.ensureBridge(), /exists and is not a bridge \(tun\)/);
   });
 });
 
 describe('bridge network tear-down (for an agent whose VMs end with it)', () => {
   const nftTables = () => execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' });
+  const netDir = tempDir('nexus-net-flat-');
+  after(() => netDir.remove());
 
   /** A network on a bridge of its own; `cleanUp` removes whatever a failed test left of it. */
   function ownNetwork(options: { natBackend?: 'iptables' } = {}) {
     const bridge = testBridgeName();
     const cidr = parseIpv4Cidr(testBridgeCidr());
     assert.ok(cidr, 'the test cidr parses');
-    const network = new BridgeNetwork({ bridge, cidr, nat: true, ...options }, captureLogger().log);
+    const network = new BridgeNetwork({ bridge, cidr, nat: true, netDir: netDir.path, ...options }, captureLogger().log);
     const taps = [tapNameOf(testVmId()), tapNameOf(testVmId())];
     const cleanUp = async () => {
       for (const tap of taps) if (await readLink(tap)) ip('link', 'del', 'dev', tap);
@@ -174,7 +179,7 @@ describe('bridge network tear-down (for an agent whose VMs end with it)', () => 
           for (const tap of taps) await network.ensureNic(vmIdOf(tap));
           assert.equal(forwarding(), '1', 'NAT needs forwarding on');
           // Another process (the next start, or nexus dev's own check) tears down what this one set up.
-          await new BridgeNetwork({ bridge, cidr, nat: true }, captureLogger().log).tearDown(taps);
+          await new BridgeNetwork({ bridge, cidr, nat: true, netDir: netDir.path }, captureLogger().log).tearDown(taps);
           assert.equal(forwarding(), before, `forwarding is as the set-up found it (${before})`);
         } finally {
           await cleanUp();
@@ -291,15 +296,19 @@ describe('bridge network tear-down (for an agent whose VMs end with it)', () => 
   });
 });
 
-describe('VM namespaces (real namespaces, veths, TAPs, nftables tables and dnsmasq)', () => {
-  const dhcpDir = tempDir('nexus-net-dhcp-');
-  const network = new BridgeNetwork(
-    { bridge: testBridgeName(), cidr: parseIpv4Cidr(testBridgeCidr()) ?? { address: '10.213.0.1', prefixLength: 24 }, nat: false, dhcpDir: dhcpDir.path },
-    captureLogger().log,
-  );
-  const dhcp = new DhcpServers(dhcpDir.path, captureLogger().log);
+for (const backend of ['nftables', 'iptables'] as const) {
+  describe(`VM namespaces with ${backend} (real namespaces, veths, TAPs, rules and dnsmasq)`, () => vmNamespaceSuite(backend));
+}
+
+function vmNamespaceSuite(backend: Backend): void {
+  const netDir = tempDir('nexus-net-');
+  const bridgeCidr = parseIpv4Cidr(testBridgeCidr()) ?? { address: '10.213.0.1', prefixLength: 24 };
+  const network = new BridgeNetwork({ bridge: testBridgeName(), cidr: bridgeCidr, nat: false, natBackend: backend, netDir: netDir.path }, captureLogger().log);
+  const dhcp = new DhcpServers(join(netDir.path, 'dhcp'), captureLogger().log);
+  const view = firewallView(backend);
+  const tables = backend === 'iptables' ? iptablesTablesGuard() : undefined;
   const third = (randomBytes(1)[0] ?? 0) & 0xfe;
-  /** A network of this run: an id whose table name is this run's too. */
+  /** A network of this run: an id whose rules' names are this run's too. */
   const nicNetwork = (egress: 'allow' | 'deny' = 'allow', offset = 0): NicNetwork => ({
     id: `${randomBytes(4).toString('hex')}-0000-4000-8000-000000000000`,
     cidr: `10.217.${third + offset}.0/24`,
@@ -312,8 +321,7 @@ describe('VM namespaces (real namespaces, veths, TAPs, nftables tables and dnsma
     ip: net.cidr.replace(/0\/24$/, String(host)),
     mac: `06:00:00:00:01:${host.toString(16).padStart(2, '0')}`,
   });
-  const tables = () => execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' });
-  const table = (net: NicNetwork) => execFileSync('nft', ['list', 'table', 'inet', networkTableNameOf(net.id)], { encoding: 'utf8' });
+  const dotted = (address: string) => address.replaceAll('.', '\\.');
   const inNetns = (netns: string, ...command: string[]) => execFileSync('ip', ['netns', 'exec', netns, ...command], { encoding: 'utf8' });
   const made: string[] = [];
   const foreign: string[] = [];
@@ -328,7 +336,8 @@ describe('VM namespaces (real namespaces, veths, TAPs, nftables tables and dnsma
     for (const netns of made) await network.removeDevice(netns).catch(() => undefined);
     for (const device of foreign) ip('link', 'del', 'dev', device);
     await network.tearDown([]);
-    dhcpDir.remove();
+    tables?.restore();
+    netDir.remove();
   });
 
   it('gives a VM a namespace of its own: tap0 with the gateway, a veth routed from the host, its rules and DHCP server', async () => {
@@ -351,15 +360,15 @@ describe('VM namespaces (real namespaces, veths, TAPs, nftables tables and dnsma
     assert.match(inNetns(netnsA, 'ip', 'route'), new RegExp(`10\\.217\\.${third}\\.10 dev tap0`), 'the guest is routed to tap0');
     assert.equal(inNetns(netnsA, 'cat', '/proc/sys/net/ipv4/conf/tap0/proxy_arp').trim(), '1', 'proxy ARP answers for its neighbours');
     assert.equal(inNetns(netnsA, 'cat', '/sys/class/net/tap0/address').trim(), '02:00:00:00:00:01', 'tap0 has the one MAC every tap0 has');
+    const guest = dotted(`10.217.${third}.10`);
     assert.match(
-      inNetns(netnsA, 'nft', 'list', 'table', 'inet', 'nexus_vm'),
-      new RegExp(`ip saddr 10\\.217\\.${third}\\.10 accept`),
+      view.netnsRules(netnsA),
+      backend === 'nftables' ? new RegExp(`ip saddr ${guest} accept`) : new RegExp(`-A FORWARD -s ${guest}/32 -i tap0 -o veth0 -j ACCEPT`),
       'only its own address leaves',
     );
-    const elements = (net: NicNetwork) =>
-      JSON.stringify(execFileSync('nft', ['-j', 'list', 'set', 'inet', networkTableNameOf(net.id), 'vms'], { encoding: 'utf8' }));
-    assert.ok(elements(net).includes(netnsA) && elements(net).includes(netnsB), "the network's set holds both veths");
-    assert.match(table(net), /masquerade/, 'egress allow: NAT');
+    const rules = view.networkRules(net.id);
+    assert.ok(rules.includes(netnsA) && rules.includes(netnsB), "the network's rules name both veths");
+    assert.match(rules, /masquerade/i, 'egress allow: NAT');
     // Its DHCP server: one dnsmasq in its namespace, bound to tap0, with its one static lease.
     const pid = await dhcp.pidOf(netnsA);
     assert.ok(pid !== undefined, 'a DHCP server runs for the VM');
@@ -376,11 +385,13 @@ describe('VM namespaces (real namespaces, veths, TAPs, nftables tables and dnsma
     assert.equal(await readLink(netnsA), undefined, 'the veth is gone');
     assert.equal(existsSync(`/run/netns/${netnsA}`), false, 'the namespace is gone');
     assert.equal(await readProcessStartTicks(pid ?? 0), undefined, 'its DHCP server ended');
-    assert.equal(existsSync(join(dhcpDir.path, netnsA)), false, 'and its files');
+    assert.equal(existsSync(join(netDir.path, 'dhcp', netnsA)), false, 'and its files');
+    assert.equal(existsSync(join(netDir.path, 'vms', netnsA)), false, 'and its record');
     assert.equal(ip('route', 'show', `10.217.${third}.10/32`).trim(), '', 'its route went with the veth');
-    assert.ok(!elements(net).includes(netnsA) && elements(net).includes(netnsB), 'it is out of the network set');
+    const left = view.networkRules(net.id);
+    assert.ok(!left.includes(netnsA) && left.includes(netnsB), "it is out of the network's rules, the other VM still in");
     await network.removeDevice(netnsB);
-    assert.doesNotMatch(tables(), new RegExp(networkTableNameOf(net.id)), "the network's rules go with its last VM here");
+    assert.doesNotMatch(view.present(), new RegExp(view.networkName(net.id)), "the network's rules go with its last VM here");
     await network.removeDevice(netnsB); // removing what is gone succeeds
   });
 
@@ -389,40 +400,83 @@ describe('VM namespaces (real namespaces, veths, TAPs, nftables tables and dnsma
     const [first, second] = [vmId(), vmId()];
     await network.ensureNic(first, undefined, nicOn(net, 10));
     await network.ensureNic(second, undefined, nicOn({ ...net, egress: 'deny' }, 11));
-    const rules = table(net);
-    assert.doesNotMatch(rules, /masquerade/, 'no NAT under deny');
-    assert.match(rules, /ct state established,related accept/);
-    assert.equal(rules.match(/type filter hook forward/g)?.length, 1, 'one forward chain: rewritten, not appended');
+    const rules = view.networkRules(net.id);
+    assert.doesNotMatch(rules, /masquerade/i, 'no NAT under deny');
+    if (backend === 'nftables') {
+      assert.match(rules, /ct state established,related accept/);
+      assert.equal(rules.match(/type filter hook forward/g)?.length, 1, 'one forward chain: rewritten, not appended');
+    } else {
+      const from = `${view.networkName(net.id)}FROM`;
+      assert.match(rules, new RegExp(`-A ${from} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`), 'replies may leave');
+      assert.equal(rules.match(new RegExp(`-A ${from} -j DROP`, 'g'))?.length, 1, 'all else leaving is dropped, once: rewritten, not appended');
+      assert.equal(rules.match(new RegExp(`-A FORWARD -j ${view.networkName(net.id)}FWD`, 'g'))?.length, 1, 'one jump from FORWARD');
+      assert.equal(rules.match(new RegExp(`-A INPUT -j ${view.networkName(net.id)}IN`, 'g'))?.length, 1, 'one jump from INPUT');
+    }
     await network.removeDevice(vmNetnsNameOf(first));
     await network.removeDevice(vmNetnsNameOf(second));
+    assert.equal(view.networkRules(net.id), '', 'nothing of the network is left, jumps included');
   });
+
+  if (backend === 'iptables')
+    it("puts the network's jumps back ahead of a rule someone else put first (Docker's restart), once each", async () => {
+      const net = nicNetwork('deny', 1);
+      const [first, second] = [vmId(), vmId()];
+      const foreignRule = ['FORWARD', '-m', 'comment', '--comment', `nexus-test-${net.id.slice(0, 8)}`, '-j', 'ACCEPT'];
+      await network.ensureNic(first, undefined, nicOn(net, 16));
+      execFileSync('iptables', ['-w', '-I', ...foreignRule.slice(0, 1), '1', ...foreignRule.slice(1)]);
+      try {
+        await network.ensureNic(second, undefined, nicOn(net, 17));
+        const forward = execFileSync('iptables', ['-w', '-S', 'FORWARD'], { encoding: 'utf8' }).split('\n');
+        const jump = `-A FORWARD -j ${view.networkName(net.id)}FWD`;
+        assert.equal(forward.filter((line) => line === jump).length, 1, 'one jump');
+        assert.ok(forward.indexOf(jump) < forward.findIndex((line) => line.includes(`nexus-test-${net.id.slice(0, 8)}`)), forward.join('\n'));
+      } finally {
+        execFileSync('iptables', ['-w', '-D', ...foreignRule]);
+        await network.removeDevice(vmNetnsNameOf(first));
+        await network.removeDevice(vmNetnsNameOf(second));
+      }
+    });
 
   it("translates between a clone's frozen address and its own inside its namespace", async () => {
     const net = nicNetwork('allow', 1);
     const clone = vmId();
     const netns = vmNetnsNameOf(clone);
     await network.ensureNic(clone, undefined, { ...nicOn(net, 12), guestIp: net.cidr.replace(/0\/24$/, '10') });
-    const rules = inNetns(netns, 'nft', 'list', 'table', 'inet', 'nexus_vm');
-    assert.match(rules, new RegExp(`ip daddr 10\\.217\\.${third + 1}\\.12 dnat ip to 10\\.217\\.${third + 1}\\.10`), 'in: its own address to the frozen one');
-    assert.match(rules, new RegExp(`ip saddr 10\\.217\\.${third + 1}\\.10 snat ip to 10\\.217\\.${third + 1}\\.12`), 'out: the frozen address to its own');
+    const rules = view.netnsRules(netns);
+    const [own, frozen] = [dotted(`10.217.${third + 1}.12`), dotted(`10.217.${third + 1}.10`)];
+    const [dnat, snat] =
+      backend === 'nftables'
+        ? [new RegExp(`ip daddr ${own} dnat ip to ${frozen}`), new RegExp(`ip saddr ${frozen} snat ip to ${own}`)]
+        : [new RegExp(`-d ${own}/32 -i veth0 -j DNAT --to-destination ${frozen}`), new RegExp(`-s ${frozen}/32 -o veth0 -j SNAT --to-source ${own}`)];
+    assert.match(rules, dnat, 'in: its own address to the frozen one');
+    assert.match(rules, snat, 'out: the frozen address to its own');
     assert.match(ip('route', 'show', `10.217.${third + 1}.12/32`), new RegExp(`dev ${netns}`), 'the host routes its own address');
     const pid = await dhcp.pidOf(netns);
     assert.ok(readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`10.217.${third + 1}.10`), 'DHCP hands out the address the guest knows');
     await network.removeDevice(netns);
   });
 
-  it("publishes a VM's ports on the host with a table of its own, removed with its namespace", async () => {
+  it("publishes a VM's ports on the host with rules of its own, removed with its namespace", async () => {
     const net = nicNetwork('deny', 1);
     const id = vmId();
     const netns = vmNetnsNameOf(id);
-    const ip = net.cidr.replace(/0\/24$/, '13');
+    const address = dotted(net.cidr.replace(/0\/24$/, '13'));
     await network.ensureNic(id, undefined, { ...nicOn(net, 13), ports: [{ host_port: 18080, guest_port: 80, protocol: 'tcp' }] });
-    const rules = execFileSync('nft', ['list', 'table', 'inet', publishTableNameOf(id)], { encoding: 'utf8' });
-    assert.equal(rules.match(new RegExp(`tcp dport 18080 dnat ip to ${ip.replaceAll('.', '\\.')}:80`, 'g'))?.length, 2, 'DNAT from outside and from the host');
-    assert.match(rules, new RegExp(`oifname "${netns}" ip saddr 127\\.0\\.0\\.0/8 masquerade`), 'loopback clients masqueraded');
+    const rules = view.publishRules(id);
+    if (backend === 'nftables') {
+      assert.equal(rules.match(new RegExp(`tcp dport 18080 dnat ip to ${address}:80`, 'g'))?.length, 2, 'DNAT from outside and from the host');
+      assert.match(rules, new RegExp(`oifname "${netns}" ip saddr 127\\.0\\.0\\.0/8 masquerade`), 'loopback clients masqueraded');
+    } else {
+      const chain = view.publishName(id);
+      assert.match(rules, new RegExp(`-A ${chain}DNAT -p tcp -m tcp --dport 18080 -j DNAT --to-destination ${address}:80`), 'DNAT to the guest');
+      for (const from of ['PREROUTING', 'OUTPUT']) {
+        assert.match(rules, new RegExp(`-A ${from} -m addrtype --dst-type LOCAL -j ${chain}DNAT`), `from outside and from the host (${from})`);
+      }
+      assert.match(rules, new RegExp(`-A ${chain}MASQ -s 127\\.0\\.0\\.0/8 -o ${netns} -j MASQUERADE`), 'loopback clients masqueraded');
+    }
     assert.equal(readFileSync(`/proc/sys/net/ipv4/conf/${netns}/route_localnet`, 'utf8').trim(), '1', 'route_localnet on its veth');
     await network.removeDevice(netns);
-    assert.doesNotMatch(tables(), new RegExp(publishTableNameOf(id)), 'its ports go with it');
+    assert.equal(view.publishRules(id), '', 'its ports go with it, jumps included');
   });
 
   it('refuses to publish a host port a process of the host listens on, and makes nothing', async () => {
@@ -437,9 +491,9 @@ describe('VM namespaces (real namespaces, veths, TAPs, nftables tables and dnsma
         (error: NexusError) => error.code === 'conflict' && error.message.includes(`host port ${port}/tcp is in use on this host`),
       );
       assert.equal(existsSync(`/run/netns/${vmNetnsNameOf(id)}`), false, 'no namespace was made');
-      assert.doesNotMatch(tables(), new RegExp(publishTableNameOf(id)), 'no rules were written');
+      assert.doesNotMatch(view.present(), new RegExp(view.publishName(id)), 'no rules were written');
       await network.ensureNic(id, undefined, { ...nicOn(net, 14), ports: [{ host_port: port, guest_port: 80, protocol: 'udp' }] });
-      assert.match(tables(), new RegExp(publishTableNameOf(id)), 'the same port over UDP is free');
+      assert.match(view.present(), new RegExp(view.publishName(id)), 'the same port over UDP is free');
     } finally {
       await new Promise((resolve) => listener.close(resolve));
       await network.removeDevice(vmNetnsNameOf(id));
@@ -458,7 +512,7 @@ describe('VM namespaces (real namespaces, veths, TAPs, nftables tables and dnsma
     );
     assert.equal((await readLink(name))?.linkinfo?.info_kind, 'bridge', 'the foreign device is untouched');
     assert.equal(existsSync(`/run/netns/${name}`), false, 'no namespace was made');
-    assert.doesNotMatch(tables(), new RegExp(networkTableNameOf(net.id)), 'no rules were written');
+    assert.doesNotMatch(view.present(), new RegExp(view.networkName(net.id)), 'no rules were written');
   });
 
   it('undoes a half-made namespace: nothing of it is left when a step fails', async () => {
@@ -470,29 +524,52 @@ describe('VM namespaces (real namespaces, veths, TAPs, nftables tables and dnsma
     assert.equal(await readLink(netns), undefined, 'no veth is left');
     assert.equal(existsSync(`/run/netns/${netns}`), false, 'no namespace is left');
     assert.equal(ip('route', 'show', `10.217.${third + 1}.10/32`).trim(), '', 'no route is left');
-    assert.equal(existsSync(join(dhcpDir.path, netns)), false, 'no DHCP files are left');
-    assert.doesNotMatch(tables(), new RegExp(networkTableNameOf(net.id)), 'no rules were written');
+    assert.equal(existsSync(join(netDir.path, 'dhcp', netns)), false, 'no DHCP files are left');
+    assert.equal(existsSync(join(netDir.path, 'vms', netns)), false, 'no record is left');
+    assert.doesNotMatch(view.present(), new RegExp(view.networkName(net.id)), 'no rules were written');
   });
 
-  it('a tear-down removes the namespaces given, a network table with no VM here, and a DHCP server without its namespace', async () => {
+  it("lists only its own VMs: another agent's namespaces on the host are neither listed nor removed", async () => {
+    const otherDir = tempDir('nexus-net-other-');
+    const other = new BridgeNetwork(
+      { bridge: testBridgeName(), cidr: bridgeCidr, nat: false, natBackend: backend, netDir: otherDir.path },
+      captureLogger().log,
+    );
+    const net = nicNetwork('allow', 1);
+    const [mine, theirs] = [vmId(), vmId()];
+    try {
+      await network.ensureNic(mine, undefined, nicOn(net, 15));
+      await other.ensureNic(theirs, undefined, nicOn(net, 16));
+      assert.ok((await network.listDevices()).includes(vmNetnsNameOf(mine)), 'its own VM is listed');
+      assert.ok(!(await network.listDevices()).includes(vmNetnsNameOf(theirs)), "the other agent's VM is not");
+      assert.deepEqual(
+        (await other.listDevices()).filter((name) => name === vmNetnsNameOf(mine) || name === vmNetnsNameOf(theirs)),
+        [vmNetnsNameOf(theirs)],
+        'nor the other way round',
+      );
+      await other.tearDown([vmNetnsNameOf(theirs)]);
+      assert.ok(await network.isConnected(vmNetnsNameOf(mine)), "the other agent's tear-down left this one's VM");
+      assert.ok(view.networkRules(net.id).includes(vmNetnsNameOf(mine)), 'and the network rules it is in');
+    } finally {
+      await other.removeDevice(vmNetnsNameOf(theirs)).catch(() => undefined);
+      await network.removeDevice(vmNetnsNameOf(mine));
+      otherDir.remove();
+    }
+  });
+
+  it('a tear-down removes the namespaces given, network rules with no VM here, ports of a VM gone, and a DHCP server without its namespace', async () => {
     const net = nicNetwork('deny', 1);
     const id = vmId();
     const netns = vmNetnsNameOf(id);
     await network.ensureNic(id, undefined, nicOn(net, 10));
-    const orphanTable = nicNetwork('allow', 1);
-    execFileSync('nft', ['add', 'table', 'inet', networkTableNameOf(orphanTable.id)]);
-    // Published ports of a VM whose namespace is gone.
+    const orphan = nicNetwork('allow', 1);
     const goneVm = vmId();
-    execFileSync('nft', ['add', 'table', 'inet', publishTableNameOf(goneVm)]);
-    const mine = (things: string[]) => things.filter((thing) => [net.id, orphanTable.id, id, goneVm].some((each) => thing.includes(each.slice(0, 8))));
-    assert.deepEqual(mine(await network.tearDownLeft([netns])), [
-      `namespace ${netns}`,
-      `nftables table ${networkTableNameOf(orphanTable.id)}`,
-      `nftables table ${publishTableNameOf(goneVm)}`,
-    ]);
+    const leftovers = [view.leaveNetwork(orphan.id), view.leavePublished(goneVm)];
+    const mine = (things: string[]) => things.filter((thing) => [net.id, orphan.id, id, goneVm].some((each) => thing.includes(each.slice(0, 8))));
+    assert.deepEqual(mine(await network.tearDownLeft([netns])), [`namespace ${netns}`, ...leftovers]);
     await network.tearDown([netns]);
     assert.deepEqual(mine(await network.tearDownLeft([netns])), [], 'nothing is left');
     assert.equal(existsSync(`/run/netns/${netns}`), false);
-    assert.doesNotMatch(tables(), new RegExp(`${networkTableNameOf(net.id)}|${networkTableNameOf(orphanTable.id)}|${publishTableNameOf(goneVm)}`));
+    assert.doesNotMatch(view.present(), new RegExp(`${view.networkName(net.id)}|${view.networkName(orphan.id)}|${view.publishName(goneVm)}`));
   });
-});
+}

@@ -25,7 +25,7 @@ describe('host sweep (what nexus dev runs when its agent did not clean up)', () 
   const cidr = testBridgeCidr();
   const runDir = join(dir.path, 'run');
   const config = resolveAgentConfig({ runDir }, { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: cidr, NEXUS_NAT: 'on' });
-  const network = new BridgeNetwork({ bridge, cidr: config.bridgeCidr, nat: true }, captureLogger().log);
+  const network = new BridgeNetwork({ bridge, cidr: config.bridgeCidr, nat: true, netDir: join(runDir, 'net') }, captureLogger().log);
   const vmId = testVmId();
   const tap = tapNameOf(vmId);
   const vmms: ChildProcess[] = [];

@@ -133,3 +133,176 @@ export function publishRuleset(rules: PublishRules): string {
     '  }',
   ]);
 }
+
+/*
+ * The same rules for iptables, on hosts without nftables. iptables has no sets and no tables of
+ * one's own: a network's rules are chains named from its id (`NXN-<8 hex>-…`) with a rule per veth,
+ * reached by one jump each from the built-in chains; a chain of ours only ever drops or returns,
+ * never accepts, since an ACCEPT would end the built-in chain and skip every other network's jump.
+ * Scripts are for `iptables-restore --noflush`: declaring a chain of ours creates or empties it, so
+ * a script rewrites our chains whole, in one commit per table, and leaves everything else alone.
+ */
+
+/** An iptables rule in a built-in chain that sends packets to one of ours: added once, removed with our chains. */
+export interface IptablesJump {
+  table: 'filter' | 'nat';
+  /** The built-in chain, e.g. FORWARD. */
+  chain: string;
+  /** The rule's match and target, e.g. ['-j', 'NXN-0a1b2c3d-FWD']. */
+  rule: readonly string[];
+}
+
+/** Chains of ours, and how packets reach them: what a script fills, and what removing them takes. */
+export interface IptablesRules {
+  /** Input for `iptables-restore --noflush`. */
+  script: string;
+  jumps: readonly IptablesJump[];
+  chains: { readonly filter: readonly string[]; readonly nat: readonly string[] };
+}
+
+/** The prefix of a network's chains, `NXN-<8 hex>`, from its table's key. */
+export function networkChainPrefix(key: string): string {
+  return `NXN-${key}`;
+}
+
+/** The prefix of a VM's published-port chains, `NXP-<8 hex>`. */
+export function publishChainPrefix(key: string): string {
+  return `NXP-${key}`;
+}
+
+/** A network's chains and jumps: its key's `NXN-<key>-FWD/FROM/TO/IN` (filter) and `-NAT` (nat). */
+export function networkChains(key: string): Omit<IptablesRules, 'script'> {
+  const prefix = networkChainPrefix(key);
+  return {
+    chains: { filter: [`${prefix}-FWD`, `${prefix}-FROM`, `${prefix}-TO`, `${prefix}-IN`], nat: [`${prefix}-NAT`] },
+    jumps: [
+      { table: 'filter', chain: 'FORWARD', rule: ['-j', `${prefix}-FWD`] },
+      { table: 'filter', chain: 'INPUT', rule: ['-j', `${prefix}-IN`] },
+      { table: 'nat', chain: 'POSTROUTING', rule: ['-j', `${prefix}-NAT`] },
+    ],
+  };
+}
+
+/**
+ * A network's rules as iptables chains, the same as {@link networkRuleset}'s: `FWD` sends what
+ * comes from one of its veths to `FROM` and what goes to one to `TO`; `FROM` lets it reach the
+ * network's own veths, drops it toward any other VM namespace and, with `egress: deny`, anywhere
+ * else but replies; `TO` drops what comes from another VM namespace; `IN` lets guests reach the
+ * host only with replies; `NAT` masquerades what leaves the block for outside (egress allow).
+ */
+export function networkIptables(key: string, rules: Omit<NetworkRules, 'table'>): IptablesRules {
+  const { cidr, egress, vms } = rules;
+  const { chains, jumps } = networkChains(key);
+  const [fwd, from, to, input] = chains.filter;
+  const [nat] = chains.nat;
+  const filter = [
+    ...vms.flatMap((vm) => [`-A ${fwd} -i ${vm} -j ${from}`, `-A ${fwd} -o ${vm} -j ${to}`]),
+    ...vms.map((vm) => `-A ${from} -o ${vm} -j RETURN`),
+    `-A ${from} -o nxv-+ -j DROP`,
+    ...(egress === 'deny' ? [`-A ${from} -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN`, `-A ${from} -j DROP`] : []),
+    ...vms.map((vm) => `-A ${to} -i ${vm} -j RETURN`),
+    `-A ${to} -i nxv-+ -j DROP`,
+    ...vms.flatMap((vm) => [`-A ${input} -i ${vm} -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN`, `-A ${input} -i ${vm} -j DROP`]),
+  ];
+  const masquerade = egress === 'allow' ? [...vms.map((vm) => `-A ${nat} -o ${vm} -j RETURN`), `-A ${nat} -s ${cidr} -j MASQUERADE`] : [];
+  return { script: restoreScript({ filter: [chains.filter, filter], nat: [chains.nat, masquerade] }), chains, jumps };
+}
+
+/** A VM's published-port chains and jumps: `NXP-<key>-DNAT` from PREROUTING and OUTPUT for the host's own addresses, `-MASQ` from POSTROUTING. */
+export function publishChains(key: string): Omit<IptablesRules, 'script'> {
+  const prefix = publishChainPrefix(key);
+  const local = ['-m', 'addrtype', '--dst-type', 'LOCAL', '-j', `${prefix}-DNAT`];
+  return {
+    chains: { filter: [], nat: [`${prefix}-DNAT`, `${prefix}-MASQ`] },
+    jumps: [
+      { table: 'nat', chain: 'PREROUTING', rule: local },
+      { table: 'nat', chain: 'OUTPUT', rule: local },
+      { table: 'nat', chain: 'POSTROUTING', rule: ['-j', `${prefix}-MASQ`] },
+    ],
+  };
+}
+
+/** A VM's published ports as iptables chains, the same as {@link publishRuleset}'s. */
+export function publishIptables(key: string, rules: Omit<PublishRules, 'table'>): IptablesRules {
+  const { veth, ip, ports } = rules;
+  const { chains, jumps } = publishChains(key);
+  const [dnat, masq] = chains.nat;
+  const nat = [
+    ...ports.map((port) => `-A ${dnat} -p ${port.protocol} --dport ${port.host_port} -j DNAT --to-destination ${ip}:${port.guest_port}`),
+    `-A ${masq} -o ${veth} -s 127.0.0.0/8 -j MASQUERADE`,
+  ];
+  return { script: restoreScript({ filter: [[], []], nat: [chains.nat, nat] }), chains, jumps };
+}
+
+/**
+ * The rules inside a VM's namespace as a whole `iptables-restore` script (the namespace is the VM's
+ * alone, so its built-in chains are ours), the same as {@link vmNetnsRuleset}'s.
+ */
+export function vmNetnsIptables(rules: Omit<VmNetnsRules, 'table'>): string {
+  const { tap, veth, guestIp, ip } = rules;
+  const lines = [
+    '*filter',
+    ':INPUT ACCEPT [0:0]',
+    ':FORWARD DROP [0:0]',
+    ':OUTPUT ACCEPT [0:0]',
+    `-A FORWARD -i ${tap} -o ${veth} -s ${guestIp}/32 -j ACCEPT`,
+    `-A FORWARD -i ${veth} -o ${tap} -d ${guestIp}/32 -j ACCEPT`,
+    `-A INPUT -i ${tap} -p udp --dport 67 -j ACCEPT`,
+    `-A INPUT -i ${tap} -p icmp --icmp-type echo-request -j ACCEPT`,
+    `-A INPUT -i ${tap} -j DROP`,
+    'COMMIT',
+    ...(guestIp !== ip
+      ? [
+          '*nat',
+          ':PREROUTING ACCEPT [0:0]',
+          ':INPUT ACCEPT [0:0]',
+          ':OUTPUT ACCEPT [0:0]',
+          ':POSTROUTING ACCEPT [0:0]',
+          `-A PREROUTING -i ${veth} -d ${ip}/32 -j DNAT --to-destination ${guestIp}`,
+          `-A POSTROUTING -o ${veth} -s ${guestIp}/32 -j SNAT --to-source ${ip}`,
+          'COMMIT',
+        ]
+      : []),
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * A script that deletes, one by one, the rules of our chains naming `device` as their in or out
+ * interface, as `iptables-save` shows them (`saved`, per table): it takes a VM's veth out of its
+ * network's chains without knowing the network's block or egress, and without rewriting the rules
+ * of other veths (another agent on the host may be writing them). Nothing when no rule names it.
+ */
+export function iptablesDeletions(saved: { filter: string; nat: string }, chains: IptablesRules['chains'], device: string): string {
+  const names = new RegExp(`(^| )-[io] ${device.replace(/[^\w-]/g, '\\$&')}( |$)`);
+  const deletions = (text: string, ours: readonly string[]) =>
+    text
+      .split('\n')
+      .filter((line) => ours.some((chain) => line.startsWith(`-A ${chain} `)) && names.test(line))
+      .map((line) => `-D${line.slice('-A'.length)}`);
+  const lines = (['filter', 'nat'] as const).flatMap((table) => {
+    const found = deletions(saved[table], chains[table]);
+    return found.length > 0 ? [`*${table}`, ...found, 'COMMIT'] : [];
+  });
+  return lines.length > 0 ? `${lines.join('\n')}\n` : '';
+}
+
+/**
+ * Whether `jump` comes before every rule of the built-in chain that is not a jump to a chain of
+ * ours, in the chain as `iptables -S <chain>` lists it: a rule of someone else's above it (an
+ * ACCEPT that Docker's restart put first) would let packets past our chains.
+ */
+export function jumpLeads(listed: string, jump: IptablesJump): boolean {
+  const rules = listed.split('\n').filter((line) => line.startsWith(`-A ${jump.chain} `));
+  const ours = `-A ${jump.chain} ${jump.rule.join(' ')}`;
+  const at = rules.indexOf(ours);
+  return at >= 0 && rules.slice(0, at).every((line) => / -j NX[NP]-[0-9a-f]{8}-\S+$/.test(line));
+}
+
+/** An `iptables-restore --noflush` script: per table, our chains declared (made, or emptied) and their rules; a table with no chain of ours is left out. */
+function restoreScript(tables: Record<'filter' | 'nat', [chains: readonly string[], rules: readonly string[]]>): string {
+  const lines = Object.entries(tables).flatMap(([table, [chains, rules]]) =>
+    chains.length > 0 ? [`*${table}`, ...chains.map((chain) => `:${chain} - [0:0]`), ...rules, 'COMMIT'] : [],
+  );
+  return `${lines.join('\n')}\n`;
+}

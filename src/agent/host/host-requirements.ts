@@ -6,6 +6,8 @@ import { delimiter, join } from 'node:path';
 /** A program Nexus runs on a host, and the Debian package that provides it. */
 export interface HostRequirement {
   binary: string;
+  /** Programs that serve as well when `binary` is missing (then installing its package is not needed). */
+  alternatives?: readonly string[];
   debianPackage: string;
   why: string;
 }
@@ -15,7 +17,12 @@ export const HOST_REQUIREMENTS: readonly HostRequirement[] = [
   { binary: 'qemu-system-x86_64', debianPackage: 'qemu-system-x86', why: 'runs guests (QEMU microvm driver) and probes KVM' },
   { binary: 'ip', debianPackage: 'iproute2', why: "makes each VM's network namespace, veth and TAP, and the flat guest bridge" },
   { binary: 'nsenter', debianPackage: 'util-linux', why: "starts each VM's VMM and DHCP server in the VM's network namespace" },
-  { binary: 'nft', debianPackage: 'nftables', why: 'masquerades guest traffic (NAT) and keeps networks apart' },
+  {
+    binary: 'nft',
+    alternatives: ['iptables-restore'],
+    debianPackage: 'nftables',
+    why: 'masquerades guest traffic (NAT), keeps networks apart and publishes ports (iptables where nft is missing)',
+  },
   { binary: 'dnsmasq', debianPackage: 'dnsmasq-base', why: 'answers DHCP on each network with the addresses the manager gave' },
   { binary: 'mkfs.ext4', debianPackage: 'e2fsprogs', why: 'builds guest root filesystems' },
   { binary: 'xz', debianPackage: 'xz-utils', why: "unpacks the guest kernel from Debian's package" },
@@ -27,7 +34,15 @@ export interface RequirementCheck extends HostRequirement {
 }
 
 export async function checkHostRequirements(env: NodeJS.ProcessEnv = process.env): Promise<RequirementCheck[]> {
-  return Promise.all(HOST_REQUIREMENTS.map(async (requirement) => ({ ...requirement, path: await which(requirement.binary, env) })));
+  return Promise.all(
+    HOST_REQUIREMENTS.map(async (requirement) => {
+      for (const binary of [requirement.binary, ...(requirement.alternatives ?? [])]) {
+        const path = await which(binary, env);
+        if (path) return { ...requirement, path };
+      }
+      return { ...requirement, path: undefined };
+    }),
+  );
 }
 
 /** The full path of an executable on PATH, like `command -v`. */

@@ -28,6 +28,14 @@ describe('resolveAgentConfig', () => {
     assert.throws(() => resolveAgentConfig({}, { NEXUS_BRIDGE_CIDR: '10.0.0.1' }), /NEXUS_BRIDGE_CIDR must be/);
     assert.throws(() => resolveAgentConfig({}, { NEXUS_BRIDGE: 'a-very-long-bridge-name' }), /NEXUS_BRIDGE must be/);
     assert.throws(() => resolveAgentConfig({}, { NEXUS_NAT: 'maybe' }), /NEXUS_NAT must be on or off/);
+    assert.throws(() => resolveAgentConfig({}, { NEXUS_FIREWALL: 'pf' }), /NEXUS_FIREWALL must be auto, nftables or iptables/);
+  });
+
+  it('reads NEXUS_FIREWALL: auto (the default) leaves the choice to what is installed', () => {
+    assert.equal(resolveAgentConfig({}, {}).firewall, undefined, 'default: auto');
+    assert.equal(resolveAgentConfig({}, { NEXUS_FIREWALL: 'auto' }).firewall, undefined, 'auto');
+    assert.equal(resolveAgentConfig({}, { NEXUS_FIREWALL: 'iptables' }).firewall, 'iptables');
+    assert.equal(resolveAgentConfig({}, { NEXUS_FIREWALL: 'nftables' }).firewall, 'nftables');
   });
   it('reads the jailer, proxy and log settings, and refuses what the jailer cannot run', () => {
     const jail = { NEXUS_JAILER_BIN: '/usr/bin/jailer', NEXUS_JAILER_UID_RANGE: '900000-965535' };

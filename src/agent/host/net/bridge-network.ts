@@ -1,7 +1,6 @@
 import type { Logger } from 'pino';
 import { NexusError } from '../../../kit/nexus-error.js';
 import { TAP_NAME_PATTERN, VM_NETNS_PATTERN, tapNameOf } from '../../../contracts/host-names.js';
-import { DhcpServers } from './dhcp-servers.js';
 import { VmNamespaces } from './vm-namespaces.js';
 import { type Ipv4Cidr, networkOf } from '../../domain/ipv4.js';
 import type { HostNetwork, NetworkNic } from '../../ports/host-network.js';
@@ -25,10 +24,10 @@ export interface BridgeNetworkConfig {
   cidr: Ipv4Cidr;
   /** Masquerade guest traffic out of the host. NEXUS_NAT, default on. */
   nat: boolean;
-  /** How to masquerade. Default: nftables when `nft` is installed, else iptables. */
+  /** Where rules are kept (the bridge's NAT, networks' rules, published ports). NEXUS_FIREWALL; default: nftables when `nft` is installed, else iptables. */
   natBackend?: NatBackend;
-  /** Where each VM's DHCP server keeps its files (`<run-dir>/net/dhcp`); without it, no DHCP server runs. */
-  dhcpDir?: string;
+  /** The agent's folder for its VMs' networking: their records and DHCP servers (`<run-dir>/net`). */
+  netDir: string;
 }
 
 /** The alias (`ip link … alias`) of a bridge Nexus made, which it may therefore remove. */
@@ -54,7 +53,7 @@ export class BridgeNetwork implements HostNetwork {
     private readonly config: BridgeNetworkConfig,
     private readonly log: Logger,
   ) {
-    this.namespaces = new VmNamespaces(log, config.dhcpDir === undefined ? undefined : new DhcpServers(config.dhcpDir, log));
+    this.namespaces = new VmNamespaces(log, config.netDir, config.natBackend);
   }
 
   /** Creates the bridge if missing, gives it its address, brings it up, and sets up NAT. Idempotent. */

@@ -1,27 +1,17 @@
-import { access, readdir, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
-import {
-  GUEST_TAP,
-  NETWORK_TABLE_PATTERN,
-  PUBLISH_TABLE_PATTERN,
-  VM_NETNS_PATTERN,
-  macOf,
-  netnsPathOf,
-  networkTableNameOf,
-  publishTableNameOf,
-  vmNetnsNameOf,
-} from '../../../contracts/host-names.js';
+import { GUEST_TAP, VM_NETNS_PATTERN, macOf, netnsPathOf, networkKeyOf, vmNetnsNameOf } from '../../../contracts/host-names.js';
 import type { NicNetwork } from '../../../contracts/machine-spec.js';
 import { formatIpv4, parseIpv4Block } from '../../../kit/ipv4.js';
 import { KeyedMutex } from '../../../kit/keyed-mutex.js';
 import { runHostTool } from '../../../kit/host-tool.js';
 import { NexusError } from '../../../kit/nexus-error.js';
-import { networkRuleset, publishRuleset, vmNetnsRuleset } from '../../domain/network-ruleset.js';
 import type { NetworkNic } from '../../ports/host-network.js';
-import type { DhcpServers } from './dhcp-servers.js';
+import { DhcpServers } from './dhcp-servers.js';
+import { type Firewall, firewallOf, inNetns } from './firewall.js';
 import { type LinkInfo, ip, listLinks, readLink } from './ip-command.js';
-import { FORWARDING_TURNED_ON, enableIpForwarding, restoreForwarding } from './nat.js';
-import { which } from '../host-requirements.js';
+import { FORWARDING_TURNED_ON, type NatBackend, detectNatBackend, enableIpForwarding, restoreForwarding } from './nat.js';
 import { portsInUse } from './host-ports.js';
 
 /** The veth's end inside every VM namespace. */
@@ -35,8 +25,6 @@ const HOST_HOP = '169.254.0.1';
 const GUEST_TAP_MAC = '02:00:00:00:00:01';
 /** The key under which IP forwarding and its mark change (network ids are the other keys). */
 const FORWARDING_LOCK = 'ip_forward';
-/** The table inside each VM namespace. */
-const NETNS_TABLE = 'nexus_vm';
 /** The alias of the host end of a VM's veth: says it is Nexus's, and whose: `nexus vm <vm id> on network <network id>`. */
 const VETH_MARK = /^nexus vm (\S+) on network ([0-9a-f-]{36})(,.*)?$/;
 
@@ -50,17 +38,29 @@ const VETH_MARK = /^nexus vm (\S+) on network ([0-9a-f-]{36})(,.*)?$/;
  * for every other address, so the guest's neighbours are reached by routing. The host routes the
  * VM's fleet address to its veth. When the guest's address is not its fleet address (a clone), the
  * namespace translates between them. The namespace also holds the VM's DHCP server and its own
- * rules (no spoofing). A network's rules on the host are one nftables table whose set lists the
- * network's veths here; it is written with each VM that comes or goes and removed with the last.
+ * rules (no spoofing). A network's rules on the host (a {@link Firewall}'s) list the network's
+ * veths here; they are written with each VM that comes or goes and removed with the last.
+ *
+ * Namespaces, veths and rules are host-wide, but a VM's are this agent's only if it keeps a record
+ * of them (`<dir>/vms/<namespace>/`, made before the namespace and removed after it): what it lists,
+ * and so what its manager may collect as an orphan, is that, never another agent's on this host.
  */
 export class VmNamespaces {
   private readonly locks = new KeyedMutex();
+  private readonly dhcp: DhcpServers;
+  private readonly records: string;
+  private chosen: Firewall | undefined;
 
   constructor(
     private readonly log: Logger,
-    /** Each VM's DHCP server; none when undefined. */
-    private readonly dhcp?: DhcpServers,
-  ) {}
+    /** The agent's folder for its VMs' networking (`<run-dir>/net`): their records and DHCP servers' files. */
+    dir: string,
+    /** Where rules are kept; default: nftables when `nft` is installed, else iptables. */
+    private readonly backend?: NatBackend,
+  ) {
+    this.dhcp = new DhcpServers(join(dir, 'dhcp'), log);
+    this.records = join(dir, 'vms');
+  }
 
   /**
    * Makes the VM's namespace, its veth and TAP (owned by `owner` when given), its routes and rules,
@@ -88,6 +88,8 @@ export class VmNamespaces {
       });
     }
     await this.remove(netns);
+    const firewall = await this.firewall();
+    await mkdir(join(this.records, netns), { recursive: true, mode: 0o700 });
     const hostMac = vethMac(vmId, '0a');
     const netnsMac = vethMac(vmId, '0e');
     try {
@@ -125,18 +127,19 @@ export class VmNamespaces {
         `plumbing the network namespace ${netns}`,
       );
       await inNetns(netns, 'sh', ['-c', namespaceSysctls()], { doing: `turning on forwarding and proxy ARP in ${netns}` });
-      await inNetns(netns, 'nft', ['-f', '-'], {
-        input: vmNetnsRuleset({ table: NETNS_TABLE, tap: GUEST_TAP, veth: NETNS_VETH, guestIp, ip: nic.ip }),
-        doing: `writing the rules of ${netns}`,
-      });
-      await this.dhcp?.start(netns, GUEST_TAP, network, { mac: nic.mac, ip: guestIp });
+      await firewall.writeVmNetns(netns, { tap: GUEST_TAP, veth: NETNS_VETH, guestIp, ip: nic.ip });
+      await this.dhcp.start(netns, GUEST_TAP, network, { mac: nic.mac, ip: guestIp });
       await ipBatch(
         [`neigh replace ${nic.ip} lladdr ${netnsMac} dev ${netns} nud permanent`, `route replace ${nic.ip}/32 dev ${netns}`],
         [],
         `routing ${nic.ip} to ${netns}`,
       );
-      if (nic.ports?.length) await this.publish(vmId, netns, nic.ip, nic.ports);
-      await this.locks.run(network.id, () => this.writeNetworkRules(network));
+      if (nic.ports?.length) {
+        // Clients on the host's loopback reach the VM too: their packets may leave through the veth.
+        await writeFile(`/proc/sys/net/ipv4/conf/${netns}/route_localnet`, '1\n');
+        await firewall.publish(keyOf(netns), { veth: netns, ip: nic.ip, ports: nic.ports });
+      }
+      await this.locks.run(network.id, () => this.writeNetworkRules(firewall, network));
     } catch (error) {
       await this.remove(netns).catch((undoError: unknown) => this.log.error({ err: undoError }, `could not remove the half-made namespace ${netns}`));
       throw error;
@@ -144,18 +147,19 @@ export class VmNamespaces {
   }
 
   /**
-   * Removes a VM's namespace by its name, with its veth (and so its route), DHCP server and TAP,
-   * and takes it out of its network's rules (which go with the network's last VM here). Nothing
-   * there is fine; a device of that name that is not a veth Nexus made is refused and left alone.
+   * Removes a VM's namespace by its name, with its veth (and so its route), DHCP server, TAP,
+   * published ports and record, and takes it out of its network's rules (which go with the
+   * network's last VM here). Nothing there is fine; a device of that name that is not a veth Nexus
+   * made is refused and left alone.
    */
   async remove(netns: string): Promise<void> {
     assertNetnsName(netns);
     const device = await readLink(netns);
     if (device) assertOurs(device);
     const networkId = device && markOf(device)?.networkId;
-    await this.dhcp?.stop(netns);
-    const published = publishTableOf(netns);
-    if ((await nftTables()).includes(published)) await nft(`delete table inet ${published}\n`, `removing the published ports of ${netns}`);
+    await this.dhcp.stop(netns);
+    const firewall = await this.firewallIfAny();
+    await firewall?.unpublish(keyOf(netns));
     if (device) {
       await this.locks.run(FORWARDING_LOCK, async () => {
         await ip(['link', 'del', 'dev', netns], `deleting the veth ${netns}`);
@@ -163,20 +167,19 @@ export class VmNamespaces {
       });
     }
     if (await netnsExists(netns)) await ip(['netns', 'del', netns], `deleting the network namespace ${netns}`);
-    if (networkId) await this.locks.run(networkId, () => this.dropFromNetworkRules(networkId, netns));
+    if (networkId && firewall) await this.locks.run(networkId, () => this.dropFromNetworkRules(firewall, networkId, netns));
+    await rm(join(this.records, netns), { recursive: true, force: true });
   }
 
   /**
-   * The VMs that have anything here, by their namespace's name: a namespace, a veth (named like
-   * it), a DHCP server's files or a published-ports table. {@link remove} removes all of it, so a
-   * leftover of any of these kinds is listed, and removed, as one.
+   * This agent's VMs that have anything on the host, by their namespace's name: those it keeps a
+   * record of (whatever of theirs is left: a namespace, a veth named like it, published ports), and
+   * those with a DHCP server's files. {@link remove} removes all of it, so a leftover of any of these
+   * kinds is listed, and removed, as one.
    */
   async list(): Promise<string[]> {
-    const names = new Set(await namespaces());
-    for (const link of await listLinks()) if (isVmVeth(link)) names.add(link.ifname);
-    for (const netns of (await this.dhcp?.names()) ?? []) if (VM_NETNS_PATTERN.test(netns)) names.add(netns);
-    for (const table of await nftTables()) if (PUBLISH_TABLE_PATTERN.test(table)) names.add(netnsOfPublishTable(table));
-    return [...names].sort();
+    const names = new Set([...(await readdir(this.records).catch(() => [])), ...(await this.dhcp.names())]);
+    return [...names].filter((name) => VM_NETNS_PATTERN.test(name)).sort();
   }
 
   /** Whether the VM's namespace is there with its veth to the host (deleting either end of a veth deletes both). */
@@ -185,63 +188,83 @@ export class VmNamespaces {
     return device !== undefined && isVmVeth(device) && (await netnsExists(netns));
   }
 
-  /** Network tables whose network has no VM here, and DHCP servers whose namespace is gone: what {@link sweep} removes. */
+  /** Network rules with no VM of theirs on the host, ports of VMs gone, and DHCP servers whose namespace is gone: what {@link sweep} removes. */
   async unused(): Promise<string[]> {
-    const { tables, servers } = await this.unusedParts();
-    return [...tables.map((table) => `nftables table ${table}`), ...servers.map((netns) => `DHCP server of ${netns}`)];
-  }
-
-  /** Removes network tables with no VM of theirs here and DHCP servers without a namespace: what a crash between two steps left. */
-  async sweep(): Promise<void> {
-    const { tables, servers } = await this.unusedParts();
-    for (const table of tables)
-      await nft(`table inet ${table} {}\ndelete table inet ${table}\n`, `removing the rules of a network gone from this host (${table})`);
-    for (const netns of servers) await this.dhcp?.stop(netns);
-  }
-
-  private async unusedParts(): Promise<{ tables: string[]; servers: string[] }> {
-    const links = await listLinks();
-    const used = new Set(links.flatMap((link) => (isVmVeth(link) ? [networkTableNameOf(markOf(link)?.networkId ?? '')] : [])));
-    const veths = new Set(links.filter(isVmVeth).map((link) => link.ifname));
-    const tables = [
-      ...(await networkTables()).filter((table) => !used.has(table)),
-      ...(await nftTables()).filter((table) => PUBLISH_TABLE_PATTERN.test(table) && !veths.has(netnsOfPublishTable(table))),
+    const { firewall, networks, ports, servers } = await this.unusedParts();
+    return [
+      ...networks.map((key) => firewall?.nameOf('network', key) ?? key),
+      ...ports.map((key) => firewall?.nameOf('ports', key) ?? key),
+      ...servers.map((netns) => `DHCP server of ${netns}`),
     ];
+  }
+
+  /** Removes network rules with no VM of theirs here, ports of VMs gone, and DHCP servers without a namespace: what a crash between two steps left. */
+  async sweep(): Promise<void> {
+    const { firewall, networks, ports, servers } = await this.unusedParts();
+    for (const key of networks) await firewall?.removeNetwork(key);
+    for (const key of ports) await firewall?.unpublish(key);
+    for (const netns of servers) await this.dhcp.stop(netns);
+  }
+
+  private async unusedParts(): Promise<{ firewall?: Firewall; networks: string[]; ports: string[]; servers: string[] }> {
     const present = new Set(await namespaces());
-    const servers = ((await this.dhcp?.names()) ?? []).filter((netns) => !present.has(netns));
-    return { tables, servers };
+    const servers = (await this.dhcp.names()).filter((netns) => !present.has(netns));
+    const firewall = await this.firewallIfAny();
+    if (!firewall) return { networks: [], ports: [], servers };
+    const veths = (await listLinks()).filter(isVmVeth);
+    const used = new Set(veths.map((link) => networkKeyOf(markOf(link)?.networkId ?? '')));
+    const vms = new Set(veths.map((link) => keyOf(link.ifname)));
+    return {
+      firewall,
+      networks: (await firewall.networks()).filter((key) => !used.has(key)),
+      ports: (await firewall.published()).filter((key) => !vms.has(key)),
+      servers,
+    };
   }
 
-  /**
-   * Publishes the VM's ports on the host: its table of DNAT rules, and `route_localnet` on its
-   * veth so clients on the host's loopback reach it too.
-   */
-  private async publish(vmId: string, veth: string, ip: string, ports: NonNullable<NetworkNic['ports']>): Promise<void> {
-    await writeFile(`/proc/sys/net/ipv4/conf/${veth}/route_localnet`, '1\n');
-    await nft(publishRuleset({ table: publishTableNameOf(vmId), veth, ip, ports }), `publishing the ports of VM ${vmId}`);
-  }
-
-  /** Writes the network's table whole, its set holding the network's veths on this host. Call holding the network. */
-  private async writeNetworkRules(network: NicNetwork): Promise<void> {
-    const table = networkTableNameOf(network.id);
-    const first = !(await networkTables()).includes(table);
+  /** Writes the network's rules whole for the network's veths on this host. Call holding the network. */
+  private async writeNetworkRules(firewall: Firewall, network: NicNetwork): Promise<void> {
+    const key = networkKeyOf(network.id);
+    const first = !(await firewall.networks()).includes(key);
     const vms = (await listLinks()).filter((link) => isVmVeth(link) && markOf(link)?.networkId === network.id).map((link) => link.ifname);
-    await nft(networkRuleset({ table, cidr: network.cidr, egress: network.egress, vms }), `writing the rules of network ${network.id}`);
+    await firewall.writeNetwork(key, { cidr: network.cidr, egress: network.egress, vms });
     if (first) this.log.info({ network: network.id, cidr: network.cidr, egress: network.egress }, 'network rules written: its first VM on this host');
   }
 
-  /** Takes a veth out of its network's set; removes the table once it has no VM left here. Call holding the network. */
-  private async dropFromNetworkRules(networkId: string, veth: string): Promise<void> {
-    const table = networkTableNameOf(networkId);
-    if (!(await networkTables()).includes(table)) return;
+  /** Takes a veth out of its network's rules; removes them once the network has no VM left here. Call holding the network. */
+  private async dropFromNetworkRules(firewall: Firewall, networkId: string, veth: string): Promise<void> {
+    const key = networkKeyOf(networkId);
+    if (!(await firewall.networks()).includes(key)) return;
     const others = (await listLinks()).some((link) => isVmVeth(link) && link.ifname !== veth && markOf(link)?.networkId === networkId);
     if (others) {
-      await nft(`delete element inet ${table} vms { "${veth}" }\n`, `taking ${veth} out of the rules of network ${networkId}`).catch(() => undefined);
+      await firewall.dropFromNetwork(key, veth);
       return;
     }
-    await nft(`table inet ${table} {}\ndelete table inet ${table}\n`, `removing the rules of network ${networkId}: its last VM here is gone`);
+    await firewall.removeNetwork(key);
     this.log.info({ network: networkId }, 'network rules removed: no VM of it left on this host');
   }
+
+  /** The host's firewall, for writing rules: refused when neither nftables nor iptables is installed. */
+  private async firewall(): Promise<Firewall> {
+    const firewall = await this.firewallIfAny();
+    if (firewall) return firewall;
+    throw new NexusError('unavailable', 'neither nft nor iptables is installed: VMs on networks need one for their rules', {
+      suggestion: 'As root: apt-get install -y nftables',
+    });
+  }
+
+  /** The host's firewall, or none when neither tool is installed (then no rules of ours can be there; looked for again next time). */
+  private async firewallIfAny(): Promise<Firewall | undefined> {
+    if (this.chosen) return this.chosen;
+    const backend = this.backend ?? (await detectNatBackend());
+    this.chosen = backend && firewallOf(backend);
+    return this.chosen;
+  }
+}
+
+/** The key of a VM's rules (its published ports), from its namespace's name: the VM id's first 8 hex digits. */
+function keyOf(netns: string): string {
+  return netns.slice('nxv-'.length);
 }
 
 /**
@@ -308,34 +331,4 @@ async function namespaces(): Promise<string[]> {
 /** Runs `ip` commands as one batch (one process); the first that fails stops it, and its line is in the error. */
 async function ipBatch(commands: string[], options: string[], doing: string): Promise<void> {
   await runHostTool('ip', [...options, '-batch', '-'], { input: `${commands.join('\n')}\n`, doing });
-}
-
-/** Runs a program inside a VM's namespace. */
-function inNetns(netns: string, command: string, args: string[], options: { doing: string; input?: string }): Promise<unknown> {
-  return runHostTool('nsenter', [`--net=${netnsPathOf(netns)}`, '--', command, ...args], options);
-}
-
-/** The names of the host's nftables tables of family inet. */
-async function nftTables(): Promise<string[]> {
-  if (!(await which('nft'))) return []; // No nftables, no tables: a host whose VMs are all on the flat bridge.
-  const { stdout } = await runHostTool('nft', ['-j', 'list', 'tables', 'inet'], { doing: 'listing nftables tables' });
-  const entries = (JSON.parse(stdout) as { nftables?: Array<{ table?: { name: string } }> }).nftables ?? [];
-  return entries.flatMap((entry) => (entry.table ? [entry.table.name] : []));
-}
-
-async function networkTables(): Promise<string[]> {
-  return (await nftTables()).filter((table) => NETWORK_TABLE_PATTERN.test(table));
-}
-
-/** A VM's published-ports table, from its namespace's name (both carry the VM id's first 8 hex digits), and back. */
-function publishTableOf(netns: string): string {
-  return `nexus_pub_${netns.slice('nxv-'.length)}`;
-}
-
-function netnsOfPublishTable(table: string): string {
-  return `nxv-${table.slice('nexus_pub_'.length)}`;
-}
-
-async function nft(script: string, doing: string): Promise<void> {
-  await runHostTool('nft', ['-f', '-'], { input: script, doing });
 }
