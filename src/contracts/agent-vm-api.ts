@@ -69,6 +69,38 @@ export type SnapshotInfo = Static<typeof SnapshotInfo>;
 export const VmActionResponse = Type.Object({ vm: AgentVm, snapshot: Type.Optional(SnapshotInfo) }, { additionalProperties: false });
 export type VmActionResponse = Static<typeof VmActionResponse>;
 
+export const SnapshotParams = StrictObject({ sid: Uuid });
+
+export const TakeSnapshotRequest = StrictObject({
+  /** The id the snapshot is kept under on the host (the manager's): taking one again with the same id answers the one taken. */
+  snapshot_id: Uuid,
+  /** What the VM does once it is captured: runs on (`resume`, the default) or is stopped (`stop`). A VM that was paused stays paused with `resume`. */
+  then: Type.Optional(Type.Union([Type.Literal('resume'), Type.Literal('stop')], { default: 'resume' })),
+});
+export type TakeSnapshotRequest = Static<typeof TakeSnapshotRequest>;
+
+/** A snapshot kept on the host, `<run-dir>/snapshots/<id>/`: the VMM's state and a copy of each writable drive, taken at one instant. */
+export const HostSnapshot = Type.Object(
+  {
+    id: Uuid,
+    vm_id: Uuid,
+    driver: VmmName,
+    created_at: Type.String({ format: 'date-time' }),
+    /** Everything it holds on disk: state, memory and drive copies (apparent sizes). */
+    size_bytes: Type.Integer(),
+    state_file: Type.String(),
+    memory_file: Type.Optional(Type.String()),
+    drives: Type.Array(Type.Object({ id: Type.String(), path: Type.String(), size_bytes: Type.Integer() }, { additionalProperties: false })),
+    /** The VM's spec when it was taken: what a VM restored from it must be. */
+    spec: MachineSpec,
+  },
+  { additionalProperties: false },
+);
+export type HostSnapshot = Static<typeof HostSnapshot>;
+
+export const TakeSnapshotResponse = Type.Object({ snapshot: HostSnapshot, vm: AgentVm }, { additionalProperties: false });
+export type TakeSnapshotResponse = Static<typeof TakeSnapshotResponse>;
+
 /** Host resources that belong to no VM this agent knows: leftovers for garbage collection. */
 export const Orphans = Type.Object(
   {
@@ -88,6 +120,8 @@ export type Orphans = Static<typeof Orphans>;
 export const Inventory = Type.Object(
   {
     vms: Type.Array(AgentVm),
+    /** The ids of the snapshots kept on this host (`<run-dir>/snapshots/<id>/`), complete or not. */
+    snapshots: Type.Array(Uuid),
     orphans: Orphans,
   },
   { additionalProperties: false },

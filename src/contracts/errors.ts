@@ -50,6 +50,8 @@ export const ERROR_STATUS = {
   /** The manager cannot open the credential it keeps for a host (another key, a damaged value): calls to that host's agent fail. */
   host_credential_unreadable: 502,
   upstream_timeout: 504,
+  /** The host's disk filled up while writing something (a snapshot): what was written is removed. */
+  insufficient_storage: 507,
   not_ready: 503,
   unavailable: 503,
   database_unavailable: 503,

@@ -38,6 +38,27 @@ export function vmLayout(runDir: string, id: string): VmLayout {
   };
 }
 
+/**
+ * A snapshot kept as a host resource, `<run-dir>/snapshots/<id>/`, beside the VM folders rather than
+ * in one: it outlives the VM it was taken of, and new VMs are restored from it.
+ */
+export interface SnapshotLayout {
+  id: string;
+  dir: string;
+  /** `snapshot.json`, written last: a snapshot folder with it is complete. */
+  recordFile: string;
+}
+
+export function snapshotLayout(runDir: string, id: string): SnapshotLayout {
+  if (!UUID_PATTERN.test(id)) throw new Error(`not a snapshot id: ${id}`);
+  const dir = `${hostSnapshotsDir(runDir)}/${id}`;
+  return { id, dir, recordFile: `${dir}/snapshot.json` };
+}
+
+export function hostSnapshotsDir(runDir: string): string {
+  return `${runDir.replace(/\/+$/, '')}/snapshots`;
+}
+
 export function vmsDir(runDir: string): string {
   return `${runDir.replace(/\/+$/, '')}/vms`;
 }

@@ -749,7 +749,7 @@ export class FakeAgentGateway implements AgentGateway {
 
   async inventory(target: AgentTarget): Promise<Inventory> {
     const agent = this.enter('inventory', target);
-    return { vms: [...agent.vms.values()].map(copy), orphans: copy(agent.orphans) };
+    return { vms: [...agent.vms.values()].map(copy), snapshots: [], orphans: copy(agent.orphans) };
   }
 
   async collectOrphans(target: AgentTarget, orphans: CollectOrphansRequest): Promise<CollectOrphansResponse['removed']> {

@@ -6,7 +6,18 @@
  */
 import { posix } from 'node:path';
 import type { VmMetricsRecord } from '../../src/contracts/observe-api.js';
-import { VM_ID_PATTERN, type VmLayout, imagesDir, vmLayout, vmsDir } from '../../src/contracts/vm-layout.js';
+import type { HostSnapshot } from '../../src/contracts/agent-vm-api.js';
+import { UUID_PATTERN } from '../../src/contracts/schema.js';
+import {
+  type SnapshotLayout,
+  VM_ID_PATTERN,
+  type VmLayout,
+  hostSnapshotsDir,
+  imagesDir,
+  snapshotLayout,
+  vmLayout,
+  vmsDir,
+} from '../../src/contracts/vm-layout.js';
 import { isUnderAllowedRoot } from '../../src/agent/domain/path-policy.js';
 import type { HostCounters } from '../../src/agent/ports/host-counters.js';
 import type { PathPlace, SocketLookup, StoredVm, VmStore } from '../../src/agent/ports/vm-store.js';
@@ -107,6 +118,27 @@ export class MemoryVmStore implements VmStore {
 
   privateDrivePath(vm: VmLayout, driveId: string): string {
     return `${vm.dir}/drives/${driveId}.img`;
+  }
+
+  snapshotLayout(id: string): SnapshotLayout {
+    if (!UUID_PATTERN.test(id)) throw new NexusError('bad_request', `not a snapshot id: ${id}`);
+    return snapshotLayout(this.runDir, id);
+  }
+
+  async createSnapshotFolder(snapshot: SnapshotLayout): Promise<void> {
+    this.change('createSnapshotFolder', snapshot.dir);
+    this.folders.add(snapshot.dir);
+  }
+
+  async snapshotIds(): Promise<string[]> {
+    const root = `${hostSnapshotsDir(this.runDir)}/`;
+    const names = [...this.files.keys(), ...this.folders].filter((path) => path.startsWith(root)).map((path) => path.slice(root.length).split('/')[0] ?? '');
+    return [...new Set(names)].filter((name) => UUID_PATTERN.test(name)).sort();
+  }
+
+  async readSnapshot(snapshot: SnapshotLayout): Promise<HostSnapshot | undefined> {
+    const text = this.files.get(snapshot.recordFile);
+    return text === undefined ? undefined : (JSON.parse(text) as HostSnapshot);
   }
 
   snapshotDrivePath(snapshotDir: string, driveId: string): string {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync, symlinkSync } from 'node:fs';
@@ -168,6 +169,63 @@ describe('agent runs a real guest', () => {
     assert.deepEqual(qemuPids(), [], 'no qemu left');
     if (cgroup2) assert.equal(existsSync(join(cgroup2, 'nexus', `fc-${id}`)), false, 'its cgroup is gone');
     assertErrorContract(await agent.call('GET', `/agent/v1/vms/${id}`), 404, 'not_found');
+  });
+
+  it('takes a snapshot kept on the host from a running guest, which counts on; then one that stops it; both removed', async () => {
+    const id = testVmId();
+    created.push(id);
+    assert.equal((await agent.call('PUT', `/agent/v1/vms/${id}`, spec(id, `${subnet}.5`))).status, 200);
+    await act(id, 'start');
+    await eventually('the guest counts', () => lastCounter(id) >= 1, 60_000);
+    const sid = randomUUID();
+    const taken = await agent.call('POST', `/agent/v1/vms/${id}/snapshots`, { snapshot_id: sid });
+    assert.equal(taken.status, 201, JSON.stringify(taken.body));
+    const { snapshot, vm } = taken.body;
+    assert.equal(vm.state, 'running', 'resumed after the capture');
+    const dir = join(runDir, 'snapshots', sid);
+    assert.equal(snapshot.state_file, join(dir, 'state.bin'));
+    assert.ok(statSync(snapshot.state_file).size > 1024 * 1024, 'guest memory is in the state file');
+    assert.deepEqual(
+      snapshot.drives.map((drive: { id: string; path: string }) => [drive.id, drive.path]),
+      [['rootfs', join(dir, 'drive-rootfs.img')]],
+    );
+    assert.equal(snapshot.size_bytes, statSync(snapshot.state_file).size + statSync(join(dir, 'drive-rootfs.img')).size, 'state and drive copy');
+    const at = lastCounter(id);
+    await eventually('the guest counts on after the capture', () => lastCounter(id) > at, 30_000);
+    assert.deepEqual((await agent.call('GET', `/agent/v1/snapshots/${sid}`)).body, snapshot, 'kept on the host');
+    assert.deepEqual(
+      (await agent.call('POST', `/agent/v1/vms/${id}/snapshots`, { snapshot_id: sid })).body.snapshot,
+      snapshot,
+      'the same id again: the same snapshot',
+    );
+    assert.deepEqual((await agent.call('GET', '/agent/v1/inventory')).body.snapshots, [sid], 'in the inventory');
+    assert.equal(statSync(join(runDir, 'snapshots')).mode & 0o777, 0o700, 'open to root alone: guest memory is in there');
+    assert.equal(statSync(dir).mode & 0o777, 0o700);
+
+    // A paused guest stays paused, and can be captured again (QEMU takes no second save straight after one).
+    await act(id, 'pause');
+    const pausedTwice = [randomUUID(), randomUUID()];
+    for (const each of pausedTwice) {
+      const again = await agent.call('POST', `/agent/v1/vms/${id}/snapshots`, { snapshot_id: each });
+      assert.equal(again.status, 201, JSON.stringify(again.body));
+      assert.equal(again.body.vm.state, 'paused');
+    }
+    await act(id, 'resume');
+    for (const bad of [{ snapshot_id: 'not-a-uuid' }, { snapshot_id: randomUUID(), then: 'sleep' }, { snapshot_id: randomUUID(), extra: 1 }]) {
+      assertErrorContract(await agent.call('POST', `/agent/v1/vms/${id}/snapshots`, bad), 400, 'validation_failed');
+    }
+    assertErrorContract(await agent.call('GET', '/agent/v1/snapshots/not-a-uuid'), 400, 'validation_failed');
+
+    const last = randomUUID();
+    const stopping = await agent.call('POST', `/agent/v1/vms/${id}/snapshots`, { snapshot_id: last, then: 'stop' });
+    assert.equal(stopping.status, 201, JSON.stringify(stopping.body));
+    assert.equal(stopping.body.vm.state, 'stopped', 'stopped after the capture');
+    assertErrorContract(await agent.call('POST', `/agent/v1/vms/${id}/snapshots`, { snapshot_id: randomUUID() }), 409, 'conflict');
+
+    for (const each of [sid, last, ...pausedTwice]) assert.equal((await agent.call('DELETE', `/agent/v1/snapshots/${each}`)).status, 200);
+    assert.equal(existsSync(join(runDir, 'snapshots', sid)) || existsSync(join(runDir, 'snapshots', last)), false, 'their folders are gone');
+    assertErrorContract(await agent.call('GET', `/agent/v1/snapshots/${sid}`), 404, 'not_found');
+    assert.equal((await agent.call('DELETE', `/agent/v1/vms/${id}`)).status, 200);
   });
 
   it('keeps a VM running across kill -9 of the agent, and re-adopts it', async () => {

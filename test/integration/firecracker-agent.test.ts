@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
@@ -127,6 +128,23 @@ for (const apiVersion of ['1.17', '1.16'] as const)
       await eventually('the restored VMM exited', () => !isAlive(restored.vm.pid), 5000);
       assert.equal(existsSync(vmDir(id)), false);
       assert.equal(await readLink(tapNameOf(id)), undefined, 'its TAP is gone');
+    });
+
+    it('takes a snapshot kept on the host from a running VM: paused for it, its memory in a file of its own, then running again', async () => {
+      const id = await ensure();
+      assert.equal((await act(id, 'start')).vm.state, 'running');
+      const sid = randomUUID();
+      const taken = await fc.call('POST', `/agent/v1/vms/${id}/snapshots`, { snapshot_id: sid });
+      assert.equal(taken.status, 201, JSON.stringify(taken.body));
+      const dir = join(runDir, 'snapshots', sid);
+      assert.equal(taken.body.snapshot.state_file, join(dir, 'state.bin'));
+      assert.equal(taken.body.snapshot.memory_file, join(dir, 'memory.bin'), 'Firecracker keeps guest memory in a file of its own');
+      assert.ok(existsSync(taken.body.snapshot.state_file) && existsSync(taken.body.snapshot.memory_file));
+      assert.equal(taken.body.snapshot.driver, 'firecracker');
+      assert.equal(taken.body.vm.state, 'running');
+      assert.equal((await proxy(id, 'GET', '/')).body.state, 'Running', 'resumed, as the double reports');
+      assert.equal((await fc.call('DELETE', `/agent/v1/snapshots/${sid}`)).status, 200);
+      assert.equal(existsSync(dir), false);
     });
 
     it('starts paused (spawn) and boots on resume', async () => {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -110,6 +111,14 @@ describe('Firecracker through the jailer (doubles)', () => {
     assert.equal(readFileSync(snapshot.state_file, 'utf8'), savedState, 'the first snapshot is unchanged');
     assert.notEqual(statSync(later.memory_file).ino, statSync(snapshot.memory_file).ino, 'two snapshots, two memory files');
     await act(id, 'resume');
+    // One kept on the host, outside the VM folder: it comes out of the jail too.
+    const sid = randomUUID();
+    const kept = await fc.call('POST', `/agent/v1/vms/${id}/snapshots`, { snapshot_id: sid });
+    assert.equal(kept.status, 201, JSON.stringify(kept.body));
+    assert.equal(kept.body.snapshot.memory_file, join(runDir, 'snapshots', sid, 'memory.bin'), 'out of the jail into <run-dir>/snapshots');
+    assert.ok(existsSync(kept.body.snapshot.memory_file));
+    assert.equal(kept.body.vm.state, 'running');
+    assert.equal((await fc.call('DELETE', `/agent/v1/snapshots/${sid}`)).status, 200);
 
     assert.equal((await fc.call('DELETE', `/agent/v1/vms/${id}`)).status, 200);
     await eventually('the VMM exited', () => !isAlive(restored.vm.pid), 5000);

@@ -77,6 +77,13 @@ export class VmContext {
     return process;
   }
 
+  /** Stops the VM's VMM (the guest gets `timeoutMs` to power off) and forgets its process. Call holding the VM. */
+  async stopVmm(vm: VmLayout, driver: VmmDriver, process: ProcessIdentity, timeoutMs: number): Promise<void> {
+    await driver.stop(vm, process, timeoutMs);
+    await this.ports.supervisor.forget(vm);
+    this.log.info({ vm_id: vm.id }, 'VM stopped');
+  }
+
   /** The VM as the agent sees it now: its stored spec, and its state as its VMM reports it. */
   async describe(vm: VmLayout): Promise<AgentVm> {
     const stored = await this.requireStored(vm);

@@ -42,7 +42,7 @@ export class VmLeftovers {
     for (const driver of new Set(this.ctx.drivers.drivers.values())) {
       orphans.dirs.push(...((await driver.leftoverDirs?.((vmId) => store.hasFolder(store.layout(vmId)))) ?? []));
     }
-    return { vms, orphans };
+    return { vms, snapshots: await store.snapshotIds(), orphans };
   }
 
   /**

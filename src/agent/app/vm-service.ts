@@ -125,11 +125,7 @@ export class VmService {
           break;
         }
         case 'stop':
-          if (process) {
-            await driver.stop(vm, process, timeoutMs);
-            await this.ctx.ports.supervisor.forget(vm);
-            this.ctx.log.info({ vm_id: id }, 'VM stopped');
-          }
+          if (process) await this.ctx.stopVmm(vm, driver, process, timeoutMs);
           break;
       }
       return this.ctx.describe(vm);

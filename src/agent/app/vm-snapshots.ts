@@ -1,5 +1,6 @@
-import type { AgentVm, SnapshotInfo } from '../../contracts/agent-vm-api.js';
-import { NexusError } from '../../kit/nexus-error.js';
+import type { AgentVm, HostSnapshot, SnapshotInfo } from '../../contracts/agent-vm-api.js';
+import type { VmLayout } from '../../contracts/vm-layout.js';
+import { NexusError, messageOf } from '../../kit/nexus-error.js';
 import { runPlan } from '../plans/plan.js';
 import { restoreVmPlan } from '../plans/restore-vm.js';
 import { snapshotVmPlan } from '../plans/snapshot-vm.js';
@@ -7,9 +8,99 @@ import { SNAPSHOT_MEMORY_FILE, SNAPSHOT_STATE_FILE } from '../ports/vmm-driver.j
 import { asideOf } from '../steps/snapshot-steps.js';
 import type { VmContext } from './vm-context.js';
 
-/** Snapshots of a VM on this host, taken and restored in place (the VM's folder keeps them). */
+/**
+ * Snapshots of VMs on this host: kept on the host (`<run-dir>/snapshots/<id>/`, the manager's
+ * snapshots, which outlive their VM), or in a VM's own folder, taken and restored in place.
+ */
 export class VmSnapshots {
   constructor(private readonly ctx: VmContext) {}
+
+  /**
+   * Captures a running (or paused) VM into a snapshot kept on the host: paused for the moment of
+   * the capture (its VMM state, memory, and a copy of each writable drive, all of one instant),
+   * then resumed, or stopped (`then: 'stop'`). A VM that was paused stays paused. Taking one again
+   * with the same id answers the one taken (and stops the VM if asked to). A capture that fails
+   * leaves no folder and the guest running again if it was; a disk that filled up while the drives
+   * were copied is a 507 that says so.
+   */
+  take(vmId: string, snapshotId: string, then: 'resume' | 'stop' = 'resume'): Promise<{ snapshot: HostSnapshot; vm: AgentVm }> {
+    return this.ctx.withVm(vmId, (vm) => this.ctx.locks.run(snapshotLock(snapshotId), () => this.takeHolding(vm, snapshotId, then)));
+  }
+
+  /** {@link take}, holding the VM and the snapshot id (so no delete, and no take for another VM, comes between). */
+  private async takeHolding(vm: VmLayout, snapshotId: string, then: 'resume' | 'stop'): Promise<{ snapshot: HostSnapshot; vm: AgentVm }> {
+    const { store } = this.ctx.ports;
+    const stored = await this.ctx.requireStored(vm);
+    const driver = this.ctx.driverFor(stored.driver);
+    if (!driver.capabilities.snapshot) throw new NexusError('conflict', `the ${driver.name} driver cannot snapshot`);
+    const layout = store.snapshotLayout(snapshotId);
+    const process = await this.ctx.liveProcess(vm);
+    const taken = await store.readSnapshot(layout);
+    if (taken) {
+      if (taken.vm_id !== vm.id) throw new NexusError('conflict', `snapshot ${snapshotId} is of another VM (${taken.vm_id})`);
+      // A retried request: what it asked of the VM afterwards may not have happened the first time.
+      if (then === 'stop' && process) await this.ctx.stopVmm(vm, driver, process, 10_000);
+      return { snapshot: taken, vm: await this.ctx.describe(vm) };
+    }
+    const state = process ? await driver.inspect(vm, process) : 'stopped';
+    if (!process || (state !== 'running' && state !== 'paused')) {
+      throw new NexusError('conflict', `VM ${vm.id} is ${state}: only a running or paused VM is snapshotted`, {
+        suggestion: 'Start it first; a stopped VM has no memory to capture.',
+      });
+    }
+    await store.remove(layout.dir); // what an earlier try left half-written
+    await store.createSnapshotFolder(layout);
+    if (state === 'running') await driver.pause(vm);
+    const began = this.ctx.now();
+    try {
+      const record = async (saved: SnapshotInfo): Promise<HostSnapshot> => ({
+        id: snapshotId,
+        vm_id: vm.id,
+        driver: driver.name,
+        created_at: began.toISOString(),
+        size_bytes:
+          (await store.sizeOf(saved.state_file)) +
+          (saved.memory_file ? await store.sizeOf(saved.memory_file) : 0) +
+          saved.drives.reduce((sum, drive) => sum + drive.size_bytes, 0),
+        state_file: saved.state_file,
+        ...(saved.memory_file ? { memory_file: saved.memory_file } : {}),
+        drives: saved.drives,
+        spec: stored.spec,
+      });
+      await runPlan('snapshot', snapshotVmPlan(store, { vm, stored, driver, snapshotId, dir: layout.dir, record }).steps, this.ctx.log);
+    } catch (error) {
+      if (state === 'running')
+        await driver.resume(vm).catch((resumeError: unknown) => this.ctx.log.error({ err: resumeError, vm_id: vm.id }, 'could not resume the VM'));
+      await store.remove(layout.dir);
+      throw diskFullOr(error, layout.dir);
+    }
+    if (then === 'stop') await this.ctx.stopVmm(vm, driver, process, 10_000);
+    else if (state === 'running') await driver.resume(vm);
+    else {
+      // Paused before: a VMM that has just saved itself (QEMU's `postmigrate`) takes no second save
+      // until it has run again; a moment's run puts it back to plainly paused.
+      await driver.resume(vm);
+      await driver.pause(vm);
+    }
+    const snapshot = await store.readSnapshot(layout);
+    if (!snapshot) throw new NexusError('internal', `snapshot ${snapshotId} was taken but its record is gone`);
+    this.ctx.log.info({ vm_id: vm.id, snapshot_id: snapshotId, size_bytes: snapshot.size_bytes, then }, 'snapshot taken');
+    return { snapshot, vm: await this.ctx.describe(vm) };
+  }
+
+  /** A snapshot kept on the host; a 404 when there is none (a folder without its record is not one yet). */
+  async get(snapshotId: string): Promise<HostSnapshot> {
+    const snapshot = await this.ctx.ports.store.readSnapshot(this.ctx.ports.store.snapshotLayout(snapshotId));
+    if (!snapshot) throw new NexusError('not_found', `no snapshot ${snapshotId} on this host`);
+    return snapshot;
+  }
+
+  /** Removes a snapshot kept on the host, complete or not (once a take of it is done); one that is not here is gone already. */
+  async delete(snapshotId: string): Promise<void> {
+    const layout = this.ctx.ports.store.snapshotLayout(snapshotId);
+    await this.ctx.locks.run(snapshotLock(snapshotId), () => this.ctx.ports.store.remove(layout.dir));
+    this.ctx.log.info({ snapshot_id: snapshotId }, 'snapshot deleted');
+  }
 
   /** Saves a paused VM: VMM state plus a copy of every writable drive taken at the same moment. */
   snapshot(id: string): Promise<{ vm: AgentVm; snapshot: SnapshotInfo }> {
@@ -49,4 +140,20 @@ export class VmSnapshots {
       return this.ctx.describe(vm);
     });
   }
+}
+
+/** The lock key of a snapshot id (VM ids are the other keys of the one mutex; a UUID never starts so). */
+function snapshotLock(snapshotId: string): string {
+  return `snapshot:${snapshotId}`;
+}
+
+/** A capture that failed because the disk filled up says so (a 507), naming where; anything else as it was. */
+function diskFullOr(error: unknown, dir: string): unknown {
+  const text = `${(error as NodeJS.ErrnoException).code ?? ''} ${messageOf(error)}`;
+  if (!/ENOSPC|No space left on device/i.test(text)) return error;
+  return new NexusError('insufficient_storage', `the disk holding ${dir} filled up while the snapshot was written; what was written is removed`, {
+    cause: error,
+    suggestion: "Free space in the agent's run dir (GET /agent/v1/capacity shows it), or delete older snapshots, and take it again.",
+    terminal: false,
+  });
 }

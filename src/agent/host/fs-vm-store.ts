@@ -1,7 +1,9 @@
 import { lstat, mkdir, readFile, readdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import type { VmMetricsRecord } from '../../contracts/observe-api.js';
-import { VM_ID_PATTERN, type VmLayout, imagesDir, vmLayout, vmsDir } from '../../contracts/vm-layout.js';
+import type { HostSnapshot } from '../../contracts/agent-vm-api.js';
+import { UUID_PATTERN } from '../../contracts/schema.js';
+import { type SnapshotLayout, VM_ID_PATTERN, type VmLayout, hostSnapshotsDir, imagesDir, snapshotLayout, vmLayout, vmsDir } from '../../contracts/vm-layout.js';
 import { pathExists, writeFileAtomically } from '../../kit/atomic-file.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import { copySparse } from '../../kit/sparse-copy.js';
@@ -50,13 +52,8 @@ export class FsVmStore implements VmStore {
     return rm(vm.dir, { recursive: true, force: true });
   }
 
-  async read(vm: VmLayout): Promise<StoredVm | undefined> {
-    try {
-      return JSON.parse(await readFile(vm.specFile, 'utf8')) as StoredVm;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw new Error(`reading ${vm.specFile}: ${(error as Error).message}`, { cause: error });
-    }
+  read(vm: VmLayout): Promise<StoredVm | undefined> {
+    return readRecord<StoredVm>(vm.specFile);
   }
 
   write(vm: VmLayout, stored: StoredVm): Promise<void> {
@@ -77,6 +74,24 @@ export class FsVmStore implements VmStore {
 
   privateDrivePath(vm: VmLayout, driveId: string): string {
     return join(drivesDir(vm), `${driveId}.img`);
+  }
+
+  snapshotLayout(id: string): SnapshotLayout {
+    if (!UUID_PATTERN.test(id)) throw new NexusError('bad_request', `not a snapshot id: ${id}`);
+    return snapshotLayout(this.runDir, id);
+  }
+
+  async createSnapshotFolder(snapshot: SnapshotLayout): Promise<void> {
+    await mkdir(hostSnapshotsDir(this.runDir), { recursive: true, mode: 0o700 });
+    await mkdir(snapshot.dir, { mode: 0o700 });
+  }
+
+  async snapshotIds(): Promise<string[]> {
+    return (await readdir(hostSnapshotsDir(this.runDir)).catch(() => [] as string[])).filter((name) => UUID_PATTERN.test(name)).sort();
+  }
+
+  readSnapshot(snapshot: SnapshotLayout): Promise<HostSnapshot | undefined> {
+    return readRecord<HostSnapshot>(snapshot.recordFile);
   }
 
   snapshotDrivePath(snapshotDir: string, driveId: string): string {
@@ -151,6 +166,16 @@ export class FsVmStore implements VmStore {
 
   private async allowedRoots(vm: VmLayout): Promise<[string, string]> {
     return [await canonical(imagesDir(this.runDir)), await canonical(drivesDir(vm))];
+  }
+}
+
+/** A JSON record the agent wrote; undefined when there is none. */
+async function readRecord<T>(path: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as T;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new Error(`reading ${path}: ${(error as Error).message}`, { cause: error });
   }
 }
 

@@ -4,7 +4,11 @@ import {
   AgentVm,
   CollectOrphansRequest,
   CollectOrphansResponse,
+  HostSnapshot,
   Inventory,
+  SnapshotParams,
+  TakeSnapshotRequest,
+  TakeSnapshotResponse,
   VmActionRequest,
   VmActionResponse,
   VmDriveParams,
@@ -71,6 +75,43 @@ export function registerVmRoutes(app: HttpServer, { vms, snapshots, metrics, lef
         default:
           return { vm: await vms.act(id, action, timeoutMs) };
       }
+    },
+  );
+
+  app.post(
+    `${AGENT_API_PREFIX}/vms/:id/snapshots`,
+    {
+      schema: {
+        summary: 'Capture a running VM into a snapshot kept on the host, then resume or stop it (the same snapshot_id again answers the one taken)',
+        params: VmIdParams,
+        body: TakeSnapshotRequest,
+        response: { 201: TakeSnapshotResponse, ...errors, 507: ErrorBody },
+      },
+    },
+    async (request, reply) => {
+      const taken = await snapshots.take(request.params.id, request.body.snapshot_id, request.body.then ?? 'resume');
+      return reply.code(201).send(taken);
+    },
+  );
+
+  app.get(
+    `${AGENT_API_PREFIX}/snapshots/:sid`,
+    { schema: { summary: 'A snapshot kept on this host', params: SnapshotParams, response: { 200: HostSnapshot, ...errors } } },
+    async (request) => snapshots.get(request.params.sid),
+  );
+
+  app.delete(
+    `${AGENT_API_PREFIX}/snapshots/:sid`,
+    {
+      schema: {
+        summary: 'Remove a snapshot kept on this host (one that is not here is gone already)',
+        params: SnapshotParams,
+        response: { 200: Type.Object({ ok: Type.Literal(true) }), ...errors },
+      },
+    },
+    async (request) => {
+      await snapshots.delete(request.params.sid);
+      return { ok: true as const };
     },
   );
 

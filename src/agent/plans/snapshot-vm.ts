@@ -11,6 +11,8 @@ export interface SnapshotVmInput {
   driver: VmmDriver;
   snapshotId: string;
   dir: string;
+  /** What `snapshot.json` holds, made from what was saved; default: that, as it is. */
+  record?: (saved: SnapshotInfo) => Promise<unknown>;
 }
 
 /**
@@ -30,7 +32,7 @@ export function snapshotVmPlan(store: VmStore, input: SnapshotVmInput): { steps:
     ...stored.spec.drives
       .filter((drive) => !drive.read_only)
       .map((drive) => copySnapshotDrive(store, drive, store.snapshotDrivePath(dir, drive.id), (entry) => info.drives.push(entry))),
-    recordSnapshot(store, dir, snapshot),
+    recordSnapshot(store, dir, () => (input.record ? input.record(info) : Promise.resolve(info))),
   ];
   return { steps, snapshot };
 }

@@ -1,6 +1,7 @@
 import type { MachineSpec, VmmName } from '../../contracts/machine-spec.js';
 import type { VmMetricsRecord } from '../../contracts/observe-api.js';
-import type { VmLayout } from '../../contracts/vm-layout.js';
+import type { HostSnapshot } from '../../contracts/agent-vm-api.js';
+import type { SnapshotLayout, VmLayout } from '../../contracts/vm-layout.js';
 
 /** What a VM's `spec.json` holds: its spec (canonical paths, private drive copies) and the driver it runs on. */
 export interface StoredVm {
@@ -51,6 +52,14 @@ export interface VmStore {
 
   /** Where the VM's private copy of drive `driveId` lives. */
   privateDrivePath(vm: VmLayout, driveId: string): string;
+  /** A snapshot kept on the host, by id (a malformed id is a 400). */
+  snapshotLayout(id: string): SnapshotLayout;
+  /** Makes the snapshot's folder, and `<run-dir>/snapshots/`, open to root alone (0700: guest memory and disks go in it). */
+  createSnapshotFolder(snapshot: SnapshotLayout): Promise<void>;
+  /** The ids of the snapshot folders on the host, complete or not (sorted). */
+  snapshotIds(): Promise<string[]>;
+  /** A complete snapshot's record; undefined when there is none (or only a partial folder). */
+  readSnapshot(snapshot: SnapshotLayout): Promise<HostSnapshot | undefined>;
   /** Where a snapshot keeps its copy of drive `driveId`. */
   snapshotDrivePath(snapshotDir: string, driveId: string): string;
   /** Copies a disk (its source resolved, its holes kept) to `target`, which appears only once complete and must not exist yet. */

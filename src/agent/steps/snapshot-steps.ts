@@ -39,8 +39,8 @@ export function copySnapshotDrive(
 }
 
 /** Writes `snapshot.json`, last: a snapshot folder with it is complete. */
-export function recordSnapshot(store: VmStore, dir: string, snapshot: () => SnapshotInfo): Step {
-  return { name: 'record the snapshot', isNeeded: async () => true, do: () => store.writeRecord(`${dir}/snapshot.json`, snapshot()) };
+export function recordSnapshot(store: VmStore, dir: string, record: () => Promise<unknown>): Step {
+  return { name: 'record the snapshot', isNeeded: async () => true, do: async () => store.writeRecord(`${dir}/snapshot.json`, await record()) };
 }
 
 /**

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import type { SnapshotFiles, VmmCapabilities } from '../../../src/agent/ports/vmm-driver.js';
 import { macOf, tapNameOf, vmNetnsNameOf } from '../../../src/contracts/host-names.js';
@@ -25,7 +26,19 @@ class SnapshotDriver extends HollowDriver {
     if (this.failStart) throw new NexusError('vmm_failed', 'injected: the VMM did not start');
     return super.start(vm, spec, options);
   }
-  override async snapshot(_vm: VmLayout, dir: string): Promise<SnapshotFiles> {
+  /** What was asked of it, as `<action> <vm id>`, for pause, resume and snapshot. */
+  readonly calls: string[] = [];
+
+  override async pause(vm: VmLayout): Promise<void> {
+    this.calls.push(`pause ${vm.id}`);
+    return super.pause(vm);
+  }
+  override async resume(vm: VmLayout): Promise<void> {
+    this.calls.push(`resume ${vm.id}`);
+    return super.resume(vm);
+  }
+  override async snapshot(vm: VmLayout, dir: string): Promise<SnapshotFiles> {
+    this.calls.push(`snapshot ${vm.id}`);
     this.store?.put(`${dir}/state.bin`, 'vmm state');
     return { stateFile: `${dir}/state.bin`, sizeBytes: 9 };
   }
@@ -352,6 +365,107 @@ describe('snapshots (agent core on fakes)', () => {
     await assert.rejects(agent.snapshots.restore(id, 's-none'), (error: NexusError) => error.code === 'conflict');
     await agent.vms.act(id, 'stop');
     await assert.rejects(agent.snapshots.restore(id, 's-none'), (error: NexusError) => error.code === 'not_found');
+  });
+});
+
+describe('snapshots kept on the host (agent core on fakes)', () => {
+  async function runningVm(agent: ReturnType<typeof agentWithSnapshots>) {
+    const id = testVmId();
+    await agent.vms.ensure(id, agent.spec());
+    await agent.vms.act(id, 'start');
+    const disk = `${agent.store.layout(id).dir}/drives/rootfs.img`;
+    agent.store.files.set(disk, 'disk of eighteen b');
+    return { id, disk };
+  }
+  const dirOf = (agent: ReturnType<typeof agentWithSnapshots>, sid: string) => `${agent.store.runDir}/snapshots/${sid}`;
+
+  it('captures a running VM paused, then resumes it: state and a copy of each writable drive under <run-dir>/snapshots/<id>', async () => {
+    const agent = agentWithSnapshots();
+    const { id } = await runningVm(agent);
+    const sid = randomUUID();
+    const { snapshot, vm } = await agent.snapshots.take(id, sid);
+    assert.equal(vm.state, 'running', 'running again');
+    assert.ok(agent.snapshotDriver.calls.includes(`pause ${id}`) && agent.snapshotDriver.calls.includes(`resume ${id}`), agent.snapshotDriver.calls.join(', '));
+    assert.deepEqual(
+      { id: snapshot.id, vm_id: snapshot.vm_id, driver: snapshot.driver, state: snapshot.state_file, drives: snapshot.drives.map((drive) => drive.path) },
+      { id: sid, vm_id: id, driver: 'qemu', state: `${dirOf(agent, sid)}/state.bin`, drives: [`${dirOf(agent, sid)}/drive-rootfs.img`] },
+    );
+    assert.equal(snapshot.size_bytes, 'vmm state'.length + 'disk of eighteen b'.length, 'state and drive copies');
+    assert.equal(snapshot.created_at, '2026-12-02T10:00:00.000Z');
+    assert.deepEqual(snapshot.spec, (await agent.vms.get(id)).spec, 'the spec it was taken with');
+    assert.deepEqual(await agent.snapshots.get(sid), snapshot, 'kept, with its record');
+    assert.deepEqual((await agent.leftovers.inventory()).snapshots, [sid], 'in the inventory');
+  });
+
+  it('stops the VM after the capture with then: stop; a paused VM stays paused with resume', async () => {
+    const agent = agentWithSnapshots();
+    const { id } = await runningVm(agent);
+    assert.equal((await agent.snapshots.take(id, randomUUID(), 'stop')).vm.state, 'stopped');
+    await agent.vms.act(id, 'start');
+    await agent.vms.act(id, 'pause');
+    agent.snapshotDriver.calls.length = 0;
+    assert.equal((await agent.snapshots.take(id, randomUUID())).vm.state, 'paused');
+    assert.deepEqual(agent.snapshotDriver.calls, [`snapshot ${id}`, `resume ${id}`, `pause ${id}`], 'run a moment, so the VMM takes a second save');
+  });
+
+  it('answers the snapshot taken when asked again with its id; refuses that id for another VM', async () => {
+    const agent = agentWithSnapshots();
+    const { id } = await runningVm(agent);
+    const sid = randomUUID();
+    const first = await agent.snapshots.take(id, sid);
+    agent.snapshotDriver.calls.length = 0;
+    assert.deepEqual((await agent.snapshots.take(id, sid)).snapshot, first.snapshot, 'the same snapshot');
+    assert.deepEqual(agent.snapshotDriver.calls, [], 'nothing captured again');
+    const other = await runningVm(agent);
+    await assert.rejects(agent.snapshots.take(other.id, sid), (error: NexusError) => error.code === 'conflict' && /of another VM/.test(error.message));
+    assert.equal((await agent.snapshots.take(id, sid, 'stop')).vm.state, 'stopped', 'a retry still stops the VM when asked to');
+  });
+
+  it('refuses a VM that is not running (409) and makes nothing', async () => {
+    const agent = agentWithSnapshots();
+    const id = testVmId();
+    await agent.vms.ensure(id, agent.spec());
+    const sid = randomUUID();
+    await assert.rejects(agent.snapshots.take(id, sid), (error: NexusError) => error.code === 'conflict' && /only a running or paused VM/.test(error.message));
+    assert.deepEqual(agent.store.under(dirOf(agent, sid)), []);
+    await assert.rejects(agent.snapshots.take(testVmId(), sid), (error: NexusError) => error.code === 'not_found', 'no such VM');
+    await assert.rejects(agent.snapshots.take(id, 'not-a-uuid'), (error: NexusError) => error.code === 'bad_request', 'a malformed id');
+  });
+
+  it('a capture that fails leaves no folder and the VM running; a full disk is a 507 that says so', async () => {
+    const agent = agentWithSnapshots();
+    const { id } = await runningVm(agent);
+    const sid = randomUUID();
+    agent.store.failNext('copyDisk', `${dirOf(agent, sid)}/drive-rootfs.img`);
+    await assert.rejects(agent.snapshots.take(id, sid), /injected/);
+    assert.deepEqual(agent.store.under(dirOf(agent, sid)), [], 'nothing half-written is left');
+    assert.equal((await agent.vms.get(id)).state, 'running', 'resumed');
+
+    const full = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    agent.store.failNext('copyDisk', `${dirOf(agent, sid)}/drive-rootfs.img`, full);
+    await assert.rejects(
+      agent.snapshots.take(id, sid),
+      (error: NexusError) => error.code === 'insufficient_storage' && error.message.includes(`${dirOf(agent, sid)} filled up`),
+    );
+    assert.deepEqual(agent.store.under(dirOf(agent, sid)), []);
+    assert.equal((await agent.vms.get(id)).state, 'running', 'resumed');
+  });
+
+  it('deletes a snapshot, complete or half-written, and a missing one is fine', async () => {
+    const agent = agentWithSnapshots();
+    const { id } = await runningVm(agent);
+    const sid = randomUUID();
+    await agent.snapshots.take(id, sid);
+    await agent.snapshots.delete(sid);
+    assert.deepEqual(agent.store.under(dirOf(agent, sid)), []);
+    await assert.rejects(agent.snapshots.get(sid), (error: NexusError) => error.code === 'not_found');
+    const partial = randomUUID();
+    agent.store.put(`${dirOf(agent, partial)}/state.bin`, 'half');
+    await assert.rejects(agent.snapshots.get(partial), (error: NexusError) => error.code === 'not_found', 'no record: not a snapshot yet');
+    assert.deepEqual((await agent.leftovers.inventory()).snapshots, [partial], 'but in the inventory');
+    await agent.snapshots.delete(partial);
+    await agent.snapshots.delete(partial);
+    assert.deepEqual(agent.store.under(dirOf(agent, partial)), []);
   });
 });
 

@@ -26,7 +26,7 @@ function collectorWith(orphans: Inventory['orphans']) {
     { list: async () => [host] },
     { ids: async () => [KNOWN_VM] },
     {
-      inventory: async () => ({ vms: [], orphans }),
+      inventory: async () => ({ vms: [], snapshots: [], orphans }),
       deleteVm: async () => undefined,
       collectOrphans: async (_target, request) => {
         asked.push(request);
