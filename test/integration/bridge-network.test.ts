@@ -106,7 +106,7 @@ describe('bridge network (real bridge, TAPs and NAT)', () => {
         .split('\n')
         .filter((line) => line.includes(`nexus:${bridge}`));
     // iptables-nft makes the `ip nat` table on first use: if this test made it, this test removes it.
-    const natTableBefore = /table ip nat\b/.test(execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' }));
+    const tables = iptablesTablesGuard();
     try {
       await ensureMasquerade('iptables', bridge, subnet);
       await ensureMasquerade('iptables', bridge, subnet);
@@ -116,7 +116,7 @@ describe('bridge network (real bridge, TAPs and NAT)', () => {
       await removeMasquerade('iptables', bridge, subnet);
     }
     assert.deepEqual(rules(), []);
-    if (!natTableBefore) execFileSync('nft', ['delete', 'table', 'ip', 'nat']);
+    tables.restore();
   });
 
   it('refuses a bridge name taken by a device that is not a bridge', async () => {
@@ -279,7 +279,7 @@ describe('bridge network tear-down (for an agent whose VMs end with it)', () => 
         .split('\n')
         .filter((line) => line.includes(`nexus:${bridge}`));
     // iptables-nft makes the `ip nat` table on first use: if this test made it, this test removes it.
-    const natTableBefore = /table ip nat\b/.test(nftTables());
+    const tables = iptablesTablesGuard();
     try {
       await network.ensureNic(vmIdOf(taps[0] ?? ''));
       assert.equal(rules().length, 1, 'the masquerade rule is there');
@@ -291,7 +291,7 @@ describe('bridge network tear-down (for an agent whose VMs end with it)', () => 
       assert.ok(!nftTables().includes(`nexus_${bridge}`), 'no nftables table was made');
     } finally {
       await cleanUp();
-      if (!natTableBefore && /table ip nat\b/.test(nftTables())) execFileSync('nft', ['delete', 'table', 'ip', 'nat']);
+      tables.restore();
     }
   });
 });

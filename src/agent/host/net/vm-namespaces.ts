@@ -224,17 +224,17 @@ export class VmNamespaces {
 
   /** Writes the network's rules whole for the network's veths on this host. Call holding the network. */
   private async writeNetworkRules(firewall: Firewall, network: NicNetwork): Promise<void> {
-    const key = networkKeyOf(network.id);
-    const first = !(await firewall.networks()).includes(key);
     const vms = (await listLinks()).filter((link) => isVmVeth(link) && markOf(link)?.networkId === network.id).map((link) => link.ifname);
-    await firewall.writeNetwork(key, { cidr: network.cidr, egress: network.egress, vms });
-    if (first) this.log.info({ network: network.id, cidr: network.cidr, egress: network.egress }, 'network rules written: its first VM on this host');
+    await firewall.writeNetwork(networkKeyOf(network.id), { cidr: network.cidr, egress: network.egress, vms });
+    // Its own veth is the only one of the network here: the rules were just made.
+    if (vms.length === 1)
+      this.log.info({ network: network.id, cidr: network.cidr, egress: network.egress }, 'network rules written: its first VM on this host');
   }
 
   /** Takes a veth out of its network's rules; removes them once the network has no VM left here. Call holding the network. */
   private async dropFromNetworkRules(firewall: Firewall, networkId: string, veth: string): Promise<void> {
+    // Both removals are fine with nothing to remove: no need to look first.
     const key = networkKeyOf(networkId);
-    if (!(await firewall.networks()).includes(key)) return;
     const others = (await listLinks()).some((link) => isVmVeth(link) && link.ifname !== veth && markOf(link)?.networkId === networkId);
     if (others) {
       await firewall.dropFromNetwork(key, veth);
