@@ -208,6 +208,8 @@ async function startLocked(config: AgentConfig, log: Logger, host: AgentHost | u
       taps: orphans.taps,
       sockets: orphans.sockets,
       dirs: orphans.dirs,
+      // Which snapshots are leftovers is the manager's to say: they outlive VMs.
+      snapshots: [],
     });
     if (Object.values(swept).some((list) => list.length > 0)) log.info({ swept }, 'swept leftovers on start');
     const expiry = new PeriodicTask(1000, () =>

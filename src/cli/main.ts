@@ -14,6 +14,7 @@ import { registerNetworkCreate } from './commands/network-create.js';
 import { registerNetworkInspect } from './commands/network-inspect.js';
 import { registerNetworkList } from './commands/network-list.js';
 import { registerNetworkRemove } from './commands/network-remove.js';
+import { registerSnapshotCommands } from './commands/snapshot.js';
 import { registerVmCreate } from './commands/vm-create.js';
 import { registerVmInspect } from './commands/vm-inspect.js';
 import { registerVmLifecycle } from './commands/vm-lifecycle.js';
@@ -50,6 +51,7 @@ export async function main(argv: string[]): Promise<void> {
   registerNetworkList(network);
   registerNetworkInspect(network);
   registerNetworkRemove(network);
+  registerSnapshotCommands(program.command('snapshot').description('snapshots of VMs, kept on their hosts'));
 
   try {
     await program.parseAsync(argv);

@@ -89,7 +89,9 @@ export const HostSnapshot = Type.Object(
     /** Everything it holds on disk: state, memory and drive copies (apparent sizes). */
     size_bytes: Type.Integer(),
     state_file: Type.String(),
+    state_size_bytes: Type.Integer(),
     memory_file: Type.Optional(Type.String()),
+    memory_size_bytes: Type.Optional(Type.Integer()),
     drives: Type.Array(Type.Object({ id: Type.String(), path: Type.String(), size_bytes: Type.Integer() }, { additionalProperties: false })),
     /** The VM's spec when it was taken: what a VM restored from it must be. */
     spec: MachineSpec,
@@ -134,6 +136,8 @@ export const CollectOrphansRequest = StrictObject({
   taps: Type.Array(Text(15, { description: 'A Linux interface name' }), { maxItems: 1000, default: [] }),
   processes: Type.Array(Int32({ minimum: 1 }), { maxItems: 1000, default: [] }),
   sockets: Type.Array(Text(4096), { maxItems: 1000, default: [] }),
+  /** Snapshots kept on the host that have no row in the manager's database. */
+  snapshots: Type.Array(Uuid, { maxItems: 1000, default: [] }),
 });
 export type CollectOrphansRequest = Static<typeof CollectOrphansRequest>;
 
@@ -145,6 +149,7 @@ export const CollectOrphansResponse = Type.Object(
         taps: Type.Array(Type.String()),
         processes: Type.Array(Type.Integer()),
         sockets: Type.Array(Type.String()),
+        snapshots: Type.Array(Type.String()),
       },
       { additionalProperties: false },
     ),

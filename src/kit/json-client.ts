@@ -36,8 +36,13 @@ export class JsonClient {
     return this.options.baseUrl;
   }
 
-  async call<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown): Promise<T> {
-    const { response, url } = await this.send(method, path, { body, accept: 'application/json' });
+  /** `timeoutMs`: this call's deadline for headers and body, when it may take longer than the client's. */
+  async call<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+    const { response, url } = await this.send(method, path, {
+      body,
+      accept: 'application/json',
+      ...(timeoutMs === undefined ? {} : { headersTimeout: timeoutMs, bodyTimeout: timeoutMs }),
+    });
     const text = await response.body.text();
     if (response.statusCode >= 200 && response.statusCode < 300) return parseJson(text) as T;
     throw errorOf(method, url, response.statusCode, text);
@@ -62,7 +67,7 @@ export class JsonClient {
   private async send(
     method: Dispatcher.HttpMethod,
     path: string,
-    options: { body?: unknown; accept: string; headers?: Record<string, string>; signal?: AbortSignal; bodyTimeout?: number },
+    options: { body?: unknown; accept: string; headers?: Record<string, string>; signal?: AbortSignal; headersTimeout?: number; bodyTimeout?: number },
   ): Promise<{ response: Dispatcher.ResponseData; url: URL }> {
     const headers: Record<string, string> = { ...options.headers, accept: options.accept };
     const bearer = typeof this.options.bearer === 'function' ? this.options.bearer() : this.options.bearer;
@@ -78,6 +83,7 @@ export class JsonClient {
         body: options.body === undefined ? undefined : JSON.stringify(options.body),
         dispatcher: this.dispatcher,
         signal: options.signal,
+        ...(options.headersTimeout === undefined ? {} : { headersTimeout: options.headersTimeout }),
         ...(options.bodyTimeout === undefined ? {} : { bodyTimeout: options.bodyTimeout }),
       });
       return { response, url };

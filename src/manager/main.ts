@@ -31,6 +31,8 @@ import { OrphanCollector } from './reconcilers/orphan-collector.js';
 import { VmManager } from './app/vm-manager.js';
 import { NetworkManager } from './app/network-manager.js';
 import { SqlNetworkRepo } from './adapters/sql/sql-network-repo.js';
+import { SnapshotManager } from './app/snapshot-manager.js';
+import { SqlSnapshotRepo } from './adapters/sql/sql-snapshot-repo.js';
 import { SqlVmRepo } from './adapters/sql/sql-vm-repo.js';
 import { SqlIdempotencyRepo } from './adapters/sql/sql-idempotency-repo.js';
 import { HttpAgentGateway } from './adapters/http-agent-gateway.js';
@@ -120,6 +122,7 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
     const audit = new SqlAuditRepo(database.db);
     const liveness = new HostLiveness(hostRepo, audit, systemClock, log, { heartbeatTimeoutMs: config.heartbeatTimeoutMs }, leadership);
     const vmRepo = new SqlVmRepo(database.db);
+    const snapshotRepo = new SqlSnapshotRepo(database.db);
     // Host credentials are opened only here, as the manager calls their agent.
     const agents = new HttpAgentGateway({ ca: config.tls.ca, openCredential: (sealed) => secrets.open(sealed, SEALED_PURPOSE.hostCredential) });
     undo.push('close agent connections', () => agents.close());
@@ -155,9 +158,20 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
       else wakes?.publish(id, userAction);
     };
     const networks = new NetworkManager(new SqlNetworkRepo(database.db), config.networkPool);
-    const vms = new VmManager(vmRepo, hostRepo, images, networks, (project, vcpu, memMib) => access.quotaCheck(project, vcpu, memMib), wake, systemClock, {
-      mode: config.mode,
-    });
+    const snapshots = new SnapshotManager(snapshotRepo, vmRepo, hostRepo, agents, wake, log);
+    const vms = new VmManager(
+      vmRepo,
+      hostRepo,
+      images,
+      networks,
+      snapshots,
+      (project, vcpu, memMib) => access.quotaCheck(project, vcpu, memMib),
+      wake,
+      systemClock,
+      {
+        mode: config.mode,
+      },
+    );
     const idempotency = new SqlIdempotencyRepo(database.db);
     const server = await createManagerServer(
       {
@@ -166,6 +180,7 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
         images,
         vms,
         networks,
+        snapshots,
         access,
         audit,
         auditLog: new AuditLog(audit),
@@ -199,6 +214,7 @@ export async function startManager(config: ManagerConfig, log: Logger): Promise<
     const collector = new OrphanCollector(
       hostRepo,
       vmRepo,
+      snapshotRepo,
       agents,
       systemClock,
       log,

@@ -4,6 +4,8 @@
  * in memory and run no process and make no TAP. For control-plane load and leak tests only: it
  * lives under test/, is never a production default, and is only ever passed to startAgent by a test.
  */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { HostCapacity } from '../../src/contracts/agent-api.js';
 import type { MachineSpec, RateLimit, VmmName } from '../../src/contracts/machine-spec.js';
 import type { VmLayout } from '../../src/contracts/vm-layout.js';
@@ -86,7 +88,7 @@ export class HollowNetwork implements HostNetwork {
 
 export class HollowDriver implements VmmDriver {
   readonly name: VmmName = 'qemu';
-  readonly capabilities: VmmCapabilities = { pause: true, snapshot: false, gracefulStop: true, driveRateLimits: true };
+  readonly capabilities: VmmCapabilities = { pause: true, snapshot: true, gracefulStop: true, driveRateLimits: true };
   private readonly paused = new Set<string>();
   private starts = 0;
 
@@ -123,8 +125,12 @@ export class HollowDriver implements VmmDriver {
     this.paused.delete(vm.id);
     await this.supervisor.forget(vm);
   }
-  async snapshot(_vm: VmLayout, _dir: string): Promise<SnapshotFiles> {
-    throw new NexusError('conflict', 'the hollow driver does not snapshot');
+  /** No guest memory: a small state file that names the VM stands for it. */
+  async snapshot(vm: VmLayout, dir: string): Promise<SnapshotFiles> {
+    const stateFile = join(dir, 'state.bin');
+    const state = JSON.stringify({ hollow: true, vm_id: vm.id });
+    await writeFile(stateFile, state, { mode: 0o600 });
+    return { stateFile, sizeBytes: Buffer.byteLength(state) };
   }
   async restore(_vm: VmLayout, _spec: MachineSpec, _snapshot: SnapshotFiles): Promise<ProcessIdentity> {
     throw new NexusError('conflict', 'the hollow driver does not restore');

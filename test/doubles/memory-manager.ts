@@ -5,7 +5,16 @@
  * as copies, so a test holding one never sees (or makes) a change behind the store's back.
  */
 import { Readable } from 'node:stream';
-import type { AgentVm, CollectOrphansRequest, CollectOrphansResponse, Inventory, Orphans } from '../../src/contracts/agent-vm-api.js';
+import type {
+  AgentVm,
+  CollectOrphansRequest,
+  CollectOrphansResponse,
+  HostSnapshot,
+  Inventory,
+  Orphans,
+  TakeSnapshotRequest,
+  TakeSnapshotResponse,
+} from '../../src/contracts/agent-vm-api.js';
 import type { HostCapacity } from '../../src/contracts/agent-api.js';
 import { tapNameOf } from '../../src/contracts/host-names.js';
 import type { HostImage } from '../../src/contracts/image-api.js';
@@ -25,6 +34,7 @@ import type { Leadership } from '../../src/manager/ports/leadership.js';
 import { checkNetworkCidr, freeBlockIn, networkBlockOf, overlapping, pickAddress } from '../../src/manager/domain/network-rules.js';
 import { formatIpv4Block } from '../../src/kit/ipv4.js';
 import type { Egress } from '../../src/contracts/network-api.js';
+import type { NewSnapshot, SnapshotRecord, SnapshotRepo, TakenSnapshot } from '../../src/manager/ports/snapshot-repo.js';
 import { DEFAULT_NETWORK, type DefaultNetworkPool, type NetworkRecord, type NetworkRepo, type NewNetwork } from '../../src/manager/ports/network-repo.js';
 import type {
   EventsFilter,
@@ -413,6 +423,69 @@ function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** Snapshots' rows in a map, with the SQL store's rules (sql-snapshot-repo.ts): names unique per project, newest first. */
+export class MemorySnapshotRepo implements SnapshotRepo {
+  private readonly rows = new Map<string, SnapshotRecord>();
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly projects: readonly string[] = ['default', 'other'],
+  ) {}
+
+  async create(snapshot: NewSnapshot): Promise<SnapshotRecord> {
+    if (!this.projects.includes(snapshot.project)) throw new NexusError('not_found', `no project ${snapshot.project}`);
+    if ([...this.rows.values()].some((row) => row.project === snapshot.project && row.name === snapshot.name)) {
+      throw new NexusError('conflict', `a snapshot named ${snapshot.name} already exists in project ${snapshot.project}`);
+    }
+    const now = this.clock.now();
+    const record: SnapshotRecord = {
+      ...copy(snapshot),
+      projectId: `project-${snapshot.project}`,
+      status: 'creating',
+      driver: null,
+      sizeBytes: 0,
+      files: [],
+      createdAt: now,
+      updatedAt: now,
+    };
+    this.rows.set(record.id, record);
+    return copy(record);
+  }
+
+  async get(id: string): Promise<SnapshotRecord | undefined> {
+    const row = this.rows.get(id);
+    return row && copy(row);
+  }
+
+  async list(filter: { projects?: string[]; vmId?: string }): Promise<SnapshotRecord[]> {
+    return [...this.rows.values()]
+      .filter((row) => (filter.projects ? filter.projects.includes(row.project) : true) && (filter.vmId ? row.vmId === filter.vmId : true))
+      .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || a.id.localeCompare(b.id))
+      .map(copy);
+  }
+
+  async markReady(id: string, taken: TakenSnapshot): Promise<SnapshotRecord | undefined> {
+    const row = this.rows.get(id);
+    if (!row) return undefined;
+    Object.assign(row, { status: 'ready', driver: taken.driver, sizeBytes: taken.sizeBytes, files: copy(taken.files), updatedAt: this.clock.now() });
+    return copy(row);
+  }
+
+  async delete(id: string): Promise<boolean> {
+    return this.rows.delete(id);
+  }
+
+  async deleteOfVm(vmId: string): Promise<Array<{ id: string; hostId: string }>> {
+    const doomed = [...this.rows.values()].filter((row) => row.vmId === vmId);
+    for (const row of doomed) this.rows.delete(row.id);
+    return doomed.map((row) => ({ id: row.id, hostId: row.hostId }));
+  }
+
+  async ids(): Promise<string[]> {
+    return [...this.rows.keys()];
+  }
+}
+
 /** A ready host record; `overrides` change any field, `capacity` any of its capacity's. */
 export function hostRecord(overrides: Partial<Omit<HostRecord, 'capacity'>> & { capacity?: Partial<HostCapacity> } = {}): HostRecord {
   const { capacity, ...fields } = overrides;
@@ -609,6 +682,8 @@ const GATEWAY_METHODS: readonly GatewayMethod[] = [
   'act',
   'deleteVm',
   'inventory',
+  'takeSnapshot',
+  'deleteSnapshot',
   'collectOrphans',
   'vmLogs',
   'streamVmLogs',
@@ -620,6 +695,8 @@ const GATEWAY_METHODS: readonly GatewayMethod[] = [
 /** One host's agent, as the fake keeps it. */
 interface FakeAgent {
   vms: Map<string, AgentVm>;
+  /** Snapshots kept on the host, by id. */
+  snapshots: Map<string, HostSnapshot>;
   orphans: Orphans;
   credentialSealed: string | null;
 }
@@ -749,7 +826,50 @@ export class FakeAgentGateway implements AgentGateway {
 
   async inventory(target: AgentTarget): Promise<Inventory> {
     const agent = this.enter('inventory', target);
-    return { vms: [...agent.vms.values()].map(copy), snapshots: [], orphans: copy(agent.orphans) };
+    return { vms: [...agent.vms.values()].map(copy), snapshots: [...agent.snapshots.keys()].sort(), orphans: copy(agent.orphans) };
+  }
+
+  /** The ids of the snapshots the agent of `hostId` keeps. */
+  snapshotsOn(hostId: string): string[] {
+    return [...this.agent(hostId).snapshots.keys()].sort();
+  }
+
+  /** Puts a snapshot on a host as if a take had left it there. */
+  seedSnapshot(hostId: string, snapshot: HostSnapshot): void {
+    this.agent(hostId).snapshots.set(snapshot.id, copy(snapshot));
+  }
+
+  async takeSnapshot(target: AgentTarget, vmId: string, request: TakeSnapshotRequest): Promise<TakeSnapshotResponse> {
+    const agent = this.enter('takeSnapshot', target);
+    const vm = agent.vms.get(vmId);
+    if (!vm) throw new NexusError('not_found', `no VM ${vmId} on this host`);
+    const taken = agent.snapshots.get(request.snapshot_id);
+    if (taken && taken.vm_id !== vmId) throw new NexusError('conflict', `snapshot ${request.snapshot_id} is of another VM (${taken.vm_id})`);
+    if (!taken && vm.state !== 'running' && vm.state !== 'paused') {
+      throw new NexusError('conflict', `VM ${vmId} is ${vm.state}: only a running or paused VM is snapshotted`);
+    }
+    const dir = `${this.runDir}/snapshots/${request.snapshot_id}`;
+    const snapshot: HostSnapshot = taken ?? {
+      id: request.snapshot_id,
+      vm_id: vmId,
+      driver: vm.driver,
+      created_at: new Date(0).toISOString(),
+      size_bytes: vm.spec.mem_mib * 1024 * 1024 + 4096,
+      state_file: `${dir}/state.bin`,
+      state_size_bytes: vm.spec.mem_mib * 1024 * 1024 + 4096,
+      drives: [],
+      spec: copy(vm.spec),
+    };
+    agent.snapshots.set(snapshot.id, snapshot);
+    if (request.then === 'stop') {
+      vm.pid = null;
+      vm.state = 'stopped';
+    }
+    return { snapshot: copy(snapshot), vm: copy(vm) };
+  }
+
+  async deleteSnapshot(target: AgentTarget, snapshotId: string): Promise<void> {
+    this.enter('deleteSnapshot', target).snapshots.delete(snapshotId);
   }
 
   async collectOrphans(target: AgentTarget, orphans: CollectOrphansRequest): Promise<CollectOrphansResponse['removed']> {
@@ -760,6 +880,7 @@ export class FakeAgentGateway implements AgentGateway {
       taps: orphans.taps.filter((tap) => held.taps.includes(tap)),
       processes: orphans.processes.filter((pid) => held.processes.some((process) => process.pid === pid)),
       sockets: orphans.sockets.filter((socket) => held.sockets.includes(socket)),
+      snapshots: orphans.snapshots.filter((id) => agent.snapshots.delete(id)),
     };
     agent.orphans = {
       dirs: held.dirs.filter((dir) => !removed.dirs.includes(dir)),
@@ -816,7 +937,7 @@ export class FakeAgentGateway implements AgentGateway {
   private agent(hostId: string): FakeAgent {
     let agent = this.agents.get(hostId);
     if (!agent) {
-      agent = { vms: new Map(), orphans: { dirs: [], taps: [], processes: [], sockets: [] }, credentialSealed: null };
+      agent = { vms: new Map(), snapshots: new Map(), orphans: { dirs: [], taps: [], processes: [], sockets: [] }, credentialSealed: null };
       this.agents.set(hostId, agent);
     }
     return agent;

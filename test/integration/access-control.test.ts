@@ -78,6 +78,7 @@ describe('access control', () => {
       'POST /v1/tokens/{id}/rotate': { overlap_seconds: 0 },
       'POST /v1/projects': { name: `p-${randomUUID().slice(0, 8)}` },
       'PATCH /v1/projects/{name}': { max_vms: 100 },
+      'POST /v1/vms/{id}/snapshots': {},
     };
     return bodies[key];
   };
@@ -197,6 +198,12 @@ describe('access control', () => {
     'PATCH /v1/networks/{id}': 200,
     // alpha-net has no VM: an admin may delete it (it is the walk's last use of it).
     'DELETE /v1/networks/{id}': 200,
+    // alpha-vm is configured, never started: it has no memory to capture.
+    'POST /v1/vms/{id}/snapshots': 409,
+    'GET /v1/vms/{id}/snapshots': 200,
+    'GET /v1/snapshots': 200,
+    'GET /v1/snapshots/{id}': 404,
+    'DELETE /v1/snapshots/{id}': 404,
   };
 
   /** A stream's answer, its status and type only: its body never ends by itself. */

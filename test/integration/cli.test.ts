@@ -25,7 +25,8 @@ describe('nexus CLI', () => {
   it('--help lists every command', async () => {
     const { code, output } = await runNexus(['--help']);
     assert.equal(code, 0);
-    for (const command of ['dev', 'manager', 'agent', 'migrate', 'doctor', 'hosts', 'image', 'network']) assert.match(output, new RegExp(`\\n  ${command}\\b`));
+    for (const command of ['dev', 'manager', 'agent', 'migrate', 'doctor', 'hosts', 'image', 'network', 'snapshot'])
+      assert.match(output, new RegExp(`\\n  ${command}\\b`));
     const hosts = await runNexus(['hosts', '--help']);
     assert.match(hosts.output, /list/);
     assert.match(hosts.output, /join-token/);
@@ -202,6 +203,34 @@ describe('nexus vm, on a hollow host', () => {
     assert.match((await runNexus(['vm', 'create', 'lost', '--publish', '80'], env)).output, /--publish takes host:guest/);
     assert.match((await runNexus(['vm', 'rm', 'web', '--wait', '30'], env)).output, /VM web is deleted\./);
     assert.deepEqual(JSON.parse((await runNexus(['vm', 'ls', '--json'], env)).output), []);
+  });
+
+  it('snapshot create, ls, inspect and rm; vm rm --keep-snapshots; refusals as message and hint', async () => {
+    assert.equal((await runNexus(['vm', 'create', 'snappy', '--no-nic', '--wait', '30'], env)).code, 0);
+    const taken = await runNexus(['snapshot', 'create', 'snappy', '--name', 'first', '--json'], env);
+    assert.equal(taken.code, 0, taken.output);
+    const first = JSON.parse(taken.output);
+    assert.deepEqual([first.name, first.vm_name, first.status], ['first', 'snappy', 'ready']);
+    const stopped = await runNexus(['snapshot', 'create', 'snappy', '--name', 'last', '--stop'], env);
+    assert.match(stopped.output, /^Snapshot last of VM snappy taken \(\d+(\.\d)? (B|KiB|MiB)\); the VM is stopped: [0-9a-f-]{36}\n$/);
+    const refused = await runNexus(['snapshot', 'create', 'snappy'], env);
+    assert.equal(refused.code, 1, 'a stopped VM is not snapshotted');
+    assert.match(refused.output, /nexus: VM snappy is \w+: only a running or paused VM is snapshotted\n {2}hint: Start it first/);
+
+    const listed = await runNexus(['snapshot', 'ls'], env);
+    assert.match(listed.output, /^NAME\s+PROJECT\s+VM\s+STATUS\s+SIZE\s+CREATED\s+ID\n/);
+    assert.match(listed.output, new RegExp(`\\nfirst\\s+default\\s+snappy\\s+ready\\s+\\d+(\\.\\d)? (B|KiB|MiB)\\s+\\S+ ago\\s+${first.id}\\n`));
+    assert.match((await runNexus(['snapshot', 'inspect', 'first'], env)).output, /\nstate +\S+\/snapshots\/[0-9a-f-]{36}\/state\.bin \(/);
+    assert.match((await runNexus(['vm', 'rm', 'snappy', '--keep-snapshots', '--wait', '30'], env)).output, /VM snappy is deleted\./);
+    assert.deepEqual(
+      JSON.parse((await runNexus(['snapshot', 'ls', '--json'], env)).output).map((each: { name: string }) => each.name),
+      ['last', 'first'],
+      'kept past their VM',
+    );
+    assert.match((await runNexus(['snapshot', 'rm', 'first'], env)).output, /Deleted snapshot first\./);
+    assert.equal((await runNexus(['snapshot', 'rm', first.id], env)).code, 1, 'a deleted one is not found');
+    assert.equal((await runNexus(['snapshot', 'rm', 'last'], env)).code, 0);
+    assert.deepEqual(JSON.parse((await runNexus(['snapshot', 'ls', '--json'], env)).output), []);
   });
 });
 

@@ -15,6 +15,9 @@ import * as adminTokenScope from '../../src/manager/adapters/sql/migrations/0006
 import * as vmStatus from '../../src/manager/adapters/sql/migrations/0009-vm-status.js';
 import * as networksMigration from '../../src/manager/adapters/sql/migrations/0010-networks.js';
 import { SqlNetworkRepo } from '../../src/manager/adapters/sql/sql-network-repo.js';
+import { SqlSnapshotRepo } from '../../src/manager/adapters/sql/sql-snapshot-repo.js';
+import * as snapshotsMigration from '../../src/manager/adapters/sql/migrations/0012-snapshots.js';
+import type { NewSnapshot } from '../../src/manager/ports/snapshot-repo.js';
 import { NexusError } from '../../src/kit/nexus-error.js';
 import { AuditLog } from '../../src/manager/app/audit-log.js';
 import { SecretBox } from '../../src/kit/secret-box.js';
@@ -79,7 +82,7 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       await cleanup();
     });
     beforeEach(async () => {
-      await sql`TRUNCATE join_token, host, vm, vm_event, vm_nic, network, image, host_image CASCADE`.execute(database.db);
+      await sql`TRUNCATE join_token, host, vm, vm_event, vm_nic, network, image, host_image, snapshot CASCADE`.execute(database.db);
     });
 
     it('creates every core table, and a second migration run applies nothing', async () => {
@@ -746,6 +749,84 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       await networksMigration.up(database.db);
       const networks = new SqlNetworkRepo(database.db);
       assert.equal((await networks.create({ project: 'default', name: 'again', cidr: '10.7.0.0/24', egress: 'allow', dns: [] })).cidr, '10.7.0.0/24');
+    });
+
+    /** A snapshot row of VM `vmId` (the VM need not exist: a snapshot may outlive its VM). */
+    const newSnapshot = (id: string, name: string, vmId: string, project = 'default'): NewSnapshot => ({
+      id,
+      project,
+      name,
+      vmId,
+      vmName: 'web',
+      hostId: '99999999-9999-4999-8999-999999999999',
+      vcpu: 2,
+      memMib: 256,
+      source: {
+        spec: { vcpu: 2, mem_mib: 256, kernel_path: '/k', initrd_path: null, boot_args: 'x', rootfs_path: '/r', extra_drives: [], nic: true },
+        placedPaths: { 'image-1': '/srv/images/rootfs.ext4' },
+        nics: [{ networkId: '88888888-8888-4888-8888-888888888888', ip: '10.9.0.2' }],
+      },
+    });
+
+    it('keeps snapshot rows: creating, then ready with their files; names unique per project; by VM; deleted one or all of a VM', async () => {
+      const snapshots = new SqlSnapshotRepo(database.db);
+      const vmA = '11111111-aaaa-4aaa-8aaa-111111111111';
+      const vmB = '22222222-bbbb-4bbb-8bbb-222222222222';
+      const first = await snapshots.create(newSnapshot('00000001-5a5a-4000-8000-000000000000', 'first', vmA));
+      assert.equal(first.status, 'creating');
+      assert.equal(first.project, 'default');
+      assert.equal(first.sizeBytes, 0);
+      assert.deepEqual(first.files, []);
+      assert.deepEqual(first.source.nics, [{ networkId: '88888888-8888-4888-8888-888888888888', ip: '10.9.0.2' }], 'what a restore needs is kept');
+      await assert.rejects(
+        snapshots.create(newSnapshot('00000002-5a5a-4000-8000-000000000000', 'first', vmB)),
+        refusedWith('conflict', /named first already exists/),
+      );
+      await assert.rejects(
+        snapshots.create(newSnapshot('00000003-5a5a-4000-8000-000000000000', 'x', vmB, 'no-such-project')),
+        refusedWith('not_found', /no project/),
+      );
+
+      const big = 5 * 1024 ** 3; // past 32 bits: a bigint column
+      const ready = await snapshots.markReady(first.id, {
+        driver: 'qemu',
+        sizeBytes: big,
+        files: [{ kind: 'state', path: '/srv/nexus/snapshots/x/state.bin', size_bytes: big }],
+      });
+      assert.equal(ready?.status, 'ready');
+      assert.equal(ready?.sizeBytes, big);
+      assert.equal(ready?.driver, 'qemu');
+      assert.deepEqual(ready?.files, [{ kind: 'state', path: '/srv/nexus/snapshots/x/state.bin', size_bytes: big }]);
+      assert.equal(
+        await snapshots.markReady('00000009-5a5a-4000-8000-000000000000', { driver: 'qemu', sizeBytes: 1, files: [] }),
+        undefined,
+        'no row, nothing marked',
+      );
+
+      const second = await snapshots.create(newSnapshot('00000004-5a5a-4000-8000-000000000000', 'second', vmA));
+      const third = await snapshots.create(newSnapshot('00000005-5a5a-4000-8000-000000000000', 'third', vmB));
+      assert.deepEqual((await snapshots.list({ vmId: vmA })).map((each) => each.name).sort(), ['first', 'second']);
+      assert.deepEqual(await snapshots.list({ projects: [] }), [], 'no project, no snapshot');
+      assert.equal((await snapshots.list({ projects: ['default'] })).length, 3);
+      assert.deepEqual((await snapshots.ids()).sort(), [first.id, second.id, third.id].sort());
+
+      assert.deepEqual((await snapshots.deleteOfVm(vmA)).map((each) => each.id).sort(), [first.id, second.id].sort());
+      assert.equal(await snapshots.delete(third.id), true);
+      assert.equal(await snapshots.delete(third.id), false, 'deleted once');
+      assert.deepEqual(await snapshots.ids(), []);
+    });
+
+    it('migration 0012 goes down to the table 0001 reserved and up again', async () => {
+      await snapshotsMigration.down(database.db);
+      const columns = await sql<{ column_name: string }>`
+        SELECT column_name FROM information_schema.columns WHERE table_name = 'snapshot' AND column_name = 'source'`.execute(database.db);
+      assert.equal(columns.rows.length, 0, 'the old shape is back');
+      await snapshotsMigration.up(database.db);
+      const snapshots = new SqlSnapshotRepo(database.db);
+      assert.equal(
+        (await snapshots.create(newSnapshot('00000006-5a5a-4000-8000-000000000000', 'again', '11111111-aaaa-4aaa-8aaa-111111111111'))).name,
+        'again',
+      );
     });
 
     it('frees an idempotency key whose claim was abandoned or whose answer expired, to one claimant, and prunes both', async () => {

@@ -2,6 +2,7 @@ import type { AgentVm, CollectOrphansRequest, CollectOrphansResponse, Inventory 
 import { VM_ID_PATTERN } from '../../contracts/vm-layout.js';
 import type { VmContext } from './vm-context.js';
 import { devicesOf } from '../steps/network-steps.js';
+import { snapshotLock } from './vm-snapshots.js';
 
 /**
  * What is on the host and what of it belongs to no VM: the inventory the manager's garbage
@@ -46,14 +47,14 @@ export class VmLeftovers {
   }
 
   /**
-   * Removes leftovers the manager names, in a fixed order (VMM processes, TAPs, sockets, folders),
-   * but only those the inventory still reports as orphans now: a resource that became a VM's in
-   * the meantime is left alone.
+   * Removes leftovers the manager names, in a fixed order (VMM processes, TAPs, sockets, folders,
+   * snapshots), but only those the inventory still reports as orphans now: a resource that became
+   * a VM's in the meantime is left alone.
    */
   async collectOrphans(request: CollectOrphansRequest): Promise<CollectOrphansResponse['removed']> {
     const { store, network, supervisor, processes } = this.ctx.ports;
     const { orphans } = await this.inventory();
-    const removed: CollectOrphansResponse['removed'] = { dirs: [], taps: [], processes: [], sockets: [] };
+    const removed: CollectOrphansResponse['removed'] = { dirs: [], taps: [], processes: [], sockets: [], snapshots: [] };
     for (const pid of request.processes) {
       if (!orphans.processes.some((entry) => entry.pid === pid)) continue;
       const process = await processes.identify(pid);
@@ -72,6 +73,12 @@ export class VmLeftovers {
     for (const dir of request.dirs.filter((path) => orphans.dirs.includes(path))) {
       await store.remove(dir);
       removed.dirs.push(dir);
+    }
+    // Which snapshots have no row is the manager's to know; a take of one under way finishes first.
+    const kept = new Set(await store.snapshotIds());
+    for (const id of request.snapshots.filter((each) => kept.has(each))) {
+      await this.ctx.locks.run(snapshotLock(id), () => store.remove(store.snapshotLayout(id).dir));
+      removed.snapshots.push(id);
     }
     if (Object.values(removed).some((list) => list.length > 0)) this.ctx.log.info({ removed }, 'orphans removed');
     this.onRemoved(removed);

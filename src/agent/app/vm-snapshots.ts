@@ -53,20 +53,22 @@ export class VmSnapshots {
     if (state === 'running') await driver.pause(vm);
     const began = this.ctx.now();
     try {
-      const record = async (saved: SnapshotInfo): Promise<HostSnapshot> => ({
-        id: snapshotId,
-        vm_id: vm.id,
-        driver: driver.name,
-        created_at: began.toISOString(),
-        size_bytes:
-          (await store.sizeOf(saved.state_file)) +
-          (saved.memory_file ? await store.sizeOf(saved.memory_file) : 0) +
-          saved.drives.reduce((sum, drive) => sum + drive.size_bytes, 0),
-        state_file: saved.state_file,
-        ...(saved.memory_file ? { memory_file: saved.memory_file } : {}),
-        drives: saved.drives,
-        spec: stored.spec,
-      });
+      const record = async (saved: SnapshotInfo): Promise<HostSnapshot> => {
+        const stateBytes = await store.sizeOf(saved.state_file);
+        const memoryBytes = saved.memory_file ? await store.sizeOf(saved.memory_file) : 0;
+        return {
+          id: snapshotId,
+          vm_id: vm.id,
+          driver: driver.name,
+          created_at: began.toISOString(),
+          size_bytes: stateBytes + memoryBytes + saved.drives.reduce((sum, drive) => sum + drive.size_bytes, 0),
+          state_file: saved.state_file,
+          state_size_bytes: stateBytes,
+          ...(saved.memory_file ? { memory_file: saved.memory_file, memory_size_bytes: memoryBytes } : {}),
+          drives: saved.drives,
+          spec: stored.spec,
+        };
+      };
       await runPlan('snapshot', snapshotVmPlan(store, { vm, stored, driver, snapshotId, dir: layout.dir, record }).steps, this.ctx.log);
     } catch (error) {
       if (state === 'running')
@@ -143,7 +145,7 @@ export class VmSnapshots {
 }
 
 /** The lock key of a snapshot id (VM ids are the other keys of the one mutex; a UUID never starts so). */
-function snapshotLock(snapshotId: string): string {
+export function snapshotLock(snapshotId: string): string {
   return `snapshot:${snapshotId}`;
 }
 

@@ -2,6 +2,7 @@ import type { Host, HostList, JoinToken } from '../../contracts/host-api.js';
 import type { Image, ImageListQuery } from '../../contracts/image-api.js';
 import type { CreateNetworkRequest, Network, NetworkList } from '../../contracts/network-api.js';
 import { UUID_PATTERN } from '../../contracts/schema.js';
+import type { CreateSnapshotRequest, Snapshot } from '../../contracts/snapshot-api.js';
 import type { CreateVmRequest, Vm } from '../../contracts/vm-api.js';
 import { JsonClient } from '../../kit/json-client.js';
 import { NexusError } from '../../kit/nexus-error.js';
@@ -80,8 +81,30 @@ export class ManagerClient {
     return this.http.call('POST', `/v1/vms/${encodeURIComponent(id)}/${action}${waitSeconds ? `?wait=${waitSeconds}` : ''}`);
   }
 
-  deleteVm(id: string, waitSeconds?: number): Promise<{ ok: true }> {
-    return this.http.call('DELETE', `/v1/vms/${encodeURIComponent(id)}${waitSeconds ? `?wait=${waitSeconds}` : ''}`);
+  /** `keepSnapshots`: the VM's snapshots outlive it (they are deleted with it otherwise). */
+  deleteVm(id: string, waitSeconds?: number, keepSnapshots = false): Promise<{ ok: true }> {
+    const query = new URLSearchParams({ ...(waitSeconds ? { wait: String(waitSeconds) } : {}), ...(keepSnapshots ? { keep_snapshots: 'true' } : {}) });
+    return this.http.call('DELETE', `/v1/vms/${encodeURIComponent(id)}${query.size > 0 ? `?${query}` : ''}`);
+  }
+
+  createSnapshot(vmId: string, request: CreateSnapshotRequest): Promise<Snapshot> {
+    return this.http.call('POST', `/v1/vms/${encodeURIComponent(vmId)}/snapshots`, request);
+  }
+
+  /** The snapshots the token sees, newest first; of one project or one VM when given. */
+  listSnapshots(filter: { project?: string; vmId?: string } = {}): Promise<{ items: Snapshot[] }> {
+    const query = new URLSearchParams({ ...(filter.project ? { project: filter.project } : {}), ...(filter.vmId ? { vm_id: filter.vmId } : {}) });
+    return this.http.call('GET', `/v1/snapshots${query.size > 0 ? `?${query}` : ''}`);
+  }
+
+  /** A snapshot by id, or by name (in `project`, else the only one of that name the token sees). */
+  async findSnapshot(nameOrId: string, project?: string): Promise<Snapshot> {
+    if (UUID_PATTERN.test(nameOrId)) return this.http.call('GET', `/v1/snapshots/${nameOrId}`);
+    return theOneNamed('snapshot', nameOrId, project, (await this.listSnapshots({ project })).items);
+  }
+
+  deleteSnapshot(id: string): Promise<{ ok: true }> {
+    return this.http.call('DELETE', `/v1/snapshots/${encodeURIComponent(id)}`);
   }
 
   close(): Promise<void> {
@@ -90,7 +113,12 @@ export class ManagerClient {
 }
 
 /** The one resource of `items` named `name` (in `project`, when given): none or several is an error saying what to do. */
-function theOneNamed<T extends { name: string; project: string }>(kind: 'VM' | 'network', name: string, project: string | undefined, items: T[]): T {
+function theOneNamed<T extends { name: string; project: string }>(
+  kind: 'VM' | 'network' | 'snapshot',
+  name: string,
+  project: string | undefined,
+  items: T[],
+): T {
   const named = items.filter((item) => item.name === name && (project === undefined || item.project === project));
   if (named.length === 1 && named[0]) return named[0];
   if (named.length === 0) {

@@ -1,7 +1,15 @@
 import type { Readable } from 'node:stream';
 import { Counter, type Registry } from 'prom-client';
 import type { FileTailQuery, LogStreamQuery, LogTail, LogTailQuery, MetricsRecent, MetricsWindowQuery } from '../../contracts/observe-api.js';
-import type { AgentVm, CollectOrphansRequest, CollectOrphansResponse, Inventory, VmActionResponse } from '../../contracts/agent-vm-api.js';
+import type {
+  AgentVm,
+  CollectOrphansRequest,
+  CollectOrphansResponse,
+  Inventory,
+  TakeSnapshotRequest,
+  TakeSnapshotResponse,
+  VmActionResponse,
+} from '../../contracts/agent-vm-api.js';
 import { AGENT_API_PREFIX } from '../../contracts/agent-api.js';
 import type { MachineSpec } from '../../contracts/machine-spec.js';
 import { JsonClient } from '../../kit/json-client.js';
@@ -19,6 +27,12 @@ export interface HttpAgentGatewayOptions {
 }
 
 /**
+ * How long a snapshot may take: its guest's memory and writable disks are written while it is
+ * paused, which for a large VM on a slow disk takes minutes, not the seconds of other calls.
+ */
+const SNAPSHOT_TIMEOUT_MS = 10 * 60_000;
+
+/**
  * Agents over HTTP(S), one client (connection pool) per host, replaced when its address or
  * credential changes. A host's credential is opened here, when its client is made (once per
  * credential, not per call), and lives only in that client.
@@ -27,7 +41,7 @@ export class HttpAgentGateway implements AgentGateway {
   private readonly clients = new Map<string, { key: string; client: JsonClient }>();
   private readonly calls = new Counter<'operation'>({
     name: 'nexus_manager_agent_calls_total',
-    help: 'Calls this manager made to agents, by operation (get_vm, ensure_vm, act, delete_vm, inventory, collect_orphans, vm_logs, stream_vm_logs, vm_metrics, tail_file, replace_credential)',
+    help: 'Calls this manager made to agents, by operation (get_vm, ensure_vm, act, delete_vm, inventory, take_snapshot, delete_snapshot, collect_orphans, vm_logs, stream_vm_logs, vm_metrics, tail_file, replace_credential)',
     labelNames: ['operation'],
     registers: [],
   });
@@ -58,6 +72,19 @@ export class HttpAgentGateway implements AgentGateway {
 
   inventory(target: AgentTarget): Promise<Inventory> {
     return this.client(target, 'inventory').call<Inventory>('GET', `${AGENT_API_PREFIX}/inventory`);
+  }
+
+  takeSnapshot(target: AgentTarget, vmId: string, request: TakeSnapshotRequest): Promise<TakeSnapshotResponse> {
+    return this.client(target, 'take_snapshot').call<TakeSnapshotResponse>(
+      'POST',
+      `${AGENT_API_PREFIX}/vms/${vmId}/snapshots`,
+      request,
+      Math.max(this.options.timeoutMs ?? 60_000, SNAPSHOT_TIMEOUT_MS),
+    );
+  }
+
+  async deleteSnapshot(target: AgentTarget, snapshotId: string): Promise<void> {
+    await this.client(target, 'delete_snapshot').call('DELETE', `${AGENT_API_PREFIX}/snapshots/${snapshotId}`);
   }
 
   async collectOrphans(target: AgentTarget, orphans: CollectOrphansRequest): Promise<CollectOrphansResponse['removed']> {
@@ -142,6 +169,8 @@ type AgentOperation =
   | 'act'
   | 'delete_vm'
   | 'inventory'
+  | 'take_snapshot'
+  | 'delete_snapshot'
   | 'collect_orphans'
   | 'vm_logs'
   | 'stream_vm_logs'

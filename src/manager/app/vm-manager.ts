@@ -13,6 +13,7 @@ import type { Clock } from '../../kit/clock.js';
 import { macOf, nicDeviceOf } from '../../contracts/host-names.js';
 import { placeOnNetwork } from '../domain/network-rules.js';
 import type { NetworkManager } from './network-manager.js';
+import type { SnapshotManager } from './snapshot-manager.js';
 import { placedSpec } from '../domain/vm-spec.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import { parseTimestamp } from '../../kit/timestamp.js';
@@ -49,6 +50,7 @@ export class VmManager {
     private readonly hosts: HostRepo,
     private readonly images: ImageRegistry,
     private readonly networks: Pick<NetworkManager, 'nicRequests'>,
+    private readonly snapshots: Pick<SnapshotManager, 'deleteOfVm'>,
     /** The quota rule a new VM must pass, applied by the VM store as it inserts the VM. */
     private readonly quotaCheck: (project: string, vcpu: number, memMib: number) => QuotaCheck,
     private readonly wake: WakeReconciler,
@@ -179,12 +181,16 @@ export class VmManager {
     this.wake(id, true);
   }
 
-  /** Marks the VM for deletion. An unknown VM (or another project's) is a 404: a retried delete that already won reads that as done. */
-  async delete(id: string, caller: Principal, ifMatch?: number): Promise<void> {
+  /**
+   * Marks the VM for deletion, and deletes its snapshots unless `keepSnapshots`. An unknown VM (or
+   * another project's) is a 404: a retried delete that already won reads that as done.
+   */
+  async delete(id: string, caller: Principal, options: { ifMatch?: number; keepSnapshots?: boolean } = {}): Promise<void> {
     await this.require(id, caller, 'write');
-    this.checkWritten(id, await this.vms.setDesired(id, 'deleted', ifMatch));
+    this.checkWritten(id, await this.vms.setDesired(id, 'deleted', options.ifMatch));
     await this.vms.observe(id, { to: 'deleting', message: 'deletion requested' });
     this.wake(id, true);
+    if (!options.keepSnapshots) await this.snapshots.deleteOfVm(id);
   }
 
   private checkWritten(id: string, written: VmRecord | 'stale' | undefined): void {

@@ -230,7 +230,7 @@ function checkedParamsOf(request: FastifyRequest): Record<string, unknown> {
 
 /** The few fields that say what happened, never a secret. */
 function summaryOf(body: Record<string, unknown>): Record<string, unknown> {
-  const keep = ['id', 'name', 'state', 'desired_state', 'ok', 'error', 'fault_message', 'role', 'project', 'revoked_at'];
+  const keep = ['id', 'name', 'vm_id', 'state', 'desired_state', 'ok', 'error', 'fault_message', 'role', 'project', 'revoked_at'];
   return Object.fromEntries(keep.filter((key) => body[key] !== undefined).map((key) => [key, body[key]]));
 }
 

@@ -12,6 +12,7 @@ import { type RateLimits, registerRateLimits } from './rate-limits.js';
 import { registerAccessRoutes } from './routes/access-routes.js';
 import { registerVmRoutes } from './routes/vm-routes.js';
 import { registerNetworkRoutes } from './routes/network-routes.js';
+import { registerSnapshotRoutes } from './routes/snapshot-routes.js';
 import { registerIdempotency } from './idempotency.js';
 import { registerHealthRoutes } from './routes/health-routes.js';
 import { registerHostRoutes } from './routes/host-routes.js';
@@ -56,7 +57,13 @@ export async function createManagerServer(services: ManagerServices, options: Ma
   registerAuthentication(app, services.access);
   rateLimits.registerTokenLimits();
   registerAuthorization(app, services.audit, services.refusals, (resource, id) =>
-    resource === 'vm' ? services.vms.auditSummary(id) : resource === 'network' ? services.networks.auditSummary(id) : Promise.resolve(null),
+    resource === 'vm'
+      ? services.vms.auditSummary(id)
+      : resource === 'network'
+        ? services.networks.auditSummary(id)
+        : resource === 'snapshot'
+          ? services.snapshots.auditSummary(id)
+          : Promise.resolve(null),
   );
   registerIdempotency(app, services.idempotency);
   registerHealthRoutes(app, services);
@@ -65,6 +72,7 @@ export async function createManagerServer(services: ManagerServices, options: Ma
   registerAccessRoutes(app, services);
   registerVmRoutes(app, services);
   registerNetworkRoutes(app, services);
+  registerSnapshotRoutes(app, services);
   registerObserveRoutes(app, services, options.devRoutes ?? false);
   return app;
 }

@@ -6,6 +6,7 @@ import type { ImageRegistry } from '../app/image-registry.js';
 import type { RefusalAudit } from '../app/refusal-audit.js';
 import type { VmManager } from '../app/vm-manager.js';
 import type { NetworkManager } from '../app/network-manager.js';
+import type { SnapshotManager } from '../app/snapshot-manager.js';
 import type { VmObserver } from '../app/vm-observer.js';
 import type { AuditRepo } from '../ports/access-repos.js';
 import type { IdempotencyRepo } from '../ports/idempotency-repo.js';
@@ -17,6 +18,7 @@ export interface ManagerServices {
   images: ImageRegistry;
   vms: VmManager;
   networks: NetworkManager;
+  snapshots: SnapshotManager;
   access: AccessService;
   audit: AuditRepo;
   auditLog: AuditLog;

@@ -22,6 +22,7 @@ export async function buildOpenApiDocument(logger: Logger, options: { devRoutes?
       images: unused as never,
       vms: unused as never,
       networks: unused as never,
+      snapshots: unused as never,
       access: unused as never,
       audit: unused as never,
       auditLog: unused as never,

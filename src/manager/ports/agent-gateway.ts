@@ -1,7 +1,14 @@
 import type { HostRecord } from './host-repo.js';
 import type { Readable } from 'node:stream';
 import type { FileTailQuery, LogStreamQuery, LogTail, LogTailQuery, MetricsRecent, MetricsWindowQuery } from '../../contracts/observe-api.js';
-import type { AgentVm, CollectOrphansRequest, CollectOrphansResponse, Inventory } from '../../contracts/agent-vm-api.js';
+import type {
+  AgentVm,
+  CollectOrphansRequest,
+  CollectOrphansResponse,
+  Inventory,
+  TakeSnapshotRequest,
+  TakeSnapshotResponse,
+} from '../../contracts/agent-vm-api.js';
 import type { MachineSpec } from '../../contracts/machine-spec.js';
 
 /** Where and how to reach one host's agent. */
@@ -32,6 +39,10 @@ export interface AgentGateway {
   /** Stops and removes the VM; succeeds when it is already gone. */
   deleteVm(target: AgentTarget, vmId: string): Promise<void>;
   inventory(target: AgentTarget): Promise<Inventory>;
+  /** Captures the VM into a snapshot its host keeps; taking one again with the same id answers the one taken. */
+  takeSnapshot(target: AgentTarget, vmId: string, request: TakeSnapshotRequest): Promise<TakeSnapshotResponse>;
+  /** Removes a snapshot's files from its host; succeeds when they are gone already. */
+  deleteSnapshot(target: AgentTarget, snapshotId: string): Promise<void>;
   /** Asks the agent to remove leftovers; it removes only those still orphaned, and says which. */
   collectOrphans(target: AgentTarget, orphans: CollectOrphansRequest): Promise<CollectOrphansResponse['removed']>;
   /** The last lines of a VM's log. */

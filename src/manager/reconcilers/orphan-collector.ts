@@ -8,6 +8,7 @@ import { OrphanSightings } from '../domain/orphan-sightings.js';
 import { type AgentGateway, type AgentTarget, agentTargetOf } from '../ports/agent-gateway.js';
 import type { HostRepo } from '../ports/host-repo.js';
 import type { Leadership } from '../ports/leadership.js';
+import type { SnapshotRepo } from '../ports/snapshot-repo.js';
 import type { VmRepo } from '../ports/vm-repo.js';
 
 export interface OrphanCollectorConfig {
@@ -17,11 +18,11 @@ export interface OrphanCollectorConfig {
   everyMs: number;
 }
 
-type OrphanKind = 'vm' | 'dir' | 'tap' | 'process' | 'socket';
+type OrphanKind = 'vm' | 'dir' | 'tap' | 'process' | 'socket' | 'snapshot';
 
 /**
  * Garbage-collects what agents report that belongs to no VM row: VM folders the manager does not
- * know, stray folders, TAPs, VMM processes and sockets. Each must be seen for the whole grace
+ * know, stray folders, TAPs, VMM processes, sockets and snapshots without a row. Each must be seen for the whole grace
  * period before it goes (a VM being created is never mistaken for a leftover: the rule is
  * `OrphanSightings`), and the agent removes only what is still an orphan when asked. Every
  * removal is logged and counted.
@@ -34,6 +35,7 @@ export class OrphanCollector {
   constructor(
     private readonly hosts: Pick<HostRepo, 'list'>,
     private readonly vms: Pick<VmRepo, 'ids'>,
+    private readonly snapshots: Pick<SnapshotRepo, 'ids'>,
     private readonly agents: Pick<AgentGateway, 'inventory' | 'deleteVm' | 'collectOrphans'>,
     private readonly clock: Clock,
     private readonly log: Logger,
@@ -44,7 +46,7 @@ export class OrphanCollector {
     this.sightings = new OrphanSightings(config.graceMs);
     this.removed = new Counter({
       name: 'nexus_manager_orphans_removed_total',
-      help: 'Host leftovers (TAPs, sockets, run dirs, VMM processes, unknown VMs) removed by garbage collection',
+      help: 'Host leftovers (TAPs, sockets, run dirs, VMM processes, unknown VMs, snapshots without a row) removed by garbage collection',
       labelNames: ['kind'],
       registers: [registry],
     });
@@ -66,10 +68,11 @@ export class OrphanCollector {
   async sweep(): Promise<void> {
     if (!this.leadership.isLeader()) return;
     const known = new Set(await this.vms.ids());
+    const snapshots = new Set(await this.snapshots.ids());
     for (const host of (await this.hosts.list()).filter((entry) => entry.status === 'ready')) {
       const target = agentTargetOf(host);
       try {
-        await this.sweepHost(target, known);
+        await this.sweepHost(target, known, snapshots);
       } catch (error) {
         this.log.warn({ host_id: host.id, err: messageOf(error) }, 'orphan collection skipped a host');
       }
@@ -77,7 +80,7 @@ export class OrphanCollector {
     this.sightings.endSweep();
   }
 
-  private async sweepHost(target: AgentTarget, known: Set<string>): Promise<void> {
+  private async sweepHost(target: AgentTarget, known: Set<string>, snapshots: Set<string>): Promise<void> {
     const inventory = await this.agents.inventory(target);
     const due = (kind: OrphanKind, value: string | number): boolean => this.sightings.sight(orphanKey(target, kind, value), this.clock.now().getTime());
     for (const vm of inventory.vms) {
@@ -90,6 +93,8 @@ export class OrphanCollector {
       taps: inventory.orphans.taps.filter((tap) => due('tap', tap)),
       sockets: inventory.orphans.sockets.filter((socket) => due('socket', socket)),
       dirs: inventory.orphans.dirs.filter((dir) => due('dir', dir)),
+      // A snapshot's row is written before its host is asked to take it: one kept without a row is a leftover.
+      snapshots: inventory.snapshots.filter((id) => !snapshots.has(id) && due('snapshot', id)),
     };
     if (Object.values(request).every((list) => list.length === 0)) return;
     const removed = await this.agents.collectOrphans(target, request);
@@ -97,6 +102,7 @@ export class OrphanCollector {
     this.count(target, 'tap', removed.taps);
     this.count(target, 'socket', removed.sockets);
     this.count(target, 'dir', removed.dirs);
+    this.count(target, 'snapshot', removed.snapshots);
   }
 
   private count(target: AgentTarget, kind: OrphanKind, values: string[]): void {

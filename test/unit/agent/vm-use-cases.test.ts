@@ -495,8 +495,8 @@ describe('leftovers, expiry and metrics (agent core on fakes)', () => {
 
     // The VM starts meanwhile: its socket is its own again, and is not removed.
     await agent.vms.act(id, 'start');
-    const removed = await agent.leftovers.collectOrphans({ dirs: orphans.dirs, taps: orphans.taps, processes: [], sockets: orphans.sockets });
-    assert.deepEqual(removed, { dirs: [`${runDir}/vms/not-a-vm`], taps: ['nxforeign0'], processes: [], sockets: [] });
+    const removed = await agent.leftovers.collectOrphans({ dirs: orphans.dirs, taps: orphans.taps, processes: [], sockets: orphans.sockets, snapshots: [] });
+    assert.deepEqual(removed, { dirs: [`${runDir}/vms/not-a-vm`], taps: ['nxforeign0'], processes: [], sockets: [], snapshots: [] });
     assert.ok(agent.store.sockets.has(agent.store.layout(id).qmpSocket), 'the running VM keeps its socket');
     assert.deepEqual(agent.removed, [removed], 'the metrics hook was told');
   });

@@ -19,18 +19,19 @@ const host = hostRecord({
  * The collector over in-memory ports and a clock the test moves: the agent reports `orphans`, and
  * every removal it is asked for is recorded (and reported done).
  */
-function collectorWith(orphans: Inventory['orphans']) {
+function collectorWith(orphans: Inventory['orphans'], snapshots: { onHost: string[]; rows: string[] } = { onHost: [], rows: [] }) {
   let nowMs = 1_000_000;
   const asked: CollectOrphansRequest[] = [];
   const collector = new OrphanCollector(
     { list: async () => [host] },
     { ids: async () => [KNOWN_VM] },
+    { ids: async () => snapshots.rows },
     {
-      inventory: async () => ({ vms: [], snapshots: [], orphans }),
+      inventory: async () => ({ vms: [], snapshots: snapshots.onHost, orphans }),
       deleteVm: async () => undefined,
-      collectOrphans: async (_target, request) => {
+      collectOrphans: async (_target: unknown, request: CollectOrphansRequest) => {
         asked.push(request);
-        return { dirs: [], taps: [], processes: [], sockets: [] };
+        return { dirs: [], taps: [], processes: [], sockets: [], snapshots: [] };
       },
     },
     { now: () => new Date(nowMs) },
@@ -69,8 +70,22 @@ describe('OrphanCollector applies the grace to what agents report', () => {
     await sweepAt(GRACE_MS);
     assert.deepEqual(
       asked,
-      [{ processes: [4242], taps: ['nx-stray'], sockets: ['/srv/fc/vms/x/sock/qmp.sock'], dirs: ['/srv/fc/vms/left-behind'] }],
+      [{ processes: [4242], taps: ['nx-stray'], sockets: ['/srv/fc/vms/x/sock/qmp.sock'], dirs: ['/srv/fc/vms/left-behind'], snapshots: [] }],
       "all due at the grace, but never a known VM's process",
+    );
+  });
+
+  it('asks for the snapshots a host keeps without a row, after the grace, and never for one with a row', async () => {
+    const withRow = '33333333-3333-4333-8333-333333333333';
+    const withoutRow = '44444444-4444-4444-8444-444444444444';
+    const { asked, sweepAt } = collectorWith({ dirs: [], taps: [], processes: [], sockets: [] }, { onHost: [withRow, withoutRow], rows: [withRow] });
+    await sweepAt(0);
+    await sweepAt(GRACE_MS - 1);
+    assert.equal(asked.length, 0, 'a snapshot being recorded is not taken for a leftover at once');
+    await sweepAt(GRACE_MS);
+    assert.deepEqual(
+      asked.map((request) => request.snapshots),
+      [[withoutRow]],
     );
   });
 

@@ -30,6 +30,8 @@ function setup(options: { mode?: 'dev' | 'production'; hosts?: HostRecord[] } = 
   const initrd = imageRepo.put({ name: 'default', kind: 'initrd' }, { [HOST.id]: '/srv/fc/images/initrd.cpio.gz' });
   const rootfs = imageRepo.put({ name: 'default', kind: 'rootfs' }, { [HOST.id]: '/srv/fc/images/rootfs.ext4' });
   const woken: Array<{ vmId: string; userAction: boolean }> = [];
+  /** The VMs whose snapshots the manager deleted with them. */
+  const snapshotsDeleted: string[] = [];
   const quotaAsked: Array<{ project: string; vcpu: number; memMib: number }> = [];
   // The quota rule AccessService gives the store, built on the same pure rule.
   const quotaCheck = (project: string, vcpu: number, memMib: number) => {
@@ -44,6 +46,7 @@ function setup(options: { mode?: 'dev' | 'production'; hosts?: HostRecord[] } = 
     hosts,
     new ImageRegistry(imageRepo, clock, captureLogger('images').log),
     new NetworkManager(vms.networks, TEST_NETWORK_POOL),
+    { deleteOfVm: async (vmId: string) => void snapshotsDeleted.push(vmId) },
     quotaCheck,
     (vmId, userAction) => woken.push({ vmId, userAction }),
     clock,
@@ -65,7 +68,7 @@ function setup(options: { mode?: 'dev' | 'production'; hosts?: HostRecord[] } = 
     woken.length = 0;
     return vm;
   };
-  return { clock, vms, hosts, manager, woken, quotaAsked, images: { kernel, plainKernel, initrd, rootfs }, request, vmIn };
+  return { clock, vms, hosts, manager, woken, snapshotsDeleted, quotaAsked, images: { kernel, plainKernel, initrd, rootfs }, request, vmIn };
 }
 
 /** `promise` rejects with a NexusError of `code` (and a message matching `message`). */
@@ -421,10 +424,20 @@ describe('VmManager.delete', () => {
     assert.deepEqual(woken, [{ vmId: vm.id, userAction: true }]);
   });
 
+  it("deletes the VM's snapshots with it, unless asked to keep them", async () => {
+    const { manager, snapshotsDeleted, vmIn } = setup();
+    const gone = await vmIn('running', 'gone');
+    const keeper = await vmIn('running', 'keeper');
+    await manager.delete(gone.id, operator);
+    await manager.delete(keeper.id, operator, { keepSnapshots: true });
+    assert.deepEqual(snapshotsDeleted, [gone.id], 'only the VM deleted without keep_snapshots has its snapshots deleted');
+  });
+
   it('answers 404 for another project’s VM and leaves it alone', async () => {
-    const { manager, vms, woken, vmIn } = setup();
+    const { manager, vms, woken, snapshotsDeleted, vmIn } = setup();
     const vm = await vmIn('running');
     await rejectsWith(manager.delete(vm.id, otherOperator), 'not_found');
+    assert.deepEqual(snapshotsDeleted, [], 'no snapshot of it is touched');
     assert.equal((await vms.get(vm.id))?.desiredState, 'running');
     assert.equal((await vms.get(vm.id))?.observedState, 'running');
     assert.deepEqual(woken, []);
@@ -435,7 +448,7 @@ describe('VmManager.delete', () => {
     const vm = await vmIn('running');
     const read = (await vms.get(vm.id))?.resourceVersion ?? -1;
     await vms.setDesired(vm.id, 'stopped');
-    await rejectsWith(manager.delete(vm.id, operator, read), 'precondition_failed');
+    await rejectsWith(manager.delete(vm.id, operator, { ifMatch: read }), 'precondition_failed');
     assert.equal((await vms.get(vm.id))?.desiredState, 'stopped');
     assert.equal((await vms.get(vm.id))?.observedState, 'running');
     assert.deepEqual(woken, []);

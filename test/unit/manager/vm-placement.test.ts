@@ -25,6 +25,7 @@ async function unplacedVm() {
     new MemoryHostRepo([HOST]),
     new ImageRegistry(imageRepo, clock, captureLogger('images').log),
     new NetworkManager(vms.networks, TEST_NETWORK_POOL),
+    { deleteOfVm: async () => undefined },
     () => () => undefined,
     () => undefined,
     clock,

@@ -11,6 +11,7 @@ import * as auditPagingIndex from './migrations/0008-audit-paging-index.js';
 import * as vmStatus from './migrations/0009-vm-status.js';
 import * as networks from './migrations/0010-networks.js';
 import * as vmPorts from './migrations/0011-vm-ports.js';
+import * as snapshots from './migrations/0012-snapshots.js';
 import type { SecretBox } from '../../../kit/secret-box.js';
 
 /** What some migrations need besides the database: the key that seals secrets at rest. */
@@ -32,6 +33,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0009-vm-status': vmStatus,
     '0010-networks': networks,
     '0011-vm-ports': vmPorts,
+    '0012-snapshots': snapshots,
   };
 }
 

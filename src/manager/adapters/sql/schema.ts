@@ -143,6 +143,26 @@ export interface Schema {
   network: NetworkTable;
   vm_nic: VmNicTable;
   vm_port: VmPortTable;
+  snapshot: SnapshotTable;
+}
+
+export interface SnapshotTable {
+  id: string;
+  project_id: string;
+  name: string;
+  vm_id: string;
+  vm_name: string;
+  host_id: string;
+  status: 'creating' | 'ready';
+  driver: VmmName | null;
+  vcpu: number;
+  mem_mib: number;
+  /** A `bigint`: node-postgres reads it as a string. */
+  size_bytes: ColumnType<number | string, number | undefined, number>;
+  files: ColumnType<unknown, string | undefined, string>;
+  source: ColumnType<unknown, string, string>;
+  created_at: CreatedAt;
+  updated_at: Timestamp;
 }
 
 export interface NetworkTable {

@@ -52,6 +52,12 @@ const SettleWaitQuery = StrictObject({
   wait: Type.Optional(Type.Number({ minimum: 0, maximum: 600, description: 'Seconds to wait for the observed state the call asked for' })),
 });
 
+/** DELETE's query: the settle wait, and whether the VM's snapshots outlive it. */
+const DeleteVmQuery = StrictObject({
+  ...SettleWaitQuery.properties,
+  keep_snapshots: Type.Optional(Type.Boolean({ default: false, description: "true: the VM's snapshots outlive it; otherwise they are deleted with it" })),
+});
+
 export function registerVmRoutes(app: HttpServer, services: ManagerServices): void {
   const { vms } = services;
 
@@ -164,17 +170,17 @@ export function registerVmRoutes(app: HttpServer, services: ManagerServices): vo
     {
       config: { access: { resource: 'vm', verb: 'write', action: 'vm.delete' } },
       schema: {
-        summary: 'Delete a VM: stops it, then removes it and its host resources',
+        summary: 'Delete a VM: stops it, then removes it and its host resources (and its snapshots, unless ?keep_snapshots=true)',
         tags: ['vms'],
         params: IdParams,
-        querystring: SettleWaitQuery,
+        querystring: DeleteVmQuery,
         headers: IfMatchHeaders,
         response: { 200: OkResponse, ...errors },
       },
     },
     async (request) => {
       const { id } = request.params;
-      await vms.delete(id, callerOf(request), ifMatchOf(request.headers['if-match']));
+      await vms.delete(id, callerOf(request), { ifMatch: ifMatchOf(request.headers['if-match']), keepSnapshots: request.query.keep_snapshots });
       const wait = request.query.wait;
       if (wait) await whileAccessHolds(request, (lapsed) => vms.waitFor(id, 'delete', wait * 1000, lapsed));
       return { ok: true as const };

@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { type GuestHost, startGuestHost } from '../support/guest-host.js';
+import { assertErrorContract } from '../support/error-contract.js';
+import { eventually } from '../support/nexus-process.js';
+import { send } from '../support/test-manager.js';
+
+/** Snapshots through the manager's API, of real guests on a real agent. */
+describe('snapshots through the manager', () => {
+  let host: GuestHost;
+
+  before(async () => {
+    // A short grace: the snapshot folder left without a row is collected within the test.
+    host = await startGuestHost({ manager: { orphanGraceMs: 3000 } });
+  });
+  after(async () => {
+    await host?.close();
+  });
+
+  const url = (path: string) => `${host.manager.url}${path}`;
+  const consoleOf = (id: string) => {
+    try {
+      return readFileSync(join(host.runDir, 'vms', id, 'logs', 'console.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const lastCounter = (id: string) => {
+    const matches = [...consoleOf(id).matchAll(/NEXUS_COUNTER (\d+)/g)];
+    return matches.length ? Number(matches.at(-1)?.[1]) : -1;
+  };
+  const folderOf = (snapshotId: string) => join(host.runDir, 'snapshots', snapshotId);
+  const snapshot = async (vmId: string, body: Record<string, unknown>) => {
+    const taken = await send(url(`/v1/vms/${vmId}/snapshots`), { body });
+    assert.equal(taken.status, 201, JSON.stringify(taken.body));
+    return taken.body;
+  };
+
+  it('captures running guests that count on; catalogs, deletes, keeps with ?keep_snapshots, collects leftovers', async () => {
+    // Two guests booting side by side: one whose snapshots are kept past it, one whose go with it.
+    const made = await Promise.all(['keeper', 'goner'].map((name) => send(url('/v1/vms?wait=60'), { body: host.guest(name, { nic: false }) })));
+    for (const each of made) assert.equal(each.status, 201, JSON.stringify(each.body));
+    const [keeper, goner] = made.map((each) => each.body.id as string) as [string, string];
+    await eventually('both guests count', () => lastCounter(keeper) >= 1 && lastCounter(goner) >= 1, 90_000);
+
+    const warm = await snapshot(keeper, { name: 'warm' });
+    assert.equal(warm.status, 'ready', 'answered once whole');
+    assert.equal(warm.vm_id, keeper);
+    assert.equal(warm.vm_name, 'keeper');
+    assert.equal(warm.driver, 'qemu');
+    assert.deepEqual(
+      warm.files.map((file: { kind: string; drive_id?: string; path: string }) => [file.kind, file.drive_id ?? null, file.path]),
+      [
+        ['state', null, join(folderOf(warm.id), 'state.bin')],
+        ['drive', 'rootfs', join(folderOf(warm.id), 'drive-rootfs.img')],
+      ],
+      'its memory and state, and a private copy of the writable disk, on its host',
+    );
+    for (const file of warm.files) assert.equal(file.size_bytes, statSync(file.path).size, `${file.kind}: its size as on disk`);
+    assert.equal(
+      warm.size_bytes,
+      warm.files.reduce((sum: number, file: { size_bytes: number }) => sum + file.size_bytes, 0),
+    );
+    assert.ok(warm.size_bytes > 1024 * 1024, 'guest memory is in it');
+    const at = lastCounter(keeper);
+    await eventually('the guest counts on after the capture', () => lastCounter(keeper) > at, 30_000);
+    assert.equal((await send(url(`/v1/vms/${keeper}`))).body.state, 'running');
+
+    // The catalog.
+    assert.deepEqual((await send(url(`/v1/snapshots/${warm.id}`))).body, warm);
+    assert.deepEqual(
+      (await send(url(`/v1/vms/${keeper}/snapshots`))).body.items.map((each: { id: string }) => each.id),
+      [warm.id],
+    );
+    const named = await snapshot(goner, {});
+    assert.equal(named.name, `goner-${named.id.slice(0, 8)}`, 'named after its VM when no name is given');
+    assert.deepEqual(
+      (await send(url('/v1/snapshots'))).body.items.map((each: { id: string }) => each.id),
+      [named.id, warm.id],
+      'newest first',
+    );
+    assert.deepEqual(
+      (await send(url(`/v1/snapshots?vm_id=${goner}`))).body.items.map((each: { id: string }) => each.id),
+      [named.id],
+    );
+
+    // Refusals, each in the error contract, none leaving anything behind.
+    assertErrorContract(await send(url(`/v1/vms/${keeper}/snapshots`), { body: { name: 'warm' } }), 409, 'conflict');
+    for (const bad of [{ name: 'Not_A_Label' }, { resume: 'yes' }, { name: 'x', extra: 1 }]) {
+      assertErrorContract(await send(url(`/v1/vms/${keeper}/snapshots`), { body: bad }), 400, 'validation_failed');
+    }
+    assertErrorContract(await send(url('/v1/vms/not-a-uuid/snapshots'), { body: {} }), 400, 'validation_failed');
+    assertErrorContract(await send(url(`/v1/vms/${randomUUID()}/snapshots`), { body: {} }), 404, 'not_found');
+    assertErrorContract(await send(url('/v1/snapshots/not-a-uuid')), 400, 'validation_failed');
+    assertErrorContract(await send(url(`/v1/snapshots/${randomUUID()}`)), 404, 'not_found');
+    assertErrorContract(await send(url(`/v1/snapshots?vm_id=nope`)), 400, 'validation_failed');
+    assert.equal((await send(url('/v1/projects'), { body: { name: 'snapshot-other' } })).status, 201);
+    const minted = await send(url('/v1/tokens'), { body: { owner: 'snapshot-other-op', role: 'operator', project: 'snapshot-other' } });
+    const stranger = { authorization: `Bearer ${minted.body.token}` };
+    assertErrorContract(await send(url(`/v1/snapshots/${warm.id}`), { headers: stranger }), 404, 'not_found');
+    assertErrorContract(await send(url(`/v1/snapshots/${warm.id}`), { method: 'DELETE', headers: stranger }), 404, 'not_found');
+    assertErrorContract(await send(url(`/v1/vms/${keeper}/snapshots`), { body: {}, headers: stranger }), 404, 'not_found');
+    assert.deepEqual((await send(url('/v1/snapshots'), { headers: stranger })).body.items, [], "another project's snapshots are not listed");
+
+    // resume: false stops the guest once captured, and it stays stopped; a stopped VM is not snapshotted.
+    const cold = await snapshot(keeper, { name: 'cold', resume: false });
+    assert.equal(cold.status, 'ready');
+    const stopped = (await send(url(`/v1/vms/${keeper}`))).body;
+    assert.equal(stopped.desired_state, 'stopped', 'wanted stopped, so nothing starts it again');
+    await eventually('the VM is seen stopped', async () => (await send(url(`/v1/vms/${keeper}`))).body.state === 'stopped', 30_000);
+    assertErrorContract(await send(url(`/v1/vms/${keeper}/snapshots`), { body: {} }), 409, 'conflict');
+    assert.deepEqual(
+      (await send(url(`/v1/vms/${keeper}/snapshots`))).body.items.map((each: { name: string }) => each.name),
+      ['cold', 'warm'],
+      'the refusals made no snapshot',
+    );
+
+    // The audit names each snapshot taken and deleted.
+    const deleted = await send(url(`/v1/snapshots/${warm.id}`), { method: 'DELETE' });
+    assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
+    assert.equal(existsSync(folderOf(warm.id)), false, 'its files went with it');
+    assertErrorContract(await send(url(`/v1/snapshots/${warm.id}`)), 404, 'not_found');
+    assertErrorContract(await send(url(`/v1/snapshots/${warm.id}`), { method: 'DELETE' }), 404, 'not_found');
+    const audit = (await send(url('/v1/audit?limit=1000'))).body.items as Array<{
+      action: string;
+      resource_id: string;
+      result: string;
+      after: { id?: string };
+    }>;
+    assert.ok(
+      audit.some((row) => row.action === 'snapshot.create' && row.resource_id === keeper && row.after.id === warm.id && row.result === 'success'),
+      "the snapshot's creation is audited under its VM, naming it",
+    );
+    assert.ok(
+      audit.some((row) => row.action === 'snapshot.delete' && row.resource_id === warm.id && row.result === 'success'),
+      'its deletion is audited',
+    );
+
+    // Deleting a VM deletes its snapshots, unless they are to be kept.
+    assert.equal((await send(url(`/v1/vms/${goner}?wait=60`), { method: 'DELETE' })).status, 200);
+    assertErrorContract(await send(url(`/v1/snapshots/${named.id}`)), 404, 'not_found');
+    assert.equal(existsSync(folderOf(named.id)), false, "the goner's snapshot files are gone");
+    assert.equal((await send(url(`/v1/vms/${keeper}?wait=60&keep_snapshots=true`), { method: 'DELETE' })).status, 200);
+    const kept = await send(url(`/v1/snapshots/${cold.id}`));
+    assert.equal(kept.status, 200, 'a kept snapshot outlives its VM');
+    assert.equal(kept.body.vm_id, keeper, 'and still names the VM it was of');
+    assert.ok(existsSync(join(folderOf(cold.id), 'snapshot.json')), 'its files are kept on the host');
+    assertErrorContract(await send(url(`/v1/vms/${keeper}/snapshots`)), 404, 'not_found');
+
+    // Files a host keeps without a row (a take whose answer was lost) are collected.
+    const stray = randomUUID();
+    mkdirSync(folderOf(stray), { recursive: true });
+    await eventually('the stray snapshot folder is collected', () => !existsSync(folderOf(stray)), 30_000);
+    assert.ok(existsSync(folderOf(cold.id)), 'a snapshot with a row is left alone');
+
+    assert.equal((await send(url(`/v1/snapshots/${cold.id}`), { method: 'DELETE' })).status, 200);
+    assert.deepEqual((await host.agent.call('GET', '/agent/v1/inventory')).body.snapshots, [], 'nothing is left on the host');
+  });
+});
