@@ -100,6 +100,14 @@ export const HostSnapshot = Type.Object(
 );
 export type HostSnapshot = Static<typeof HostSnapshot>;
 
+export const InstantiateSnapshotRequest = StrictObject({
+  /** The new VM's id (the manager's); asking again with it answers the VM made. */
+  vm_id: Uuid,
+  /** The new VM as the manager would ensure it: the snapshot's machine, on its own network address. */
+  spec: MachineSpec,
+});
+export type InstantiateSnapshotRequest = Static<typeof InstantiateSnapshotRequest>;
+
 export const TakeSnapshotResponse = Type.Object({ snapshot: HostSnapshot, vm: AgentVm }, { additionalProperties: false });
 export type TakeSnapshotResponse = Static<typeof TakeSnapshotResponse>;
 

@@ -46,6 +46,12 @@ export const NicSpec = StrictObject({
   ip: Type.Optional(Ipv4Address),
   /** Only on a network: published on the host, to `ip`. */
   ports: Type.Optional(Type.Array(NicPort, { maxItems: MAX_VM_PORTS })),
+  /**
+   * The address the guest itself holds, when it is not `ip`: a VM restored from another VM's
+   * snapshot keeps that VM's address in its memory, and its namespace translates. The agent sets
+   * it; it lasts until the VM next boots afresh.
+   */
+  guest_ip: Type.Optional(Ipv4Address),
 });
 export type NicSpec = Static<typeof NicSpec>;
 

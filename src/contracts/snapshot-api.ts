@@ -1,5 +1,7 @@
 import { Type, type Static } from 'typebox';
 import { VmmName } from './machine-spec.js';
+import { MAX_VM_NICS, VmNetworks } from './network-api.js';
+import { VmName, VmTags } from './vm-api.js';
 import { DNS_LABEL_PATTERN, ProjectField, StrictObject, Text, Timestamp, Uuid } from './schema.js';
 
 /** Snapshot names: DNS-label style, unique per project. */
@@ -67,3 +69,16 @@ export const SnapshotListQuery = StrictObject({
 export type SnapshotListQuery = Static<typeof SnapshotListQuery>;
 
 export const SnapshotIdParams = StrictObject({ id: Uuid });
+
+/** A new VM from a snapshot: restored on the snapshot's host, running, at addresses of its own. */
+export const InstantiateSnapshotRequest = StrictObject({
+  name: VmName,
+  networks: Type.Optional(
+    Type.Array(VmNetworks.items, {
+      maxItems: MAX_VM_NICS,
+      description: "Its NICs, as many as the snapshot's VM had. Default: the same networks, each at a new address.",
+    }),
+  ),
+  tags: Type.Optional(VmTags),
+});
+export type InstantiateSnapshotRequest = Static<typeof InstantiateSnapshotRequest>;

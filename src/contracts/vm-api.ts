@@ -124,6 +124,7 @@ export const Vm = Type.Object(
     api_socket: Type.Union([Type.String(), Type.Null()], { description: "The VMM's control socket on the host (QMP or Firecracker API)" }),
     console_log: Type.Union([Type.String(), Type.Null()]),
     last_error: Type.Union([VmError, Type.Null()]),
+    snapshot_id: Type.Union([Uuid, Type.Null()], { description: 'The snapshot it was made from (POST /v1/snapshots/:id/instantiate); null for a booted VM' }),
     tags: Type.Record(Type.String(), Type.String()),
     expires_at: Type.Union([Timestamp, Type.Null()]),
     resource_version: Type.Integer(),

@@ -4,7 +4,7 @@
  * in memory and run no process and make no TAP. For control-plane load and leak tests only: it
  * lives under test/, is never a production default, and is only ever passed to startAgent by a test.
  */
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HostCapacity } from '../../src/contracts/agent-api.js';
 import type { MachineSpec, RateLimit, VmmName } from '../../src/contracts/machine-spec.js';
@@ -88,7 +88,7 @@ export class HollowNetwork implements HostNetwork {
 
 export class HollowDriver implements VmmDriver {
   readonly name: VmmName = 'qemu';
-  readonly capabilities: VmmCapabilities = { pause: true, snapshot: true, gracefulStop: true, driveRateLimits: true };
+  readonly capabilities: VmmCapabilities = { pause: true, snapshot: true, gracefulStop: true, driveRateLimits: true, restoreAsNewVm: true };
   private readonly paused = new Set<string>();
   private starts = 0;
 
@@ -132,8 +132,12 @@ export class HollowDriver implements VmmDriver {
     await writeFile(stateFile, state, { mode: 0o600 });
     return { stateFile, sizeBytes: Buffer.byteLength(state) };
   }
-  async restore(_vm: VmLayout, _spec: MachineSpec, _snapshot: SnapshotFiles): Promise<ProcessIdentity> {
-    throw new NexusError('conflict', 'the hollow driver does not restore');
+  /** A hollow VMM again, paused (as a restored VMM is until resumed), from a state file one of its snapshots wrote. */
+  async restore(vm: VmLayout, _spec: MachineSpec, snapshot: SnapshotFiles): Promise<ProcessIdentity> {
+    const state = JSON.parse(await readFile(snapshot.stateFile, 'utf8')) as { hollow?: boolean };
+    if (!state.hollow) throw new NexusError('vmm_failed', `${snapshot.stateFile} is not a hollow VMM's state`);
+    this.paused.add(vm.id);
+    return this.supervisor.launch({ vm, binary: 'hollow', args: [] });
   }
   async updateDriveRateLimit(_vm: VmLayout, _driveId: string, _limit: RateLimit): Promise<void> {}
 }

@@ -134,11 +134,11 @@ export class MemoryVmRepo implements VmRepo {
       projectId,
       project: vm.project,
       name: vm.name,
-      hostId: null,
+      hostId: vm.placement?.hostId ?? null,
       spec: copy(vm.spec),
       desiredState: vm.desiredState,
       observedState: 'requested',
-      status: { driver: null, apiSocket: null, consoleLog: null, placedPaths: {}, startFailures: 0, startedAt: null },
+      status: { driver: null, apiSocket: null, consoleLog: null, placedPaths: { ...vm.placement?.placedPaths }, startFailures: 0, startedAt: null },
       lastError: null,
       tags: copy(vm.tags),
       nics,
@@ -683,6 +683,7 @@ const GATEWAY_METHODS: readonly GatewayMethod[] = [
   'deleteVm',
   'inventory',
   'takeSnapshot',
+  'instantiateVm',
   'deleteSnapshot',
   'collectOrphans',
   'vmLogs',
@@ -866,6 +867,23 @@ export class FakeAgentGateway implements AgentGateway {
       vm.state = 'stopped';
     }
     return { snapshot: copy(snapshot), vm: copy(vm) };
+  }
+
+  async instantiateVm(target: AgentTarget, snapshotId: string, vmId: string, spec: MachineSpec): Promise<AgentVm> {
+    const agent = this.enter('instantiateVm', target);
+    const existing = agent.vms.get(vmId);
+    if (existing) return copy(existing);
+    const snapshot = agent.snapshots.get(snapshotId);
+    if (!snapshot) throw new NexusError('not_found', `no snapshot ${snapshotId} on this host`);
+    if (snapshot.spec.mem_mib !== spec.mem_mib || snapshot.spec.vcpu !== spec.vcpu) {
+      throw new NexusError('conflict', `VM ${vmId} is not the machine snapshot ${snapshotId} is of`);
+    }
+    const vm = this.describe(vmId, spec);
+    vm.driver = snapshot.driver;
+    vm.state = 'running';
+    vm.pid = this.nextPid++;
+    agent.vms.set(vmId, vm);
+    return copy(vm);
   }
 
   async deleteSnapshot(target: AgentTarget, snapshotId: string): Promise<void> {

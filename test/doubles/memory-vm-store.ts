@@ -31,6 +31,8 @@ export class MemoryVmStore implements VmStore {
   readonly folders = new Set<string>();
   readonly sockets = new Set<string>();
   readonly metrics = new Map<string, VmMetricsRecord[]>();
+  /** What `snapshotSpace` answers: free bytes where snapshots go. */
+  freeForSnapshots = Number.MAX_SAFE_INTEGER;
   /** Each operation that changed something, as `<operation> <path>`. */
   readonly log: string[] = [];
   private readonly failures = new Map<string, Error>();
@@ -156,6 +158,14 @@ export class MemoryVmStore implements VmStore {
 
   async exists(path: string): Promise<boolean> {
     return this.files.has(path) || this.folders.has(path) || this.sockets.has(path);
+  }
+
+  async allocatedBytes(path: string): Promise<number> {
+    return this.sizeOf(path);
+  }
+
+  async snapshotSpace(): Promise<number> {
+    return this.freeForSnapshots;
   }
 
   async sizeOf(path: string): Promise<number> {

@@ -3,10 +3,14 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { type GuestHost, startGuestHost } from '../support/guest-host.js';
 import { assertErrorContract } from '../support/error-contract.js';
 import { eventually } from '../support/nexus-process.js';
 import { send } from '../support/test-manager.js';
+
+const run = promisify(execFile);
 
 /** Snapshots through the manager's API, of real guests on a real agent. */
 describe('snapshots through the manager', () => {
@@ -38,6 +42,51 @@ describe('snapshots through the manager', () => {
     assert.equal(taken.status, 201, JSON.stringify(taken.body));
     return taken.body;
   };
+
+  it("makes a clone that goes on from the snapshot's counter while the original counts on; each answers a ping at its own address", async () => {
+    const made = await send(url('/v1/vms?wait=60'), { body: host.guest('origin') });
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    const origin = made.body;
+    await eventually('the original counts', () => lastCounter(origin.id) >= 2, 90_000);
+    const before = lastCounter(origin.id);
+    const snapshotOf = await snapshot(origin.id, { name: 'origin-warm' });
+    const after = lastCounter(origin.id);
+
+    const instantiated = await send(url(`/v1/snapshots/${snapshotOf.id}/instantiate?wait=60`), { body: { name: 'clone', tags: { from: 'origin-warm' } } });
+    assert.equal(instantiated.status, 201, JSON.stringify(instantiated.body));
+    const clone = instantiated.body;
+    assert.equal(clone.state, 'running', 'restored and running');
+    assert.equal(clone.snapshot_id, snapshotOf.id);
+    assert.equal(clone.host_id, origin.host_id);
+    assert.equal(clone.addresses[0].network_id, origin.addresses[0].network_id, 'on the same network');
+    assert.notEqual(clone.addresses[0].ip, origin.addresses[0].ip, 'at an address of its own');
+
+    await eventually('the clone counts', () => lastCounter(clone.id) > 0, 30_000);
+    const cloneConsole = consoleOf(clone.id);
+    const first = Number(/NEXUS_COUNTER (\d+)/.exec(cloneConsole)?.[1]);
+    assert.ok(first > before && first <= after + 1, `the clone goes on from the snapshot (${before}..${after}), not from a boot: it printed ${first} first`);
+    assert.ok(!cloneConsole.includes('NEXUS_BOOT_OK'), 'it did not boot');
+    const [cloneAt, originAt] = [lastCounter(clone.id), lastCounter(origin.id)];
+    await eventually('both count on', () => lastCounter(clone.id) > cloneAt && lastCounter(origin.id) > originAt, 30_000);
+
+    for (const [who, ip] of [
+      ['the clone', clone.addresses[0].ip],
+      ['the original', origin.addresses[0].ip],
+    ]) {
+      await eventually(`${who} answers a ping at ${ip}`, () =>
+        run('busybox', ['ping', '-c', '1', '-W', '2', ip]).then(
+          () => true,
+          () => false,
+        ),
+      );
+    }
+
+    assert.equal((await send(url(`/v1/vms/${clone.id}?wait=60`), { method: 'DELETE' })).status, 200);
+    assert.equal((await send(url(`/v1/vms/${origin.id}?wait=60`), { method: 'DELETE' })).status, 200);
+    assertErrorContract(await send(url(`/v1/snapshots/${snapshotOf.id}`)), 404, 'not_found');
+    const inventory = (await host.agent.call('GET', '/agent/v1/inventory')).body;
+    assert.deepEqual([inventory.vms, inventory.snapshots], [[], []], 'nothing of either is left on the host');
+  });
 
   it('captures running guests that count on; catalogs, deletes, keeps with ?keep_snapshots, collects leftovers', async () => {
     // Two guests booting side by side: one whose snapshots are kept past it, one whose go with it.
@@ -158,5 +207,43 @@ describe('snapshots through the manager', () => {
 
     assert.equal((await send(url(`/v1/snapshots/${cold.id}`), { method: 'DELETE' })).status, 200);
     assert.deepEqual((await host.agent.call('GET', '/agent/v1/inventory')).body.snapshots, [], 'nothing is left on the host');
+  });
+});
+
+/** A snapshot the disk cannot hold, on a run dir of 96 MiB (a tmpfs of its own) and a guest of 128 MiB. */
+describe('a snapshot on a disk too small for it', () => {
+  let host: GuestHost;
+
+  before(async () => {
+    host = await startGuestHost({ runDirMib: 96 });
+  });
+  after(async () => {
+    await host?.close();
+  });
+
+  it('is refused with a 507 that says what filled up; the guest runs on, nothing is left', async () => {
+    const url = (path: string) => `${host.manager.url}${path}`;
+    const created = await send(url('/v1/vms?wait=60'), { body: host.guest('cramped', { nic: false }) });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const id = created.body.id as string;
+    const consoleLog = join(host.runDir, 'vms', id, 'logs', 'console.log');
+    const counter = () => {
+      const matches = [...(existsSync(consoleLog) ? readFileSync(consoleLog, 'utf8') : '').matchAll(/NEXUS_COUNTER (\d+)/g)];
+      return matches.length ? Number(matches.at(-1)?.[1]) : -1;
+    };
+    await eventually('the guest counts', () => counter() >= 1, 90_000);
+
+    const refused = await send(url(`/v1/vms/${id}/snapshots`), { body: { name: 'too-big' } });
+    assertErrorContract(refused, 507, 'insufficient_storage');
+    assert.match(
+      refused.body.fault_message,
+      new RegExp(`the disk holding ${host.runDir}/snapshots has \\d+ MiB free; a snapshot of VM ${id} may need \\d+ MiB`),
+    );
+    assert.match(refused.body.suggestion, /Free space/);
+    const at = counter();
+    await eventually('the guest counts on', () => counter() > at, 30_000);
+    assert.equal((await send(url(`/v1/vms/${id}`))).body.state, 'running');
+    assert.deepEqual((await send(url('/v1/snapshots'))).body.items, [], 'no row');
+    assert.deepEqual((await host.agent.call('GET', '/agent/v1/inventory')).body.snapshots, [], 'no folder on the host');
   });
 });

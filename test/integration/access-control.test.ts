@@ -79,6 +79,7 @@ describe('access control', () => {
       'POST /v1/projects': { name: `p-${randomUUID().slice(0, 8)}` },
       'PATCH /v1/projects/{name}': { max_vms: 100 },
       'POST /v1/vms/{id}/snapshots': {},
+      'POST /v1/snapshots/{id}/instantiate': { name: `clone-${randomUUID().slice(0, 8)}` },
     };
     return bodies[key];
   };
@@ -204,6 +205,7 @@ describe('access control', () => {
     'GET /v1/snapshots': 200,
     'GET /v1/snapshots/{id}': 404,
     'DELETE /v1/snapshots/{id}': 404,
+    'POST /v1/snapshots/{id}/instantiate': 404,
   };
 
   /** A stream's answer, its status and type only: its body never ends by itself. */

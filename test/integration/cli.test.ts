@@ -221,6 +221,12 @@ describe('nexus vm, on a hollow host', () => {
     assert.match(listed.output, /^NAME\s+PROJECT\s+VM\s+STATUS\s+SIZE\s+CREATED\s+ID\n/);
     assert.match(listed.output, new RegExp(`\\nfirst\\s+default\\s+snappy\\s+ready\\s+\\d+(\\.\\d)? (B|KiB|MiB)\\s+\\S+ ago\\s+${first.id}\\n`));
     assert.match((await runNexus(['snapshot', 'inspect', 'first'], env)).output, /\nstate +\S+\/snapshots\/[0-9a-f-]{36}\/state\.bin \(/);
+    const cloned = await runNexus(['snapshot', 'instantiate', 'first', '--name', 'snappy-2', '--json'], env);
+    assert.equal(cloned.code, 0, cloned.output);
+    const clone = JSON.parse(cloned.output);
+    assert.deepEqual([clone.name, clone.state, clone.snapshot_id], ['snappy-2', 'running', first.id], 'restored from it, running');
+    assert.match((await runNexus(['snapshot', 'instantiate', 'first', '--name', 'snappy-2'], env)).output, /nexus: a VM named snappy-2 already exists/);
+    assert.match((await runNexus(['vm', 'rm', 'snappy-2', '--wait', '30'], env)).output, /VM snappy-2 is deleted\./);
     assert.match((await runNexus(['vm', 'rm', 'snappy', '--keep-snapshots', '--wait', '30'], env)).output, /VM snappy is deleted\./);
     assert.deepEqual(
       JSON.parse((await runNexus(['snapshot', 'ls', '--json'], env)).output).map((each: { name: string }) => each.name),

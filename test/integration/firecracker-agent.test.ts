@@ -143,6 +143,12 @@ for (const apiVersion of ['1.17', '1.16'] as const)
       assert.equal(taken.body.snapshot.driver, 'firecracker');
       assert.equal(taken.body.vm.state, 'running');
       assert.equal((await proxy(id, 'GET', '/')).body.state, 'Running', 'resumed, as the double reports');
+      // Unjailed, its saved state names this VM's drive paths: no new VM is made from it.
+      const clone = testVmId();
+      const refused = await fc.call('POST', `/agent/v1/snapshots/${sid}/instantiate`, { vm_id: clone, spec: spec() });
+      assertErrorContract(refused, 409, 'conflict');
+      assert.match(refused.body.fault_message, /cannot restore a snapshot as a new VM/);
+      assert.equal(existsSync(vmDir(clone)), false, 'nothing of it is made');
       assert.equal((await fc.call('DELETE', `/agent/v1/snapshots/${sid}`)).status, 200);
       assert.equal(existsSync(dir), false);
     });

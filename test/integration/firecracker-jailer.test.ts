@@ -118,6 +118,17 @@ describe('Firecracker through the jailer (doubles)', () => {
     assert.equal(kept.body.snapshot.memory_file, join(runDir, 'snapshots', sid, 'memory.bin'), 'out of the jail into <run-dir>/snapshots');
     assert.ok(existsSync(kept.body.snapshot.memory_file));
     assert.equal(kept.body.vm.state, 'running');
+    // A new VM from it: in a jail of its own, where its drives have the paths the saved state names.
+    const clone = testVmId();
+    const made = await fc.call('POST', `/agent/v1/snapshots/${sid}/instantiate`, { vm_id: clone, spec: doubleVmSpec(runDir) });
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    assert.equal(made.body.state, 'running', 'loaded and resumed, as the double reports');
+    assert.equal(made.body.driver, 'firecracker');
+    assert.ok(
+      jailsNow().some((jail) => jail.startsWith(`${clone}-`)),
+      `the clone has a jail of its own: ${jailsNow().join(', ')}`,
+    );
+    assert.equal((await fc.call('DELETE', `/agent/v1/vms/${clone}`)).status, 200);
     assert.equal((await fc.call('DELETE', `/agent/v1/snapshots/${sid}`)).status, 200);
 
     assert.equal((await fc.call('DELETE', `/agent/v1/vms/${id}`)).status, 200);

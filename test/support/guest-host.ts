@@ -31,23 +31,39 @@ export interface GuestHost {
  * A manager (in this process) with one real agent process enrolled, on a bridge of its own, whose
  * run dir links to the test image: the set-up of tests and benches that run real guests.
  */
-export async function startGuestHost(options: { manager?: ManagerOptions; agentEnv?: Record<string, string> } = {}): Promise<GuestHost> {
+export async function startGuestHost(
+  options: {
+    manager?: ManagerOptions;
+    agentEnv?: Record<string, string>;
+    /** The run dir on a tmpfs of this size (MiB) of its own: a small disk that fills up. */
+    runDirMib?: number;
+  } = {},
+): Promise<GuestHost> {
   const dir = tempDir('nexus-guest-host-');
   const runDir = join(dir.path, 'run');
   const bridge = testBridgeName();
   const cidr = testBridgeCidr();
   const image = await testGuestImage();
   mkdirSync(runDir, { recursive: true });
+  if (options.runDirMib !== undefined) await promisify(execFile)('mount', ['-t', 'tmpfs', '-o', `size=${options.runDirMib}m,mode=0755`, 'tmpfs', runDir]);
+  const unmount = async () => {
+    if (options.runDirMib !== undefined) await promisify(execFile)('umount', [runDir]);
+  };
   const imageStore = join(image.dir, '..');
   symlinkSync(imageStore, join(runDir, 'images'));
   const images = join(runDir, 'images', image.manifest.name);
-  const manager = await startTestManager({ resyncMs: 1000, ...options.manager });
+  const manager = await startTestManager({ resyncMs: 1000, ...options.manager }).catch(async (error: unknown) => {
+    await unmount();
+    dir.remove();
+    throw error;
+  });
   let agent: AgentHarness | undefined;
   const agentEnv = { NEXUS_BRIDGE: bridge, NEXUS_BRIDGE_CIDR: cidr, NEXUS_NAT: 'off', ...options.agentEnv };
   const close = async () => {
     await endGuests(manager.url, agent, runDir, agentEnv);
     await manager.dispose();
     await promisify(execFile)('ip', ['link', 'del', 'dev', bridge]).catch(() => undefined);
+    await unmount();
     dir.remove();
   };
   try {

@@ -200,8 +200,11 @@ export class VmService {
   }
 
   /** Boots the VM from its stored spec (its files checked again: the folder is not trusted). */
-  private async launch(vm: VmLayout, stored: StoredVm, paused: boolean): Promise<void> {
+  private async launch(vm: VmLayout, given: StoredVm, paused: boolean): Promise<void> {
     const { store, network } = this.ctx.ports;
+    // A fresh boot takes the address its boot args give it: the one a restored guest held is gone with its memory.
+    const stored = bootedAfresh(given);
+    if (stored !== given) await store.write(vm, stored);
     const driver = this.ctx.driverFor(stored.driver);
     const running = async () => (await this.ctx.ports.supervisor.adopt(vm)) !== undefined;
     await runPlan('launch', launchVmPlan(store, network, { vm, stored, driver, paused, now: this.ctx.now, running }), this.ctx.log);
@@ -216,6 +219,12 @@ export class VmService {
       });
     }
   }
+}
+
+/** The stored VM as a fresh boot has it: no NIC keeps an address of a guest restored from a snapshot. */
+function bootedAfresh(stored: StoredVm): StoredVm {
+  if (!stored.spec.nics.some((nic) => nic.guest_ip !== undefined)) return stored;
+  return { ...stored, spec: { ...stored.spec, nics: stored.spec.nics.map(({ guest_ip: _frozen, ...nic }) => nic) } };
 }
 
 /** Resolves once `signal` is aborted; never without one. */

@@ -1,11 +1,15 @@
 import type { AgentVm, HostSnapshot, SnapshotInfo } from '../../contracts/agent-vm-api.js';
-import type { VmLayout } from '../../contracts/vm-layout.js';
+import type { MachineSpec } from '../../contracts/machine-spec.js';
+import { dirname } from 'node:path';
+import type { SnapshotLayout, VmLayout } from '../../contracts/vm-layout.js';
 import { NexusError, messageOf } from '../../kit/nexus-error.js';
 import { runPlan } from '../plans/plan.js';
 import { restoreVmPlan } from '../plans/restore-vm.js';
+import { instantiateVmPlan, instantiatedSpec } from '../plans/instantiate-vm.js';
 import { snapshotVmPlan } from '../plans/snapshot-vm.js';
 import { SNAPSHOT_MEMORY_FILE, SNAPSHOT_STATE_FILE } from '../ports/vmm-driver.js';
 import { asideOf } from '../steps/snapshot-steps.js';
+import type { StoredVm } from '../ports/vm-store.js';
 import type { VmContext } from './vm-context.js';
 
 /**
@@ -48,6 +52,7 @@ export class VmSnapshots {
         suggestion: 'Start it first; a stopped VM has no memory to capture.',
       });
     }
+    await this.checkSpace(vm, stored, layout);
     await store.remove(layout.dir); // what an earlier try left half-written
     await store.createSnapshotFolder(layout);
     if (state === 'running') await driver.pause(vm);
@@ -73,8 +78,13 @@ export class VmSnapshots {
     } catch (error) {
       if (state === 'running')
         await driver.resume(vm).catch((resumeError: unknown) => this.ctx.log.error({ err: resumeError, vm_id: vm.id }, 'could not resume the VM'));
+      // Judged before the folder goes: removing it frees what filled the disk.
+      const filled = await store.snapshotSpace().then(
+        (free) => free < FULL_BELOW_BYTES,
+        () => false,
+      );
       await store.remove(layout.dir);
-      throw diskFullOr(error, layout.dir);
+      throw diskFullOr(error, layout.dir, filled);
     }
     if (then === 'stop') await this.ctx.stopVmm(vm, driver, process, 10_000);
     else if (state === 'running') await driver.resume(vm);
@@ -90,6 +100,28 @@ export class VmSnapshots {
     return { snapshot, vm: await this.ctx.describe(vm) };
   }
 
+  /**
+   * Refuses (507), before the guest is paused, a capture the disk cannot hold: room for all of its
+   * memory (Firecracker writes it whole; QEMU only what the guest touched, but that can be all)
+   * and for a copy of each writable drive as much of it as is allocated now.
+   */
+  private async checkSpace(vm: VmLayout, stored: StoredVm, layout: SnapshotLayout): Promise<void> {
+    const { store } = this.ctx.ports;
+    let needed = stored.spec.mem_mib * MIB;
+    for (const drive of stored.spec.drives.filter((each) => !each.read_only)) needed += await store.allocatedBytes(drive.path);
+    const free = await store.snapshotSpace();
+    if (free >= needed) return;
+    const where = dirname(layout.dir);
+    throw new NexusError(
+      'insufficient_storage',
+      `the disk holding ${where} has ${mib(free)} free; a snapshot of VM ${vm.id} may need ${mib(needed)} (its ${stored.spec.mem_mib} MiB of memory and a copy of its writable disks)`,
+      {
+        suggestion: "Free space in the agent's run dir (GET /agent/v1/capacity shows it), or delete older snapshots, and take it again.",
+        terminal: false,
+      },
+    );
+  }
+
   /** A snapshot kept on the host; a 404 when there is none (a folder without its record is not one yet). */
   async get(snapshotId: string): Promise<HostSnapshot> {
     const snapshot = await this.ctx.ports.store.readSnapshot(this.ctx.ports.store.snapshotLayout(snapshotId));
@@ -102,6 +134,45 @@ export class VmSnapshots {
     const layout = this.ctx.ports.store.snapshotLayout(snapshotId);
     await this.ctx.locks.run(snapshotLock(snapshotId), () => this.ctx.ports.store.remove(layout.dir));
     this.ctx.log.info({ snapshot_id: snapshotId }, 'snapshot deleted');
+  }
+
+  /**
+   * Makes VM `vmId` from a snapshot kept on the host, running: its machine the snapshot's, its
+   * disks private copies of the snapshot's, its NIC at its own address (the guest keeps the one
+   * in its memory; its namespace translates). A VM that exists already is answered as it is (a
+   * retried request); a failure leaves nothing of it.
+   */
+  instantiate(snapshotId: string, vmId: string, requested: MachineSpec): Promise<AgentVm> {
+    return this.ctx.withVm(vmId, (vm) =>
+      this.ctx.locks.run(snapshotLock(snapshotId), async () => {
+        const { store, network, supervisor } = this.ctx.ports;
+        if (await store.read(vm)) return this.ctx.describe(vm);
+        const layout = store.snapshotLayout(snapshotId);
+        const snapshot = await store.readSnapshot(layout);
+        if (!snapshot) throw new NexusError('not_found', `no snapshot ${snapshotId} on this host`);
+        const driver = this.ctx.driverFor(snapshot.driver);
+        if (!driver.capabilities.restoreAsNewVm) {
+          throw new NexusError('conflict', `the ${driver.name} driver here cannot restore a snapshot as a new VM`, {
+            suggestion:
+              "Its saved state names the drives of the VM it was taken of: run Firecracker under the jailer (NEXUS_JAILER), whose paths are every VM's.",
+          });
+        }
+        const spec = await instantiatedSpec(store, vm, requested, snapshot);
+        driver.validate?.(spec);
+        // Every path from the layout, none from snapshot.json.
+        const stateFile = `${layout.dir}/${SNAPSHOT_STATE_FILE}`;
+        const memoryFile = `${layout.dir}/${SNAPSHOT_MEMORY_FILE}`;
+        const files = { stateFile, ...((await store.exists(memoryFile)) ? { memoryFile } : {}), sizeBytes: await store.sizeOf(stateFile) };
+        const began = this.ctx.now().getTime();
+        await runPlan(
+          'instantiate',
+          instantiateVmPlan(store, network, supervisor, { vm, spec, driver, snapshot: layout, files, now: this.ctx.now }),
+          this.ctx.log,
+        );
+        this.ctx.log.info({ vm_id: vmId, snapshot_id: snapshotId, duration_ms: this.ctx.now().getTime() - began }, 'VM restored from a snapshot');
+        return this.ctx.describe(vm);
+      }),
+    );
   }
 
   /** Saves a paused VM: VMM state plus a copy of every writable drive taken at the same moment. */
@@ -149,10 +220,25 @@ export function snapshotLock(snapshotId: string): string {
   return `snapshot:${snapshotId}`;
 }
 
-/** A capture that failed because the disk filled up says so (a 507), naming where; anything else as it was. */
-function diskFullOr(error: unknown, dir: string): unknown {
+const MIB = 2 ** 20;
+
+function mib(bytes: number): string {
+  return `${(bytes / MIB).toFixed(0)} MiB`;
+}
+
+/**
+ * Free space under which a failed capture is taken to have filled the disk: a VMM that writes its
+ * state through a pipe (QEMU's `exec:`) reports a full disk only as a broken pipe.
+ */
+const FULL_BELOW_BYTES = MIB;
+
+/**
+ * A capture that failed because the disk filled up says so (a 507), naming where: one that failed
+ * with ENOSPC, or that left the disk `filled`. Anything else as it was.
+ */
+function diskFullOr(error: unknown, dir: string, filled: boolean): unknown {
   const text = `${(error as NodeJS.ErrnoException).code ?? ''} ${messageOf(error)}`;
-  if (!/ENOSPC|No space left on device/i.test(text)) return error;
+  if (!filled && !/ENOSPC|No space left on device/i.test(text)) return error;
   return new NexusError('insufficient_storage', `the disk holding ${dir} filled up while the snapshot was written; what was written is removed`, {
     cause: error,
     suggestion: "Free space in the agent's run dir (GET /agent/v1/capacity shows it), or delete older snapshots, and take it again.",

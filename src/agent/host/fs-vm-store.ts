@@ -1,4 +1,4 @@
-import { lstat, mkdir, readFile, readdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, realpath, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import type { VmMetricsRecord } from '../../contracts/observe-api.js';
 import type { HostSnapshot } from '../../contracts/agent-vm-api.js';
@@ -109,6 +109,17 @@ export class FsVmStore implements VmStore {
 
   async sizeOf(path: string): Promise<number> {
     return (await stat(path)).size;
+  }
+
+  async allocatedBytes(path: string): Promise<number> {
+    return (await stat(path)).blocks * 512;
+  }
+
+  async snapshotSpace(): Promise<number> {
+    // The snapshots folder may not exist yet: its disk is the run dir's then.
+    const where = (await pathExists(hostSnapshotsDir(this.runDir))) ? hostSnapshotsDir(this.runDir) : this.runDir;
+    const { bavail, bsize } = await statfs(where);
+    return bavail * bsize;
   }
 
   move(from: string, to: string): Promise<void> {

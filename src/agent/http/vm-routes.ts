@@ -5,6 +5,7 @@ import {
   CollectOrphansRequest,
   CollectOrphansResponse,
   HostSnapshot,
+  InstantiateSnapshotRequest,
   Inventory,
   SnapshotParams,
   TakeSnapshotRequest,
@@ -92,6 +93,19 @@ export function registerVmRoutes(app: HttpServer, { vms, snapshots, metrics, lef
       const taken = await snapshots.take(request.params.id, request.body.snapshot_id, request.body.then ?? 'resume');
       return reply.code(201).send(taken);
     },
+  );
+
+  app.post(
+    `${AGENT_API_PREFIX}/snapshots/:sid/instantiate`,
+    {
+      schema: {
+        summary: 'Make a new VM from a snapshot kept on this host, running: restored, not booted (the same vm_id again answers the VM made)',
+        params: SnapshotParams,
+        body: InstantiateSnapshotRequest,
+        response: { 201: AgentVm, ...errors, 507: ErrorBody },
+      },
+    },
+    async (request, reply) => reply.code(201).send(await snapshots.instantiate(request.params.sid, request.body.vm_id, request.body.spec)),
   );
 
   app.get(

@@ -10,6 +10,12 @@ export interface VmmCapabilities {
   /** Asks the guest to power off (ACPI button, Ctrl-Alt-Del) before forcing. */
   gracefulStop: boolean;
   driveRateLimits: boolean;
+  /**
+   * Restores another VM's snapshot as a new VM: the VMM's saved state names no file or device of
+   * the VM it was taken of (QEMU's names none; Firecracker's names its drives' paths, which only
+   * the jailer makes the same for every VM).
+   */
+  restoreAsNewVm: boolean;
 }
 
 /** What the VMM says about its guest. `stopped`: no process. */

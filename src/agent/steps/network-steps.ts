@@ -7,7 +7,13 @@ import type { HostNetwork, NetworkNic } from '../ports/host-network.js';
 export function networkNicOf(vmId: string, spec: MachineSpec): NetworkNic | undefined {
   const nic = spec.nics[0];
   return nic?.network && nic.ip
-    ? { network: nic.network, ip: nic.ip, mac: nic.mac ?? macOf(vmId), ...(nic.ports?.length ? { ports: nic.ports } : {}) }
+    ? {
+        network: nic.network,
+        ip: nic.ip,
+        mac: nic.mac ?? macOf(vmId),
+        ...(nic.guest_ip ? { guestIp: nic.guest_ip } : {}),
+        ...(nic.ports?.length ? { ports: nic.ports } : {}),
+      }
     : undefined;
 }
 

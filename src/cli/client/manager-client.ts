@@ -2,7 +2,7 @@ import type { Host, HostList, JoinToken } from '../../contracts/host-api.js';
 import type { Image, ImageListQuery } from '../../contracts/image-api.js';
 import type { CreateNetworkRequest, Network, NetworkList } from '../../contracts/network-api.js';
 import { UUID_PATTERN } from '../../contracts/schema.js';
-import type { CreateSnapshotRequest, Snapshot } from '../../contracts/snapshot-api.js';
+import type { CreateSnapshotRequest, InstantiateSnapshotRequest, Snapshot } from '../../contracts/snapshot-api.js';
 import type { CreateVmRequest, Vm } from '../../contracts/vm-api.js';
 import { JsonClient } from '../../kit/json-client.js';
 import { NexusError } from '../../kit/nexus-error.js';
@@ -101,6 +101,11 @@ export class ManagerClient {
   async findSnapshot(nameOrId: string, project?: string): Promise<Snapshot> {
     if (UUID_PATTERN.test(nameOrId)) return this.http.call('GET', `/v1/snapshots/${nameOrId}`);
     return theOneNamed('snapshot', nameOrId, project, (await this.listSnapshots({ project })).items);
+  }
+
+  /** `waitSeconds`: answer once the new VM runs, at most that long. */
+  instantiateSnapshot(id: string, request: InstantiateSnapshotRequest, waitSeconds?: number): Promise<Vm> {
+    return this.http.call('POST', `/v1/snapshots/${encodeURIComponent(id)}/instantiate${waitSeconds ? `?wait=${waitSeconds}` : ''}`, request);
   }
 
   deleteSnapshot(id: string): Promise<{ ok: true }> {

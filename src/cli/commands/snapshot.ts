@@ -5,7 +5,7 @@ import { ago, bytes, printFields, printJson, printTable } from '../output/print.
 
 type Flags = ClientFlags & { project?: string };
 
-/** `nexus snapshot create|ls|inspect|rm`: snapshots of VMs, kept on their hosts. */
+/** `nexus snapshot create|ls|inspect|instantiate|rm`: snapshots of VMs, kept on their hosts. */
 export function registerSnapshotCommands(snapshot: Command): void {
   withClientFlags(
     snapshot
@@ -64,6 +64,24 @@ export function registerSnapshotCommands(snapshot: Command): void {
       const found = await client.findSnapshot(nameOrId, flags.project);
       if (flags.json) return printJson(found);
       printFields(fieldsOf(found));
+    }),
+  );
+
+  withClientFlags(
+    snapshot
+      .command('instantiate')
+      .description("make a new VM from a snapshot: restored on the snapshot's host, going on from where its VM was, at an address of its own")
+      .argument('<snapshot>', 'its name or id')
+      .requiredOption('--name <name>', 'the new VM’s name')
+      .option('--project <name>', 'the project a snapshot name is in')
+      .option('--wait <seconds>', 'answer once the VM runs, at most this long', '60'),
+  ).action((nameOrId: string, flags: Flags & { name: string; wait: string }) =>
+    runClient(flags, async (client) => {
+      const found = await client.findSnapshot(nameOrId, flags.project);
+      const vm = await client.instantiateSnapshot(found.id, { name: flags.name }, Number(flags.wait) || undefined);
+      if (flags.json) return printJson(vm);
+      const address = vm.addresses[0] ? ` at ${vm.addresses[0].ip}` : '';
+      process.stdout.write(`VM ${vm.name} made from snapshot ${found.name} is ${vm.state}${address}: ${vm.id}\n`);
     }),
   );
 

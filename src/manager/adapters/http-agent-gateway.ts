@@ -27,8 +27,9 @@ export interface HttpAgentGatewayOptions {
 }
 
 /**
- * How long a snapshot may take: its guest's memory and writable disks are written while it is
- * paused, which for a large VM on a slow disk takes minutes, not the seconds of other calls.
+ * How long a snapshot, or a VM restored from one, may take: the guest's memory and writable disks
+ * are written (or read and copied), which for a large VM on a slow disk takes minutes, not the
+ * seconds of other calls.
  */
 const SNAPSHOT_TIMEOUT_MS = 10 * 60_000;
 
@@ -41,7 +42,7 @@ export class HttpAgentGateway implements AgentGateway {
   private readonly clients = new Map<string, { key: string; client: JsonClient }>();
   private readonly calls = new Counter<'operation'>({
     name: 'nexus_manager_agent_calls_total',
-    help: 'Calls this manager made to agents, by operation (get_vm, ensure_vm, act, delete_vm, inventory, take_snapshot, delete_snapshot, collect_orphans, vm_logs, stream_vm_logs, vm_metrics, tail_file, replace_credential)',
+    help: 'Calls this manager made to agents, by operation (get_vm, ensure_vm, act, delete_vm, inventory, take_snapshot, instantiate_vm, delete_snapshot, collect_orphans, vm_logs, stream_vm_logs, vm_metrics, tail_file, replace_credential)',
     labelNames: ['operation'],
     registers: [],
   });
@@ -79,6 +80,15 @@ export class HttpAgentGateway implements AgentGateway {
       'POST',
       `${AGENT_API_PREFIX}/vms/${vmId}/snapshots`,
       request,
+      Math.max(this.options.timeoutMs ?? 60_000, SNAPSHOT_TIMEOUT_MS),
+    );
+  }
+
+  instantiateVm(target: AgentTarget, snapshotId: string, vmId: string, spec: MachineSpec): Promise<AgentVm> {
+    return this.client(target, 'instantiate_vm').call<AgentVm>(
+      'POST',
+      `${AGENT_API_PREFIX}/snapshots/${snapshotId}/instantiate`,
+      { vm_id: vmId, spec },
       Math.max(this.options.timeoutMs ?? 60_000, SNAPSHOT_TIMEOUT_MS),
     );
   }
@@ -170,6 +180,7 @@ type AgentOperation =
   | 'delete_vm'
   | 'inventory'
   | 'take_snapshot'
+  | 'instantiate_vm'
   | 'delete_snapshot'
   | 'collect_orphans'
   | 'vm_logs'

@@ -113,6 +113,18 @@ export class SnapshotManager {
     }
   }
 
+  /**
+   * A snapshot the caller may make VMs from: one of its project (404 otherwise, as for a snapshot
+   * that is not there), whole (409 while it is being taken).
+   */
+  async restorable(id: string, caller: Principal): Promise<SnapshotRecord> {
+    const snapshot = await this.require(id, caller, 'read');
+    if (snapshot.status !== 'ready') {
+      throw new NexusError('conflict', `snapshot ${snapshot.name} is being taken`, { suggestion: 'Make VMs from it once it is ready.' });
+    }
+    return snapshot;
+  }
+
   /** A summary of the snapshot for an audit row. */
   async auditSummary(id: string): Promise<unknown> {
     const snapshot = await this.snapshots.get(id);

@@ -14,6 +14,7 @@ import { macOf, nicDeviceOf } from '../../contracts/host-names.js';
 import { placeOnNetwork } from '../domain/network-rules.js';
 import type { NetworkManager } from './network-manager.js';
 import type { SnapshotManager } from './snapshot-manager.js';
+import type { InstantiateSnapshotRequest } from '../../contracts/snapshot-api.js';
 import { placedSpec } from '../domain/vm-spec.js';
 import { NexusError } from '../../kit/nexus-error.js';
 import { parseTimestamp } from '../../kit/timestamp.js';
@@ -50,7 +51,7 @@ export class VmManager {
     private readonly hosts: HostRepo,
     private readonly images: ImageRegistry,
     private readonly networks: Pick<NetworkManager, 'nicRequests'>,
-    private readonly snapshots: Pick<SnapshotManager, 'deleteOfVm'>,
+    private readonly snapshots: Pick<SnapshotManager, 'deleteOfVm' | 'restorable'>,
     /** The quota rule a new VM must pass, applied by the VM store as it inserts the VM. */
     private readonly quotaCheck: (project: string, vcpu: number, memMib: number) => QuotaCheck,
     private readonly wake: WakeReconciler,
@@ -114,6 +115,59 @@ export class VmManager {
         },
       },
       check,
+    );
+    this.wake(record.id, true);
+    return this.toVm(record);
+  }
+
+  /**
+   * A new VM made from a snapshot: the machine and disks of the VM it was taken of, restored (not
+   * booted) on the host that keeps the snapshot, with addresses of its own on the same networks
+   * (or on `networks`, as many), publishing no port. Its host is chosen here, as it is inserted:
+   * copying a snapshot to another host is not built, so a host that is gone is a 409.
+   */
+  async instantiate(snapshotId: string, request: InstantiateSnapshotRequest, caller: Principal): Promise<Vm> {
+    const snapshot = await this.snapshots.restorable(snapshotId, caller);
+    const project = snapshot.project;
+    if (decide(caller, 'vm', 'write', project) === 'hide') throw new NexusError('not_found', `no snapshot ${snapshotId}`);
+    const host = await this.hosts.get(snapshot.hostId);
+    if (!host || host.status !== 'ready') {
+      throw new NexusError(
+        'conflict',
+        `snapshot ${snapshot.name} is kept on host ${host?.name ?? snapshot.hostId}, which is ${host ? host.status : 'gone'}: a VM is made from a snapshot on the host that keeps it`,
+        { suggestion: host ? 'Make it once the host is back.' : 'Copying snapshots across hosts is not built: snapshot a VM on a host that is here.' },
+      );
+    }
+    const { source } = snapshot;
+    if (source.spec.nic && source.nics.length === 0) {
+      throw new NexusError('conflict', `snapshot ${snapshot.name} is of a VM on the host's flat bridge: a VM made from it would have no address of its own`, {
+        suggestion: 'Snapshot a VM on a network.',
+      });
+    }
+    const nics = request.networks
+      ? await this.networks.nicRequests(project, request.networks, undefined)
+      : source.nics.map((nic) => ({ networkId: nic.networkId }));
+    if (nics.length !== source.nics.length) {
+      throw new NexusError(
+        'validation_failed',
+        `networks: the VM snapshot ${snapshot.name} is of had ${source.nics.length} NICs, and a VM made from it has as many`,
+      );
+    }
+    // Its host ports are its original's: a clone publishes none.
+    const spec = { ...source.spec };
+    delete spec.ports;
+    const record = await this.vms.create(
+      {
+        project,
+        name: request.name,
+        desiredState: 'running',
+        tags: request.tags ?? {},
+        expiresAt: null,
+        nics,
+        spec: { ...spec, snapshot_id: snapshot.id },
+        placement: { hostId: host.id, placedPaths: source.placedPaths },
+      },
+      this.quotaCheck(project, spec.vcpu, spec.mem_mib),
     );
     this.wake(record.id, true);
     return this.toVm(record);
@@ -370,6 +424,7 @@ export class VmManager {
       api_socket: record.status.apiSocket,
       console_log: record.status.consoleLog,
       last_error: record.lastError,
+      snapshot_id: record.spec.snapshot_id ?? null,
       tags: record.tags,
       expires_at: record.expiresAt?.toISOString() ?? null,
       resource_version: record.resourceVersion,

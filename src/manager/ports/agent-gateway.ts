@@ -41,6 +41,8 @@ export interface AgentGateway {
   inventory(target: AgentTarget): Promise<Inventory>;
   /** Captures the VM into a snapshot its host keeps; taking one again with the same id answers the one taken. */
   takeSnapshot(target: AgentTarget, vmId: string, request: TakeSnapshotRequest): Promise<TakeSnapshotResponse>;
+  /** Makes the VM on the snapshot's host, restored from it and running; asking again answers the VM made. */
+  instantiateVm(target: AgentTarget, snapshotId: string, vmId: string, spec: MachineSpec): Promise<AgentVm>;
   /** Removes a snapshot's files from its host; succeeds when they are gone already. */
   deleteSnapshot(target: AgentTarget, snapshotId: string): Promise<void>;
   /** Asks the agent to remove leftovers; it removes only those still orphaned, and says which. */

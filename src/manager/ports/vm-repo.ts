@@ -23,6 +23,8 @@ export interface StoredVmSpec {
   nic: boolean;
   /** Guest ports published on its host (absent in rows older than published ports). */
   ports?: Array<{ host_port: number; guest_port: number; protocol: 'tcp' | 'udp' }>;
+  /** The snapshot it is made from: restored from it, not booted, when its host first makes it. */
+  snapshot_id?: string;
 }
 
 /** A host port a placed VM holds. */
@@ -117,6 +119,8 @@ export interface NewVm {
   expiresAt: Date | null;
   /** Each gets an address in its network as the VM is inserted (see `pickAddress`); none when absent. */
   nics?: NicRequest[];
+  /** Placed as it is inserted, on this host (a VM restored from a snapshot goes where the snapshot is). */
+  placement?: { hostId: string; placedPaths: Record<string, string> };
 }
 
 export interface VmFilter {

@@ -234,6 +234,8 @@ export class VmReconciler {
     if (step === 'none') return this.settled(vm, view);
     if (step === 'wait') return { requeueAfterMs: this.config.pollMs };
     if (step === 'start' && isGivenUp(vm.status, this.budget)) return this.later();
+    // A VM made from a snapshot its host does not have yet is restored from it, running, instead.
+    if (step === 'ensure' && vm.spec.snapshot_id) return isGivenUp(vm.status, this.budget) ? this.later() : this.act('restore', target, vm, hostId);
     return this.act(step, target, vm, hostId);
   }
 
@@ -250,7 +252,7 @@ export class VmReconciler {
   }
 
   /** Takes `step` against the agent and records what it says; a refusal becomes the VM's failure, an agent out of reach a retry. */
-  private async act(step: 'ensure' | 'start' | 'resume' | 'pause' | 'stop', target: AgentTarget, vm: VmRecord, hostId: string): Promise<ReconcileResult> {
+  private async act(step: AgentStep, target: AgentTarget, vm: VmRecord, hostId: string): Promise<ReconcileResult> {
     const began = this.clock.now().getTime();
     const logAction = (result: string, extra: Record<string, unknown> = {}) =>
       this.log[result === 'ok' ? 'info' : 'warn'](
@@ -263,7 +265,9 @@ export class VmReconciler {
       logAction('ok', { agent_state: after.state });
       await this.recordAgentView(vm, after);
       await this.observeAgent(vm, after);
-      if (step === 'start') await this.vms.recordStarts(vm.id, { failures: vm.status.startFailures, startedAt: this.clock.now() }, vm.status);
+      if (step === 'start' || step === 'restore') {
+        await this.vms.recordStarts(vm.id, { failures: vm.status.startFailures, startedAt: this.clock.now() }, vm.status);
+      }
     } catch (error) {
       const retry = isRetryable(error);
       this.metrics.actions.inc({ action: step, result: retry ? 'retry' : 'failed' });
@@ -272,9 +276,10 @@ export class VmReconciler {
         fault_message: error instanceof Error ? error.message : String(error),
       });
       if (retry || !(error instanceof NexusError)) throw error; // the work queue backs off and tries again
-      const failures = step === 'start' ? vm.status.startFailures + 1 : vm.status.startFailures;
+      const starting = step === 'start' || step === 'restore';
+      const failures = starting ? vm.status.startFailures + 1 : vm.status.startFailures;
       // Not written when a user asked again meanwhile: their renewed budget stands.
-      if (step === 'start') await this.vms.recordStarts(vm.id, { failures }, vm.status);
+      if (starting) await this.vms.recordStarts(vm.id, { failures }, vm.status);
       await this.vms.observe(vm.id, {
         to: 'failed',
         message: `${step} failed: ${error.faultMessage}`,
@@ -287,10 +292,13 @@ export class VmReconciler {
   }
 
   /** One step against the agent; answers what the agent reports after it. */
-  private async take(step: 'ensure' | 'start' | 'resume' | 'pause' | 'stop', target: AgentTarget, vm: VmRecord): Promise<AgentVm> {
+  private async take(step: AgentStep, target: AgentTarget, vm: VmRecord): Promise<AgentVm> {
     switch (step) {
       case 'ensure':
         return this.agents.ensureVm(target, vm.id, machineSpecOf(vm));
+      case 'restore':
+        await this.observe(vm, 'starting', `restoring it from snapshot ${vm.spec.snapshot_id ?? ''}`);
+        return this.agents.instantiateVm(target, vm.spec.snapshot_id ?? '', vm.id, machineSpecOf(vm));
       case 'start':
         await this.observe(vm, 'starting', 'starting the VMM');
         return this.agents.act(target, vm.id, 'start');
@@ -421,6 +429,9 @@ export class VmReconciler {
     return this.vms.observe(vm.id, { to, message, level });
   }
 }
+
+/** What the reconciler asks of a VM's agent: `restore` makes a VM from its snapshot where another is ensured. */
+type AgentStep = 'ensure' | 'restore' | 'start' | 'resume' | 'pause' | 'stop';
 
 /** The reconciler's Prometheus families, registered by {@link VmReconciler.registerMetrics}. */
 function reconcilerMetrics(depth: () => number) {

@@ -57,6 +57,7 @@ function everyRequest(version: (typeof FIRECRACKER_API_VERSIONS)[number]): Firec
     describeInstance,
     snapshotCreate('/s/state.bin', '/s/memory.bin'),
     snapshotLoad('/s/state.bin', '/s/memory.bin'),
+    snapshotLoad('/s/state.bin', '/s/memory.bin', [{ tap: 'tap0' }]),
     driveRateLimitUpdate('data-1', { bytes_per_second: 1_000_000, ops_per_second: 100 }),
     driveRateLimitUpdate('rootfs', {}),
   ];

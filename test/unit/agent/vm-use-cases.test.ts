@@ -14,7 +14,7 @@ import { testVmId } from '../../support/net-names.js';
 
 /** A hollow driver that can snapshot (state written into the store) and restore, and fail on request. */
 class SnapshotDriver extends HollowDriver {
-  override readonly capabilities: VmmCapabilities = { pause: true, snapshot: true, gracefulStop: true, driveRateLimits: true };
+  override readonly capabilities: VmmCapabilities = { pause: true, snapshot: true, gracefulStop: true, driveRateLimits: true, restoreAsNewVm: true };
   failStart = false;
   failRestore = false;
   store: MemoryVmStore | undefined;
@@ -37,8 +37,16 @@ class SnapshotDriver extends HollowDriver {
     this.calls.push(`resume ${vm.id}`);
     return super.resume(vm);
   }
+  /** The next snapshot fills the disk as it is written, and fails as QEMU's pipe does. */
+  fillDisk = false;
   override async snapshot(vm: VmLayout, dir: string): Promise<SnapshotFiles> {
     this.calls.push(`snapshot ${vm.id}`);
+    if (this.fillDisk && this.store) {
+      this.fillDisk = false;
+      this.store.put(`${dir}/state.bin`, 'half a state');
+      this.store.freeForSnapshots = 4096;
+      throw new NexusError('vmm_failed', 'QEMU could not save the VM: Unable to write to command: Broken pipe');
+    }
     this.store?.put(`${dir}/state.bin`, 'vmm state');
     return { stateFile: `${dir}/state.bin`, sizeBytes: 9 };
   }
@@ -421,6 +429,26 @@ describe('snapshots kept on the host (agent core on fakes)', () => {
     assert.equal((await agent.snapshots.take(id, sid, 'stop')).vm.state, 'stopped', 'a retry still stops the VM when asked to');
   });
 
+  it('refuses (507) a capture the disk cannot hold before pausing the guest, and makes nothing', async () => {
+    const agent = agentWithSnapshots();
+    const { id } = await runningVm(agent);
+    const memory = agent.spec().mem_mib * 2 ** 20;
+    // Room for the memory but not for the disk copy too.
+    agent.store.freeForSnapshots = memory + 'disk of eighteen b'.length - 1;
+    agent.snapshotDriver.calls.length = 0;
+    const sid = randomUUID();
+    await assert.rejects(agent.snapshots.take(id, sid), (error: NexusError) => {
+      assert.equal(error.code, 'insufficient_storage', error.message);
+      assert.match(error.message, new RegExp(`the disk holding ${agent.store.runDir}/snapshots has \\d+ MiB free; a snapshot of VM ${id} may need`));
+      return true;
+    });
+    assert.deepEqual(agent.snapshotDriver.calls, [], 'the guest was never paused');
+    assert.deepEqual(agent.store.under(dirOf(agent, sid)), [], 'no folder');
+    assert.equal((await agent.vms.get(id)).state, 'running');
+    agent.store.freeForSnapshots += 1;
+    assert.equal((await agent.snapshots.take(id, sid)).snapshot.id, sid, 'with room for both, it is taken');
+  });
+
   it('refuses a VM that is not running (409) and makes nothing', async () => {
     const agent = agentWithSnapshots();
     const id = testVmId();
@@ -449,6 +477,19 @@ describe('snapshots kept on the host (agent core on fakes)', () => {
     );
     assert.deepEqual(agent.store.under(dirOf(agent, sid)), []);
     assert.equal((await agent.vms.get(id)).state, 'running', 'resumed');
+
+    // A VMM that writes through a pipe says only "broken pipe": a disk left full says the rest.
+    agent.snapshotDriver.fillDisk = true;
+    await assert.rejects(agent.snapshots.take(id, sid), (error: NexusError) => {
+      assert.equal(error.code, 'insufficient_storage', error.message);
+      assert.match(error.message, /filled up while the snapshot was written/);
+      return true;
+    });
+    assert.deepEqual(agent.store.under(dirOf(agent, sid)), [], 'the half-written state is removed');
+    assert.equal((await agent.vms.get(id)).state, 'running', 'resumed');
+    agent.store.freeForSnapshots = Number.MAX_SAFE_INTEGER;
+    agent.store.failNext('copyDisk', `${dirOf(agent, sid)}/drive-rootfs.img`);
+    await assert.rejects(agent.snapshots.take(id, sid), /injected/, 'a failure with room left is passed on as it was');
   });
 
   it('deletes a snapshot, complete or half-written, and a missing one is fine', async () => {
@@ -466,6 +507,77 @@ describe('snapshots kept on the host (agent core on fakes)', () => {
     await agent.snapshots.delete(partial);
     await agent.snapshots.delete(partial);
     assert.deepEqual(agent.store.under(dirOf(agent, partial)), []);
+  });
+});
+
+describe('VMs restored from a snapshot kept on the host (agent core on fakes)', () => {
+  const network = { id: '9e0b0000-0000-4000-8000-000000000001', cidr: '10.9.0.0/24', egress: 'allow' as const, dns: [] };
+  /** A spec on the test network at `ip`. */
+  const onNetwork = (agent: ReturnType<typeof agentWithSnapshots>, ip: string): MachineSpec => agent.spec({ nics: [{ network, ip }] });
+
+  /** A running VM at 10.9.0.5 with a disk of its own, and a snapshot of it. */
+  async function snapshotted(agent: ReturnType<typeof agentWithSnapshots>) {
+    const source = testVmId();
+    await agent.vms.ensure(source, onNetwork(agent, '10.9.0.5'));
+    await agent.vms.act(source, 'start');
+    agent.store.files.set(`${agent.store.layout(source).dir}/drives/rootfs.img`, 'the disk as the guest left it');
+    const sid = randomUUID();
+    await agent.snapshots.take(source, sid);
+    return { source, sid };
+  }
+
+  it("makes a running VM from it: a private copy of its disk, its own address, the guest's kept and translated", async () => {
+    const agent = agentWithSnapshots();
+    const { source, sid } = await snapshotted(agent);
+    const clone = testVmId();
+    const vm = await agent.snapshots.instantiate(sid, clone, onNetwork(agent, '10.9.0.6'));
+    assert.equal(vm.state, 'running', 'restored and resumed, not booted');
+    assert.ok(agent.snapshotDriver.calls.includes(`resume ${clone}`), agent.snapshotDriver.calls.join(', '));
+    const disk = `${agent.store.layout(clone).dir}/drives/rootfs.img`;
+    assert.equal(vm.spec.drives[0]?.path, disk, 'its own disk');
+    assert.equal(agent.store.files.get(disk), 'the disk as the guest left it', "a copy of the snapshot's, not of the image");
+    assert.deepEqual(
+      { ip: vm.spec.nics[0]?.ip, guest: vm.spec.nics[0]?.guest_ip, mac: vm.spec.nics[0]?.mac },
+      { ip: '10.9.0.6', guest: '10.9.0.5', mac: macOf(source) },
+      "its own address; the guest's, and its MAC, as the snapshot's memory holds them",
+    );
+    const nic = agent.network.nicOf.get(vmNetnsNameOf(clone));
+    assert.deepEqual([nic?.ip, nic?.guestIp], ['10.9.0.6', '10.9.0.5'], 'its namespace translates between the two');
+    assert.equal((await agent.vms.get(source)).state, 'running', 'the original runs on');
+
+    assert.deepEqual(await agent.snapshots.instantiate(sid, clone, onNetwork(agent, '10.9.0.6')), vm, 'asked again: the VM made');
+
+    // A fresh boot takes the address its boot args give: the frozen one is gone with the memory.
+    await agent.vms.act(clone, 'stop');
+    const booted = await agent.vms.act(clone, 'start');
+    assert.equal(booted.spec.nics[0]?.guest_ip, undefined);
+    assert.equal(agent.network.nicOf.get(vmNetnsNameOf(clone))?.guestIp, undefined, 'plumbed for its own address');
+  });
+
+  it("refuses another machine than the snapshot's (409), a snapshot not here (404), and leaves nothing", async () => {
+    const agent = agentWithSnapshots();
+    const { sid } = await snapshotted(agent);
+    const clone = testVmId();
+    await assert.rejects(agent.snapshots.instantiate(sid, clone, { ...onNetwork(agent, '10.9.0.6'), mem_mib: 512 }), (error: NexusError) => {
+      assert.equal(error.code, 'conflict');
+      assert.match(error.message, /is not the machine snapshot .* is of: mem_mib 512, not 128/);
+      return true;
+    });
+    await assert.rejects(agent.snapshots.instantiate(sid, clone, agent.spec({ nics: [] })), /0 NICs, not 1/);
+    await assert.rejects(agent.snapshots.instantiate(randomUUID(), clone, onNetwork(agent, '10.9.0.6')), (error: NexusError) => error.code === 'not_found');
+    assert.equal(await agent.store.hasFolder(agent.store.layout(clone)), false, 'no folder');
+    assert.equal(agent.network.nicOf.has(vmNetnsNameOf(clone)), false, 'no namespace');
+  });
+
+  it('undoes everything when the restore fails', async () => {
+    const agent = agentWithSnapshots();
+    const { sid } = await snapshotted(agent);
+    const clone = testVmId();
+    agent.snapshotDriver.failRestore = true;
+    await assert.rejects(agent.snapshots.instantiate(sid, clone, onNetwork(agent, '10.9.0.6')), /injected: the restore failed/);
+    assert.equal(await agent.store.hasFolder(agent.store.layout(clone)), false, 'no folder, no disk copy');
+    assert.equal(agent.network.nicOf.has(vmNetnsNameOf(clone)), false, 'no namespace');
+    assert.equal(await agent.supervisor.adopt(agent.store.layout(clone)), undefined, 'no VMM');
   });
 });
 

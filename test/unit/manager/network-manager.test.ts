@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { NexusError } from '../../../src/kit/nexus-error.js';
 import { NetworkManager } from '../../../src/manager/app/network-manager.js';
 import type { Principal } from '../../../src/manager/domain/access-policy.js';
 import { ManualClock, MemoryVmRepo, TEST_NETWORK_POOL } from '../../doubles/memory-manager.js';
+import { rejectsWith } from '../../support/rejects-with.js';
 
 const admin: Principal = { tokenId: 'token-admin', owner: 'root', role: 'admin', project: null };
 const operator: Principal = { tokenId: 'token-op', owner: 'alice', role: 'operator', project: 'default' };
@@ -12,19 +12,6 @@ const otherOperator: Principal = { tokenId: 'token-other', owner: 'bob', role: '
 function setup() {
   const vms = new MemoryVmRepo(new ManualClock(), ['default', 'other']);
   return { vms, networks: new NetworkManager(vms.networks, TEST_NETWORK_POOL) };
-}
-
-async function rejectsWith(promise: Promise<unknown>, code: string, message: RegExp): Promise<NexusError> {
-  let caught: NexusError | undefined;
-  await assert.rejects(promise, (error: unknown) => {
-    assert.ok(error instanceof NexusError, `a NexusError, not ${String(error)}`);
-    assert.equal(error.code, code, `code of: ${error.message}`);
-    assert.match(error.message, message);
-    caught = error;
-    return true;
-  });
-  assert.ok(caught, 'it was refused');
-  return caught;
 }
 
 /** A VM in `project` with a NIC on `networkId`, straight into the store (as VmManager.create would). */

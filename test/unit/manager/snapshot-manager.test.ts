@@ -2,6 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { NexusError } from '../../../src/kit/nexus-error.js';
 import { SnapshotManager } from '../../../src/manager/app/snapshot-manager.js';
+import { ImageRegistry } from '../../../src/manager/app/image-registry.js';
+import { NetworkManager } from '../../../src/manager/app/network-manager.js';
+import { VmManager } from '../../../src/manager/app/vm-manager.js';
 import type { Principal } from '../../../src/manager/domain/access-policy.js';
 import { VmReconciler } from '../../../src/manager/reconcilers/vm-reconciler.js';
 import type { StoredVmSpec } from '../../../src/manager/ports/vm-repo.js';
@@ -14,9 +17,11 @@ import {
   MemoryImageRepo,
   MemorySnapshotRepo,
   MemoryVmRepo,
+  TEST_NETWORK_POOL,
   alwaysLeader,
   hostRecord,
 } from '../../doubles/memory-manager.js';
+import { rejectsWith } from '../../support/rejects-with.js';
 
 const HOST = hostRecord({ capacity: { drivers: [{ name: 'qemu', available: true, version: 'test' }] } });
 const operator: Principal = { tokenId: 'token-op', owner: 'alice', role: 'operator', project: 'default' };
@@ -69,9 +74,32 @@ function setup() {
     extra_drives: [],
     nic: false,
   };
-  /** A VM of `project`, reconciled until it is `desired`. */
-  const vmIn = async (name: string, desired: 'running' | 'paused' | 'stopped' = 'running', project = 'default') => {
-    const vm = await vms.create({ project, name, spec, desiredState: 'running', tags: {}, expiresAt: null }, () => undefined);
+  const networks = new NetworkManager(vms.networks, TEST_NETWORK_POOL);
+  const vmManager = new VmManager(
+    vms,
+    hosts,
+    new ImageRegistry(images, clock, captureLogger('images').log),
+    networks,
+    snapshots,
+    () => () => undefined,
+    (vmId) => woken.push(vmId),
+    clock,
+    { mode: 'production' },
+  );
+  /** Reconciles the VM until it asks to be looked at later. */
+  const settle = async (id: string) => {
+    for (let pass = 0; pass < 10; pass++) {
+      const result = await reconciler.reconcile(id);
+      if (!result || result.requeueAfterMs > 0) return;
+    }
+  };
+  /** A VM of `project`, reconciled until it is `desired`; `nic`: on the project's default network, or on the host's flat bridge. */
+  const vmIn = async (name: string, desired: 'running' | 'paused' | 'stopped' = 'running', project = 'default', nic: boolean | 'flat' = false) => {
+    const nics = nic === true ? [{ networkId: (await vms.networks.ensureDefault(project, TEST_NETWORK_POOL)).id }] : [];
+    const vm = await vms.create(
+      { project, name, spec: { ...spec, nic: nic !== false }, desiredState: 'running', tags: {}, expiresAt: null, nics },
+      () => undefined,
+    );
     for (const want of desired === 'running' ? ['running' as const] : ['running' as const, desired]) {
       await vms.setDesired(vm.id, want);
       for (let pass = 0; pass < 10; pass++) {
@@ -83,16 +111,7 @@ function setup() {
     assert.equal(placed?.observedState, desired, `the VM is ${desired} before the test goes on`);
     return vm;
   };
-  return { clock, vms, hosts, agents, snapshotRepo, snapshots, woken, vmIn };
-}
-
-async function rejectsWith(promise: Promise<unknown>, code: string, message?: RegExp): Promise<void> {
-  await assert.rejects(promise, (error: unknown) => {
-    assert.ok(error instanceof NexusError, `a NexusError, not ${String(error)}`);
-    assert.equal(error.code, code, `code of: ${error.message}`);
-    if (message) assert.match(error.message, message);
-    return true;
-  });
+  return { clock, vms, hosts, agents, snapshotRepo, snapshots, vmManager, woken, vmIn, settle };
 }
 
 describe('SnapshotManager.create', () => {
@@ -258,5 +277,76 @@ describe('SnapshotManager reads and deletes', () => {
     await snapshots.deleteOfVm(doomed.id);
     assert.deepEqual(await snapshotRepo.ids(), [other.id]);
     assert.deepEqual(agents.snapshotsOn(HOST.id), [other.id]);
+  });
+});
+
+describe('VmManager.instantiate (a VM made from a snapshot, on fakes)', () => {
+  it("makes a VM on the snapshot's host, on the same network at its own address, restored there and running", async () => {
+    const { snapshots, vmManager, agents, vms, vmIn, settle } = setup();
+    const source = await vmIn('web', 'running', 'default', true);
+    const snapshot = await snapshots.create(source.id, { name: 'warm' }, operator);
+    const clone = await vmManager.instantiate(snapshot.id, { name: 'web-2', tags: { role: 'clone' } }, operator);
+    assert.equal(clone.host_id, HOST.id, 'placed where the snapshot is, as it is made');
+    assert.equal(clone.snapshot_id, snapshot.id);
+    assert.deepEqual(clone.tags, { role: 'clone' });
+    const sourceVm = await vmManager.get(source.id, operator);
+    assert.equal(clone.addresses[0]?.network_id, sourceVm.addresses[0]?.network_id, 'the same network');
+    assert.notEqual(clone.addresses[0]?.ip, sourceVm.addresses[0]?.ip, 'an address of its own');
+    assert.deepEqual(clone.ports, [], 'it publishes nothing: its host ports are the original’s');
+
+    const ensures = agents.calls.ensureVm;
+    await settle(clone.id);
+    assert.equal(agents.calls.instantiateVm, 1, 'restored from the snapshot');
+    assert.equal(agents.calls.ensureVm, ensures, 'not ensured to boot');
+    assert.equal((await vms.get(clone.id))?.observedState, 'running');
+    assert.ok((await vms.get(clone.id))?.status.startedAt, 'its start is recorded');
+    assert.equal(agents.vm(HOST.id, clone.id)?.spec.nics[0]?.ip, clone.addresses[0]?.ip, 'the agent is asked for its own address');
+    assert.equal(agents.vm(HOST.id, source.id)?.state, 'running', 'the original runs on');
+  });
+
+  it('refuses: a snapshot of another project or none (404), one being taken or whose host is gone (409), other networks than NICs (400)', async () => {
+    const { snapshots, vmManager, snapshotRepo, hosts, vmIn } = setup();
+    const source = await vmIn('web', 'running', 'default', true);
+    const snapshot = await snapshots.create(source.id, {}, operator);
+    await rejectsWith(vmManager.instantiate(snapshot.id, { name: 'x' }, otherOperator), 'not_found', /no snapshot/);
+    await rejectsWith(vmManager.instantiate('00000000-0000-4000-8000-000000000000', { name: 'x' }, operator), 'not_found', /no snapshot/);
+    await rejectsWith(vmManager.instantiate(snapshot.id, { name: 'x', networks: [] }, operator), 'validation_failed', /had 1 NICs/);
+    const busy = await snapshotRepo.create({
+      id: '0000000b-5a5a-4000-8000-000000000000',
+      project: 'default',
+      name: 'busy',
+      vmId: source.id,
+      vmName: 'web',
+      hostId: HOST.id,
+      vcpu: 1,
+      memMib: 128,
+      source: { spec: source.spec, placedPaths: {}, nics: [] },
+    });
+    await rejectsWith(vmManager.instantiate(busy.id, { name: 'x' }, operator), 'conflict', /being taken/);
+    hosts.put({ ...HOST, status: 'unreachable' });
+    await rejectsWith(vmManager.instantiate(snapshot.id, { name: 'x' }, operator), 'conflict', /kept on host .* which is unreachable/);
+  });
+
+  it('refuses a snapshot of a VM on the flat bridge: its clone would have no address of its own', async () => {
+    const { snapshots, vmManager, vmIn } = setup();
+    const source = await vmIn('flat', 'running', 'default', 'flat');
+    const snapshot = await snapshots.create(source.id, {}, operator);
+    await rejectsWith(vmManager.instantiate(snapshot.id, { name: 'x' }, operator), 'conflict', /on the host's flat bridge/);
+  });
+
+  it('fails the VM, saying why, when its host no longer has the snapshot', async () => {
+    const { snapshots, vmManager, agents, vms, vmIn, settle } = setup();
+    const source = await vmIn('web', 'running', 'default', true);
+    const snapshot = await snapshots.create(source.id, {}, operator);
+    const clone = await vmManager.instantiate(snapshot.id, { name: 'orphan' }, operator);
+    await agents.deleteSnapshot({ hostId: HOST.id, hostName: HOST.name, address: HOST.address, credentialSealed: '' }, snapshot.id);
+    await settle(clone.id);
+    const failed = await vms.get(clone.id);
+    assert.equal(failed?.observedState, 'failed');
+    assert.match(failed?.lastError?.message ?? '', /no snapshot .* on this host/);
+    assert.ok(
+      (await vms.events(clone.id)).some((event) => /^restore failed: no snapshot/.test(event.message)),
+      'its history says the restore failed',
+    );
   });
 });

@@ -11,6 +11,7 @@ import type { HostRecord } from '../../../src/manager/ports/host-repo.js';
 import type { ObservedState } from '../../../src/contracts/vm-api.js';
 import { captureLogger } from '../../support/capture-logger.js';
 import { ManualClock, MemoryHostRepo, MemoryImageRepo, MemoryVmRepo, TEST_NETWORK_POOL, hostRecord } from '../../doubles/memory-manager.js';
+import { rejectsWith } from '../../support/rejects-with.js';
 
 const HOST = hostRecord({ id: '11111111-0000-4000-8000-000000000001', name: 'host-1', capacity: { memory_mib: 4096, run_dir: '/srv/fc' } });
 
@@ -46,7 +47,7 @@ function setup(options: { mode?: 'dev' | 'production'; hosts?: HostRecord[] } = 
     hosts,
     new ImageRegistry(imageRepo, clock, captureLogger('images').log),
     new NetworkManager(vms.networks, TEST_NETWORK_POOL),
-    { deleteOfVm: async (vmId: string) => void snapshotsDeleted.push(vmId) },
+    { deleteOfVm: async (vmId: string) => void snapshotsDeleted.push(vmId), restorable: noSnapshots },
     quotaCheck,
     (vmId, userAction) => woken.push({ vmId, userAction }),
     clock,
@@ -69,16 +70,6 @@ function setup(options: { mode?: 'dev' | 'production'; hosts?: HostRecord[] } = 
     return vm;
   };
   return { clock, vms, hosts, manager, woken, snapshotsDeleted, quotaAsked, images: { kernel, plainKernel, initrd, rootfs }, request, vmIn };
-}
-
-/** `promise` rejects with a NexusError of `code` (and a message matching `message`). */
-async function rejectsWith(promise: Promise<unknown>, code: string, message?: RegExp): Promise<void> {
-  await assert.rejects(promise, (error: unknown) => {
-    assert.ok(error instanceof NexusError, `a NexusError, not ${String(error)}`);
-    assert.equal(error.code, code, `code of: ${error.message}`);
-    if (message) assert.match(error.message, message);
-    return true;
-  });
 }
 
 describe('VmManager.create', () => {
@@ -658,3 +649,8 @@ describe('VmManager: published ports', () => {
     assert.equal((await manager.create(request('low', { project: 'default', ports: [{ host_port: 80, guest_port: 80 }] }), admin)).ports[0]?.host_port, 80);
   });
 });
+
+/** These tests make no VM from a snapshot. */
+async function noSnapshots(): Promise<never> {
+  throw new Error('no snapshots in this test');
+}

@@ -25,7 +25,7 @@ async function unplacedVm() {
     new MemoryHostRepo([HOST]),
     new ImageRegistry(imageRepo, clock, captureLogger('images').log),
     new NetworkManager(vms.networks, TEST_NETWORK_POOL),
-    { deleteOfVm: async () => undefined },
+    { deleteOfVm: async () => undefined, restorable: noSnapshots },
     () => () => undefined,
     () => undefined,
     clock,
@@ -64,3 +64,8 @@ describe('VmManager.placement of a VM on no host', () => {
     assert.equal(error.suggestion, 'Wait until it is placed; GET /v1/vms/:id/events says what happened.');
   });
 });
+
+/** These tests make no VM from a snapshot. */
+async function noSnapshots(): Promise<never> {
+  throw new Error('no snapshots in this test');
+}

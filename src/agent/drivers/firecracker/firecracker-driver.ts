@@ -85,7 +85,7 @@ const SNAPSHOT_TIMEOUT_MS = 120_000;
  */
 export class FirecrackerDriver implements VmmDriver {
   readonly name = 'firecracker' as const;
-  readonly capabilities: VmmCapabilities = { pause: true, snapshot: true, gracefulStop: true, driveRateLimits: true };
+  readonly capabilities: VmmCapabilities;
   private readonly api: FirecrackerApi;
   /** Per VM: how far its metrics file was read, and the block totals so far. */
   private readonly metricTotals = new Map<string, { offset: number; block: VmMetricsRecord['block']; raw: unknown }>();
@@ -98,6 +98,7 @@ export class FirecrackerDriver implements VmmDriver {
   ) {
     this.api = new FirecrackerApi(config.requestTimeoutMs ?? 10_000);
     this.users = config.jailer ? new JailUsers(config.jailer, config.binary) : undefined;
+    this.capabilities = { pause: true, snapshot: true, gracefulStop: true, driveRateLimits: true, restoreAsNewVm: config.jailer !== undefined };
   }
 
   /** Jailed, the VM's own uid/gid (allocated on first use, kept until its folder is gone); unjailed, none: it runs as the agent. */
@@ -118,8 +119,7 @@ export class FirecrackerDriver implements VmmDriver {
   }
 
   async start(vm: VmLayout, spec: MachineSpec, options: { paused?: boolean } = {}): Promise<ProcessIdentity> {
-    // A NIC on a network: `tap0` in the VM's namespace, where Firecracker is started.
-    const taps = spec.nics.map((nic) => ({ tap: nic.network ? tapPlacementOf(vm.id, true).tap : (nic.tap ?? tapNameOf(vm.id)), mac: nic.mac ?? macOf(vm.id) }));
+    const taps = tapsOf(vm, spec);
     const { process, paths, socket } = await this.launch(vm, spec);
     try {
       for (const request of configureRequests(this.config.apiVersion, spec, paths, taps, this.config.logLevel)) await this.api.call(socket, request);
@@ -210,7 +210,7 @@ export class FirecrackerDriver implements VmmDriver {
     try {
       for (const request of observabilityRequests(this.config.apiVersion, paths, this.config.logLevel)) await this.api.call(socket, request);
       const [state, memory] = jailed ? ['/snapshot.state', '/snapshot.mem'] : [snapshot.stateFile, snapshot.memoryFile];
-      await this.api.call(socket, snapshotLoad(state, memory), SNAPSHOT_TIMEOUT_MS);
+      await this.api.call(socket, snapshotLoad(state, memory, tapsOf(vm, spec)), SNAPSHOT_TIMEOUT_MS);
       const jail = jailed ? await this.readJail(vm) : undefined;
       if (jail) {
         // Loaded (the memory stays mapped): drop the jail's links, so nothing in the jail can write the saved files.
@@ -460,4 +460,9 @@ async function rotate(path: string): Promise<void> {
   await rename(path, `${path}.1`).catch((error: NodeJS.ErrnoException) => {
     if (error.code !== 'ENOENT') throw error;
   });
+}
+
+/** The VM's TAPs and MACs, by NIC: a NIC on a network has `tap0` in the VM's namespace (where Firecracker is started). */
+function tapsOf(vm: VmLayout, spec: MachineSpec): Array<{ tap: string; mac: string }> {
+  return spec.nics.map((nic) => ({ tap: nic.network ? tapPlacementOf(vm.id, true).tap : (nic.tap ?? tapNameOf(vm.id)), mac: nic.mac ?? macOf(vm.id) }));
 }

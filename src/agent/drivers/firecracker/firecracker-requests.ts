@@ -121,11 +121,21 @@ export function snapshotCreate(statePath: string, memoryPath: string): Firecrack
 }
 
 /** Loads into a fresh process, left paused (the VmmDriver contract); the memory file is mapped, not copied. */
-export function snapshotLoad(statePath: string, memoryPath: string): FirecrackerRequest {
+/**
+ * Loads a snapshot, paused. `taps`: the VM's TAPs, by NIC: the saved state names the TAPs of the VM
+ * it was taken of, which for a new VM made from it (or a flat-bridge TAP, named after the VM) are
+ * not this one's, so each is overridden.
+ */
+export function snapshotLoad(statePath: string, memoryPath: string, taps: readonly { tap: string }[] = []): FirecrackerRequest {
   return {
     method: 'PUT',
     path: '/snapshot/load',
-    body: { snapshot_path: statePath, mem_backend: { backend_type: 'File', backend_path: memoryPath }, resume_vm: false },
+    body: {
+      snapshot_path: statePath,
+      mem_backend: { backend_type: 'File', backend_path: memoryPath },
+      resume_vm: false,
+      ...(taps.length > 0 ? { network_overrides: taps.map((nic, index) => ({ iface_id: `eth${index}`, host_dev_name: nic.tap })) } : {}),
+    },
   };
 }
 

@@ -47,7 +47,7 @@ const RUN_STATES: Record<string, VmmRunState> = {
 /** QEMU's `microvm` machine, controlled over QMP. KVM where it runs guests, TCG elsewhere. */
 export class QemuDriver implements VmmDriver {
   readonly name = 'qemu' as const;
-  readonly capabilities: VmmCapabilities = { pause: true, snapshot: true, gracefulStop: true, driveRateLimits: true };
+  readonly capabilities: VmmCapabilities = { pause: true, snapshot: true, gracefulStop: true, driveRateLimits: true, restoreAsNewVm: true };
 
   constructor(
     private readonly config: QemuDriverConfig,

@@ -300,7 +300,8 @@ async function insertVm(trx: Transaction, projectId: string, vm: NewVm): Promise
       desired_state: vm.desiredState,
       observed_state: 'requested',
       tags: JSON.stringify(vm.tags),
-      host_id: null,
+      host_id: vm.placement?.hostId ?? null,
+      ...(vm.placement ? { placed_paths: JSON.stringify(vm.placement.placedPaths) } : {}),
       last_error: null,
       expires_at: vm.expiresAt,
     })

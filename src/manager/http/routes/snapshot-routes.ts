@@ -1,7 +1,16 @@
 import { ErrorBody } from '../../../contracts/errors.js';
 import { StrictObject, Uuid } from '../../../contracts/schema.js';
-import { CreateSnapshotRequest, Snapshot, SnapshotIdParams, SnapshotList, SnapshotListQuery } from '../../../contracts/snapshot-api.js';
-import { OkResponse } from '../../../contracts/vm-api.js';
+import {
+  CreateSnapshotRequest,
+  InstantiateSnapshotRequest,
+  Snapshot,
+  SnapshotIdParams,
+  SnapshotList,
+  SnapshotListQuery,
+} from '../../../contracts/snapshot-api.js';
+import { OkResponse, Vm } from '../../../contracts/vm-api.js';
+import { whileAccessHolds } from '../../../http/access-watch.js';
+import { Type } from 'typebox';
 import type { HttpServer } from '../../../http/http-server.js';
 import type { ManagerServices } from '../manager-services.js';
 import { callerOf } from '../access-control.js';
@@ -10,8 +19,12 @@ import { callerOf } from '../access-control.js';
 const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 502: ErrorBody, 503: ErrorBody, 507: ErrorBody };
 const VmIdParams = StrictObject({ id: Uuid });
 
+const WaitQuery = StrictObject({
+  wait: Type.Optional(Type.Number({ minimum: 0, maximum: 600, description: 'Seconds to wait for the new VM to run' })),
+});
+
 export function registerSnapshotRoutes(app: HttpServer, services: ManagerServices): void {
-  const { snapshots } = services;
+  const { snapshots, vms } = services;
 
   app.post(
     '/v1/vms/:id/snapshots',
@@ -61,6 +74,30 @@ export function registerSnapshotRoutes(app: HttpServer, services: ManagerService
       schema: { summary: 'One snapshot', tags: ['snapshots'], params: SnapshotIdParams, response: { 200: Snapshot, ...errors } },
     },
     async (request) => snapshots.get(request.params.id, callerOf(request)),
+  );
+
+  app.post(
+    '/v1/snapshots/:id/instantiate',
+    {
+      config: { access: { resource: 'vm', verb: 'write', action: 'snapshot.instantiate' } },
+      schema: {
+        summary: 'Make a new VM from a snapshot: restored on its host, running, at addresses of its own (?wait= waits until it runs)',
+        description:
+          "The VM has the machine and disks of the VM the snapshot is of, and that VM's memory: it goes on from where that VM was, with its own id, disks, NIC and address. A snapshot whose host is gone is a 409 (snapshots are not copied across hosts).",
+        tags: ['snapshots'],
+        params: SnapshotIdParams,
+        querystring: WaitQuery,
+        body: InstantiateSnapshotRequest,
+        response: { 201: Vm, ...errors, 408: ErrorBody, 422: ErrorBody },
+      },
+    },
+    async (request, reply) => {
+      const vm = await vms.instantiate(request.params.id, request.body, callerOf(request));
+      const wait = request.query.wait;
+      if (!wait) return reply.status(201).send(vm);
+      await whileAccessHolds(request, (lapsed) => vms.waitFor(vm.id, 'create', wait * 1000, lapsed));
+      return reply.status(201).send(await vms.get(vm.id, callerOf(request)));
+    },
   );
 
   app.delete(
