@@ -9,6 +9,8 @@ export const AgentVmState = Type.Union([
   Type.Literal('paused'),
   Type.Literal('stopped'),
   Type.Literal('failed'),
+  /** No VMM: its state and memory are saved in its folder, to wake from. */
+  Type.Literal('hibernated'),
 ]);
 export type AgentVmState = Static<typeof AgentVmState>;
 
@@ -42,6 +44,8 @@ export const VmAction = Type.Union([
   Type.Literal('stop'),
   Type.Literal('snapshot'),
   Type.Literal('restore'),
+  Type.Literal('hibernate'),
+  Type.Literal('wake'),
 ]);
 export type VmAction = Static<typeof VmAction>;
 

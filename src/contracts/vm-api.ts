@@ -4,7 +4,13 @@ import { PublishedPorts, VmAddress, VmNetworks, VmPort } from './network-api.js'
 import { DNS_LABEL_PATTERN, Int32, ProjectField, StrictObject, Text, TextMap, Timestamp, Uuid } from './schema.js';
 
 /** What a user may ask of a VM. `deleted` is reached through DELETE, not set directly. */
-export const DesiredState = Type.Union([Type.Literal('running'), Type.Literal('stopped'), Type.Literal('paused'), Type.Literal('deleted')]);
+export const DesiredState = Type.Union([
+  Type.Literal('running'),
+  Type.Literal('stopped'),
+  Type.Literal('paused'),
+  Type.Literal('hibernated'),
+  Type.Literal('deleted'),
+]);
 export type DesiredState = Static<typeof DesiredState>;
 
 /** What the reconciler last saw. Only it writes this. */
@@ -19,6 +25,8 @@ export const ObservedState = Type.Union([
   Type.Literal('failed'),
   Type.Literal('deleting'),
   Type.Literal('unknown'),
+  /** Its VMM ended with its state and memory saved on its host: it wakes where it was. */
+  Type.Literal('hibernated'),
 ]);
 export type ObservedState = Static<typeof ObservedState>;
 
@@ -175,7 +183,14 @@ export const EventsQuery = StrictObject({
 });
 export type EventsQuery = Static<typeof EventsQuery>;
 
-export const VmLifecycleAction = Type.Union([Type.Literal('start'), Type.Literal('stop'), Type.Literal('pause'), Type.Literal('resume')]);
+export const VmLifecycleAction = Type.Union([
+  Type.Literal('start'),
+  Type.Literal('stop'),
+  Type.Literal('pause'),
+  Type.Literal('resume'),
+  Type.Literal('hibernate'),
+  Type.Literal('wake'),
+]);
 export type VmLifecycleAction = Static<typeof VmLifecycleAction>;
 
 export const VmActionParams = StrictObject({ id: Uuid, action: VmLifecycleAction });

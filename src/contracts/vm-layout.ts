@@ -15,6 +15,10 @@ export interface VmLayout {
   consoleLog: string;
   vmmLog: string;
   snapshotsDir: string;
+  /** A hibernated VM's saved VMM state and memory; gone once it wakes or boots afresh. */
+  hibernationDir: string;
+  /** Written last, once the VMM has ended: a VM with it and no VMM is hibernated. */
+  hibernationRecord: string;
 }
 
 /** VM ids are UUIDs: anything else would let a path escape `<run-dir>/vms/`. */
@@ -35,6 +39,8 @@ export function vmLayout(runDir: string, id: string): VmLayout {
     consoleLog: `${dir}/logs/console.log`,
     vmmLog: `${dir}/logs/vmm.log`,
     snapshotsDir: `${dir}/snapshots`,
+    hibernationDir: `${dir}/hibernation`,
+    hibernationRecord: `${dir}/hibernation/hibernation.json`,
   };
 }
 

@@ -4,7 +4,7 @@
  * in memory and run no process and make no TAP. For control-plane load and leak tests only: it
  * lives under test/, is never a production default, and is only ever passed to startAgent by a test.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HostCapacity } from '../../src/contracts/agent-api.js';
 import type { MachineSpec, RateLimit, VmmName } from '../../src/contracts/machine-spec.js';
@@ -127,6 +127,7 @@ export class HollowDriver implements VmmDriver {
   }
   /** No guest memory: a small state file that names the VM stands for it. */
   async snapshot(vm: VmLayout, dir: string): Promise<SnapshotFiles> {
+    await mkdir(dir, { recursive: true });
     const stateFile = join(dir, 'state.bin');
     const state = JSON.stringify({ hollow: true, vm_id: vm.id });
     await writeFile(stateFile, state, { mode: 0o600 });

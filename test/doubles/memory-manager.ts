@@ -793,7 +793,7 @@ export class FakeAgentGateway implements AgentGateway {
     return copy(vm);
   }
 
-  async act(target: AgentTarget, vmId: string, action: 'start' | 'stop' | 'pause' | 'resume'): Promise<AgentVm> {
+  async act(target: AgentTarget, vmId: string, action: 'start' | 'stop' | 'pause' | 'resume' | 'hibernate' | 'wake'): Promise<AgentVm> {
     const agent = this.enter('act', target);
     const vm = agent.vms.get(vmId);
     if (!vm) throw new NexusError('not_found', `no VM ${vmId} on this host`, { suggestion: 'PUT /agent/v1/vms/:id with a MachineSpec first.' });
@@ -815,6 +815,19 @@ export class FakeAgentGateway implements AgentGateway {
           vm.pid = null;
           vm.state = 'stopped';
         }
+        break;
+      case 'hibernate':
+        if (vm.state === 'hibernated') break;
+        if (vm.state !== 'running' && vm.state !== 'paused')
+          throw new NexusError('conflict', `VM ${vmId} is ${vm.state}: only a running or paused VM hibernates`);
+        vm.pid = null;
+        vm.state = 'hibernated';
+        break;
+      case 'wake':
+        if (vm.state === 'running' || vm.state === 'paused') break;
+        if (vm.state !== 'hibernated') throw new NexusError('conflict', `VM ${vmId} is not hibernated`);
+        vm.pid = this.nextPid++;
+        vm.state = 'running';
         break;
     }
     return copy(vm);

@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { type GuestHost, startGuestHost } from '../support/guest-host.js';
 import { assertErrorContract } from '../support/error-contract.js';
-import { eventually } from '../support/nexus-process.js';
+import { eventually, isAlive } from '../support/nexus-process.js';
 import { send } from '../support/test-manager.js';
 
 const run = promisify(execFile);
@@ -86,6 +86,35 @@ describe('snapshots through the manager', () => {
     assertErrorContract(await send(url(`/v1/snapshots/${snapshotOf.id}`)), 404, 'not_found');
     const inventory = (await host.agent.call('GET', '/agent/v1/inventory')).body;
     assert.deepEqual([inventory.vms, inventory.snapshots], [[], []], 'nothing of either is left on the host');
+  });
+
+  it('hibernates and wakes a guest ten times in a row: no VMM while it sleeps, its counter goes on, each wake an event', async () => {
+    const made = await send(url('/v1/vms?wait=60'), { body: host.guest('sleeper') });
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    const id = made.body.id as string;
+    await eventually('the guest counts', () => lastCounter(id) >= 1, 90_000);
+    for (let cycle = 1; cycle <= 10; cycle++) {
+      const pid = (await host.agent.call('GET', `/agent/v1/vms/${id}`)).body.pid as number;
+      const slept = await send(url(`/v1/vms/${id}/hibernate?wait=60`), { method: 'POST' });
+      assert.equal(slept.status, 200, `cycle ${cycle}: ${JSON.stringify(slept.body)}`);
+      assert.equal((await send(url(`/v1/vms/${id}`))).body.state, 'hibernated');
+      const onHost = (await host.agent.call('GET', `/agent/v1/vms/${id}`)).body;
+      assert.deepEqual([onHost.state, onHost.pid], ['hibernated', null], `cycle ${cycle}: no VMM`);
+      assert.equal(isAlive(pid), false, `cycle ${cycle}: its VMM process ${pid} is gone, its memory back with the host`);
+      const asleepAt = lastCounter(id);
+      const woke = await send(url(`/v1/vms/${id}/wake?wait=60`), { method: 'POST' });
+      assert.equal(woke.status, 200, `cycle ${cycle}: ${JSON.stringify(woke.body)}`);
+      assert.equal((await send(url(`/v1/vms/${id}`))).body.state, 'running');
+      await eventually(`cycle ${cycle}: the counter goes on from ${asleepAt}`, () => lastCounter(id) > asleepAt, 30_000);
+      assert.ok(lastCounter(id) <= asleepAt + 5, `cycle ${cycle}: it went on from where it was (${asleepAt} -> ${lastCounter(id)}), not from a boot`);
+    }
+    assert.equal(consoleOf(id).split('NEXUS_BOOT_OK').length - 1, 1, 'booted once, ten wakes ago');
+    const wakes = (await send(url(`/v1/vms/${id}/events`))).body.items.filter((event: { message: string }) =>
+      /^woke from hibernation in \d+ ms( \(\d+ ms after it was asked\))?$/.test(event.message),
+    );
+    assert.equal(wakes.length, 10, 'each wake is an event saying how long it took');
+    assertErrorContract(await send(url(`/v1/vms/${randomUUID()}/hibernate`), { method: 'POST' }), 404, 'not_found');
+    assert.equal((await send(url(`/v1/vms/${id}?wait=60`), { method: 'DELETE' })).status, 200);
   });
 
   it('captures running guests that count on; catalogs, deletes, keeps with ?keep_snapshots, collects leftovers', async () => {

@@ -211,6 +211,8 @@ describe('nexus vm, on a hollow host', () => {
     assert.equal(taken.code, 0, taken.output);
     const first = JSON.parse(taken.output);
     assert.deepEqual([first.name, first.vm_name, first.status], ['first', 'snappy', 'ready']);
+    assert.match((await runNexus(['vm', 'hibernate', 'snappy', '--wait', '30'], env)).output, /VM snappy is hibernated\./);
+    assert.match((await runNexus(['vm', 'wake', 'snappy', '--wait', '30'], env)).output, /VM snappy is running\./);
     const stopped = await runNexus(['snapshot', 'create', 'snappy', '--name', 'last', '--stop'], env);
     assert.match(stopped.output, /^Snapshot last of VM snappy taken \(\d+(\.\d)? (B|KiB|MiB)\); the VM is stopped: [0-9a-f-]{36}\n$/);
     const refused = await runNexus(['snapshot', 'create', 'snappy'], env);

@@ -17,6 +17,7 @@ import * as networksMigration from '../../src/manager/adapters/sql/migrations/00
 import { SqlNetworkRepo } from '../../src/manager/adapters/sql/sql-network-repo.js';
 import { SqlSnapshotRepo } from '../../src/manager/adapters/sql/sql-snapshot-repo.js';
 import * as snapshotsMigration from '../../src/manager/adapters/sql/migrations/0012-snapshots.js';
+import * as hibernatedMigration from '../../src/manager/adapters/sql/migrations/0013-hibernated.js';
 import type { NewSnapshot } from '../../src/manager/ports/snapshot-repo.js';
 import { NexusError } from '../../src/kit/nexus-error.js';
 import { AuditLog } from '../../src/manager/app/audit-log.js';
@@ -814,6 +815,31 @@ export function defineStoreSuite(kind: 'pglite' | 'postgres', open: () => Promis
       assert.equal(await snapshots.delete(third.id), true);
       assert.equal(await snapshots.delete(third.id), false, 'deleted once');
       assert.deepEqual(await snapshots.ids(), []);
+    });
+
+    it('a VM may be wanted hibernated (0013); going down, that becomes stopped', async () => {
+      const vms = new SqlVmRepo(database.db);
+      const vm = await vms.create(
+        {
+          project: 'default',
+          name: 'sleeper',
+          spec: { vcpu: 1, mem_mib: 128, kernel_path: '/k', initrd_path: null, boot_args: 'x', rootfs_path: '/r', extra_drives: [], nic: false },
+          desiredState: 'running',
+          tags: {},
+          expiresAt: null,
+        },
+        () => undefined,
+      );
+      const wanted = await vms.setDesired(vm.id, 'hibernated');
+      assert.equal(wanted !== 'stale' && wanted?.desiredState, 'hibernated');
+      await hibernatedMigration.down(database.db);
+      assert.equal((await vms.get(vm.id))?.desiredState, 'stopped', 'the old schema has no hibernated: stopped');
+      await assert.rejects(sql`UPDATE vm SET desired_state = 'hibernated'`.execute(database.db), 'the old constraint refuses it');
+      await hibernatedMigration.up(database.db);
+      const again = await vms.setDesired(vm.id, 'hibernated');
+      assert.equal(again !== 'stale' && again?.desiredState, 'hibernated');
+      await assert.rejects(sql`UPDATE vm SET desired_state = 'asleep'`.execute(database.db), 'no other state');
+      await vms.delete(vm.id);
     });
 
     it('migration 0012 goes down to the table 0001 reserved and up again', async () => {

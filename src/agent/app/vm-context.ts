@@ -93,7 +93,14 @@ export class VmContext {
     if (!driver) state = 'failed';
     else {
       const vmmState = await driver.inspect(vm, process);
-      state = vmmState === 'stopped' && !(await this.ports.store.isLaunched(vm)) ? 'configured' : vmmState;
+      state =
+        vmmState !== 'stopped'
+          ? vmmState
+          : (await this.ports.store.exists(vm.hibernationRecord))
+            ? 'hibernated'
+            : (await this.ports.store.isLaunched(vm))
+              ? 'stopped'
+              : 'configured';
     }
     // A spec.json naming no driver we know (damaged by hand) still describes the VM, failed.
     const files = this.drivers.files[stored.driver]?.(vm) ?? { controlSocket: vm.sockDir, processLog: vm.vmmLog, vmmLog: vm.vmmLog };

@@ -205,6 +205,8 @@ export class VmService {
     // A fresh boot takes the address its boot args give it: the one a restored guest held is gone with its memory.
     const stored = bootedAfresh(given);
     if (stored !== given) await store.write(vm, stored);
+    // A hibernated VM booted afresh: its saved memory would not match its disks from now on.
+    await store.remove(vm.hibernationDir);
     const driver = this.ctx.driverFor(stored.driver);
     const running = async () => (await this.ctx.ports.supervisor.adopt(vm)) !== undefined;
     await runPlan('launch', launchVmPlan(store, network, { vm, stored, driver, paused, now: this.ctx.now, running }), this.ctx.log);

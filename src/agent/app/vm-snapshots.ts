@@ -7,8 +7,8 @@ import { runPlan } from '../plans/plan.js';
 import { restoreVmPlan } from '../plans/restore-vm.js';
 import { instantiateVmPlan, instantiatedSpec } from '../plans/instantiate-vm.js';
 import { snapshotVmPlan } from '../plans/snapshot-vm.js';
-import { SNAPSHOT_MEMORY_FILE, SNAPSHOT_STATE_FILE } from '../ports/vmm-driver.js';
-import { asideOf } from '../steps/snapshot-steps.js';
+import { SNAPSHOT_STATE_FILE } from '../ports/vmm-driver.js';
+import { asideOf, savedFilesIn } from '../steps/snapshot-steps.js';
 import type { StoredVm } from '../ports/vm-store.js';
 import type { VmContext } from './vm-context.js';
 
@@ -159,10 +159,7 @@ export class VmSnapshots {
         }
         const spec = await instantiatedSpec(store, vm, requested, snapshot);
         driver.validate?.(spec);
-        // Every path from the layout, none from snapshot.json.
-        const stateFile = `${layout.dir}/${SNAPSHOT_STATE_FILE}`;
-        const memoryFile = `${layout.dir}/${SNAPSHOT_MEMORY_FILE}`;
-        const files = { stateFile, ...((await store.exists(memoryFile)) ? { memoryFile } : {}), sizeBytes: await store.sizeOf(stateFile) };
+        const files = await savedFilesIn(store, layout.dir);
         const began = this.ctx.now().getTime();
         await runPlan(
           'instantiate',
@@ -201,12 +198,9 @@ export class VmSnapshots {
       if (await this.ctx.liveProcess(vm)) {
         throw new NexusError('conflict', `VM ${id} is running`, { suggestion: 'Stop it before restoring a snapshot into it.' });
       }
-      // Every path comes from the layout, none from snapshot.json: the VM's folder is not trusted input.
       const dir = `${vm.snapshotsDir}/${snapshotId}`;
-      const stateFile = `${dir}/${SNAPSHOT_STATE_FILE}`;
-      const memoryFile = `${dir}/${SNAPSHOT_MEMORY_FILE}`;
-      if (!(await store.exists(stateFile))) throw new NexusError('not_found', `VM ${id} has no snapshot ${snapshotId}`);
-      const snapshot = async () => ({ stateFile, ...((await store.exists(memoryFile)) ? { memoryFile } : {}), sizeBytes: await store.sizeOf(stateFile) });
+      if (!(await store.exists(`${dir}/${SNAPSHOT_STATE_FILE}`))) throw new NexusError('not_found', `VM ${id} has no snapshot ${snapshotId}`);
+      const snapshot = () => savedFilesIn(store, dir);
       await runPlan('restore', restoreVmPlan(store, network, supervisor, { vm, stored, driver, dir, snapshot, now: this.ctx.now }), this.ctx.log);
       for (const drive of stored.spec.drives) await store.remove(asideOf(drive.path));
       this.ctx.log.info({ vm_id: id, snapshot_id: snapshotId }, 'VM restored');

@@ -3,6 +3,7 @@ import type { CollectOrphansResponse } from '../../contracts/agent-vm-api.js';
 import { SocketProxyGuard } from './socket-proxy-guard.js';
 import { VmContext, type VmDrivers, type VmPorts } from './vm-context.js';
 import { VmExpiry } from './vm-expiry.js';
+import { VmHibernation } from './vm-hibernation.js';
 import { VmLeftovers } from './vm-leftovers.js';
 import { VmMetricsSampler } from './vm-metrics-sampler.js';
 import { VmService } from './vm-service.js';
@@ -12,6 +13,7 @@ import { VmSnapshots } from './vm-snapshots.js';
 export interface VmUseCases {
   vms: VmService;
   snapshots: VmSnapshots;
+  hibernation: VmHibernation;
   leftovers: VmLeftovers;
   expiry: VmExpiry;
   metrics: VmMetricsSampler;
@@ -30,6 +32,7 @@ export function vmUseCases(drivers: VmDrivers, ports: VmPorts, log: Logger, opti
   return {
     vms,
     snapshots: new VmSnapshots(ctx),
+    hibernation: new VmHibernation(ctx),
     leftovers: new VmLeftovers(ctx, options.onOrphansRemoved),
     expiry: new VmExpiry(ctx, vms),
     metrics: new VmMetricsSampler(ctx),

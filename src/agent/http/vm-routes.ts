@@ -40,7 +40,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 
 const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 502: ErrorBody, 503: ErrorBody };
 
-export function registerVmRoutes(app: HttpServer, { vms, snapshots, metrics, leftovers }: VmUseCases): void {
+export function registerVmRoutes(app: HttpServer, { vms, snapshots, hibernation, metrics, leftovers }: VmUseCases): void {
   app.put(
     `${AGENT_API_PREFIX}/vms/:id`,
     { schema: { summary: 'Ensure a VM from a MachineSpec (idempotent)', params: VmIdParams, body: MachineSpec, response: { 200: AgentVm, ...errors } } },
@@ -57,10 +57,10 @@ export function registerVmRoutes(app: HttpServer, { vms, snapshots, metrics, lef
     `${AGENT_API_PREFIX}/vms/:id/actions`,
     {
       schema: {
-        summary: 'start | pause | resume | stop | snapshot | restore',
+        summary: 'start | pause | resume | stop | snapshot | restore | hibernate (save and end the VMM) | wake (restore it in place)',
         params: VmIdParams,
         body: VmActionRequest,
-        response: { 200: VmActionResponse, ...errors },
+        response: { 200: VmActionResponse, ...errors, 507: ErrorBody },
       },
     },
     async (request) => {
@@ -73,6 +73,10 @@ export function registerVmRoutes(app: HttpServer, { vms, snapshots, metrics, lef
           if (!snapshotId)
             throw new NexusError('validation_failed', 'restore needs snapshot_id', { suggestion: 'Use the snapshot_id a snapshot action answered.' });
           return { vm: await snapshots.restore(id, snapshotId) };
+        case 'hibernate':
+          return { vm: await hibernation.hibernate(id) };
+        case 'wake':
+          return { vm: await hibernation.wake(id) };
         default:
           return { vm: await vms.act(id, action, timeoutMs) };
       }

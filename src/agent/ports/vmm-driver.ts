@@ -63,7 +63,7 @@ export interface VmmDriver {
   resume(vm: VmLayout): Promise<void>;
   /** Graceful stop, forced after `timeoutMs`. Resolves once the process is gone. */
   stop(vm: VmLayout, process: ProcessIdentity, timeoutMs: number): Promise<void>;
-  /** Saves a paused guest into `dir`. The guest stays paused. */
+  /** Saves a paused guest into `dir` (made if missing). The guest stays paused. */
   snapshot(vm: VmLayout, dir: string): Promise<SnapshotFiles>;
   /** Starts a fresh VMM process from a snapshot; the guest is left paused. */
   restore(vm: VmLayout, spec: MachineSpec, snapshot: SnapshotFiles): Promise<ProcessIdentity>;

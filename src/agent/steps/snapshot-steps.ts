@@ -2,7 +2,7 @@ import type { SnapshotInfo } from '../../contracts/agent-vm-api.js';
 import type { VmLayout } from '../../contracts/vm-layout.js';
 import type { Step } from '../plans/plan.js';
 import type { VmStore } from '../ports/vm-store.js';
-import type { SnapshotFiles, VmmDriver } from '../ports/vmm-driver.js';
+import { SNAPSHOT_MEMORY_FILE, SNAPSHOT_STATE_FILE, type SnapshotFiles, type VmmDriver } from '../ports/vmm-driver.js';
 
 /** Saves the paused guest's VMM state (and memory) into `dir`; undone by removing the folder, all of it. */
 export function captureVmm(driver: VmmDriver, store: VmStore, vm: VmLayout, dir: string, saved: (files: SnapshotFiles) => void): Step {
@@ -68,4 +68,14 @@ export function putBackDrive(store: VmStore, drivePath: string, saved: string): 
 /** Where {@link putBackDrive} keeps the VM's own disk until the restore has worked. */
 export function asideOf(drivePath: string): string {
   return `${drivePath}.before-restore`;
+}
+
+/**
+ * The VMM files saved in `dir` (a snapshot's folder, or a hibernated VM's), every path from the
+ * folder's layout and none from its record: the record is not trusted input.
+ */
+export async function savedFilesIn(store: VmStore, dir: string): Promise<SnapshotFiles> {
+  const stateFile = `${dir}/${SNAPSHOT_STATE_FILE}`;
+  const memoryFile = `${dir}/${SNAPSHOT_MEMORY_FILE}`;
+  return { stateFile, ...((await store.exists(memoryFile)) ? { memoryFile } : {}), sizeBytes: await store.sizeOf(stateFile) };
 }

@@ -77,7 +77,7 @@ export class ManagerClient {
     return theOneNamed('VM', nameOrId, project, page.items);
   }
 
-  vmAction(id: string, action: 'start' | 'stop', waitSeconds?: number): Promise<{ ok: true }> {
+  vmAction(id: string, action: 'start' | 'stop' | 'hibernate' | 'wake', waitSeconds?: number): Promise<{ ok: true }> {
     return this.http.call('POST', `/v1/vms/${encodeURIComponent(id)}/${action}${waitSeconds ? `?wait=${waitSeconds}` : ''}`);
   }
 

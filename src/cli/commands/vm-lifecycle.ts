@@ -10,6 +10,8 @@ export function registerVmLifecycle(vm: Command): void {
     ['start', 'start a VM'],
     ['stop', 'stop a VM (its guest is asked to power off first)'],
     ['rm', 'delete a VM: stopped, then removed from its host with its address freed'],
+    ['hibernate', 'hibernate a VM: its memory saved on its host and its VMM ended, to wake where it was'],
+    ['wake', 'wake a hibernated VM: restored in place, going on from where it was'],
   ] as const) {
     const command = vm
       .command(verb)
@@ -25,7 +27,13 @@ export function registerVmLifecycle(vm: Command): void {
         if (verb === 'rm') await client.deleteVm(found.id, wait, flags.keepSnapshots ?? false);
         else await client.vmAction(found.id, verb, wait);
         if (flags.json) return printJson({ id: found.id, action: verb === 'rm' ? 'delete' : verb, ok: true });
-        const done = { start: wait ? 'running' : 'starting', stop: wait ? 'stopped' : 'stopping', rm: wait ? 'deleted' : 'being deleted' }[verb];
+        const done = {
+          start: wait ? 'running' : 'starting',
+          stop: wait ? 'stopped' : 'stopping',
+          rm: wait ? 'deleted' : 'being deleted',
+          hibernate: wait ? 'hibernated' : 'hibernating',
+          wake: wait ? 'running' : 'waking',
+        }[verb];
         process.stdout.write(`VM ${found.name} is ${done}.\n`);
       }),
     );

@@ -62,7 +62,7 @@ export class HttpAgentGateway implements AgentGateway {
     return this.client(target, 'ensure_vm').call<AgentVm>('PUT', `${AGENT_API_PREFIX}/vms/${vmId}`, spec);
   }
 
-  async act(target: AgentTarget, vmId: string, action: 'start' | 'stop' | 'pause' | 'resume', timeoutMs?: number): Promise<AgentVm> {
+  async act(target: AgentTarget, vmId: string, action: 'start' | 'stop' | 'pause' | 'resume' | 'hibernate' | 'wake', timeoutMs?: number): Promise<AgentVm> {
     const body = timeoutMs === undefined ? { action } : { action, timeout_ms: timeoutMs };
     return (await this.client(target, 'act').call<VmActionResponse>('POST', `${AGENT_API_PREFIX}/vms/${vmId}/actions`, body)).vm;
   }

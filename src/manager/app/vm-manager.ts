@@ -39,7 +39,14 @@ export type WakeReconciler = (vmId: string, userAction: boolean) => void;
 const WAIT_POLL_MS = 100;
 
 /** What each action waits for with `?wait=`. */
-const SETTLED: Record<VmLifecycleAction, ObservedState> = { start: 'running', resume: 'running', stop: 'stopped', pause: 'paused' };
+const SETTLED: Record<VmLifecycleAction, ObservedState> = {
+  start: 'running',
+  resume: 'running',
+  stop: 'stopped',
+  pause: 'paused',
+  hibernate: 'hibernated',
+  wake: 'running',
+};
 
 /**
  * The VM use cases behind the API: they record intent (the desired state) and wake the reconciler;

@@ -8,16 +8,20 @@ export const DESIRED_BY_ACTION: Record<VmLifecycleAction, DesiredState> = {
   stop: 'stopped',
   pause: 'paused',
   resume: 'running',
+  hibernate: 'hibernated',
+  wake: 'running',
 };
 
 export type ActionVerdict = { ok: true } | { ok: false; message: string; suggestion: string };
 
 /** From which observed states each action makes sense. Anything else is an impossible transition. */
 const ACTION_ALLOWED_FROM: Record<VmLifecycleAction, readonly ObservedState[]> = {
-  start: ['requested', 'configured', 'starting', 'running', 'paused', 'stopping', 'stopped', 'failed', 'unknown'],
-  stop: ['requested', 'configured', 'starting', 'running', 'paused', 'stopping', 'stopped', 'failed', 'unknown'],
+  start: ['requested', 'configured', 'starting', 'running', 'paused', 'stopping', 'stopped', 'failed', 'unknown', 'hibernated'],
+  stop: ['requested', 'configured', 'starting', 'running', 'paused', 'stopping', 'stopped', 'failed', 'unknown', 'hibernated'],
   pause: ['starting', 'running', 'paused'],
   resume: ['paused', 'running'],
+  hibernate: ['running', 'paused', 'hibernated'],
+  wake: ['hibernated', 'running'],
 };
 
 const SUGGESTION_FOR: Record<VmLifecycleAction, string> = {
@@ -25,6 +29,8 @@ const SUGGESTION_FOR: Record<VmLifecycleAction, string> = {
   stop: 'Wait for the deletion to finish.',
   pause: 'Start it first: POST /v1/vms/:id/start.',
   resume: 'Only a paused VM can be resumed; start a stopped one.',
+  hibernate: 'Only a running or paused VM hibernates: start it first.',
+  wake: 'Only a hibernated VM wakes; start a stopped one.',
 };
 
 /** Whether a user may take this action on a VM in this state. Pure: the table is the rule. */
@@ -42,7 +48,7 @@ export function judgeAction(action: VmLifecycleAction, observed: ObservedState, 
 export type AgentView = AgentVmState | 'absent';
 
 /** The one next step that brings the agent's VM closer to the desired state. */
-export type ReconcileStep = 'ensure' | 'start' | 'resume' | 'pause' | 'stop' | 'wait' | 'none';
+export type ReconcileStep = 'ensure' | 'start' | 'resume' | 'pause' | 'stop' | 'hibernate' | 'wake' | 'wait' | 'none';
 
 /**
  * The reconciler's decision: compares the desired state with what the agent reports, never with
@@ -56,15 +62,23 @@ export function nextStep(desired: Exclude<DesiredState, 'deleted'>, agent: Agent
       if (agent === 'running') return 'none';
       if (agent === 'paused') return 'resume';
       if (agent === 'starting') return 'wait';
+      if (agent === 'hibernated') return 'wake';
       return 'start';
     case 'stopped':
+      // A hibernated VM runs nothing: it stays so, and a start later boots it afresh.
       if (agent === 'running' || agent === 'paused' || agent === 'starting') return 'stop';
       return 'none';
     case 'paused':
       if (agent === 'paused') return 'none';
       if (agent === 'running') return 'pause';
       if (agent === 'starting') return 'wait';
+      if (agent === 'hibernated') return 'wake';
       return 'start';
+    case 'hibernated':
+      if (agent === 'running' || agent === 'paused') return 'hibernate';
+      if (agent === 'starting') return 'wait';
+      // Hibernated already, or not running (nothing to save): it stays as it is.
+      return 'none';
   }
 }
 

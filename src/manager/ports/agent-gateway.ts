@@ -35,7 +35,7 @@ export interface AgentGateway {
   /** The agent's view of the VM, or undefined when it does not have it. */
   getVm(target: AgentTarget, vmId: string): Promise<AgentVm | undefined>;
   ensureVm(target: AgentTarget, vmId: string, spec: MachineSpec): Promise<AgentVm>;
-  act(target: AgentTarget, vmId: string, action: 'start' | 'stop' | 'pause' | 'resume', timeoutMs?: number): Promise<AgentVm>;
+  act(target: AgentTarget, vmId: string, action: 'start' | 'stop' | 'pause' | 'resume' | 'hibernate' | 'wake', timeoutMs?: number): Promise<AgentVm>;
   /** Stops and removes the VM; succeeds when it is already gone. */
   deleteVm(target: AgentTarget, vmId: string): Promise<void>;
   inventory(target: AgentTarget): Promise<Inventory>;

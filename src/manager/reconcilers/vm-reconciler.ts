@@ -265,7 +265,7 @@ export class VmReconciler {
       logAction('ok', { agent_state: after.state });
       await this.recordAgentView(vm, after);
       await this.observeAgent(vm, after);
-      if (step === 'start' || step === 'restore') {
+      if (step === 'start' || step === 'restore' || step === 'wake') {
         await this.vms.recordStarts(vm.id, { failures: vm.status.startFailures, startedAt: this.clock.now() }, vm.status);
       }
     } catch (error) {
@@ -276,7 +276,7 @@ export class VmReconciler {
         fault_message: error instanceof Error ? error.message : String(error),
       });
       if (retry || !(error instanceof NexusError)) throw error; // the work queue backs off and tries again
-      const starting = step === 'start' || step === 'restore';
+      const starting = step === 'start' || step === 'restore' || step === 'wake';
       const failures = starting ? vm.status.startFailures + 1 : vm.status.startFailures;
       // Not written when a user asked again meanwhile: their renewed budget stands.
       if (starting) await this.vms.recordStarts(vm.id, { failures }, vm.status);
@@ -308,6 +308,19 @@ export class VmReconciler {
       case 'pause':
       case 'resume':
         return this.agents.act(target, vm.id, step);
+      case 'hibernate':
+        await this.observe(vm, 'stopping', 'saving its memory and ending its VMM (hibernating)');
+        return this.agents.act(target, vm.id, 'hibernate');
+      case 'wake': {
+        await this.observe(vm, 'starting', 'waking it from hibernation');
+        const began = this.clock.now().getTime();
+        const woken = await this.agents.act(target, vm.id, 'wake');
+        const now = this.clock.now().getTime();
+        const asked = this.askedAt.get(vm.id);
+        const since = asked === undefined ? '' : ` (${now - asked} ms after it was asked)`;
+        await this.vms.observe(vm.id, { to: observedFromAgent(woken.state), message: `woke from hibernation in ${now - began} ms${since}` });
+        return woken;
+      }
     }
   }
 
@@ -431,7 +444,7 @@ export class VmReconciler {
 }
 
 /** What the reconciler asks of a VM's agent: `restore` makes a VM from its snapshot where another is ensured. */
-type AgentStep = 'ensure' | 'restore' | 'start' | 'resume' | 'pause' | 'stop';
+type AgentStep = 'ensure' | 'restore' | 'start' | 'resume' | 'pause' | 'stop' | 'hibernate' | 'wake';
 
 /** The reconciler's Prometheus families, registered by {@link VmReconciler.registerMetrics}. */
 function reconcilerMetrics(depth: () => number) {

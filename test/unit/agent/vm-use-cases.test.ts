@@ -581,6 +581,69 @@ describe('VMs restored from a snapshot kept on the host (agent core on fakes)', 
   });
 });
 
+describe('hibernation (agent core on fakes)', () => {
+  async function runningVm(agent: ReturnType<typeof agentWithSnapshots>) {
+    const id = testVmId();
+    await agent.vms.ensure(id, agent.spec());
+    await agent.vms.act(id, 'start');
+    return id;
+  }
+
+  it('saves the VM and ends its VMM; wakes it in place, its saved state gone once it runs', async () => {
+    const agent = agentWithSnapshots();
+    const id = await runningVm(agent);
+    const layout = agent.store.layout(id);
+    const asleep = await agent.hibernation.hibernate(id);
+    assert.equal(asleep.state, 'hibernated');
+    assert.equal(asleep.pid, null, 'no VMM: its memory is back with the host');
+    assert.ok(agent.store.files.has(`${layout.hibernationDir}/state.bin`) && agent.store.files.has(layout.hibernationRecord), 'saved, with its record');
+    assert.equal((await agent.hibernation.hibernate(id)).state, 'hibernated', 'asked again: as it is');
+    agent.snapshotDriver.calls.length = 0;
+    const awake = await agent.hibernation.wake(id);
+    assert.equal(awake.state, 'running');
+    assert.ok(awake.pid !== null);
+    assert.deepEqual(agent.snapshotDriver.calls, [`pause ${id}`, `resume ${id}`], 'restored (paused), then resumed: not booted');
+    assert.deepEqual(agent.store.under(layout.hibernationDir), [], 'its saved state is gone');
+    assert.deepEqual(awake.spec.drives, asleep.spec.drives, 'the same disks, not copies');
+    assert.equal((await agent.hibernation.wake(id)).state, 'running', 'asked again: as it is');
+  });
+
+  it('refuses a VM that is not running (409) and one that is not hibernated to wake (409)', async () => {
+    const agent = agentWithSnapshots();
+    const id = testVmId();
+    await agent.vms.ensure(id, agent.spec());
+    await assert.rejects(
+      agent.hibernation.hibernate(id),
+      (error: NexusError) => error.code === 'conflict' && /only a running or paused VM hibernates/.test(error.message),
+    );
+    await assert.rejects(agent.hibernation.wake(id), (error: NexusError) => error.code === 'conflict' && /is not hibernated/.test(error.message));
+  });
+
+  it('a start boots a hibernated VM afresh and drops what was saved', async () => {
+    const agent = agentWithSnapshots();
+    const id = await runningVm(agent);
+    await agent.hibernation.hibernate(id);
+    assert.equal((await agent.vms.act(id, 'start')).state, 'running');
+    assert.deepEqual(agent.store.under(agent.store.layout(id).hibernationDir), [], 'its memory would not match its disks any more');
+    await agent.vms.act(id, 'stop');
+    assert.equal((await agent.vms.get(id)).state, 'stopped', 'stopped, not hibernated');
+  });
+
+  it('a save that fails leaves the guest running and nothing saved; a full disk is refused before pausing', async () => {
+    const agent = agentWithSnapshots();
+    const id = await runningVm(agent);
+    const layout = agent.store.layout(id);
+    agent.snapshotDriver.fillDisk = true;
+    await assert.rejects(agent.hibernation.hibernate(id), /Broken pipe/);
+    assert.equal((await agent.vms.get(id)).state, 'running', 'resumed');
+    assert.deepEqual(agent.store.under(layout.hibernationDir), []);
+    agent.store.freeForSnapshots = 1024;
+    agent.snapshotDriver.calls.length = 0;
+    await assert.rejects(agent.hibernation.hibernate(id), (error: NexusError) => error.code === 'insufficient_storage');
+    assert.deepEqual(agent.snapshotDriver.calls, [], 'never paused');
+  });
+});
+
 describe('leftovers, expiry and metrics (agent core on fakes)', () => {
   it('the inventory names what belongs to no VM, and collection removes only what still is an orphan', async () => {
     const agent = fakeAgentCore();

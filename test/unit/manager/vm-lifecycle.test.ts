@@ -4,9 +4,21 @@ import type { AgentVmState } from '../../../src/contracts/agent-vm-api.js';
 import type { DesiredState, ObservedState, VmLifecycleAction } from '../../../src/contracts/vm-api.js';
 import { type AgentView, type ReconcileStep, judgeAction, nextStep, observedFromAgent } from '../../../src/manager/domain/vm-lifecycle.js';
 
-const OBSERVED: ObservedState[] = ['requested', 'configured', 'starting', 'running', 'paused', 'stopping', 'stopped', 'failed', 'deleting', 'unknown'];
-const ACTIONS: VmLifecycleAction[] = ['start', 'stop', 'pause', 'resume'];
-const AGENT: AgentView[] = ['absent', 'configured', 'starting', 'running', 'paused', 'stopped', 'failed'];
+const OBSERVED: ObservedState[] = [
+  'requested',
+  'configured',
+  'starting',
+  'running',
+  'paused',
+  'stopping',
+  'stopped',
+  'failed',
+  'deleting',
+  'unknown',
+  'hibernated',
+];
+const ACTIONS: VmLifecycleAction[] = ['start', 'stop', 'pause', 'resume', 'hibernate', 'wake'];
+const AGENT: AgentView[] = ['absent', 'configured', 'starting', 'running', 'paused', 'stopped', 'failed', 'hibernated'];
 
 describe('judgeAction: every action from every state', () => {
   const allowed: Record<VmLifecycleAction, ObservedState[]> = {
@@ -14,6 +26,8 @@ describe('judgeAction: every action from every state', () => {
     stop: OBSERVED.filter((state) => state !== 'deleting'),
     pause: ['starting', 'running', 'paused'],
     resume: ['paused', 'running'],
+    hibernate: ['running', 'paused', 'hibernated'],
+    wake: ['hibernated', 'running'],
   };
   for (const action of ACTIONS) {
     for (const observed of OBSERVED) {
@@ -35,9 +49,37 @@ describe('judgeAction: every action from every state', () => {
 
 describe('nextStep: every desired state against every agent view', () => {
   const table: Record<Exclude<DesiredState, 'deleted'>, Record<AgentView, ReconcileStep>> = {
-    running: { absent: 'ensure', configured: 'start', starting: 'wait', running: 'none', paused: 'resume', stopped: 'start', failed: 'start' },
-    stopped: { absent: 'ensure', configured: 'none', starting: 'stop', running: 'stop', paused: 'stop', stopped: 'none', failed: 'none' },
-    paused: { absent: 'ensure', configured: 'start', starting: 'wait', running: 'pause', paused: 'none', stopped: 'start', failed: 'start' },
+    running: {
+      absent: 'ensure',
+      configured: 'start',
+      starting: 'wait',
+      running: 'none',
+      paused: 'resume',
+      stopped: 'start',
+      failed: 'start',
+      hibernated: 'wake',
+    },
+    stopped: { absent: 'ensure', configured: 'none', starting: 'stop', running: 'stop', paused: 'stop', stopped: 'none', failed: 'none', hibernated: 'none' },
+    paused: {
+      absent: 'ensure',
+      configured: 'start',
+      starting: 'wait',
+      running: 'pause',
+      paused: 'none',
+      stopped: 'start',
+      failed: 'start',
+      hibernated: 'wake',
+    },
+    hibernated: {
+      absent: 'ensure',
+      configured: 'none',
+      starting: 'wait',
+      running: 'hibernate',
+      paused: 'hibernate',
+      stopped: 'none',
+      failed: 'none',
+      hibernated: 'none',
+    },
   };
   for (const [desired, row] of Object.entries(table) as Array<[Exclude<DesiredState, 'deleted'>, Record<AgentView, ReconcileStep>]>) {
     for (const agent of AGENT) {

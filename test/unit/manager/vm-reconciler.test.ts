@@ -71,6 +71,25 @@ describe('VmReconciler (on fakes)', () => {
     );
   });
 
+  it('hibernates a VM wanted hibernated, and wakes it when wanted running: the wake is an event that says how long it took', async () => {
+    const { vms, agents, reconciler, create, clock } = setup();
+    const vm = await create('sleeper');
+    await settle(reconciler, vm.id);
+    await vms.setDesired(vm.id, 'hibernated');
+    await settle(reconciler, vm.id);
+    assert.equal(agents.vm(HOST.id, vm.id)?.state, 'hibernated', 'the agent saved it and ended its VMM');
+    assert.equal((await vms.get(vm.id))?.observedState, 'hibernated');
+    await vms.setDesired(vm.id, 'running');
+    reconciler.wake(vm.id, true);
+    clock.advance(250);
+    await settle(reconciler, vm.id);
+    assert.equal(agents.vm(HOST.id, vm.id)?.state, 'running');
+    const events = (await vms.events(vm.id)).map((event) => `${event.toState} ${event.message}`);
+    assert.ok(events.includes('stopping saving its memory and ending its VMM (hibernating)'), events.join('\n'));
+    assert.ok(events.includes('running woke from hibernation in 0 ms (250 ms after it was asked)'), events.join('\n'));
+    assert.ok((await vms.get(vm.id))?.status.startedAt, 'a wake counts as a start, for crash detection');
+  });
+
   it('walks every desired state: stopped, paused, running again, deleted', async () => {
     const { vms, agents, reconciler, create } = setup();
     const vm = await create('walk');

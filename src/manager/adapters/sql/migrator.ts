@@ -12,6 +12,7 @@ import * as vmStatus from './migrations/0009-vm-status.js';
 import * as networks from './migrations/0010-networks.js';
 import * as vmPorts from './migrations/0011-vm-ports.js';
 import * as snapshots from './migrations/0012-snapshots.js';
+import * as hibernated from './migrations/0013-hibernated.js';
 import type { SecretBox } from '../../../kit/secret-box.js';
 
 /** What some migrations need besides the database: the key that seals secrets at rest. */
@@ -34,6 +35,7 @@ function migrations(context: MigrationContext): Record<string, Migration> {
     '0010-networks': networks,
     '0011-vm-ports': vmPorts,
     '0012-snapshots': snapshots,
+    '0013-hibernated': hibernated,
   };
 }
 
