@@ -196,6 +196,14 @@ export type VmLifecycleAction = Static<typeof VmLifecycleAction>;
 export const VmActionParams = StrictObject({ id: Uuid, action: VmLifecycleAction });
 export const OkResponse = Type.Object({ ok: Type.Literal(true) }, { additionalProperties: false });
 
+/**
+ * `?wait=` of a write (create, action, delete, a VM made from a snapshot): how long to wait, after
+ * recording the change, for the VM to settle where it asked (not GET /v1/vms/:id/wait's query: StateWaitQuery).
+ */
+export const SettleWaitQuery = StrictObject({
+  wait: Type.Optional(Type.Number({ minimum: 0, maximum: 600, description: 'Seconds to wait for the observed state the call asked for' })),
+});
+
 /** GET /v1/vms/:id/wait: the observed state to wait for, and how long (not the `?wait=` of a write: SettleWaitQuery). */
 export const StateWaitQuery = StrictObject({
   state: ObservedState,

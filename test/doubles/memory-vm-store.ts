@@ -31,8 +31,8 @@ export class MemoryVmStore implements VmStore {
   readonly folders = new Set<string>();
   readonly sockets = new Set<string>();
   readonly metrics = new Map<string, VmMetricsRecord[]>();
-  /** What `snapshotSpace` answers: free bytes where snapshots go. */
-  freeForSnapshots = Number.MAX_SAFE_INTEGER;
+  /** What `freeSpace` answers, wherever it is asked: free bytes on the host's one disk. */
+  freeBytes = Number.MAX_SAFE_INTEGER;
   /** Each operation that changed something, as `<operation> <path>`. */
   readonly log: string[] = [];
   private readonly failures = new Map<string, Error>();
@@ -164,8 +164,8 @@ export class MemoryVmStore implements VmStore {
     return this.sizeOf(path);
   }
 
-  async snapshotSpace(): Promise<number> {
-    return this.freeForSnapshots;
+  async freeSpace(): Promise<number> {
+    return this.freeBytes;
   }
 
   async sizeOf(path: string): Promise<number> {

@@ -5,9 +5,8 @@ import { checkVmFiles, markLaunched } from '../steps/folder-steps.js';
 import { makeNic, networkNicOf } from '../steps/network-steps.js';
 import { savedFilesIn } from '../steps/snapshot-steps.js';
 import { restoreVmm, resumeVmm } from '../steps/vmm-steps.js';
+import { MIB, requireRoom } from './disk-room.js';
 import type { VmContext } from './vm-context.js';
-
-const MIB = 2 ** 20;
 
 /**
  * Hibernation: a VM's VMM state and memory saved in its folder and its VMM ended (its memory back
@@ -33,18 +32,7 @@ export class VmHibernation {
       if (!process || (state !== 'running' && state !== 'paused')) {
         throw new NexusError('conflict', `VM ${id} is ${state}: only a running or paused VM hibernates`, { suggestion: 'Start it first.' });
       }
-      const needed = stored.spec.mem_mib * MIB;
-      const free = await store.snapshotSpace();
-      if (free < needed) {
-        throw new NexusError(
-          'insufficient_storage',
-          `the disk holding ${vm.dir} has ${Math.floor(free / MIB)} MiB free; VM ${id} may need ${stored.spec.mem_mib} MiB to hibernate`,
-          {
-            suggestion: "Free space in the agent's run dir, or delete snapshots, and try again.",
-            terminal: false,
-          },
-        );
-      }
+      await requireRoom(store, vm.hibernationDir, stored.spec.mem_mib * MIB, `VM ${id}`, `its ${stored.spec.mem_mib} MiB of memory, to hibernate`);
       await store.remove(vm.hibernationDir); // what an earlier try left
       if (state === 'running') await driver.pause(vm);
       const began = this.ctx.now().getTime();

@@ -53,7 +53,7 @@ export class VmLeftovers {
    */
   async collectOrphans(request: CollectOrphansRequest): Promise<CollectOrphansResponse['removed']> {
     const { store, network, supervisor, processes } = this.ctx.ports;
-    const { orphans } = await this.inventory();
+    const { orphans, snapshots } = await this.inventory();
     const removed: CollectOrphansResponse['removed'] = { dirs: [], taps: [], processes: [], sockets: [], snapshots: [] };
     for (const pid of request.processes) {
       if (!orphans.processes.some((entry) => entry.pid === pid)) continue;
@@ -75,8 +75,7 @@ export class VmLeftovers {
       removed.dirs.push(dir);
     }
     // Which snapshots have no row is the manager's to know; a take of one under way finishes first.
-    const kept = new Set(await store.snapshotIds());
-    for (const id of request.snapshots.filter((each) => kept.has(each))) {
+    for (const id of request.snapshots.filter((each) => snapshots.includes(each))) {
       await this.ctx.locks.run(snapshotLock(id), () => store.remove(store.snapshotLayout(id).dir));
       removed.snapshots.push(id);
     }

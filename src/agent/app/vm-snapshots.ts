@@ -10,6 +10,7 @@ import { snapshotVmPlan } from '../plans/snapshot-vm.js';
 import { SNAPSHOT_STATE_FILE } from '../ports/vmm-driver.js';
 import { asideOf, savedFilesIn } from '../steps/snapshot-steps.js';
 import type { StoredVm } from '../ports/vm-store.js';
+import { FREE_SPACE_SUGGESTION, MIB, requireRoom } from './disk-room.js';
 import type { VmContext } from './vm-context.js';
 
 /**
@@ -79,7 +80,7 @@ export class VmSnapshots {
       if (state === 'running')
         await driver.resume(vm).catch((resumeError: unknown) => this.ctx.log.error({ err: resumeError, vm_id: vm.id }, 'could not resume the VM'));
       // Judged before the folder goes: removing it frees what filled the disk.
-      const filled = await store.snapshotSpace().then(
+      const filled = await store.freeSpace(layout.dir).then(
         (free) => free < FULL_BELOW_BYTES,
         () => false,
       );
@@ -106,19 +107,14 @@ export class VmSnapshots {
    * and for a copy of each writable drive as much of it as is allocated now.
    */
   private async checkSpace(vm: VmLayout, stored: StoredVm, layout: SnapshotLayout): Promise<void> {
-    const { store } = this.ctx.ports;
     let needed = stored.spec.mem_mib * MIB;
-    for (const drive of stored.spec.drives.filter((each) => !each.read_only)) needed += await store.allocatedBytes(drive.path);
-    const free = await store.snapshotSpace();
-    if (free >= needed) return;
-    const where = dirname(layout.dir);
-    throw new NexusError(
-      'insufficient_storage',
-      `the disk holding ${where} has ${mib(free)} free; a snapshot of VM ${vm.id} may need ${mib(needed)} (its ${stored.spec.mem_mib} MiB of memory and a copy of its writable disks)`,
-      {
-        suggestion: "Free space in the agent's run dir (GET /agent/v1/capacity shows it), or delete older snapshots, and take it again.",
-        terminal: false,
-      },
+    for (const drive of stored.spec.drives.filter((each) => !each.read_only)) needed += await this.ctx.ports.store.allocatedBytes(drive.path);
+    await requireRoom(
+      this.ctx.ports.store,
+      dirname(layout.dir),
+      needed,
+      `a snapshot of VM ${vm.id}`,
+      `its ${stored.spec.mem_mib} MiB of memory and a copy of its writable disks`,
     );
   }
 
@@ -214,12 +210,6 @@ export function snapshotLock(snapshotId: string): string {
   return `snapshot:${snapshotId}`;
 }
 
-const MIB = 2 ** 20;
-
-function mib(bytes: number): string {
-  return `${(bytes / MIB).toFixed(0)} MiB`;
-}
-
 /**
  * Free space under which a failed capture is taken to have filled the disk: a VMM that writes its
  * state through a pipe (QEMU's `exec:`) reports a full disk only as a broken pipe.
@@ -235,7 +225,7 @@ function diskFullOr(error: unknown, dir: string, filled: boolean): unknown {
   if (!filled && !/ENOSPC|No space left on device/i.test(text)) return error;
   return new NexusError('insufficient_storage', `the disk holding ${dir} filled up while the snapshot was written; what was written is removed`, {
     cause: error,
-    suggestion: "Free space in the agent's run dir (GET /agent/v1/capacity shows it), or delete older snapshots, and take it again.",
+    suggestion: FREE_SPACE_SUGGESTION,
     terminal: false,
   });
 }

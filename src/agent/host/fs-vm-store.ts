@@ -115,9 +115,10 @@ export class FsVmStore implements VmStore {
     return (await stat(path)).blocks * 512;
   }
 
-  async snapshotSpace(): Promise<number> {
-    // The snapshots folder may not exist yet: its disk is the run dir's then.
-    const where = (await pathExists(hostSnapshotsDir(this.runDir))) ? hostSnapshotsDir(this.runDir) : this.runDir;
+  async freeSpace(path: string): Promise<number> {
+    // What is to be made there may not exist yet: its disk is its nearest existing folder's.
+    let where = path;
+    while (!(await pathExists(where)) && dirname(where) !== where) where = dirname(where);
     const { bavail, bsize } = await statfs(where);
     return bavail * bsize;
   }

@@ -68,8 +68,8 @@ export interface VmStore {
   sizeOf(path: string): Promise<number>;
   /** The disk space a file takes (its allocated blocks: what a copy that keeps its holes takes too). */
   allocatedBytes(path: string): Promise<number>;
-  /** The space left for snapshots: free bytes, to an unprivileged writer, on the disk holding `<run-dir>/snapshots/`. */
-  snapshotSpace(): Promise<number>;
+  /** Free bytes, to an unprivileged writer, on the disk holding `path` (or its nearest folder that exists). */
+  freeSpace(path: string): Promise<number>;
   /** Renames a file within the VM folders. */
   move(from: string, to: string): Promise<void>;
   /** Removes a file or folder (recursively); nothing if it is gone. */

@@ -107,8 +107,12 @@ export class SnapshotManager {
 
   /** Deletes the snapshots of a VM being deleted, rows then files (see {@link delete}). */
   async deleteOfVm(vmId: string): Promise<void> {
-    for (const snapshot of await this.snapshots.deleteOfVm(vmId)) {
-      const host = await this.hosts.get(snapshot.hostId);
+    const deleted = await this.snapshots.deleteOfVm(vmId);
+    // A VM's snapshots are on its host: one host read for them all.
+    const hosts = new Map<string, HostRecord | undefined>();
+    for (const snapshot of deleted) {
+      if (!hosts.has(snapshot.hostId)) hosts.set(snapshot.hostId, await this.hosts.get(snapshot.hostId));
+      const host = hosts.get(snapshot.hostId);
       if (host) await this.removeFiles(host, snapshot.id);
     }
   }

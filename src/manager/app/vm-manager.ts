@@ -134,9 +134,9 @@ export class VmManager {
    * copying a snapshot to another host is not built, so a host that is gone is a 409.
    */
   async instantiate(snapshotId: string, request: InstantiateSnapshotRequest, caller: Principal): Promise<Vm> {
+    // Another project's snapshot is a 404 there; a viewer's write, a 403 before this is called.
     const snapshot = await this.snapshots.restorable(snapshotId, caller);
     const project = snapshot.project;
-    if (decide(caller, 'vm', 'write', project) === 'hide') throw new NexusError('not_found', `no snapshot ${snapshotId}`);
     const host = await this.hosts.get(snapshot.hostId);
     if (!host || host.status !== 'ready') {
       throw new NexusError(

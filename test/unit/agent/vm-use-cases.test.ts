@@ -44,7 +44,7 @@ class SnapshotDriver extends HollowDriver {
     if (this.fillDisk && this.store) {
       this.fillDisk = false;
       this.store.put(`${dir}/state.bin`, 'half a state');
-      this.store.freeForSnapshots = 4096;
+      this.store.freeBytes = 4096;
       throw new NexusError('vmm_failed', 'QEMU could not save the VM: Unable to write to command: Broken pipe');
     }
     this.store?.put(`${dir}/state.bin`, 'vmm state');
@@ -434,7 +434,7 @@ describe('snapshots kept on the host (agent core on fakes)', () => {
     const { id } = await runningVm(agent);
     const memory = agent.spec().mem_mib * 2 ** 20;
     // Room for the memory but not for the disk copy too.
-    agent.store.freeForSnapshots = memory + 'disk of eighteen b'.length - 1;
+    agent.store.freeBytes = memory + 'disk of eighteen b'.length - 1;
     agent.snapshotDriver.calls.length = 0;
     const sid = randomUUID();
     await assert.rejects(agent.snapshots.take(id, sid), (error: NexusError) => {
@@ -445,7 +445,7 @@ describe('snapshots kept on the host (agent core on fakes)', () => {
     assert.deepEqual(agent.snapshotDriver.calls, [], 'the guest was never paused');
     assert.deepEqual(agent.store.under(dirOf(agent, sid)), [], 'no folder');
     assert.equal((await agent.vms.get(id)).state, 'running');
-    agent.store.freeForSnapshots += 1;
+    agent.store.freeBytes += 1;
     assert.equal((await agent.snapshots.take(id, sid)).snapshot.id, sid, 'with room for both, it is taken');
   });
 
@@ -487,7 +487,7 @@ describe('snapshots kept on the host (agent core on fakes)', () => {
     });
     assert.deepEqual(agent.store.under(dirOf(agent, sid)), [], 'the half-written state is removed');
     assert.equal((await agent.vms.get(id)).state, 'running', 'resumed');
-    agent.store.freeForSnapshots = Number.MAX_SAFE_INTEGER;
+    agent.store.freeBytes = Number.MAX_SAFE_INTEGER;
     agent.store.failNext('copyDisk', `${dirOf(agent, sid)}/drive-rootfs.img`);
     await assert.rejects(agent.snapshots.take(id, sid), /injected/, 'a failure with room left is passed on as it was');
   });
@@ -637,7 +637,7 @@ describe('hibernation (agent core on fakes)', () => {
     await assert.rejects(agent.hibernation.hibernate(id), /Broken pipe/);
     assert.equal((await agent.vms.get(id)).state, 'running', 'resumed');
     assert.deepEqual(agent.store.under(layout.hibernationDir), []);
-    agent.store.freeForSnapshots = 1024;
+    agent.store.freeBytes = 1024;
     agent.snapshotDriver.calls.length = 0;
     await assert.rejects(agent.hibernation.hibernate(id), (error: NexusError) => error.code === 'insufficient_storage');
     assert.deepEqual(agent.snapshotDriver.calls, [], 'never paused');

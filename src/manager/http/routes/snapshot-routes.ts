@@ -8,9 +8,8 @@ import {
   SnapshotList,
   SnapshotListQuery,
 } from '../../../contracts/snapshot-api.js';
-import { OkResponse, Vm } from '../../../contracts/vm-api.js';
+import { OkResponse, SettleWaitQuery, Vm } from '../../../contracts/vm-api.js';
 import { whileAccessHolds } from '../../../http/access-watch.js';
-import { Type } from 'typebox';
 import type { HttpServer } from '../../../http/http-server.js';
 import type { ManagerServices } from '../manager-services.js';
 import { callerOf } from '../access-control.js';
@@ -18,10 +17,6 @@ import { callerOf } from '../access-control.js';
 // 502 and 507 too: a host that failed the capture, and one whose disk filled up.
 const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 502: ErrorBody, 503: ErrorBody, 507: ErrorBody };
 const VmIdParams = StrictObject({ id: Uuid });
-
-const WaitQuery = StrictObject({
-  wait: Type.Optional(Type.Number({ minimum: 0, maximum: 600, description: 'Seconds to wait for the new VM to run' })),
-});
 
 export function registerSnapshotRoutes(app: HttpServer, services: ManagerServices): void {
   const { snapshots, vms } = services;
@@ -86,7 +81,7 @@ export function registerSnapshotRoutes(app: HttpServer, services: ManagerService
           "The VM has the machine and disks of the VM the snapshot is of, and that VM's memory: it goes on from where that VM was, with its own id, disks, NIC and address. A snapshot whose host is gone is a 409 (snapshots are not copied across hosts).",
         tags: ['snapshots'],
         params: SnapshotIdParams,
-        querystring: WaitQuery,
+        querystring: SettleWaitQuery,
         body: InstantiateSnapshotRequest,
         response: { 201: Vm, ...errors, 408: ErrorBody, 422: ErrorBody },
       },

@@ -6,6 +6,7 @@ import {
   BulkActionResponse,
   CreateVmRequest,
   OkResponse,
+  SettleWaitQuery,
   StateWaitQuery,
   Vm,
   VmActionParams,
@@ -44,14 +45,6 @@ function ifMatchOf(header: string | undefined): number | undefined {
   return Number(match[1]);
 }
 const IdParams = StrictObject({ id: Uuid });
-/**
- * `?wait=` of a write (create, action, delete): how long to wait, after recording the change, for
- * the VM to settle where it asked (not GET /v1/vms/:id/wait's query: StateWaitQuery).
- */
-const SettleWaitQuery = StrictObject({
-  wait: Type.Optional(Type.Number({ minimum: 0, maximum: 600, description: 'Seconds to wait for the observed state the call asked for' })),
-});
-
 /** DELETE's query: the settle wait, and whether the VM's snapshots outlive it. */
 const DeleteVmQuery = StrictObject({
   ...SettleWaitQuery.properties,
